@@ -1,0 +1,69 @@
+"""The catalogue: action names → their params model, what they need, and (lazily)
+their implementation. Loading a playbook checks names and params here."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+from remediator.actions import params as p
+from remediator.actions.base import Action, Params
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    name: str
+    params: type[Params]
+    summary: str
+    needs_target: bool = False          # the playbook must declare spec.target
+    target_kinds: tuple[str, ...] = ()  # which target kinds it accepts (empty: any)
+    mutates_cluster: bool = False       # subject to dry-run, the kill switch, the budget, the lock
+    implementation: str = ""            # "module:ClassName", imported on first use
+
+
+_WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet")
+
+CATALOGUE: dict[str, ActionSpec] = {
+    spec.name: spec
+    for spec in (
+        ActionSpec("kubernetes.restart", p.RestartParams, "rollout restart (kubectl semantics)",
+                   needs_target=True, target_kinds=_WORKLOADS, mutates_cluster=True,
+                   implementation="remediator.actions.kubernetes:Restart"),
+        ActionSpec("kubernetes.scale", p.ScaleParams, "scale through the scale subresource",
+                   needs_target=True, target_kinds=("Deployment", "StatefulSet"),
+                   mutates_cluster=True, implementation="remediator.actions.kubernetes:Scale"),
+        ActionSpec("kubernetes.rollback", p.RollbackParams, "rollout undo (kubectl semantics)",
+                   needs_target=True, target_kinds=("Deployment",), mutates_cluster=True,
+                   implementation="remediator.actions.kubernetes:Rollback"),
+        ActionSpec("kubernetes.delete_pod", p.DeletePodParams, "delete the alert's pod(s)",
+                   needs_target=True, target_kinds=(*_WORKLOADS, "Pod"), mutates_cluster=True,
+                   implementation="remediator.actions.kubernetes:DeletePod"),
+        ActionSpec("jira.incident", p.JiraIncidentParams, "open the incident's Jira ticket",
+                   implementation="remediator.actions.humans:JiraIncident"),
+        ActionSpec("slack.notify", p.SlackNotifyParams, "post to the incident's Slack thread",
+                   implementation="remediator.actions.humans:SlackNotify"),
+        ActionSpec("slack.page", p.SlackPageParams, "page the on-call group in Slack",
+                   implementation="remediator.actions.humans:SlackPage"),
+        ActionSpec("http.post", p.HttpPostParams, "POST JSON to a fixed URL",
+                   implementation="remediator.actions.generic:HttpPost"),
+        ActionSpec("wait", p.WaitParams, "wait before the next step",
+                   implementation="remediator.actions.generic:Wait"),
+    )
+}
+
+
+def get(name: str) -> ActionSpec:
+    try:
+        return CATALOGUE[name]
+    except KeyError:
+        known = ", ".join(sorted(CATALOGUE))
+        raise KeyError(f"unknown action {name!r} (known: {known})") from None
+
+
+def implementation(name: str) -> Action[Any]:
+    """The action's implementation object (imported on first use)."""
+    spec = get(name)
+    module, _, cls = spec.implementation.partition(":")
+    impl: Action[Any] = getattr(importlib.import_module(module), cls)()
+    return impl

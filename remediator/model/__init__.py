@@ -1,0 +1,1 @@
+"""Pure data: Alertmanager webhooks, playbooks, incidents. No I/O here."""

@@ -1,0 +1,92 @@
+"""Incidents as the rest of the system sees them: states, steps, timeline events.
+
+An incident is keyed by ``(playbook, rendered target)``; alerts that map to the
+same key while it is open attach to it. The engine owns the transitions; the
+store persists these records; the API and the notifiers read them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class IncidentState(StrEnum):
+    OPEN = "open"                      # created, not yet acted on
+    REMEDIATING = "remediating"        # the step ladder is running
+    AWAITING_APPROVAL = "awaiting_approval"
+    RECOVERED = "recovered"            # a step's verification held, or the alert resolved after we acted
+    ESCALATED = "escalated"            # automation gave up; humans have it
+    RESOLVED = "resolved"              # the alert resolved (by itself, or after escalation)
+
+    @property
+    def active(self) -> bool:
+        """True while the engine still has work to do for the incident."""
+        return self in (IncidentState.OPEN, IncidentState.REMEDIATING,
+                        IncidentState.AWAITING_APPROVAL)
+
+
+class StepStatus(StrEnum):
+    PENDING = "pending"
+    INTENT = "intent"              # intent journaled, the API call may or may not have happened
+    APPLIED = "applied"            # the action succeeded; verification pending
+    VERIFYING = "verifying"
+    SUCCEEDED = "succeeded"        # action applied and verification held
+    FAILED = "failed"              # verification did not hold, or the action failed
+    SKIPPED = "skipped"            # refused by a guard, rejected approval, cancelled by resolution
+    DRY_RUN = "dry_run"            # would have acted
+
+
+class TargetRef(BaseModel, frozen=True):
+    """The object a playbook's steps act on, after rendering and validation."""
+
+    kind: str
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.namespace}/{self.name}"
+
+
+class StepRecord(BaseModel):
+    index: int
+    name: str
+    action: str
+    status: StepStatus = StepStatus.PENDING
+    attempts: int = 0
+    intent: dict[str, Any] | None = None      # Intent.model_dump(): what we computed before calling
+    result: str | None = None                 # human summary of the outcome
+    error: str | None = None
+    verify: str | None = None                 # human summary of the verification
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class TimelineEntry(BaseModel):
+    at: datetime
+    kind: str           # received, guard, step, verify, approval, escalate, state, notify, resolved
+    message: str
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class IncidentView(BaseModel):
+    """A full snapshot of one incident: what the API returns and notifiers render."""
+
+    id: str
+    key: str
+    playbook: str
+    target: TargetRef | None
+    state: IncidentState
+    dry_run: bool = False
+    created_at: datetime
+    updated_at: datetime
+    closed_at: datetime | None = None
+    first_alert_at: datetime | None = None
+    alerts: list[dict[str, Any]] = Field(default_factory=list)   # the alerts' labels/annotations/urls
+    steps: list[StepRecord] = Field(default_factory=list)
+    timeline: list[TimelineEntry] = Field(default_factory=list)
+    context: dict[str, Any] = Field(default_factory=dict)        # events, pod restarts, ticket keys…
+    summary: str = ""

@@ -1,0 +1,1 @@
+"""Telling humans: notification sinks (console, Slack, Jira) fed by the engine's events."""

@@ -1,0 +1,1 @@
+"""The aiohttp HTTP server: webhook intake, the incidents API, health and metrics."""

@@ -1,0 +1,1 @@
+"""A simulated Kubernetes API (plus per-Deployment metrics) for demos and tests."""

@@ -1,0 +1,1 @@
+"""In-process fake servers speaking real wire contracts (Slack, Jira), for tests and demos."""
