@@ -89,4 +89,5 @@ class IncidentView(BaseModel):
     steps: list[StepRecord] = Field(default_factory=list)
     timeline: list[TimelineEntry] = Field(default_factory=list)
     context: dict[str, Any] = Field(default_factory=dict)        # events, pod restarts, ticket keys…
+    notify: dict[str, Any] = Field(default_factory=dict)         # the playbook's spec.notify
     summary: str = ""

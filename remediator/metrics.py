@@ -1,0 +1,62 @@
+"""remediator's own metrics (prometheus-client), on one registry per process.
+
+The names here are a contract: deploy/ alerts and dashboards use them.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_DURATION_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1800)
+
+
+class Metrics:
+    """Every metric remediator exports. One instance per daemon (tests make their own)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.webhook_requests = Counter(
+            "remediator_webhook_requests", "Webhook requests by HTTP status code.",
+            ["code"], registry=r)
+        self.alerts_received = Counter(
+            "remediator_alerts_received", "Alerts received, by outcome "
+            "(new, duplicate, resolved, unmatched, stale).", ["outcome"], registry=r)
+        self.incidents = Counter(
+            "remediator_incidents", "Incidents closed, by playbook and final state.",
+            ["playbook", "outcome"], registry=r)
+        self.incidents_opened = Counter(
+            "remediator_incidents_opened", "Incidents opened, by playbook.", ["playbook"],
+            registry=r)
+        self.incidents_open = Gauge(
+            "remediator_incidents_open", "Incidents the engine is working on.", registry=r)
+        self.actions = Counter(
+            "remediator_actions", "Actions by name and result "
+            "(success, noop, dry_run, temporary_error, permanent_error).",
+            ["action", "result"], registry=r)
+        self.step_duration = Histogram(
+            "remediator_step_duration_seconds", "Duration of a step's action, retries included.",
+            ["action"], buckets=_DURATION_BUCKETS, registry=r)
+        self.verify_duration = Histogram(
+            "remediator_verify_duration_seconds", "Duration of a step's verification.",
+            ["outcome"], buckets=_DURATION_BUCKETS, registry=r)
+        self.time_to_recover = Histogram(
+            "remediator_time_to_recover_seconds", "From the alert's start to recovery.",
+            ["playbook"], buckets=_DURATION_BUCKETS, registry=r)
+        self.queue_depth = Gauge(
+            "remediator_queue_depth", "Incidents waiting for a worker.", registry=r)
+        self.guard_refusals = Counter(
+            "remediator_guard_refusals", "Steps or incidents refused by a guard.", ["guard"],
+            registry=r)
+        self.escalations = Counter(
+            "remediator_escalations", "Escalations to humans, by playbook and reason.",
+            ["playbook", "reason"], registry=r)
+        self.automation_paused = Gauge(
+            "remediator_automation_paused", "1 while automation is paused (kill switch or "
+            "action budget spent).", registry=r)
+        self.notifications_failed = Counter(
+            "remediator_notifications_failed", "Notification deliveries that failed, by sink.",
+            ["sink"], registry=r)
+        self.dependency_up = Gauge(
+            "remediator_dependency_up", "1 when a dependency answered its last call.",
+            ["dependency"], registry=r)
