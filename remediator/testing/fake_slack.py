@@ -1,0 +1,280 @@
+"""A fake Slack Web API: an in-process aiohttp app driven by the real ``slack_sdk``.
+
+It speaks the wire contract that ``AsyncWebClient`` uses for ``auth.test``,
+``chat.postMessage`` and ``chat.update``: POST to ``/api/<method>``, the bot
+token as ``Authorization: Bearer`` (or a ``token`` field), arguments as JSON,
+form fields or query parameters (``blocks``/``attachments`` may be JSON
+strings in a form). Replies are HTTP 200 with ``{"ok": true, ...}`` or
+``{"ok": false, "error": "..."}``; a rate limit is HTTP 429 with ``Retry-After``.
+
+State is kept per channel: top-level messages, thread replies and every edit,
+so tests can assert "one root message, edited to its final state".
+
+Faults: ``rate_limit(times, retry_after)``, ``fail(times, status)`` (5xx), and
+``down()``/``up()`` (the listener closes: connection refused, state kept).
+
+Not here: conversations.*, files, reactions, interactivity (see
+``remediator.notify.interactions`` for the inbound side).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+_TEXT_LIMIT = 40_000
+
+
+@dataclass
+class SlackMessage:
+    """One message as the fake stores it. ``history`` holds the text of every version."""
+
+    channel: str
+    ts: str
+    text: str
+    blocks: list[dict[str, Any]]
+    attachments: list[dict[str, Any]]
+    thread_ts: str | None = None
+    history: list[str] = field(default_factory=list)
+
+    @property
+    def edits(self) -> int:
+        return len(self.history) - 1
+
+
+class FakeSlack:
+    """A Slack workspace with a few channels and one bot token."""
+
+    def __init__(
+        self,
+        *,
+        token: str = "xoxb-fake-token",
+        channels: tuple[str, ...] = ("ops-alerts", "oncall", "general"),
+        team_id: str = "T0FAKE",
+        bot_user_id: str = "U0BOT",
+    ) -> None:
+        self.token = token
+        self.team_id = team_id
+        self.bot_user_id = bot_user_id
+        self.channel_ids: dict[str, str] = {
+            name: f"C{index:04d}{name.upper().replace('-', '')[:6]}"
+            for index, name in enumerate(channels, start=1)
+        }
+        self.messages: list[SlackMessage] = []
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self._ts = itertools.count(1)
+        self._rate_limits: list[int] = []          # Retry-After of each pending 429
+        self._failures: list[int] = []             # status of each pending 5xx
+        self._runner: web.AppRunner | None = None
+        self._site: web.TCPSite | None = None
+        self._port = 0
+
+    # -- lifecycle -------------------------------------------------------------------
+    async def start(self) -> str:
+        """Start listening on 127.0.0.1 (a free port); return the API base URL."""
+        app = web.Application()
+        app.router.add_post("/api/{method}", self._handle)
+        app.router.add_get("/api/{method}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await self._listen(0)
+        return self.base_url
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+            self._site = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._port}/api/"
+
+    async def _listen(self, port: int) -> None:
+        assert self._runner is not None, "start() first"
+        self._site = web.TCPSite(self._runner, "127.0.0.1", port, reuse_address=True)
+        await self._site.start()
+        self._port = int(self._runner.addresses[0][1])
+
+    # -- faults ----------------------------------------------------------------------
+    def rate_limit(self, times: int = 1, retry_after: int = 1) -> None:
+        """Answer the next ``times`` calls with 429 and ``Retry-After: retry_after``."""
+        self._rate_limits.extend([retry_after] * times)
+
+    def fail(self, times: int = 1, status: int = 500) -> None:
+        """Answer the next ``times`` calls with HTTP ``status`` (a 5xx)."""
+        self._failures.extend([status] * times)
+
+    async def down(self) -> None:
+        """Stop accepting connections (clients see 'connection refused'); keep state."""
+        if self._site is not None:
+            await self._site.stop()
+            self._site = None
+
+    async def up(self) -> None:
+        """Accept connections again on the same port."""
+        if self._site is None:
+            await self._listen(self._port)
+
+    # -- inspection ------------------------------------------------------------------
+    def channel_id(self, name: str) -> str:
+        return self.channel_ids[name.lstrip("#")]
+
+    def roots(self, channel: str | None = None) -> list[SlackMessage]:
+        """Top-level messages, optionally of one channel (name or id)."""
+        cid = self._resolve(channel) if channel else None
+        return [m for m in self.messages
+                if m.thread_ts is None and (cid is None or m.channel == cid)]
+
+    def replies(self, channel: str, thread_ts: str) -> list[SlackMessage]:
+        cid = self._resolve(channel)
+        return [m for m in self.messages if m.channel == cid and m.thread_ts == thread_ts]
+
+    def message(self, channel: str, ts: str) -> SlackMessage | None:
+        cid = self._resolve(channel)
+        return next((m for m in self.messages if m.channel == cid and m.ts == ts), None)
+
+    def call_count(self, method: str) -> int:
+        return sum(1 for name, _ in self.calls if name == method)
+
+    # -- the API ---------------------------------------------------------------------
+    async def _handle(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        args = await _arguments(request)
+        self.calls.append((method, args))
+        if self._rate_limits:
+            retry_after = self._rate_limits.pop(0)
+            return web.json_response({"ok": False, "error": "ratelimited"}, status=429,
+                                     headers={"Retry-After": str(retry_after)})
+        if self._failures:
+            status = self._failures.pop(0)
+            return web.Response(status=status, text="upstream connect error",
+                                content_type="text/plain")
+        token = args.pop("token", None)
+        auth = request.headers.get("Authorization", "")
+        if auth.startswith("Bearer "):
+            token = auth.removeprefix("Bearer ")
+        if not token:
+            return _error("not_authed")
+        if token != self.token:
+            return _error("invalid_auth")
+        handler = {
+            "auth.test": self._auth_test,
+            "chat.postMessage": self._post_message,
+            "chat.update": self._update,
+        }.get(method)
+        if handler is None:
+            return _error("unknown_method")
+        return handler(args)
+
+    def _auth_test(self, args: dict[str, Any]) -> web.Response:
+        return _ok({"url": "https://fake.slack.com/", "team": "Fake", "user": "remediator",
+                    "team_id": self.team_id, "user_id": self.bot_user_id,
+                    "bot_id": "B0BOT", "is_enterprise_install": False})
+
+    def _post_message(self, args: dict[str, Any]) -> web.Response:
+        channel = self._resolve(str(args.get("channel", "")))
+        if channel is None:
+            return _error("channel_not_found")
+        content = _content(args)
+        if isinstance(content, str):
+            return _error(content)
+        text, blocks, attachments = content
+        thread_ts = args.get("thread_ts") or None
+        if thread_ts is not None:
+            parent = self.message(channel, str(thread_ts))
+            if parent is None:
+                return _error("thread_not_found")
+            thread_ts = parent.thread_ts or parent.ts    # replies to a reply join the thread
+        n = next(self._ts)
+        msg = SlackMessage(channel=channel, ts=f"{1_700_000_000 + n}.{n:06d}", text=text,
+                           blocks=blocks, attachments=attachments, thread_ts=thread_ts,
+                           history=[text])
+        self.messages.append(msg)
+        return _ok({"channel": channel, "ts": msg.ts, "message": _wire(msg, self.bot_user_id)})
+
+    def _update(self, args: dict[str, Any]) -> web.Response:
+        channel = self._resolve(str(args.get("channel", "")))
+        if channel is None:
+            return _error("channel_not_found")
+        msg = self.message(channel, str(args.get("ts", "")))
+        if msg is None:
+            return _error("message_not_found")
+        content = _content(args)
+        if isinstance(content, str):
+            return _error(content)
+        msg.text, msg.blocks, msg.attachments = content
+        msg.history.append(msg.text)
+        return _ok({"channel": channel, "ts": msg.ts, "text": msg.text,
+                    "message": _wire(msg, self.bot_user_id)})
+
+    def _resolve(self, channel: str) -> str | None:
+        """A channel name (with or without '#') or id → its id; None if unknown."""
+        if channel in self.channel_ids.values():
+            return channel
+        return self.channel_ids.get(channel.lstrip("#"))
+
+
+async def _arguments(request: web.Request) -> dict[str, Any]:
+    """Merge query parameters, and a JSON or form body, as Slack does."""
+    args: dict[str, Any] = dict(request.query)
+    if request.method != "POST" or not request.can_read_body:
+        return args
+    if request.content_type == "application/json":
+        try:
+            body = await request.json()
+        except json.JSONDecodeError:
+            return {**args, "__invalid__": "invalid_json"}
+        if isinstance(body, dict):
+            args.update(body)
+    else:
+        form = await request.post()
+        args.update({k: v for k, v in form.items() if isinstance(v, str)})
+    return args
+
+
+def _content(args: dict[str, Any]) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]] | str:
+    """Validate text/blocks/attachments; return them, or a Slack error code."""
+    if "__invalid__" in args:
+        return str(args["__invalid__"])
+    parsed: dict[str, list[dict[str, Any]]] = {}
+    for name in ("blocks", "attachments"):
+        value = args.get(name)
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                return f"invalid_{name}"
+        if value is None:
+            value = []
+        if not isinstance(value, list) or not all(isinstance(b, dict) for b in value):
+            return f"invalid_{name}"
+        if name == "blocks" and not all("type" in b for b in value):
+            return "invalid_blocks"
+        parsed[name] = value
+    text = str(args.get("text") or "")
+    if not text and not parsed["blocks"] and not parsed["attachments"]:
+        return "no_text"
+    if len(text) > _TEXT_LIMIT:
+        return "msg_too_long"
+    return text, parsed["blocks"], parsed["attachments"]
+
+
+def _wire(msg: SlackMessage, user: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "message", "user": user, "text": msg.text, "ts": msg.ts,
+                           "blocks": msg.blocks, "attachments": msg.attachments}
+    if msg.thread_ts:
+        out["thread_ts"] = msg.thread_ts
+    return out
+
+
+def _ok(data: dict[str, Any]) -> web.Response:
+    return web.json_response({"ok": True, **data})
+
+
+def _error(code: str) -> web.Response:
+    return web.json_response({"ok": False, "error": code})
