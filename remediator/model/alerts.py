@@ -248,7 +248,8 @@ def parse_alerts_document(raw: bytes | str | Mapping[str, Any] | Sequence[Any],
 
     In a hand-written alert ``status`` defaults to firing (resolved when ``endsAt``
     is before ``now``), ``startsAt`` to ``now`` (required if ``now`` is None) and
-    a missing ``fingerprint`` is computed from the labels.
+    a missing ``fingerprint`` is computed from the labels. As Alertmanager's API
+    does, empty-valued labels are dropped (a missing label matches as "" anyway).
     """
     data = _load(raw)
     if isinstance(data, Mapping) and "alerts" in data and "version" in data:
@@ -294,6 +295,9 @@ def _complete_alert(item: Mapping[str, Any], now: datetime | None) -> dict[str, 
             if end is not None and end <= now.astimezone(UTC):
                 status = "resolved"
         out["status"] = status
+    if isinstance(out.get("labels"), Mapping):
+        # Alertmanager's API drops empty-valued labels before it fingerprints an alert
+        out["labels"] = {k: v for k, v in out["labels"].items() if v != ""}
     if "fingerprint" not in out and isinstance(out.get("labels"), Mapping):
         with contextlib.suppress(ValueError):   # bad labels are reported by validation below
             out["fingerprint"] = fingerprint(_labels(out["labels"]))
