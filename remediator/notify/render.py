@@ -1,0 +1,364 @@
+"""Rendering an incident for humans: Slack mrkdwn/Block Kit, Jira wiki markup, console lines.
+
+Pure functions of ``IncidentView`` / ``StepRecord`` / ``NotificationEvent``: no I/O,
+no clock (durations come from the snapshot's own timestamps). The sinks and
+the human-facing actions share them so that Slack, Jira and the console tell
+the same story.
+
+Alerts in ``IncidentView.alerts`` are read loosely (``labels``, ``annotations``,
+``generatorURL``/``generator_url``, ``startsAt``/``starts_at``, ``status``),
+because they are data from outside. Text from alerts is escaped for each
+format (Slack's ``& < >``; Jira's table and macro characters).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from remediator.model.incident import IncidentState, IncidentView, StepRecord, StepStatus
+from remediator.notify.base import NotificationEvent
+
+# state → (emoji, label, colour of the attachment bar)
+STATE_STYLE: dict[IncidentState, tuple[str, str, str]] = {
+    IncidentState.OPEN: (":rotating_light:", "Firing", "#E01E5A"),
+    IncidentState.REMEDIATING: (":hammer_and_wrench:", "Remediating", "#ECB22E"),
+    IncidentState.AWAITING_APPROVAL: (":raised_hand:", "Awaiting approval", "#ECB22E"),
+    IncidentState.RECOVERED: (":white_check_mark:", "Recovered", "#2EB67D"),
+    IncidentState.ESCALATED: (":sos:", "Escalated to humans", "#A30200"),
+    IncidentState.RESOLVED: (":large_green_circle:", "Resolved", "#2EB67D"),
+}
+STEP_EMOJI: dict[StepStatus, str] = {
+    StepStatus.PENDING: ":hourglass_flowing_sand:",
+    StepStatus.INTENT: ":gear:",
+    StepStatus.APPLIED: ":gear:",
+    StepStatus.VERIFYING: ":mag:",
+    StepStatus.SUCCEEDED: ":white_check_mark:",
+    StepStatus.FAILED: ":x:",
+    StepStatus.SKIPPED: ":fast_forward:",
+    StepStatus.DRY_RUN: ":memo:",
+}
+APPROVE_ACTION = "remediator_approve"
+REJECT_ACTION = "remediator_reject"
+
+
+# -- reading the snapshot ---------------------------------------------------------------
+def alert_name(alert: Mapping[str, Any]) -> str:
+    return str(_labels(alert).get("alertname", "alert"))
+
+
+def _labels(alert: Mapping[str, Any]) -> dict[str, Any]:
+    value = alert.get("labels")
+    return dict(value) if isinstance(value, Mapping) else {}
+
+
+def _annotations(alert: Mapping[str, Any]) -> dict[str, Any]:
+    value = alert.get("annotations")
+    return dict(value) if isinstance(value, Mapping) else {}
+
+
+def graph_url(alert: Mapping[str, Any]) -> str | None:
+    value = alert.get("generatorURL") or alert.get("generator_url")
+    return str(value) if value else None
+
+
+def runbook_url(alert: Mapping[str, Any]) -> str | None:
+    value = _annotations(alert).get("runbook_url")
+    return str(value) if value else None
+
+
+def links(view: IncidentView) -> list[tuple[str, str]]:
+    """(title, url) of every runbook and graph of the incident's alerts, and the ticket."""
+    out: list[tuple[str, str]] = []
+    for alert in view.alerts:
+        for title, url in (("Runbook", runbook_url(alert)), ("Graph", graph_url(alert))):
+            if url and (title, url) not in out:
+                out.append((title, url))
+    jira = view.context.get("jira")
+    if isinstance(jira, Mapping) and jira.get("url"):
+        out.append((f"Jira {jira.get('key', '')}".strip(), str(jira["url"])))
+    return out
+
+
+def headline(view: IncidentView) -> str:
+    """A one-line title: alert name and target."""
+    names = sorted({alert_name(a) for a in view.alerts}) or [view.playbook]
+    where = f" on {view.target}" if view.target else ""
+    return f"{', '.join(names)}{where}"
+
+
+def time_to_detect(view: IncidentView) -> timedelta | None:
+    """From the first alert's start to the incident being opened."""
+    if view.first_alert_at is None:
+        return None
+    return max(timedelta(0), view.created_at - view.first_alert_at)
+
+
+def time_to_recover(view: IncidentView) -> timedelta | None:
+    """From the first alert's start (or the incident's) to recovery; None if not recovered."""
+    if view.closed_at is None or view.state not in (IncidentState.RECOVERED,
+                                                   IncidentState.RESOLVED):
+        return None
+    return max(timedelta(0), view.closed_at - (view.first_alert_at or view.created_at))
+
+
+def duration(value: timedelta | None) -> str:
+    if value is None:
+        return "n/a"
+    seconds = int(value.total_seconds())
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"
+
+
+def _when(at: datetime | None) -> str:
+    return at.strftime("%Y-%m-%d %H:%M:%S UTC") if at else "n/a"
+
+
+def step_outcome(step: StepRecord) -> str:
+    """'restart (kubernetes.restart): succeeded, rollout complete' in plain text."""
+    parts = [p for p in (step.result, step.error and f"error: {step.error}",
+                         step.verify and f"verify: {step.verify}") if p]
+    detail = f" — {'; '.join(parts)}" if parts else ""
+    return f"{step.index + 1}. {step.name} ({step.action}): {step.status.value}{detail}"
+
+
+# -- Slack ------------------------------------------------------------------------------
+def slack_escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _slack_link(title: str, url: str) -> str:
+    return f"<{url.replace('|', '%7C').replace('>', '%3E')}|{slack_escape(title)}>"
+
+
+def root_text(view: IncidentView) -> str:
+    """The notification text (fallback) of an incident's root message."""
+    emoji, label, _ = STATE_STYLE[view.state]
+    dry = " [dry run]" if view.dry_run else ""
+    return f"{emoji} {label}{dry}: {headline(view)}"
+
+
+def root_message(view: IncidentView) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
+    """(text, blocks, attachments) of the root message; the attachment carries the colour."""
+    emoji, label, colour = STATE_STYLE[view.state]
+    dry = " _(dry run)_" if view.dry_run else ""
+    title = f"{emoji} *{label}*{dry} · {slack_escape(headline(view))}"
+    if view.summary:
+        title += f"\n{slack_escape(view.summary)}"
+    blocks: list[dict[str, Any]] = [_section(title)]
+    fields = [f"*Playbook*\n{slack_escape(view.playbook)}",
+              f"*Target*\n{slack_escape(str(view.target) if view.target else 'none')}",
+              f"*Started*\n{_when(view.first_alert_at or view.created_at)}",
+              f"*Alerts*\n{len(view.alerts)}"]
+    if view.closed_at is not None:
+        fields.append(f"*Closed*\n{_when(view.closed_at)}")
+        fields.append(f"*Time to recover*\n{duration(time_to_recover(view))}")
+    details: list[dict[str, Any]] = [{"type": "section", "fields": [
+        {"type": "mrkdwn", "text": f} for f in fields]}]
+    if view.steps:
+        ladder = "  ".join(f"{STEP_EMOJI[s.status]} {slack_escape(s.name)}" for s in view.steps)
+        details.append(_context(f"Steps: {ladder}"))
+    link_text = " · ".join(_slack_link(t, u) for t, u in links(view))
+    if link_text:
+        details.append(_context(link_text))
+    attachments = [{"color": colour, "fallback": root_text(view), "blocks": details}]
+    return root_text(view), blocks, attachments
+
+
+def step_message(step: StepRecord, note: str = "") -> tuple[str, list[dict[str, Any]]]:
+    """A thread reply for one step (edited as the step progresses)."""
+    text = f"{STEP_EMOJI[step.status]} {slack_escape(step_outcome(step))}"
+    if note:
+        text += f"\n{slack_escape(note)}"
+    return text, [_section(text)]
+
+
+def approval_message(view: IncidentView, step: StepRecord | None, approval_id: str,
+                     note: str = "") -> tuple[str, list[dict[str, Any]]]:
+    """A thread reply asking for approval, with Approve/Reject buttons."""
+    what = f"step *{slack_escape(step.name)}* ({slack_escape(step.action)})" if step else "a step"
+    intent = (step.intent or {}).get("description") if step else None
+    text = f":raised_hand: Approval needed for {what} on {slack_escape(headline(view))}"
+    if intent:
+        text += f"\nIt will: {slack_escape(str(intent))}"
+    if note:
+        text += f"\n{slack_escape(note)}"
+    buttons = {"type": "actions", "block_id": f"approval:{approval_id}"[:255], "elements": [
+        {"type": "button", "action_id": APPROVE_ACTION, "style": "primary", "value": approval_id,
+         "text": {"type": "plain_text", "text": "Approve"}},
+        {"type": "button", "action_id": REJECT_ACTION, "style": "danger", "value": approval_id,
+         "text": {"type": "plain_text", "text": "Reject"}},
+    ]}
+    return text, [_section(text), buttons]
+
+
+def approval_decided_message(step: StepRecord | None, decision: str, by: str | None,
+                             note: str = "") -> tuple[str, list[dict[str, Any]]]:
+    """The approval request, edited once decided: the buttons go away."""
+    emoji = {"approved": ":white_check_mark:", "rejected": ":no_entry:"}.get(
+        decision, ":hourglass:")
+    what = f"*{slack_escape(step.name)}*" if step else "the step"
+    who = f" by <@{by}>" if by and by.startswith(("U", "W")) else (
+        f" by {slack_escape(by)}" if by else "")
+    text = f"{emoji} Approval for {what}: {slack_escape(decision)}{who}"
+    if note:
+        text += f"\n{slack_escape(note)}"
+    return text, [_section(text)]
+
+
+def target_context_lines(view: IncidentView, limit: int = 10) -> list[str]:
+    """Recent events and pod restarts from ``context["target"]``, as plain lines."""
+    target = view.context.get("target")
+    if not isinstance(target, Mapping):
+        return []
+    lines = [f"event: {e}" for e in list(target.get("events") or [])[-limit:]]
+    for pod in list(target.get("pods") or [])[:limit]:
+        if isinstance(pod, Mapping):
+            bits = [f"{k}={pod[k]}" for k in ("phase", "ready", "restarts", "reason")
+                    if pod.get(k) not in (None, "")]
+            lines.append(f"pod {pod.get('name', '?')}: {' '.join(bits)}")
+    return lines
+
+
+def page_message(view: IncidentView, mention: str, note: str | None = None
+                 ) -> tuple[str, list[dict[str, Any]]]:
+    """The on-call page: who, what, links, cluster context, what was tried."""
+    label = STATE_STYLE[view.state][1]
+    head = f"{mention} :pager: {slack_escape(headline(view))} needs a human ({label})"
+    body = [head]
+    if note:
+        body.append(slack_escape(note))
+    if view.summary:
+        body.append(slack_escape(view.summary))
+    link_text = " · ".join(_slack_link(t, u) for t, u in links(view))
+    if link_text:
+        body.append(link_text)
+    tried = [f"{STEP_EMOJI[s.status]} {slack_escape(step_outcome(s))}" for s in view.steps]
+    context = [slack_escape(line) for line in target_context_lines(view)]
+    text = "\n".join(body)
+    blocks = [_section(text)]
+    if tried:
+        blocks.append(_section("*What was tried*\n" + "\n".join(tried)))
+    if context:
+        blocks.append(_section("*Target*\n```" + "\n".join(context)[:2900] + "```"))
+    full = "\n".join([text, *(["What was tried:", *tried] if tried else []), *context])
+    return full[:3900], blocks
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}}
+
+
+def _context(text: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text[:3000]}]}
+
+
+# -- Jira -------------------------------------------------------------------------------
+def wiki_escape(text: object) -> str:
+    """Escape Jira wiki markup in a table cell or line of data."""
+    out = " ".join(str(text).split())
+    for ch in ("\\", "|", "[", "]", "{", "}", "*", "_"):
+        out = out.replace(ch, "\\" + ch)
+    return out
+
+
+def _wiki_link(title: str, url: str) -> str:
+    return f"[{wiki_escape(title)}|{url.replace('|', '%7C').replace(']', '%5D')}]"
+
+
+def _wiki_table(header: Iterable[str], rows: Iterable[Iterable[object]]) -> list[str]:
+    lines = ["||" + "||".join(header) + "||"]
+    lines += ["|" + "|".join(wiki_escape(c) or " " for c in row) + "|" for row in rows]
+    return lines
+
+
+def ticket_summary(view: IncidentView) -> str:
+    """The default issue summary: '[remediator] HighErrorRate on Deployment prod/api'."""
+    return f"[remediator] {headline(view)}"
+
+
+def incident_report(view: IncidentView) -> str:
+    """The issue description: a full incident report in Jira wiki markup."""
+    _, label, _ = STATE_STYLE[view.state]
+    out = ["h2. Summary", wiki_escape(view.summary or headline(view)), "",
+           f"*Playbook:* {wiki_escape(view.playbook)}  *Target:* "
+           f"{wiki_escape(view.target or 'none')}  *State:* {label}"
+           + ("  *Dry run:* yes" if view.dry_run else ""),
+           f"*Incident:* {wiki_escape(view.id)} (key {wiki_escape(view.key)})", ""]
+    out.append("h2. Alerts")
+    for alert in view.alerts:
+        status = alert.get("status", "")
+        out.append(f"h3. {wiki_escape(alert_name(alert))} {wiki_escape(status)}".rstrip())
+        started = alert.get("startsAt") or alert.get("starts_at")
+        if started:
+            out.append(f"Started: {wiki_escape(started)}")
+        out += _wiki_table(["Label", "Value"], sorted(_labels(alert).items()))
+        annotations = _annotations(alert)
+        if annotations:
+            out += _wiki_table(["Annotation", "Value"], sorted(annotations.items()))
+        alert_links = [(t, u) for t, u in (("Graph", graph_url(alert)),
+                                            ("Runbook", runbook_url(alert))) if u]
+        if alert_links:
+            out.append(" · ".join(_wiki_link(t, u) for t, u in alert_links))
+        out.append("")
+    if not view.alerts:
+        out += ["(no alert data)", ""]
+    context = target_context_lines(view)
+    if context:
+        out += ["h2. Target", "{noformat}", *(c.replace("{noformat}", "") for c in context),
+                "{noformat}", ""]
+    out.append("h2. Steps")
+    if view.steps:
+        out += _wiki_table(
+            ["#", "Step", "Action", "Status", "Result", "Verification", "Finished"],
+            [(s.index + 1, s.name, s.action, s.status.value, s.result or s.error or "",
+              s.verify or "", _when(s.finished_at) if s.finished_at else "") for s in view.steps])
+    else:
+        out.append("No step ran.")
+    out += ["", "h2. Timing",
+            f"* First alert: {_when(view.first_alert_at)}",
+            f"* Incident opened: {_when(view.created_at)}",
+            f"* Time to detect: {duration(time_to_detect(view))}",
+            f"* Closed: {_when(view.closed_at)}",
+            f"* Time to recover: {duration(time_to_recover(view))}", ""]
+    out.append("h2. Timeline")
+    if view.timeline:
+        out += _wiki_table(["Time", "Kind", "What"],
+                           [(_when(t.at), t.kind, t.message) for t in view.timeline])
+    else:
+        out.append("(empty)")
+    return "\n".join(out)
+
+
+def step_comment(step: StepRecord, note: str = "") -> str:
+    """A Jira comment for a step event."""
+    lines = [f"*Step {step.index + 1}: {wiki_escape(step.name)}* ({wiki_escape(step.action)}) "
+             f"— {step.status.value}"]
+    intent = (step.intent or {}).get("description")
+    for title, value in (("Plan", intent), ("Result", step.result), ("Error", step.error),
+                         ("Verification", step.verify), ("Note", note or None)):
+        if value:
+            lines.append(f"* {title}: {wiki_escape(value)}")
+    return "\n".join(lines)
+
+
+# -- console ----------------------------------------------------------------------------
+def console_line(event: NotificationEvent) -> str:
+    """One readable line per event."""
+    view = event.incident
+    emoji_free = STATE_STYLE[view.state][1].lower()
+    parts = [event.at.strftime("%Y-%m-%dT%H:%M:%SZ"), f"[{view.id}]",
+             f"{event.kind.value:<18}", f"{emoji_free:<19}", headline(view)]
+    if event.step is not None:
+        parts.append(f"| {step_outcome(event.step)}")
+    if event.message:
+        parts.append(f"| {event.message}")
+    if view.dry_run:
+        parts.append("(dry run)")
+    return " ".join(" ".join(parts).split("\n"))
