@@ -1,0 +1,83 @@
+"""The Jira sink: comments on the incident's ticket, and closes it when the incident recovers.
+
+The ticket itself is opened by the ``jira.incident`` action, whose result puts
+``{"jira": {"key", "url"}}`` into the incident's context; from then on each
+event snapshot carries the key. The sink:
+
+* adds a comment for each ``STEP``, ``APPROVAL_DECIDED`` and ``ESCALATED`` event;
+* on ``CLOSED`` in state recovered/resolved, applies ``transition_on_close``
+  (default "Done") with a closing comment; an issue already in that status is
+  left alone;
+* does nothing for an incident without a ticket.
+
+Redelivery: the last delivered event id per incident is kept in ``SinkState``;
+an event at or below it is ignored. The key is kept there too, so events of
+an incident whose snapshot lost its context still reach the ticket.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from remediator.adapters.jira import JiraTickets
+from remediator.model.incident import IncidentState
+from remediator.notify import render
+from remediator.notify.base import EventKind, NotificationEvent, SinkState
+
+_LAST = "jira.last_event"
+_KEY = "jira.key"
+
+
+class JiraSink:
+    """Implements ``Sink`` on a ``JiraTickets``."""
+
+    name = "jira"
+
+    def __init__(self, tickets: JiraTickets, transition_on_close: str | None = "Done") -> None:
+        """``transition_on_close``: the transition (or target status) applied when an
+        incident recovers or resolves; None leaves the ticket to humans."""
+        self.tickets = tickets
+        self.transition_on_close = transition_on_close
+
+    async def deliver(self, event: NotificationEvent, state: SinkState) -> None:
+        incident = event.incident.id
+        last = await state.get(incident, _LAST)
+        if event.id and last is not None and event.id <= int(last):
+            return
+        key = ticket_key(event) or await state.get(incident, _KEY)
+        if key:
+            await state.set(incident, _KEY, key)
+            await self._deliver(event, key)
+        if event.id:
+            await state.set(incident, _LAST, str(event.id))
+
+    async def _deliver(self, event: NotificationEvent, key: str) -> None:
+        view = event.incident
+        if event.kind is EventKind.STEP and event.step is not None:
+            await self.tickets.comment(key, render.step_comment(event.step, event.message))
+        elif event.kind is EventKind.APPROVAL_DECIDED:
+            await self.tickets.comment(key, f"*Approval:* {render.wiki_escape(event.message)}"
+                                       if event.message else "*Approval decided.*")
+        elif event.kind is EventKind.ESCALATED:
+            await self.tickets.comment(
+                key, "*Automation gave up; humans have it.* "
+                     + render.wiki_escape(event.message or view.summary))
+        elif event.kind is EventKind.CLOSED:
+            closing = (f"*Incident {render.STATE_STYLE[view.state][1].lower()}* at "
+                       f"{render.duration(render.time_to_recover(view))} after the first "
+                       f"alert.\n" + "\n".join(
+                           f"* {render.wiki_escape(render.step_outcome(s))}" for s in view.steps))
+            if event.message:
+                closing += f"\n{render.wiki_escape(event.message)}"
+            recovered = view.state in (IncidentState.RECOVERED, IncidentState.RESOLVED)
+            moved = recovered and self.transition_on_close and await self.tickets.transition(
+                key, self.transition_on_close, comment=closing)
+            if not moved:
+                await self.tickets.comment(key, closing)
+
+
+def ticket_key(event: NotificationEvent) -> str | None:
+    """The incident's Jira key from its context, if the ticket exists."""
+    jira = event.incident.context.get("jira")
+    key = jira.get("key") if isinstance(jira, Mapping) else None
+    return str(key) if key else None

@@ -1,0 +1,149 @@
+"""The Slack sink: one thread per incident, its root message edited in place.
+
+* The root message is posted once per incident, in the playbook's
+  ``notify.slack.channel`` (else the sink's default channel), and edited on every
+  later event whose rendering differs (state, steps, links): Slack users want
+  the original message to change state, not a second message.
+* Each step gets one reply in the thread, edited as the step progresses.
+* ``APPROVAL_REQUESTED`` posts a reply with Approve/Reject buttons whose
+  ``value`` is the approval id; ``APPROVAL_DECIDED`` edits that reply.
+* ``ESCALATED`` and ``CLOSED`` with a message add a short reply.
+
+Everything the sink must remember (root channel id and ``ts``, the reply of
+each step and approval, digests of what was last rendered, the last delivered
+event id) lives in ``SinkState``, so a restarted daemon edits the same
+messages and a redelivered event changes nothing.
+
+Approval id (proposal until ``NotificationEvent`` grows a field): the sink reads
+``event.approval_id`` if present, else ``incident.context["approval"]["id"]``,
+with ``decision`` (approved | rejected | expired) and ``by`` (Slack user id)
+next to it for ``APPROVAL_DECIDED``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from remediator.adapters.slack import PostedMessage, SlackChat
+from remediator.errors import PermanentError
+from remediator.notify import render
+from remediator.notify.base import EventKind, NotificationEvent, SinkState
+
+_LAST = "slack.last_event"
+_CHANNEL = "slack.channel"
+_ROOT = "slack.root_ts"
+_ROOT_DIGEST = "slack.root_digest"
+
+
+class SlackSink:
+    """Implements ``Sink`` on a ``SlackChat``."""
+
+    name = "slack"
+
+    def __init__(self, chat: SlackChat, default_channel: str | None = None) -> None:
+        self.chat = chat
+        self.default_channel = default_channel
+
+    async def deliver(self, event: NotificationEvent, state: SinkState) -> None:
+        incident = event.incident.id
+        last = await state.get(incident, _LAST)
+        if event.id and last is not None and event.id <= int(last):
+            return
+        root = await self._ensure_root(event, state)
+        self.chat.remember_thread(incident, root)
+        await self._refresh_root(event, state, root)
+
+        if event.kind is EventKind.STEP and event.step is not None:
+            text, blocks = render.step_message(event.step, event.message)
+            await self._upsert_reply(state, incident, f"step.{event.step.index}", root,
+                                     text, blocks)
+        elif event.kind is EventKind.APPROVAL_REQUESTED:
+            approval_id, _, _ = approval_of(event)
+            if approval_id is None:
+                raise PermanentError(f"incident {incident}: approval requested without an id")
+            text, blocks = render.approval_message(event.incident, event.step, approval_id,
+                                                   event.message)
+            await self._upsert_reply(state, incident, f"approval.{approval_id}", root,
+                                     text, blocks)
+        elif event.kind is EventKind.APPROVAL_DECIDED:
+            approval_id, decision, by = approval_of(event)
+            text, blocks = render.approval_decided_message(
+                event.step, decision or "decided", by, event.message)
+            await self._upsert_reply(state, incident, f"approval.{approval_id or '?'}", root,
+                                     text, blocks)
+        elif event.kind in (EventKind.ESCALATED, EventKind.CLOSED) and event.message:
+            emoji = render.STATE_STYLE[event.incident.state][0]
+            text = f"{emoji} {render.slack_escape(event.message)}"
+            await self._upsert_reply(state, incident, f"event.{event.id}", root, text, None)
+
+        if event.id:
+            await state.set(incident, _LAST, str(event.id))
+
+    # -- the root message ------------------------------------------------------------
+    def _channel_for(self, event: NotificationEvent) -> str:
+        slack = event.incident.notify.get("slack")
+        channel = slack.get("channel") if isinstance(slack, Mapping) else None
+        channel = channel or self.default_channel
+        if not channel:
+            raise PermanentError(f"incident {event.incident.id}: no Slack channel "
+                                 "(set the playbook's notify.slack.channel or a default)")
+        return str(channel)
+
+    async def _ensure_root(self, event: NotificationEvent, state: SinkState) -> PostedMessage:
+        incident = event.incident.id
+        channel = await state.get(incident, _CHANNEL)
+        ts = await state.get(incident, _ROOT)
+        if channel and ts:
+            return PostedMessage(channel, ts)
+        text, blocks, attachments = render.root_message(event.incident)
+        root = await self.chat.post(self._channel_for(event), text, blocks=blocks,
+                                    attachments=attachments)
+        await state.set(incident, _CHANNEL, root.channel)
+        await state.set(incident, _ROOT, root.ts)
+        await state.set(incident, _ROOT_DIGEST, _digest(text, blocks, attachments))
+        return root
+
+    async def _refresh_root(self, event: NotificationEvent, state: SinkState,
+                            root: PostedMessage) -> None:
+        text, blocks, attachments = render.root_message(event.incident)
+        digest = _digest(text, blocks, attachments)
+        if await state.get(event.incident.id, _ROOT_DIGEST) == digest:
+            return
+        await self.chat.update(root.channel, root.ts, text, blocks=blocks,
+                               attachments=attachments)
+        await state.set(event.incident.id, _ROOT_DIGEST, digest)
+
+    # -- replies ---------------------------------------------------------------------
+    async def _upsert_reply(self, state: SinkState, incident: str, slot: str,
+                            root: PostedMessage, text: str,
+                            blocks: list[dict[str, Any]] | None) -> None:
+        """Post the reply of ``slot`` once, then edit it when its rendering changes."""
+        digest = _digest(text, blocks)
+        ts = await state.get(incident, f"slack.{slot}.ts")
+        if ts is None:
+            posted = await self.chat.reply(root.channel, root.ts, text, blocks=blocks)
+            await state.set(incident, f"slack.{slot}.ts", posted.ts)
+        elif await state.get(incident, f"slack.{slot}.digest") != digest:
+            await self.chat.update(root.channel, ts, text, blocks=blocks)
+        await state.set(incident, f"slack.{slot}.digest", digest)
+
+
+def approval_of(event: NotificationEvent) -> tuple[str | None, str | None, str | None]:
+    """(approval id, decision, decided by) of an approval event; see the module docstring."""
+    approval = event.incident.context.get("approval")
+    info: Mapping[str, Any] = approval if isinstance(approval, Mapping) else {}
+    explicit = getattr(event, "approval_id", None)
+    approval_id = explicit or info.get("id")
+    decision = info.get("decision")
+    by = info.get("by")
+    return (str(approval_id) if approval_id else None,
+            str(decision) if decision else None,
+            str(by) if by else None)
+
+
+def _digest(*parts: object) -> str:
+    data = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha1(data, usedforsecurity=False).hexdigest()
