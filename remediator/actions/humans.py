@@ -1,0 +1,211 @@
+"""The actions that hand an incident to humans: ``jira.incident``, ``slack.notify``, ``slack.page``.
+
+Two-phase like every action: ``plan`` is pure (no network, so dry-run and
+``remediator dry-run`` work without Jira or Slack) and journals what will be
+done; ``apply`` does it, reading the incident snapshot in ``ctx.incident``
+(``IncidentView`` dumped with ``mode="json"``) for the latest state.
+
+``jira.incident`` opens exactly one ticket per incident key. It is found again by
+a label derived from the key (``remediator-<sha1 prefix>``), looked up — first
+the key already in the incident's context, then a label search — before any
+create, under a per-label lock held by the ``JiraTickets`` adapter, so that
+duplicate webhooks, concurrent steps or a restart never make two tickets. A
+closed ticket whose resolution is within ``reopen_window`` is reopened for a
+new episode; an older one gets a fresh ticket. The result carries
+``details["context"]["jira"] = {"key", "url", "label"}``; the engine merges it
+into the incident's context, which is how the Jira sink learns the key.
+
+A missing port (``ctx.tickets`` / ``ctx.chat`` is None) is a ``PermanentError``:
+configuration is read at start-up, so retrying within this process cannot
+help, and failing fast lets the escalation ladder move on to the next action.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any, ClassVar
+
+from pydantic import ValidationError
+
+from remediator.actions.base import ActionContext, ActionResult, Intent
+from remediator.actions.params import JiraIncidentParams, SlackNotifyParams, SlackPageParams
+from remediator.adapters.jira import JiraTickets, Ticket, clean_label, clean_summary
+from remediator.adapters.slack import PostedMessage, SlackChat
+from remediator.errors import PermanentError
+from remediator.model.incident import IncidentState, IncidentView
+from remediator.notify import render
+
+DEFAULT_REOPEN_WINDOW = timedelta(hours=24)
+
+
+def incident_label(incident_key: str) -> str:
+    """The Jira label that finds an incident key's ticket again (stable across restarts)."""
+    digest = hashlib.sha1(incident_key.encode(), usedforsecurity=False).hexdigest()
+    return f"remediator-{digest[:16]}"
+
+
+def incident_view(ctx: ActionContext) -> IncidentView:
+    """The incident snapshot from ``ctx.incident``, or one built from the context's fields."""
+    now = ctx.clock.now()
+    base: dict[str, Any] = {
+        "id": ctx.incident_id, "key": ctx.incident_key, "playbook": ctx.playbook,
+        "target": ctx.target, "state": IncidentState.REMEDIATING, "created_at": now,
+        "updated_at": now, "alerts": [dict(a) for a in ctx.alerts]}
+    try:
+        return IncidentView.model_validate({**base, **dict(ctx.incident)})
+    except ValidationError:
+        return IncidentView.model_validate(base)
+
+
+def _context_of(ctx: ActionContext) -> Mapping[str, Any]:
+    context = ctx.incident.get("context") if ctx.incident else None
+    return context if isinstance(context, Mapping) else {}
+
+
+def _tickets(ctx: ActionContext) -> JiraTickets:
+    if ctx.tickets is None:
+        raise PermanentError("Jira is not configured (no ticket adapter): cannot open a ticket")
+    tickets: JiraTickets = ctx.tickets
+    return tickets
+
+
+def _chat(ctx: ActionContext) -> SlackChat:
+    if ctx.chat is None:
+        raise PermanentError("Slack is not configured (no chat adapter): cannot post")
+    chat: SlackChat = ctx.chat
+    return chat
+
+
+class JiraIncident:
+    """``jira.incident``: find, reopen or create the incident's ticket."""
+
+    name: ClassVar[str] = "jira.incident"
+    params = JiraIncidentParams
+
+    def __init__(self, reopen_window: timedelta = DEFAULT_REOPEN_WINDOW,
+                 reopen_transition: str = "Reopen") -> None:
+        """``reopen_window``: a ticket resolved less than this long ago is reopened for a
+        new episode instead of a new ticket being created. ``reopen_transition``: the
+        workflow transition (or target status) that reopens."""
+        self.reopen_window = reopen_window
+        self.reopen_transition = reopen_transition
+
+    async def plan(self, ctx: ActionContext, params: JiraIncidentParams) -> Intent:
+        view = incident_view(ctx)
+        label = incident_label(ctx.incident_key)
+        labels = [clean_label(x) for x in (label, "remediator", *params.labels)]
+        summary = clean_summary(params.summary or render.ticket_summary(view))
+        args = {"project": params.project, "issue_type": params.issue_type,
+                "priority": params.priority, "components": list(params.components),
+                "summary": summary, "labels": list(dict.fromkeys(labels)), "label": label}
+        window = render.duration(self.reopen_window)
+        return Intent(
+            action=self.name,
+            description=(f"find the {params.project} ticket labelled {label} (reopen it if "
+                         f"resolved within {window}) or create {params.issue_type} "
+                         f"{summary!r}"),
+            args=args,
+            api_calls=[f'search labels = "{label}" AND project = "{params.project}"',
+                       f"POST /rest/api/2/issue project={params.project} "
+                       f"issuetype={params.issue_type} labels={args['labels']}"])
+
+    async def apply(self, ctx: ActionContext, intent: Intent) -> ActionResult:
+        tickets = _tickets(ctx)
+        a = intent.args
+        label = str(a["label"])
+        async with tickets.lock(label):
+            ticket = await self._existing(ctx, tickets, label, str(a["project"]))
+            view = incident_view(ctx)
+            if ticket is not None and not ticket.done:
+                outcome = "found"
+            elif ticket is not None and self._recent(ctx, ticket):
+                comment = (f"*Reopened by remediator:* a new episode, incident "
+                           f"{render.wiki_escape(ctx.incident_id)}.\n\n"
+                           + render.incident_report(view))
+                await tickets.transition(ticket.key, self.reopen_transition, comment=comment)
+                outcome = "reopened"
+            else:
+                ticket = await tickets.create(
+                    project=str(a["project"]), issue_type=str(a["issue_type"]),
+                    summary=str(a["summary"]), description=render.incident_report(view),
+                    labels=list(a["labels"]), priority=a.get("priority"),
+                    components=list(a.get("components") or ()))
+                outcome = "created"
+        jira = {"key": ticket.key, "url": ticket.url, "label": label}
+        return ActionResult(summary=f"{outcome} Jira ticket {ticket.key}",
+                            details={"context": {"jira": jira}, "outcome": outcome})
+
+    async def _existing(self, ctx: ActionContext, tickets: JiraTickets, label: str,
+                        project: str) -> Ticket | None:
+        known = _context_of(ctx).get("jira")
+        key = known.get("key") if isinstance(known, Mapping) else None
+        if key:
+            try:
+                return await tickets.get(str(key))
+            except PermanentError:
+                pass          # deleted or moved: fall back to the label
+        return await tickets.find_by_label(label, project=project)
+
+    def _recent(self, ctx: ActionContext, ticket: Ticket) -> bool:
+        closed = ticket.resolved_at or ticket.updated_at
+        return closed is not None and ctx.clock.now() - closed <= self.reopen_window
+
+
+class SlackNotify:
+    """``slack.notify``: a message in the incident's thread, or in the given channel."""
+
+    name: ClassVar[str] = "slack.notify"
+    params = SlackNotifyParams
+
+    async def plan(self, ctx: ActionContext, params: SlackNotifyParams) -> Intent:
+        where = params.channel or "the incident's thread"
+        return Intent(action=self.name, description=f"post in {where}: {params.text[:80]!r}",
+                      args={"channel": params.channel, "text": params.text},
+                      api_calls=["POST chat.postMessage"])
+
+    async def apply(self, ctx: ActionContext, intent: Intent) -> ActionResult:
+        chat = _chat(ctx)
+        text = str(intent.args["text"])
+        channel = intent.args.get("channel")
+        posted: PostedMessage
+        if channel:
+            posted = await chat.post(str(channel), text)
+        elif (thread := chat.thread_of(ctx.incident_id)) is not None:
+            posted = await chat.reply(thread.channel, thread.ts, text)
+        else:
+            notify = ctx.incident.get("notify") if ctx.incident else None
+            slack = notify.get("slack") if isinstance(notify, Mapping) else None
+            fallback = slack.get("channel") if isinstance(slack, Mapping) else None
+            if not fallback:
+                raise PermanentError("slack.notify: the incident has no Slack thread yet and "
+                                     "no channel is given (set 'channel' or notify.slack)")
+            view = incident_view(ctx)
+            posted = await chat.post(str(fallback), f"{render.headline(view)}: {text}")
+        return ActionResult(summary=f"posted to Slack {posted.channel} at {posted.ts}",
+                            details={"slack": {"channel": posted.channel, "ts": posted.ts}})
+
+
+class SlackPage:
+    """``slack.page``: page the on-call group with everything they need to start."""
+
+    name: ClassVar[str] = "slack.page"
+    params = SlackPageParams
+
+    async def plan(self, ctx: ActionContext, params: SlackPageParams) -> Intent:
+        return Intent(action=self.name,
+                      description=f"page {params.mention} in {params.channel}",
+                      args={"channel": params.channel, "mention": params.mention,
+                            "text": params.text},
+                      api_calls=[f"POST chat.postMessage channel={params.channel}"])
+
+    async def apply(self, ctx: ActionContext, intent: Intent) -> ActionResult:
+        chat = _chat(ctx)
+        a = intent.args
+        view = incident_view(ctx)
+        text, blocks = render.page_message(view, str(a["mention"]), a.get("text"))
+        posted = await chat.post(str(a["channel"]), text, blocks=blocks)
+        page = {"channel": posted.channel, "ts": posted.ts}
+        return ActionResult(summary=f"paged {a['mention']} in {a['channel']}",
+                            details={"context": {"slack_page": page}})
