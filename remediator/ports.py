@@ -30,7 +30,8 @@ class TargetContext:
     """What a human wants to see about the target: recent events and pod restarts."""
 
     events: list[str] = field(default_factory=list)
-    pods: list[dict[str, Any]] = field(default_factory=list)   # name, phase, ready, restarts, reason
+    # each pod: name, phase, ready, restarts, reason
+    pods: list[dict[str, Any]] = field(default_factory=list)
 
 
 class ClusterApi(Protocol):

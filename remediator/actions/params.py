@@ -23,7 +23,8 @@ def _is_template(value: str) -> bool:
 
 def _static(value: str, field: str) -> str:
     if _is_template(value):
-        raise ValueError(f"{field} must be a fixed value, not a template (alert data may not choose it)")
+        raise ValueError(f"{field} must be a fixed value, not a template "
+                         "(alert data may not choose it)")
     return value
 
 
@@ -91,7 +92,8 @@ class DeletePodParams(Params):
     selector: dict[str, str] | None = None
     max_pods: int = Field(default=1, ge=1, le=50)
     grace_period_seconds: int | None = Field(default=None, ge=0)
-    force: bool = Field(default=False, description="Delete with grace period 0 (stuck Terminating).")
+    force: bool = Field(default=False,
+                        description="Delete with grace period 0 (stuck Terminating).")
 
     @field_validator("selector")
     @classmethod

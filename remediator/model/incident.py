@@ -18,7 +18,7 @@ class IncidentState(StrEnum):
     OPEN = "open"                      # created, not yet acted on
     REMEDIATING = "remediating"        # the step ladder is running
     AWAITING_APPROVAL = "awaiting_approval"
-    RECOVERED = "recovered"            # a step's verification held, or the alert resolved after we acted
+    RECOVERED = "recovered"            # a step verified, or the alert resolved after we acted
     ESCALATED = "escalated"            # automation gave up; humans have it
     RESOLVED = "resolved"              # the alert resolved (by itself, or after escalation)
 
@@ -61,6 +61,7 @@ class StepRecord(BaseModel):
     result: str | None = None                 # human summary of the outcome
     error: str | None = None
     verify: str | None = None                 # human summary of the verification
+    verify_started_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
 
@@ -85,9 +86,9 @@ class IncidentView(BaseModel):
     updated_at: datetime
     closed_at: datetime | None = None
     first_alert_at: datetime | None = None
-    alerts: list[dict[str, Any]] = Field(default_factory=list)   # the alerts' labels/annotations/urls
+    alerts: list[dict[str, Any]] = Field(default_factory=list)   # labels, annotations, urls
     steps: list[StepRecord] = Field(default_factory=list)
     timeline: list[TimelineEntry] = Field(default_factory=list)
-    context: dict[str, Any] = Field(default_factory=dict)        # events, pod restarts, ticket keys…
+    context: dict[str, Any] = Field(default_factory=dict)        # events, restarts, tickets
     notify: dict[str, Any] = Field(default_factory=dict)         # the playbook's spec.notify
     summary: str = ""

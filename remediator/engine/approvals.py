@@ -1,0 +1,75 @@
+"""Approvals: a risky step waits for a human's yes (from Slack) before it acts.
+
+The request is journaled (who may approve, until when); the Slack sink posts
+Approve / Reject buttons carrying the approval id; the interactions endpoint
+records the decision once (single use) and wakes the incident. Rejection or
+expiry escalates.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from remediator.model.incident import IncidentState, StepRecord
+from remediator.model.playbook import Step
+from remediator.notify.base import EventKind
+from remediator.store.base import ApprovalRecord, Store
+
+if TYPE_CHECKING:
+    from remediator.engine.runner import IncidentRun
+
+
+class Approvals:
+    def __init__(self, store: Store, default_approvers: tuple[str, ...] = ()) -> None:
+        self.store = store
+        self.default_approvers = default_approvers
+
+    async def obtain(self, run: IncidentRun, step: Step, rec: StepRecord) -> str | None:
+        """Wait for the decision. None when approved; otherwise why not (to escalate)."""
+        assert step.approval is not None
+        clock = run.clock
+        record = await self.store.pending_approval(run.id, rec.index)
+        if record is None:
+            now = clock.now()
+            record = ApprovalRecord(
+                id="apr-" + uuid.uuid4().hex[:16], incident_id=run.id, step_index=rec.index,
+                requested_at=now, expires_at=now + timedelta(seconds=step.approval.ttl),
+                approvers=tuple(step.approval.approvers) or self.default_approvers)
+            await self.store.create_approval(record)
+            await run.set_state(IncidentState.AWAITING_APPROVAL)
+            await run.note("approval", f"step {step.name!r} waits for approval in "
+                                       f"{step.approval.slack.channel} until "
+                                       f"{record.expires_at.isoformat()}",
+                           approval=record.id, channel=step.approval.slack.channel,
+                           approvers=list(record.approvers))
+            await run.engine.notifications.emit(
+                EventKind.APPROVAL_REQUESTED, run.id, step=rec, message=record.id)
+        while True:
+            current = await self.store.get_approval(record.id)
+            assert current is not None
+            if current.decision == "approved":
+                await run.note("approval", f"step {step.name!r} approved by {current.decided_by}",
+                               approval=record.id, by=current.decided_by)
+                await run.engine.notifications.emit(EventKind.APPROVAL_DECIDED, run.id, step=rec,
+                                                    message=record.id)
+                return None
+            if current.decision in ("rejected", "expired"):
+                why = (f"step {step.name!r} was rejected by {current.decided_by}"
+                       if current.decision == "rejected"
+                       else f"approval for step {step.name!r} expired unanswered")
+                await run.note("approval", why, approval=record.id, by=current.decided_by)
+                await run.engine.notifications.emit(EventKind.APPROVAL_DECIDED, run.id, step=rec,
+                                                    message=record.id)
+                return why
+            now = clock.now()
+            if now >= current.expires_at:
+                await self.store.decide_approval(record.id, "expired", "remediator", now)
+                continue
+            if await run.firing() == 0:
+                await self.store.decide_approval(record.id, "expired", "remediator", now)
+                await run.close_resolved()
+                from remediator.engine.runner import Stop
+                raise Stop("resolved while waiting for approval")
+            await run.wait((current.expires_at - now).total_seconds())

@@ -1,0 +1,167 @@
+"""The engine: owns the incident runs and everything they share.
+
+Incidents run in parallel (bounded by ``max_parallel``), each strictly serial.
+``wake(id)`` starts a run or nudges a waiting one (a resolved alert, an
+approval). On ``start`` every incident that is not closed is resumed from the
+journal; on ``stop`` waits end at once, in-flight API calls are allowed to
+finish within the grace period, and the journal says where each incident was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from remediator.clock import Clock
+from remediator.engine.approvals import Approvals
+from remediator.engine.guards import Guards
+from remediator.engine.intake import Intake
+from remediator.engine.notifications import Notifications
+from remediator.engine.runner import IncidentRun
+from remediator.engine.verify import Verifier
+from remediator.metrics import Metrics
+from remediator.model.incident import IncidentView
+from remediator.model.playbook import Playbook
+from remediator.notify.base import Sink
+from remediator.store.base import Store
+
+log = logging.getLogger("remediator.engine")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    dry_run: bool = False
+    max_parallel: int = 32                 # incidents worked on at once
+    allow_namespaces: tuple[str, ...] = ()  # empty: every namespace not denied
+    deny_namespaces: tuple[str, ...] = ()
+    action_budget: int = 20                # mutating actions per window, all incidents
+    action_budget_window: float = 600.0    # seconds
+    default_approvers: tuple[str, ...] = ()
+    retry_base: float = 2.0                # seconds; doubles per retry
+    retry_max: float = 60.0
+    call_timeout: float = 60.0             # real seconds one API call may take
+    escalation_retries: int = 5
+    lock_retry_interval: float = 10.0      # seconds between per-target lock attempts
+
+
+@dataclass
+class Ports:
+    """The outside world. Any of these may be None when not configured."""
+
+    cluster: Any = None     # remediator.adapters.kubernetes.KubernetesCluster
+    metrics: Any = None     # MetricsApi (Prometheus)
+    tickets: Any = None     # remediator.adapters.jira.JiraTickets
+    chat: Any = None        # remediator.adapters.slack.SlackChat
+    http: Any = None        # aiohttp.ClientSession for http.post
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Engine:
+    def __init__(self, *, store: Store, playbooks: Sequence[Playbook], clock: Clock,
+                 ports: Ports | None = None, config: EngineConfig | None = None,
+                 metrics: Metrics | None = None, sinks: Sequence[Sink] = ()) -> None:
+        self.store = store
+        self.clock = clock
+        self.ports = ports or Ports()
+        self.config = config or EngineConfig()
+        self.metrics = metrics or Metrics()
+        self.playbook_list = list(playbooks)
+        self.playbooks = {pb.name: pb for pb in playbooks}
+        self.notifications = Notifications(store, sinks, clock, self.metrics)
+        self.verifier = Verifier(clock, self.ports.metrics, self.ports.cluster)
+        self.guards = Guards(store, clock, self.metrics,
+                             allow_namespaces=self.config.allow_namespaces,
+                             deny_namespaces=self.config.deny_namespaces,
+                             action_budget=self.config.action_budget,
+                             action_budget_window=self.config.action_budget_window)
+        self.approvals = Approvals(store, self.config.default_approvers)
+        self.intake = Intake(self)
+        self.stopping = False
+        self._runs: dict[str, asyncio.Task[None]] = {}
+        self._wakes: dict[str, asyncio.Event] = {}
+        self._sem = asyncio.Semaphore(self.config.max_parallel)
+        self._waiting = 0
+
+    async def start(self) -> None:
+        """Resume every incident that is not closed, and start delivering notifications."""
+        self.notifications.start()
+        paused = await self.guards.paused()
+        self.metrics.automation_paused.set(1 if paused else 0)
+        resumed = await self.store.active_incident_ids()
+        for incident_id in resumed:
+            self.wake(incident_id)
+        if resumed:
+            log.info("resuming %d open incidents from the journal", len(resumed))
+
+    def wake(self, incident_id: str) -> None:
+        if self.stopping:
+            return
+        event = self._wakes.setdefault(incident_id, asyncio.Event())
+        event.set()
+        task = self._runs.get(incident_id)
+        if task is None or task.done():
+            self._runs[incident_id] = asyncio.create_task(self._run(incident_id),
+                                                          name=f"incident-{incident_id}")
+
+    async def _run(self, incident_id: str) -> None:
+        self._waiting += 1
+        self.metrics.queue_depth.set(self._waiting)
+        try:
+            async with self._sem:
+                self._waiting -= 1
+                self.metrics.queue_depth.set(self._waiting)
+                self.metrics.incidents_open.inc()
+                try:
+                    event = self._wakes[incident_id]
+                    while not self.stopping:
+                        event.clear()
+                        try:
+                            await IncidentRun(self, incident_id, event).run()
+                        except Exception:
+                            log.exception("incident run crashed; it resumes on the next wake",
+                                          extra={"incident": incident_id})
+                            break
+                        if not event.is_set():
+                            break
+                finally:
+                    self.metrics.incidents_open.dec()
+        finally:
+            if self._runs.get(incident_id) is asyncio.current_task():
+                del self._runs[incident_id]
+                self._wakes.pop(incident_id, None)
+
+    def record_recovery(self, view: IncidentView) -> None:
+        if view.first_alert_at is not None:
+            took = (self.clock.now() - view.first_alert_at).total_seconds()
+            self.metrics.time_to_recover.labels(view.playbook).observe(max(0.0, took))
+
+    @property
+    def running(self) -> int:
+        return sum(1 for t in self._runs.values() if not t.done())
+
+    async def idle(self) -> None:
+        """Wait until no incident run is in progress (tests and the demo)."""
+        while True:
+            tasks = [t for t in self._runs.values() if not t.done()]
+            if not tasks:
+                return
+            await asyncio.wait(tasks)
+
+    async def stop(self, grace: float = 20.0) -> None:
+        """Stop taking work; let in-flight calls finish within ``grace`` seconds."""
+        self.stopping = True
+        for event in self._wakes.values():
+            event.set()
+        tasks = [t for t in self._runs.values() if not t.done()]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            if pending:
+                log.warning("%d incident runs were cut at shutdown; they resume from the "
+                            "journal on the next start", len(pending))
+        await self.notifications.stop()

@@ -1,0 +1,117 @@
+"""Guards: the rules that keep remediation from making an outage worse.
+
+At the start of an incident: the target's namespace must be allowed, the
+playbook's cooldown must have passed since the last incident on the same
+target that acted, and ``max_runs_per_hour`` must not be spent. Before every
+step that changes the cluster: automation must not be paused (the kill switch),
+and the global action budget must have room — when it is spent, automation
+pauses itself (a "remediation storm") and only the incident that tripped it
+escalates, once.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from remediator.actions.registry import ActionSpec
+from remediator.clock import Clock
+from remediator.metrics import Metrics
+from remediator.model.incident import IncidentView
+from remediator.model.playbook import Playbook
+from remediator.store.base import Store
+
+
+@dataclass(frozen=True)
+class PauseState:
+    kind: str          # "manual" (the kill switch) or "budget" (a remediation storm)
+    reason: str
+    by: str
+    at: str
+
+
+class Guards:
+    def __init__(self, store: Store, clock: Clock, metrics: Metrics, *,
+                 allow_namespaces: tuple[str, ...] = (), deny_namespaces: tuple[str, ...] = (),
+                 action_budget: int = 20, action_budget_window: float = 600.0) -> None:
+        self.store = store
+        self.clock = clock
+        self.metrics = metrics
+        self.allow_namespaces = allow_namespaces
+        self.deny_namespaces = deny_namespaces
+        self.action_budget = action_budget
+        self.action_budget_window = action_budget_window
+
+    async def at_start(self, view: IncidentView, pb: Playbook) -> tuple[str, str] | None:
+        now = self.clock.now()
+        if view.target is not None:
+            ns = view.target.namespace
+            if ns in self.deny_namespaces:
+                return "namespace", f"namespace {ns!r} is on the deny list"
+            if self.allow_namespaces and ns not in self.allow_namespaces:
+                return "namespace", f"namespace {ns!r} is not on the allow list"
+        cooldown = pb.spec.guards.cooldown
+        if cooldown:
+            last = await self.store.last_closed_at(view.key, acted_only=True)
+            if last is not None and (now - last).total_seconds() < cooldown:
+                ago = (now - last).total_seconds()
+                return "cooldown", (f"remediation on {view.target or view.key} ended {ago:g}s "
+                                    f"ago, within the cooldown of {cooldown:g}s: the problem "
+                                    "came back, a human should look")
+        limit = pb.spec.guards.max_runs_per_hour
+        if limit is not None:
+            runs = await self.store.runs_since(view.key, now - timedelta(hours=1))
+            if runs >= limit:
+                return "max_runs_per_hour", (f"{runs} remediation runs on "
+                                             f"{view.target or view.key} in the last hour "
+                                             f"(limit {limit})")
+        return None
+
+    async def before_step(self, view: IncidentView, spec: ActionSpec,
+                          dry_run: bool) -> tuple[str, str, bool] | None:
+        """(guard, reason, escalate now) when a step must not act."""
+        if not spec.mutates_cluster or dry_run:
+            return None
+        now = self.clock.now()
+        since = now - timedelta(seconds=self.action_budget_window)
+        pause = json.dumps({"kind": "budget", "by": "remediator", "at": now.isoformat(),
+                            "reason": f"action budget spent: {self.action_budget} actions in "
+                                      f"{self.action_budget_window:g}s"})
+        verdict = await self.store.reserve_action(view.id, spec.name, now, since,
+                                                  self.action_budget, pause)
+        if verdict == "ok":
+            return None
+        if verdict == "tripped":
+            self.metrics.automation_paused.set(1)
+            return ("budget", f"remediation storm: the action budget ({self.action_budget} "
+                              f"actions per {self.action_budget_window:g}s) is spent; "
+                              "automation is paused until resumed", True)
+        state = await self.paused()
+        reason = state.reason if state else "paused"
+        return "paused", f"automation is paused ({reason})", True
+
+    async def should_escalate(self, guard: str, incident_id: str) -> bool:
+        """Escalation actions run for a storm once (the tripping incident), and for every
+        incident refused by a manual pause (humans turned the robot off: they handle it)."""
+        if guard != "paused":
+            return True
+        state = await self.paused()
+        return state is None or state.kind != "budget"
+
+    async def paused(self) -> PauseState | None:
+        raw = await self.store.get_flag("paused")
+        if raw is None:
+            return None
+        data = json.loads(raw)
+        return PauseState(kind=data.get("kind", "manual"), reason=data.get("reason", ""),
+                          by=data.get("by", ""), at=data.get("at", ""))
+
+    async def pause(self, reason: str, by: str, now: datetime) -> None:
+        await self.store.set_flag("paused", json.dumps(
+            {"kind": "manual", "reason": reason, "by": by, "at": now.isoformat()}))
+        self.metrics.automation_paused.set(1)
+
+    async def resume(self) -> None:
+        await self.store.set_flag("paused", None)
+        self.metrics.automation_paused.set(0)

@@ -1,0 +1,66 @@
+"""Intake: a parsed webhook → alerts persisted and routed, in one group commit.
+
+Each alert is matched against the playbooks (first match wins, ``continue``
+lets later ones see it), its target rendered, and the whole batch handed to the
+store, which deduplicates episodes by ``(fingerprint, startsAt)`` and folds
+alerts into one incident per ``(playbook, target)``. Only after the store has
+committed does the server reply 2xx; then the engine is woken for the
+incidents that changed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import TYPE_CHECKING
+
+from remediator.engine.routing import route, select_playbooks
+from remediator.model.alerts import WebhookPayload
+from remediator.store.base import AlertRecord, IngestItem, Routing
+
+if TYPE_CHECKING:
+    from remediator.engine.core import Engine
+
+log = logging.getLogger("remediator.intake")
+
+
+class Intake:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    async def receive(self, payload: WebhookPayload) -> dict[str, int]:
+        """Persist and route every alert of ``payload``; returns counts by outcome."""
+        engine = self.engine
+        items: list[IngestItem] = []
+        for alert in payload.alerts:
+            routes: tuple[Routing, ...] = ()
+            if alert.is_firing:
+                alert_dict = {"fingerprint": alert.fingerprint, "status": alert.status,
+                              "startsAt": alert.startsAt.isoformat(),
+                              "generatorURL": alert.generatorURL}
+                routes = tuple(
+                    route(pb, alert.labels, alert.annotations, alert_dict,
+                          dry_run=engine.config.dry_run, fingerprint=alert.fingerprint)
+                    for pb in select_playbooks(engine.playbook_list, alert.labels))
+            items.append(IngestItem(
+                AlertRecord(fingerprint=alert.fingerprint, starts_at=alert.startsAt,
+                            ends_at=alert.endsAt, status=alert.status,
+                            labels=dict(alert.labels), annotations=dict(alert.annotations),
+                            generator_url=alert.generatorURL),
+                routes))
+        if payload.truncatedAlerts:
+            log.warning("Alertmanager truncated %d alerts of group %s (max_alerts): they are "
+                        "not seen here", payload.truncatedAlerts, payload.groupKey)
+        outcomes = await engine.store.ingest(items, engine.clock.now())
+        counts: Counter[str] = Counter()
+        for item, outcome in zip(items, outcomes, strict=True):
+            counts[outcome.outcome] += 1
+            engine.metrics.alerts_received.labels(outcome.outcome).inc()
+            if outcome.created:
+                # incident_ids line up with the item's routes when the alert is new
+                for route_, incident_id in zip(item.routes, outcome.incident_ids, strict=False):
+                    if incident_id in outcome.created:
+                        engine.metrics.incidents_opened.labels(route_.playbook).inc()
+            for incident_id in outcome.incident_ids:
+                engine.wake(incident_id)
+        return dict(counts)

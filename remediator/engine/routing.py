@@ -1,0 +1,66 @@
+"""Which playbooks own an alert, what target they act on, and the incident key.
+
+First matching playbook in load order owns the alert; ``continue: true`` lets
+the following ones see it too (Alertmanager route semantics). The incident key
+is ``playbook/Kind/namespace/name``: repeats and sibling alerts for the same
+object fold into one incident.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from remediator.errors import TemplateError
+from remediator.model.incident import TargetRef
+from remediator.model.playbook import Playbook
+from remediator.store.base import Routing
+from remediator.templating import render_name, render_namespace
+
+
+def select_playbooks(playbooks: Sequence[Playbook], labels: Mapping[str, str]) -> list[Playbook]:
+    chosen: list[Playbook] = []
+    for pb in playbooks:
+        if all(m.matches(labels) for m in pb.matchers):
+            chosen.append(pb)
+            if not pb.spec.continue_:
+                break
+    return chosen
+
+
+def template_context(labels: Mapping[str, str], annotations: Mapping[str, str],
+                     alert: Mapping[str, Any], *, incident: Mapping[str, Any] | None = None,
+                     target: TargetRef | None = None) -> dict[str, Any]:
+    """The names a template may use: labels, annotations, alert, incident, target."""
+    return {
+        "labels": dict(labels),
+        "annotations": dict(annotations),
+        "alert": dict(alert),
+        "incident": dict(incident or {}),
+        "target": target.model_dump() if target else {},
+    }
+
+
+def render_target(pb: Playbook, context: Mapping[str, Any]) -> TargetRef | None:
+    """The playbook's target for this alert; TemplateError when a name is missing or unsafe."""
+    t = pb.spec.target
+    if t is None:
+        return None
+    return TargetRef(kind=t.kind,
+                     namespace=render_namespace(t.namespace, context),
+                     name=render_name(t.name, context, f"{t.kind} name"))
+
+
+def route(pb: Playbook, labels: Mapping[str, str], annotations: Mapping[str, str],
+          alert: Mapping[str, Any], *, dry_run: bool, fingerprint: str) -> Routing:
+    context = template_context(labels, annotations, alert)
+    notify = pb.spec.notify.model_dump(exclude_none=True)
+    try:
+        target = render_target(pb, context)
+    except TemplateError as exc:
+        # The alert is still recorded and the incident escalates: a human must look.
+        return Routing(pb.name, f"{pb.name}/invalid/{fingerprint}", None,
+                       dry_run or pb.spec.guards.dry_run, notify,
+                       error=f"target not rendered: {exc}")
+    key = pb.name if target is None else f"{pb.name}/{target.kind}/{target.namespace}/{target.name}"
+    return Routing(pb.name, key, target, dry_run or pb.spec.guards.dry_run, notify)

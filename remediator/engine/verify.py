@@ -1,0 +1,143 @@
+"""Verification: did the step really fix it?
+
+Checks, all of which must hold at once: ``promql`` (an instant query that
+returns at least one sample and no NaN; with a ``bool`` comparison every sample
+must be 1), held for ``for``; ``rollout: complete`` (kubectl's rollout-status;
+ProgressDeadlineExceeded fails at once); ``alert_resolved`` (the incident's
+alerts resolved). Polled every ``interval`` until ``timeout``. A dependency that
+is down (Prometheus, the API server) is not a verdict: it is reported, and
+polling goes on until the timeout.
+
+Label values are escaped before they are put into PromQL, so an alert label
+cannot change the structure of a query.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from remediator.clock import Clock
+from remediator.errors import ActionError, TemplateError
+from remediator.model.incident import TargetRef
+from remediator.model.playbook import Verify
+from remediator.ports import ClusterApi, MetricsApi
+from remediator.templating import compile_template
+
+_BOOL = re.compile(r"\bbool\b")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    held: bool
+    resolved: bool            # the incident's alerts resolved while we watched
+    summary: str
+
+
+def promql_escape(value: str) -> str:
+    """Escape a value for use inside a double-quoted PromQL string literal."""
+    return (value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+            .replace("'", "\\'"))
+
+
+def promql_context(context: Mapping[str, Any]) -> dict[str, Any]:
+    """The template context with every label and annotation value escaped for PromQL."""
+    out = dict(context)
+    for name in ("labels", "annotations"):
+        out[name] = {k: promql_escape(str(v)) for k, v in dict(context.get(name, {})).items()}
+    return out
+
+
+def samples_hold(expr: str, result: list[dict[str, Any]]) -> tuple[bool, str]:
+    """Whether an instant-query result counts as "holds", and a short description."""
+    if not result:
+        return False, "no samples"
+    values = []
+    for sample in result:
+        raw = sample.get("value", [None, "NaN"])
+        try:
+            values.append(float(raw[1]))
+        except (TypeError, ValueError, IndexError):
+            return False, f"unreadable sample {sample!r}"
+    if any(math.isnan(v) for v in values):
+        return False, "NaN sample"
+    if _BOOL.search(expr) and not all(v == 1 for v in values):
+        return False, f"bool comparison false for {sum(v != 1 for v in values)} series"
+    shown = ", ".join(f"{v:g}" for v in values[:3])
+    return True, f"{len(values)} series ({shown}{', …' if len(values) > 3 else ''})"
+
+
+class Verifier:
+    def __init__(self, clock: Clock, metrics: MetricsApi | None,
+                 cluster: ClusterApi | None) -> None:
+        self.clock = clock
+        self.metrics = metrics
+        self.cluster = cluster
+
+    async def run(self, verify: Verify, *, context: Mapping[str, Any],
+                  target: TargetRef | None, started_at: datetime,
+                  firing: Callable[[], Awaitable[int]],
+                  wait: Callable[[float], Awaitable[None]]) -> Verdict:
+        """Poll until every check holds (for ``for``), the timeout passes, or the alerts
+        resolve. ``wait`` sleeps but returns early when the incident is woken."""
+        query = None
+        if verify.promql is not None:
+            try:
+                query = compile_template(verify.promql).render(promql_context(context))
+            except TemplateError as exc:
+                return Verdict(False, False, f"promql not rendered: {exc}")
+        deadline = started_at.timestamp() + verify.timeout
+        held_since: float | None = None
+        last = "not checked yet"
+        while True:
+            if await firing() == 0:
+                return Verdict(True, True, "the alert resolved")
+            ok, last, fatal = await self._check(verify, query, target)
+            now = self.clock.now().timestamp()
+            if fatal:
+                return Verdict(False, False, last)
+            if ok:
+                held_since = now if held_since is None else held_since
+                if now - held_since >= verify.hold_for:
+                    held = f" for {now - held_since:g}s" if verify.hold_for else ""
+                    return Verdict(True, False, f"held{held}: {last}")
+            else:
+                held_since = None
+            if now >= deadline:
+                return Verdict(False, False, f"did not hold within {verify.timeout:g}s: {last}")
+            await wait(min(verify.interval, max(0.0, deadline - now)))
+
+    async def _check(self, verify: Verify, query: str | None,
+                     target: TargetRef | None) -> tuple[bool, str, bool]:
+        """(holds, description, fatal). Fatal means it can no longer hold (rollout failed)."""
+        notes: list[str] = []
+        ok = True
+        if query is not None:
+            if self.metrics is None:
+                return False, "Prometheus is not configured", False
+            try:
+                result = await self.metrics.query(query)
+            except ActionError as exc:
+                return False, f"Prometheus query failed: {exc}", False
+            held, text = samples_hold(query, result)
+            ok = ok and held
+            notes.append(f"promql: {text}")
+        if verify.rollout is not None:
+            if self.cluster is None or target is None:
+                return False, "no Kubernetes cluster configured", False
+            try:
+                status = await self.cluster.rollout_status(target)
+            except ActionError as exc:
+                return False, f"rollout status unavailable: {exc}", False
+            if status.failed:
+                return False, f"rollout failed: {status.message}", True
+            ok = ok and status.done
+            notes.append(f"rollout: {status.message}")
+        if verify.alert_resolved:
+            ok = False
+            notes.append("alert still firing")
+        return ok, "; ".join(notes), False

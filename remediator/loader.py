@@ -1,0 +1,331 @@
+"""Loading playbooks: YAML text → validated ``Playbook`` objects, or every problem
+with its file, line and field (``playbooks/api.yaml:14: steps[1].with.factor: must be > 1``).
+
+``load(text, source=…)`` is pure; ``load_paths(paths)`` reads files and
+directories (``*.yaml``/``*.yml``, sorted by name; several documents per file
+allowed) and also checks rules across files (duplicate names).
+
+Everything that can be known before an alert arrives is checked here: the
+schema, unknown actions, each action's params against its own model, what an
+action needs of the target, durations, matcher syntax and regexes, and template
+syntax and variables.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from remediator.actions import registry
+from remediator.errors import ConfigError, Problem, TemplateError
+from remediator.matching import MatcherError, parse_matchers
+from remediator.model.names import check_dns1123_label, check_dns1123_subdomain
+from remediator.model.playbook import Playbook
+from remediator.templating import compile_template, is_template
+
+Loc = tuple[str | int, ...]
+
+
+# --- YAML with positions ---------------------------------------------------------
+
+def _line_map(node: yaml.Node, path: Loc, out: dict[Loc, int]) -> None:
+    """Record the 1-based line of every value (and every mapping key) under ``node``."""
+    out.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode):
+                child = (*path, str(key.value))
+                out[child] = key.start_mark.line + 1
+                _line_map(value, child, out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _line_map(item, (*path, i), out)
+
+
+def _documents(text: str, source: str) -> Iterator[tuple[Any, dict[Loc, int], int]]:
+    """Yield (data, line map, first line) for each YAML document; YAML errors → ConfigError."""
+    loader = yaml.SafeLoader(text)
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            if node is None:
+                continue
+            lines: dict[Loc, int] = {}
+            _line_map(node, (), lines)
+            data = loader.construct_document(node)
+            yield data, lines, node.start_mark.line + 1
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        reason = exc.problem or exc.context or "invalid YAML"
+        raise ConfigError([Problem(source, line, f"invalid YAML: {reason}")]) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError([Problem(source, None, f"invalid YAML: {exc}")]) from exc
+    finally:
+        loader.dispose()
+
+
+def _line_for(lines: dict[Loc, int], loc: Loc, default: int) -> int:
+    for cut in range(len(loc), -1, -1):
+        line = lines.get(loc[:cut])
+        if line is not None:
+            return line
+    return default
+
+
+def _format_loc(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out.removeprefix("spec.")
+
+
+# --- pydantic errors, phrased for humans ------------------------------------------
+
+def _model_at(model: type[BaseModel], loc: Loc) -> type[BaseModel] | None:
+    """The pydantic model class that owns the last element of ``loc``."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None
+        field = next((f for n, f in current.model_fields.items()
+                      if part in (n, f.alias)), None)
+        if field is None:
+            return current
+        current = _unwrap(field.annotation)
+    return None
+
+
+def _unwrap(annotation: Any) -> Any:
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin in (list, tuple, set, frozenset):
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (typing.Union, types.UnionType):
+            models = [a for a in typing.get_args(annotation)
+                      if isinstance(a, type) and issubclass(a, BaseModel)]
+            return models[0] if models else annotation
+        elif origin is typing.Annotated:
+            annotation = typing.get_args(annotation)[0]
+        else:
+            return annotation
+
+
+def _field_names(model: type[BaseModel]) -> list[str]:
+    return [f.alias or n for n, f in model.model_fields.items()]
+
+
+def _message(err: ErrorDetails, root: type[BaseModel]) -> str:
+    kind = err["type"]
+    loc = tuple(err["loc"])
+    if kind == "extra_forbidden":
+        owner = _model_at(root, loc[:-1]) if loc else None
+        name = str(loc[-1]) if loc else "?"
+        if owner is not None:
+            allowed = _field_names(owner)
+            close = difflib.get_close_matches(name, allowed, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            return f"unknown field{hint}; allowed here: {', '.join(allowed)}"
+        return "unknown field"
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "literal_error":
+        expected = err.get("ctx", {}).get("expected", "")
+        return f"must be {expected}, got {err.get('input')!r}"
+    msg = err["msg"]
+    for prefix in ("Value error, ", "Assertion failed, "):
+        msg = msg.removeprefix(prefix)
+    return msg
+
+
+def _validation_problems(exc: ValidationError, root: type[BaseModel], source: str,
+                         lines: dict[Loc, int], base: Loc, first_line: int) -> list[Problem]:
+    problems = []
+    for err in exc.errors():
+        loc = (*base, *err["loc"])
+        where = _format_loc(loc)
+        text = _message(err, root)
+        problems.append(Problem(source, _line_for(lines, loc, first_line),
+                                f"{where}: {text}" if where else text))
+    return problems
+
+
+# --- rules beyond the schema -------------------------------------------------------
+
+def _walk_strings(value: Any, loc: Loc) -> Iterator[tuple[Loc, str]]:
+    if isinstance(value, str):
+        yield loc, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _walk_strings(v, (*loc, str(k)))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _walk_strings(v, (*loc, i))
+
+
+def _check_semantics(pb: Playbook, raw: dict[str, Any]) -> list[tuple[Loc, str]]:
+    """Problems as (loc, message); loc is relative to the document root."""
+    found: list[tuple[Loc, str]] = []
+    spec = pb.spec
+
+    matchers = []
+    for i, text in enumerate(spec.match):
+        try:
+            matchers.extend(parse_matchers(text))
+        except MatcherError as exc:
+            found.append((("spec", "match", i), f"bad matcher {text!r}: {exc}"))
+    pb._matchers = matchers
+
+    # Templates: syntax and variables, everywhere a string may be rendered.
+    template_sites: list[tuple[Loc, str]] = []
+    if spec.target is not None:
+        template_sites += [(("spec", "target", "namespace"), spec.target.namespace),
+                           (("spec", "target", "name"), spec.target.name)]
+    for i, step in enumerate(spec.steps):
+        template_sites += _walk_strings(raw["spec"]["steps"][i].get("with", {}),
+                                        ("spec", "steps", i, "with"))
+        if step.verify and step.verify.promql:
+            template_sites.append((("spec", "steps", i, "verify", "promql"), step.verify.promql))
+    for i, _esc in enumerate(spec.escalate):
+        template_sites += _walk_strings(raw["spec"]["escalate"][i].get("with", {}),
+                                        ("spec", "escalate", i, "with"))
+    for loc, text in template_sites:
+        if is_template(text):
+            try:
+                compile_template(text)
+            except TemplateError as exc:
+                found.append((loc, str(exc)))
+
+    # Literal target names must already be valid Kubernetes names.
+    if spec.target is not None:
+        if not is_template(spec.target.namespace):
+            try:
+                check_dns1123_label(spec.target.namespace, "namespace")
+            except ValueError as exc:
+                found.append((("spec", "target", "namespace"), str(exc)))
+        if not is_template(spec.target.name):
+            try:
+                check_dns1123_subdomain(spec.target.name, "name")
+            except ValueError as exc:
+                found.append((("spec", "target", "name"), str(exc)))
+
+    # Actions: known, params valid, target present and of a kind they act on.
+    calls: list[tuple[Loc, str, dict[str, Any]]] = [
+        (("spec", "steps", i), s.action, s.params) for i, s in enumerate(spec.steps)]
+    calls += [(("spec", "escalate", i), e.action, e.params) for i, e in enumerate(spec.escalate)]
+    for loc, action, params in calls:
+        try:
+            action_spec = registry.get(action)
+        except KeyError as exc:
+            close = difflib.get_close_matches(action, list(registry.CATALOGUE), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            found.append(((*loc, "action"), f"{exc.args[0]}{hint}"))
+            continue
+        try:
+            action_spec.params.model_validate(params)
+        except ValidationError as exc:
+            for err in exc.errors():
+                found.append(((*loc, "with", *err["loc"]),
+                              _message(err, action_spec.params)))
+        if action_spec.needs_target:
+            if spec.target is None:
+                found.append(((*loc, "action"),
+                              f"{action} acts on 'spec.target', which this playbook lacks"))
+            elif action_spec.target_kinds and spec.target.kind not in action_spec.target_kinds:
+                found.append(((*loc, "action"),
+                              f"{action} cannot act on a {spec.target.kind} "
+                              f"(it acts on: {', '.join(action_spec.target_kinds)})"))
+    for i, step in enumerate(spec.steps):
+        if step.verify and step.verify.rollout and (
+                spec.target is None or spec.target.kind == "Pod"):
+            found.append((("spec", "steps", i, "verify", "rollout"),
+                          "'rollout: complete' needs a Deployment, StatefulSet or DaemonSet "
+                          "target"))
+    return found
+
+
+# --- entry points ------------------------------------------------------------------
+
+def load(text: str, source: str = "<string>") -> list[Playbook]:
+    """Parse every playbook in ``text``. Raises ``ConfigError`` with every problem found."""
+    playbooks: list[Playbook] = []
+    problems: list[Problem] = []
+    for data, lines, first_line in _documents(text, source):
+        if data is None:
+            continue
+        if not isinstance(data, dict):
+            problems.append(Problem(source, first_line,
+                                    f"a playbook must be a mapping, not {type(data).__name__}"))
+            continue
+        try:
+            pb = Playbook.model_validate(data)
+        except ValidationError as exc:
+            problems += _validation_problems(exc, Playbook, source, lines, (), first_line)
+            continue
+        pb._source, pb._line = source, first_line
+        for loc, message in _check_semantics(pb, data):
+            where = _format_loc(loc)
+            problems.append(Problem(source, _line_for(lines, loc, first_line),
+                                    f"{where}: {message}"))
+        playbooks.append(pb)
+    if problems:
+        raise ConfigError(problems)
+    return playbooks
+
+
+def playbook_files(paths: Iterable[str | Path]) -> list[Path]:
+    """Expand files and directories (``*.yaml``/``*.yml``, sorted) in the order given."""
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files += sorted(p for p in path.iterdir()
+                            if p.suffix in (".yaml", ".yml") and p.is_file())
+        else:
+            files.append(path)
+    return files
+
+
+def load_paths(paths: Sequence[str | Path]) -> list[Playbook]:
+    """Load every playbook under ``paths``; raises ``ConfigError`` listing every problem
+    in every file (one bad file does not hide the others)."""
+    playbooks: list[Playbook] = []
+    problems: list[Problem] = []
+    for path in playbook_files(paths):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            problems.append(Problem(str(path), None, f"cannot read: {exc.strerror or exc}"))
+            continue
+        except UnicodeDecodeError as exc:
+            problems.append(Problem(str(path), None, f"not UTF-8 text: {exc.reason}"))
+            continue
+        try:
+            playbooks += load(text, source=str(path))
+        except ConfigError as exc:
+            problems += exc.problems
+    seen: dict[str, Playbook] = {}
+    for pb in playbooks:
+        if pb.name in seen:
+            first = seen[pb.name]
+            problems.append(Problem(pb.source, pb.line,
+                                    f"metadata.name: playbook {pb.name!r} is already defined "
+                                    f"at {first.source}:{first.line}"))
+        else:
+            seen[pb.name] = pb
+    if problems:
+        raise ConfigError(problems)
+    return playbooks

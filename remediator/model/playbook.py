@@ -1,0 +1,175 @@
+"""The playbook format (``apiVersion: remediator/v1``, ``kind: Playbook``).
+
+Pure data and single-field rules only. Rules that need the action catalogue or
+the template compiler (unknown actions, params, template variables) live in
+``remediator.loader``, which also maps every problem to a file and line.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+from remediator.model.durations import Duration
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+_PLAYBOOK_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
+
+
+class Metadata(Strict):
+    name: str = Field(max_length=120)
+    description: str = ""
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _PLAYBOOK_NAME.fullmatch(v):
+            raise ValueError(f"{v!r} is not a valid playbook name "
+                             "(lowercase letters, digits, '-' and '.')")
+        return v
+
+
+class Verify(Strict):
+    """How to tell that a step worked. At least one check; all given must hold."""
+
+    promql: str | None = Field(default=None, min_length=1)
+    hold_for: Duration = Field(default=0.0, alias="for")
+    rollout: Literal["complete"] | None = None
+    alert_resolved: bool = False
+    timeout: Duration = 300.0
+    interval: Duration = 15.0
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Verify:
+        if self.promql is None and self.rollout is None and not self.alert_resolved:
+            raise ValueError("give at least one of 'promql', 'rollout' or 'alert_resolved'")
+        if self.hold_for and self.promql is None:
+            raise ValueError("'for' applies to 'promql' only")
+        if self.timeout <= 0:
+            raise ValueError("'timeout' must be more than 0s")
+        if self.interval <= 0:
+            raise ValueError("'interval' must be more than 0s")
+        if self.hold_for >= self.timeout:
+            raise ValueError(f"'for' must be shorter than 'timeout' "
+                             f"({self.hold_for:g}s >= {self.timeout:g}s)")
+        return self
+
+
+class SlackApproval(Strict):
+    channel: str = Field(min_length=1)
+
+
+class Approval(Strict):
+    """A human must click Approve in Slack before the step acts."""
+
+    slack: SlackApproval
+    ttl: Duration = 900.0
+    approvers: list[str] = Field(
+        default_factory=list,
+        description="Slack user ids (U…) or user group ids (S…); empty: the config's list.")
+
+    @field_validator("ttl")
+    @classmethod
+    def _ttl(cls, v: float) -> float:
+        if v <= 0 or v > 86400:
+            raise ValueError("must be more than 0s and at most 24h")
+        return v
+
+
+class Step(Strict):
+    name: str = Field(min_length=1, max_length=100)
+    action: str
+    params: dict[str, Any] = Field(default_factory=dict, alias="with")
+    verify: Verify | None = None
+    approval: Approval | None = None
+    retries: int = Field(default=3, ge=0, le=20)
+    timeout: Duration = 120.0
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, v: float) -> float:
+        if v <= 0:
+            raise ValueError("must be more than 0s")
+        return v
+
+
+class Escalation(Strict):
+    action: str
+    params: dict[str, Any] = Field(default_factory=dict, alias="with")
+
+
+class Guards(Strict):
+    cooldown: Duration = 0.0
+    max_runs_per_hour: int | None = Field(default=None, ge=1)
+    dry_run: bool = False
+
+
+class Target(Strict):
+    kind: Literal["Deployment", "StatefulSet", "DaemonSet", "Pod"]
+    namespace: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+
+
+class SlackNotify(Strict):
+    channel: str = Field(min_length=1)
+
+
+class Notify(Strict):
+    slack: SlackNotify | None = None
+
+
+class Spec(Strict):
+    match: list[str] = Field(min_length=1)
+    continue_: bool = Field(default=False, alias="continue")
+    target: Target | None = None
+    guards: Guards = Field(default_factory=Guards)
+    steps: list[Step] = Field(default_factory=list)
+    escalate: list[Escalation] = Field(default_factory=list)
+    notify: Notify = Field(default_factory=Notify)
+
+    @model_validator(mode="after")
+    def _something_to_do(self) -> Spec:
+        if not self.steps and not self.escalate:
+            raise ValueError("a playbook needs at least one step or one escalation")
+        seen: set[str] = set()
+        for step in self.steps:
+            if step.name in seen:
+                raise ValueError(f"step name {step.name!r} is used twice")
+            seen.add(step.name)
+        return self
+
+
+class Playbook(Strict):
+    api_version: Literal["remediator/v1"] = Field(alias="apiVersion")
+    kind: Literal["Playbook"]
+    metadata: Metadata
+    spec: Spec
+
+    # Where it came from, set by the loader (not part of the format).
+    _source: str = PrivateAttr(default="<string>")
+    _line: int = PrivateAttr(default=1)
+    _matchers: list[Any] = PrivateAttr(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def source(self) -> str:
+        return self._source
+
+    @property
+    def line(self) -> int:
+        return self._line
+
+    @property
+    def matchers(self) -> list[Any]:
+        """The parsed ``spec.match`` (``remediator.matching.Matcher``), set by the loader."""
+        return self._matchers

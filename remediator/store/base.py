@@ -1,0 +1,161 @@
+"""The Store port: everything remediator remembers, behind one small Protocol.
+
+Implementations must make ``ingest`` atomic and idempotent (one episode per
+``(fingerprint, startsAt)``, at most one active incident per incident key),
+persist before returning, and keep the step journal exact: an intent is written
+before an action is applied and an outcome after. The SQLite implementation is
+the embedded default; the shape fits a PostgreSQL one (unique constraints for
+idempotency, row locks for claiming incidents).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+from remediator.model.incident import (
+    IncidentState,
+    IncidentView,
+    StepRecord,
+    TargetRef,
+    TimelineEntry,
+)
+
+IngestOutcomeKind = Literal["new", "duplicate", "resolved", "unmatched", "stale"]
+
+
+@dataclass(frozen=True)
+class AlertRecord:
+    fingerprint: str
+    starts_at: datetime
+    ends_at: datetime | None
+    status: Literal["firing", "resolved"]
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    generator_url: str = ""
+
+
+@dataclass(frozen=True)
+class Routing:
+    """Where a matched alert goes: one per matching playbook."""
+
+    playbook: str
+    incident_key: str
+    target: TargetRef | None
+    dry_run: bool = False
+    notify: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None          # e.g. the target could not be rendered
+
+
+@dataclass(frozen=True)
+class IngestItem:
+    alert: AlertRecord
+    routes: tuple[Routing, ...]       # empty: no playbook matched
+
+
+@dataclass(frozen=True)
+class IngestOutcome:
+    outcome: IngestOutcomeKind
+    incident_ids: tuple[str, ...] = ()      # incidents the engine should look at
+    created: tuple[str, ...] = ()           # of those, the ones just created
+
+
+@dataclass(frozen=True)
+class ApprovalRecord:
+    id: str
+    incident_id: str
+    step_index: int
+    requested_at: datetime
+    expires_at: datetime
+    approvers: tuple[str, ...]
+    decision: Literal["approved", "rejected", "expired"] | None = None
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+
+
+class Store(Protocol):
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise if the store cannot be read."""
+        ...
+
+    # intake
+    async def ingest(self, items: list[IngestItem], now: datetime) -> list[IngestOutcome]: ...
+
+    # incidents
+    async def active_incident_ids(self) -> list[str]: ...
+
+    async def get_incident(self, incident_id: str) -> IncidentView | None: ...
+
+    async def list_incidents(self, *, state: str | None = None,
+                             limit: int = 100) -> list[IncidentView]: ...
+
+    async def firing_alert_count(self, incident_id: str) -> int: ...
+
+    async def set_state(self, incident_id: str, state: IncidentState, now: datetime, *,
+                        summary: str | None = None) -> None: ...
+
+    async def merge_context(self, incident_id: str, patch: dict[str, Any],
+                            now: datetime) -> None: ...
+
+    async def save_step(self, incident_id: str, phase: str, step: StepRecord,
+                        now: datetime) -> None: ...
+
+    async def add_timeline(self, incident_id: str, entry: TimelineEntry) -> None: ...
+
+    async def list_alerts(self, *, outcome: str | None = None,
+                          limit: int = 100) -> list[dict[str, Any]]: ...
+
+    # guards
+    async def last_closed_at(self, incident_key: str, *, acted_only: bool) -> datetime | None: ...
+
+    async def runs_since(self, incident_key: str, since: datetime) -> int: ...
+
+    async def mutations_since(self, since: datetime) -> int: ...
+
+    async def reserve_action(self, incident_id: str, step: str, now: datetime,
+                             since: datetime, budget: int, pause_value: str) -> str:
+        """Atomically: "paused" if the ``paused`` flag is set; else "tripped" (and set the
+        flag to ``pause_value``) if ``budget`` actions were reserved since ``since``;
+        else reserve one and return "ok"."""
+        ...
+
+    async def acquire_target(self, target: str, incident_id: str) -> str | None:
+        """Take the per-target lock; returns the holder's incident id if someone else has it."""
+        ...
+
+    async def release_target(self, target: str, incident_id: str) -> None: ...
+
+    async def get_flag(self, name: str) -> str | None: ...
+
+    async def set_flag(self, name: str, value: str | None) -> None: ...
+
+    # notifications (outbox) and sink state
+    async def append_event(self, incident_id: str, payload: str, now: datetime) -> int: ...
+
+    async def undelivered_events(self, sink: str, limit: int) -> list[tuple[int, str, str]]:
+        """(event id, incident id, payload) not yet delivered to ``sink``, oldest first."""
+        ...
+
+    async def mark_delivered(self, sink: str, event_id: int) -> None: ...
+
+    async def sink_get(self, incident_id: str, key: str) -> str | None: ...
+
+    async def sink_set(self, incident_id: str, key: str, value: str) -> None: ...
+
+    # approvals
+    async def create_approval(self, record: ApprovalRecord) -> None: ...
+
+    async def get_approval(self, approval_id: str) -> ApprovalRecord | None: ...
+
+    async def pending_approval(self, incident_id: str, step_index: int) -> ApprovalRecord | None:
+        ...
+
+    async def decide_approval(self, approval_id: str, decision: str, by: str,
+                              at: datetime) -> bool:
+        """Record a decision once; False when already decided (single use)."""
+        ...

@@ -1,0 +1,501 @@
+"""The embedded store: one SQLite file in WAL mode.
+
+Why not one statement per thread hop (as aiosqlite does): group commit. Every
+write is a function run whole, inside one transaction, on a dedicated writer
+thread; the writer drains its queue and commits everything waiting in a single
+transaction (one fsync), then answers each caller. Intake thus persists before
+it replies without serializing requests. Reads run on a second connection and
+thread, concurrently with writes (WAL).
+
+``synchronous=FULL`` by default: an acknowledged alert survives a power loss,
+not only a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from remediator.model.incident import (
+    IncidentState,
+    IncidentView,
+    StepRecord,
+    TargetRef,
+    TimelineEntry,
+)
+from remediator.store.base import ApprovalRecord, IngestItem, IngestOutcome
+from remediator.store.schema import SCHEMA
+
+T = TypeVar("T")
+_ACTIVE = tuple(s.value for s in IncidentState if s.active)
+_ACTIVE_SQL = "(" + ",".join(f"'{s}'" for s in _ACTIVE) + ")"
+# Open for new alerts to attach: active, or escalated and not yet resolved.
+_OPEN_SQL = _ACTIVE_SQL[:-1] + ",'escalated')"
+
+
+def _ts(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def new_incident_id() -> str:
+    return "inc-" + uuid.uuid4().hex[:16]
+
+
+class SqliteStore:
+    def __init__(self, path: str | Path, *, synchronous: str = "FULL",
+                 ids: Callable[[], str] = new_incident_id) -> None:
+        self.path = str(path)
+        self.synchronous = synchronous
+        self._ids = ids
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-w")
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-r")
+        self._local = threading.local()
+        self._queue: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # --- connections -------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True,
+                                   timeout=30)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn = conn
+        return conn
+
+    async def open(self) -> None:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+
+        def migrate(conn: sqlite3.Connection) -> None:
+            conn.executescript(SCHEMA)
+
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._writer, lambda: migrate(self._connect()))
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._flusher is not None:
+            await asyncio.shield(self._flusher)
+
+        def shut() -> None:
+            conn = getattr(self._local, "conn", None)
+            if conn is not None:
+                conn.close()
+                self._local.conn = None
+
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._writer, shut)
+        await loop.run_in_executor(self._reader, shut)
+        self._writer.shutdown(wait=True)
+        self._reader.shutdown(wait=True)
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._reader, lambda: fn(self._connect()))
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` inside the next group-committed transaction and return its result."""
+        if self._closed:
+            raise RuntimeError("store is closed")
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        self._queue.append((fn, fut))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = loop.create_task(self._flush_loop())
+        return await fut
+
+    async def _flush_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._queue:
+            batch, self._queue = self._queue, []
+            try:
+                results = await loop.run_in_executor(self._writer, self._run_batch, batch)
+            except BaseException as exc:  # the commit itself failed: every caller hears it
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc if isinstance(exc, Exception)
+                                          else RuntimeError(str(exc)))
+                continue
+            for (_, fut), (ok, value) in zip(batch, results, strict=True):
+                if fut.done():
+                    continue
+                if ok:
+                    fut.set_result(value)
+                else:
+                    fut.set_exception(value)
+
+    def _run_batch(self, batch: list[tuple[Callable[[sqlite3.Connection], Any],
+                                           asyncio.Future[Any]]]) -> list[tuple[bool, Any]]:
+        conn = self._connect()
+        results: list[tuple[bool, Any]] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for fn, _ in batch:
+                conn.execute("SAVEPOINT op")
+                try:
+                    results.append((True, fn(conn)))
+                    conn.execute("RELEASE op")
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                    results.append((False, exc))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return results
+
+    async def ping(self) -> None:
+        await self._read(lambda c: c.execute("SELECT 1").fetchone())
+
+    # --- intake ------------------------------------------------------------------
+
+    async def ingest(self, items: list[IngestItem], now: datetime) -> list[IngestOutcome]:
+        return await self._write(lambda c: [self._ingest_one(c, item, now) for item in items])
+
+    def _ingest_one(self, c: sqlite3.Connection, item: IngestItem, now: datetime) -> IngestOutcome:
+        a = item.alert
+        starts = _ts(a.starts_at)
+        row = c.execute("SELECT id, status FROM alerts WHERE fingerprint=? AND starts_at=?",
+                        (a.fingerprint, starts)).fetchone()
+        if a.status == "resolved":
+            if row is None:
+                c.execute(
+                    "INSERT INTO alerts(fingerprint, starts_at, ends_at, status, labels, "
+                    "annotations, generator_url, received_at, updated_at, outcome) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    (a.fingerprint, starts, _ts(a.ends_at), "resolved", json.dumps(a.labels),
+                     json.dumps(a.annotations), a.generator_url, _ts(now), _ts(now), "resolved"))
+                return IngestOutcome("resolved")
+            if row["status"] == "resolved":
+                return IngestOutcome("duplicate")
+            c.execute("UPDATE alerts SET status='resolved', ends_at=?, updated_at=? WHERE id=?",
+                      (_ts(a.ends_at), _ts(now), row["id"]))
+            linked = [r[0] for r in c.execute(
+                "SELECT i.id FROM incident_alerts ia JOIN incidents i ON i.id = ia.incident_id "
+                f"WHERE ia.alert_id=? AND i.state IN {_OPEN_SQL}", (row["id"],))]
+            return IngestOutcome("resolved", tuple(linked))
+        # firing
+        if row is not None:
+            return IngestOutcome("duplicate" if row["status"] == "firing" else "stale")
+        outcome = "new" if item.routes else "unmatched"
+        cur = c.execute(
+            "INSERT INTO alerts(fingerprint, starts_at, ends_at, status, labels, annotations, "
+            "generator_url, received_at, updated_at, outcome) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (a.fingerprint, starts, None, "firing", json.dumps(a.labels),
+             json.dumps(a.annotations), a.generator_url, _ts(now), _ts(now), outcome))
+        alert_id = cur.lastrowid
+        ids: list[str] = []
+        created: list[str] = []
+        for route in item.routes:
+            inc = c.execute(f"SELECT id FROM incidents WHERE key=? AND state IN {_OPEN_SQL}",
+                            (route.incident_key,)).fetchone()
+            if inc is None:
+                incident_id = self._ids()
+                c.execute(
+                    "INSERT INTO incidents(id, key, playbook, target, state, dry_run, created_at, "
+                    "updated_at, first_alert_at, context, notify, summary) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (incident_id, route.incident_key, route.playbook,
+                     route.target.model_dump_json() if route.target else None,
+                     IncidentState.OPEN.value, int(route.dry_run), _ts(now), _ts(now), starts,
+                     json.dumps({"error": route.error} if route.error else {}),
+                     json.dumps(route.notify), ""))
+                created.append(incident_id)
+            else:
+                incident_id = inc["id"]
+            c.execute("INSERT OR IGNORE INTO incident_alerts(incident_id, alert_id) VALUES (?,?)",
+                      (incident_id, alert_id))
+            ids.append(incident_id)
+        return IngestOutcome(outcome, tuple(ids), tuple(created))  # type: ignore[arg-type]
+
+    # --- incidents ---------------------------------------------------------------
+
+    async def active_incident_ids(self) -> list[str]:
+        """Incidents not yet closed (escalated ones included: they close when resolved)."""
+        return await self._read(lambda c: [r[0] for r in c.execute(
+            f"SELECT id FROM incidents WHERE state IN {_OPEN_SQL} ORDER BY created_at, id")])
+
+    async def get_incident(self, incident_id: str) -> IncidentView | None:
+        return await self._read(lambda c: self._view(c, incident_id, full=True))
+
+    def _view(self, c: sqlite3.Connection, incident_id: str, *, full: bool) -> IncidentView | None:
+        row = c.execute("SELECT * FROM incidents WHERE id=?", (incident_id,)).fetchone()
+        if row is None:
+            return None
+        view = IncidentView(
+            id=row["id"], key=row["key"], playbook=row["playbook"],
+            target=TargetRef.model_validate_json(row["target"]) if row["target"] else None,
+            state=IncidentState(row["state"]), dry_run=bool(row["dry_run"]),
+            created_at=_dt(row["created_at"]), updated_at=_dt(row["updated_at"]),
+            closed_at=_dt(row["closed_at"]), first_alert_at=_dt(row["first_alert_at"]),
+            context=json.loads(row["context"]), notify=json.loads(row["notify"]),
+            summary=row["summary"])
+        alerts = c.execute(
+            "SELECT a.* FROM incident_alerts ia JOIN alerts a ON a.id = ia.alert_id "
+            "WHERE ia.incident_id=? ORDER BY a.id", (incident_id,)).fetchall()
+        view.alerts = [_alert_dict(a) for a in alerts]
+        if full:
+            steps = c.execute("SELECT * FROM steps WHERE incident_id=? ORDER BY phase DESC, idx",
+                              (incident_id,)).fetchall()
+            view.steps = [StepRecord.model_validate_json(s["record"]) for s in steps]
+            view.timeline = [
+                TimelineEntry(at=_dt(t["at"]), kind=t["kind"], message=t["message"],
+                              data=json.loads(t["data"]))
+                for t in c.execute("SELECT * FROM timeline WHERE incident_id=? ORDER BY id",
+                                   (incident_id,))]
+        return view
+
+    async def list_incidents(self, *, state: str | None = None,
+                             limit: int = 100) -> list[IncidentView]:
+        def run(c: sqlite3.Connection) -> list[IncidentView]:
+            if state:
+                rows = c.execute("SELECT id FROM incidents WHERE state=? "
+                                 "ORDER BY created_at DESC, id LIMIT ?", (state, limit))
+            else:
+                rows = c.execute("SELECT id FROM incidents ORDER BY created_at DESC, id LIMIT ?",
+                                 (limit,))
+            views = [self._view(c, r[0], full=False) for r in rows.fetchall()]
+            return [v for v in views if v is not None]
+        return await self._read(run)
+
+    async def firing_alert_count(self, incident_id: str) -> int:
+        def run(c: sqlite3.Connection) -> int:
+            row = c.execute(
+                "SELECT count(*) FROM incident_alerts ia JOIN alerts a ON a.id = ia.alert_id "
+                "WHERE ia.incident_id=? AND a.status='firing'", (incident_id,)).fetchone()
+            return int(row[0])
+        return await self._read(run)
+
+    async def set_state(self, incident_id: str, state: IncidentState, now: datetime, *,
+                        summary: str | None = None) -> None:
+        closed = None if state.active or state == IncidentState.ESCALATED else _ts(now)
+
+        def run(c: sqlite3.Connection) -> None:
+            c.execute("UPDATE incidents SET state=?, updated_at=?, "
+                      "closed_at=COALESCE(?, closed_at), summary=COALESCE(?, summary) WHERE id=?",
+                      (state.value, _ts(now), closed, summary, incident_id))
+            if not state.active:
+                c.execute("DELETE FROM target_locks WHERE incident_id=?", (incident_id,))
+        await self._write(run)
+
+    async def merge_context(self, incident_id: str, patch: dict[str, Any],
+                            now: datetime) -> None:
+        def run(c: sqlite3.Connection) -> None:
+            row = c.execute("SELECT context FROM incidents WHERE id=?", (incident_id,)).fetchone()
+            context = json.loads(row[0]) if row else {}
+            context.update(patch)
+            c.execute("UPDATE incidents SET context=?, updated_at=? WHERE id=?",
+                      (json.dumps(context, default=str), _ts(now), incident_id))
+        await self._write(run)
+
+    async def save_step(self, incident_id: str, phase: str, step: StepRecord,
+                        now: datetime) -> None:
+        mutating = int(bool(step.intent and step.intent.get("mutates")))
+
+        def run(c: sqlite3.Connection) -> None:
+            c.execute(
+                "INSERT INTO steps(incident_id, phase, idx, status, record, mutating, "
+                "intent_at, updated_at) VALUES (?,?,?,?,?,?,?,?) "
+                "ON CONFLICT(incident_id, phase, idx) DO UPDATE SET status=excluded.status, "
+                "record=excluded.record, mutating=excluded.mutating, "
+                "intent_at=COALESCE(steps.intent_at, excluded.intent_at), "
+                "updated_at=excluded.updated_at",
+                (incident_id, phase, step.index, step.status.value, step.model_dump_json(),
+                 mutating, _ts(now) if step.intent else None, _ts(now)))
+            c.execute("UPDATE incidents SET updated_at=? WHERE id=?", (_ts(now), incident_id))
+        await self._write(run)
+
+    async def add_timeline(self, incident_id: str, entry: TimelineEntry) -> None:
+        await self._write(lambda c: c.execute(
+            "INSERT INTO timeline(incident_id, at, kind, message, data) VALUES (?,?,?,?,?)",
+            (incident_id, _ts(entry.at), entry.kind, entry.message,
+             json.dumps(entry.data, default=str))))
+
+    async def list_alerts(self, *, outcome: str | None = None,
+                          limit: int = 100) -> list[dict[str, Any]]:
+        def run(c: sqlite3.Connection) -> list[dict[str, Any]]:
+            if outcome:
+                rows = c.execute("SELECT * FROM alerts WHERE outcome=? ORDER BY id DESC LIMIT ?",
+                                 (outcome, limit))
+            else:
+                rows = c.execute("SELECT * FROM alerts ORDER BY id DESC LIMIT ?", (limit,))
+            return [_alert_dict(r) for r in rows.fetchall()]
+        return await self._read(run)
+
+    # --- guards ------------------------------------------------------------------
+
+    async def last_closed_at(self, incident_key: str, *, acted_only: bool) -> datetime | None:
+        def run(c: sqlite3.Connection) -> datetime | None:
+            sql = ("SELECT max(i.closed_at) FROM incidents i WHERE i.key=? "
+                   "AND i.closed_at IS NOT NULL")
+            if acted_only:
+                sql += (" AND EXISTS (SELECT 1 FROM steps s WHERE s.incident_id=i.id "
+                        "AND s.intent_at IS NOT NULL)")
+            row = c.execute(sql, (incident_key,)).fetchone()
+            return _dt(row[0])
+        return await self._read(run)
+
+    async def runs_since(self, incident_key: str, since: datetime) -> int:
+        def run(c: sqlite3.Connection) -> int:
+            row = c.execute(
+                "SELECT count(DISTINCT i.id) FROM incidents i JOIN steps s ON s.incident_id=i.id "
+                "WHERE i.key=? AND s.intent_at >= ?", (incident_key, _ts(since))).fetchone()
+            return int(row[0])
+        return await self._read(run)
+
+    async def mutations_since(self, since: datetime) -> int:
+        def run(c: sqlite3.Connection) -> int:
+            row = c.execute("SELECT count(*) FROM budget WHERE at >= ?", (_ts(since),)).fetchone()
+            return int(row[0])
+        return await self._read(run)
+
+    async def reserve_action(self, incident_id: str, step: str, now: datetime,
+                             since: datetime, budget: int, pause_value: str) -> str:
+        def run(c: sqlite3.Connection) -> str:
+            if c.execute("SELECT 1 FROM flags WHERE name='paused'").fetchone():
+                return "paused"
+            used = c.execute("SELECT count(*) FROM budget WHERE at >= ?",
+                             (_ts(since),)).fetchone()[0]
+            if used >= budget:
+                c.execute("INSERT INTO flags(name, value) VALUES ('paused', ?)", (pause_value,))
+                return "tripped"
+            c.execute("INSERT INTO budget(at, incident_id, step) VALUES (?,?,?)",
+                      (_ts(now), incident_id, step))
+            return "ok"
+        return await self._write(run)
+
+    async def acquire_target(self, target: str, incident_id: str) -> str | None:
+        def run(c: sqlite3.Connection) -> str | None:
+            c.execute("INSERT OR IGNORE INTO target_locks(target, incident_id) VALUES (?,?)",
+                      (target, incident_id))
+            row = c.execute("SELECT incident_id FROM target_locks WHERE target=?",
+                            (target,)).fetchone()
+            holder = str(row[0])
+            return None if holder == incident_id else holder
+        return await self._write(run)
+
+    async def release_target(self, target: str, incident_id: str) -> None:
+        await self._write(lambda c: c.execute(
+            "DELETE FROM target_locks WHERE target=? AND incident_id=?", (target, incident_id)))
+
+    async def get_flag(self, name: str) -> str | None:
+        def run(c: sqlite3.Connection) -> str | None:
+            row = c.execute("SELECT value FROM flags WHERE name=?", (name,)).fetchone()
+            return str(row[0]) if row else None
+        return await self._read(run)
+
+    async def set_flag(self, name: str, value: str | None) -> None:
+        def run(c: sqlite3.Connection) -> None:
+            if value is None:
+                c.execute("DELETE FROM flags WHERE name=?", (name,))
+            else:
+                c.execute("INSERT INTO flags(name, value) VALUES (?,?) "
+                          "ON CONFLICT(name) DO UPDATE SET value=excluded.value", (name, value))
+        await self._write(run)
+
+    # --- outbox and sink state -----------------------------------------------------
+
+    async def append_event(self, incident_id: str, payload: str, now: datetime) -> int:
+        def run(c: sqlite3.Connection) -> int:
+            cur = c.execute("INSERT INTO outbox(incident_id, payload, created_at) VALUES (?,?,?)",
+                            (incident_id, payload, _ts(now)))
+            return int(cur.lastrowid or 0)
+        return await self._write(run)
+
+    async def undelivered_events(self, sink: str, limit: int) -> list[tuple[int, str, str]]:
+        def run(c: sqlite3.Connection) -> list[tuple[int, str, str]]:
+            rows = c.execute(
+                "SELECT o.id, o.incident_id, o.payload FROM outbox o WHERE NOT EXISTS "
+                "(SELECT 1 FROM deliveries d WHERE d.event_id=o.id AND d.sink=?) "
+                "ORDER BY o.id LIMIT ?", (sink, limit)).fetchall()
+            return [(int(r[0]), str(r[1]), str(r[2])) for r in rows]
+        return await self._read(run)
+
+    async def mark_delivered(self, sink: str, event_id: int) -> None:
+        await self._write(lambda c: c.execute(
+            "INSERT OR IGNORE INTO deliveries(event_id, sink) VALUES (?,?)", (event_id, sink)))
+
+    async def sink_get(self, incident_id: str, key: str) -> str | None:
+        def run(c: sqlite3.Connection) -> str | None:
+            row = c.execute("SELECT value FROM sink_state WHERE incident_id=? AND key=?",
+                            (incident_id, key)).fetchone()
+            return str(row[0]) if row else None
+        return await self._read(run)
+
+    async def sink_set(self, incident_id: str, key: str, value: str) -> None:
+        await self._write(lambda c: c.execute(
+            "INSERT INTO sink_state(incident_id, key, value) VALUES (?,?,?) "
+            "ON CONFLICT(incident_id, key) DO UPDATE SET value=excluded.value",
+            (incident_id, key, value)))
+
+    # --- approvals -----------------------------------------------------------------
+
+    async def create_approval(self, record: ApprovalRecord) -> None:
+        await self._write(lambda c: c.execute(
+            "INSERT OR IGNORE INTO approvals(id, incident_id, step_index, requested_at, "
+            "expires_at, approvers) VALUES (?,?,?,?,?,?)",
+            (record.id, record.incident_id, record.step_index, _ts(record.requested_at),
+             _ts(record.expires_at), json.dumps(list(record.approvers)))))
+
+    async def get_approval(self, approval_id: str) -> ApprovalRecord | None:
+        def run(c: sqlite3.Connection) -> ApprovalRecord | None:
+            row = c.execute("SELECT * FROM approvals WHERE id=?", (approval_id,)).fetchone()
+            return _approval(row) if row else None
+        return await self._read(run)
+
+    async def pending_approval(self, incident_id: str, step_index: int) -> ApprovalRecord | None:
+        def run(c: sqlite3.Connection) -> ApprovalRecord | None:
+            row = c.execute("SELECT * FROM approvals WHERE incident_id=? AND step_index=? "
+                            "ORDER BY requested_at DESC LIMIT 1",
+                            (incident_id, step_index)).fetchone()
+            return _approval(row) if row else None
+        return await self._read(run)
+
+    async def decide_approval(self, approval_id: str, decision: str, by: str,
+                              at: datetime) -> bool:
+        def run(c: sqlite3.Connection) -> bool:
+            cur = c.execute("UPDATE approvals SET decision=?, decided_by=?, decided_at=? "
+                            "WHERE id=? AND decision IS NULL",
+                            (decision, by, _ts(at), approval_id))
+            return cur.rowcount == 1
+        return await self._write(run)
+
+
+def _alert_dict(row: sqlite3.Row) -> dict[str, Any]:
+    return {
+        "fingerprint": row["fingerprint"], "status": row["status"],
+        "startsAt": row["starts_at"], "endsAt": row["ends_at"],
+        "labels": json.loads(row["labels"]), "annotations": json.loads(row["annotations"]),
+        "generatorURL": row["generator_url"], "receivedAt": row["received_at"],
+        "outcome": row["outcome"],
+    }
+
+
+def _approval(row: sqlite3.Row) -> ApprovalRecord:
+    return ApprovalRecord(
+        id=row["id"], incident_id=row["incident_id"], step_index=row["step_index"],
+        requested_at=datetime.fromisoformat(row["requested_at"]),
+        expires_at=datetime.fromisoformat(row["expires_at"]),
+        approvers=tuple(json.loads(row["approvers"])), decision=row["decision"],
+        decided_by=row["decided_by"], decided_at=_dt(row["decided_at"]))
