@@ -12,7 +12,6 @@ No I/O and no clock here: the caller supplies ``now`` where a default is needed.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -299,8 +298,10 @@ def _complete_alert(item: Mapping[str, Any], now: datetime | None) -> dict[str, 
         # Alertmanager's API drops empty-valued labels before it fingerprints an alert
         out["labels"] = {k: v for k, v in out["labels"].items() if v != ""}
     if "fingerprint" not in out and isinstance(out.get("labels"), Mapping):
-        with contextlib.suppress(ValueError):   # bad labels are reported by validation below
+        try:
             out["fingerprint"] = fingerprint(_labels(out["labels"]))
+        except ValueError:
+            out["fingerprint"] = "0" * 16       # the labels themselves are reported below
     return out
 
 
