@@ -132,6 +132,9 @@ class FakeJira:
         if self._site is not None:
             await self._site.stop()
             self._site = None
+        if self._runner is not None and self._runner.server is not None:
+            for connection in list(self._runner.server.connections):
+                connection.force_close()        # kept-alive connections drop too
 
     async def up(self) -> None:
         if self._site is None:
