@@ -1,0 +1,352 @@
+"""``KubernetesCluster``: the ClusterApi port on kubernetes_asyncio, with kubectl's semantics.
+
+One shared ``ApiClient`` per cluster; every request carries a timeout. Objects
+come back as plain JSON dicts (camelCase, as the API sends them) so the actions
+can compare and patch them like kubectl does. Errors are mapped once, here:
+
+    5xx, 429, 409, 410, timeouts, connection errors  → TemporaryError
+    400, 401, 403, 404, 422 and other 4xx            → PermanentError
+
+each naming the object and quoting the server's message, with the cause chained.
+Not here: what an action decides (``remediator.actions.kubernetes``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Awaitable
+from typing import Any
+
+import aiohttp
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
+from kubernetes_asyncio.config.config_exception import ConfigException
+
+from remediator.errors import PermanentError, TemporaryError
+from remediator.model.incident import TargetRef
+from remediator.ports import RolloutStatus, TargetContext
+
+Obj = dict[str, Any]
+WORKLOADS = {"Deployment": "deployments", "StatefulSet": "statefulsets", "DaemonSet": "daemonsets"}
+_METHOD = {"Deployment": "deployment", "StatefulSet": "stateful_set", "DaemonSet": "daemon_set"}
+RECENT_EVENTS = 20
+
+
+def api_path(kind: str, namespace: str, name: str = "", subresource: str = "") -> str:
+    """The REST path of an object, as in the Intent's ``api_calls``."""
+    plural = WORKLOADS.get(kind) or {"Pod": "pods", "ReplicaSet": "replicasets"}[kind]
+    prefix = "/api/v1" if kind == "Pod" else "/apis/apps/v1"
+    path = f"{prefix}/namespaces/{namespace}/{plural}"
+    return "/".join(p for p in (path, name, subresource) if p)
+
+
+def selector_string(selector: Obj | None) -> str:
+    """A LabelSelector (matchLabels and matchExpressions) in the query-string syntax."""
+    selector = selector or {}
+    terms = [f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items())]
+    for expr in selector.get("matchExpressions") or []:
+        op, key, values = expr["operator"], expr["key"], expr.get("values") or []
+        if op in ("In", "NotIn"):
+            terms.append(f"{key} {op.lower()} ({','.join(values)})")
+        else:
+            terms.append(key if op == "Exists" else f"!{key}")
+    return ",".join(terms)
+
+
+def _server_message(err: ApiException) -> str:
+    try:
+        body = json.loads(err.body)
+        return str(body.get("message") or err.reason)
+    except (TypeError, ValueError, AttributeError):
+        return str(err.body or err.reason or "no message")
+
+
+def map_api_error(err: ApiException, what: str) -> TemporaryError | PermanentError:
+    status = int(err.status or 0)
+    text = f"{what}: HTTP {status} {err.reason or ''}".rstrip() + f": {_server_message(err)}"
+    if status == 409:
+        return TemporaryError(f"{text} (conflict, retry)")
+    if status in (410, 429) or status >= 500 or status == 0:
+        retry_after = (err.headers or {}).get("Retry-After") if err.headers else None
+        delay = float(retry_after) if retry_after and retry_after.isdigit() else None
+        return TemporaryError(text, delay=delay)
+    return PermanentError(text)
+
+
+class KubernetesCluster:
+    """The cluster, through one kubernetes_asyncio ``ApiClient``."""
+
+    def __init__(self, api_client: Any, *, timeout: float = 10.0) -> None:
+        self.api_client = api_client
+        self.timeout = timeout
+        self.apps = client.AppsV1Api(api_client)
+        self.core = client.CoreV1Api(api_client)
+        self.autoscaling = client.AutoscalingV2Api(api_client)
+
+    @classmethod
+    async def connect(cls, *, kubeconfig: str | None = None, context: str | None = None,
+                      in_cluster: bool | None = None, timeout: float = 10.0) -> KubernetesCluster:
+        """In-cluster config (service account) or a kubeconfig; ``in_cluster=None`` picks
+        in-cluster when running in a pod and no kubeconfig is given."""
+        cfg = client.Configuration()
+        if in_cluster is None:
+            in_cluster = kubeconfig is None and "KUBERNETES_SERVICE_HOST" in os.environ
+        try:
+            if in_cluster:
+                config.load_incluster_config(client_configuration=cfg)
+            else:
+                await config.load_kube_config(config_file=kubeconfig, context=context,
+                                              client_configuration=cfg, persist_config=False)
+        except (ConfigException, OSError, KeyError, ValueError) as err:
+            where = "in-cluster service account" if in_cluster else (kubeconfig or "~/.kube/config")
+            raise PermanentError(f"cannot load Kubernetes configuration from {where}: {err}") \
+                from err
+        return cls(client.ApiClient(cfg), timeout=timeout)
+
+    async def close(self) -> None:
+        await self.api_client.close()
+
+    async def _call(self, what: str, request: Awaitable[Any]) -> Any:
+        try:
+            return await request
+        except ApiException as err:
+            raise map_api_error(err, what) from err
+        except (TimeoutError, asyncio.TimeoutError) as err:
+            raise TemporaryError(f"{what}: no answer within {self.timeout:g}s") from err
+        except aiohttp.ClientError as err:
+            raise TemporaryError(f"{what}: cannot reach the API server: {err}") from err
+
+    def _dict(self, model: Any) -> Any:
+        return self.api_client.sanitize_for_serialization(model)
+
+    def _fn(self, verb: str, kind: str, suffix: str = "") -> Any:
+        if kind not in WORKLOADS:
+            raise PermanentError(f"unsupported kind {kind!r} (expected one of {', '.join(WORKLOADS)})")
+        return getattr(self.apps, f"{verb}_namespaced_{_METHOD[kind]}{suffix}")
+
+    # --- workloads ----------------------------------------------------------------------
+
+    async def read_workload(self, target: TargetRef) -> Obj:
+        fn = self._fn("read", target.kind)
+        obj: Obj = self._dict(await self._call(
+            f"get {target}", fn(target.name, target.namespace, _request_timeout=self.timeout)))
+        return obj
+
+    async def patch_workload(self, target: TargetRef, patch: Obj | list[Any], *,
+                             content_type: str) -> Obj:
+        fn = self._fn("patch", target.kind)
+        obj: Obj = self._dict(await self._call(
+            f"patch {target}", fn(target.name, target.namespace, patch,
+                                  _content_type=content_type, _request_timeout=self.timeout)))
+        return obj
+
+    async def read_scale(self, target: TargetRef) -> int:
+        fn = self._fn("read", target.kind, "_scale")
+        scale = await self._call(f"get the scale of {target}",
+                                 fn(target.name, target.namespace, _request_timeout=self.timeout))
+        return int(scale.spec.replicas or 0)
+
+    async def patch_scale(self, target: TargetRef, replicas: int) -> int:
+        fn = self._fn("patch", target.kind, "_scale")
+        scale = await self._call(
+            f"scale {target} to {replicas}",
+            fn(target.name, target.namespace, {"spec": {"replicas": replicas}},
+               _content_type="application/merge-patch+json", _request_timeout=self.timeout))
+        return int(scale.spec.replicas or 0)
+
+    async def list_hpas(self, namespace: str) -> list[Obj]:
+        result = await self._call(
+            f"list HorizontalPodAutoscalers in {namespace}",
+            self.autoscaling.list_namespaced_horizontal_pod_autoscaler(
+                namespace, _request_timeout=self.timeout))
+        return [self._dict(x) for x in result.items]
+
+    async def list_replicasets(self, namespace: str, selector: str) -> list[Obj]:
+        result = await self._call(
+            f"list ReplicaSets in {namespace} ({selector})",
+            self.apps.list_namespaced_replica_set(namespace, label_selector=selector,
+                                                  _request_timeout=self.timeout))
+        return [self._dict(x) for x in result.items]
+
+    async def read_replicaset(self, namespace: str, name: str) -> Obj | None:
+        try:
+            rs = await self._call(f"get ReplicaSet {namespace}/{name}",
+                                  self.apps.read_namespaced_replica_set(
+                                      name, namespace, _request_timeout=self.timeout))
+        except PermanentError as err:
+            if isinstance(err.__cause__, ApiException) and err.__cause__.status == 404:
+                return None
+            raise
+        obj: Obj = self._dict(rs)
+        return obj
+
+    # --- pods and events ----------------------------------------------------------------
+
+    async def list_pods(self, namespace: str, selector: str) -> list[Obj]:
+        result = await self._call(
+            f"list Pods in {namespace} ({selector})",
+            self.core.list_namespaced_pod(namespace, label_selector=selector,
+                                          _request_timeout=self.timeout))
+        return [self._dict(x) for x in result.items]
+
+    async def read_pod(self, namespace: str, name: str) -> Obj | None:
+        """The pod, or None if it does not exist."""
+        try:
+            pod = await self._call(f"get Pod {namespace}/{name}", self.core.read_namespaced_pod(
+                name, namespace, _request_timeout=self.timeout))
+        except PermanentError as err:
+            if isinstance(err.__cause__, ApiException) and err.__cause__.status == 404:
+                return None
+            raise
+        obj: Obj = self._dict(pod)
+        return obj
+
+    async def delete_pod(self, namespace: str, name: str, *, uid: str | None = None,
+                         grace_period_seconds: int | None = None) -> bool:
+        """Delete a pod (only the one with ``uid``, if given). False if it was already gone."""
+        body: Obj = {}
+        if uid:
+            body["preconditions"] = {"uid": uid}
+        if grace_period_seconds is not None:
+            body["gracePeriodSeconds"] = grace_period_seconds
+        try:
+            await self.core.delete_namespaced_pod(
+                name, namespace, body=body or None, grace_period_seconds=grace_period_seconds,
+                _request_timeout=self.timeout)
+        except ApiException as err:
+            if err.status == 404 or (err.status == 409 and "Precondition failed" in
+                                     _server_message(err)):
+                return False
+            raise map_api_error(err, f"delete Pod {namespace}/{name}") from err
+        except (TimeoutError, asyncio.TimeoutError, aiohttp.ClientError) as err:
+            raise TemporaryError(f"delete Pod {namespace}/{name}: {err or 'timed out'}") from err
+        return True
+
+    async def list_events(self, namespace: str) -> list[Obj]:
+        result = await self._call(f"list Events in {namespace}", self.core.list_namespaced_event(
+            namespace, _request_timeout=self.timeout))
+        return [self._dict(x) for x in result.items]
+
+    # --- the ClusterApi port ------------------------------------------------------------
+
+    async def rollout_status(self, target: TargetRef) -> RolloutStatus:
+        """kubectl rollout status, one evaluation (no watching)."""
+        return rollout_verdict(await self.read_workload(target))
+
+    async def describe(self, target: TargetRef) -> TargetContext:
+        """Recent events of the target, its ReplicaSets and pods; the pods' restarts."""
+        if target.kind == "Pod":
+            pod = await self.read_pod(target.namespace, target.name)
+            pods = [pod] if pod else []
+        else:
+            obj = await self.read_workload(target)
+            pods = await self.list_pods(target.namespace,
+                                        selector_string((obj.get("spec") or {}).get("selector")))
+        involved = {(target.kind, target.name)}
+        for pod in pods:
+            involved.add(("Pod", pod["metadata"]["name"]))
+            for ref in pod["metadata"].get("ownerReferences") or []:
+                involved.add((ref["kind"], ref["name"]))
+        events = [e for e in await self.list_events(target.namespace)
+                  if ((e.get("involvedObject") or {}).get("kind"),
+                      (e.get("involvedObject") or {}).get("name")) in involved]
+        events.sort(key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
+        return TargetContext(events=[_event_line(e) for e in events[-RECENT_EVENTS:]],
+                             pods=[_pod_summary(p) for p in pods])
+
+
+def _event_line(e: Obj) -> str:
+    obj = e.get("involvedObject") or {}
+    count = e.get("count") or 1
+    when = e.get("lastTimestamp") or e.get("eventTime") or ""
+    return (f"{when} {e.get('type', 'Normal')} {e.get('reason', '')} "
+            f"{obj.get('kind')}/{obj.get('name')}: {e.get('message', '')}"
+            + (f" (x{count})" if count > 1 else ""))
+
+
+def _pod_summary(pod: Obj) -> Obj:
+    status = pod.get("status") or {}
+    containers = status.get("containerStatuses") or []
+    reason = None
+    for cs in containers:
+        state, last = cs.get("state") or {}, cs.get("lastState") or {}
+        reason = ((state.get("waiting") or {}).get("reason")
+                  or (state.get("terminated") or {}).get("reason")
+                  or (last.get("terminated") or {}).get("reason") or reason)
+    return {"name": pod["metadata"]["name"], "phase": status.get("phase"),
+            "ready": bool(containers) and all(cs.get("ready") for cs in containers),
+            "restarts": sum(int(cs.get("restartCount") or 0) for cs in containers),
+            "reason": reason}
+
+
+def rollout_verdict(obj: Obj) -> RolloutStatus:
+    """kubectl's rollout-status algorithm (rollout_status.go), for one object."""
+    kind, meta = obj.get("kind"), obj.get("metadata") or {}
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    name, generation = meta.get("name"), int(meta.get("generation") or 0)
+    observed = int(status.get("observedGeneration") or 0)
+
+    def waiting(msg: str) -> RolloutStatus:
+        return RolloutStatus(done=False, failed=False, message=msg)
+
+    if kind == "Deployment":
+        if generation > observed:
+            return waiting("Waiting for deployment spec update to be observed...")
+        for cond in status.get("conditions") or []:
+            if cond.get("type") == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded":
+                return RolloutStatus(False, True, f'deployment "{name}" exceeded its progress deadline')
+        want = spec.get("replicas")
+        updated = int(status.get("updatedReplicas") or 0)
+        replicas = int(status.get("replicas") or 0)
+        available = int(status.get("availableReplicas") or 0)
+        if want is not None and updated < want:
+            return waiting(f'Waiting for deployment "{name}" rollout to finish: {updated} out of '
+                           f"{want} new replicas have been updated...")
+        if replicas > updated:
+            return waiting(f'Waiting for deployment "{name}" rollout to finish: '
+                           f"{replicas - updated} old replicas are pending termination...")
+        if available < updated:
+            return waiting(f'Waiting for deployment "{name}" rollout to finish: {available} of '
+                           f"{updated} updated replicas are available...")
+        return RolloutStatus(True, False, f'deployment "{name}" successfully rolled out')
+    strategy = spec.get("updateStrategy") or {}
+    if kind in ("StatefulSet", "DaemonSet") and strategy.get("type", "RollingUpdate") != "RollingUpdate":
+        raise PermanentError(f"rollout status is only available for RollingUpdate strategy type "
+                             f"({kind} {meta.get('namespace')}/{name})")
+    if kind == "DaemonSet":
+        if generation > observed:
+            return waiting("Waiting for daemon set spec update to be observed...")
+        desired = int(status.get("desiredNumberScheduled") or 0)
+        updated = int(status.get("updatedNumberScheduled") or 0)
+        available = int(status.get("numberAvailable") or 0)
+        if updated < desired:
+            return waiting(f'Waiting for daemon set "{name}" rollout to finish: {updated} out of '
+                           f"{desired} new pods have been updated...")
+        if available < desired:
+            return waiting(f'Waiting for daemon set "{name}" rollout to finish: {available} of '
+                           f"{desired} updated pods are available...")
+        return RolloutStatus(True, False, f'daemon set "{name}" successfully rolled out')
+    if kind == "StatefulSet":
+        if observed == 0 or generation > observed:
+            return waiting("Waiting for statefulset spec update to be observed...")
+        want = spec.get("replicas")
+        ready = int(status.get("readyReplicas") or 0)
+        if want is not None and ready < want:
+            return waiting(f"Waiting for {want - ready} pods to be ready...")
+        partition = int((strategy.get("rollingUpdate") or {}).get("partition") or 0)
+        updated = int(status.get("updatedReplicas") or 0)
+        if want is not None and partition > 0:
+            if updated < want - partition:
+                return waiting(f"Waiting for partitioned roll out to finish: {updated} out of "
+                               f"{want - partition} new pods have been updated...")
+            return RolloutStatus(True, False, f"partitioned roll out complete: {updated} new pods "
+                                 "have been updated...")
+        if status.get("updateRevision") != status.get("currentRevision"):
+            return waiting(f"waiting for statefulset rolling update to complete {updated} pods at "
+                           f"revision {status.get('updateRevision')}...")
+        current = int(status.get("currentReplicas") or 0)
+        return RolloutStatus(True, False, f"statefulset rolling update complete {current} pods at "
+                             f"revision {status.get('currentRevision')}...")
+    raise PermanentError(f"no rollout status for kind {kind!r}")

@@ -1,0 +1,357 @@
+"""The simulated control plane: deployment, replica-set and pod "kubelet" loops.
+
+Runs on an injected ``Clock``. After every API write ``reconcile()`` runs at once
+(new ReplicaSet with the next revision, ``observedGeneration``, scale changes,
+replacement pods); every ``tick`` seconds of clock time ``tick()`` moves a rolling
+update one pod forward, makes pods ready ``ready_seconds`` after they start,
+crash-loops pods whose image is bad (restart count rising every
+``crash_seconds``), keeps the ``Progressing``/``Available`` conditions as the
+real controller does (``ProgressDeadlineExceeded`` after
+``progressDeadlineSeconds`` without progress), and records Events.
+
+It does not speak HTTP, and it does not own metrics (``metrics`` reads the store).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from remediator.clock import Clock
+from remediator.simulator import objects as o
+from remediator.simulator.store import ApiError, Obj, Store, by_kind, rfc3339
+
+DEPLOY, RS, POD, EVENT = (by_kind(k) for k in ("Deployment", "ReplicaSet", "Pod", "Event"))
+STS, DS = by_kind("StatefulSet"), by_kind("DaemonSet")
+
+
+def parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def controller_uid(obj: Obj) -> str | None:
+    for ref in obj["metadata"].get("ownerReferences") or []:
+        if ref.get("controller"):
+            return str(ref["uid"])
+    return None
+
+
+def revision(rs: Obj) -> int:
+    try:
+        return int((rs["metadata"].get("annotations") or {}).get(o.REVISION, "0"))
+    except ValueError:
+        return 0
+
+
+class Controller:
+    def __init__(self, store: Store, clock: Clock, bad_images: set[str], *, nodes: int = 3,
+                 ready_seconds: float = 2.0, crash_seconds: float = 10.0,
+                 tick_seconds: float = 1.0) -> None:
+        self.store, self.clock, self.bad_images = store, clock, bad_images
+        self.nodes, self.ready_seconds, self.crash_seconds = nodes, ready_seconds, crash_seconds
+        self.tick_seconds = tick_seconds
+        self._suffix = itertools.count(1)
+        self.on_tick: list[Callable[[float], None]] = []
+        self._last_tick = clock.now()
+
+    def is_bad(self, template: Obj) -> bool:
+        return any(c.get("image") in self.bad_images
+                   for c in (template.get("spec") or {}).get("containers") or [])
+
+    async def run(self) -> None:
+        while True:
+            await self.clock.sleep(self.tick_seconds)
+            self.tick()
+
+    def tick(self) -> None:
+        now = self.clock.now()
+        elapsed = (now - self._last_tick).total_seconds()
+        self._last_tick = now
+        self.reconcile(step=True)
+        for hook in self.on_tick:
+            hook(elapsed)
+
+    # --- the loop ---------------------------------------------------------------------
+
+    def reconcile(self, *, step: bool = False) -> None:
+        self._collect_garbage()
+        for d in self.store.list(DEPLOY):
+            self._deployment(d, step=step)
+        for rs in self.store.list(RS):
+            self._replicaset(rs)
+        for pod in self.store.list(POD):
+            self._pod(pod)
+        for rs in self.store.list(RS):
+            self._replicaset_status(rs)
+        for d in self.store.list(DEPLOY):
+            self._deployment_status(d)
+        for kind in (STS, DS):
+            for w in self.store.list(kind):
+                self._workload(w)
+
+    def _collect_garbage(self) -> None:
+        for rt, owner_rt in ((RS, DEPLOY), (POD, RS)):
+            owners = {x["metadata"]["uid"] for x in self.store.list(owner_rt)}
+            for obj in self.store.list(rt):
+                uid = controller_uid(obj)
+                if uid and uid not in owners and any(
+                        r["kind"] == owner_rt.kind for r in obj["metadata"]["ownerReferences"]):
+                    self.store.delete(rt, obj["metadata"]["namespace"], obj["metadata"]["name"])
+
+    def owned(self, rt: Any, owner: Obj) -> list[Obj]:
+        return [x for x in self.store.list(rt, owner["metadata"]["namespace"])
+                if controller_uid(x) == owner["metadata"]["uid"]]
+
+    def _event(self, obj: Obj, reason: str, message: str, type_: str = "Normal",
+               component: str = "deployment-controller") -> None:
+        now = rfc3339(self.clock)
+        key = o.safe_encode(f"{obj['metadata']['uid']}/{reason}/{message}".encode(), 16)
+        name = f"{obj['metadata']['name']}.{key}"
+        ns = obj["metadata"]["namespace"]
+        existing = self.store.find(EVENT, ns, name)
+        if existing:
+            existing["count"] = existing.get("count", 1) + 1
+            existing["lastTimestamp"] = now
+            self.store.update(EVENT, existing, check_version=False)
+        else:
+            self.store.create(EVENT, ns, o.event(obj, name, reason=reason, message=message,
+                                                 type_=type_, now=now, component=component))
+
+    # --- deployments ------------------------------------------------------------------
+
+    def _deployment(self, d: Obj, *, step: bool) -> None:
+        rss = self.owned(RS, d)
+        wanted = o.strip_hash(d["spec"]["template"])
+        new = next((rs for rs in rss if o.strip_hash(rs["spec"]["template"]) == wanted), None)
+        desired = d["spec"].get("replicas", 1)
+        meta = d["metadata"]
+        annotations = meta.setdefault("annotations", {}) or {}
+        meta["annotations"] = annotations
+        found: tuple[str, str] | None = None
+        if d["spec"].get("paused"):
+            pass
+        elif new is None:
+            rev = max((revision(rs) for rs in rss), default=0) + 1
+            new = self.store.create(RS, meta["namespace"], o.replicaset(
+                d, d["spec"]["template"], rev, 0 if any(_replicas(r) for r in rss) else desired))
+            self._event(d, "ScalingReplicaSet",
+                        f"Scaled up replica set {new['metadata']['name']} from 0 to "
+                        f"{_replicas(new)}")
+            found = ("NewReplicaSetCreated", f'Created new replica set "{new["metadata"]["name"]}"')
+        elif revision(new) < max(revision(rs) for rs in rss):
+            rev = max(revision(rs) for rs in rss) + 1
+            ann = new["metadata"]["annotations"]
+            history = [h for h in ann.get(o.REVISION_HISTORY, "").split(",") if h]
+            ann[o.REVISION_HISTORY] = ",".join([*history, str(revision(new))])
+            ann[o.REVISION] = str(rev)
+            new = self.store.update(RS, new, check_version=False)
+            found = ("FoundNewReplicaSet", f'Found new replica set "{new["metadata"]["name"]}"')
+        if new is not None and annotations.get(o.REVISION) != str(revision(new)):
+            annotations[o.REVISION] = str(revision(new))
+            self.store.update(DEPLOY, d, check_version=False)
+        if found:
+            self._progressing(d, "True", *found)
+        if new is None:
+            return
+        olds = [rs for rs in rss if rs["metadata"]["uid"] != new["metadata"]["uid"]]
+        if not any(_replicas(rs) for rs in olds):
+            if _replicas(new) != desired:
+                self._scale_rs(d, new, desired)
+            return
+        if step:
+            self._roll_one(d, new, olds, desired)
+
+    def _roll_one(self, d: Obj, new: Obj, olds: list[Obj], desired: int) -> None:
+        strategy = d["spec"].get("strategy") or {}
+        active = [rs for rs in olds if _replicas(rs)]
+        if strategy.get("type") == "Recreate":
+            for rs in active:
+                self._scale_rs(d, rs, 0)
+            return
+        rolling = strategy.get("rollingUpdate") or {}
+        surge = o.resolve_int_or_percent(rolling.get("maxSurge"), desired, round_up=True)
+        unavailable = o.resolve_int_or_percent(rolling.get("maxUnavailable"), desired,
+                                               round_up=False)
+        if surge == 0 and unavailable == 0:
+            unavailable = 1
+        total = _replicas(new) + sum(_replicas(rs) for rs in active)
+        pods = self.owned_pods(d)
+        available = sum(1 for p in pods if is_ready(p))
+        old_unready = [rs for rs in active
+                       if any(not is_ready(p) for p in self.owned(POD, rs))]
+        if _replicas(new) < desired and total < desired + surge:
+            self._scale_rs(d, new, _replicas(new) + 1)
+        elif old_unready:
+            self._scale_rs(d, old_unready[0], _replicas(old_unready[0]) - 1)
+        elif available - 1 >= desired - unavailable:
+            oldest = min(active, key=revision)
+            self._scale_rs(d, oldest, _replicas(oldest) - 1)
+        elif _replicas(new) > desired:
+            self._scale_rs(d, new, _replicas(new) - 1)
+
+    def owned_pods(self, d: Obj) -> list[Obj]:
+        return [p for rs in self.owned(RS, d) for p in self.owned(POD, rs)]
+
+    def _scale_rs(self, d: Obj, rs: Obj, replicas: int) -> None:
+        before = _replicas(rs)
+        rs["spec"]["replicas"] = replicas
+        rs["metadata"]["annotations"][o.DESIRED_REPLICAS] = str(d["spec"].get("replicas", 1))
+        self.store.update(RS, rs, check_version=False)
+        verb = "up" if replicas > before else "down"
+        self._event(d, "ScalingReplicaSet",
+                    f"Scaled {verb} replica set {rs['metadata']['name']} from {before} to "
+                    f"{replicas}")
+
+    def _progressing(self, d: Obj, status: str, reason: str, message: str) -> None:
+        d = self.store.get(DEPLOY, d["metadata"]["namespace"], d["metadata"]["name"])
+        _set_condition(d, "Progressing", status, reason, message, rfc3339(self.clock))
+        self.store.update(DEPLOY, d, subresource="status", check_version=False)
+
+    def _deployment_status(self, d: Obj) -> None:
+        rss = self.owned(RS, d)
+        wanted = o.strip_hash(d["spec"]["template"])
+        new = next((rs for rs in rss if o.strip_hash(rs["spec"]["template"]) == wanted), None)
+        pods = [p for rs in rss for p in self.owned(POD, rs)]
+        updated = len(self.owned(POD, new)) if new else 0
+        ready = sum(1 for p in pods if is_ready(p))
+        desired = d["spec"].get("replicas", 1)
+        old = d.get("status") or {}
+        status: Obj = {"observedGeneration": d["metadata"]["generation"], "replicas": len(pods),
+                       "updatedReplicas": updated, "readyReplicas": ready,
+                       "availableReplicas": ready,
+                       "unavailableReplicas": max(desired - ready, 0),
+                       "conditions": old.get("conditions", [])}
+        status = {k: v for k, v in status.items() if v}      # omitempty, as the API does
+        now = rfc3339(self.clock)
+        rolling = (d["spec"].get("strategy") or {}).get("rollingUpdate") or {}
+        min_available = desired - o.resolve_int_or_percent(
+            rolling.get("maxUnavailable"), desired, round_up=False)
+        d["status"] = status
+        if ready >= min_available:
+            _set_condition(d, "Available", "True", "MinimumReplicasAvailable",
+                           "Deployment has minimum availability.", now)
+        else:
+            _set_condition(d, "Available", "False", "MinimumReplicasUnavailable",
+                           "Deployment does not have minimum availability.", now)
+        name = new["metadata"]["name"] if new else d["metadata"]["name"]
+        progressed = any(old.get(k, 0) != status.get(k, 0)
+                         for k in ("replicas", "updatedReplicas", "availableReplicas"))
+        current = _condition(d, "Progressing")
+        complete = new is not None and updated == desired == len(pods) and ready >= desired
+        deadline = d["spec"].get("progressDeadlineSeconds")
+        if d["spec"].get("paused"):
+            _set_condition(d, "Progressing", "Unknown", "DeploymentPaused",
+                           "Deployment is paused", now)
+        elif complete:
+            _set_condition(d, "Progressing", "True", "NewReplicaSetAvailable",
+                           f'ReplicaSet "{name}" has successfully progressed.', now,
+                           touch=current is None or current["reason"] != "NewReplicaSetAvailable")
+        elif progressed or current is None:
+            _set_condition(d, "Progressing", "True", "ReplicaSetUpdated",
+                           f'ReplicaSet "{name}" is progressing.', now)
+        elif (deadline is not None and current["reason"] != "ProgressDeadlineExceeded"
+              and (self.clock.now() - parse_time(current["lastUpdateTime"])).total_seconds()
+              > deadline):
+            _set_condition(d, "Progressing", "False", "ProgressDeadlineExceeded",
+                           f'ReplicaSet "{name}" has timed out progressing.', now)
+            self._event(d, "ProgressDeadlineExceeded",
+                        f'Deployment "{d["metadata"]["name"]}" has timed out progressing.',
+                        "Warning")
+        self.store.update(DEPLOY, d, subresource="status", check_version=False)
+
+    # --- replica sets and pods --------------------------------------------------------
+
+    def _replicaset(self, rs: Obj) -> None:
+        pods = self.owned(POD, rs)
+        want = _replicas(rs)
+        ns = rs["metadata"]["namespace"]
+        for _ in range(want - len(pods)):
+            suffix = o.safe_encode(f"{rs['metadata']['uid']}/{next(self._suffix)}".encode(), 5)
+            pod = self.store.create(POD, ns, o.pod(rs, suffix, f"node-{next(self._suffix) % self.nodes + 1}"))
+            self._event(pod, "Scheduled", f"Successfully assigned {ns}/{pod['metadata']['name']}"
+                        f" to {pod['spec']['nodeName']}", component="default-scheduler")
+        if len(pods) > want:
+            pods.sort(key=lambda p: (is_ready(p), p["metadata"]["creationTimestamp"]))
+            for pod in pods[: len(pods) - want]:
+                self.store.delete(POD, ns, pod["metadata"]["name"])
+
+    def _pod(self, pod: Obj) -> None:
+        started = pod["metadata"]["creationTimestamp"]
+        age = (self.clock.now() - parse_time(started)).total_seconds()
+        bad = self.is_bad(pod["spec"])
+        ready = not bad and age >= self.ready_seconds
+        restarts = int(age // self.crash_seconds) if bad else 0
+        before = pod.get("status", {}).get("containerStatuses") or [{}]
+        pod["status"] = o.pod_status(pod, started=started, now=rfc3339(self.clock), ready=ready,
+                                     bad=bad, restarts=restarts)
+        if bad and restarts > before[0].get("restartCount", 0):
+            name = pod["spec"]["containers"][0]["name"]
+            self._event(pod, "BackOff", f"Back-off restarting failed container {name} in pod "
+                        f"{pod['metadata']['name']}", "Warning", component="kubelet")
+        # Keep the failure time stable so that the object only changes when something did.
+        if bad and before[0].get("restartCount") == restarts:
+            return
+        try:
+            self.store.update(POD, pod, subresource="status", check_version=False)
+        except ApiError:
+            pass
+
+    def _replicaset_status(self, rs: Obj) -> None:
+        pods = self.owned(POD, rs)
+        ready = sum(1 for p in pods if is_ready(p))
+        status = {"replicas": len(pods), "fullyLabeledReplicas": len(pods), "readyReplicas": ready,
+                  "availableReplicas": ready, "observedGeneration": rs["metadata"]["generation"]}
+        rs["status"] = {k: v for k, v in status.items() if v or k == "replicas"}
+        self.store.update(RS, rs, subresource="status", check_version=False)
+
+    def _workload(self, w: Obj) -> None:
+        spec = w["spec"]
+        rev = f"{w['metadata']['name']}-{o.template_hash(spec['template'])}"
+        bad = self.is_bad(spec["template"])
+        if w["kind"] == "StatefulSet":
+            n = spec.get("replicas", 1)
+            current = (w.get("status") or {}).get("currentRevision") or rev
+            ok = n - 1 if bad and n else n
+            w["status"] = {"observedGeneration": w["metadata"]["generation"], "replicas": n,
+                           "readyReplicas": ok, "currentReplicas": ok, "updatedReplicas": n,
+                           "availableReplicas": ok, "currentRevision": current if bad else rev,
+                           "updateRevision": rev, "collisionCount": 0}
+        else:
+            n = self.nodes
+            ok = n - 1 if bad else n
+            w["status"] = {"observedGeneration": w["metadata"]["generation"],
+                           "desiredNumberScheduled": n, "currentNumberScheduled": n,
+                           "numberMisscheduled": 0, "numberReady": ok, "updatedNumberScheduled": n,
+                           "numberAvailable": ok, "numberUnavailable": n - ok}
+        self.store.update(by_kind(w["kind"]), w, subresource="status", check_version=False)
+
+
+def _replicas(rs: Obj) -> int:
+    return int(rs["spec"].get("replicas", 1))
+
+
+def is_ready(pod: Obj) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in (pod.get("status") or {}).get("conditions") or [])
+
+
+def _condition(obj: Obj, type_: str) -> Obj | None:
+    return next((c for c in (obj.get("status") or {}).get("conditions") or []
+                 if c["type"] == type_), None)
+
+
+def _set_condition(obj: Obj, type_: str, status: str, reason: str, message: str, now: str,
+                   *, touch: bool = True) -> None:
+    conditions: list[Obj] = obj.setdefault("status", {}).setdefault("conditions", [])
+    current = _condition(obj, type_)
+    if current is None:
+        conditions.append({"type": type_, "status": status, "reason": reason, "message": message,
+                           "lastUpdateTime": now, "lastTransitionTime": now})
+        return
+    if current["status"] != status:
+        current["lastTransitionTime"] = now
+    if touch:
+        current["lastUpdateTime"] = now
+    current.update(status=status, reason=reason, message=message)
