@@ -49,7 +49,8 @@ async def test_both_flavours_and_their_auth(flavour: str) -> None:
         created = await tickets.create(project="OPS", issue_type="Incident", summary="s",
                                        description="d", labels=["x-1"])
         found = await tickets.find_by_label("x-1", project="OPS")
-        assert found is not None and found.key == created.key == "OPS-1"
+        assert found is not None
+        assert found.key == created.key == "OPS-1"
         search = "/rest/api/2/search/jql" if flavour == "cloud" else "/rest/api/2/search"
         assert fake.count("GET", search) == 1
         await tickets.comment("OPS-1", "hello")
@@ -101,13 +102,15 @@ async def test_limits_are_applied_cleanly(fake_jira: FakeJira) -> None:
     created = await tickets.create(project="OPS", issue_type="Incident", summary=long_summary,
                                    description=description, labels=[label])
     issue = fake_jira.issue(created.key)
-    assert len(issue.fields["summary"]) == 255 and "\n" not in issue.fields["summary"]
+    assert len(issue.fields["summary"]) == 255
+    assert "\n" not in issue.fields["summary"]
     assert issue.fields["summary"].endswith("…")
     assert len(issue.fields["description"]) <= 32_767
     assert issue.fields["description"].endswith("characters omitted]")
     assert issue.fields["description"].startswith("report line\nreport line")
     assert issue.fields["labels"] == [clean_label(label)]
-    assert len(issue.fields["labels"][0]) == 255 and " " not in issue.fields["labels"][0]
+    assert len(issue.fields["labels"][0]) == 255
+    assert " " not in issue.fields["labels"][0]
 
 
 def test_truncation_counts_utf16_and_reports_what_it_cut() -> None:
@@ -143,7 +146,8 @@ async def test_after_a_restart_the_ticket_is_found_again(
     first = await open_ticket(action_context, tickets)
     restarted = cloud_tickets(fake_jira)            # new process: no locks, no memory
     again = await open_ticket(action_context, restarted)
-    assert again["key"] == first["key"] and len(fake_jira.issues) == 1
+    assert again["key"] == first["key"]
+    assert len(fake_jira.issues) == 1
     assert again["url"] == f"{fake_jira.base_url}/browse/OPS-1"
 
 
@@ -220,11 +224,13 @@ async def test_sink_comments_steps_and_closes_once(
     for event in events:
         await JiraSink(tickets).deliver(event, state)
     issue = fake_jira.issue("OPS-1")
-    assert issue.status == "Done" and issue.transitions == ["Done"]
+    assert issue.status == "Done"
+    assert issue.transitions == ["Done"]
     bodies = [c["body"] for c in issue.comments]
     assert len(bodies) == 5                                  # 4 step events + the closing one
     assert bodies[0].startswith("*Step 1: restart*")
-    assert "Incident recovered" in bodies[-1] and "at 16m00s" in bodies[-1]
+    assert "Incident recovered" in bodies[-1]
+    assert "at 16m00s" in bodies[-1]
 
     restarted = JiraSink(cloud_tickets(fake_jira))
     for event in events:                                     # redelivery after a restart
