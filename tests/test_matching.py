@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -263,3 +265,72 @@ def test_missing_label_is_empty_string(name: str, value: str) -> None:
             continue
         m = Matcher(name, op, value)
         assert m.matches({}) == m.matches({name: ""})
+
+
+# ------------------------------------------- differential test against Alertmanager
+
+AM_BINARY = "/usr/bin/prometheus-alertmanager"
+AM_LABEL_SETS = [
+    {"alertname": "A", "foo": "bar"},
+    {"alertname": "B", "foo": "foobar"},
+    {"alertname": "C", "foo": "BaR", "sev": "critical"},
+    {"alertname": "D", "sev": "page", "ns": "kube-system"},
+    {"alertname": "E", "foo": "123", "ns": "shop"},
+    {"alertname": "F", "foo": "a.b", "ns": "kube"},
+    {"alertname": "G", "foo": 'x"y\\z'},
+]
+AM_MATCHERS = [
+    'foo=~"bar"', 'foo!~"bar"', 'foo=""', 'foo!=""', 'foo!="bar"', 'foo=~".*"', 'foo=~".+"',
+    'foo=~"(?i)bar"', 'foo=~"bar|123"', 'foo=~"\\\\d+"', 'foo=~"[[:digit:]]+"', 'foo=~"a\\\\.b"',
+    'foo=~"\\\\Qa.b\\\\E"', 'foo=~".*ba.*"', 'ns!~"kube-.*"', 'ns=~"kube.*"',
+    'sev=~"critical|page"', 'foo="x\\"y\\\\z"', "foo=bar", 'foo=~"[a-z]{3}"', 'foo=~"(?i:B)a.*"',
+]
+
+
+@pytest.mark.e2e
+def test_matchers_agree_with_real_alertmanager(tmp_path: Any) -> None:
+    """Post alerts to the real Alertmanager and filter them with each matcher there and here."""
+    import json
+    import shutil
+    import socket
+    import subprocess
+    import time
+    import urllib.parse
+    import urllib.request
+
+    if not shutil.which(AM_BINARY):
+        pytest.skip("prometheus-alertmanager is not installed")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = tmp_path / "am.yml"
+    cfg.write_text("route: {receiver: none}\nreceivers: [{name: none}]\n")
+    proc = subprocess.Popen(
+        [AM_BINARY, f"--config.file={cfg}", f"--storage.path={tmp_path}",
+         f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}/api/v2/alerts"
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        body = json.dumps([{"labels": ls} for ls in AM_LABEL_SETS]).encode()
+        req = urllib.request.Request(base, body, {"Content-Type": "application/json"})
+        urllib.request.urlopen(req, timeout=5).close()
+        results = {}
+        for text in AM_MATCHERS:
+            url = f"{base}?{urllib.parse.urlencode({'filter': text})}"
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                theirs = sorted(a["labels"]["alertname"] for a in json.load(resp))
+            [m] = parse_matchers(text)
+            ours = sorted(ls["alertname"] for ls in AM_LABEL_SETS if m.matches(ls))
+            assert ours == theirs, text
+            results[text] = theirs
+        assert results['foo=~"bar"'] == ["A"]              # the comparison is not vacuous
+        assert results['foo!~"bar"'] == ["B", "C", "D", "E", "F", "G"]
+    finally:
+        proc.terminate()
+        proc.wait(10)
