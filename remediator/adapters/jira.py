@@ -85,6 +85,13 @@ class JiraTickets:
             weakref.WeakValueDictionary())
         self._known: dict[str, str] = {}    # label → key: search indexes lag behind creates
 
+    async def close(self) -> None:
+        """Close the client's HTTP session (a later call connects again)."""
+        with self._client_lock:
+            client, self._client = self._client, None
+        if client is not None:
+            await asyncio.to_thread(client.close)
+
     # -- the port --------------------------------------------------------------------
     def lock(self, label: str) -> asyncio.Lock:
         """The lock that serialises find-or-create for one dedup label in this process."""

@@ -29,6 +29,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
 )
+from slack_sdk.http_retry.builtin_interval_calculators import FixedValueRetryIntervalCalculator
 from slack_sdk.web.async_client import AsyncWebClient
 
 from remediator.errors import PermanentError, TemporaryError
@@ -82,7 +83,10 @@ class SlackChat:
                 timeout=self._timeout,
                 retry_handlers=[
                     AsyncRateLimitErrorRetryHandler(max_retry_count=self._rate_limit_retries),
-                    AsyncConnectionErrorRetryHandler(max_retry_count=1),
+                    # a kept-alive connection the server dropped: reconnect at once
+                    AsyncConnectionErrorRetryHandler(
+                        max_retry_count=1,
+                        interval_calculator=FixedValueRetryIntervalCalculator(0.05)),
                 ])
         return self._client
 
