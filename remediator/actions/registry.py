@@ -3,6 +3,7 @@ their implementation. Loading a playbook checks names and params here."""
 
 from __future__ import annotations
 
+import functools
 import importlib
 from dataclasses import dataclass
 from typing import Any
@@ -61,8 +62,10 @@ def get(name: str) -> ActionSpec:
         raise KeyError(f"unknown action {name!r} (known: {known})") from None
 
 
+@functools.cache
 def implementation(name: str) -> Action[Any]:
-    """The action's implementation object (imported on first use)."""
+    """The action's implementation object (imported on first use, then shared, so that
+    per-key locks inside an action hold across incidents)."""
     spec = get(name)
     module, _, cls = spec.implementation.partition(":")
     impl: Action[Any] = getattr(importlib.import_module(module), cls)()

@@ -38,6 +38,7 @@ class Approvals:
                 requested_at=now, expires_at=now + timedelta(seconds=step.approval.ttl),
                 approvers=tuple(step.approval.approvers) or self.default_approvers)
             await self.store.create_approval(record)
+            await self._publish(run, record, step)
             await run.set_state(IncidentState.AWAITING_APPROVAL)
             await run.note("approval", f"step {step.name!r} waits for approval in "
                                        f"{step.approval.slack.channel} until "
@@ -49,6 +50,8 @@ class Approvals:
         while True:
             current = await self.store.get_approval(record.id)
             assert current is not None
+            if current.decision is not None:
+                await self._publish(run, current, step)
             if current.decision == "approved":
                 await run.note("approval", f"step {step.name!r} approved by {current.decided_by}",
                                approval=record.id, by=current.decided_by)
@@ -73,3 +76,12 @@ class Approvals:
                 from remediator.engine.runner import Stop
                 raise Stop("resolved while waiting for approval")
             await run.wait((current.expires_at - now).total_seconds())
+
+    async def _publish(self, run: IncidentRun, record: ApprovalRecord, step: Step) -> None:
+        """Put the approval where notifiers look for it: ``context["approval"]``."""
+        assert step.approval is not None
+        info = {"id": record.id, "step": step.name, "channel": step.approval.slack.channel,
+                "expires_at": record.expires_at.isoformat(), "decision": record.decision,
+                "by": record.decided_by}
+        await run.store.merge_context(run.id, {"approval": info}, run.clock.now())
+        run.view.context["approval"] = info

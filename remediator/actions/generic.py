@@ -1,0 +1,57 @@
+"""Actions that need no cluster: ``http.post`` (a webhook of another system) and ``wait``."""
+
+from __future__ import annotations
+
+import json
+from typing import ClassVar
+
+import aiohttp
+
+from remediator.actions.base import ActionContext, ActionResult, Intent
+from remediator.actions.params import HttpPostParams, WaitParams
+from remediator.errors import PermanentError, TemporaryError
+
+
+class HttpPost:
+    name: ClassVar[str] = "http.post"
+    params = HttpPostParams
+
+    async def plan(self, ctx: ActionContext, params: HttpPostParams) -> Intent:
+        body = json.dumps(params.json_body, sort_keys=True, default=str)
+        return Intent(action=self.name, description=f"POST {params.url}",
+                      args={"url": params.url, "body": params.json_body,
+                            "headers": params.headers, "timeout": params.timeout,
+                            "expect": params.expect_status},
+                      api_calls=[f"POST {params.url} {body}"])
+
+    async def apply(self, ctx: ActionContext, intent: Intent) -> ActionResult:
+        session: aiohttp.ClientSession | None = ctx.http
+        if session is None:
+            raise TemporaryError("no HTTP client configured")
+        args = intent.args
+        headers = {"Idempotency-Key": f"{ctx.incident_id}/{ctx.step}", **args["headers"]}
+        try:
+            async with session.post(args["url"], json=args["body"], headers=headers,
+                                    timeout=aiohttp.ClientTimeout(total=args["timeout"])) as resp:
+                text = (await resp.text())[:500]
+                if resp.status in args["expect"]:
+                    return ActionResult(summary=f"POST {args['url']} → {resp.status}")
+                if resp.status >= 500 or resp.status == 429:
+                    raise TemporaryError(f"POST {args['url']} → {resp.status}: {text}")
+                raise PermanentError(f"POST {args['url']} → {resp.status}: {text}")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise TemporaryError(f"POST {args['url']} failed: {type(exc).__name__}: {exc}") \
+                from exc
+
+
+class Wait:
+    name: ClassVar[str] = "wait"
+    params = WaitParams
+
+    async def plan(self, ctx: ActionContext, params: WaitParams) -> Intent:
+        return Intent(action=self.name, description=f"wait {params.duration:g}s",
+                      args={"seconds": params.duration})
+
+    async def apply(self, ctx: ActionContext, intent: Intent) -> ActionResult:
+        await ctx.clock.sleep(float(intent.args["seconds"]))
+        return ActionResult(summary=f"waited {intent.args['seconds']:g}s")

@@ -1,0 +1,49 @@
+"""The MetricsApi on prometheus-api-client.
+
+The client is synchronous (requests): every query runs in a worker thread. Its
+own urllib3 retries are turned off so that the engine's retry policy is the
+only one. Errors become TemporaryError (server down, 5xx, timeouts: the
+verification keeps polling) or PermanentError (400 bad_data: the query is wrong).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import requests
+from prometheus_api_client import PrometheusConnect
+from prometheus_api_client.exceptions import PrometheusApiClientException
+from requests.adapters import HTTPAdapter
+
+from remediator.errors import PermanentError, TemporaryError
+
+
+class PrometheusMetrics:
+    def __init__(self, url: str, *, timeout: float = 10.0) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        session = requests.Session()
+        adapter = HTTPAdapter(max_retries=0)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        self._client = PrometheusConnect(url=self.url, disable_ssl=False, session=session,
+                                         timeout=timeout)
+        self.last_ok: bool | None = None
+
+    async def query(self, promql: str) -> list[dict[str, Any]]:
+        try:
+            result = await asyncio.to_thread(self._client.custom_query, promql)
+        except PrometheusApiClientException as exc:
+            self.last_ok = True
+            text = str(exc)
+            if "400" in text or "bad_data" in text:
+                raise PermanentError(f"Prometheus rejected the query {promql!r}: {text}") \
+                    from exc
+            raise TemporaryError(f"Prometheus query failed: {text}") from exc
+        except (requests.RequestException, OSError) as exc:
+            self.last_ok = False
+            raise TemporaryError(f"Prometheus at {self.url} unreachable: "
+                                 f"{type(exc).__name__}") from exc
+        self.last_ok = True
+        return list(result) if isinstance(result, list) else [{"value": result}]

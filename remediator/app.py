@@ -1,0 +1,238 @@
+"""The composition root: settings → adapters → engine → HTTP server.
+
+Nothing else wires things together. A dependency that is not configured or
+not reachable does not stop the daemon: alerts are still received and
+persisted, the steps that need it fail temporarily and then escalate, and
+``/readyz`` says which one is missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from remediator.clock import Clock, SystemClock
+from remediator.engine.core import Engine, EngineConfig, Ports
+from remediator.loader import load_paths
+from remediator.metrics import Metrics
+from remediator.notify.base import Sink
+from remediator.server.http import ServerConfig, build_app
+from remediator.settings import Settings, read_secret
+from remediator.store.sqlite import SqliteStore
+
+log = logging.getLogger("remediator")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line; ``extra`` fields such as ``incident`` are kept."""
+
+    _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(), "logger": record.name,
+            "msg": record.getMessage()}
+        for key, value in vars(record).items():
+            if key not in self._STANDARD and not key.startswith("_"):
+                data[key] = value
+        if record.exc_info:
+            data["exc"] = self.formatException(record.exc_info)
+        return json.dumps(data, default=str)
+
+
+def setup_logging(level: str = "INFO", fmt: str = "json") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+        import time
+        logging.Formatter.converter = time.gmtime
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+@dataclass
+class Daemon:
+    settings: Settings
+    clock: Clock = field(default_factory=SystemClock)
+    sinks: list[Sink] = field(default_factory=list)
+    engine: Engine | None = None
+    url: str = ""
+    _closers: list[Any] = field(default_factory=list)
+    _runner: web.AppRunner | None = None
+    _api: Any = None
+    dependencies: dict[str, str] = field(default_factory=dict)
+
+    async def start(self) -> str:
+        s = self.settings
+        playbooks = load_paths(s.playbooks)
+        log.info("loaded %d playbooks", len(playbooks), extra={"playbooks": [p.name for p
+                                                                             in playbooks]})
+        store = SqliteStore(s.store.path, synchronous=s.store.synchronous)
+        await store.open()
+        self._closers.append(store.close)
+        http = aiohttp.ClientSession()
+        self._closers.append(http.close)
+        ports = Ports(http=http)
+        ports.cluster = await self._cluster()
+        if s.prometheus.url:
+            from remediator.adapters.prometheus import PrometheusMetrics
+            ports.metrics = PrometheusMetrics(s.prometheus.url, timeout=s.prometheus.timeout)
+            self.dependencies["prometheus"] = s.prometheus.url
+        else:
+            self.dependencies["prometheus"] = "not configured: promql verifications will fail"
+            log.warning("no Prometheus configured: steps verified by promql cannot succeed")
+        sinks = list(self.sinks)
+        if s.notify.console:
+            from remediator.notify.console import ConsoleSink
+            sinks.append(ConsoleSink(sys.stdout))
+        slack_token = read_secret(s.slack.token, s.slack.token_file, "the Slack token")
+        if slack_token:
+            from remediator.adapters.slack import SlackChat
+            from remediator.notify.slack import SlackSink
+            ports.chat = SlackChat(slack_token, base_url=s.slack.base_url, session=http)
+            sinks.append(SlackSink(ports.chat, s.slack.default_channel))
+            self.dependencies["slack"] = s.slack.base_url
+        else:
+            self.dependencies["slack"] = "not configured"
+        if s.jira.url:
+            from remediator.adapters.jira import JiraTickets
+            from remediator.notify.jira import JiraSink
+            pat = read_secret(s.jira.pat, s.jira.pat_file, "the Jira PAT")
+            token = read_secret(s.jira.api_token, s.jira.api_token_file, "the Jira API token")
+            ports.tickets = JiraTickets(s.jira.url, email=s.jira.email, api_token=token, pat=pat)
+            sinks.append(JiraSink(ports.tickets, s.jira.transition_on_close))
+            self.dependencies["jira"] = s.jira.url
+        else:
+            self.dependencies["jira"] = "not configured"
+        e = s.engine
+        config = EngineConfig(
+            dry_run=e.dry_run, max_parallel=e.max_parallel,
+            allow_namespaces=tuple(e.allow_namespaces), deny_namespaces=tuple(e.deny_namespaces),
+            action_budget=e.action_budget, action_budget_window=e.action_budget_window,
+            default_approvers=tuple(s.slack.approvers), retry_base=e.retry_base,
+            retry_max=e.retry_max, call_timeout=e.call_timeout,
+            lock_retry_interval=e.lock_retry_interval)
+        self.engine = Engine(store=store, playbooks=playbooks, clock=self.clock, ports=ports,
+                             config=config, metrics=Metrics(), sinks=sinks)
+        token = read_secret(s.server.auth.token, s.server.auth.token_file, "the auth token")
+        password = read_secret(s.server.auth.basic_password, s.server.auth.basic_password_file,
+                               "the basic auth password")
+        server_config = ServerConfig(
+            max_body_bytes=s.server.max_body_bytes, bearer_token=token,
+            basic_user=s.server.auth.basic_user, basic_password=password,
+            slack_signing_secret=read_secret(s.slack.signing_secret, s.slack.signing_secret_file,
+                                             "the Slack signing secret"),
+            slack_approvers=tuple(s.slack.approvers),
+            dependencies={k: _const(v) for k, v in self.dependencies.items()})
+        if not token and not s.server.auth.basic_user:
+            log.warning("the webhook endpoint has NO authentication: set server.auth.token_file "
+                        "before exposing it beyond localhost")
+        app, self._api = build_app(self.engine, server_config)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=5)
+        await self._runner.setup()
+        host, _, port = s.server.listen.rpartition(":")
+        site = web.TCPSite(self._runner, host, int(port), reuse_address=True)
+        await site.start()
+        sockets = self._runner.addresses
+        bound = sockets[0][1] if sockets else int(port)
+        self.url = f"http://{host}:{bound}"
+        await self.engine.start()
+        self._api.ready = True
+        log.info("remediator ready on %s", self.url,
+                 extra={"dry_run": e.dry_run, "dependencies": self.dependencies})
+        return self.url
+
+    async def _cluster(self) -> Any:
+        k = self.settings.kubernetes
+        mode = k.mode
+        if mode == "auto":
+            import os
+            if os.environ.get("KUBERNETES_SERVICE_HOST"):
+                mode = "in-cluster"
+            elif k.kubeconfig or os.environ.get("KUBECONFIG") or \
+                    os.path.exists(os.path.expanduser("~/.kube/config")):
+                mode = "kubeconfig"
+            else:
+                mode = "none"
+        if mode == "none":
+            self.dependencies["kubernetes"] = "not configured: Kubernetes steps will escalate"
+            log.warning("NO Kubernetes cluster configured: alerts are received and recorded, "
+                        "Kubernetes steps fail and escalate")
+            return None
+        kubeconfig = k.kubeconfig
+        if mode == "simulator":
+            from remediator.simulator import seed as seeds
+            from remediator.simulator.server import Simulator
+            sim = Simulator(seeds.load_file(k.simulator_seed) if k.simulator_seed else None)
+            url = await sim.start("127.0.0.1", 0)
+            kubeconfig = str(Path(tempfile.mkdtemp(prefix="remediator-sim-")) / "kubeconfig")
+            sim.write_kubeconfig(kubeconfig)
+            self._closers.insert(0, sim.stop)
+            self.simulator = sim
+            log.warning("using the SIMULATED cluster at %s (metrics at %s/metrics)", url, url)
+        from remediator.adapters.kubernetes import KubernetesCluster
+        try:
+            cluster = await KubernetesCluster.connect(
+                kubeconfig=kubeconfig, context=k.context, in_cluster=(mode == "in-cluster"))
+        except Exception as exc:
+            self.dependencies["kubernetes"] = f"unavailable: {exc}"
+            log.error("Kubernetes is unavailable (%s): Kubernetes steps will escalate", exc)
+            return None
+        self._closers.insert(0, cluster.close)
+        self.dependencies["kubernetes"] = mode
+        return cluster
+
+    async def stop(self) -> None:
+        if self._api is not None:
+            self._api.accepting = False
+            self._api.ready = False
+        if self.engine is not None:
+            await self.engine.stop(self.settings.server.shutdown_grace)
+        if self._runner is not None:
+            await self._runner.cleanup()
+        for close in self._closers:
+            with contextlib.suppress(Exception):
+                await close()
+        self._closers.clear()
+
+
+def _const(value: str) -> Callable[[], str]:
+    return lambda: value
+
+
+async def serve(settings: Settings) -> int:
+    """Run until SIGTERM/SIGINT, then shut down within the grace period."""
+    daemon = Daemon(settings)
+    try:
+        await daemon.start()
+    except Exception:
+        await daemon.stop()
+        raise
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down: no new alerts; in-flight steps get %gs",
+             settings.server.shutdown_grace)
+    await daemon.stop()
+    log.info("stopped")
+    return 0

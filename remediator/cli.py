@@ -1,0 +1,225 @@
+"""The ``remediator`` command: serve | check | dry-run | simulator | demo | incidents."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from remediator.errors import ConfigError, TemplateError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="remediator", description=(
+        "Auto-remediation for Alertmanager alerts on Kubernetes: verified, guarded, audited."))
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="run the daemon")
+    s.add_argument("--config", metavar="FILE", help="YAML settings (see config/)")
+    s.add_argument("--listen", metavar="HOST:PORT")
+    s.add_argument("--playbooks", metavar="DIR", action="append",
+                   help="playbook file or directory (repeatable)")
+    s.add_argument("--store", metavar="PATH", help="SQLite file")
+    s.add_argument("--auth-token-file", metavar="FILE", help="bearer token for the webhook")
+    s.add_argument("--dry-run", action="store_true", default=None,
+                   help="journal every action as 'would do'; change nothing")
+    s.add_argument("--simulator", action="store_true",
+                   help="start the simulated Kubernetes cluster in-process and act on it")
+    s.add_argument("--kubeconfig", metavar="FILE")
+    s.add_argument("--context", metavar="NAME")
+    s.add_argument("--prometheus", metavar="URL")
+
+    c = sub.add_parser("check", help="validate playbooks (and a config file)")
+    c.add_argument("paths", nargs="*", default=["playbooks"], metavar="PATH")
+    c.add_argument("--config", metavar="FILE")
+
+    d = sub.add_parser("dry-run", help="show what a playbook would do for an alert")
+    d.add_argument("playbook", metavar="PLAYBOOK.yaml")
+    d.add_argument("--alert", action="append", default=[], metavar="FILE",
+                   help="a webhook payload or an alert object (JSON); repeatable")
+    d.add_argument("--output", choices=["text", "json"], default="text")
+
+    sim = sub.add_parser("simulator", help="run the simulated Kubernetes API server")
+    sim.add_argument("args", nargs=argparse.REMAINDER)
+
+    demo = sub.add_parser("demo", help="a scripted tour: one real incident on the simulator")
+    demo.add_argument("--keep", metavar="DIR", help="keep the demo's state in DIR")
+
+    inc = sub.add_parser("incidents", help="list incidents of a running daemon")
+    inc.add_argument("--url", default="http://127.0.0.1:8080")
+    inc.add_argument("--token-file", metavar="FILE")
+    inc.add_argument("id", nargs="?", help="one incident's timeline")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        if args.command == "check":
+            return _check(args)
+        if args.command == "dry-run":
+            return _dry_run(args)
+        if args.command == "simulator":
+            from remediator.simulator.__main__ import main as sim_main
+            return sim_main(args.args)
+        if args.command == "demo":
+            from remediator.demo import run_demo
+            return asyncio.run(run_demo(args.keep))
+        if args.command == "incidents":
+            return _incidents(args)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 2
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from remediator.app import serve, setup_logging
+    from remediator.settings import load_settings
+    overrides: dict[str, Any] = {}
+    if args.listen:
+        overrides.setdefault("server", {})["listen"] = args.listen
+    if args.auth_token_file:
+        overrides.setdefault("server", {}).setdefault("auth", {})["token_file"] = \
+            args.auth_token_file
+    if args.playbooks:
+        overrides["playbooks"] = args.playbooks
+    if args.store:
+        overrides.setdefault("store", {})["path"] = args.store
+    if args.dry_run:
+        overrides.setdefault("engine", {})["dry_run"] = True
+    if args.simulator:
+        overrides.setdefault("kubernetes", {})["mode"] = "simulator"
+    if args.kubeconfig:
+        overrides.setdefault("kubernetes", {}).update(mode="kubeconfig",
+                                                       kubeconfig=args.kubeconfig)
+    if args.context:
+        overrides.setdefault("kubernetes", {})["context"] = args.context
+    if args.prometheus:
+        overrides.setdefault("prometheus", {})["url"] = args.prometheus
+    settings = load_settings(args.config, overrides)
+    setup_logging(settings.log.level, settings.log.format)
+    return asyncio.run(serve(settings))
+
+
+def _check(args: argparse.Namespace) -> int:
+    from remediator.loader import load_paths
+    from remediator.settings import load_settings
+    problems: list[Any] = []
+    if args.config:
+        try:
+            load_settings(args.config)
+        except ConfigError as exc:
+            problems += exc.problems
+    count = 0
+    try:
+        count = len(load_paths(args.paths))
+    except ConfigError as exc:
+        problems += exc.problems
+    if problems:
+        for problem in problems:
+            print(problem)
+        print(f"{len(problems)} problem{'s' if len(problems) != 1 else ''} found",
+              file=sys.stderr)
+        return 1
+    print(f"OK: {count} playbook{'s' if count != 1 else ''}")
+    return 0
+
+
+def _dry_run(args: argparse.Namespace) -> int:
+    from remediator.dryrun import plan_for_alert, render_text
+    from remediator.loader import load_paths
+    from remediator.matching import example_labels
+    from remediator.model.alerts import WebhookError, parse_alerts_document
+    playbooks = load_paths([args.playbook])
+    if not playbooks:
+        print(f"{args.playbook}: no playbook in this file", file=sys.stderr)
+        return 1
+    pb = playbooks[0]
+    alerts: list[tuple[str, Any]] = []
+    ok = True
+    if args.alert:
+        for path in args.alert:
+            try:
+                text = Path(path).read_text(encoding="utf-8")
+                for alert in parse_alerts_document(text, now=_now()):
+                    alerts.append((path, alert))
+            except OSError as exc:
+                print(f"{path}: cannot read: {exc.strerror}", file=sys.stderr)
+                ok = False
+            except WebhookError as exc:
+                print(f"{path}: {exc}", file=sys.stderr)
+                ok = False
+    else:
+        labels = example_labels(pb.matchers)
+        # Labels the templates use but no matcher fixes get a placeholder value.
+        import re
+        text = Path(args.playbook).read_text(encoding="utf-8")
+        for name in re.findall(r"labels\.([A-Za-z_][A-Za-z0-9_]*)", text):
+            labels.setdefault(name, f"example-{name.replace('_', '-')}")
+        for alert in parse_alerts_document({"labels": labels,
+                                           "annotations": {"summary": "example alert"}},
+                                          now=_now()):
+            alerts.append(("example alert derived from the matchers", alert))
+    plans = []
+    for source, alert in alerts:
+        try:
+            plans.append(plan_for_alert(pb, alert, source))
+        except (TemplateError, ValidationError) as exc:
+            plans.append({"source": source, "error": str(exc)})
+            ok = False
+    if args.output == "json":
+        print(json.dumps({"playbook": pb.name, "file": pb.source, "plans": plans}, indent=2,
+                         default=str))
+    else:
+        print(render_text(pb, plans))
+    return 0 if ok and all("error" not in p for p in plans) else 1
+
+
+def _now() -> Any:
+    from datetime import UTC, datetime
+    return datetime.now(UTC)
+
+
+def _incidents(args: argparse.Namespace) -> int:
+    import urllib.error
+    import urllib.request
+    headers = {}
+    if args.token_file:
+        headers["Authorization"] = "Bearer " + Path(args.token_file).read_text().strip()
+    path = f"/api/v1/incidents/{args.id}" if args.id else "/api/v1/incidents"
+    req = urllib.request.Request(args.url.rstrip("/") + path, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            data = json.load(resp)
+    except urllib.error.HTTPError as exc:
+        print(f"{args.url}: HTTP {exc.code}: {exc.read().decode(errors='replace')}",
+              file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"{args.url}: cannot connect: {exc}", file=sys.stderr)
+        return 1
+    from remediator.dryrun import render_incident
+    if args.id:
+        print(render_incident(data))
+    else:
+        for inc in data["incidents"]:
+            target = inc.get("target") or {}
+            where = f"{target.get('kind')} {target.get('namespace')}/{target.get('name')}" \
+                if target else "-"
+            print(f"{inc['id']}  {inc['state']:<17} {inc['playbook']:<28} {where}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,263 @@
+"""The HTTP surface (aiohttp): the Alertmanager webhook, the incidents API, the
+kill switch, Slack interactions, health and metrics.
+
+Status codes are chosen for Alertmanager's retry rules: it retries 5xx and
+network errors and drops everything else. So 400 (malformed or wrong schema),
+401, 413 and 415 are the sender's problem and final; 503 is returned only when
+an alert could not be persisted, so that Alertmanager tries again. Errors are
+JSON: ``{"error": "...", "detail": ...}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from remediator.engine.core import Engine
+from remediator.model.alerts import WebhookError, parse_webhook
+from remediator.notify.interactions import (
+    InteractionError,
+    ReplayGuard,
+    SignatureError,
+    check_allowed,
+    parse_interaction,
+    verify_slack_signature,
+)
+
+log = logging.getLogger("remediator.server")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class ServerConfig:
+    max_body_bytes: int = 4 * 1024 * 1024
+    bearer_token: str | None = None
+    basic_user: str | None = None
+    basic_password: str | None = None
+    slack_signing_secret: str | None = None
+    slack_approvers: tuple[str, ...] = ()
+    dependencies: dict[str, Callable[[], str]] = field(default_factory=dict)
+
+
+def error(status: int, message: str, **detail: Any) -> web.Response:
+    body: dict[str, Any] = {"error": message}
+    if detail:
+        body["detail"] = detail
+    return web.json_response(body, status=status)
+
+
+class Api:
+    def __init__(self, engine: Engine, config: ServerConfig) -> None:
+        self.engine = engine
+        self.config = config
+        self.ready = False
+        self.accepting = True
+        self.replays = ReplayGuard()
+
+    # --- auth ----------------------------------------------------------------------
+
+    def auth_configured(self) -> bool:
+        return bool(self.config.bearer_token or self.config.basic_user)
+
+    def authorized(self, request: web.Request) -> bool:
+        if not self.auth_configured():
+            return True
+        header = request.headers.get("Authorization", "")
+        scheme, _, credentials = header.partition(" ")
+        token = self.config.bearer_token
+        if token and scheme.lower() == "bearer":
+            return hmac.compare_digest(credentials.strip().encode(), token.encode())
+        if self.config.basic_user and scheme.lower() == "basic":
+            try:
+                user, _, password = base64.b64decode(credentials.strip(),
+                                                     validate=True).decode().partition(":")
+            except (ValueError, UnicodeDecodeError):
+                return False
+            ok_user = hmac.compare_digest(user.encode(), self.config.basic_user.encode())
+            ok_pw = hmac.compare_digest(password.encode(),
+                                        (self.config.basic_password or "").encode())
+            return ok_user and ok_pw
+        return False
+
+    # --- routes --------------------------------------------------------------------
+
+    async def alerts(self, request: web.Request) -> web.Response:
+        if not self.authorized(request):
+            return web.json_response({"error": "unauthorized"}, status=401,
+                                     headers={"WWW-Authenticate": 'Bearer realm="remediator"'})
+        if not self.accepting:
+            return error(503, "shutting down; retry on another replica or later")
+        ctype = request.content_type
+        if ctype not in ("application/json", "text/json"):
+            return error(415, f"content type must be application/json, not {ctype!r}")
+        if request.content_length is not None and \
+                request.content_length > self.config.max_body_bytes:
+            return error(413, f"body larger than {self.config.max_body_bytes} bytes")
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return error(413, f"body larger than {self.config.max_body_bytes} bytes")
+        try:
+            payload = parse_webhook(body)
+        except WebhookError as exc:
+            return error(400, "invalid webhook payload", problems=exc.problems)
+        try:
+            counts = await self.engine.intake.receive(payload)
+        except Exception as exc:
+            log.exception("could not persist %d alerts; answering 503 so Alertmanager retries",
+                          len(payload.alerts))
+            return error(503, f"alerts not persisted: {type(exc).__name__}: {exc}")
+        return web.json_response({"status": "accepted", "alerts": counts})
+
+    async def incidents(self, request: web.Request) -> web.Response:
+        if not self.authorized(request):
+            return error(401, "unauthorized")
+        state = request.query.get("state")
+        try:
+            limit = min(1000, max(1, int(request.query.get("limit", "100"))))
+        except ValueError:
+            return error(400, "limit must be an integer")
+        views = await self.engine.store.list_incidents(state=state, limit=limit)
+        return web.json_response({"incidents": [v.model_dump(mode="json") for v in views]})
+
+    async def incident(self, request: web.Request) -> web.Response:
+        if not self.authorized(request):
+            return error(401, "unauthorized")
+        view = await self.engine.store.get_incident(request.match_info["id"])
+        if view is None:
+            return error(404, f"no incident {request.match_info['id']!r}")
+        return web.json_response(view.model_dump(mode="json"))
+
+    async def alert_list(self, request: web.Request) -> web.Response:
+        if not self.authorized(request):
+            return error(401, "unauthorized")
+        rows = await self.engine.store.list_alerts(outcome=request.query.get("outcome"),
+                                                   limit=100)
+        return web.json_response({"alerts": rows})
+
+    async def pause(self, request: web.Request) -> web.Response:
+        if not self.authorized(request):
+            return error(401, "unauthorized")
+        try:
+            data = await request.json() if request.can_read_body else {}
+        except ValueError:
+            return error(400, "body must be JSON")
+        reason = str((data or {}).get("reason") or "paused by an operator")
+        by = str((data or {}).get("by") or request.remote or "api")
+        await self.engine.guards.pause(reason, by, self.engine.clock.now())
+        log.warning("automation paused by %s: %s", by, reason)
+        return web.json_response({"paused": True, "reason": reason})
+
+    async def resume(self, request: web.Request) -> web.Response:
+        if not self.authorized(request):
+            return error(401, "unauthorized")
+        await self.engine.guards.resume()
+        log.warning("automation resumed")
+        return web.json_response({"paused": False})
+
+    async def status(self, request: web.Request) -> web.Response:
+        if not self.authorized(request):
+            return error(401, "unauthorized")
+        paused = await self.engine.guards.paused()
+        return web.json_response({
+            "paused": paused.__dict__ if paused else None,
+            "running_incidents": self.engine.running,
+            "playbooks": [pb.name for pb in self.engine.playbook_list],
+            "dry_run": self.engine.config.dry_run,
+        })
+
+    async def slack_interactions(self, request: web.Request) -> web.Response:
+        secret = self.config.slack_signing_secret
+        if not secret:
+            return error(404, "Slack interactivity is not configured")
+        body = await request.read()
+        try:
+            verify_slack_signature(secret, request.headers.get("X-Slack-Request-Timestamp", ""),
+                                   body, request.headers.get("X-Slack-Signature", ""),
+                                   now=time.time())
+        except SignatureError as exc:
+            return error(401, str(exc))
+        try:
+            self.replays.check(request.headers.get("X-Slack-Signature", ""), time.time())
+        except SignatureError as exc:
+            return error(401, str(exc))
+        try:
+            interaction = parse_interaction(body)
+        except InteractionError as exc:
+            return error(400, str(exc))
+        approval = await self.engine.store.get_approval(interaction.value)
+        if approval is None:
+            return error(404, "unknown approval")
+        allowed = approval.approvers or self.config.slack_approvers
+        try:
+            check_allowed(interaction.user_id, allowed)
+        except InteractionError as exc:
+            return error(403, str(exc))
+        decision = "approved" if interaction.approved else "rejected"
+        who = f"{interaction.user_name or interaction.user_id} ({interaction.user_id})"
+        if not await self.engine.store.decide_approval(approval.id, decision, who,
+                                                       self.engine.clock.now()):
+            return web.json_response({"text": "This request was already answered."})
+        self.engine.wake(approval.incident_id)
+        return web.json_response({"text": f"{decision} by {who}"})
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "alive"})
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        deps = {name: probe() for name, probe in self.config.dependencies.items()}
+        store_ok = True
+        try:
+            await self.engine.store.ping()
+        except Exception as exc:
+            store_ok = False
+            deps["store"] = f"error: {exc}"
+        else:
+            deps["store"] = "ok"
+        deps["playbooks"] = f"{len(self.engine.playbook_list)} loaded"
+        ready = self.ready and store_ok and self.accepting
+        return web.json_response({"ready": ready, "dependencies": deps},
+                                 status=200 if ready else 503)
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        data = generate_latest(self.engine.metrics.registry)
+        return web.Response(body=data, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def build_app(engine: Engine, config: ServerConfig) -> tuple[web.Application, Api]:
+    api = Api(engine, config)
+
+    @web.middleware
+    async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            response = error(exc.status, exc.reason)
+        except Exception:
+            log.exception("unhandled error on %s %s", request.method, request.path)
+            response = error(500, "internal error")
+        if request.path == "/api/v1/alerts":
+            engine.metrics.webhook_requests.labels(str(response.status)).inc()
+        return response
+
+    app = web.Application(client_max_size=config.max_body_bytes, middlewares=[errors])
+    app.router.add_post("/api/v1/alerts", api.alerts)
+    app.router.add_get("/api/v1/alerts", api.alert_list)
+    app.router.add_get("/api/v1/incidents", api.incidents)
+    app.router.add_get("/api/v1/incidents/{id}", api.incident)
+    app.router.add_post("/api/v1/pause", api.pause)
+    app.router.add_post("/api/v1/resume", api.resume)
+    app.router.add_get("/api/v1/status", api.status)
+    app.router.add_post("/api/v1/slack/interactions", api.slack_interactions)
+    app.router.add_get("/healthz", api.healthz)
+    app.router.add_get("/readyz", api.readyz)
+    app.router.add_get("/metrics", api.metrics)
+    return app, api

@@ -1,0 +1,216 @@
+"""Configuration: one pydantic settings root with small nested groups.
+
+Sources, later ones winning: built-in defaults → the YAML file (``--config``)
+→ environment variables (``REMEDIATOR_<GROUP>__<FIELD>``, e.g.
+``REMEDIATOR_ENGINE__DRY_RUN=true``) → command-line flags. Secrets are read
+from files (``*_file``) or the environment, kept as ``SecretStr`` and never
+logged. Every field has a default and says its unit.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from remediator.errors import ConfigError, Problem
+from remediator.model.durations import Duration
+
+
+class Group(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AuthSettings(Group):
+    token: SecretStr | None = Field(default=None, description="Bearer token (prefer token_file).")
+    token_file: Path | None = Field(default=None, description="File holding the bearer token.")
+    basic_user: str | None = None
+    basic_password: SecretStr | None = None
+    basic_password_file: Path | None = None
+
+
+class ServerSettings(Group):
+    listen: str = Field(default="127.0.0.1:8080", description="HOST:PORT to listen on.")
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024,
+                                description="Largest webhook body accepted (bytes).")
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    shutdown_grace: Duration = Field(default=20.0, description="Seconds in-flight steps get on "
+                                                               "SIGTERM before they are cut.")
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        _host, sep, port = v.rpartition(":")
+        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"{v!r} is not HOST:PORT")
+        return v
+
+
+class StoreSettings(Group):
+    path: str = Field(default="var/remediator.db", description="SQLite file (WAL mode).")
+    synchronous: Literal["FULL", "NORMAL"] = Field(
+        default="FULL", description="FULL survives power loss; NORMAL only process crashes.")
+
+
+class EngineSettings(Group):
+    dry_run: bool = Field(default=False, description="Journal every action as 'would do'.")
+    max_parallel: int = Field(default=32, ge=1, description="Incidents worked on at once.")
+    allow_namespaces: list[str] = Field(default_factory=list,
+                                        description="Only these namespaces (empty: all).")
+    deny_namespaces: list[str] = Field(default_factory=lambda: ["kube-system"])
+    action_budget: int = Field(default=20, ge=1,
+                               description="Mutating actions per window, all incidents.")
+    action_budget_window: Duration = Field(default=600.0, description="Budget window.")
+    retry_base: Duration = Field(default=2.0, description="First retry delay; doubles.")
+    retry_max: Duration = Field(default=60.0, description="Longest retry delay.")
+    call_timeout: Duration = Field(default=60.0, description="Longest single API call.")
+    lock_retry_interval: Duration = Field(default=10.0,
+                                          description="Re-check of a busy per-target lock.")
+
+
+class KubernetesSettings(Group):
+    mode: Literal["auto", "in-cluster", "kubeconfig", "simulator", "none"] = Field(
+        default="auto", description="auto: in-cluster when running in a pod, else the "
+                                    "kubeconfig if one exists, else none.")
+    kubeconfig: str | None = None
+    context: str | None = None
+    simulator_seed: str | None = Field(default=None, description="Seed file for mode simulator.")
+
+
+class PrometheusSettings(Group):
+    url: str | None = Field(default=None, description="e.g. http://prometheus:9090")
+    timeout: Duration = 10.0
+
+
+class SlackSettings(Group):
+    token: SecretStr | None = None
+    token_file: Path | None = None
+    base_url: str = "https://slack.com/api/"
+    default_channel: str | None = None
+    signing_secret: SecretStr | None = None
+    signing_secret_file: Path | None = None
+    approvers: list[str] = Field(default_factory=list,
+                                 description="Slack user/group ids allowed to approve.")
+
+
+class JiraSettings(Group):
+    url: str | None = None
+    email: str | None = None
+    api_token: SecretStr | None = None
+    api_token_file: Path | None = None
+    pat: SecretStr | None = None
+    pat_file: Path | None = None
+    transition_on_close: str | None = "Done"
+
+
+class NotifySettings(Group):
+    console: bool = Field(default=True, description="Print every incident event on stdout.")
+
+
+class LogSettings(Group):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["json", "text"] = "json"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="REMEDIATOR_", env_nested_delimiter="__",
+                                      extra="forbid")
+
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    playbooks: list[str] = Field(default_factory=lambda: ["playbooks"])
+    engine: EngineSettings = Field(default_factory=EngineSettings)
+    kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
+    prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
+    alertmanager_url: str | None = None
+    slack: SlackSettings = Field(default_factory=SlackSettings)
+    jira: JiraSettings = Field(default_factory=JiraSettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings],
+                                   init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Flags (init) beat the environment, which beats the file (passed as init too,
+        # merged beforehand in load_settings).
+        return (init_settings, env_settings)
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_settings(path: str | Path | None = None,
+                  overrides: dict[str, Any] | None = None) -> Settings:
+    """Defaults ← file ← environment ← ``overrides`` (flags). ConfigError names the field."""
+    data: dict[str, Any] = {}
+    source = str(path) if path else "<settings>"
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError([Problem(source, None, f"cannot read: {exc.strerror}")]) from exc
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            raise ConfigError([Problem(source, mark.line + 1 if mark else None,
+                                       f"invalid YAML: {getattr(exc, 'problem', exc)}")]) from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError([Problem(source, 1, "the config must be a mapping")])
+        data = loaded or {}
+    # The environment must beat the file: the fields it set are merged over the file.
+    try:
+        from_env = Settings()  # defaults ← env
+        merged = _merge(data, _explicit(from_env))
+        if overrides:
+            merged = _merge(merged, overrides)
+        return Settings(**merged)
+    except ValidationError as exc:
+        raise ConfigError([Problem(source, None, f"{'.'.join(str(p) for p in e['loc'])}: "
+                                                 f"{e['msg'].removeprefix('Value error, ')}")
+                           for e in exc.errors()]) from exc
+
+
+def _explicit(settings: Settings) -> dict[str, Any]:
+    """The fields the environment set (so that they override the file)."""
+    env = {k for k in os.environ if k.startswith("REMEDIATOR_")}
+    out: dict[str, Any] = {}
+    dumped = settings.model_dump()
+    for key in env:
+        parts = key.removeprefix("REMEDIATOR_").lower().split("__")
+        value: Any = dumped
+        for part in parts:
+            if not isinstance(value, dict) or part not in value:
+                value = None
+                break
+            value = value[part]
+        if value is None:
+            continue
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out
+
+
+def read_secret(value: SecretStr | None, path: Path | None, what: str) -> str | None:
+    """A secret from the setting itself or from its file (trailing newline dropped)."""
+    if value is not None:
+        return value.get_secret_value()
+    if path is None:
+        return None
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError([Problem(str(path), None,
+                                   f"cannot read {what}: {exc.strerror}")]) from exc
