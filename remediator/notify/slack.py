@@ -6,7 +6,9 @@
   the original message to change state, not a second message.
 * Each step gets one reply in the thread, edited as the step progresses.
 * ``APPROVAL_REQUESTED`` posts a reply with Approve/Reject buttons whose
-  ``value`` is the approval id; ``APPROVAL_DECIDED`` edits that reply.
+  ``value`` is the approval id (top-level in the approval's own channel when the
+  playbook names another one, with a pointer in the thread);
+  ``APPROVAL_DECIDED`` edits that message.
 * ``ESCALATED`` and ``CLOSED`` with a message add a short reply.
 
 Everything the sink must remember (root channel id and ``ts``, the reply of
@@ -14,10 +16,11 @@ each step and approval, digests of what was last rendered, the last delivered
 event id) lives in ``SinkState``, so a restarted daemon edits the same
 messages and a redelivered event changes nothing.
 
-Approval id (proposal until ``NotificationEvent`` grows a field): the sink reads
-``event.approval_id`` if present, else ``incident.context["approval"]["id"]``,
-with ``decision`` (approved | rejected | expired) and ``by`` (Slack user id)
-next to it for ``APPROVAL_DECIDED``.
+Approval id: the engine publishes ``incident.context["approval"] = {"id",
+"step", "channel", "expires_at", "decision", "by"}``; the sink reads the id
+there (or ``event.approval_id``, should the event grow that field), and
+``decision`` (approved | rejected | expired) and ``by`` (Slack user id) for
+``APPROVAL_DECIDED``.
 """
 
 from __future__ import annotations
@@ -66,8 +69,16 @@ class SlackSink:
                 raise PermanentError(f"incident {incident}: approval requested without an id")
             text, blocks = render.approval_message(event.incident, event.step, approval_id,
                                                    event.message)
-            await self._upsert_reply(state, incident, f"approval.{approval_id}", root,
-                                     text, blocks)
+            elsewhere = approval_channel(event)
+            if elsewhere and elsewhere != self._channel_for(event):
+                await self._upsert_reply(state, incident, f"approval.{approval_id}", root,
+                                         text, blocks, channel=elsewhere)
+                note = f":raised_hand: Approval requested in {render.slack_escape(elsewhere)}"
+                await self._upsert_reply(state, incident, f"approval.{approval_id}.note", root,
+                                         note, None)
+            else:
+                await self._upsert_reply(state, incident, f"approval.{approval_id}", root,
+                                         text, blocks)
         elif event.kind is EventKind.APPROVAL_DECIDED:
             approval_id, decision, by = approval_of(event)
             text, blocks = render.approval_decided_message(
@@ -119,15 +130,22 @@ class SlackSink:
     # -- replies ---------------------------------------------------------------------
     async def _upsert_reply(self, state: SinkState, incident: str, slot: str,
                             root: PostedMessage, text: str,
-                            blocks: list[dict[str, Any]] | None) -> None:
-        """Post the reply of ``slot`` once, then edit it when its rendering changes."""
+                            blocks: list[dict[str, Any]] | None, *,
+                            channel: str | None = None) -> None:
+        """Post the message of ``slot`` once (a thread reply, or top-level in ``channel``),
+        then edit it in place when its rendering changes."""
         digest = _digest(text, blocks)
         ts = await state.get(incident, f"slack.{slot}.ts")
         if ts is None:
-            posted = await self.chat.reply(root.channel, root.ts, text, blocks=blocks)
+            if channel:
+                posted = await self.chat.post(channel, text, blocks=blocks)
+            else:
+                posted = await self.chat.reply(root.channel, root.ts, text, blocks=blocks)
+            await state.set(incident, f"slack.{slot}.channel", posted.channel)
             await state.set(incident, f"slack.{slot}.ts", posted.ts)
         elif await state.get(incident, f"slack.{slot}.digest") != digest:
-            await self.chat.update(root.channel, ts, text, blocks=blocks)
+            where = await state.get(incident, f"slack.{slot}.channel") or root.channel
+            await self.chat.update(where, ts, text, blocks=blocks)
         await state.set(incident, f"slack.{slot}.digest", digest)
 
 
@@ -142,6 +160,13 @@ def approval_of(event: NotificationEvent) -> tuple[str | None, str | None, str |
     return (str(approval_id) if approval_id else None,
             str(decision) if decision else None,
             str(by) if by else None)
+
+
+def approval_channel(event: NotificationEvent) -> str | None:
+    """The channel the playbook wants approvals asked in, if any."""
+    approval = event.incident.context.get("approval")
+    channel = approval.get("channel") if isinstance(approval, Mapping) else None
+    return str(channel) if channel else None
 
 
 def _digest(*parts: object) -> str:

@@ -156,6 +156,29 @@ async def test_approval_buttons_then_decision_edits_the_request(
     assert all(b["type"] != "actions" for b in request.blocks)
 
 
+async def test_approval_in_the_playbooks_approval_channel(
+        fake_slack: FakeSlack, chat: SlackChat) -> None:
+    sink, state = SlackSink(chat), MemorySinkState()
+    rollback = step(2, "roll back", StepStatus.PENDING)
+    info = {"id": "apr-7", "step": "roll back", "channel": "#oncall",
+            "expires_at": "2026-08-01T10:15:00+00:00", "decision": None, "by": None}
+    waiting = make_view(state=IncidentState.AWAITING_APPROVAL, steps=[rollback],
+                        context={"approval": info})
+    rejected = make_view(state=IncidentState.REMEDIATING, steps=[rollback], context={
+        "approval": {**info, "decision": "rejected", "by": "U0BOB"}})
+    await sink.deliver(NotificationEvent(id=1, kind=EventKind.APPROVAL_REQUESTED, at=T0,
+                                         incident=waiting, step=rollback), state)
+    await sink.deliver(NotificationEvent(id=2, kind=EventKind.APPROVAL_DECIDED, at=T0,
+                                         incident=rejected, step=rollback), state)
+    [request] = fake_slack.roots("#oncall")
+    assert request.edits == 1
+    assert request.text.startswith(":no_entry: Approval for *roll back*: rejected by <@U0BOB>")
+    assert request.history[0].startswith(":raised_hand: Approval needed")
+    [root] = fake_slack.roots("#ops-alerts")
+    [pointer] = fake_slack.replies(root.channel, root.ts)
+    assert pointer.text == ":raised_hand: Approval requested in #oncall"
+
+
 async def test_no_channel_is_permanent(chat: SlackChat) -> None:
     event = NotificationEvent(id=1, kind=EventKind.OPENED, at=T0, incident=make_view(notify={}))
     with pytest.raises(PermanentError, match="no Slack channel"):
