@@ -13,6 +13,7 @@ format (Slack's ``& < >``; Jira's table and macro characters).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -204,8 +205,8 @@ def approval_decided_message(step: StepRecord | None, decision: str, by: str | N
     emoji = {"approved": ":white_check_mark:", "rejected": ":no_entry:"}.get(
         decision, ":hourglass:")
     what = f"*{slack_escape(step.name)}*" if step else "the step"
-    who = f" by <@{by}>" if by and by.startswith(("U", "W")) else (
-        f" by {slack_escape(by)}" if by else "")
+    user = re.search(r"\b([UW][A-Z0-9]{2,})\)?$", by or "")   # "U0ALICE" or "alice (U0ALICE)"
+    who = f" by <@{user.group(1)}>" if user else (f" by {slack_escape(by)}" if by else "")
     text = f"{emoji} Approval for {what}: {slack_escape(decision)}{who}"
     if note:
         text += f"\n{slack_escape(note)}"
