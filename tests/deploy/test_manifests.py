@@ -17,6 +17,7 @@ kubernetes-validate; tests/deploy/test_observability.py checks them.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -223,32 +224,8 @@ def test_volumes_match_the_runtime_contract(
         assert _one(docs, "Secret")["metadata"]["name"] == secret["secretName"]
 
 
-@pytest.mark.parametrize("overlay", ["dev", "production"])
-def test_config_agrees_with_the_deployment(
-        rendered: dict[str, list[Doc]], overlay: str) -> None:
-    """The paths in config.yaml are the ones the Deployment mounts and the Secret has."""
-    docs = rendered[overlay]
-    volumes, mounts = _volumes(docs), _mounts(docs)
-    config_map = volumes[mounts["/etc/remediator/config.yaml"]["name"]]["configMap"]["name"]
-    config = yaml.safe_load(_one(docs, "ConfigMap", config_map)["data"]["config.yaml"])
-    assert config["server"]["port"] == _container(docs)["ports"][0]["containerPort"]
-    assert config["store"]["path"] == "/var/lib/remediator/remediator.db"
-    assert config["playbooks"]["paths"] == ["/etc/remediator/playbooks"]
-    assert config["kubernetes"]["in_cluster"] is True
-    assert config["safety"]["dry_run"] is (overlay == "dev")
-    secret_keys = set(_load(BASE / "secret.example.yaml")[0]["stringData"])
-    files = _secret_files(config)
-    assert files, "config.yaml names no secret files"
-    for file in files:
-        directory, _, key = file.rpartition("/")
-        assert directory == "/etc/remediator/secrets", file
-        assert key in secret_keys, f"{file}: no such key in secret.example.yaml"
-    assert {f.rpartition("/")[2] for f in files} == secret_keys, "unused keys in the Secret"
-    if overlay == "dev":
-        assert set(_one(docs, "Secret")["data"]) == secret_keys
-
-
 def _secret_files(node: Any) -> list[str]:
+    """Every ``*_file`` value in a config document, in document order."""
     if isinstance(node, dict):
         out = []
         for key, value in node.items():
@@ -260,6 +237,76 @@ def _secret_files(node: Any) -> list[str]:
     if isinstance(node, list):
         return [f for item in node for f in _secret_files(item)]
     return []
+
+
+def _config_map_data(docs: list[Doc], mount_path: str) -> dict[str, str]:
+    volume = _volumes(docs)[_mounts(docs)[mount_path]["name"]]
+    data: dict[str, str] = _one(docs, "ConfigMap", volume["configMap"]["name"])["data"]
+    return data
+
+
+def _mount_config_map(data: dict[str, str], target: Path) -> Path:
+    """Lay the ConfigMap out as the kubelet does: ``..<timestamp>/`` holds the files,
+    ``..data`` links to it, and each key is a symlink through ``..data``."""
+    target.mkdir()
+    stamp = target / "..2026_01_01_00_00_00.000000000"
+    stamp.mkdir()
+    for key, text in data.items():
+        (stamp / key).write_text(text, encoding="utf-8")
+    (target / "..data").symlink_to(stamp.name)
+    for key in data:
+        (target / key).symlink_to(Path("..data") / key)
+    return target
+
+
+@pytest.mark.parametrize("overlay", ["dev", "production"])
+def test_config_loads_and_agrees_with_the_deployment(
+        rendered: dict[str, list[Doc]], overlay: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """config.yaml loads with remediator's own settings loader, and its paths are
+    the ones the Deployment mounts and the Secret template provides."""
+    settings_module = pytest.importorskip("remediator.settings")
+    for key in [k for k in os.environ if k.startswith("REMEDIATOR_")]:
+        monkeypatch.delenv(key)
+    docs = rendered[overlay]
+    text = _config_map_data(docs, "/etc/remediator/config.yaml")["config.yaml"]
+    path = tmp_path / "config.yaml"
+    path.write_text(text, encoding="utf-8")
+    s = settings_module.load_settings(path)
+    host, _, port = s.server.listen.rpartition(":")
+    assert host == "0.0.0.0", "listen on all interfaces, or probes and the Service fail"
+    assert int(port) == _container(docs)["ports"][0]["containerPort"] == 8080
+    assert s.store.path == "/var/lib/remediator/remediator.db"
+    assert Path(s.store.path).parent.as_posix() in _mounts(docs)
+    assert s.playbooks == ["/etc/remediator/playbooks"]
+    assert s.kubernetes.mode == "in-cluster"
+    assert s.engine.dry_run is (overlay == "dev")
+    assert s.prometheus.url
+    assert s.alertmanager_url
+    files = [s.server.auth.token_file, s.slack.token_file, s.slack.signing_secret_file,
+             s.jira.api_token_file]
+    secret_keys = set(_load(BASE / "secret.example.yaml")[0]["stringData"])
+    for file in files:
+        assert file is not None
+        assert file.parent.as_posix() == "/etc/remediator/secrets", file
+    assert {f.name for f in files if f} == secret_keys, "config files vs Secret keys"
+    assert _secret_files(yaml.safe_load(text)) == [str(f) for f in files if f], (
+        "every *_file in config.yaml is one the test knows")
+    if overlay == "dev":
+        assert set(_one(docs, "Secret")["data"]) == secret_keys
+
+
+@pytest.mark.parametrize("overlay", ["dev", "production"])
+def test_shipped_playbooks_load_from_a_configmap_mount(
+        rendered: dict[str, list[Doc]], overlay: str, tmp_path: Path) -> None:
+    """The playbooks ConfigMap, laid out as the kubelet mounts it (``..data``
+    symlinks), loads with remediator's own loader; every action is in the catalogue."""
+    loader = pytest.importorskip("remediator.loader")
+    data = _config_map_data(rendered[overlay], "/etc/remediator/playbooks")
+    mount = _mount_config_map(data, tmp_path / "playbooks")
+    playbooks = loader.load_paths([mount])
+    assert sorted(p.name for p in playbooks) == sorted(
+        yaml.safe_load(t)["metadata"]["name"] for t in data.values())
 
 
 @pytest.mark.parametrize("overlay", ["dev", "production"])
