@@ -268,8 +268,9 @@ class Controller:
         want = _replicas(rs)
         ns = rs["metadata"]["namespace"]
         for _ in range(want - len(pods)):
-            suffix = o.safe_encode(f"{rs['metadata']['uid']}/{next(self._suffix)}".encode(), 5)
-            pod = self.store.create(POD, ns, o.pod(rs, suffix, f"node-{next(self._suffix) % self.nodes + 1}"))
+            n = next(self._suffix)
+            suffix = o.safe_encode(f"{rs['metadata']['uid']}/pod-{n}".encode(), 5)
+            pod = self.store.create(POD, ns, o.pod(rs, suffix, f"node-{n % self.nodes + 1}"))
             self._event(pod, "Scheduled", f"Successfully assigned {ns}/{pod['metadata']['name']}"
                         f" to {pod['spec']['nodeName']}", component="default-scheduler")
         if len(pods) > want:
@@ -280,7 +281,7 @@ class Controller:
     def _pod(self, pod: Obj) -> None:
         started = pod["metadata"]["creationTimestamp"]
         age = (self.clock.now() - parse_time(started)).total_seconds()
-        bad = self.is_bad(pod["spec"])
+        bad = self.is_bad(pod)
         ready = not bad and age >= self.ready_seconds
         restarts = int(age // self.crash_seconds) if bad else 0
         before = pod.get("status", {}).get("containerStatuses") or [{}]

@@ -45,7 +45,7 @@ class Metrics:
         for d, pod in self._pods_by_deployment():
             ns, dep, name = d["metadata"]["namespace"], d["metadata"]["name"], pod["metadata"]["name"]
             live.add((ns, name))
-            bad = self.controller.is_bad(pod["spec"])
+            bad = self.controller.is_bad(pod)
             if not (bad or is_ready(pod)):
                 continue
             total = REQUESTS_PER_SECOND * seconds
