@@ -106,7 +106,7 @@ def _model_at(model: type[BaseModel], loc: Loc) -> type[BaseModel] | None:
         if field is None:
             return current
         current = _unwrap(field.annotation)
-    return None
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
 
 
 def _unwrap(annotation: Any) -> Any:
