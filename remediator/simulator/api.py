@@ -113,7 +113,7 @@ class KubeApi:
                       name: str | None, sub: str | None) -> web.StreamResponse:
         method, q = request.method, request.query
         if method == "GET" and name is None:
-            if q.get("watch") in ("true", "1"):
+            if q.get("watch", "").lower() in ("true", "1"):
                 return await self._watch(request, rt, ns)
             items = self.store.list(rt, ns, labels=q.get("labelSelector", ""),
                                     fields=q.get("fieldSelector", ""))

@@ -154,6 +154,10 @@ class Controller:
         if found:
             self._progressing(d, "True", *found)
         if new is None:
+            # Paused with a changed template: no new ReplicaSet, but scaling still happens.
+            active = sorted(rss, key=lambda rs: (_replicas(rs), revision(rs)))
+            if active and _replicas(active[-1]) != desired:
+                self._scale_rs(d, active[-1], desired)
             return
         olds = [rs for rs in rss if rs["metadata"]["uid"] != new["metadata"]["uid"]]
         if not any(_replicas(rs) for rs in olds):

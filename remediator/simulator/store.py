@@ -189,7 +189,7 @@ def selector_string(selector: Obj) -> str:
 # --- the store -----------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(eq=False)
 class Watcher:
     rt: ResourceType
     namespace: str | None
