@@ -95,12 +95,13 @@ def ladder_playbook(name: str = "ladder", *, match: str = 'alertname="HighErrorR
                     timeout: str = "10m", retries: int = 3) -> str:
     """restart → scale ×2 → rollback, each verified by its own metric (step1_ok …);
     escalation POSTs to ``hook``."""
-    first = first_step or """
+    first = first_step or f"""
     - name: restart
       action: kubernetes.restart
-      retries: %d
-      verify: {promql: 'step1_ok{deployment="{{ target.name }}"}', timeout: %s, interval: 30s}
-""" % (retries, timeout)
+      retries: {retries}
+      verify: {{promql: 'step1_ok{{deployment="{{{{ target.name }}}}"}}', timeout: {timeout},
+               interval: 30s}}
+"""
     return f"""
 apiVersion: remediator/v1
 kind: Playbook
@@ -195,9 +196,9 @@ class Rig:
         assert resp.status == status, body
         return body
 
-    async def settle(self, timeout: float = 15.0) -> None:
+    async def settle(self, limit: float = 15.0) -> None:
         """Wait (real time, bounded) until no incident run is in progress."""
-        await asyncio.wait_for(self.engine.idle(), timeout)
+        await asyncio.wait_for(self.engine.idle(), limit)
 
     async def incidents(self) -> list[IncidentView]:
         views = await self.store.list_incidents(limit=10000)
