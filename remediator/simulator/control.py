@@ -12,7 +12,9 @@
   POST/DELETE ``{"image": "example/api:2.0.0"}``.
 * ``POST /sim/v1/tick``: run one controller tick now.
 
-Also the authentication middleware: ``/api`` and ``/apis`` need the bearer token.
+Also the authentication middleware: ``/api`` and ``/apis`` need the bearer token
+(or no credentials at all when the seed allows anonymous access, as kubectl sends
+no token over plain http).
 """
 
 from __future__ import annotations
@@ -50,8 +52,10 @@ class Fault:
 
 
 class Control:
-    def __init__(self, controller: Controller, clock: Clock, token: str) -> None:
+    def __init__(self, controller: Controller, clock: Clock, token: str, *,
+                 anonymous: bool = True) -> None:
         self.controller, self.clock, self.token = controller, clock, token
+        self.anonymous = anonymous
         self.faults: list[Fault] = []
         self.calls: list[dict[str, Any]] = []
 
@@ -86,7 +90,8 @@ class Control:
         return response
 
     async def _guarded(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.headers.get("Authorization") != f"Bearer {self.token}":
+        auth = request.headers.get("Authorization")
+        if auth != f"Bearer {self.token}" and not (auth is None and self.anonymous):
             return error_response(ApiError(401, "Unauthorized"))
         for fault in self.faults:
             if not fault.matches(request.method, request.path):

@@ -27,9 +27,18 @@ def safe_encode(data: bytes, length: int) -> str:
     return "".join(_ALPHABET[b % len(_ALPHABET)] for b in digest[:length])
 
 
+def _drop_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_nulls(v) for v in value]
+    return value
+
+
 def strip_hash(template: Obj) -> Obj:
-    """A pod template without the pod-template-hash label (and without empty maps)."""
-    t = copy.deepcopy(template or {})
+    """A pod template for semantic comparison: no pod-template-hash label, no nulls (a Go
+    zero value such as ``creationTimestamp: null`` is the same as none), no empty maps."""
+    t = _drop_nulls(copy.deepcopy(template or {}))
     meta = t.setdefault("metadata", {})
     labels = {k: v for k, v in (meta.get("labels") or {}).items() if k != HASH_LABEL}
     meta.pop("labels", None)

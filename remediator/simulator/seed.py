@@ -2,6 +2,7 @@
 
 ```yaml
 token: sim-token                  # bearer token the API accepts (default below)
+anonymous: true                   # accept requests without a token (kubectl over http)
 nodes: 3
 bad_images: [example/api:2.0.0]   # templates with these images never become ready
 namespaces: [prod, staging]       # namespaces named by objects below are added anyway
@@ -61,6 +62,9 @@ class HpaSeed(_Strict):
 
 class Seed(_Strict):
     token: str = DEFAULT_TOKEN
+    # kubectl (client-go) sends no bearer token over plain http, so by default a request
+    # without credentials is let in as an anonymous user; a wrong token is always refused.
+    anonymous: bool = True
     nodes: int = Field(default=3, ge=1)
     bad_images: list[str] = Field(default_factory=list)
     namespaces: list[str] = Field(default_factory=list)

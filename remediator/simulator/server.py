@@ -42,7 +42,8 @@ class Simulator:
         self.metrics = Metrics(self.controller)
         self.controller.on_tick.append(self.metrics.advance)
         self.api = KubeApi(self.store, self.controller, self.clock)
-        self.control = Control(self.controller, self.clock, self.token)
+        self.control = Control(self.controller, self.clock, self.token,
+                               anonymous=self.seed.anonymous)
         self.url = ""
         self._runner: web.AppRunner | None = None
         self._loop_task: asyncio.Task[None] | None = None

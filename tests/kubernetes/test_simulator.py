@@ -149,7 +149,7 @@ async def test_control_endpoints_and_metrics(sim: Simulator, cluster: Kubernetes
             assert r.status == 201
         async with http.get("/apis/apps/v1", headers={"Authorization": f"Bearer {sim.token}"}) as r:
             assert r.status == 500
-        async with http.get("/apis/apps/v1") as r:
+        async with http.get("/apis/apps/v1", headers={"Authorization": "Bearer wrong"}) as r:
             assert r.status == 401
         await settle(30)
         async with http.get("/metrics") as r:
