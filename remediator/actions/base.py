@@ -50,8 +50,10 @@ class ActionResult(BaseModel):
 
 @dataclass
 class ActionContext:
-    """Everything an action may use. Ports may be None when not configured;
-    an action that needs a missing port raises ``TemporaryError``."""
+    """Everything an action may use. Ports may be None when not configured: an action
+    that needs a missing cluster raises ``TemporaryError`` (it may come up), one that
+    needs an unconfigured Jira or Slack raises ``PermanentError`` (settings are read
+    once at start, so retrying cannot help)."""
 
     incident_id: str
     incident_key: str

@@ -62,5 +62,8 @@ def route(pb: Playbook, labels: Mapping[str, str], annotations: Mapping[str, str
         return Routing(pb.name, f"{pb.name}/invalid/{fingerprint}", None,
                        dry_run or pb.spec.guards.dry_run, notify,
                        error=f"target not rendered: {exc}")
-    key = pb.name if target is None else f"{pb.name}/{target.kind}/{target.namespace}/{target.name}"
+    # Without a target, each alert (label set) is its own incident: one disk filling up on
+    # node A and another on node B are two problems, two tickets.
+    key = (f"{pb.name}/alert/{fingerprint}" if target is None
+           else f"{pb.name}/{target.kind}/{target.namespace}/{target.name}")
     return Routing(pb.name, key, target, dry_run or pb.spec.guards.dry_run, notify)
