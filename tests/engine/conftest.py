@@ -26,7 +26,7 @@ async def sim() -> AsyncIterator[Simulator]:
 @pytest.fixture
 async def cluster(sim: Simulator, tmp_path: Path) -> AsyncIterator[KubernetesCluster]:
     c = await KubernetesCluster.connect(kubeconfig=sim.write_kubeconfig(
-        str(tmp_path / "kubeconfig")), timeout=5.0)
+        str(tmp_path / "kubeconfig")))
     yield c
     await c.close()
 
