@@ -248,6 +248,18 @@ def _check_semantics(pb: Playbook, raw: dict[str, Any]) -> list[tuple[Loc, str]]
                 found.append(((*loc, "action"),
                               f"{action} cannot act on a {spec.target.kind} "
                               f"(it acts on: {', '.join(action_spec.target_kinds)})"))
+    first_seen: dict[str, int] = {}
+    for i, step in enumerate(spec.steps):
+        if step.name in first_seen:
+            found.append((("spec", "steps", i, "name"),
+                          f"step name {step.name!r} is used twice "
+                          f"(first at steps[{first_seen[step.name]}])"))
+        first_seen.setdefault(step.name, i)
+        v = step.verify
+        if v is not None and v.hold_for >= v.timeout:
+            found.append((("spec", "steps", i, "verify", "for"),
+                          f"'for' must be shorter than 'timeout' "
+                          f"({v.hold_for:g}s >= {v.timeout:g}s)"))
     for i, step in enumerate(spec.steps):
         if step.verify and step.verify.rollout and (
                 spec.target is None or spec.target.kind == "Pod"):
@@ -276,6 +288,7 @@ def load(text: str, source: str = "<string>") -> list[Playbook]:
             problems += _validation_problems(exc, Playbook, source, lines, (), first_line)
             continue
         pb._source, pb._line = source, first_line
+        pb._name_line = lines.get(("metadata", "name"), first_line)
         for loc, message in _check_semantics(pb, data):
             where = _format_loc(loc)
             problems.append(Problem(source, _line_for(lines, loc, first_line),
@@ -321,9 +334,9 @@ def load_paths(paths: Sequence[str | Path]) -> list[Playbook]:
     for pb in playbooks:
         if pb.name in seen:
             first = seen[pb.name]
-            problems.append(Problem(pb.source, pb.line,
+            problems.append(Problem(pb.source, pb._name_line,
                                     f"metadata.name: playbook {pb.name!r} is already defined "
-                                    f"at {first.source}:{first.line}"))
+                                    f"at {first.source}:{first._name_line}"))
         else:
             seen[pb.name] = pb
     if problems:

@@ -68,26 +68,14 @@ EXPECTED: dict[str, str] = {
         "steps[0].verify.rollout: 'rollout: complete' needs a Deployment, StatefulSet or "
         "DaemonSet target",
     "duplicate-step-names.yaml":
-        "spec: step name 'restart' is used twice",
+        "steps[1].name: step name 'restart' is used twice (first at steps[0])",
     "for-longer-than-timeout.yaml":
-        "steps[0].verify: 'for' must be shorter than 'timeout' (600s >= 300s)",
+        "steps[0].verify.for: 'for' must be shorter than 'timeout' (600s >= 300s)",
     "no-steps-no-escalate.yaml":
         "spec: a playbook needs at least one step or one escalation",
     "wrong-api-version.yaml":
         "apiVersion: must be 'remediator/v1', got 'remediator/v1beta1'",
 }
-
-# Mistakes the loader reports with the right message but at the enclosing mapping's
-# line: the rule is a pydantic model validator, whose errors carry no field location.
-# (strict: when the loader is fixed these start passing and the mark must go.)
-WRONG_LINE = {
-    "duplicate-step-names.yaml":
-        "Spec._something_to_do raises at loc ('spec',): reported at 'spec:', not at the "
-        "second step's name",
-    "for-longer-than-timeout.yaml":
-        "Verify._coherent raises at loc (…, 'verify'): reported at 'verify:', not at 'for:'",
-}
-
 
 def marker_line(path: Path) -> int:
     lines = [i for i, text in enumerate(path.read_text().splitlines(), 1) if MARKER in text]
@@ -115,30 +103,11 @@ def test_broken_file_message(name: str) -> None:
     assert problem.message == EXPECTED[name]
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=WRONG_LINE[n]))
-    if n in WRONG_LINE else n
-    for n in sorted(EXPECTED)
-])
+@pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_broken_file_points_at_the_offending_line(name: str) -> None:
     path = BROKEN / name
     problem = only_problem(path)
     assert str(problem) == f"{path}:{marker_line(path)}: {EXPECTED[name]}"
-
-
-@pytest.mark.parametrize(("name", "line_of"), [
-    ("duplicate-step-names.yaml", "spec:"),
-    ("for-longer-than-timeout.yaml", "verify:"),
-])
-def test_model_level_rules_report_the_enclosing_line(name: str, line_of: str) -> None:
-    # Pins today's behaviour for the WRONG_LINE cases: the line is that of the
-    # mapping the rule belongs to, which at least is inside the right step.
-    path = BROKEN / name
-    problem = only_problem(path)
-    lines = path.read_text().splitlines()
-    assert problem.line is not None
-    assert lines[problem.line - 1].strip().startswith(line_of)
-    assert problem.line < marker_line(path)
 
 
 def test_load_paths_reports_every_broken_file() -> None:
@@ -224,19 +193,6 @@ def test_problems_in_several_documents_of_one_file_are_all_reported() -> None:
     assert info.value.problems[1].line > second_start
 
 
-def test_duplicate_names_across_files_name_both_locations() -> None:
-    with pytest.raises(ConfigError) as info:
-        load_paths([DUPLICATES])
-    first, second = DUPLICATES / "a-first.yaml", DUPLICATES / "b-second.yaml"
-    second_doc = next(i for i, text in enumerate(second.read_text().splitlines(), 1)
-                      if text == "---") + 1
-    assert [str(p) for p in info.value.problems] == [
-        f"{second}:{second_doc}: metadata.name: playbook 'restart-api' is already defined "
-        f"at {first}:2"]
-
-
-@pytest.mark.xfail(strict=True, reason="duplicate-name problems give each document's first "
-                   "line, not the line of metadata.name the message names")
 def test_duplicate_names_point_at_the_name_lines() -> None:
     with pytest.raises(ConfigError) as info:
         load_paths([DUPLICATES])
