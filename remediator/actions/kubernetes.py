@@ -60,7 +60,8 @@ def _cluster(ctx: ActionContext) -> KubernetesCluster:
     return cluster
 
 
-def _checked(kind: str, namespace: str, name: str, kinds: tuple[str, ...], action: str) -> TargetRef:
+def _checked(kind: str, namespace: str, name: str, kinds: tuple[str, ...],
+             action: str) -> TargetRef:
     if kind not in kinds:
         raise PermanentError(f"{action} cannot act on a {kind} (only {', '.join(kinds)})")
     try:
@@ -400,7 +401,8 @@ class DeletePod:
 
     async def apply(self, ctx: ActionContext, intent: Intent) -> ActionResult:
         cluster, t = _cluster(ctx), _intent_target(intent, self.KINDS)
-        deleted, gone = [], []
+        deleted: list[str] = []
+        gone: list[str] = []
         for p in intent.args["pods"]:
             name = check_dns1123_subdomain(str(p["name"]), "pod name")
             ok = await cluster.delete_pod(t.namespace, name, uid=p.get("uid"),

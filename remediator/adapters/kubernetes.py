@@ -13,7 +13,6 @@ Not here: what an action decides (``remediator.actions.kubernetes``).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from collections.abc import Awaitable
@@ -57,7 +56,7 @@ def selector_string(selector: Obj | None) -> str:
 
 def _server_message(err: ApiException) -> str:
     try:
-        body = json.loads(err.body)
+        body = json.loads(err.body or b"")
         return str(body.get("message") or err.reason)
     except (TypeError, ValueError, AttributeError):
         return str(err.body or err.reason or "no message")
@@ -69,7 +68,8 @@ def map_api_error(err: ApiException, what: str) -> TemporaryError | PermanentErr
     if status == 409:
         return TemporaryError(f"{text} (conflict, retry)")
     if status in (410, 429) or status >= 500 or status == 0:
-        retry_after = (err.headers or {}).get("Retry-After") if err.headers else None
+        headers: Any = err.headers or {}
+        retry_after = headers.get("Retry-After")
         delay = float(retry_after) if retry_after and retry_after.isdigit() else None
         return TemporaryError(text, delay=delay)
     return PermanentError(text)
@@ -87,7 +87,8 @@ class KubernetesCluster:
 
     @classmethod
     async def connect(cls, *, kubeconfig: str | None = None, context: str | None = None,
-                      in_cluster: bool | None = None, timeout: float = 10.0) -> KubernetesCluster:
+                      in_cluster: bool | None = None,
+                      request_timeout: float = 10.0) -> KubernetesCluster:
         """In-cluster config (service account) or a kubeconfig; ``in_cluster=None`` picks
         in-cluster when running in a pod and no kubeconfig is given."""
         cfg = client.Configuration()
@@ -95,7 +96,7 @@ class KubernetesCluster:
             in_cluster = kubeconfig is None and "KUBERNETES_SERVICE_HOST" in os.environ
         try:
             if in_cluster:
-                config.load_incluster_config(client_configuration=cfg)
+                config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
             else:
                 await config.load_kube_config(config_file=kubeconfig, context=context,
                                               client_configuration=cfg, persist_config=False)
@@ -103,7 +104,7 @@ class KubernetesCluster:
             where = "in-cluster service account" if in_cluster else (kubeconfig or "~/.kube/config")
             raise PermanentError(f"cannot load Kubernetes configuration from {where}: {err}") \
                 from err
-        return cls(client.ApiClient(cfg), timeout=timeout)
+        return cls(client.ApiClient(cfg), timeout=request_timeout)
 
     async def close(self) -> None:
         await self.api_client.close()
@@ -113,7 +114,7 @@ class KubernetesCluster:
             return await request
         except ApiException as err:
             raise map_api_error(err, what) from err
-        except (TimeoutError, asyncio.TimeoutError) as err:
+        except TimeoutError as err:
             raise TemporaryError(f"{what}: no answer within {self.timeout:g}s") from err
         except aiohttp.ClientError as err:
             raise TemporaryError(f"{what}: cannot reach the API server: {err}") from err
@@ -123,7 +124,8 @@ class KubernetesCluster:
 
     def _fn(self, verb: str, kind: str, suffix: str = "") -> Any:
         if kind not in WORKLOADS:
-            raise PermanentError(f"unsupported kind {kind!r} (expected one of {', '.join(WORKLOADS)})")
+            raise PermanentError(
+                f"unsupported kind {kind!r} (expected one of {', '.join(WORKLOADS)})")
         return getattr(self.apps, f"{verb}_namespaced_{_METHOD[kind]}{suffix}")
 
     # --- workloads ----------------------------------------------------------------------
@@ -206,21 +208,18 @@ class KubernetesCluster:
     async def delete_pod(self, namespace: str, name: str, *, uid: str | None = None,
                          grace_period_seconds: int | None = None) -> bool:
         """Delete a pod (only the one with ``uid``, if given). False if it was already gone."""
-        body: Obj = {}
-        if uid:
-            body["preconditions"] = {"uid": uid}
-        if grace_period_seconds is not None:
-            body["gracePeriodSeconds"] = grace_period_seconds
+        body = client.V1DeleteOptions(
+            preconditions=client.V1Preconditions(uid=uid) if uid else None,
+            grace_period_seconds=grace_period_seconds)
         try:
-            await self.core.delete_namespaced_pod(
-                name, namespace, body=body or None, grace_period_seconds=grace_period_seconds,
-                _request_timeout=self.timeout)
+            await self.core.delete_namespaced_pod(name, namespace, body=body,
+                                                  _request_timeout=self.timeout)
         except ApiException as err:
             if err.status == 404 or (err.status == 409 and "Precondition failed" in
                                      _server_message(err)):
                 return False
             raise map_api_error(err, f"delete Pod {namespace}/{name}") from err
-        except (TimeoutError, asyncio.TimeoutError, aiohttp.ClientError) as err:
+        except (TimeoutError, aiohttp.ClientError) as err:
             raise TemporaryError(f"delete Pod {namespace}/{name}: {err or 'timed out'}") from err
         return True
 
@@ -295,8 +294,10 @@ def rollout_verdict(obj: Obj) -> RolloutStatus:
         if generation > observed:
             return waiting("Waiting for deployment spec update to be observed...")
         for cond in status.get("conditions") or []:
-            if cond.get("type") == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded":
-                return RolloutStatus(False, True, f'deployment "{name}" exceeded its progress deadline')
+            if (cond.get("type") == "Progressing"
+                    and cond.get("reason") == "ProgressDeadlineExceeded"):
+                return RolloutStatus(False, True,
+                                     f'deployment "{name}" exceeded its progress deadline')
         want = spec.get("replicas")
         updated = int(status.get("updatedReplicas") or 0)
         replicas = int(status.get("replicas") or 0)
@@ -312,7 +313,8 @@ def rollout_verdict(obj: Obj) -> RolloutStatus:
                            f"{updated} updated replicas are available...")
         return RolloutStatus(True, False, f'deployment "{name}" successfully rolled out')
     strategy = spec.get("updateStrategy") or {}
-    if kind in ("StatefulSet", "DaemonSet") and strategy.get("type", "RollingUpdate") != "RollingUpdate":
+    if (kind in ("StatefulSet", "DaemonSet")
+            and strategy.get("type", "RollingUpdate") != "RollingUpdate"):
         raise PermanentError(f"rollout status is only available for RollingUpdate strategy type "
                              f"({kind} {meta.get('namespace')}/{name})")
     if kind == "DaemonSet":

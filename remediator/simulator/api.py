@@ -81,7 +81,8 @@ class KubeApi:
         parts = [p for p in request.match_info["tail"].split("/") if p]
         try:
             if not parts:
-                if request.method != "GET" or (doc := discovery.resource_list(group, version)) is None:
+                doc = discovery.resource_list(group, version)
+                if request.method != "GET" or doc is None:
                     raise ApiError(404, "the server could not find the requested resource")
                 return respond(doc)
             if parts[0] == "namespaces" and len(parts) >= 3:
@@ -148,8 +149,7 @@ class KubeApi:
             try:
                 updated = patcher(base, body)
             except PatchError as err:
-                raise ApiError(422 if ctype != "application/json-patch+json" else 422,
-                               f"the server rejected our request due to an error in our "
+                raise ApiError(422, f"the server rejected our request due to an error in our "
                                f"request: {err}") from None
         else:
             updated = body

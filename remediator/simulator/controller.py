@@ -14,6 +14,7 @@ It does not speak HTTP, and it does not own metrics (``metrics`` reads the store
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Callable
 from datetime import datetime
@@ -298,10 +299,8 @@ class Controller:
         # Keep the failure time stable so that the object only changes when something did.
         if bad and before[0].get("restartCount") == restarts:
             return
-        try:
+        with contextlib.suppress(ApiError):
             self.store.update(POD, pod, subresource="status", check_version=False)
-        except ApiError:
-            pass
 
     def _replicaset_status(self, rs: Obj) -> None:
         pods = self.owned(POD, rs)

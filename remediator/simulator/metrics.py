@@ -43,7 +43,8 @@ class Metrics:
         """Count ``seconds`` of traffic (called on every controller tick)."""
         live = set()
         for d, pod in self._pods_by_deployment():
-            ns, dep, name = d["metadata"]["namespace"], d["metadata"]["name"], pod["metadata"]["name"]
+            ns, dep = d["metadata"]["namespace"], d["metadata"]["name"]
+            name = pod["metadata"]["name"]
             live.add((ns, name))
             bad = self.controller.is_bad(pod)
             if not (bad or is_ready(pod)):
@@ -59,9 +60,9 @@ class Metrics:
     def render(self) -> str:
         lines = ["# HELP http_requests_total HTTP requests served by the pod.",
                  "# TYPE http_requests_total counter"]
-        for (ns, dep, pod, code), value in sorted(self.requests.items()):
-            lines.append(f"http_requests_total"
-                         f"{_labels(namespace=ns, deployment=dep, pod=pod, code=code)} {value:.3f}")
+        for (ns, dep, pod_name, code), value in sorted(self.requests.items()):
+            lb = _labels(namespace=ns, deployment=dep, pod=pod_name, code=code)
+            lines.append(f"http_requests_total{lb} {value:.3f}")
         store = self.controller.store
         gauges: dict[str, list[str]] = {
             "kube_deployment_spec_replicas": [], "kube_deployment_status_replicas_available": [],
@@ -71,7 +72,7 @@ class Metrics:
         for d in store.list(DEPLOY):
             lb = _labels(namespace=d["metadata"]["namespace"], deployment=d["metadata"]["name"])
             st, spec = d.get("status") or {}, d["spec"]
-            for name, value in (
+            for metric, value in (
                     ("kube_deployment_spec_replicas", spec.get("replicas", 1)),
                     ("kube_deployment_status_replicas_available", st.get("availableReplicas", 0)),
                     ("kube_deployment_status_replicas_updated", st.get("updatedReplicas", 0)),
@@ -80,8 +81,9 @@ class Metrics:
                     ("kube_deployment_metadata_generation", d["metadata"]["generation"]),
                     ("kube_deployment_status_observed_generation",
                      st.get("observedGeneration", 0))):
-                gauges[name].append(f"{name}{lb} {value}")
-        restarts, waiting = [], []
+                gauges[metric].append(f"{metric}{lb} {value}")
+        restarts: list[str] = []
+        waiting: list[str] = []
         for pod in store.list(POD):
             ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
             for cs in (pod.get("status") or {}).get("containerStatuses") or []:
@@ -92,8 +94,9 @@ class Metrics:
                 if reason:
                     wl = _labels(namespace=ns, pod=name, container=cs["name"], reason=reason)
                     waiting.append(f"kube_pod_container_status_waiting_reason{wl} 1")
-        for name, samples in gauges.items():
-            lines += [f"# HELP {name} kube-state-metrics compatible gauge.", f"# TYPE {name} gauge",
+        for gauge, samples in gauges.items():
+            lines += [f"# HELP {gauge} kube-state-metrics compatible gauge.",
+                      f"# TYPE {gauge} gauge",
                       *samples]
         lines += ["# HELP kube_pod_container_status_restarts_total Container restarts.",
                   "# TYPE kube_pod_container_status_restarts_total counter", *restarts,

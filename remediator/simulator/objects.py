@@ -38,7 +38,7 @@ def _drop_nulls(value: Any) -> Any:
 def strip_hash(template: Obj) -> Obj:
     """A pod template for semantic comparison: no pod-template-hash label, no nulls (a Go
     zero value such as ``creationTimestamp: null`` is the same as none), no empty maps."""
-    t = _drop_nulls(copy.deepcopy(template or {}))
+    t: Obj = _drop_nulls(copy.deepcopy(template or {}))
     meta = t.setdefault("metadata", {})
     labels = {k: v for k, v in (meta.get("labels") or {}).items() if k != HASH_LABEL}
     meta.pop("labels", None)
@@ -145,10 +145,11 @@ def pod_status(pod_obj: Obj, *, started: str, now: str, ready: bool, bad: bool,
         st: Obj = {"name": c["name"], "image": c.get("image", ""), "ready": ready,
                    "restartCount": restarts, "started": ready,
                    "imageID": f"docker-pullable://{c.get('image', '')}",
-                   "containerID": f"containerd://{safe_encode(pod_obj['metadata']['uid'].encode(), 20)}"}
+                   "containerID": "containerd://"
+                                  + safe_encode(pod_obj["metadata"]["uid"].encode(), 20)}
         if bad:
-            st["state"] = {"waiting": {"reason": "CrashLoopBackOff",
-                                       "message": f"back-off restarting failed container {c['name']}"}}
+            message = f"back-off restarting failed container {c['name']}"
+            st["state"] = {"waiting": {"reason": "CrashLoopBackOff", "message": message}}
             st["lastState"] = {"terminated": {"exitCode": 1, "reason": "Error",
                                               "startedAt": started, "finishedAt": now}}
         else:

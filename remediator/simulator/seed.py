@@ -12,7 +12,8 @@ deployments:
      paused: false, progress_deadline_seconds: 600, max_surge: 25%, max_unavailable: 25%}
 statefulsets: [{namespace: prod, name: db, replicas: 2, image: postgres:16}]
 daemonsets: [{namespace: prod, name: agent, image: example/agent:1}]
-hpas: [{namespace: prod, name: web, kind: Deployment, target: web, min_replicas: 2, max_replicas: 10}]
+hpas: [{namespace: prod, name: web, kind: Deployment, target: web,
+        min_replicas: 2, max_replicas: 10}]
 ```
 Without a seed, ``DEFAULT_SEED`` is used. Parsing is pure and strict.
 """

@@ -134,7 +134,8 @@ class Simulator:
             await self._runner.cleanup()
             self._runner = None
 
-    def kubeconfig(self, *, namespace: str = "default", context: str = "simulator") -> dict[str, Any]:
+    def kubeconfig(self, *, namespace: str = "default",
+                   context: str = "simulator") -> dict[str, Any]:
         if not self.url:
             raise RuntimeError("start() the simulator before asking for its kubeconfig")
         return {"apiVersion": "v1", "kind": "Config", "current-context": context,

@@ -12,6 +12,7 @@ It knows nothing of HTTP (``api``) or of controllers (``controller``).
 from __future__ import annotations
 
 import asyncio
+import builtins
 import collections
 import copy
 import itertools
@@ -82,7 +83,8 @@ class ApiError(Exception):
     """An API failure, rendered as a ``Status`` object with ``code``."""
 
     REASONS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
-               405: "MethodNotAllowed", 409: "Conflict", 410: "Expired", 415: "UnsupportedMediaType",
+               405: "MethodNotAllowed", 409: "Conflict", 410: "Expired",
+               415: "UnsupportedMediaType",
                422: "Invalid", 429: "TooManyRequests", 500: "InternalError",
                503: "ServiceUnavailable", 504: "Timeout"}
 
@@ -121,29 +123,26 @@ def _split_terms(selector: str) -> Iterator[str]:
     yield selector[start:]
 
 
+def _label_term(term: str) -> Callable[[dict[str, str]], bool]:
+    if m := _SET_TERM.match(term):
+        key, op = m.group(1), m.group(2)
+        values = {v.strip() for v in m.group(3).split(",")}
+        return lambda lb: (lb.get(key) in values) == (op == "in")
+    if "!=" in term:
+        key, value = (x.strip() for x in term.split("!=", 1))
+        return lambda lb: lb.get(key) != value
+    if "=" in term:
+        key, value = (x.strip() for x in term.replace("==", "=").split("=", 1))
+        return lambda lb: lb.get(key) == value
+    if term.startswith("!"):
+        absent = term[1:].strip()
+        return lambda lb: absent not in lb
+    return lambda lb: term in lb
+
+
 def parse_label_selector(selector: str) -> Callable[[dict[str, str]], bool]:
     """A predicate for the API's label-selector syntax (=, ==, !=, in, notin, exists, !key)."""
-    checks: list[Callable[[dict[str, str]], bool]] = []
-    for raw in _split_terms(selector or ""):
-        term = raw.strip()
-        if not term:
-            continue
-        if m := _SET_TERM.match(term):
-            key, op, values = m.group(1), m.group(2), {v.strip() for v in m.group(3).split(",")}
-            if op == "in":
-                checks.append(lambda lb, k=key, vs=values: lb.get(k) in vs)
-            else:
-                checks.append(lambda lb, k=key, vs=values: lb.get(k) not in vs)
-        elif "!=" in term:
-            key, value = (s.strip() for s in term.split("!=", 1))
-            checks.append(lambda lb, k=key, v=value: lb.get(k) != v)
-        elif "=" in term:
-            key, value = (s.strip() for s in term.replace("==", "=").split("=", 1))
-            checks.append(lambda lb, k=key, v=value: lb.get(k) == v)
-        elif term.startswith("!"):
-            checks.append(lambda lb, k=term[1:].strip(): k not in lb)
-        else:
-            checks.append(lambda lb, k=term: k in lb)
+    checks = [_label_term(t.strip()) for t in _split_terms(selector or "") if t.strip()]
     return lambda labels: all(check(labels) for check in checks)
 
 
@@ -154,21 +153,19 @@ def _field(obj: Obj, path: str) -> str:
     return "" if node is None else str(node)
 
 
+def _field_term(term: str, selector: str) -> Callable[[Obj], bool]:
+    if "!=" in term:
+        key, value = (x.strip() for x in term.split("!=", 1))
+        return lambda o: _field(o, key) != value
+    if "=" in term:
+        key, value = (x.strip() for x in term.replace("==", "=").split("=", 1))
+        return lambda o: _field(o, key) == value
+    raise ApiError(400, f'invalid field selector "{selector}"')
+
+
 def parse_field_selector(selector: str) -> Callable[[Obj], bool]:
     """A predicate for field selectors (``metadata.name=x,involvedObject.kind!=Pod``)."""
-    checks: list[Callable[[Obj], bool]] = []
-    for raw in (selector or "").split(","):
-        term = raw.strip()
-        if not term:
-            continue
-        if "!=" in term:
-            key, value = term.split("!=", 1)
-            checks.append(lambda o, k=key.strip(), v=value.strip(): _field(o, k) != v)
-        elif "=" in term:
-            key, value = term.replace("==", "=").split("=", 1)
-            checks.append(lambda o, k=key.strip(), v=value.strip(): _field(o, k) == v)
-        else:
-            raise ApiError(400, f'invalid field selector "{selector}"')
+    checks = [_field_term(t.strip(), selector) for t in (selector or "").split(",") if t.strip()]
     return lambda obj: all(check(obj) for check in checks)
 
 
@@ -270,7 +267,8 @@ class Store:
         key = self._key(rt, namespace, meta["name"])
         if key in self._objects:
             raise ApiError(409, f'{rt.qualified} "{meta["name"]}" already exists',
-                           reason="AlreadyExists", details={"name": meta["name"], "kind": rt.plural})
+                           reason="AlreadyExists",
+                           details={"name": meta["name"], "kind": rt.plural})
         obj["apiVersion"], obj["kind"] = rt.api_version, rt.kind
         meta.setdefault("uid", self.new_uid())
         meta.setdefault("creationTimestamp", rfc3339(self.clock))
@@ -292,10 +290,10 @@ class Store:
             raise not_found(rt, meta.get("name", ""))
         sent_rv = meta.get("resourceVersion")
         if check_version and sent_rv and sent_rv != current["metadata"]["resourceVersion"]:
-            raise ApiError(409, f'Operation cannot be fulfilled on {rt.qualified} "{meta["name"]}": '
-                           "the object has been modified; please apply your changes to the "
-                           "latest version and try again", details={"name": meta["name"],
-                                                                     "kind": rt.plural})
+            raise ApiError(409, "Operation cannot be fulfilled on "
+                           f'{rt.qualified} "{meta["name"]}": the object has been modified; '
+                           "please apply your changes to the latest version and try again",
+                           details={"name": meta["name"], "kind": rt.plural})
         if subresource == "status":
             merged = copy.deepcopy(current)
             merged["status"] = obj.get("status", {})
@@ -308,8 +306,8 @@ class Store:
         obj["apiVersion"], obj["kind"] = rt.api_version, rt.kind
         if rt.has_generation:
             generation = current["metadata"].get("generation", 1)
-            obj["metadata"]["generation"] = (generation + 1 if obj.get("spec") != current.get("spec")
-                                             else generation)
+            changed = obj.get("spec") != current.get("spec")
+            obj["metadata"]["generation"] = generation + 1 if changed else generation
         obj["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
         if obj == current:
             return copy.deepcopy(current)
@@ -331,7 +329,8 @@ class Store:
         self._bump(rt, "DELETED", current)
         return copy.deepcopy(current)
 
-    def since(self, rt: ResourceType, resource_version: int) -> list[tuple[str, Obj]] | None:
+    def since(self, rt: ResourceType,
+              resource_version: int) -> builtins.list[tuple[str, Obj]] | None:
         """Changes to ``rt`` after ``resource_version``, or None when history is too short."""
         full = len(self._history) == self._history.maxlen
         if full and self._history[0][0] > resource_version + 1:

@@ -42,7 +42,7 @@ def kubeconfig(sim: Simulator, tmp_path: Path) -> str:
 
 @pytest.fixture
 async def cluster(kubeconfig: str) -> AsyncIterator[KubernetesCluster]:
-    c = await KubernetesCluster.connect(kubeconfig=kubeconfig, timeout=2.0)
+    c = await KubernetesCluster.connect(kubeconfig=kubeconfig, request_timeout=2.0)
     yield c
     await c.close()
 

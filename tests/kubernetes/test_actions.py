@@ -124,11 +124,13 @@ async def test_rollback_to_a_given_revision(sim: Simulator, make_ctx: Ctx) -> No
     intent = await Rollback().plan(ctx, RollbackParams(revision=1))
     await Rollback().apply(ctx, intent)
     assert image(sim) == "example/api:1.0.0"
-    assert max(revisions(sim)) == 4 and revisions(sim)[4] == "example/api:1.0.0"
+    assert max(revisions(sim)) == 4
+    assert revisions(sim)[4] == "example/api:1.0.0"
     with pytest.raises(PermanentError, match="unable to find specified revision 9"):
         await Rollback().plan(ctx, RollbackParams(revision=9))
     skipped = await Rollback().plan(ctx, RollbackParams(revision=4))
-    assert skipped.noop and "already matches revision 4" in skipped.description
+    assert skipped.noop
+    assert "already matches revision 4" in skipped.description
 
 
 async def test_rollback_without_history_is_refused(sim: Simulator, make_ctx: Ctx) -> None:
@@ -156,13 +158,17 @@ async def test_a_bad_revision_ends_in_progress_deadline_exceeded(
         content_type="application/strategic-merge-patch+json")
     await settle(5)
     status = await check_rollout(cluster, API)
-    assert not status.done and not status.failed
+    assert not status.done
+    assert not status.failed
     await settle(70)
     status = await check_rollout(cluster, API)
-    assert status.failed and status.message == 'deployment "api" exceeded its progress deadline'
+    assert status.failed
+    assert status.message == 'deployment "api" exceeded its progress deadline'
     context = await cluster.describe(API)
     crashing = [p for p in context.pods if p["reason"] == "CrashLoopBackOff"]
-    assert crashing and crashing[0]["restarts"] >= 7 and not crashing[0]["ready"]
+    assert crashing
+    assert crashing[0]["restarts"] >= 7
+    assert not crashing[0]["ready"]
     assert any("ProgressDeadlineExceeded" in e for e in context.events)
     assert any("BackOff" in e for e in context.events)
 
@@ -187,7 +193,8 @@ async def test_delete_pod_from_the_alert_label(sim: Simulator, make_ctx: Ctx,
     assert '"gracePeriodSeconds":0' in intent.api_calls[0]
     result = await DeletePod().apply(ctx, intent)
     assert result.details["deleted"] == [victim]
-    assert victim not in _pods(sim) and len(_pods(sim)) == 3   # replaced by the ReplicaSet
+    assert victim not in _pods(sim)
+    assert len(_pods(sim)) == 3
     again = await DeletePod().apply(ctx, intent)               # replay: already gone is fine
     assert again.details == {"deleted": [], "already_gone": [victim]}
 
@@ -217,7 +224,8 @@ async def test_delete_pod_refuses_a_pod_of_another_deployment(
     intent = await DeletePod().plan(make_ctx(), DeletePodParams(selector={"app": "api"},
                                                                 max_pods=10))
     chosen = [p["name"] for p in intent.args["pods"]]
-    assert len(chosen) == 3 and "api-lookalike" not in chosen
+    assert len(chosen) == 3
+    assert "api-lookalike" not in chosen
 
 
 async def test_delete_pod_keeps_the_minimum_available(sim: Simulator, make_ctx: Ctx) -> None:

@@ -33,7 +33,7 @@ async def test_conflict_is_temporary_and_names_the_object(sim: Simulator, make_c
 
 
 async def test_slow_responses_time_out_as_temporary(sim: Simulator, kubeconfig: str) -> None:
-    cluster = await KubernetesCluster.connect(kubeconfig=kubeconfig, timeout=0.2)
+    cluster = await KubernetesCluster.connect(kubeconfig=kubeconfig, request_timeout=0.2)
     try:
         sim.control.add_fault(latency=1.0, path="deployments/api$")
         with pytest.raises(TemporaryError, match=r"get Deployment prod/api: no answer within 0.2s"):
@@ -53,12 +53,13 @@ async def test_client_errors_are_permanent(sim: Simulator, cluster: KubernetesCl
 
 async def test_not_found_is_permanent(cluster: KubernetesCluster) -> None:
     missing = TargetRef(kind="Deployment", namespace="prod", name="nope")
-    with pytest.raises(PermanentError, match='get Deployment prod/nope: HTTP 404.*"nope" not found'):
+    with pytest.raises(PermanentError,
+                       match=r'get Deployment prod/nope: HTTP 404.*"nope" not found'):
         await cluster.read_workload(missing)
 
 
 async def test_connection_refused_is_temporary(sim: Simulator, kubeconfig: str) -> None:
-    cluster = await KubernetesCluster.connect(kubeconfig=kubeconfig, timeout=1.0)
+    cluster = await KubernetesCluster.connect(kubeconfig=kubeconfig, request_timeout=1.0)
     await sim.stop()
     try:
         with pytest.raises(TemporaryError, match="cannot reach the API server"):

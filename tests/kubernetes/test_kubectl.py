@@ -89,7 +89,8 @@ async def test_kubectl_rollout_restart_matches_ours(sim: Simulator, kubectl: Any
     assert set(annotations) == set(intent.args["patch"]["spec"]["template"]["metadata"][
         "annotations"]) == {"kubectl.kubernetes.io/restartedAt"}
     code, _, err = await kubectl("rollout", "restart", "deployment/worker", "-n", "prod")
-    assert code != 0 and "paused" in err
+    assert code != 0
+    assert "paused" in err
 
 
 async def test_kubectl_rollout_undo_matches_our_rollback(sim: Simulator, kubectl: Any,
@@ -106,13 +107,16 @@ async def test_kubectl_rollout_undo_matches_our_rollback(sim: Simulator, kubectl
     # Now the template equals revision 2's: our plan skips, as kubectl does.
     code, out, err = await kubectl("rollout", "undo", "deployment/api", "-n", "prod",
                                    "--to-revision=4")
-    assert code == 0 and "skipped rollback" in out, (out, err)
+    assert code == 0, err
+    assert "skipped rollback" in out
     assert (await Rollback().plan(make_ctx(), RollbackParams(revision=4))).noop
     code, _, err = await kubectl("rollout", "undo", "deployment/web", "-n", "prod")
-    assert code != 0 and "no rollout history found" in err
+    assert code != 0
+    assert "no rollout history found" in err
     code, _, err = await kubectl("rollout", "undo", "deployment/api", "-n", "prod",
                                  "--to-revision=9")
-    assert code != 0 and "unable to find specified revision 9" in err
+    assert code != 0
+    assert "unable to find specified revision 9" in err
 
 
 async def test_kubectl_rollout_status_during_a_rollout(sim: Simulator, kubectl: Any,

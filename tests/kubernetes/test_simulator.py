@@ -66,7 +66,8 @@ async def test_rollout_moves_a_pod_at_a_time_with_kubectls_status_sequence(
     assert ('Waiting for deployment "api" rollout to finish: 1 out of 3 new replicas have '
             "been updated...") in messages
     assert messages[-1] == 'deployment "api" successfully rolled out'
-    conditions = {c["type"]: c for c in sim.store.get(DEPLOY, "prod", "api")["status"]["conditions"]}
+    status = sim.store.get(DEPLOY, "prod", "api")["status"]
+    conditions = {c["type"]: c for c in status["conditions"]}
     assert conditions["Progressing"]["reason"] == "NewReplicaSetAvailable"
     assert conditions["Available"]["status"] == "True"
 
@@ -102,7 +103,8 @@ async def test_selectors_events_and_watch(sim: Simulator, cluster: KubernetesClu
     await cluster.patch_scale(API, 4)
     events = await cluster.core.list_namespaced_event(
         "prod", field_selector="involvedObject.kind=Deployment,involvedObject.name=api")
-    assert events.items and all(e.involved_object.name == "api" for e in events.items)
+    assert events.items
+    assert all(e.involved_object.name == "api" for e in events.items)
     w = watch.Watch()
     seen: list[tuple[str, int]] = []
 
@@ -117,7 +119,8 @@ async def test_selectors_events_and_watch(sim: Simulator, cluster: KubernetesClu
     await asyncio.sleep(0.2)
     await cluster.patch_scale(API, 6)
     await asyncio.wait_for(task, 5)
-    assert seen[0] == ("ADDED", 4) and seen[-1] == ("MODIFIED", 6)
+    assert seen[0] == ("ADDED", 4)
+    assert seen[-1] == ("MODIFIED", 6)
 
 
 async def test_leases(sim: Simulator, cluster: KubernetesCluster) -> None:
@@ -173,14 +176,16 @@ async def test_control_endpoints_and_metrics(sim: Simulator, cluster: Kubernetes
 
 def test_seed_format_is_strict() -> None:
     loaded = seed.load("deployments:\n- {namespace: a, name: b, image: x, history: [w]}\n")
-    assert loaded.deployments[0].history == ["w"] and loaded.all_namespaces() == ["default", "a"]
+    assert loaded.deployments[0].history == ["w"]
+    assert loaded.all_namespaces() == ["default", "a"]
     with pytest.raises(ValueError, match="replicaz"):
         seed.load("deployments:\n- {namespace: a, name: b, image: x, replicaz: 2}\n")
 
 
 async def test_a_seeded_cluster(clock: FakeClock) -> None:
     s = seed.load("bad_images: [img:bad]\ndeployments:\n"
-                  "- {namespace: shop, name: cart, replicas: 2, image: 'img:bad', history: ['img:1']}\n"
+                  "- {namespace: shop, name: cart, replicas: 2, image: 'img:bad',"
+                  " history: ['img:1']}\n"
                   "statefulsets: [{namespace: shop, name: db, replicas: 2, image: 'pg:16'}]\n")
     sim = Simulator(s, clock=clock)
     d = sim.store.get(DEPLOY, "shop", "cart")
