@@ -186,6 +186,19 @@ def _without_hash(template: Mapping[str, Any]) -> dict[str, Any]:
     return t
 
 
+def _essence(template: Mapping[str, Any]) -> dict[str, Any]:
+    """A pod template without pod-template-hash and kubectl's restartedAt annotation."""
+    t = copy.deepcopy(_without_hash(template))
+    annotations = (t.get("metadata") or {}).get("annotations")
+    if annotations:
+        annotations.pop(RESTARTED_AT, None)
+        if not annotations:
+            t["metadata"].pop("annotations")
+            if not t["metadata"]:
+                t.pop("metadata")
+    return t
+
+
 def _revision(rs: Mapping[str, Any]) -> int | None:
     try:
         return int(((rs.get("metadata") or {}).get("annotations") or {})[REVISION])
@@ -216,7 +229,7 @@ class Rollback:
         uid = d["metadata"]["uid"]
         rss = [rs for rs in await cluster.list_replicasets(
             t.namespace, selector_string(d["spec"].get("selector"))) if _controlled_by(rs, uid)]
-        chosen, revision = self._choose(rss, params.revision, t)
+        chosen, revision = self._choose(rss, params.revision, t, d["spec"]["template"])
         if d["spec"].get("paused"):
             raise PermanentError(f"you cannot rollback a paused deployment ({t}); resume it first "
                                  "with 'kubectl rollout resume' and try again")
@@ -241,26 +254,27 @@ class Rollback:
             api_calls=[f"PATCH {api_path(t.kind, t.namespace, t.name)} {_json(patch)}"])
 
     @staticmethod
-    def _choose(rss: list[dict[str, Any]], wanted: int | str,
-                t: TargetRef) -> tuple[dict[str, Any], int]:
-        latest: tuple[int, dict[str, Any] | None] = (-1, None)
-        previous: tuple[int, dict[str, Any] | None] = (-1, None)
-        for rs in rss:
-            rev = _revision(rs)
-            if rev is None:
-                continue
-            if isinstance(wanted, int):
+    def _choose(rss: list[dict[str, Any]], wanted: int | str, t: TargetRef,
+                current: Mapping[str, Any]) -> tuple[dict[str, Any], int]:
+        """kubectl's choice, with one deliberate difference for ``previous``: revisions
+        whose template differs from the current one only by kubectl's ``restartedAt``
+        annotation are passed over. Otherwise the usual ladder (restart, then roll back)
+        would "roll back" to the very template that was just restarted."""
+        revisions = sorted(((rev, rs) for rs in rss if (rev := _revision(rs)) is not None),
+                           key=lambda pair: pair[0], reverse=True)
+        if isinstance(wanted, int):
+            for rev, rs in revisions:
                 if rev == wanted:
                     return rs, rev
-            elif latest[0] < rev:
-                previous, latest = latest, (rev, rs)
-            elif previous[0] < rev:
-                previous = (rev, rs)
-        if isinstance(wanted, int):
             raise PermanentError(f"unable to find specified revision {wanted} in history of {t}")
-        if previous[1] is None:
+        if len(revisions) < 2:
             raise PermanentError(f'no rollout history found for deployment "{t.name}" ({t})')
-        return previous[1], previous[0]
+        now = _essence(current)
+        for rev, rs in revisions[1:]:
+            if _essence(rs["spec"]["template"]) != now:
+                return rs, rev
+        raise PermanentError(f"no earlier revision of {t} differs from the current template "
+                             "other than by restarts: nothing to roll back to")
 
     async def apply(self, ctx: ActionContext, intent: Intent) -> ActionResult:
         cluster, t = _cluster(ctx), _intent_target(intent, self.KINDS)

@@ -119,6 +119,19 @@ async def test_rollback_to_previous_restores_the_old_template_as_a_new_revision(
     assert (await check_rollout(cluster, API)).done
 
 
+async def test_rollback_after_a_restart_skips_the_restarted_template(
+        sim: Simulator, make_ctx: Ctx) -> None:
+    # The ladder restarts first: that makes revision 4, the same template as 3 plus a
+    # restartedAt. "previous" must then mean 2 (the last different template), not 3.
+    ctx = make_ctx()
+    await Restart().apply(ctx, await Restart().plan(ctx, RestartParams()))
+    assert max(revisions(sim)) == 4
+    intent = await Rollback().plan(ctx, RollbackParams())
+    assert intent.args["revision"] == 2
+    await Rollback().apply(ctx, intent)
+    assert image(sim) == "example/api:1.1.0"
+
+
 async def test_rollback_to_a_given_revision(sim: Simulator, make_ctx: Ctx) -> None:
     ctx = make_ctx()
     intent = await Rollback().plan(ctx, RollbackParams(revision=1))
