@@ -174,7 +174,7 @@ async def test_max_runs_per_hour(rig: Rig) -> None:
 
 async def test_global_budget_pauses_and_escalates_once(rig: Rig) -> None:
     await rig.start(ladder_playbook(hook=rig.hooks.url),
-                    EngineConfig(action_budget=4, action_budget_window=600))
+                    EngineConfig(action_budget=4, action_budget_window=86400))
     # three targets, each would take three mutating steps: 9 > 4
     await rig.post([alert(), alert(deployment="web"), alert(namespace="staging")])
     await rig.settle()
