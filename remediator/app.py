@@ -163,14 +163,7 @@ class Daemon:
         k = self.settings.kubernetes
         mode = k.mode
         if mode == "auto":
-            import os
-            if os.environ.get("KUBERNETES_SERVICE_HOST"):
-                mode = "in-cluster"
-            elif k.kubeconfig or os.environ.get("KUBECONFIG") or \
-                    os.path.exists(os.path.expanduser("~/.kube/config")):
-                mode = "kubeconfig"
-            else:
-                mode = "none"
+            mode = _auto_mode(k.kubeconfig)
         if mode == "none":
             self.dependencies["kubernetes"] = "not configured: Kubernetes steps will escalate"
             log.warning("NO Kubernetes cluster configured: alerts are received and recorded, "
@@ -211,6 +204,17 @@ class Daemon:
             with contextlib.suppress(Exception):
                 await close()
         self._closers.clear()
+
+
+def _auto_mode(kubeconfig: str | None) -> str:
+    """in-cluster inside a pod, kubeconfig when one is given or exists, else none."""
+    import os
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        return "in-cluster"
+    if kubeconfig or os.environ.get("KUBECONFIG") or \
+            os.path.exists(os.path.expanduser("~/.kube/config")):
+        return "kubeconfig"
+    return "none"
 
 
 def _const(value: str) -> Callable[[], str]:
