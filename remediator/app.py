@@ -161,7 +161,7 @@ class Daemon:
 
     async def _cluster(self) -> Any:
         k = self.settings.kubernetes
-        mode = k.mode
+        mode: str = k.mode
         if mode == "auto":
             mode = _auto_mode(k.kubeconfig)
         if mode == "none":
