@@ -1,0 +1,261 @@
+"""Shared helpers for the benchmarks: processes, readiness, RSS, payloads, results.
+
+Everything listens on 127.0.0.1 with ports picked by the kernel; every process a
+benchmark starts is stopped by it (``Proc`` is a context manager that SIGTERMs,
+then SIGKILLs, only the process it started).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import zlib
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+RESULTS = BENCH / "results"
+PY = str(ROOT / ".venv" / "bin" / "python")
+PLAYBOOKS = ROOT / "playbooks"
+SIM_TOKEN = "remediator-simulator-token"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def rss_mb(pid: int) -> tuple[float, float]:
+    """(current VmRSS, peak VmHWM) of ``pid`` in MB, from /proc."""
+    cur = peak = 0.0
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                cur = int(line.split()[1]) / 1024
+            elif line.startswith("VmHWM:"):
+                peak = int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return cur, peak
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Current RSS of ``pid`` plus all its descendants (MB)."""
+    total = 0.0
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        total += rss_mb(p)[0]
+        try:
+            kids = Path(f"/proc/{p}/task/{p}/children").read_text().split()
+        except OSError:
+            kids = []
+        todo += [int(k) for k in kids]
+    return total
+
+
+class Proc:
+    """A child process stopped (TERM, then KILL) on exit; its stderr goes to a log file."""
+
+    def __init__(self, argv: list[str], name: str, env: dict[str, str] | None = None,
+                 cwd: str | Path | None = None) -> None:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        self.log_path = RESULTS / f"{name}.log"
+        self._log = open(self.log_path, "wb")  # noqa: SIM115
+        self.started = time.perf_counter()
+        self.popen = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=self._log,
+                                      env={**os.environ, **(env or {})}, cwd=cwd or ROOT,
+                                      start_new_session=True)
+        self.pid = self.popen.pid
+
+    def kill9(self) -> None:
+        self.popen.send_signal(signal.SIGKILL)
+        self.popen.wait()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        self._log.close()
+
+    def __enter__(self) -> Proc:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def http_get(url: str, timeout: float = 10.0) -> tuple[int, Any]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            body = resp.read()
+            return resp.status, json.loads(body) if body else None
+    except urllib.error.HTTPError as exc:
+        return exc.code, None
+    except OSError:
+        return 0, None
+
+
+def wait_ready(url: str, proc: Proc, timeout: float = 30.0, path: str = "/readyz") -> float:
+    """Poll ``url+path`` every 5 ms until 200; seconds since the process was started."""
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        if proc.popen.poll() is not None:
+            raise RuntimeError(f"process exited ({proc.popen.returncode}); see {proc.log_path}")
+        status, _ = http_get(url + path, timeout=1.0)
+        if status == 200:
+            return time.perf_counter() - proc.started
+        time.sleep(0.005)
+    raise RuntimeError(f"{url}{path} not ready after {timeout}s; see {proc.log_path}")
+
+
+def write_seed(path: Path, deployments: int, namespace: str = "shop") -> Path:
+    lines = ["nodes: 3", f"namespaces: [{namespace}]", "deployments:"]
+    for i in range(deployments):
+        lines.append(f"  - {{namespace: {namespace}, name: {dep_name(i)}, replicas: 1, "
+                     f"image: example/app:1.0.0, history: [example/app:0.9.0]}}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def dep_name(i: int) -> str:
+    return f"svc-{i:04d}"
+
+
+def start_simulator(tmp: Path, deployments: int) -> tuple[Proc, str, Path]:
+    """The simulated cluster in its own process; (proc, url, kubeconfig path)."""
+    port = free_port()
+    seed = write_seed(tmp / "seed.yaml", deployments)
+    kubeconfig = tmp / "sim.kubeconfig"
+    proc = Proc([PY, "-m", "remediator.simulator", "--listen", f"127.0.0.1:{port}",
+                 "--seed", str(seed), "--kubeconfig-out", str(kubeconfig)], "simulator")
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if kubeconfig.exists() and http_get(url + "/sim/v1/faults")[0] == 200:
+            return proc, url, kubeconfig
+        time.sleep(0.05)
+    proc.stop()
+    raise RuntimeError(f"simulator did not start; see {proc.log_path}")
+
+
+def write_config(tmp: Path, *, store: Path, port: int, kubeconfig: Path | None,
+                 dry_run: bool, console: bool = False, budget: int = 20,
+                 log_level: str = "INFO") -> Path:
+    k8s = (f"kubernetes: {{mode: kubeconfig, kubeconfig: '{kubeconfig}'}}" if kubeconfig
+           else "kubernetes: {mode: none}")
+    cfg = tmp / f"config-{port}.yaml"
+    cfg.write_text(f"""\
+server: {{listen: "127.0.0.1:{port}"}}
+store: {{path: "{store}", synchronous: FULL}}
+playbooks: ["{PLAYBOOKS}"]
+engine: {{dry_run: {str(dry_run).lower()}, action_budget: {budget}}}
+{k8s}
+notify: {{console: {str(console).lower()}}}
+log: {{level: {log_level}, format: json}}
+""")
+    return cfg
+
+
+def start_daemon(cfg: Path, name: str = "remediator") -> Proc:
+    return Proc([PY, "-m", "remediator.cli", "serve", "--config", str(cfg)], name)
+
+
+def alert(i: int, *, dep: int, instance: int = 0, starts: datetime | None = None,
+          alertname: str = "HighErrorRate") -> dict[str, Any]:
+    starts = starts or datetime(2026, 11, 21, 23, 0, tzinfo=UTC) + timedelta(seconds=i)
+    labels = {"alertname": alertname, "deployment": dep_name(dep),
+              "instance": f"10.0.{instance // 250}.{instance % 250}:8080", "job": dep_name(dep),
+              "namespace": "shop", "severity": "critical"}
+    fp = f"{zlib.crc32(alertname.encode()):08x}{dep:04x}{instance:04x}"
+    return {"status": "firing", "labels": labels,
+            "annotations": {"runbook_url": "https://runbooks.example/HighErrorRate",
+                            "summary": "5xx ratio above 5% for 5m"},
+            "startsAt": starts.isoformat().replace("+00:00", "Z"),
+            "endsAt": "0001-01-01T00:00:00Z",
+            "generatorURL": "http://prometheus:9090/graph?g0.expr=job%3Ahttp_errors",
+            "fingerprint": fp}
+
+
+def webhook(alerts: list[dict[str, Any]], group: str = "") -> dict[str, Any]:
+    """An Alertmanager v4 payload around ``alerts`` (shape of tests/data/webhooks)."""
+    common = {"alertname": alerts[0]["labels"]["alertname"], "namespace": "shop"}
+    return {"receiver": "remediator", "status": "firing", "alerts": alerts,
+            "groupLabels": common, "commonLabels": common,
+            "commonAnnotations": alerts[0]["annotations"], "externalURL": "http://am:9093",
+            "version": "4", "groupKey": "{}:" + json.dumps(group or common, sort_keys=True),
+            "truncatedAlerts": 0}
+
+
+def pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    k = min(len(s) - 1, max(0, round(p / 100 * (len(s) - 1))))
+    return s[k]
+
+
+def summary_ms(values: list[float]) -> dict[str, float]:
+    return {"n": len(values), "p50_ms": round(pct(values, 50) * 1000, 3),
+            "p99_ms": round(pct(values, 99) * 1000, 3),
+            "max_ms": round(max(values) * 1000, 3) if values else float("nan"),
+            "mean_ms": round(statistics.fmean(values) * 1000, 3) if values else float("nan")}
+
+
+def machine() -> dict[str, Any]:
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = 0
+    try:
+        mem = int(Path("/proc/meminfo").read_text().split()[1]) // 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                         text=True).stdout.strip()
+    return {"date": datetime.now(UTC).isoformat(timespec="seconds"), "cpu": cpu,
+            "cores": os.cpu_count(), "mem_mb": mem, "python": sys.version.split()[0],
+            "platform": platform.platform(), "commit": rev}
+
+
+def save(name: str, data: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps({"benchmark": name, "machine": machine(), **data}, indent=2,
+                               default=str))
+    return path
+
+
+def table(rows: list[tuple[str, str, str, str]]) -> str:
+    head = ("metric", "value", "target", "met")
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(4)]
+    out = [" | ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)),
+           "-+-".join("-" * w for w in widths)]
+    out += [" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(out)
+
+
+def tmpdir(prefix: str) -> Path:
+    return Path(tempfile.mkdtemp(prefix=f"remediator-bench-{prefix}-"))

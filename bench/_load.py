@@ -1,0 +1,116 @@
+"""The load generator, run in its own process so that the server under test keeps a core.
+
+    python bench/_load.py PLAN.json RESULT.json
+
+PLAN: ``{"url": ..., "concurrency": 32, "mode": "duration"|"bursts", ...}``.
+
+* ``duration``: ``seconds`` (and ``warmup``) of back-to-back POSTs over ``concurrency``
+  keep-alive connections; each body is ``intake_body(i)`` (fresh alerts for every
+  request, so the server does real inserts, not only duplicate look-ups).
+* ``bursts``: ``bodies_file`` (JSON lines) sent burst by burst (``bursts``: list of
+  line counts), ``pause`` seconds between bursts; every response is recorded with its
+  wall-clock send time, so that a SIGKILL mid-storm can be matched against acks.
+
+RESULT: latencies (s), statuses, timings. Stops by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import alert, webhook  # noqa: E402
+
+TARGETS = 200  # intake: alerts spread over this many deployments
+
+
+def intake_body(i: int) -> bytes:
+    dep = i % TARGETS
+    alerts = [alert(i * 3 + k, dep=dep, instance=(i * 3 + k) % 65536) for k in range(3)]
+    return json.dumps(webhook(alerts)).encode()
+
+
+async def _post(session: aiohttp.ClientSession, url: str, body: bytes) -> tuple[int, float]:
+    t0 = time.perf_counter()
+    try:
+        async with session.post(url, data=body,
+                                headers={"Content-Type": "application/json"}) as resp:
+            await resp.read()
+            status = resp.status
+    except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+        status = 0
+    return status, time.perf_counter() - t0
+
+
+async def run_duration(plan: dict[str, Any]) -> dict[str, Any]:
+    url, conc = plan["url"], plan["concurrency"]
+    seconds, warmup = plan["seconds"], plan.get("warmup", 1.0)
+    counter = iter(range(10**9))
+    lat: list[float] = []
+    statuses: dict[int, int] = {}
+    t_start = time.perf_counter()
+    t_measure = t_start + warmup
+    t_end = t_measure + seconds
+    conn = aiohttp.TCPConnector(limit=conc, force_close=False)
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(connector=conn, timeout=timeout) as session:
+        async def worker() -> None:
+            while True:
+                now = time.perf_counter()
+                if now >= t_end:
+                    return
+                status, dt = await _post(session, url, intake_body(next(counter)))
+                if now >= t_measure:
+                    lat.append(dt)
+                    statuses[status] = statuses.get(status, 0) + 1
+        await asyncio.gather(*(worker() for _ in range(conc)))
+    elapsed = time.perf_counter() - t_measure
+    ok = statuses.get(200, 0)
+    return {"requests": len(lat), "ok": ok, "statuses": statuses, "elapsed_s": elapsed,
+            "rps": ok / elapsed, "latencies": lat}
+
+
+async def run_bursts(plan: dict[str, Any]) -> dict[str, Any]:
+    url, conc = plan["url"], plan["concurrency"]
+    bodies = Path(plan["bodies_file"]).read_bytes().splitlines()
+    records: list[dict[str, Any]] = [{} for _ in bodies]
+    conn = aiohttp.TCPConnector(limit=conc)
+    timeout = aiohttp.ClientTimeout(total=plan.get("timeout", 60))
+    t0 = time.perf_counter()
+    pos = 0
+    async with aiohttp.ClientSession(connector=conn, timeout=timeout) as session:
+        sem = asyncio.Semaphore(conc)
+
+        async def one(i: int) -> None:
+            async with sem:
+                sent = time.time()
+                status, dt = await _post(session, url, bodies[i])
+                records[i] = {"i": i, "sent": sent, "status": status, "latency": dt,
+                              "done": time.time()}
+
+        for n, size in enumerate(plan["bursts"]):
+            await asyncio.gather(*(one(i) for i in range(pos, min(pos + size, len(bodies)))))
+            pos += size
+            if n + 1 < len(plan["bursts"]) and plan.get("pause"):
+                await asyncio.sleep(plan["pause"])
+    return {"elapsed_s": time.perf_counter() - t0, "records": records}
+
+
+def main() -> int:
+    plan = json.loads(Path(sys.argv[1]).read_text())
+    runner = run_duration if plan["mode"] == "duration" else run_bursts
+    result = asyncio.run(runner(plan))
+    Path(sys.argv[2]).write_text(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

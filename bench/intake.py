@@ -1,0 +1,109 @@
+"""Intake throughput: webhooks/s and p50/p99 latency at 32 concurrent connections.
+
+Two servers are measured in the same run, one after the other, with the same load:
+
+* baseline: a bare aiohttp handler that parses the JSON body and answers 200
+  (bench/_baseline.py);
+* remediator: ``remediator serve`` with durable SQLite (WAL, synchronous=FULL), the
+  real playbooks from playbooks/, dry-run, acting on the simulated cluster (its own
+  process) through a kubeconfig, console notifications off, JSON logs at INFO.
+
+The load generator (bench/_load.py) runs in a separate process (aiohttp client, 32
+keep-alive connections, back-to-back POSTs for ``--seconds`` after a warm-up). Every
+request carries a real-shaped Alertmanager v4 payload with 3 *new* firing alerts
+spread over 200 deployments, so the daemon inserts, matches, routes and attaches
+alerts to incidents on every request (the worst intake path, not duplicates).
+
+Targets: remediator ≥ 50% of the baseline's throughput, p99 < 10 ms.
+
+    .venv/bin/python bench/intake.py [--seconds 10] [--concurrency 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import (  # noqa: E402
+    BENCH,
+    PY,
+    Proc,
+    free_port,
+    rss_mb,
+    save,
+    start_daemon,
+    start_simulator,
+    summary_ms,
+    table,
+    tmpdir,
+    wait_ready,
+    write_config,
+)
+
+
+def load(url: str, seconds: float, concurrency: int, tmp: Path, name: str) -> dict[str, Any]:
+    plan = tmp / f"plan-{name}.json"
+    out = tmp / f"result-{name}.json"
+    plan.write_text(json.dumps({"url": url + "/api/v1/alerts", "concurrency": concurrency,
+                                "mode": "duration", "seconds": seconds, "warmup": 1.0}))
+    proc = Proc([PY, str(BENCH / "_load.py"), str(plan), str(out)], f"load-{name}")
+    proc.popen.wait(timeout=seconds + 120)
+    proc.stop()
+    result = json.loads(out.read_text())
+    lat = result.pop("latencies")
+    return {**result, **summary_ms(lat)}
+
+
+def run(seconds: float = 10.0, concurrency: int = 32) -> dict[str, Any]:
+    tmp = tmpdir("intake")
+    port = free_port()
+    with Proc([PY, str(BENCH / "_baseline.py"), str(port)], "baseline") as base:
+        wait_ready(f"http://127.0.0.1:{port}", base)
+        baseline = load(f"http://127.0.0.1:{port}", seconds, concurrency, tmp, "baseline")
+        baseline["rss_mb"] = rss_mb(base.pid)[1]
+    sim, _sim_url, kubeconfig = start_simulator(tmp, 20)
+    with sim:
+        port = free_port()
+        cfg = write_config(tmp, store=tmp / "intake.db", port=port, kubeconfig=kubeconfig,
+                           dry_run=True, budget=1_000_000)
+        with start_daemon(cfg, "remediator-intake") as daemon:
+            wait_ready(f"http://127.0.0.1:{port}", daemon)
+            remediator = load(f"http://127.0.0.1:{port}", seconds, concurrency, tmp,
+                              "remediator")
+            remediator["peak_rss_mb"] = rss_mb(daemon.pid)[1]
+    ratio = remediator["rps"] / baseline["rps"] if baseline["rps"] else 0.0
+    data = {"seconds": seconds, "concurrency": concurrency, "alerts_per_webhook": 3,
+            "baseline": baseline, "remediator": remediator, "ratio": ratio,
+            "targets": {"ratio_min": 0.5, "p99_ms_max": 10.0},
+            "met": {"ratio": ratio >= 0.5, "p99": remediator["p99_ms"] < 10.0}}
+    path = save("intake", data)
+    print(table([
+        ("baseline webhooks/s", f"{baseline['rps']:.0f}", "", ""),
+        ("baseline p50 / p99 ms", f"{baseline['p50_ms']:.2f} / {baseline['p99_ms']:.2f}", "", ""),
+        ("remediator webhooks/s", f"{remediator['rps']:.0f}", "", ""),
+        ("remediator p50 / p99 ms", f"{remediator['p50_ms']:.2f} / {remediator['p99_ms']:.2f}",
+         "p99 < 10", "yes" if data["met"]["p99"] else "NO"),
+        ("ratio remediator/baseline", f"{ratio:.0%}", ">= 50%",
+         "yes" if data["met"]["ratio"] else "NO"),
+        ("remediator non-200", str(remediator["requests"] - remediator["ok"]), "0", ""),
+    ]))
+    print(f"results: {path}")
+    return data
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--concurrency", type=int, default=32)
+    args = parser.parse_args()
+    run(args.seconds, args.concurrency)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
