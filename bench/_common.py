@@ -7,6 +7,7 @@ then SIGKILLs, only the process it started).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -229,10 +230,8 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     mem = 0
-    try:
+    with contextlib.suppress(OSError, ValueError, IndexError):
         mem = int(Path("/proc/meminfo").read_text().split()[1]) // 1024
-    except (OSError, ValueError, IndexError):
-        pass
     rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                          text=True).stdout.strip()
     return {"date": datetime.now(UTC).isoformat(timespec="seconds"), "cpu": cpu,
@@ -259,3 +258,57 @@ def table(rows: list[tuple[str, str, str, str]]) -> str:
 
 def tmpdir(prefix: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"remediator-bench-{prefix}-"))
+
+
+STORM_TARGETS = 500
+STORM_ALERTS_PER_TARGET = 5      # distinct alerts (instances) per target
+STORM_HA = 2                     # identical copies, one per Alertmanager replica
+STORM_REPEATS = 2                # repeat_interval re-sends of the same group
+
+
+def storm_bodies() -> tuple[list[bytes], list[list[tuple[str, str]]]]:
+    """The storm: 10,000 firing alerts for 500 targets, as 2,000 webhooks of 5 alerts.
+
+    Each target's group (5 alerts) is sent by 2 HA Alertmanagers (adjacent, racing) and
+    re-sent once more later (a repeat), so 2,500 distinct alerts arrive 4 times each.
+    Within each pass the order is shuffled (seeded). Returns the bodies and, for each
+    body, its alerts' (fingerprint, startsAt).
+    """
+    import random
+    rng = random.Random(42)
+    groups = []
+    for dep in range(STORM_TARGETS):
+        alerts = [alert(dep * STORM_ALERTS_PER_TARGET + k, dep=dep, instance=k)
+                  for k in range(STORM_ALERTS_PER_TARGET)]
+        groups.append(alerts)
+    order: list[list[dict[str, Any]]] = []
+    for _ in range(STORM_REPEATS):
+        targets = list(range(STORM_TARGETS))
+        rng.shuffle(targets)
+        for dep in targets:
+            order += [groups[dep]] * STORM_HA
+    bodies = [json.dumps(webhook(a, group=f"svc={a[0]['labels']['deployment']}")).encode()
+              for a in order]
+    keys = [[(x["fingerprint"], x["startsAt"]) for x in a] for a in order]
+    return bodies, keys
+
+
+def storm_plan(url: str, bodies_file: Path, *, concurrency: int = 32, burst: int = 200,
+               pause: float = 0.05, kill_pid: int | None = None,
+               kill_after_acks: int | None = None) -> dict[str, Any]:
+    n = len(bodies_file.read_bytes().splitlines())
+    return {"url": url, "concurrency": concurrency, "mode": "bursts",
+            "bodies_file": str(bodies_file), "bursts": [burst] * -(-n // burst),
+            "pause": pause, "kill_pid": kill_pid, "kill_after_acks": kill_after_acks}
+
+
+def run_load(plan: dict[str, Any], tmp: Path, name: str, timeout: float = 600) -> dict[str, Any]:
+    """Run bench/_load.py in its own process on ``plan``; its result."""
+    plan_file, out = tmp / f"plan-{name}.json", tmp / f"result-{name}.json"
+    plan_file.write_text(json.dumps(plan))
+    proc = Proc([PY, str(BENCH / "_load.py"), str(plan_file), str(out)], f"load-{name}")
+    try:
+        proc.popen.wait(timeout=timeout)
+    finally:
+        proc.stop()
+    return dict(json.loads(out.read_text()))

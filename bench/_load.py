@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -27,7 +29,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import alert, webhook  # noqa: E402
+from bench._common import alert, webhook
 
 TARGETS = 200  # intake: alerts spread over this many deployments
 
@@ -38,16 +40,23 @@ def intake_body(i: int) -> bytes:
     return json.dumps(webhook(alerts)).encode()
 
 
-async def _post(session: aiohttp.ClientSession, url: str, body: bytes) -> tuple[int, float]:
+async def _post(session: aiohttp.ClientSession, url: str, body: bytes,
+                keep: bool = False) -> tuple[int, float, Any]:
     t0 = time.perf_counter()
+    answer: Any = None
     try:
         async with session.post(url, data=body,
                                 headers={"Content-Type": "application/json"}) as resp:
-            await resp.read()
+            raw = await resp.read()
             status = resp.status
-    except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+        if keep:
+            try:
+                answer = json.loads(raw)
+            except ValueError:
+                answer = raw.decode(errors="replace")[:200]
+    except (TimeoutError, aiohttp.ClientError, OSError):
         status = 0
-    return status, time.perf_counter() - t0
+    return status, time.perf_counter() - t0, answer
 
 
 async def run_duration(plan: dict[str, Any]) -> dict[str, Any]:
@@ -67,7 +76,7 @@ async def run_duration(plan: dict[str, Any]) -> dict[str, Any]:
                 now = time.perf_counter()
                 if now >= t_end:
                     return
-                status, dt = await _post(session, url, intake_body(next(counter)))
+                status, dt, _ = await _post(session, url, intake_body(next(counter)))
                 if now >= t_measure:
                     lat.append(dt)
                     statuses[status] = statuses.get(status, 0) + 1
@@ -78,10 +87,12 @@ async def run_duration(plan: dict[str, Any]) -> dict[str, Any]:
             "rps": ok / elapsed, "latencies": lat}
 
 
-async def run_bursts(plan: dict[str, Any]) -> dict[str, Any]:
+async def run_bursts(plan: dict[str, Any], bodies: list[bytes]) -> dict[str, Any]:
     url, conc = plan["url"], plan["concurrency"]
-    bodies = Path(plan["bodies_file"]).read_bytes().splitlines()
     records: list[dict[str, Any]] = [{} for _ in bodies]
+    kill_pid, kill_after = plan.get("kill_pid"), plan.get("kill_after_acks")
+    acks = [0]
+    killed_at: list[float] = []
     conn = aiohttp.TCPConnector(limit=conc)
     timeout = aiohttp.ClientTimeout(total=plan.get("timeout", 60))
     t0 = time.perf_counter()
@@ -92,22 +103,31 @@ async def run_bursts(plan: dict[str, Any]) -> dict[str, Any]:
         async def one(i: int) -> None:
             async with sem:
                 sent = time.time()
-                status, dt = await _post(session, url, bodies[i])
+                status, dt, body = await _post(session, url, bodies[i], keep=True)
                 records[i] = {"i": i, "sent": sent, "status": status, "latency": dt,
-                              "done": time.time()}
+                              "done": time.time(), "body": body}
+                if status == 200:
+                    acks[0] += 1
+                    if kill_pid and acks[0] == kill_after:
+                        os.kill(kill_pid, signal.SIGKILL)
+                        killed_at.append(time.time())
 
         for n, size in enumerate(plan["bursts"]):
             await asyncio.gather(*(one(i) for i in range(pos, min(pos + size, len(bodies)))))
             pos += size
             if n + 1 < len(plan["bursts"]) and plan.get("pause"):
                 await asyncio.sleep(plan["pause"])
-    return {"elapsed_s": time.perf_counter() - t0, "records": records}
+    return {"elapsed_s": time.perf_counter() - t0, "records": records,
+            "killed_at": killed_at[0] if killed_at else None}
 
 
 def main() -> int:
     plan = json.loads(Path(sys.argv[1]).read_text())
-    runner = run_duration if plan["mode"] == "duration" else run_bursts
-    result = asyncio.run(runner(plan))
+    if plan["mode"] == "duration":
+        result = asyncio.run(run_duration(plan))
+    else:
+        bodies = Path(plan["bodies_file"]).read_bytes().splitlines()
+        result = asyncio.run(run_bursts(plan, bodies))
     Path(sys.argv[2]).write_text(json.dumps(result))
     return 0
 

@@ -1,0 +1,140 @@
+"""Alert storm: 10,000 firing alerts for 500 distinct targets, in bursts.
+
+The storm (bench/_common.storm_bodies): 2,500 distinct alerts, 5 per target
+(Deployment shop/svc-NNNN), grouped per target into webhooks of 5 alerts; every
+group is posted by two "HA" Alertmanagers (identical payloads, adjacent, racing)
+and re-posted once more later (repeat_interval), so 2,000 webhooks carry 10,000
+alerts. They go out in bursts of 200 webhooks over 32 connections from a
+separate load process, 50 ms between bursts.
+
+The daemon is ``remediator serve``: durable SQLite (synchronous=FULL), the real
+playbooks, dry-run on the simulated cluster (own process, kubeconfig). It
+persists and matches each alert before it answers 200, so "all persisted and
+matched" is the time from the first post to the last 200. Afterwards the API is
+asked: exactly 500 incidents must exist (one per target), holding all 2,500
+distinct alerts; the replies' outcome counts must be 2,500 new / 7,500 duplicate.
+Peak RSS is the daemon's VmHWM (/proc) after the storm has been worked off.
+
+Target: peak RSS < 200 MB; exactly 500 incidents.
+
+    .venv/bin/python bench/storm.py
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import (
+    STORM_ALERTS_PER_TARGET,
+    STORM_TARGETS,
+    free_port,
+    http_get,
+    rss_mb,
+    run_load,
+    save,
+    start_daemon,
+    start_simulator,
+    storm_bodies,
+    storm_plan,
+    table,
+    tmpdir,
+    wait_ready,
+    write_config,
+)
+
+
+def incidents_and_alerts(url: str) -> tuple[int, set[tuple[str, str]]]:
+    status, data = http_get(url + "/api/v1/incidents?limit=1000", timeout=60)
+    if status != 200 or data is None:
+        raise RuntimeError(f"GET /api/v1/incidents: HTTP {status}")
+    alerts = {(a["fingerprint"], a["startsAt"]) for inc in data["incidents"]
+              for a in inc["alerts"]}
+    return len(data["incidents"]), alerts
+
+
+def settle(url: str, pid: int, seconds: float = 30.0) -> float:
+    """Wait until the engine has no queued incident runs (or ``seconds``); seconds waited."""
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        status, data = http_get(url + "/api/v1/status")
+        if status == 200 and data and not data.get("running_incidents"):
+            break
+        time.sleep(0.2)
+    return time.perf_counter() - t0
+
+
+def run() -> dict[str, Any]:
+    tmp = tmpdir("storm")
+    bodies, _keys = storm_bodies()
+    bodies_file = tmp / "storm.jsonl"
+    bodies_file.write_bytes(b"\n".join(bodies))
+    total_alerts = sum(len(k) for k in _keys)
+    sim, _sim_url, kubeconfig = start_simulator(tmp, 20)
+    with sim:
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        cfg = write_config(tmp, store=tmp / "storm.db", port=port, kubeconfig=kubeconfig,
+                           dry_run=True, budget=1_000_000)
+        with start_daemon(cfg, "remediator-storm") as daemon:
+            wait_ready(url, daemon)
+            rss_idle = rss_mb(daemon.pid)[0]
+            result = run_load(storm_plan(url + "/api/v1/alerts", bodies_file), tmp, "storm")
+            records = result["records"]
+            first = min(r["sent"] for r in records)
+            last = max(r["done"] for r in records)
+            persisted_s = last - first
+            statuses = Counter(r["status"] for r in records)
+            outcomes: Counter[str] = Counter()
+            for r in records:
+                if r["status"] == 200 and isinstance(r["body"], dict):
+                    outcomes.update(r["body"].get("alerts", {}))
+            settled_s = settle(url, daemon.pid)
+            n_incidents, stored = incidents_and_alerts(url)
+            cur, peak = rss_mb(daemon.pid)
+    distinct = STORM_TARGETS * STORM_ALERTS_PER_TARGET
+    data = {
+        "webhooks": len(bodies), "alerts": total_alerts, "distinct_alerts": distinct,
+        "targets": STORM_TARGETS, "persisted_and_matched_s": persisted_s,
+        "alerts_per_s": total_alerts / persisted_s, "statuses": dict(statuses),
+        "outcomes": dict(outcomes), "engine_settled_after_s": settled_s,
+        "incidents": n_incidents, "alerts_in_incidents": len(stored),
+        "rss_idle_mb": rss_idle, "rss_after_mb": cur, "peak_rss_mb": peak,
+        "latency_p99_ms": sorted(r["latency"] for r in records)[int(len(records) * .99)] * 1e3,
+        "targets_check": {"incidents": STORM_TARGETS, "peak_rss_mb_max": 200},
+        "met": {"incidents": n_incidents == STORM_TARGETS and len(stored) == distinct,
+                "rss": peak < 200},
+    }
+    path = save("storm", data)
+    print(table([
+        ("alerts posted (webhooks)", f"{total_alerts} ({len(bodies)})", "", ""),
+        ("all persisted + matched", f"{persisted_s:.2f} s", "", ""),
+        ("alerts/s", f"{data['alerts_per_s']:.0f}", "", ""),
+        ("webhook p99 latency", f"{data['latency_p99_ms']:.1f} ms", "", ""),
+        ("HTTP statuses", str(dict(statuses)), "all 200",
+         "yes" if set(statuses) == {200} else "NO"),
+        ("outcomes", str(dict(outcomes)), f"{distinct} new", ""),
+        ("incidents (API)", str(n_incidents), str(STORM_TARGETS),
+         "yes" if n_incidents == STORM_TARGETS else "NO"),
+        ("distinct alerts in incidents", str(len(stored)), str(distinct),
+         "yes" if len(stored) == distinct else "NO"),
+        ("engine idle after", f"{settled_s:.1f} s", "", ""),
+        ("daemon RSS idle / peak", f"{rss_idle:.0f} / {peak:.0f} MB", "peak < 200 MB",
+         "yes" if peak < 200 else "NO"),
+    ]))
+    print(f"results: {path}")
+    return data
+
+
+def main() -> int:
+    run()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
