@@ -133,7 +133,8 @@ def test_alert_resolving_during_verification_stops_the_ladder(stack: Stack) -> N
     steps = _steps(inc)
     assert inc["state"] in ("recovered", "resolved"), report
     assert "resolved" in (steps["restart"]["verify"] or ""), report
-    assert steps["roll back"]["status"] in ("pending", "skipped"), report
+    # Steps the ladder never reached have no record (or a skipped/pending one).
+    assert steps.get("roll back", {}).get("status", "pending") in ("pending", "skipped"), report
     assert not _rollbacks(stack.writes(ns)), "the ladder went on after the alert resolved"
     assert stack.alert_state(ns) is None
 
