@@ -31,6 +31,11 @@ RESULTS = BENCH / "results"
 PY = str(ROOT / ".venv" / "bin" / "python")
 PLAYBOOKS = ROOT / "playbooks"
 SIM_TOKEN = "remediator-simulator-token"
+# Deployments seeded into the simulated cluster. Few on purpose: the simulator's
+# controller tick is O(n^2) in deployments (232 ms per 1 s tick at 20 deployments on
+# this machine) and would steal CPU from the daemon under test. Targets that do not
+# exist still cost the daemon its full path (the first API call answers 404).
+SIM_DEPLOYMENTS = 3
 
 
 def free_port() -> int:
@@ -159,7 +164,7 @@ def start_simulator(tmp: Path, deployments: int) -> tuple[Proc, str, Path]:
 
 def write_config(tmp: Path, *, store: Path, port: int, kubeconfig: Path | None,
                  dry_run: bool, console: bool = False, budget: int = 20,
-                 log_level: str = "INFO") -> Path:
+                 log_level: str = "INFO", max_parallel: int = 32) -> Path:
     k8s = (f"kubernetes: {{mode: kubeconfig, kubeconfig: '{kubeconfig}'}}" if kubeconfig
            else "kubernetes: {mode: none}")
     cfg = tmp / f"config-{port}.yaml"
@@ -167,7 +172,7 @@ def write_config(tmp: Path, *, store: Path, port: int, kubeconfig: Path | None,
 server: {{listen: "127.0.0.1:{port}"}}
 store: {{path: "{store}", synchronous: FULL}}
 playbooks: ["{PLAYBOOKS}"]
-engine: {{dry_run: {str(dry_run).lower()}, action_budget: {budget}}}
+engine: {{dry_run: {str(dry_run).lower()}, action_budget: {budget}, max_parallel: {max_parallel}}}
 {k8s}
 notify: {{console: {str(console).lower()}}}
 log: {{level: {log_level}, format: json}}

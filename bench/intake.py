@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._common import (
     BENCH,
     PY,
+    SIM_DEPLOYMENTS,
     Proc,
     free_port,
     rss_mb,
@@ -66,7 +67,7 @@ def run(seconds: float = 10.0, concurrency: int = 32) -> dict[str, Any]:
         wait_ready(f"http://127.0.0.1:{port}", base)
         baseline = load(f"http://127.0.0.1:{port}", seconds, concurrency, tmp, "baseline")
         baseline["rss_mb"] = rss_mb(base.pid)[1]
-    sim, _sim_url, kubeconfig = start_simulator(tmp, 20)
+    sim, _sim_url, kubeconfig = start_simulator(tmp, SIM_DEPLOYMENTS)
     with sim:
         port = free_port()
         cfg = write_config(tmp, store=tmp / "intake.db", port=port, kubeconfig=kubeconfig,
