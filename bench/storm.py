@@ -25,6 +25,7 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -50,11 +51,16 @@ from bench._common import (
 )
 
 
+def norm_ts(value: str) -> str:
+    """One spelling per instant ("…Z" and "…+00:00" compare equal)."""
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).isoformat()
+
+
 def incidents_and_alerts(url: str) -> tuple[int, set[tuple[str, str]]]:
     status, data = http_get(url + "/api/v1/incidents?limit=1000", timeout=60)
     if status != 200 or data is None:
         raise RuntimeError(f"GET /api/v1/incidents: HTTP {status}")
-    alerts = {(a["fingerprint"], a["startsAt"]) for inc in data["incidents"]
+    alerts = {(a["fingerprint"], norm_ts(a["startsAt"])) for inc in data["incidents"]
               for a in inc["alerts"]}
     return len(data["incidents"]), alerts
 
