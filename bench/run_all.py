@@ -1,0 +1,70 @@
+"""Run every benchmark in turn (startup, intake, reaction, storm, peer) and print a summary.
+
+Each one starts what it needs on 127.0.0.1, runs a bounded load, stops what it
+started and writes bench/results/NAME.json; this script then writes
+bench/results/summary.json. About five minutes on a 2-core machine (the first run
+also creates bench/.peer-venv for ansible-rulebook).
+
+    .venv/bin/python bench/run_all.py [--skip NAME ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import intake, peer, reaction, startup, storm
+from bench._common import RESULTS, machine, table
+
+ORDER = ("startup", "intake", "reaction", "storm", "peer")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--skip", nargs="*", default=[], choices=ORDER)
+    args = parser.parse_args()
+    results: dict[str, Any] = {}
+    failed = []
+    for name in ORDER:
+        if name in args.skip:
+            continue
+        print(f"\n=== {name} ===", flush=True)
+        t0 = time.perf_counter()
+        try:
+            if name == "startup":
+                results[name] = startup.run()
+            elif name == "intake":
+                results[name] = intake.run()
+            elif name == "reaction":
+                results[name] = reaction.run()
+            elif name == "storm":
+                results[name] = storm.run()
+            else:
+                results[name] = peer.run(remediator_storm=False) if "storm" in results \
+                    else peer.run()
+        except Exception:
+            traceback.print_exc()
+            failed.append(name)
+        print(f"({name}: {time.perf_counter() - t0:.0f} s)", flush=True)
+    rows = []
+    for name, data in results.items():
+        for what, ok in data.get("met", {}).items():
+            rows.append((name, what, "met" if ok else "NOT met", ""))
+    print("\n=== targets ===")
+    print(table(rows) if rows else "no results")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "summary.json").write_text(json.dumps(
+        {"machine": machine(), "met": {n: d.get("met") for n, d in results.items()},
+         "failed": failed}, indent=2))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
