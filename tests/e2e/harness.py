@@ -89,6 +89,11 @@ SEED: dict[str, Any] = {
 # --- binaries -----------------------------------------------------------------------
 
 def find_binary(name: str) -> str | None:
+    """The binary's path: ``$E2E_<NAME>`` when set (e.g. E2E_ALERTMANAGER), else PATH,
+    else /usr/bin."""
+    override = os.environ.get(f"E2E_{name.upper()}")
+    if override is not None:
+        return override if os.access(override, os.X_OK) else None
     for candidate in BINARIES[name]:
         path = shutil.which(candidate) or (f"/usr/bin/{candidate}"
                                            if os.access(f"/usr/bin/{candidate}", os.X_OK)
@@ -103,7 +108,7 @@ def require_binaries(*names: str) -> dict[str, str]:
     found = {n: find_binary(n) for n in names}
     missing = [" or ".join(BINARIES[n]) for n, p in found.items() if p is None]
     if missing:
-        message = (f"e2e tests need the real binaries, not found on PATH or in /usr/bin: "
+        message = (f"e2e tests need the real binaries, not found ($E2E_<NAME>, PATH, /usr/bin): "
                    f"{', '.join(missing)} (Debian: apt-get install prometheus "
                    f"prometheus-alertmanager)")
         if os.environ.get("CI"):

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from .harness import BAD_IMAGE, Stack, describe, wait_for
+from .harness import BAD_IMAGE, Stack, describe, http, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -48,6 +48,12 @@ def _issues(stack: Stack, needle: str) -> list[Any]:
 def _rollbacks(writes: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [c for c in writes if c["method"] == "PATCH" and isinstance(c["body"], list)
             and any(op.get("path") == "/spec/template" for op in c["body"])]
+
+
+def test_webhook_without_the_bearer_token_is_refused(stack: Stack) -> None:
+    status, _ = http("POST", stack.rem_url + "/api/v1/alerts",
+                     {"version": "4", "status": "firing", "alerts": []})
+    assert status == 401
 
 
 def test_bad_rollout_is_rolled_back_and_closed_as_recovered(stack: Stack) -> None:
