@@ -11,13 +11,20 @@ import pytest
 from remediator.adapters.kubernetes import KubernetesCluster
 from remediator.clock import FakeClock
 from remediator.simulator import Simulator
+from remediator.simulator.seed import Seed
 
 from .rig import Hooks, Rig
 
 
 @pytest.fixture
-async def sim() -> AsyncIterator[Simulator]:
-    simulator = Simulator(None, clock=FakeClock())
+def seed() -> Seed | None:
+    """Override in a test module to start from another cluster."""
+    return None
+
+
+@pytest.fixture
+async def sim(seed: Seed | None) -> AsyncIterator[Simulator]:
+    simulator = Simulator(seed, clock=FakeClock())
     await simulator.start()
     yield simulator
     await simulator.stop()

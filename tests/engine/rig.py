@@ -148,7 +148,7 @@ class Hooks:
 
 
 class Rig:
-    def __init__(self, tmp_path: Path, sim: Simulator, cluster: KubernetesCluster | None,
+    def __init__(self, tmp_path: Path, sim: Simulator | None, cluster: KubernetesCluster | Any,
                  hooks: Hooks, http: aiohttp.ClientSession) -> None:
         self.tmp_path = tmp_path
         self.sim = sim
@@ -210,4 +210,5 @@ class Rig:
         return views[0]
 
     def writes(self, contains: str = "") -> list[dict[str, Any]]:
+        assert self.sim is not None
         return [c for c in self.sim.control.writes() if contains in c["path"]]
