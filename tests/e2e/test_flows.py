@@ -79,8 +79,13 @@ def test_bad_rollout_is_rolled_back_and_closed_as_recovered(stack: Stack) -> Non
     writes = stack.writes(ns)
     assert len(_rollbacks(writes)) == 1, writes
 
-    # Prometheus resolved the alert, and Alertmanager no longer lists it.
+    # Prometheus resolved the alert, Alertmanager sent the resolved notification (the
+    # incident's alert is stored as resolved, with its endsAt) and no longer lists it.
     assert stack.alert_state(ns) is None
+    alerts = [a for a in inc["alerts"] if a["labels"].get("alertname") == "HighErrorRate"]
+    assert len(alerts) == 1, inc["alerts"]
+    assert alerts[0]["status"] == "resolved", alerts
+    assert not alerts[0]["endsAt"].startswith("0001"), alerts
     wait_for(lambda: not [a for a in stack.am_alerts(ns) if a["status"]["state"] == "active"],
              10, "Alertmanager to drop the resolved alert")
 
@@ -125,6 +130,16 @@ def test_nothing_helps_escalates_to_jira_and_a_slack_page(stack: Stack) -> None:
         and "<!subteam^S0ONCALL>" in m.text and ns in _text(m)], 20,
         f"a Slack page in #oncall for {ns}")
     assert len(pages) == 1
+    roots = wait_for(lambda: [m for m in _slack_roots(stack, "ops-alerts", ns)
+                              if "escalated" in _text(m)], 20,
+                     f"the {ns} Slack root message to show 'escalated'")
+    assert len(roots) == 1
+
+    # The same stuck rollout also trips the operators' replicas-mismatch rule
+    # (kube-state-metrics gauges from the simulator), which no e2e playbook handles.
+    wait_for(lambda: stack.query('ALERTS{alertname="KubeDeploymentReplicasMismatch",'
+                                 f'namespace="{ns}",alertstate="firing"}}'), 40,
+             f"KubeDeploymentReplicasMismatch firing on {ns}")
 
 
 def test_alert_resolving_during_verification_stops_the_ladder(stack: Stack) -> None:
