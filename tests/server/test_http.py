@@ -1,0 +1,212 @@
+"""Status codes of the HTTP surface, exactly: Alertmanager retries 5xx only, so
+4xx must mean "the sender is wrong" and 503 "not persisted, retry"."""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import json
+import sqlite3
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from remediator.model.alerts import fingerprint
+from remediator.server import http as http_module
+from remediator.server.http import ServerConfig
+from remediator.store.base import IngestItem, IngestOutcome
+from remediator.store.sqlite import SqliteStore
+
+from .conftest import TOKEN, Make, Served
+
+AUTH = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+
+
+def payload(**over: Any) -> dict[str, Any]:
+    labels = {"alertname": "HighErrorRate", "namespace": "prod", "deployment": "api"}
+    body: dict[str, Any] = {
+        "version": "4", "groupKey": "{}:{}", "truncatedAlerts": 0, "status": "firing",
+        "receiver": "remediator", "groupLabels": {}, "commonLabels": {},
+        "commonAnnotations": {}, "externalURL": "http://am",
+        "alerts": [{"status": "firing", "labels": labels, "annotations": {},
+                    "startsAt": "2026-08-01T10:00:00.123Z", "endsAt": "0001-01-01T00:00:00Z",
+                    "generatorURL": "", "fingerprint": fingerprint(labels)}]}
+    body.update(over)
+    return body
+
+
+async def send(s: Served, body: bytes | str | dict[str, Any],
+               headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+    data = json.dumps(body) if isinstance(body, dict) else body
+    resp = await s.client.post("/api/v1/alerts", data=data,
+                               headers=AUTH if headers is None else headers)
+    assert resp.content_type == "application/json"
+    return resp.status, await resp.json()
+
+
+async def test_valid_webhook_200_and_persisted(server: Served) -> None:
+    status, body = await send(server, payload())
+    assert status == 200
+    assert body == {"status": "accepted", "alerts": {"new": 1}}
+    assert len(await server.store.list_alerts()) == 1
+
+
+async def test_malformed_json_400(server: Served) -> None:
+    status, body = await send(server, b'{"version": "4", ')
+    assert status == 400
+    assert body["error"] == "invalid webhook payload"
+    assert "malformed JSON" in body["detail"]["problems"][0]
+
+
+async def test_wrong_schema_400_with_problems(server: Served) -> None:
+    bad = payload()
+    del bad["groupKey"]
+    bad["alerts"][0]["status"] = "pending"
+    status, body = await send(server, bad)
+    assert status == 400
+    problems = " | ".join(body["detail"]["problems"])
+    assert "groupKey" in problems
+    assert "alerts[0].status" in problems or "alerts.0.status" in problems, problems
+    status, body = await send(server, b"[1, 2]")
+    assert status == 400
+    assert "expected a JSON object" in body["detail"]["problems"][0]
+
+
+async def test_wrong_version_400(server: Served) -> None:
+    status, body = await send(server, payload(version="3"))
+    assert status == 400
+    assert "unsupported webhook version" in body["detail"]["problems"][0]
+
+
+@pytest.mark.parametrize("headers", [
+    {"Content-Type": "application/json"},
+    {"Content-Type": "application/json", "Authorization": "Bearer wrong"},
+    {"Content-Type": "application/json", "Authorization": f"Basic {TOKEN}"},
+    {"Content-Type": "application/json", "Authorization": TOKEN},
+    {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}x"},
+])
+async def test_401_bad_or_missing_token(server: Served, headers: dict[str, str]) -> None:
+    status, body = await send(server, payload(), headers)
+    assert status == 401
+    assert body == {"error": "unauthorized"}
+    assert await server.store.list_alerts() == []
+
+
+async def test_401_before_anything_else(server: Served) -> None:
+    status, _ = await send(server, b"not json", {"Content-Type": "text/plain"})
+    assert status == 401
+
+
+async def test_basic_auth(make_server: Make) -> None:
+    s = await make_server(ServerConfig(basic_user="am", basic_password="pw"))
+
+    def basic(user: str, pw: str) -> dict[str, str]:
+        raw = base64.b64encode(f"{user}:{pw}".encode()).decode()
+        return {"Authorization": f"Basic {raw}", "Content-Type": "application/json"}
+
+    assert (await send(s, payload(), basic("am", "pw")))[0] == 200
+    assert (await send(s, payload(), basic("am", "nope")))[0] == 401
+    assert (await send(s, payload(), basic("root", "pw")))[0] == 401
+    assert (await send(s, payload(), {"Authorization": "Basic !!!notbase64",
+                                      "Content-Type": "application/json"}))[0] == 401
+    assert (await send(s, payload(), {"Authorization": "Bearer pw",
+                                      "Content-Type": "application/json"}))[0] == 401
+
+
+async def test_auth_uses_a_constant_time_compare(server: Served,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def spy(a: bytes, b: bytes) -> bool:
+        seen.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(http_module.hmac, "compare_digest", spy)
+    assert (await send(server, payload()))[0] == 200
+    assert (await send(server, payload(), {"Authorization": "Bearer x",
+                                           "Content-Type": "application/json"}))[0] == 401
+    assert seen == [(TOKEN.encode(), TOKEN.encode()), (b"x", TOKEN.encode())]
+
+
+async def test_413_too_large(make_server: Make) -> None:
+    s = await make_server(ServerConfig(bearer_token=TOKEN, max_body_bytes=4096))
+    big = payload(commonAnnotations={"x": "y" * 5000})
+    status, body = await send(s, big)
+    assert status == 413
+    assert "4096" in body["error"]
+
+    async def chunks() -> Any:            # no Content-Length: the limit still holds
+        data = json.dumps(big).encode()
+        for i in range(0, len(data), 1000):
+            yield data[i:i + 1000]
+
+    resp = await s.client.post("/api/v1/alerts", data=chunks(), headers=AUTH)
+    assert resp.status == 413
+    assert (await resp.json())["error"]
+
+
+@pytest.mark.parametrize("ctype", ["text/plain", "application/x-www-form-urlencoded",
+                                   "application/xml"])
+async def test_415_wrong_content_type(server: Served, ctype: str) -> None:
+    status, body = await send(server, json.dumps(payload()),
+                              {"Authorization": f"Bearer {TOKEN}", "Content-Type": ctype})
+    assert status == 415
+    assert ctype in body["error"]
+
+
+class BrokenStore(SqliteStore):
+    async def ingest(self, items: list[IngestItem], now: datetime) -> list[IngestOutcome]:
+        raise sqlite3.OperationalError("disk I/O error")
+
+
+async def test_503_only_when_the_store_cannot_persist(make_server: Make,
+                                                      tmp_path: Path) -> None:
+    s = await make_server(store=BrokenStore(tmp_path / "broken.db"))
+    status, body = await send(s, payload())
+    assert status == 503
+    assert "not persisted" in body["error"]
+    # a bad request is still the sender's problem, whatever the store's health
+    assert (await send(s, b"{"))[0] == 400
+
+
+async def test_503_while_shutting_down(server: Served) -> None:
+    server.api.accepting = False
+    status, body = await send(server, payload())
+    assert status == 503
+    assert "shutting down" in body["error"]
+    assert await server.store.list_alerts() == []
+
+
+async def test_404_and_405_are_json(server: Served) -> None:
+    for method, path, code in [("GET", "/nope", 404), ("GET", "/api/v1/pause", 405),
+                               ("PUT", "/api/v1/alerts", 405), ("DELETE", "/healthz", 405)]:
+        resp = await server.client.request(method, path, headers=AUTH)
+        assert resp.status == code, (method, path)
+        assert resp.content_type == "application/json"
+        assert "error" in await resp.json()
+    resp = await server.client.get("/api/v1/incidents/inc-missing", headers=AUTH)
+    assert resp.status == 404
+    assert "inc-missing" in (await resp.json())["error"]
+
+
+async def test_incidents_api_and_bad_limit(server: Served) -> None:
+    await send(server, payload())
+    resp = await server.client.get("/api/v1/incidents", headers=AUTH)
+    incidents = (await resp.json())["incidents"]
+    assert len(incidents) == 1
+    resp = await server.client.get(f"/api/v1/incidents/{incidents[0]['id']}", headers=AUTH)
+    assert resp.status == 200
+    resp = await server.client.get("/api/v1/incidents?limit=x", headers=AUTH)
+    assert resp.status == 400
+    resp = await server.client.get("/api/v1/incidents")
+    assert resp.status == 401
+
+
+async def test_health_and_readiness(server: Served) -> None:
+    assert (await server.client.get("/healthz")).status == 200
+    assert (await server.client.get("/readyz")).status == 200
+    server.api.accepting = False
+    assert (await server.client.get("/readyz")).status == 503
