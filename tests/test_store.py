@@ -1,0 +1,312 @@
+"""The Store contract, written against the ``Store`` Protocol only.
+
+Every test takes ``open_store``, a factory parametrized over implementations: a
+future PostgreSQL store adds one entry to ``FACTORIES`` (its ``reopen`` must
+reach the same database) and runs the same suite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from remediator.model.incident import (
+    IncidentState,
+    StepRecord,
+    StepStatus,
+    TargetRef,
+    TimelineEntry,
+)
+from remediator.store.base import AlertRecord, ApprovalRecord, IngestItem, Routing, Store
+from remediator.store.sqlite import SqliteStore
+
+NOW = datetime(2026, 8, 1, 10, 0, tzinfo=UTC)
+T0 = datetime(2026, 8, 1, 9, 59, tzinfo=UTC)
+TARGET = TargetRef(kind="Deployment", namespace="prod", name="api")
+
+OpenStore = Callable[[], Awaitable[Store]]
+
+
+def sqlite_factory(tmp_path: Path) -> Callable[[], Store]:
+    return lambda: SqliteStore(tmp_path / "contract.db")
+
+
+FACTORIES = {"sqlite": sqlite_factory}
+
+
+@pytest.fixture(params=sorted(FACTORIES))
+async def open_store(request: pytest.FixtureRequest, tmp_path: Path
+                     ) -> AsyncIterator[OpenStore]:
+    """Open (or re-open: same database) a store; all are closed at the end."""
+    make = FACTORIES[request.param](tmp_path)
+    opened: list[Store] = []
+
+    async def open_() -> Store:
+        store = make()
+        await store.open()
+        opened.append(store)
+        return store
+
+    yield open_
+    for s in opened:
+        with contextlib.suppress(Exception):  # already closed by the test
+            await s.close()
+
+
+@pytest.fixture
+async def store(open_store: OpenStore) -> Store:
+    return await open_store()
+
+
+def firing(fp: str = "aaaaaaaaaaaaaaa1", starts: datetime = T0,
+           routes: tuple[Routing, ...] | None = None, key: str = "pb/Deployment/prod/api"
+           ) -> IngestItem:
+    if routes is None:
+        routes = (Routing("pb", key, TARGET),)
+    return IngestItem(AlertRecord(fp, starts, None, "firing", {"alertname": "A", "fp": fp},
+                                  {}), routes)
+
+
+def resolved_(fp: str = "aaaaaaaaaaaaaaa1", starts: datetime = T0) -> IngestItem:
+    return IngestItem(AlertRecord(fp, starts, starts + timedelta(minutes=5), "resolved",
+                                  {"alertname": "A", "fp": fp}, {}), ())
+
+
+# --- intake ----------------------------------------------------------------------------
+
+async def test_ingest_is_idempotent_per_episode(store: Store) -> None:
+    [first] = await store.ingest([firing()], NOW)
+    assert first.outcome == "new"
+    assert len(first.created) == 1
+    assert first.incident_ids == first.created
+    [again] = await store.ingest([firing()], NOW)
+    assert again.outcome == "duplicate"
+    assert again.created == ()
+    # within one batch too
+    a, b = await store.ingest([firing("bbbbbbbbbbbbbbb2"), firing("bbbbbbbbbbbbbbb2")], NOW)
+    assert (a.outcome, b.outcome) == ("new", "duplicate")
+    assert len(await store.list_alerts()) == 2
+
+
+async def test_resolution_and_stale_redelivery(store: Store) -> None:
+    [new] = await store.ingest([firing()], NOW)
+    inc = new.incident_ids[0]
+    assert await store.firing_alert_count(inc) == 1
+    [res] = await store.ingest([resolved_()], NOW)
+    assert res.outcome == "resolved"
+    assert res.incident_ids == (inc,)
+    assert await store.firing_alert_count(inc) == 0
+    assert (await store.ingest([resolved_()], NOW))[0].outcome == "duplicate"
+    assert (await store.ingest([firing()], NOW))[0].outcome == "stale"
+    # a resolved alert never seen firing is recorded, opens nothing
+    [unknown] = await store.ingest([resolved_("ccccccccccccccc3")], NOW)
+    assert unknown.outcome == "resolved"
+    assert unknown.incident_ids == ()
+
+
+async def test_one_open_incident_per_key_and_new_episodes_attach(store: Store) -> None:
+    [a] = await store.ingest([firing()], NOW)
+    [b] = await store.ingest([firing(starts=T0 + timedelta(minutes=3))], NOW)
+    [c] = await store.ingest([firing("ddddddddddddddd4")], NOW)
+    assert b.outcome == "new"
+    assert a.incident_ids == b.incident_ids == c.incident_ids
+    assert b.created == ()
+    view = await store.get_incident(a.incident_ids[0])
+    assert view is not None
+    assert len(view.alerts) == 3
+    # escalated is still open for attaching; recovered is closed
+    await store.set_state(a.incident_ids[0], IncidentState.ESCALATED, NOW)
+    [d] = await store.ingest([firing("eeeeeeeeeeeeeee5")], NOW)
+    assert d.incident_ids == a.incident_ids
+    await store.set_state(a.incident_ids[0], IncidentState.RECOVERED, NOW)
+    [e] = await store.ingest([firing("fffffffffffffff6")], NOW)
+    assert e.created
+    assert e.incident_ids != a.incident_ids
+
+
+async def test_concurrent_ingests_for_one_key_make_one_incident(store: Store) -> None:
+    outcomes = await asyncio.gather(*(store.ingest([firing(f"{i:016x}")], NOW)
+                                      for i in range(30)))
+    ids = {o[0].incident_ids[0] for o in outcomes}
+    assert len(ids) == 1
+    assert sum(len(o[0].created) for o in outcomes) == 1
+
+
+async def test_several_routes_and_unmatched(store: Store) -> None:
+    routes = (Routing("one", "one/k", TARGET), Routing("two", "two/k", TARGET))
+    [out] = await store.ingest([firing(routes=routes)], NOW)
+    assert len(set(out.incident_ids)) == 2
+    assert len(out.created) == 2
+    [un] = await store.ingest([firing("9999999999999999", routes=())], NOW)
+    assert un.outcome == "unmatched"
+    assert un.incident_ids == ()
+    rows = await store.list_alerts(outcome="unmatched")
+    assert [r["fingerprint"] for r in rows] == ["9999999999999999"]
+    assert {i.playbook for i in await store.list_incidents()} == {"one", "two"}
+
+
+# --- incidents and the journal ---------------------------------------------------------
+
+async def test_journal_steps_timeline_context(store: Store) -> None:
+    [out] = await store.ingest([firing()], NOW)
+    inc = out.incident_ids[0]
+    rec = StepRecord(index=0, name="restart", action="kubernetes.restart")
+    await store.save_step(inc, "ladder", rec, NOW)
+    rec.status, rec.intent = StepStatus.INTENT, {"action": "x", "mutates": True}
+    await store.save_step(inc, "ladder", rec, NOW + timedelta(seconds=1))
+    rec.status = StepStatus.APPLIED
+    await store.save_step(inc, "ladder", rec, NOW + timedelta(seconds=2))
+    esc = StepRecord(index=0, name="escalate 1", action="escalate:http.post")
+    await store.save_step(inc, "escalate", esc, NOW)
+    await store.add_timeline(inc, TimelineEntry(at=NOW, kind="step", message="one"))
+    await store.add_timeline(inc, TimelineEntry(at=NOW, kind="step", message="two",
+                                                data={"k": 1}))
+    await store.merge_context(inc, {"a": 1}, NOW)
+    await store.merge_context(inc, {"b": 2}, NOW)
+    view = await store.get_incident(inc)
+    assert view is not None
+    assert [(s.action, s.status) for s in view.steps] == [
+        ("kubernetes.restart", StepStatus.APPLIED), ("escalate:http.post", StepStatus.PENDING)]
+    assert [e.message for e in view.timeline] == ["one", "two"]
+    assert view.timeline[1].data == {"k": 1}
+    assert view.context == {"a": 1, "b": 2}
+    # acted (an intent was journaled) → counted by runs_since and the acted-only cooldown
+    assert await store.runs_since(view.key, NOW - timedelta(hours=1)) == 1
+    assert await store.runs_since(view.key, NOW + timedelta(hours=1)) == 0
+    assert await store.last_closed_at(view.key, acted_only=True) is None
+    await store.set_state(inc, IncidentState.RECOVERED, NOW + timedelta(minutes=1),
+                          summary="done")
+    assert await store.last_closed_at(view.key, acted_only=True) == NOW + timedelta(minutes=1)
+    assert inc not in await store.active_incident_ids()
+    closed = await store.get_incident(inc)
+    assert closed is not None
+    assert closed.summary == "done"
+    assert closed.closed_at == NOW + timedelta(minutes=1)
+
+
+async def test_active_incidents_include_escalated(store: Store) -> None:
+    ids = []
+    for n, state in enumerate([IncidentState.OPEN, IncidentState.REMEDIATING,
+                               IncidentState.ESCALATED, IncidentState.RESOLVED]):
+        [out] = await store.ingest([firing(f"{n:016x}", key=f"k{n}")], NOW)
+        ids.append(out.incident_ids[0])
+        await store.set_state(ids[-1], state, NOW)
+    assert set(await store.active_incident_ids()) == set(ids[:3])
+    assert [v.id for v in await store.list_incidents(state="escalated")] == [ids[2]]
+
+
+async def test_data_survives_reopening(open_store: OpenStore) -> None:
+    first = await open_store()
+    [out] = await first.ingest([firing()], NOW)
+    await first.set_flag("paused", "{}")
+    await first.close()
+    second = await open_store()
+    assert (await second.ingest([firing()], NOW))[0].outcome == "duplicate"
+    assert await second.active_incident_ids() == list(out.incident_ids)
+    assert await second.get_flag("paused") == "{}"
+
+
+# --- guards ----------------------------------------------------------------------------
+
+async def test_flags(store: Store) -> None:
+    assert await store.get_flag("paused") is None
+    await store.set_flag("paused", "a")
+    await store.set_flag("paused", "b")
+    assert await store.get_flag("paused") == "b"
+    await store.set_flag("paused", None)
+    assert await store.get_flag("paused") is None
+
+
+async def test_reserve_action_is_atomic_under_concurrency(store: Store) -> None:
+    since = NOW - timedelta(minutes=10)
+    verdicts = await asyncio.gather(*(store.reserve_action(f"inc-{i}", "s", NOW, since, 5,
+                                                           '{"kind": "budget"}')
+                                      for i in range(50)))
+    assert verdicts.count("ok") == 5
+    assert verdicts.count("tripped") == 1
+    assert verdicts.count("paused") == 44
+    assert await store.mutations_since(since) == 5
+    assert await store.get_flag("paused") == '{"kind": "budget"}'
+
+
+async def test_reserve_action_window_slides(store: Store) -> None:
+    old = NOW - timedelta(hours=1)
+    for _ in range(3):
+        assert await store.reserve_action("i", "s", old, old, 3, "p") == "ok"
+    assert await store.reserve_action("i", "s", NOW, NOW - timedelta(minutes=10), 3,
+                                      "p") == "ok"
+    assert await store.mutations_since(NOW - timedelta(minutes=10)) == 1
+    await store.set_flag("paused", "manual")
+    assert await store.reserve_action("i", "s", NOW, NOW, 3, "p") == "paused"
+    assert await store.get_flag("paused") == "manual"
+
+
+async def test_target_lock(store: Store) -> None:
+    results = await asyncio.gather(*(store.acquire_target("T", f"inc-{i}") for i in range(10)))
+    winners = [i for i, r in enumerate(results) if r is None]
+    assert len(winners) == 1
+    holder = f"inc-{winners[0]}"
+    assert all(r == holder for r in results if r is not None)
+    assert await store.acquire_target("T", holder) is None          # re-entrant
+    await store.release_target("T", "someone-else")
+    assert await store.acquire_target("T", "x") == holder
+    await store.release_target("T", holder)
+    assert await store.acquire_target("T", "x") is None
+
+
+async def test_closing_an_incident_releases_its_lock(store: Store) -> None:
+    [out] = await store.ingest([firing()], NOW)
+    inc = out.incident_ids[0]
+    assert await store.acquire_target(str(TARGET), inc) is None
+    await store.set_state(inc, IncidentState.ESCALATED, NOW)
+    assert await store.acquire_target(str(TARGET), "other") is None
+
+
+# --- outbox ----------------------------------------------------------------------------
+
+async def test_outbox_and_deliveries(store: Store) -> None:
+    ids = [await store.append_event("inc-1", f"e{n}", NOW) for n in range(3)]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == 3
+    assert [p for _, _, p in await store.undelivered_events("slack", 10)] == ["e0", "e1", "e2"]
+    await store.mark_delivered("slack", ids[0])
+    await store.mark_delivered("slack", ids[0])                     # idempotent
+    assert [e for e, _, _ in await store.undelivered_events("slack", 10)] == ids[1:]
+    assert [e for e, _, _ in await store.undelivered_events("slack", 1)] == ids[1:2]
+    assert len(await store.undelivered_events("jira", 10)) == 3     # per sink
+
+
+async def test_sink_state(store: Store) -> None:
+    assert await store.sink_get("inc-1", "slack:ts") is None
+    await store.sink_set("inc-1", "slack:ts", "1")
+    await store.sink_set("inc-1", "slack:ts", "2")
+    assert await store.sink_get("inc-1", "slack:ts") == "2"
+    assert await store.sink_get("inc-2", "slack:ts") is None
+
+
+# --- approvals -------------------------------------------------------------------------
+
+async def test_approvals_are_single_use(store: Store) -> None:
+    rec = ApprovalRecord(id="apr-1", incident_id="inc-1", step_index=2, requested_at=NOW,
+                         expires_at=NOW + timedelta(minutes=15), approvers=("U1",))
+    await store.create_approval(rec)
+    await store.create_approval(rec)                                 # idempotent
+    pending = await store.pending_approval("inc-1", 2)
+    assert pending == rec
+    assert await store.pending_approval("inc-1", 1) is None
+    results = await asyncio.gather(
+        store.decide_approval("apr-1", "approved", "alice", NOW),
+        store.decide_approval("apr-1", "rejected", "bob", NOW),
+        store.decide_approval("apr-1", "expired", "remediator", NOW))
+    assert sorted(results) == [False, False, True]
+    decided = await store.get_approval("apr-1")
+    assert decided is not None
+    assert decided.decision in ("approved", "rejected", "expired")
+    assert decided.decided_at == NOW
+    assert not await store.decide_approval("apr-1", "approved", "carol", NOW)
+    assert await store.get_approval("nope") is None
