@@ -161,6 +161,9 @@ class IncidentRun:
                 await self.close_resolved()
                 return
             if view.state == IncidentState.ESCALATED:
+                if view.context.get("escalation") == "pending":
+                    # cut by a crash or shutdown after the state was written: finish paging
+                    await self.run_escalation()
                 return      # humans have it; it closes when the alerts resolve
             pb = self.engine.playbooks.get(view.playbook)
             if pb is None:
@@ -369,11 +372,20 @@ class IncidentRun:
     async def escalate(self, reason: str, *, guard: str = "exhausted",
                        run_actions: bool = True) -> None:
         self.engine.metrics.escalations.labels(self.view.playbook, guard).inc()
+        # Journaled before the state: a run cut after this point finishes the escalation
+        # actions on the next start instead of leaving an escalated incident unpaged.
+        mark = {"escalation": "pending" if run_actions else "suppressed"}
+        await self.store.merge_context(self.id, mark, self.clock.now())
+        self.view.context.update(mark)
         await self.set_state(IncidentState.ESCALATED, reason)
         if not run_actions:
             await self.note("escalate", "escalation actions suppressed: automation is paused "
                                         "and the storm was already escalated once")
             return
+        await self.run_escalation()
+
+    async def run_escalation(self) -> None:
+        """Run the playbook's escalation actions that have not run yet (journaled each)."""
         pb = self.engine.playbooks.get(self.view.playbook)
         if pb is None:
             return
@@ -422,6 +434,8 @@ class IncidentRun:
             await self.store.save_step(self.id, "escalate", rec, self.clock.now())
             await self.note("escalate", f"{esc.action}: {rec.result or rec.error}")
             await self.engine.notifications.emit(EventKind.STEP, self.id, step=rec)
+        await self.store.merge_context(self.id, {"escalation": "done"}, self.clock.now())
+        self.view.context["escalation"] = "done"
 
 
 def _reason(exc: BaseException) -> str:

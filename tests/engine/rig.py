@@ -134,11 +134,16 @@ class Hooks:
 
     def __init__(self) -> None:
         self.calls: list[dict[str, Any]] = []
+        self.block = False                       # True: requests hang (a page never answers)
+        self.hung = asyncio.Event()
         app = web.Application()
         app.router.add_post("/hook", self._hook)
         self.server = TestServer(app)
 
     async def _hook(self, request: web.Request) -> web.Response:
+        if self.block:
+            self.hung.set()
+            await asyncio.Event().wait()
         self.calls.append(await request.json())
         return web.json_response({"ok": True})
 
