@@ -139,8 +139,12 @@ class Api:
     async def alert_list(self, request: web.Request) -> web.Response:
         if not self.authorized(request):
             return error(401, "unauthorized")
+        try:
+            limit = min(10000, max(1, int(request.query.get("limit", "100"))))
+        except ValueError:
+            return error(400, "limit must be an integer")
         rows = await self.engine.store.list_alerts(outcome=request.query.get("outcome"),
-                                                   limit=100)
+                                                   limit=limit)
         return web.json_response({"alerts": rows})
 
     async def pause(self, request: web.Request) -> web.Response:

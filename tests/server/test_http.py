@@ -210,3 +210,19 @@ async def test_health_and_readiness(server: Served) -> None:
     assert (await server.client.get("/readyz")).status == 200
     server.api.accepting = False
     assert (await server.client.get("/readyz")).status == 503
+
+
+async def test_alert_list_limit(server: Served) -> None:
+    many = payload()
+    template = many["alerts"][0]
+    many["alerts"] = []
+    for i in range(150):
+        labels = {**template["labels"], "alertname": "Other", "i": str(i)}
+        many["alerts"].append({**template, "labels": labels, "fingerprint": fingerprint(labels)})
+    assert (await send(server, many))[0] == 200
+    resp = await server.client.get("/api/v1/alerts", headers=AUTH)
+    assert len((await resp.json())["alerts"]) == 100
+    resp = await server.client.get("/api/v1/alerts?limit=1000&outcome=unmatched",
+                                   headers=AUTH)
+    assert len((await resp.json())["alerts"]) == 150
+    assert (await server.client.get("/api/v1/alerts?limit=x", headers=AUTH)).status == 400
