@@ -3,6 +3,7 @@ process's log attached to the report of a failing e2e test."""
 
 from __future__ import annotations
 
+import atexit
 from collections.abc import Iterator
 
 import pytest
@@ -17,11 +18,13 @@ _STACK: list[Stack] = []
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     s = start_stack(tmp_path_factory.mktemp("e2e"))
     _STACK.append(s)
+    atexit.register(s.stop)         # also when the session dies before teardown
     try:
         yield s
     finally:
         _STACK.remove(s)
         s.stop()
+        atexit.unregister(s.stop)
 
 
 @pytest.hookimpl(hookwrapper=True)
