@@ -262,6 +262,8 @@ class Fakes:
         return self.run(call())
 
     def close(self) -> None:
+        if not self.loop.is_running():
+            return
         with contextlib.suppress(Exception):
             self.run(self.slack.stop())
         with contextlib.suppress(Exception):
