@@ -22,9 +22,11 @@ if TYPE_CHECKING:
 
 
 class Approvals:
-    def __init__(self, store: Store, default_approvers: tuple[str, ...] = ()) -> None:
+    def __init__(self, store: Store, default_approvers: tuple[str, ...] = (),
+                 poll_interval: float = 5.0) -> None:
         self.store = store
         self.default_approvers = default_approvers
+        self.poll_interval = poll_interval
 
     async def obtain(self, run: IncidentRun, step: Step, rec: StepRecord) -> str | None:
         """Wait for the decision. None when approved; otherwise why not (to escalate)."""
@@ -75,7 +77,8 @@ class Approvals:
                 await run.close_resolved()
                 from remediator.engine.runner import Stop
                 raise Stop("resolved while waiting for approval")
-            await run.wait((current.expires_at - now).total_seconds())
+            # Poll too: the click may land on another replica, which cannot wake this one.
+            await run.wait(min(self.poll_interval, (current.expires_at - now).total_seconds()))
 
     async def _publish(self, run: IncidentRun, record: ApprovalRecord, step: Step) -> None:
         """Put the approval where notifiers look for it: ``context["approval"]``."""

@@ -45,6 +45,19 @@ class EngineConfig:
     call_timeout: float = 60.0             # real seconds one API call may take
     escalation_retries: int = 5
     lock_retry_interval: float = 10.0      # seconds between per-target lock attempts
+    # Several replicas on one (PostgreSQL) store: each incident is worked on by the replica
+    # holding its lease; a replica that dies loses its leases and another one resumes.
+    owner: str = field(default_factory=lambda: default_owner())
+    lease: float = 30.0                    # seconds a claim holds without renewal
+    scan_interval: float = 5.0             # seconds between looks for unclaimed incidents
+
+
+def default_owner() -> str:
+    """This replica's name in leases: host, process, and a random part."""
+    import os
+    import socket
+    import uuid
+    return f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:6]}"
 
 
 @dataclass
@@ -84,10 +97,26 @@ class Engine:
         self._wakes: dict[str, asyncio.Event] = {}
         self._sem = asyncio.Semaphore(self.config.max_parallel)
         self._waiting = 0
+        self._lost: set[str] = set()
+        self._background: list[asyncio.Task[None]] = []
+
+    @property
+    def shared_store(self) -> bool:
+        """True when other replicas may use the same store (leases are renewed and
+        unclaimed incidents are looked for)."""
+        return not getattr(self.store, "single_process", True)
+
+    def lost(self, incident_id: str) -> bool:
+        """True when this replica lost the incident's lease (another one may run it)."""
+        return incident_id in self._lost
 
     async def start(self) -> None:
         """Resume every incident that is not closed, and start delivering notifications."""
         self.notifications.start()
+        if not self.shared_store:
+            await self.store.release_all()     # leases of this process's previous run
+        else:
+            self._background.append(asyncio.create_task(self._scan(), name="incident-scan"))
         paused = await self.guards.paused()
         self.metrics.automation_paused.set(1 if paused else 0)
         resumed = await self.store.active_incident_ids()
@@ -106,13 +135,55 @@ class Engine:
             self._runs[incident_id] = asyncio.create_task(self._run(incident_id),
                                                           name=f"incident-{incident_id}")
 
+    async def _scan(self) -> None:
+        """Claim incidents nobody works on (new on another replica, or whose replica died)."""
+        cfg = self.config
+        while not self.stopping:
+            try:
+                free = cfg.max_parallel - self.running
+                if free > 0:
+                    for incident_id in await self.store.claim_batch(
+                            cfg.owner, self.clock.now(), cfg.lease, free):
+                        self.wake(incident_id)
+            except Exception:
+                log.exception("looking for unclaimed incidents failed; trying again")
+            await self.clock.sleep(cfg.scan_interval)
+
+    async def _renew(self, incident_id: str, event: asyncio.Event) -> None:
+        cfg = self.config
+        while True:
+            await self.clock.sleep(cfg.lease / 3)
+            try:
+                held = await self.store.claim(incident_id, cfg.owner, self.clock.now(),
+                                              cfg.lease)
+            except Exception:
+                log.exception("renewing the lease failed", extra={"incident": incident_id})
+                continue
+            if not held:
+                log.error("lost the lease: another replica took this incident over",
+                          extra={"incident": incident_id})
+                self._lost.add(incident_id)
+                event.set()
+                return
+
     async def _run(self, incident_id: str) -> None:
         self._waiting += 1
         self.metrics.queue_depth.set(self._waiting)
+        cfg = self.config
+        renewer: asyncio.Task[None] | None = None
         try:
             async with self._sem:
                 self._waiting -= 1
                 self.metrics.queue_depth.set(self._waiting)
+                lease = cfg.lease if self.shared_store else 86400.0 * 365
+                if not await self.store.claim(incident_id, cfg.owner, self.clock.now(), lease):
+                    log.debug("incident held by another replica",
+                              extra={"incident": incident_id})
+                    return
+                self._lost.discard(incident_id)
+                if self.shared_store:
+                    renewer = asyncio.create_task(
+                        self._renew(incident_id, self._wakes[incident_id]))
                 self.metrics.incidents_open.inc()
                 try:
                     event = self._wakes[incident_id]
@@ -124,10 +195,18 @@ class Engine:
                             log.exception("incident run crashed; it resumes on the next wake",
                                           extra={"incident": incident_id})
                             break
-                        if not event.is_set():
+                        if not event.is_set() or self.lost(incident_id):
                             break
                 finally:
                     self.metrics.incidents_open.dec()
+                    if renewer is not None:
+                        renewer.cancel()
+                    if not self.lost(incident_id):
+                        try:
+                            await self.store.release(incident_id, cfg.owner)
+                        except Exception:
+                            log.exception("releasing the lease failed",
+                                          extra={"incident": incident_id})
         finally:
             if self._runs.get(incident_id) is asyncio.current_task():
                 del self._runs[incident_id]
@@ -153,6 +232,9 @@ class Engine:
     async def stop(self, grace: float = 20.0) -> None:
         """Stop taking work; let in-flight calls finish within ``grace`` seconds."""
         self.stopping = True
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         for event in self._wakes.values():
             event.set()
         tasks = [t for t in self._runs.values() if not t.done()]

@@ -84,6 +84,8 @@ class IncidentRun:
         self.wake.clear()
         if self.engine.stopping:
             raise Stop("shutting down")
+        if self.engine.lost(self.id):
+            raise Stop("another replica took the incident over")
 
     async def set_state(self, state: IncidentState, summary: str | None = None) -> None:
         if self.view.state == state and summary is None:

@@ -75,6 +75,10 @@ class ApprovalRecord:
 
 
 class Store(Protocol):
+    #: True when only one process may use the store (SQLite): leases left by a
+    #: previous run of this process are released on start instead of waited out.
+    single_process: bool
+
     async def open(self) -> None: ...
 
     async def close(self) -> None: ...
@@ -88,6 +92,26 @@ class Store(Protocol):
 
     # incidents
     async def active_incident_ids(self) -> list[str]: ...
+
+    # claiming (several replicas): an incident is worked on by the replica holding its lease
+    async def claim(self, incident_id: str, owner: str, now: datetime, lease: float) -> bool:
+        """Take or renew the lease of an open incident: succeeds when it has no owner, its
+        lease expired before ``now``, or ``owner`` already holds it. Atomic."""
+        ...
+
+    async def claim_batch(self, owner: str, now: datetime, lease: float,
+                          limit: int) -> list[str]:
+        """Claim up to ``limit`` open incidents that nobody holds (or whose lease expired);
+        return their ids. Concurrent callers never get the same incident (SKIP LOCKED)."""
+        ...
+
+    async def release(self, incident_id: str, owner: str) -> None:
+        """Give the lease up (only if ``owner`` holds it)."""
+        ...
+
+    async def release_all(self) -> None:
+        """Drop every lease (single-process stores, on start)."""
+        ...
 
     async def get_incident(self, incident_id: str) -> IncidentView | None: ...
 

@@ -1,4 +1,13 @@
-"""The SQLite schema. Idempotent (``IF NOT EXISTS``): run on every start."""
+"""The SQLite schema. Idempotent (``IF NOT EXISTS``): run on every start.
+
+``COLUMNS_ADDED`` lists columns added after the first release, added by
+``ALTER TABLE`` to files created before them.
+"""
+
+COLUMNS_ADDED = [
+    ("incidents", "owner", "TEXT"),
+    ("incidents", "lease_until", "TEXT"),
+]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -30,7 +39,9 @@ CREATE TABLE IF NOT EXISTS incidents (
     first_alert_at TEXT,
     context        TEXT NOT NULL DEFAULT '{}',
     notify         TEXT NOT NULL DEFAULT '{}',
-    summary        TEXT NOT NULL DEFAULT ''
+    summary        TEXT NOT NULL DEFAULT '',
+    owner          TEXT,                 -- the replica working on it
+    lease_until    TEXT                  -- until when its claim holds
 );
 -- At most one open incident per key: repeats attach to it. An escalated incident
 -- stays open (humans have it) until its alerts resolve.

@@ -20,7 +20,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -32,7 +32,7 @@ from remediator.model.incident import (
     TimelineEntry,
 )
 from remediator.store.base import ApprovalRecord, IngestItem, IngestOutcome
-from remediator.store.schema import SCHEMA
+from remediator.store.schema import COLUMNS_ADDED, SCHEMA
 
 T = TypeVar("T")
 _ACTIVE = tuple(s.value for s in IncidentState if s.active)
@@ -54,6 +54,8 @@ def new_incident_id() -> str:
 
 
 class SqliteStore:
+    single_process = True
+
     def __init__(self, path: str | Path, *, synchronous: str = "FULL",
                  ids: Callable[[], str] = new_incident_id) -> None:
         self.path = str(path)
@@ -86,6 +88,12 @@ class SqliteStore:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
 
         def migrate(conn: sqlite3.Connection) -> None:
+            existing = {r[1] for r in conn.execute("PRAGMA table_info(incidents)")}
+            if existing:
+                for table, column, kind in COLUMNS_ADDED:
+                    have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+                    if column not in have:
+                        conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
             conn.executescript(SCHEMA)
 
         loop = asyncio.get_running_loop()
@@ -235,6 +243,41 @@ class SqliteStore:
         """Incidents not yet closed (escalated ones included: they close when resolved)."""
         return await self._read(lambda c: [r[0] for r in c.execute(
             f"SELECT id FROM incidents WHERE state IN {_OPEN_SQL} ORDER BY created_at, id")])
+
+    async def claim(self, incident_id: str, owner: str, now: datetime, lease: float) -> bool:
+        until = _ts(now + timedelta(seconds=lease))
+
+        def run(c: sqlite3.Connection) -> bool:
+            cur = c.execute(
+                f"UPDATE incidents SET owner=?, lease_until=? WHERE id=? AND state IN {_OPEN_SQL} "
+                "AND (owner IS NULL OR owner=? OR lease_until < ?)",
+                (owner, until, incident_id, owner, _ts(now)))
+            return cur.rowcount == 1
+        return await self._write(run)
+
+    async def claim_batch(self, owner: str, now: datetime, lease: float,
+                          limit: int) -> list[str]:
+        until = _ts(now + timedelta(seconds=lease))
+
+        def run(c: sqlite3.Connection) -> list[str]:
+            ids = [r[0] for r in c.execute(
+                f"SELECT id FROM incidents WHERE state IN {_OPEN_SQL} "
+                "AND (owner IS NULL OR lease_until < ?) ORDER BY created_at, id LIMIT ?",
+                (_ts(now), limit))]
+            for incident_id in ids:
+                c.execute("UPDATE incidents SET owner=?, lease_until=? WHERE id=?",
+                          (owner, until, incident_id))
+            return ids
+        return await self._write(run)
+
+    async def release(self, incident_id: str, owner: str) -> None:
+        await self._write(lambda c: c.execute(
+            "UPDATE incidents SET owner=NULL, lease_until=NULL WHERE id=? AND owner=?",
+            (incident_id, owner)))
+
+    async def release_all(self) -> None:
+        await self._write(lambda c: c.execute(
+            "UPDATE incidents SET owner=NULL, lease_until=NULL WHERE owner IS NOT NULL"))
 
     async def get_incident(self, incident_id: str) -> IncidentView | None:
         return await self._read(lambda c: self._view(c, incident_id, full=True))
