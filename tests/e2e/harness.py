@@ -368,7 +368,21 @@ class Stack:
     def log_tails(self) -> list[tuple[str, str]]:
         return [(p.name, p.tail()) for p in self.procs]
 
+    def dump_fakes(self) -> None:
+        """What Slack and Jira received, as JSON next to the logs (for post-mortems)."""
+        slack, jira = self.fakes.slack, self.fakes.jira
+        messages = self.fakes.inspect(lambda: [
+            {"channel": m.channel, "ts": m.ts, "thread_ts": m.thread_ts, "text": m.text,
+             "history": m.history} for m in slack.messages])
+        issues = self.fakes.inspect(lambda: [
+            {"key": i.key, "status": i.status, "fields": i.fields, "comments": i.comments,
+             "transitions": i.transitions} for i in jira.issues.values()])
+        (self.dir / "slack.json").write_text(json.dumps(messages, indent=1, default=str))
+        (self.dir / "jira.json").write_text(json.dumps(issues, indent=1, default=str))
+
     def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            self.dump_fakes()
         for proc in reversed(self.procs):
             with contextlib.suppress(Exception):
                 proc.stop()
