@@ -4,7 +4,8 @@
   ``notify.slack.channel`` (else the sink's default channel), and edited on every
   later event whose rendering differs (state, steps, links): Slack users want
   the original message to change state, not a second message.
-* Each step gets one reply in the thread, edited as the step progresses.
+* Each step (ladder step or escalation action) gets one reply in the thread, edited
+  as the step progresses.
 * ``APPROVAL_REQUESTED`` posts a reply with Approve/Reject buttons whose
   ``value`` is the approval id (top-level in the approval's own channel when the
   playbook names another one, with a pointer in the thread);
@@ -32,6 +33,7 @@ from typing import Any
 
 from remediator.adapters.slack import PostedMessage, SlackChat
 from remediator.errors import PermanentError
+from remediator.model.incident import StepRecord
 from remediator.notify import render
 from remediator.notify.base import EventKind, NotificationEvent, SinkState
 
@@ -61,7 +63,7 @@ class SlackSink:
 
         if event.kind is EventKind.STEP and event.step is not None:
             text, blocks = render.step_message(event.step, event.message)
-            await self._upsert_reply(state, incident, f"step.{event.step.index}", root,
+            await self._upsert_reply(state, incident, step_slot(event.step), root,
                                      text, blocks)
         elif event.kind is EventKind.APPROVAL_REQUESTED:
             approval_id, _, _ = approval_of(event)
@@ -147,6 +149,15 @@ class SlackSink:
             where = await state.get(incident, f"slack.{slot}.channel") or root.channel
             await self.chat.update(where, ts, text, blocks=blocks)
         await state.set(incident, f"slack.{slot}.digest", digest)
+
+
+def step_slot(step: StepRecord) -> str:
+    """The reply slot of a step. Ladder steps and escalation actions are numbered from 0
+    each, so an escalation action has slots of its own (else it overwrote the reply of
+    the ladder step with the same index)."""
+    if step.action.startswith("escalate:"):
+        return f"escalate.{step.index}"
+    return f"step.{step.index}"
 
 
 def approval_of(event: NotificationEvent) -> tuple[str | None, str | None, str | None]:
