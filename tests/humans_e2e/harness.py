@@ -169,7 +169,8 @@ class Stack:
 
     @property
     def engine(self) -> Any:
-        assert self.daemon is not None and self.daemon.engine is not None
+        assert self.daemon is not None
+        assert self.daemon.engine is not None
         return self.daemon.engine
 
     # -- driving ---------------------------------------------------------------------

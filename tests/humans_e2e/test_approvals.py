@@ -10,8 +10,9 @@ import time
 import pytest
 
 from remediator.model.incident import IncidentState, StepStatus
+from remediator.notify.interactions import slack_signature
 
-from .harness import ALICE, EVE, SCALE, Stack, alert, click, playbook, verified
+from .harness import ALICE, EVE, SCALE, SIGNING_SECRET, Stack, alert, click, playbook, verified
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -41,7 +42,8 @@ async def awaiting(stack: Stack) -> str:
     inc = await stack.incident()
     assert inc.state == IncidentState.AWAITING_APPROVAL
     approval = inc.context["approval"]
-    assert approval["channel"] == "#oncall" and approval["decision"] is None
+    assert approval["channel"] == "#oncall"
+    assert approval["decision"] is None
     [request] = stack.slack.roots("#oncall")
     buttons = next(b for b in request.blocks if b["type"] == "actions")["elements"]
     assert [(b["action_id"], b["value"]) for b in buttons] == [
@@ -71,3 +73,97 @@ async def test_an_allowed_click_resumes_the_step(stack: Stack) -> None:
                                    f"<@{ALICE}>")
     assert all(b["type"] != "actions" for b in request.blocks)
     assert stack.jira.issues == {}
+
+
+async def test_forged_stale_replayed_unlisted_and_second_clicks_change_nothing(
+        stack: Stack) -> None:
+    approval_id = await awaiting(stack)
+    body = click(approval_id)
+    now = int(time.time())
+
+    async def unchanged() -> None:
+        inc = await stack.incident()
+        assert inc.state == IncidentState.AWAITING_APPROVAL
+        assert inc.context["approval"]["decision"] is None
+        assert stack.writes() == []
+
+    # forged: signed with another secret / a made-up signature / no signature at all
+    forged = slack_signature("not-the-secret", str(now), body)
+    for signature in (forged, "v0=" + "0" * 64, ""):
+        status, _ = await stack.interact(body, timestamp=now, signature=signature)
+        assert status == 401
+    # tampered: a valid signature of another body
+    status, _ = await stack.interact(click(approval_id, action="remediator_reject"),
+                                     timestamp=now,
+                                     signature=slack_signature(SIGNING_SECRET, str(now), body))
+    assert status == 401
+    # stale: correctly signed, but more than five minutes old (or ahead)
+    for offset in (-301, -3600, 301):
+        status, reply = await stack.interact(body, timestamp=now + offset)
+        assert status == 401, reply
+    # not on the allow-list: 403
+    status, reply = await stack.interact(click(approval_id, user=EVE))
+    assert status == 403, reply
+    # an unknown approval id: 404
+    status, _ = await stack.interact(click("apr-doesnotexist"))
+    assert status == 404
+    await unchanged()
+
+    # the real click, then the very same request again (a replay inside the window)
+    ts = int(time.time())
+    status, _ = await stack.interact(body, timestamp=ts)
+    assert status == 200
+    status, reply = await stack.interact(body, timestamp=ts)
+    assert status == 401
+    assert "replay" in reply["error"]
+    # a second, fresh click after the decision: already answered, no second action
+    status, reply = await stack.interact(click(approval_id, action="remediator_reject"))
+    assert status == 200
+    assert "already answered" in reply["text"]
+    await stack.settle()
+    inc = await stack.incident()
+    assert inc.state == IncidentState.RECOVERED
+    assert inc.context["approval"]["decision"] == "approved"
+    assert len(stack.writes(SCALE)) == 1
+    assert len([e for e in inc.timeline if "approved by" in e.message]) == 1
+
+
+async def test_reject_escalates_without_acting(stack: Stack) -> None:
+    approval_id = await awaiting(stack)
+    status, body = await stack.interact(click(approval_id, action="remediator_reject"))
+    assert status == 200, body
+    await stack.settle()
+    inc = await stack.incident()
+    assert inc.state == IncidentState.ESCALATED
+    assert "rejected by" in inc.summary
+    assert ALICE in inc.summary
+    assert stack.writes() == []
+    [request] = stack.slack.roots("#oncall")
+    assert request.text.startswith(f":no_entry: Approval for *scale out*: rejected by <@{ALICE}>")
+    [ticket] = stack.jira.issues.values()
+    assert inc.context["jira"]["key"] == ticket.key
+
+
+async def test_ttl_expiry_escalates(stack: Stack) -> None:
+    approval_id = await awaiting(stack)
+
+    async def escalated() -> bool:
+        return (await stack.incident()).state == IncidentState.ESCALATED
+    await stack.clock.advance(14 * 60)
+    inc = await stack.incident()
+    assert inc.state == IncidentState.AWAITING_APPROVAL     # not yet
+    await stack.until(escalated, "expiry after 15m", advance=30)
+    await stack.settle()
+    inc = await stack.incident()
+    assert "expired unanswered" in inc.summary
+    assert inc.context["approval"]["decision"] == "expired"
+    assert stack.writes() == []
+    [request] = stack.slack.roots("#oncall")
+    assert request.text.startswith(":hourglass: Approval for *scale out*: expired")
+    assert all(b["type"] != "actions" for b in request.blocks)
+    # a click after the expiry is too late
+    status, reply = await stack.interact(click(approval_id))
+    assert status == 200
+    assert "already answered" in reply["text"]
+    await stack.settle()
+    assert stack.writes() == []

@@ -1,0 +1,106 @@
+"""A whole incident through the daemon with Slack and Jira configured: one Slack thread
+(its root edited to the final state, one reply per step), one Jira ticket; replays
+and restarts create nothing new; Jira down and Slack 429 do not disturb remediation."""
+
+from __future__ import annotations
+
+import pytest
+
+from remediator.model.incident import IncidentState
+
+from .harness import DEPLOYMENT, SCALE, Stack, alert, playbook, verified
+
+pytestmark = pytest.mark.timeout(60)
+
+LADDER_PB = playbook(
+    steps=f"""
+    - name: restart
+      action: kubernetes.restart
+      verify: {verified("restart_ok")}
+    - name: scale out
+      action: kubernetes.scale
+      with: {{factor: 2, max_replicas: 20}}
+      verify: {verified("scaled_ok")}
+""",
+    escalate="""
+    - action: jira.incident
+      with: {project: OPS, issue_type: Incident, priority: High}
+    - action: slack.notify
+      with: {text: "automation could not fix {{ target.name }}"}
+""")
+
+
+async def escalated(stack: Stack) -> None:
+    async def done() -> bool:
+        views = await stack.incidents()
+        return bool(views) and views[0].state == IncidentState.ESCALATED \
+            and views[0].context.get("escalation") == "done"
+    await stack.until(done, "the escalation", advance=30)
+    await stack.settle()
+
+
+async def resolved(stack: Stack) -> None:
+    await stack.post([alert("resolved")])
+
+    async def closed() -> bool:
+        return (await stack.incident()).state == IncidentState.RESOLVED
+    await stack.until(closed, "the incident to close")
+    await stack.settle()
+
+
+def thread(stack: Stack) -> tuple[str, list[str]]:
+    """(root text, reply texts) of the one incident thread in #ops-alerts."""
+    [root] = stack.slack.roots("#ops-alerts")
+    return root.text, [m.text for m in stack.slack.replies(root.channel, root.ts)]
+
+
+def step_replies(replies: list[str]) -> list[str]:
+    """The reply of each step, by its number and name ("1. restart", "1. escalate 1")."""
+    return [r.split(" (", 1)[0].split(" ", 1)[1] for r in replies
+            if r.split(" ", 1)[0] in (":x:", ":white_check_mark:", ":hourglass_flowing_sand:",
+                                      ":arrow_forward:", ":fast_forward:")
+            and " (" in r]
+
+
+async def test_escalated_incident_one_thread_one_ticket_replays_and_restart(
+        stack: Stack) -> None:
+    await stack.start(LADDER_PB)
+    await stack.post([alert()])
+    await escalated(stack)
+    inc = await stack.incident()
+    assert [(w["method"], w["path"]) for w in stack.writes()] == [
+        ("PATCH", DEPLOYMENT), ("PATCH", SCALE)]
+    [ticket] = stack.jira.issues.values()
+    assert inc.context["jira"]["key"] == ticket.key
+    root, replies = thread(stack)
+    assert root.startswith(":sos: Escalated to humans")
+    assert step_replies(replies) == ["1. restart", "2. scale out", "1. escalate 1",
+                                     "2. escalate 2"]
+    assert replies.count("automation could not fix api") == 1     # slack.notify, in the thread
+
+    await resolved(stack)
+    root, replies = thread(stack)
+    assert root.startswith(":large_green_circle: Resolved")
+    assert step_replies(replies) == ["1. restart", "2. scale out", "1. escalate 1",
+                                     "2. escalate 2"]
+    assert ticket.status == "Done"
+    assert len(stack.slack.roots()) == 1                     # one thread, nothing top-level
+    before = (len(stack.slack.calls), len(stack.slack.messages), len(stack.jira.issues),
+              stack.jira.count("POST", "/rest/api/2/issue"), len(stack.writes()))
+    comments = stack.jira.count("POST", f"/rest/api/2/issue/{ticket.key}/comment")
+
+    # Alertmanager repeats the same webhooks; the daemon restarts (a new Engine on the
+    # same SQLite file, new sinks and clients); the webhooks come once more.
+    await stack.post([alert()])
+    await stack.post([alert("resolved")])
+    await stack.settle()
+    await stack.restart(LADDER_PB)
+    await stack.post([alert()])
+    await stack.post([alert("resolved")])
+    await stack.settle()
+    assert len(await stack.incidents()) == 1
+    after = (len(stack.slack.calls), len(stack.slack.messages), len(stack.jira.issues),
+             stack.jira.count("POST", "/rest/api/2/issue"), len(stack.writes()))
+    assert after == before
+    assert stack.jira.count("POST", f"/rest/api/2/issue/{ticket.key}/comment") == comments
+    assert (await stack.incident()).state == IncidentState.RESOLVED
