@@ -104,3 +104,53 @@ async def test_escalated_incident_one_thread_one_ticket_replays_and_restart(
     assert after == before
     assert stack.jira.count("POST", f"/rest/api/2/issue/{ticket.key}/comment") == comments
     assert (await stack.incident()).state == IncidentState.RESOLVED
+
+
+async def test_jira_down_during_escalation_ticket_created_once_it_is_back(
+        stack: Stack) -> None:
+    await stack.start(LADDER_PB)
+    await stack.jira.down()
+    await stack.post([alert()])
+
+    async def retrying() -> bool:
+        inc = await stack.incident()
+        return any(e.kind == "retry" and "jira.incident" in e.message for e in inc.timeline)
+    await stack.until(retrying, "jira.incident retrying", advance=30)
+    # remediation was not held up by Jira: both steps acted and were verified
+    inc = await stack.incident()
+    assert inc.state == IncidentState.ESCALATED
+    assert [(w["method"], w["path"]) for w in stack.writes()] == [
+        ("PATCH", DEPLOYMENT), ("PATCH", SCALE)]
+    root, _ = thread(stack)
+    assert root.startswith(":sos: Escalated")                # Slack is not held up either
+    assert stack.jira.issues == {}
+
+    await stack.jira.up()
+    await escalated(stack)
+    inc = await stack.incident()
+    [ticket] = stack.jira.issues.values()
+    assert inc.context["jira"]["key"] == ticket.key
+    assert [s.status.value for s in inc.steps if s.action.startswith("escalate:")] == [
+        "succeeded", "succeeded"]
+    # the Jira sink comments on the ticket from then on (the resolution, via the outbox)
+    await resolved(stack)
+    assert ticket.status == "Done"
+    assert len(stack.jira.issues) == 1
+
+
+async def test_slack_429_is_retried(stack: Stack) -> None:
+    await stack.start(LADDER_PB)
+    stack.prom.holding = {"restart_ok"}
+    stack.slack.rate_limit(times=1, retry_after=0)
+    await stack.post([alert()])
+
+    async def recovered() -> bool:
+        return (await stack.incident()).state == IncidentState.RECOVERED
+    await stack.until(recovered, "recovery at step 1", advance=30)
+    await stack.settle()
+    root, replies = thread(stack)
+    assert root.startswith(":white_check_mark: Recovered")
+    assert step_replies(replies) == ["1. restart"]
+    posts = stack.slack.call_count("chat.postMessage")
+    assert posts == len(stack.slack.messages) + 1            # the 429, then its retry
+    assert stack.jira.issues == {}
