@@ -1,8 +1,9 @@
 """The Store contract, written against the ``Store`` Protocol only.
 
-Every test takes ``open_store``, a factory parametrized over implementations: a
-future PostgreSQL store adds one entry to ``FACTORIES`` (its ``reopen`` must
-reach the same database) and runs the same suite.
+Every test takes ``open_store``, a factory parametrized over implementations:
+SQLite (a file per test) and PostgreSQL (a real server started by the tests,
+``tests/ha/pgserver.py``; a fresh database per test). Re-opening reaches the
+same database.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from ha.pgserver import shared_server
 
 from remediator.model.incident import (
     IncidentState,
@@ -23,6 +25,7 @@ from remediator.model.incident import (
     TimelineEntry,
 )
 from remediator.store.base import AlertRecord, ApprovalRecord, IngestItem, Routing, Store
+from remediator.store.postgres import PostgresStore
 from remediator.store.sqlite import SqliteStore
 
 NOW = datetime(2026, 8, 1, 10, 0, tzinfo=UTC)
@@ -36,7 +39,12 @@ def sqlite_factory(tmp_path: Path) -> Callable[[], Store]:
     return lambda: SqliteStore(tmp_path / "contract.db")
 
 
-FACTORIES = {"sqlite": sqlite_factory}
+def postgres_factory(tmp_path: Path) -> Callable[[], Store]:
+    url = shared_server().create_schema("contract")
+    return lambda: PostgresStore(url)
+
+
+FACTORIES = {"sqlite": sqlite_factory, "postgresql": postgres_factory}
 
 
 @pytest.fixture(params=sorted(FACTORIES))

@@ -1,0 +1,548 @@
+"""The shared store: PostgreSQL through asyncpg, for several replicas on one database.
+
+Same contract as the SQLite store (``base.Store``), enforced by the database so that
+it holds across processes:
+
+- intake is idempotent through unique constraints: ``alerts(fingerprint, starts_at)``
+  and a partial unique index on ``incidents(key)`` over the open states. Races
+  between replicas are settled by ``INSERT … ON CONFLICT`` plus a re-read; a
+  deadlock or serialization failure retries the whole transaction.
+- group commit: concurrent ``ingest`` calls of one process are run in one
+  transaction (one WAL flush), each in its own savepoint.
+- incidents are claimed with a lease: ``claim`` is one conditional ``UPDATE``,
+  ``claim_batch`` picks rows with ``FOR UPDATE SKIP LOCKED``.
+- the global action budget is counted under ``pg_advisory_xact_lock(BUDGET_LOCK)``;
+  the per-target lock is a primary key; cooldowns read the shared journal.
+- migrations run on ``open`` under ``pg_advisory_xact_lock(MIGRATION_LOCK)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+import asyncpg  # type: ignore[import-untyped]
+
+from remediator.model.incident import (
+    IncidentState,
+    IncidentView,
+    StepRecord,
+    TargetRef,
+    TimelineEntry,
+)
+from remediator.store.base import ApprovalRecord, IngestItem, IngestOutcome
+from remediator.store.pg_schema import (
+    BOOTSTRAP,
+    BUDGET_LOCK,
+    MIGRATION_LOCK,
+    MIGRATIONS,
+    OPEN_STATES,
+)
+from remediator.store.sqlite import new_incident_id
+
+log = logging.getLogger("remediator.store")
+
+T = TypeVar("T")
+Conn = Any   # asyncpg.Connection (untyped library)
+
+_OPEN = list(OPEN_STATES)
+# Errors after which a transaction is simply run again: another replica got in the way.
+_RETRYABLE = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError,
+              asyncpg.exceptions.UniqueViolationError)
+_ATTEMPTS = 10
+
+
+def is_postgres_url(path: str) -> bool:
+    """True when a ``store.path`` names a PostgreSQL database rather than a SQLite file."""
+    return path.startswith(("postgresql://", "postgres://"))
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+class PostgresStore:
+    single_process = False
+
+    def __init__(self, url: str, *, min_size: int = 2, max_size: int = 10,
+                 ids: Callable[[], str] = new_incident_id,
+                 connect_timeout: float = 30.0) -> None:
+        self.url = url
+        self.min_size = min_size
+        self.max_size = max_size
+        self.connect_timeout = connect_timeout
+        self._ids = ids
+        self._pool: Any = None
+        self._queue: list[tuple[list[IngestItem], datetime,
+                                asyncio.Future[list[IngestOutcome]]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # --- connections and transactions ---------------------------------------------
+
+    async def open(self) -> None:
+        deadline = asyncio.get_running_loop().time() + self.connect_timeout
+        while True:
+            try:
+                self._pool = await asyncpg.create_pool(
+                    self.url, min_size=self.min_size, max_size=self.max_size,
+                    command_timeout=60, server_settings={"application_name": "remediator"})
+                break
+            except (OSError, asyncpg.exceptions.CannotConnectNowError,
+                    asyncpg.exceptions.TooManyConnectionsError) as exc:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                log.warning("PostgreSQL not reachable yet (%s); retrying", exc)
+                await asyncio.sleep(1.0)
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+            await conn.execute(BOOTSTRAP)
+            done = {r[0] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+            for version, sql in MIGRATIONS:
+                if version not in done:
+                    await conn.execute(sql)
+                    await conn.execute("INSERT INTO schema_migrations(version) VALUES ($1)",
+                                       version)
+                    log.info("applied store migration %d", version)
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._flusher is not None:
+            await asyncio.shield(self._flusher)
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def _tx(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
+        """Run ``fn`` in one transaction, again when a concurrent one got in the way."""
+        if self._closed or self._pool is None:
+            raise RuntimeError("store is closed")
+        for attempt in range(_ATTEMPTS):
+            try:
+                async with self._pool.acquire() as conn, conn.transaction():
+                    return await fn(conn)
+            except _RETRYABLE:
+                if attempt == _ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(random.uniform(0.001, 0.01) * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    async def _fetch(self, sql: str, *args: Any) -> list[Any]:
+        if self._pool is None:
+            raise RuntimeError("store is closed")
+        return list(await self._pool.fetch(sql, *args))
+
+    async def _fetchval(self, sql: str, *args: Any) -> Any:
+        if self._pool is None:
+            raise RuntimeError("store is closed")
+        return await self._pool.fetchval(sql, *args)
+
+    async def _execute(self, sql: str, *args: Any) -> str:
+        if self._closed or self._pool is None:
+            raise RuntimeError("store is closed")
+        return str(await self._pool.execute(sql, *args))
+
+    async def ping(self) -> None:
+        await self._fetchval("SELECT 1")
+
+    # --- intake (group commit) ---------------------------------------------------
+
+    async def ingest(self, items: list[IngestItem], now: datetime) -> list[IngestOutcome]:
+        if self._closed:
+            raise RuntimeError("store is closed")
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[list[IngestOutcome]] = loop.create_future()
+        self._queue.append((items, now, fut))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = loop.create_task(self._flush_loop())
+        return await fut
+
+    async def _flush_loop(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue, []
+            try:
+                results = await self._tx(functools.partial(self._ingest_batch, batch=batch))
+            except BaseException as exc:   # the transaction failed: every caller hears it
+                for _, _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc if isinstance(exc, Exception)
+                                          else RuntimeError(str(exc)))
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for (_, _, fut), result in zip(batch, results, strict=True):
+                if fut.done():
+                    continue
+                if isinstance(result, Exception):
+                    fut.set_exception(result)
+                else:
+                    fut.set_result(result)
+
+    async def _ingest_batch(self, c: Conn, batch: list[tuple[
+            list[IngestItem], datetime, asyncio.Future[list[IngestOutcome]]]]
+            ) -> list[list[IngestOutcome] | Exception]:
+        results: list[list[IngestOutcome] | Exception] = []
+        for items, now, _ in batch:
+            try:
+                async with c.transaction():     # a savepoint per call
+                    results.append([await self._ingest_one(c, item, now) for item in items])
+            except _RETRYABLE:
+                raise                           # the whole batch runs again
+            except Exception as exc:
+                results.append(exc)
+        return results
+
+    async def _ingest_one(self, c: Conn, item: IngestItem, now: datetime) -> IngestOutcome:
+        a = item.alert
+        if a.status == "resolved":
+            inserted = await c.fetchval(
+                "INSERT INTO alerts(fingerprint, starts_at, ends_at, status, labels, annotations,"
+                " generator_url, received_at, updated_at, outcome) "
+                "VALUES ($1,$2,$3,'resolved',$4,$5,$6,$7,$7,'resolved') "
+                "ON CONFLICT (fingerprint, starts_at) DO NOTHING RETURNING id",
+                a.fingerprint, a.starts_at, a.ends_at, json.dumps(a.labels),
+                json.dumps(a.annotations), a.generator_url, now)
+            if inserted is not None:
+                return IngestOutcome("resolved")
+            alert_id = await c.fetchval(
+                "UPDATE alerts SET status='resolved', ends_at=$3, updated_at=$4 "
+                "WHERE fingerprint=$1 AND starts_at=$2 AND status='firing' RETURNING id",
+                a.fingerprint, a.starts_at, a.ends_at, now)
+            if alert_id is None:
+                return IngestOutcome("duplicate")
+            linked = [r[0] for r in await c.fetch(
+                "SELECT i.id FROM incident_alerts ia JOIN incidents i ON i.id = ia.incident_id "
+                "WHERE ia.alert_id=$1 AND i.state = ANY($2::text[]) ORDER BY i.id",
+                alert_id, _OPEN)]
+            return IngestOutcome("resolved", tuple(linked))
+        # firing
+        outcome = "new" if item.routes else "unmatched"
+        alert_id = await c.fetchval(
+            "INSERT INTO alerts(fingerprint, starts_at, ends_at, status, labels, annotations, "
+            "generator_url, received_at, updated_at, outcome) "
+            "VALUES ($1,$2,NULL,'firing',$3,$4,$5,$6,$6,$7) "
+            "ON CONFLICT (fingerprint, starts_at) DO NOTHING RETURNING id",
+            a.fingerprint, a.starts_at, json.dumps(a.labels), json.dumps(a.annotations),
+            a.generator_url, now, outcome)
+        if alert_id is None:
+            status = await c.fetchval(
+                "SELECT status FROM alerts WHERE fingerprint=$1 AND starts_at=$2",
+                a.fingerprint, a.starts_at)
+            return IngestOutcome("duplicate" if status == "firing" else "stale")
+        ids: list[str] = []
+        created: list[str] = []
+        for route in item.routes:
+            incident_id: str | None = None
+            for _ in range(_ATTEMPTS):
+                # the open incident of this key, locked against closing until we commit
+                incident_id = await c.fetchval(
+                    "SELECT id FROM incidents WHERE key=$1 AND state = ANY($2::text[]) "
+                    "FOR SHARE", route.incident_key, _OPEN)
+                if incident_id is not None:
+                    break
+                incident_id = await c.fetchval(
+                    "INSERT INTO incidents(id, key, playbook, target, state, dry_run, created_at,"
+                    " updated_at, first_alert_at, context, notify, summary) "
+                    "VALUES ($1,$2,$3,$4,'open',$5,$6,$6,$7,$8,$9,'') "
+                    f"ON CONFLICT (key) WHERE state IN ({_in(OPEN_STATES)}) DO NOTHING "
+                    "RETURNING id",
+                    self._ids(), route.incident_key, route.playbook,
+                    route.target.model_dump_json() if route.target else None,
+                    route.dry_run, now, a.starts_at,
+                    json.dumps({"error": route.error} if route.error else {}),
+                    json.dumps(route.notify))
+                if incident_id is not None:
+                    created.append(incident_id)
+                    break
+                # another transaction created it (or just closed it): look again
+            if incident_id is None:
+                raise RuntimeError(f"could not find or create the incident {route.incident_key}")
+            await c.execute("INSERT INTO incident_alerts(incident_id, alert_id) VALUES ($1,$2) "
+                            "ON CONFLICT DO NOTHING", incident_id, alert_id)
+            ids.append(incident_id)
+        return IngestOutcome(outcome, tuple(ids), tuple(created))  # type: ignore[arg-type]
+
+    # --- incidents and leases ------------------------------------------------------
+
+    async def active_incident_ids(self) -> list[str]:
+        return [r[0] for r in await self._fetch(
+            "SELECT id FROM incidents WHERE state = ANY($1::text[]) ORDER BY created_at, id",
+            _OPEN)]
+
+    async def claim(self, incident_id: str, owner: str, now: datetime, lease: float) -> bool:
+        got = await self._fetchval(
+            "UPDATE incidents SET owner=$2, lease_until=$3 WHERE id=$1 "
+            "AND state = ANY($5::text[]) AND (owner IS NULL OR owner=$2 OR lease_until < $4) "
+            "RETURNING id", incident_id, owner, now + timedelta(seconds=lease), now, _OPEN)
+        return got is not None
+
+    async def claim_batch(self, owner: str, now: datetime, lease: float,
+                          limit: int) -> list[str]:
+        rows = await self._fetch(
+            "WITH free AS (SELECT id FROM incidents WHERE state = ANY($5::text[]) "
+            "AND (owner IS NULL OR lease_until < $3) ORDER BY created_at, id LIMIT $4 "
+            "FOR UPDATE SKIP LOCKED) "
+            "UPDATE incidents i SET owner=$1, lease_until=$2 FROM free WHERE i.id = free.id "
+            "RETURNING i.id, i.created_at",
+            owner, now + timedelta(seconds=lease), now, limit, _OPEN)
+        return [r[0] for r in sorted(rows, key=lambda r: (r[1], r[0]))]
+
+    async def release(self, incident_id: str, owner: str) -> None:
+        await self._execute("UPDATE incidents SET owner=NULL, lease_until=NULL "
+                            "WHERE id=$1 AND owner=$2", incident_id, owner)
+
+    async def release_all(self) -> None:
+        await self._execute("UPDATE incidents SET owner=NULL, lease_until=NULL "
+                            "WHERE owner IS NOT NULL")
+
+    async def get_incident(self, incident_id: str) -> IncidentView | None:
+        if self._pool is None:
+            raise RuntimeError("store is closed")
+        async with self._pool.acquire() as c:
+            row = await c.fetchrow("SELECT * FROM incidents WHERE id=$1", incident_id)
+            if row is None:
+                return None
+            view = _incident(row)
+            view.alerts = [_alert_dict(a) for a in await c.fetch(
+                "SELECT a.* FROM incident_alerts ia JOIN alerts a ON a.id = ia.alert_id "
+                "WHERE ia.incident_id=$1 ORDER BY a.id", incident_id)]
+            view.steps = [StepRecord.model_validate_json(s["record"]) for s in await c.fetch(
+                "SELECT record FROM steps WHERE incident_id=$1 ORDER BY phase DESC, idx",
+                incident_id)]
+            view.timeline = [
+                TimelineEntry(at=t["at"], kind=t["kind"], message=t["message"],
+                              data=json.loads(t["data"]))
+                for t in await c.fetch("SELECT * FROM timeline WHERE incident_id=$1 "
+                                       "ORDER BY id", incident_id)]
+            return view
+
+    async def list_incidents(self, *, state: str | None = None,
+                             limit: int = 100) -> list[IncidentView]:
+        if self._pool is None:
+            raise RuntimeError("store is closed")
+        async with self._pool.acquire() as c:
+            if state:
+                rows = await c.fetch("SELECT * FROM incidents WHERE state=$1 "
+                                     "ORDER BY created_at DESC, id LIMIT $2", state, limit)
+            else:
+                rows = await c.fetch("SELECT * FROM incidents ORDER BY created_at DESC, id "
+                                     "LIMIT $1", limit)
+            views = [_incident(r) for r in rows]
+            by_id = {v.id: v for v in views}
+            for a in await c.fetch(
+                    "SELECT ia.incident_id, a.* FROM incident_alerts ia "
+                    "JOIN alerts a ON a.id = ia.alert_id WHERE ia.incident_id = ANY($1::text[]) "
+                    "ORDER BY a.id", list(by_id)):
+                by_id[a["incident_id"]].alerts.append(_alert_dict(a))
+            return views
+
+    async def firing_alert_count(self, incident_id: str) -> int:
+        return int(await self._fetchval(
+            "SELECT count(*) FROM incident_alerts ia JOIN alerts a ON a.id = ia.alert_id "
+            "WHERE ia.incident_id=$1 AND a.status='firing'", incident_id))
+
+    async def set_state(self, incident_id: str, state: IncidentState, now: datetime, *,
+                        summary: str | None = None) -> None:
+        closed = None if state.active or state == IncidentState.ESCALATED else now
+
+        async def run(c: Conn) -> None:
+            await c.execute("UPDATE incidents SET state=$1, updated_at=$2, "
+                            "closed_at=COALESCE($3, closed_at), summary=COALESCE($4, summary) "
+                            "WHERE id=$5", state.value, now, closed, summary, incident_id)
+            if not state.active:
+                await c.execute("DELETE FROM target_locks WHERE incident_id=$1", incident_id)
+        await self._tx(run)
+
+    async def merge_context(self, incident_id: str, patch: dict[str, Any],
+                            now: datetime) -> None:
+        await self._execute("UPDATE incidents SET context = context || $2::jsonb, updated_at=$3 "
+                            "WHERE id=$1", incident_id, json.dumps(patch, default=str), now)
+
+    async def save_step(self, incident_id: str, phase: str, step: StepRecord,
+                        now: datetime) -> None:
+        mutating = bool(step.intent and step.intent.get("mutates"))
+
+        async def run(c: Conn) -> None:
+            await c.execute(
+                "INSERT INTO steps(incident_id, phase, idx, status, record, mutating, "
+                "intent_at, updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8) "
+                "ON CONFLICT (incident_id, phase, idx) DO UPDATE SET status=excluded.status, "
+                "record=excluded.record, mutating=excluded.mutating, "
+                "intent_at=COALESCE(steps.intent_at, excluded.intent_at), "
+                "updated_at=excluded.updated_at",
+                incident_id, phase, step.index, step.status.value, step.model_dump_json(),
+                mutating, now if step.intent else None, now)
+            await c.execute("UPDATE incidents SET updated_at=$1 WHERE id=$2", now, incident_id)
+        await self._tx(run)
+
+    async def add_timeline(self, incident_id: str, entry: TimelineEntry) -> None:
+        await self._execute(
+            "INSERT INTO timeline(incident_id, at, kind, message, data) VALUES ($1,$2,$3,$4,$5)",
+            incident_id, entry.at, entry.kind, entry.message,
+            json.dumps(entry.data, default=str))
+
+    async def list_alerts(self, *, outcome: str | None = None,
+                          limit: int = 100) -> list[dict[str, Any]]:
+        if outcome:
+            rows = await self._fetch("SELECT * FROM alerts WHERE outcome=$1 "
+                                     "ORDER BY id DESC LIMIT $2", outcome, limit)
+        else:
+            rows = await self._fetch("SELECT * FROM alerts ORDER BY id DESC LIMIT $1", limit)
+        return [_alert_dict(r) for r in rows]
+
+    # --- guards ------------------------------------------------------------------
+
+    async def last_closed_at(self, incident_key: str, *, acted_only: bool) -> datetime | None:
+        sql = "SELECT max(i.closed_at) FROM incidents i WHERE i.key=$1 AND i.closed_at IS NOT NULL"
+        if acted_only:
+            sql += (" AND EXISTS (SELECT 1 FROM steps s WHERE s.incident_id=i.id "
+                    "AND s.intent_at IS NOT NULL)")
+        value: datetime | None = await self._fetchval(sql, incident_key)
+        return value
+
+    async def runs_since(self, incident_key: str, since: datetime) -> int:
+        return int(await self._fetchval(
+            "SELECT count(DISTINCT i.id) FROM incidents i JOIN steps s ON s.incident_id=i.id "
+            "WHERE i.key=$1 AND s.intent_at >= $2", incident_key, since))
+
+    async def mutations_since(self, since: datetime) -> int:
+        return int(await self._fetchval("SELECT count(*) FROM budget WHERE at >= $1", since))
+
+    async def reserve_action(self, incident_id: str, step: str, now: datetime,
+                             since: datetime, budget: int, pause_value: str) -> str:
+        async def run(c: Conn) -> str:
+            # one reservation at a time, across every replica
+            await c.execute("SELECT pg_advisory_xact_lock($1)", BUDGET_LOCK)
+            if await c.fetchval("SELECT 1 FROM flags WHERE name='paused'"):
+                return "paused"
+            used = await c.fetchval("SELECT count(*) FROM budget WHERE at >= $1", since)
+            if used >= budget:
+                await c.execute("INSERT INTO flags(name, value) VALUES ('paused', $1) "
+                                "ON CONFLICT (name) DO NOTHING", pause_value)
+                return "tripped"
+            await c.execute("INSERT INTO budget(at, incident_id, step) VALUES ($1,$2,$3)",
+                            now, incident_id, step)
+            return "ok"
+        return await self._tx(run)
+
+    async def acquire_target(self, target: str, incident_id: str) -> str | None:
+        for _ in range(_ATTEMPTS):
+            got = await self._fetchval(
+                "INSERT INTO target_locks(target, incident_id) VALUES ($1,$2) "
+                "ON CONFLICT (target) DO NOTHING RETURNING incident_id", target, incident_id)
+            if got is not None:
+                return None
+            holder = await self._fetchval("SELECT incident_id FROM target_locks WHERE target=$1",
+                                          target)
+            if holder is not None:           # else released in between: try again
+                return None if holder == incident_id else str(holder)
+        raise RuntimeError(f"could not read the lock of {target}")
+
+    async def release_target(self, target: str, incident_id: str) -> None:
+        await self._execute("DELETE FROM target_locks WHERE target=$1 AND incident_id=$2",
+                            target, incident_id)
+
+    async def get_flag(self, name: str) -> str | None:
+        value = await self._fetchval("SELECT value FROM flags WHERE name=$1", name)
+        return str(value) if value is not None else None
+
+    async def set_flag(self, name: str, value: str | None) -> None:
+        if value is None:
+            await self._execute("DELETE FROM flags WHERE name=$1", name)
+        else:
+            await self._execute("INSERT INTO flags(name, value) VALUES ($1,$2) "
+                                "ON CONFLICT (name) DO UPDATE SET value=excluded.value",
+                                name, value)
+
+    # --- outbox and sink state -----------------------------------------------------
+
+    async def append_event(self, incident_id: str, payload: str, now: datetime) -> int:
+        return int(await self._fetchval(
+            "INSERT INTO outbox(incident_id, payload, created_at) VALUES ($1,$2,$3) RETURNING id",
+            incident_id, payload, now))
+
+    async def undelivered_events(self, sink: str, limit: int) -> list[tuple[int, str, str]]:
+        rows = await self._fetch(
+            "SELECT o.id, o.incident_id, o.payload FROM outbox o WHERE NOT EXISTS "
+            "(SELECT 1 FROM deliveries d WHERE d.event_id=o.id AND d.sink=$1) "
+            "ORDER BY o.id LIMIT $2", sink, limit)
+        return [(int(r[0]), str(r[1]), str(r[2])) for r in rows]
+
+    async def mark_delivered(self, sink: str, event_id: int) -> None:
+        await self._execute("INSERT INTO deliveries(event_id, sink) VALUES ($1,$2) "
+                            "ON CONFLICT DO NOTHING", event_id, sink)
+
+    async def sink_get(self, incident_id: str, key: str) -> str | None:
+        value = await self._fetchval("SELECT value FROM sink_state WHERE incident_id=$1 "
+                                     "AND key=$2", incident_id, key)
+        return str(value) if value is not None else None
+
+    async def sink_set(self, incident_id: str, key: str, value: str) -> None:
+        await self._execute("INSERT INTO sink_state(incident_id, key, value) VALUES ($1,$2,$3) "
+                            "ON CONFLICT (incident_id, key) DO UPDATE SET value=excluded.value",
+                            incident_id, key, value)
+
+    # --- approvals -----------------------------------------------------------------
+
+    async def create_approval(self, record: ApprovalRecord) -> None:
+        await self._execute(
+            "INSERT INTO approvals(id, incident_id, step_index, requested_at, expires_at, "
+            "approvers) VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT (id) DO NOTHING",
+            record.id, record.incident_id, record.step_index, record.requested_at,
+            record.expires_at, json.dumps(list(record.approvers)))
+
+    async def get_approval(self, approval_id: str) -> ApprovalRecord | None:
+        rows = await self._fetch("SELECT * FROM approvals WHERE id=$1", approval_id)
+        return _approval(rows[0]) if rows else None
+
+    async def pending_approval(self, incident_id: str, step_index: int) -> ApprovalRecord | None:
+        rows = await self._fetch("SELECT * FROM approvals WHERE incident_id=$1 AND "
+                                 "step_index=$2 ORDER BY requested_at DESC LIMIT 1",
+                                 incident_id, step_index)
+        return _approval(rows[0]) if rows else None
+
+    async def decide_approval(self, approval_id: str, decision: str, by: str,
+                              at: datetime) -> bool:
+        got = await self._fetchval(
+            "UPDATE approvals SET decision=$1, decided_by=$2, decided_at=$3 "
+            "WHERE id=$4 AND decision IS NULL RETURNING id", decision, by, at, approval_id)
+        return got is not None
+
+
+def _in(values: tuple[str, ...]) -> str:
+    return ",".join(f"'{v}'" for v in values)
+
+
+def _incident(row: Any) -> IncidentView:
+    return IncidentView(
+        id=row["id"], key=row["key"], playbook=row["playbook"],
+        target=TargetRef.model_validate_json(row["target"]) if row["target"] else None,
+        state=IncidentState(row["state"]), dry_run=bool(row["dry_run"]),
+        created_at=row["created_at"], updated_at=row["updated_at"],
+        closed_at=row["closed_at"], first_alert_at=row["first_alert_at"],
+        context=json.loads(row["context"]), notify=json.loads(row["notify"]),
+        summary=row["summary"])
+
+
+def _alert_dict(row: Any) -> dict[str, Any]:
+    return {
+        "fingerprint": row["fingerprint"], "status": row["status"],
+        "startsAt": _iso(row["starts_at"]), "endsAt": _iso(row["ends_at"]),
+        "labels": json.loads(row["labels"]), "annotations": json.loads(row["annotations"]),
+        "generatorURL": row["generator_url"], "receivedAt": _iso(row["received_at"]),
+        "outcome": row["outcome"],
+    }
+
+
+def _approval(row: Any) -> ApprovalRecord:
+    return ApprovalRecord(
+        id=row["id"], incident_id=row["incident_id"], step_index=row["step_index"],
+        requested_at=row["requested_at"], expires_at=row["expires_at"],
+        approvers=tuple(json.loads(row["approvers"])), decision=row["decision"],
+        decided_by=row["decided_by"], decided_at=row["decided_at"])
