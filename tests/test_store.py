@@ -219,6 +219,68 @@ async def test_data_survives_reopening(open_store: OpenStore) -> None:
     assert await second.get_flag("paused") == "{}"
 
 
+# --- leases (several replicas) ---------------------------------------------------------
+
+async def test_claim_is_exclusive_until_the_lease_expires(store: Store) -> None:
+    [out] = await store.ingest([firing()], NOW)
+    inc = out.incident_ids[0]
+    assert await store.claim(inc, "a", NOW, 5)
+    assert not await store.claim(inc, "b", NOW + timedelta(seconds=1), 5)
+    assert await store.claim(inc, "a", NOW + timedelta(seconds=4), 5)      # renewal
+    assert not await store.claim(inc, "b", NOW + timedelta(seconds=8), 5)
+    assert await store.claim(inc, "b", NOW + timedelta(seconds=10), 5)     # expired: taken over
+    assert not await store.claim(inc, "a", NOW + timedelta(seconds=10), 5)
+    await store.release(inc, "a")                                           # not a's: no-op
+    assert not await store.claim(inc, "c", NOW + timedelta(seconds=11), 5)
+    await store.release(inc, "b")
+    assert await store.claim(inc, "c", NOW + timedelta(seconds=11), 5)
+    await store.release_all()
+    assert await store.claim(inc, "d", NOW + timedelta(seconds=11), 5)
+    await store.set_state(inc, IncidentState.RECOVERED, NOW)
+    await store.release(inc, "d")
+    assert not await store.claim(inc, "d", NOW + timedelta(seconds=12), 5)  # closed
+
+
+async def test_concurrent_claims_of_one_incident_have_one_winner(store: Store) -> None:
+    [out] = await store.ingest([firing()], NOW)
+    inc = out.incident_ids[0]
+    won = await asyncio.gather(*(store.claim(inc, f"r{i}", NOW, 5) for i in range(20)))
+    assert won.count(True) == 1
+
+
+async def test_claim_batch_never_hands_out_an_incident_twice(store: Store) -> None:
+    for n in range(20):
+        await store.ingest([firing(f"{n:016x}", key=f"k{n}")], NOW)
+    [done] = await store.ingest([firing("f" * 16, key="closed")], NOW)
+    await store.set_state(done.incident_ids[0], IncidentState.RESOLVED, NOW)
+    active = await store.active_incident_ids()
+    assert await store.claim(active[0], "holder", NOW, 30)
+    batches = await asyncio.gather(*(store.claim_batch(f"r{i}", NOW, 5, 4) for i in range(8)))
+    got = [i for b in batches for i in b]
+    assert len(got) == len(set(got)) == 19                  # all but the held one
+    assert active[0] not in got
+    assert done.incident_ids[0] not in got
+    assert await store.claim_batch("late", NOW + timedelta(seconds=1), 5, 100) == []
+    # leases expire: everything not renewed is free again (the holder's too, after 30s)
+    again = await store.claim_batch("late", NOW + timedelta(seconds=6), 5, 100)
+    assert set(again) == set(got)
+    await store.release(again[0], "late")
+    assert await store.claim_batch("x", NOW + timedelta(seconds=7), 5, 100) == [again[0]]
+
+
+async def test_two_instances_on_one_store_make_one_incident(open_store: OpenStore) -> None:
+    a, b = await open_store(), await open_store()
+    outcomes = await asyncio.gather(*(s.ingest([firing(f"{i:016x}"), firing(f"{i:016x}")], NOW)
+                                      for i in range(20) for s in (a, b)))
+    ids = {i for pair in outcomes for o in pair for i in o.incident_ids}
+    assert len(ids) == 1
+    assert sum(len(o.created) for pair in outcomes for o in pair) == 1
+    kinds = [o.outcome for pair in outcomes for o in pair]
+    assert kinds.count("new") == 20
+    assert kinds.count("duplicate") == 60
+    assert len(await b.list_alerts()) == 20
+
+
 # --- guards ----------------------------------------------------------------------------
 
 async def test_flags(store: Store) -> None:
