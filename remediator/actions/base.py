@@ -67,6 +67,7 @@ class ActionContext:
     chat: Any = None                           # remediator.notify chat port
     http: Any = None                           # an aiohttp.ClientSession
     incident: Mapping[str, Any] = field(default_factory=dict)   # IncidentView as dict
+    sink_state: Any = None      # read-only: await sink_state(sink, key) -> str | None
 
 
 class Action(Protocol, Generic[P]):

@@ -36,6 +36,7 @@ from remediator.adapters.slack import PostedMessage, SlackChat
 from remediator.errors import PermanentError
 from remediator.model.incident import IncidentState, IncidentView
 from remediator.notify import render
+from remediator.notify.slack import SLACK_ROOT_CHANNEL, SLACK_ROOT_TS, SlackSink
 
 DEFAULT_REOPEN_WINDOW = timedelta(hours=24)
 
@@ -172,7 +173,7 @@ class SlackNotify:
         posted: PostedMessage
         if channel:
             posted = await chat.post(str(channel), text)
-        elif (thread := chat.thread_of(ctx.incident_id)) is not None:
+        elif (thread := await _thread_of(ctx, chat)) is not None:
             posted = await chat.reply(thread.channel, thread.ts, text)
         else:
             notify = ctx.incident.get("notify") if ctx.incident else None
@@ -185,6 +186,21 @@ class SlackNotify:
             posted = await chat.post(str(fallback), f"{render.headline(view)}: {text}")
         return ActionResult(summary=f"posted to Slack {posted.channel} at {posted.ts}",
                             details={"slack": {"channel": posted.channel, "ts": posted.ts}})
+
+
+async def _thread_of(ctx: ActionContext, chat: SlackChat) -> PostedMessage | None:
+    """The root of the incident's Slack thread: the chat's in-memory map (filled by the
+    Slack sink in this process), else the sink's durable state (after a restart)."""
+    thread = chat.thread_of(ctx.incident_id)
+    if thread is not None or ctx.sink_state is None:
+        return thread
+    channel = await ctx.sink_state(SlackSink.name, SLACK_ROOT_CHANNEL)
+    ts = await ctx.sink_state(SlackSink.name, SLACK_ROOT_TS)
+    if not channel or not ts:
+        return None
+    thread = PostedMessage(str(channel), str(ts))
+    chat.remember_thread(ctx.incident_id, thread)
+    return thread
 
 
 class SlackPage:

@@ -117,7 +117,8 @@ class IncidentRun:
             incident_id=self.id, incident_key=self.view.key, playbook=self.view.playbook,
             step=step_name, target=self.view.target, alerts=alerts,
             clock=self.clock, cluster=ports.cluster, tickets=ports.tickets, chat=ports.chat,
-            http=ports.http, incident=self.view.model_dump(mode="json"))
+            http=ports.http, incident=self.view.model_dump(mode="json"),
+            sink_state=lambda sink, key: self.store.sink_get(self.id, f"{sink}:{key}"))
 
     async def with_retries(self, what: str, retries: int, fn: Callable[[], Awaitable[T]],
                            rec: StepRecord | None = None) -> T:

@@ -38,8 +38,8 @@ from remediator.notify import render
 from remediator.notify.base import EventKind, NotificationEvent, SinkState
 
 _LAST = "slack.last_event"
-_CHANNEL = "slack.channel"
-_ROOT = "slack.root_ts"
+_CHANNEL = SLACK_ROOT_CHANNEL = "slack.channel"     # SinkState keys of the thread's root,
+_ROOT = SLACK_ROOT_TS = "slack.root_ts"             # read by slack.notify after a restart
 _ROOT_DIGEST = "slack.root_digest"
 
 

@@ -154,3 +154,26 @@ async def test_slack_429_is_retried(stack: Stack) -> None:
     posts = stack.slack.call_count("chat.postMessage")
     assert posts == len(stack.slack.messages) + 1            # the 429, then its retry
     assert stack.jira.issues == {}
+
+
+async def test_after_a_restart_slack_notify_still_replies_in_the_incidents_thread(
+        stack: Stack) -> None:
+    """The thread map of ``SlackChat`` is in memory; after a restart ``slack.notify``
+    finds the thread through the Slack sink's durable state."""
+    await stack.start(LADDER_PB)
+    await stack.jira.down()                       # the escalation stalls on jira.incident
+    await stack.post([alert()])
+
+    async def retrying() -> bool:
+        inc = await stack.incident()
+        return any(e.kind == "retry" and "jira.incident" in e.message for e in inc.timeline)
+    await stack.until(retrying, "jira.incident retrying", advance=30)
+    await stack.drained()
+    await stack.stop()                            # cut mid-escalation: slack.notify not run
+    await stack.jira.up()
+    await stack.start(LADDER_PB)                  # a new process: an empty thread map
+    await escalated(stack)
+    _root, replies = thread(stack)
+    assert replies.count("automation could not fix api") == 1
+    assert len(stack.slack.roots()) == 1          # no stray top-level message
+    assert len(stack.jira.issues) == 1
