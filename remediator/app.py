@@ -30,6 +30,7 @@ from remediator.metrics import Metrics
 from remediator.notify.base import Sink
 from remediator.server.http import ServerConfig, build_app
 from remediator.settings import Settings, read_secret
+from remediator.store.base import Store
 from remediator.store.sqlite import SqliteStore
 
 log = logging.getLogger("remediator")
@@ -84,7 +85,12 @@ class Daemon:
         playbooks = load_paths(s.playbooks)
         log.info("loaded %d playbooks", len(playbooks), extra={"playbooks": [p.name for p
                                                                              in playbooks]})
-        store = SqliteStore(s.store.path, synchronous=s.store.synchronous)
+        store: Store
+        if s.store.path.startswith(("postgresql://", "postgres://")):
+            from remediator.store.postgres import PostgresStore
+            store = PostgresStore(s.store.path)
+        else:
+            store = SqliteStore(s.store.path, synchronous=s.store.synchronous)
         await store.open()
         self._closers.append(store.close)
         http = aiohttp.ClientSession()
@@ -128,7 +134,8 @@ class Daemon:
             action_budget=e.action_budget, action_budget_window=e.action_budget_window,
             default_approvers=tuple(s.slack.approvers), retry_base=e.retry_base,
             retry_max=e.retry_max, call_timeout=e.call_timeout,
-            lock_retry_interval=e.lock_retry_interval)
+            lock_retry_interval=e.lock_retry_interval, lease=e.lease,
+            scan_interval=e.scan_interval)
         self.engine = Engine(store=store, playbooks=playbooks, clock=self.clock, ports=ports,
                              config=config, metrics=Metrics(), sinks=sinks)
         token = read_secret(s.server.auth.token, s.server.auth.token_file, "the auth token")

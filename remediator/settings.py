@@ -51,7 +51,9 @@ class ServerSettings(Group):
 
 
 class StoreSettings(Group):
-    path: str = Field(default="var/remediator.db", description="SQLite file (WAL mode).")
+    path: str = Field(default="var/remediator.db",
+                      description="SQLite file (WAL mode, one replica), or a PostgreSQL URL "
+                                  "(postgresql://… or postgres://…) shared by several replicas.")
     synchronous: Literal["FULL", "NORMAL"] = Field(
         default="FULL", description="FULL survives power loss; NORMAL only process crashes.")
 
@@ -70,6 +72,12 @@ class EngineSettings(Group):
     call_timeout: Duration = Field(default=60.0, description="Longest single API call.")
     lock_retry_interval: Duration = Field(default=10.0,
                                           description="Re-check of a busy per-target lock.")
+    lease: Duration = Field(default=30.0, gt=0,
+                            description="Shared store: how long a replica's claim on an "
+                                        "incident holds without renewal (renewed every third).")
+    scan_interval: Duration = Field(default=5.0, gt=0,
+                                    description="Shared store: seconds between looks for "
+                                                "incidents no replica holds.")
 
 
 class KubernetesSettings(Group):
