@@ -205,10 +205,16 @@ class Api:
             check_allowed(interaction.user_id, allowed)
         except InteractionError as exc:
             return error(403, str(exc))
+        now = self.engine.clock.now()
+        if now >= approval.expires_at:
+            # Too late, even if the waiting incident has not noticed yet (it polls).
+            if await self.engine.store.decide_approval(approval.id, "expired", "remediator",
+                                                       now):
+                self.engine.wake(approval.incident_id)
+            return web.json_response({"text": "This request has expired."})
         decision = "approved" if interaction.approved else "rejected"
         who = f"{interaction.user_name or interaction.user_id} ({interaction.user_id})"
-        if not await self.engine.store.decide_approval(approval.id, decision, who,
-                                                       self.engine.clock.now()):
+        if not await self.engine.store.decide_approval(approval.id, decision, who, now):
             return web.json_response({"text": "This request was already answered."})
         self.engine.wake(approval.incident_id)
         return web.json_response({"text": f"{decision} by {who}"})

@@ -6,6 +6,7 @@ and expiry escalate."""
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 import pytest
 
@@ -166,4 +167,20 @@ async def test_ttl_expiry_escalates(stack: Stack) -> None:
     assert status == 200
     assert "already answered" in reply["text"]
     await stack.settle()
+    assert stack.writes() == []
+
+
+async def test_a_click_after_the_ttl_is_too_late_even_before_the_engine_notices(
+        stack: Stack) -> None:
+    approval_id = await awaiting(stack)
+    # Time passes the TTL without waking the waiting incident (it polls every few
+    # seconds, possibly on another replica): the click lands in that gap.
+    stack.clock._now += timedelta(minutes=16)
+    status, reply = await stack.interact(click(approval_id))
+    assert status == 200
+    assert "expired" in reply["text"]
+    await stack.settle()
+    inc = await stack.incident()
+    assert inc.state == IncidentState.ESCALATED
+    assert inc.context["approval"]["decision"] == "expired"
     assert stack.writes() == []
