@@ -142,11 +142,9 @@ def test_nothing_helps_escalates_to_jira_and_a_slack_page(stack: Stack) -> None:
              f"KubeDeploymentReplicasMismatch firing on {ns}")
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "bug: remediator/notify/slack.py keys step replies by step.index, and the escalation "
-    "records (engine/runner.py escalate) reuse indices 0.., so 'escalate 1' overwrites "
-    "the '1. restart' reply"))
 def test_escalation_keeps_every_ladder_reply_in_the_slack_thread(stack: Stack) -> None:
+    """Escalation replies get their own thread slots (they once reused the ladder's
+    step indices and overwrote the '1. restart' reply)."""
     ns = "e2e-escalate"                  # the incident of the previous scenario
     for image in ("example/esc:1.0.0", "example/esc:2.0.0"):
         stack.bad_image(image)           # idempotent: lets this test run on its own
