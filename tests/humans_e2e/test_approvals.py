@@ -165,7 +165,7 @@ async def test_ttl_expiry_escalates(stack: Stack) -> None:
     # a click after the expiry is too late
     status, reply = await stack.interact(click(approval_id))
     assert status == 200
-    assert "already answered" in reply["text"]
+    assert "expired" in reply["text"]
     await stack.settle()
     assert stack.writes() == []
 
