@@ -58,6 +58,15 @@ def rss_mb(pid: int) -> tuple[float, float]:
     return cur, peak
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time used so far by ``pid`` (all its threads), from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def tree_rss_mb(pid: int) -> float:
     """Current RSS of ``pid`` plus all its descendants (MB)."""
     total = 0.0
@@ -181,7 +190,10 @@ log: {{level: {log_level}, format: json}}
 
 
 def start_daemon(cfg: Path, name: str = "remediator") -> Proc:
-    return Proc([PY, "-m", "remediator.cli", "serve", "--config", str(cfg)], name)
+    """``remediator serve``; BENCH_REMEDIATOR_SRC=DIR runs the copy of the package in DIR
+    (for before/after comparisons of a fix without touching the work tree)."""
+    src = os.environ.get("BENCH_REMEDIATOR_SRC") or ROOT
+    return Proc([PY, "-m", "remediator.cli", "serve", "--config", str(cfg)], name, cwd=src)
 
 
 def alert(i: int, *, dep: int, instance: int = 0, starts: datetime | None = None,

@@ -83,6 +83,30 @@ async def run_duration(plan: dict[str, Any]) -> dict[str, Any]:
         await asyncio.gather(*(worker() for _ in range(conc)))
     elapsed = time.perf_counter() - t_measure
     ok = statuses.get(200, 0)
+    rate = plan.get("rate")
+    if rate:
+        # open loop: request k is due at t0 + k/rate; latency counts from when it was due,
+        # so a stalled server cannot hide its queue (no coordinated omission)
+        lat, statuses = [], {}
+        total = int(rate * seconds)
+        due = iter(range(total))
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=conc),
+                                         timeout=timeout) as session:
+            t0 = time.perf_counter() + 0.2
+
+            async def paced() -> None:
+                for k in due:
+                    at = t0 + k / rate
+                    delay = at - time.perf_counter()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    status, _dt, _ = await _post(session, url, intake_body(10**6 + k))
+                    lat.append(time.perf_counter() - at)
+                    statuses[status] = statuses.get(status, 0) + 1
+            await asyncio.gather(*(paced() for _ in range(conc)))
+        return {"requests": len(lat), "ok": statuses.get(200, 0), "statuses": statuses,
+                "elapsed_s": seconds, "rps": statuses.get(200, 0) / seconds, "latencies": lat,
+                "rate": rate}
     return {"requests": len(lat), "ok": ok, "statuses": statuses, "elapsed_s": elapsed,
             "rps": ok / elapsed, "latencies": lat}
 

@@ -14,6 +14,12 @@ request carries a real-shaped Alertmanager v4 payload with 3 *new* firing alerts
 spread over 200 deployments, so the daemon inserts, matches, routes and attaches
 alerts to incidents on every request (the worst intake path, not duplicates).
 
+A third run measures latency below saturation: open loop at ``--rate`` webhooks/s
+(default 200) over the same 32 connections, each latency counted from the moment
+the request was due (no coordinated omission). At saturation a closed loop of 32
+connections has latency = 32 / throughput (Little's law): the bare baseline itself
+cannot show p99 < 10 ms there, so the p99 target is read on the paced run.
+
 Targets: remediator ≥ 50% of the baseline's throughput, p99 < 10 ms.
 
     .venv/bin/python bench/intake.py [--seconds 10] [--concurrency 32]
@@ -34,6 +40,7 @@ from bench._common import (
     PY,
     SIM_DEPLOYMENTS,
     Proc,
+    cpu_seconds,
     free_port,
     rss_mb,
     save,
@@ -47,11 +54,13 @@ from bench._common import (
 )
 
 
-def load(url: str, seconds: float, concurrency: int, tmp: Path, name: str) -> dict[str, Any]:
+def load(url: str, seconds: float, concurrency: int, tmp: Path, name: str,
+         rate: float | None = None) -> dict[str, Any]:
     plan = tmp / f"plan-{name}.json"
     out = tmp / f"result-{name}.json"
     plan.write_text(json.dumps({"url": url + "/api/v1/alerts", "concurrency": concurrency,
-                                "mode": "duration", "seconds": seconds, "warmup": 1.0}))
+                                "mode": "duration", "seconds": seconds, "warmup": 1.0,
+                                "rate": rate}))
     proc = Proc([PY, str(BENCH / "_load.py"), str(plan), str(out)], f"load-{name}")
     proc.popen.wait(timeout=seconds + 120)
     proc.stop()
@@ -60,12 +69,15 @@ def load(url: str, seconds: float, concurrency: int, tmp: Path, name: str) -> di
     return {**result, **summary_ms(lat)}
 
 
-def run(seconds: float = 10.0, concurrency: int = 32) -> dict[str, Any]:
+def run(seconds: float = 10.0, concurrency: int = 32, rate: float = 200.0) -> dict[str, Any]:
     tmp = tmpdir("intake")
     port = free_port()
     with Proc([PY, str(BENCH / "_baseline.py"), str(port)], "baseline") as base:
         wait_ready(f"http://127.0.0.1:{port}", base)
+        cpu0 = cpu_seconds(base.pid)
         baseline = load(f"http://127.0.0.1:{port}", seconds, concurrency, tmp, "baseline")
+        baseline["cpu_ms_per_webhook"] = (cpu_seconds(base.pid) - cpu0) * 1e3 / max(
+            1, baseline["requests"])
         baseline["rss_mb"] = rss_mb(base.pid)[1]
     sim, _sim_url, kubeconfig = start_simulator(tmp, SIM_DEPLOYMENTS)
     with sim:
@@ -74,23 +86,36 @@ def run(seconds: float = 10.0, concurrency: int = 32) -> dict[str, Any]:
                            dry_run=True, budget=1_000_000)
         with start_daemon(cfg, "remediator-intake") as daemon:
             wait_ready(f"http://127.0.0.1:{port}", daemon)
+            cpu0 = cpu_seconds(daemon.pid)
             remediator = load(f"http://127.0.0.1:{port}", seconds, concurrency, tmp,
                               "remediator")
+            # CPU per webhook includes the warm-up second and the engine's incident runs
+            remediator["cpu_ms_per_webhook"] = (cpu_seconds(daemon.pid) - cpu0) * 1e3 / max(
+                1, remediator["requests"])
+            paced = load(f"http://127.0.0.1:{port}", seconds, concurrency, tmp,
+                         "remediator-paced", rate=rate)
             remediator["peak_rss_mb"] = rss_mb(daemon.pid)[1]
     ratio = remediator["rps"] / baseline["rps"] if baseline["rps"] else 0.0
     data = {"seconds": seconds, "concurrency": concurrency, "alerts_per_webhook": 3,
             "baseline": baseline, "remediator": remediator, "ratio": ratio,
+            "remediator_paced": paced,
             "targets": {"ratio_min": 0.5, "p99_ms_max": 10.0},
-            "met": {"ratio": ratio >= 0.5, "p99": remediator["p99_ms"] < 10.0}}
+            "met": {"ratio": ratio >= 0.5, "p99_saturated": remediator["p99_ms"] < 10.0,
+                    "p99_paced": paced["p99_ms"] < 10.0}}
     path = save("intake", data)
     print(table([
         ("baseline webhooks/s", f"{baseline['rps']:.0f}", "", ""),
         ("baseline p50 / p99 ms", f"{baseline['p50_ms']:.2f} / {baseline['p99_ms']:.2f}", "", ""),
         ("remediator webhooks/s", f"{remediator['rps']:.0f}", "", ""),
         ("remediator p50 / p99 ms", f"{remediator['p50_ms']:.2f} / {remediator['p99_ms']:.2f}",
-         "p99 < 10", "yes" if data["met"]["p99"] else "NO"),
+         "p99 < 10", "yes" if data["met"]["p99_saturated"] else "NO"),
+        (f"remediator paced {rate:.0f}/s: p50 / p99 ms",
+         f"{paced['p50_ms']:.2f} / {paced['p99_ms']:.2f}", "p99 < 10",
+         "yes" if data["met"]["p99_paced"] else "NO"),
         ("ratio remediator/baseline", f"{ratio:.0%}", ">= 50%",
          "yes" if data["met"]["ratio"] else "NO"),
+        ("CPU ms per webhook baseline / remediator",
+         f"{baseline['cpu_ms_per_webhook']:.2f} / {remediator['cpu_ms_per_webhook']:.2f}", "", ""),
         ("remediator non-200", str(remediator["requests"] - remediator["ok"]), "0", ""),
     ]))
     print(f"results: {path}")
@@ -101,8 +126,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--rate", type=float, default=200.0,
+                        help="webhooks/s of the open-loop latency run")
     args = parser.parse_args()
-    run(args.seconds, args.concurrency)
+    run(args.seconds, args.concurrency, args.rate)
     return 0
 
 
