@@ -165,19 +165,20 @@ def http(method: str, url: str, body: Any = None, *, token: str | None = None,
         return status, raw.decode(errors="replace")
 
 
-def wait_for(predicate: Callable[[], T], timeout: float, what: str,
+def wait_for(predicate: Callable[[], T | None], timeout: float, what: str,
              interval: float = 0.5) -> T:
     """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` s."""
     deadline = time.monotonic() + timeout
     last: Any = None
     while True:
         try:
-            last = predicate()
+            value = predicate()
         except (OSError, urllib.error.URLError) as exc:
             last = exc
         else:
-            if last:
-                return last
+            last = value
+            if value:
+                return value
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout:g}s waiting for {what}; "
                                  f"last: {last!r}"[:4000])

@@ -36,7 +36,7 @@ def _slack_roots(stack: Stack, channel: str, needle: str) -> list[Any]:
 
 
 def _text(message: Any) -> str:
-    return (message.text + " " + json.dumps(message.blocks)).lower()
+    return f"{message.text} {json.dumps(message.blocks)}".lower()
 
 
 def _issues(stack: Stack, needle: str) -> list[Any]:
