@@ -102,8 +102,7 @@ class Controller:
                     self.store.delete(rt, obj["metadata"]["namespace"], obj["metadata"]["name"])
 
     def owned(self, rt: Any, owner: Obj) -> list[Obj]:
-        return [x for x in self.store.list(rt, owner["metadata"]["namespace"])
-                if controller_uid(x) == owner["metadata"]["uid"]]
+        return self.store.owned(rt, owner["metadata"]["uid"])
 
     def _event(self, obj: Obj, reason: str, message: str, type_: str = "Normal",
                component: str = "deployment-controller") -> None:

@@ -204,6 +204,12 @@ class Store:
     def __init__(self, clock: Clock, *, history: int = 2000) -> None:
         self.clock = clock
         self._objects: dict[tuple[str, str, str, str], Obj] = {}
+        # (group, plural) → {(namespace, name): obj}: lists touch one type only
+        self._by_type: dict[tuple[str, str], dict[tuple[str, str], Obj]] = \
+            collections.defaultdict(dict)
+        # controller uid → {key: obj}: what a Deployment or ReplicaSet owns
+        self._by_owner: dict[str, dict[tuple[str, str, str, str], Obj]] = \
+            collections.defaultdict(dict)
         self._rv = itertools.count(1000)
         self.resource_version = 1000
         self._history: collections.deque[tuple[int, str, ResourceType, Obj]] = (
@@ -239,14 +245,43 @@ class Store:
 
     def list(self, rt: ResourceType, namespace: str | None = None, *, labels: str = "",
              fields: str = "") -> list[Obj]:
+        """Copies of the matching objects, by namespace and name."""
         by_labels, by_fields = parse_label_selector(labels), parse_field_selector(fields)
         out = []
-        for (group, plural, ns, _), obj in sorted(self._objects.items()):
-            if (group, plural) != (rt.group, rt.plural) or (namespace and ns != namespace):
+        bucket = self._by_type.get((rt.group, rt.plural), {})
+        for (ns, _), obj in sorted(bucket.items()):
+            if namespace and ns != namespace:
                 continue
             if by_labels(obj["metadata"].get("labels") or {}) and by_fields(obj):
                 out.append(copy.deepcopy(obj))
         return out
+
+    def owned(self, rt: ResourceType, owner_uid: str) -> builtins.list[Obj]:
+        """Copies of the objects of type ``rt`` whose controller is ``owner_uid``."""
+        found = self._by_owner.get(owner_uid, {})
+        return [copy.deepcopy(obj) for key, obj in sorted(found.items())
+                if key[:2] == (rt.group, rt.plural)]
+
+    def _put(self, key: tuple[str, str, str, str], obj: Obj) -> None:
+        old = self._objects.get(key)
+        if old is not None:
+            self._unindex_owner(key, old)
+        self._objects[key] = obj
+        self._by_type[key[:2]][key[2:]] = obj
+        for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
+            if ref.get("controller") and ref.get("uid"):
+                self._by_owner[ref["uid"]][key] = obj
+
+    def _unindex_owner(self, key: tuple[str, str, str, str], obj: Obj) -> None:
+        for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
+            if ref.get("uid") in self._by_owner:
+                self._by_owner[ref["uid"]].pop(key, None)
+                if not self._by_owner[ref["uid"]]:
+                    del self._by_owner[ref["uid"]]
+
+    def _drop(self, key: tuple[str, str, str, str]) -> None:
+        self._unindex_owner(key, self._objects.pop(key))
+        self._by_type[key[:2]].pop(key[2:], None)
 
     def create(self, rt: ResourceType, namespace: str | None, obj: Obj, *,
                generation: int = 1) -> Obj:
@@ -274,7 +309,7 @@ class Store:
         meta.setdefault("creationTimestamp", rfc3339(self.clock))
         if rt.has_generation:
             meta["generation"] = generation
-        self._objects[key] = obj
+        self._put(key, obj)
         self._bump(rt, "ADDED", obj)
         return copy.deepcopy(obj)
 
@@ -311,7 +346,7 @@ class Store:
         obj["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
         if obj == current:
             return copy.deepcopy(current)
-        self._objects[key] = obj
+        self._put(key, obj)
         self._bump(rt, "MODIFIED", obj)
         return copy.deepcopy(obj)
 
@@ -325,7 +360,7 @@ class Store:
             raise ApiError(409, f"Precondition failed: UID in precondition: {uid}, UID in object "
                            f"meta: {current['metadata']['uid']}", details={"name": name,
                                                                           "kind": rt.plural})
-        del self._objects[key]
+        self._drop(key)
         self._bump(rt, "DELETED", current)
         return copy.deepcopy(current)
 
