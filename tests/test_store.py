@@ -241,6 +241,20 @@ async def test_claim_is_exclusive_until_the_lease_expires(store: Store) -> None:
     assert not await store.claim(inc, "d", NOW + timedelta(seconds=12), 5)  # closed
 
 
+async def test_sink_delivery_lease(store: Store) -> None:
+    assert await store.claim_sink("slack", "a", NOW, 5)
+    if store.single_process:        # one process delivers everything: always granted
+        assert await store.claim_sink("slack", "b", NOW, 5)
+        return
+    assert not await store.claim_sink("slack", "b", NOW + timedelta(seconds=1), 5)
+    assert await store.claim_sink("jira", "b", NOW, 5)                      # per sink
+    assert await store.claim_sink("slack", "a", NOW + timedelta(seconds=4), 5)   # renewal
+    assert not await store.claim_sink("slack", "b", NOW + timedelta(seconds=8), 5)
+    assert await store.claim_sink("slack", "b", NOW + timedelta(seconds=10), 5)  # expired
+    won = await asyncio.gather(*(store.claim_sink("pager", f"r{i}", NOW, 5) for i in range(10)))
+    assert won.count(True) == 1
+
+
 async def test_concurrent_claims_of_one_incident_have_one_winner(store: Store) -> None:
     [out] = await store.ingest([firing()], NOW)
     inc = out.incident_ids[0]

@@ -83,7 +83,9 @@ class Engine:
         self.metrics = metrics or Metrics()
         self.playbook_list = list(playbooks)
         self.playbooks = {pb.name: pb for pb in playbooks}
-        self.notifications = Notifications(store, sinks, clock, self.metrics)
+        self.notifications = Notifications(
+            store, sinks, clock, self.metrics, owner=self.config.owner,
+            shared=not getattr(store, "single_process", True), lease=self.config.lease)
         self.verifier = Verifier(clock, self.ports.metrics, self.ports.cluster)
         self.guards = Guards(store, clock, self.metrics,
                              allow_namespaces=self.config.allow_namespaces,

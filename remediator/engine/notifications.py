@@ -9,6 +9,7 @@ its id so sinks can drop redeliveries).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 
@@ -38,7 +39,13 @@ class StoreSinkState:
 
 class Notifications:
     def __init__(self, store: Store, sinks: Sequence[Sink], clock: Clock, metrics: Metrics,
-                 *, retry_base: float = 2.0, retry_max: float = 300.0) -> None:
+                 *, retry_base: float = 2.0, retry_max: float = 300.0,
+                 owner: str = "", shared: bool = False, lease: float = 30.0) -> None:
+        """With a ``shared`` store (several replicas), a sink is delivered by the replica
+        holding its lease; the others poll, so events another replica appended are seen."""
+        self.owner = owner
+        self.shared = shared
+        self.lease = lease
         self.store = store
         self.sinks = list(sinks)
         self.clock = clock
@@ -89,13 +96,24 @@ class Notifications:
         state = StoreSinkState(self.store, sink.name)
         kick = self._kick[sink.name]
         failures = 0
+        poll = max(0.5, self.lease / 6)
         while True:
             kick.clear()
+            if self.shared and not await self.store.claim_sink(
+                    sink.name, self.owner, self.clock.now(), self.lease):
+                if self._stopping:
+                    return
+                await asyncio.sleep(poll)         # another replica delivers this sink
+                continue
             batch = await self.store.undelivered_events(sink.name, 100)
             if not batch:
                 if self._stopping:
                     return
-                await kick.wait()
+                if self.shared:                   # events appended on other replicas
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(kick.wait(), poll)
+                else:
+                    await kick.wait()
                 continue
             for event_id, _incident_id, payload in batch:
                 event = NotificationEvent.model_validate_json(payload)

@@ -105,6 +105,11 @@ class Store(Protocol):
         return their ids. Concurrent callers never get the same incident (SKIP LOCKED)."""
         ...
 
+    async def claim_sink(self, sink: str, owner: str, now: datetime, lease: float) -> bool:
+        """Take or renew the lease to deliver ``sink``'s notifications (one replica at a
+        time delivers each sink, so a message is not posted twice)."""
+        ...
+
     async def release(self, incident_id: str, owner: str) -> None:
         """Give the lease up (only if ``owner`` holds it)."""
         ...

@@ -141,6 +141,14 @@ CREATE TABLE IF NOT EXISTS approvals (
 );
 CREATE INDEX IF NOT EXISTS approvals_incident ON approvals(incident_id, step_index);
 """),
+    (2, """
+-- One replica at a time delivers each sink's notifications (no double Slack posts).
+CREATE TABLE IF NOT EXISTS sink_leases (
+    sink        TEXT PRIMARY KEY,
+    owner       TEXT NOT NULL,
+    lease_until TIMESTAMPTZ NOT NULL
+);
+"""),
 ]
 
 BOOTSTRAP = """

@@ -293,6 +293,15 @@ class PostgresStore:
             owner, now + timedelta(seconds=lease), now, limit, _OPEN)
         return [r[0] for r in sorted(rows, key=lambda r: (r[1], r[0]))]
 
+    async def claim_sink(self, sink: str, owner: str, now: datetime, lease: float) -> bool:
+        got = await self._fetchval(
+            "INSERT INTO sink_leases(sink, owner, lease_until) VALUES ($1, $2, $3) "
+            "ON CONFLICT (sink) DO UPDATE SET owner=EXCLUDED.owner, "
+            "lease_until=EXCLUDED.lease_until "
+            "WHERE sink_leases.owner = EXCLUDED.owner OR sink_leases.lease_until < $4 "
+            "RETURNING sink", sink, owner, now + timedelta(seconds=lease), now)
+        return got is not None
+
     async def release(self, incident_id: str, owner: str) -> None:
         await self._execute("UPDATE incidents SET owner=NULL, lease_until=NULL "
                             "WHERE id=$1 AND owner=$2", incident_id, owner)
