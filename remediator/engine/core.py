@@ -34,7 +34,7 @@ log = logging.getLogger("remediator.engine")
 @dataclass(frozen=True)
 class EngineConfig:
     dry_run: bool = False
-    max_parallel: int = 32                 # incidents worked on at once
+    max_parallel: int = 32                 # incidents working at once (waiting ones don't count)
     allow_namespaces: tuple[str, ...] = ()  # empty: every namespace not denied
     deny_namespaces: tuple[str, ...] = ()
     action_budget: int = 20                # mutating actions per window, all incidents
@@ -60,12 +60,32 @@ def default_owner() -> str:
     return f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:6]}"
 
 
+class Slot:
+    """One of the engine's ``max_parallel`` working slots. A run gives it back while it
+    waits (verification intervals, approvals, backoff), so waiting incidents never keep
+    new ones from starting."""
+
+    def __init__(self, sem: asyncio.Semaphore) -> None:
+        self._sem = sem
+        self.held = False
+
+    async def take(self) -> None:
+        await self._sem.acquire()
+        self.held = True
+
+    def give(self) -> None:
+        if self.held:
+            self.held = False
+            self._sem.release()
+
+
 @dataclass
 class Ports:
     """The outside world. Any of these may be None when not configured."""
 
     cluster: Any = None     # remediator.adapters.kubernetes.KubernetesCluster
     metrics: Any = None     # MetricsApi (Prometheus)
+    alerts: Any = None      # AlertsApi (Alertmanager's API, for alert_resolved)
     tickets: Any = None     # remediator.adapters.jira.JiraTickets
     chat: Any = None        # remediator.adapters.slack.SlackChat
     http: Any = None        # aiohttp.ClientSession for http.post
@@ -169,47 +189,49 @@ class Engine:
                 return
 
     async def _run(self, incident_id: str) -> None:
-        self._waiting += 1
-        self.metrics.queue_depth.set(self._waiting)
         cfg = self.config
         renewer: asyncio.Task[None] | None = None
+        slot = Slot(self._sem)
+        self._waiting += 1
+        self.metrics.queue_depth.set(self._waiting)
         try:
-            async with self._sem:
+            try:
+                await slot.take()
+            finally:
                 self._waiting -= 1
                 self.metrics.queue_depth.set(self._waiting)
-                lease = cfg.lease if self.shared_store else 86400.0 * 365
-                if not await self.store.claim(incident_id, cfg.owner, self.clock.now(), lease):
-                    log.debug("incident held by another replica",
-                              extra={"incident": incident_id})
-                    return
-                self._lost.discard(incident_id)
-                if self.shared_store:
-                    renewer = asyncio.create_task(
-                        self._renew(incident_id, self._wakes[incident_id]))
-                self.metrics.incidents_open.inc()
-                try:
-                    event = self._wakes[incident_id]
-                    while not self.stopping:
-                        event.clear()
-                        try:
-                            await IncidentRun(self, incident_id, event).run()
-                        except Exception:
-                            log.exception("incident run crashed; it resumes on the next wake",
-                                          extra={"incident": incident_id})
-                            break
-                        if not event.is_set() or self.lost(incident_id):
-                            break
-                finally:
-                    self.metrics.incidents_open.dec()
-                    if renewer is not None:
-                        renewer.cancel()
-                    if not self.lost(incident_id):
-                        try:
-                            await self.store.release(incident_id, cfg.owner)
-                        except Exception:
-                            log.exception("releasing the lease failed",
-                                          extra={"incident": incident_id})
+            lease = cfg.lease if self.shared_store else 86400.0 * 365
+            if not await self.store.claim(incident_id, cfg.owner, self.clock.now(), lease):
+                log.debug("incident held by another replica", extra={"incident": incident_id})
+                return
+            self._lost.discard(incident_id)
+            event = self._wakes[incident_id]
+            if self.shared_store:
+                renewer = asyncio.create_task(self._renew(incident_id, event))
+            self.metrics.incidents_open.inc()
+            try:
+                while not self.stopping:
+                    event.clear()
+                    try:
+                        await IncidentRun(self, incident_id, event, slot).run()
+                    except Exception:
+                        log.exception("incident run crashed; it resumes on the next wake",
+                                      extra={"incident": incident_id})
+                        break
+                    if not event.is_set() or self.lost(incident_id):
+                        break
+            finally:
+                self.metrics.incidents_open.dec()
+                if renewer is not None:
+                    renewer.cancel()
+                if not self.lost(incident_id):
+                    try:
+                        await self.store.release(incident_id, cfg.owner)
+                    except Exception:
+                        log.exception("releasing the lease failed",
+                                      extra={"incident": incident_id})
         finally:
+            slot.give()
             if self._runs.get(incident_id) is asyncio.current_task():
                 del self._runs[incident_id]
                 self._wakes.pop(incident_id, None)

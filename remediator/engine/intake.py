@@ -61,6 +61,11 @@ class Intake:
                 for route_, incident_id in zip(item.routes, outcome.incident_ids, strict=False):
                     if incident_id in outcome.created:
                         engine.metrics.incidents_opened.labels(route_.playbook).inc()
-            for incident_id in outcome.incident_ids:
+            # Wake what has something new to do: a new incident, or one whose alert resolved.
+            # Another firing alert attaching to an open incident changes nothing for its
+            # run, and waking it would cut its waits short (an extra verification poll per
+            # alert in a storm).
+            wake = outcome.incident_ids if outcome.outcome == "resolved" else outcome.created
+            for incident_id in wake:
                 engine.wake(incident_id)
         return dict(counts)

@@ -35,7 +35,7 @@ from remediator.notify.base import EventKind
 from remediator.templating import render_value
 
 if TYPE_CHECKING:
-    from remediator.engine.core import Engine
+    from remediator.engine.core import Engine, Slot
 
 log = logging.getLogger("remediator.engine")
 T = TypeVar("T")
@@ -48,8 +48,10 @@ class Stop(Exception):
 
 
 class IncidentRun:
-    def __init__(self, engine: Engine, incident_id: str, wake: asyncio.Event) -> None:
+    def __init__(self, engine: Engine, incident_id: str, wake: asyncio.Event,
+                 slot: Slot | None = None) -> None:
         self.engine = engine
+        self.slot = slot
         self.store = engine.store
         self.clock = engine.clock
         self.id = incident_id
@@ -75,12 +77,16 @@ class IncidentRun:
             return
         sleeper = asyncio.ensure_future(self.clock.sleep(seconds))
         waker = asyncio.ensure_future(self.wake.wait())
+        if self.slot is not None:
+            self.slot.give()                    # waiting is not working
         try:
             await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for task in (sleeper, waker):
                 task.cancel()
             await asyncio.gather(sleeper, waker, return_exceptions=True)
+            if self.slot is not None:
+                await self.slot.take()
         self.wake.clear()
         if self.engine.stopping:
             raise Stop("shutting down")
@@ -348,7 +354,8 @@ class IncidentRun:
             await self.save("ladder", rec)
         verdict = await self.engine.verifier.run(
             step.verify, context=self.template_context(), target=self.view.target,
-            started_at=rec.verify_started_at, firing=self.firing, wait=self.wait)
+            started_at=rec.verify_started_at, firing=self.firing, wait=self.wait,
+            alerts=self.engine.ports.alerts, incident_alerts=self.view.alerts)
         took = (self.clock.now() - rec.verify_started_at).total_seconds()
         self.engine.metrics.verify_duration.labels("held" if verdict.held else "failed").observe(
             took)

@@ -192,3 +192,19 @@ async def test_resolved_while_the_action_is_being_planned_is_not_acted_on(rig: R
     inc = await rig.only_incident()
     assert inc.state == IncidentState.RESOLVED
     assert rig.writes() == []
+
+
+async def test_waiting_incidents_do_not_hold_the_working_slots(rig: Rig) -> None:
+    # One working slot, two incidents whose verification waits: both must still act.
+    # (A waiting run gives its slot back; otherwise the second would queue until the
+    # first one's whole ladder ended.)
+    await rig.start(ladder_playbook(hook=rig.hooks.url),
+                    EngineConfig(retry_base=5.0, max_parallel=1))
+    rig.metrics.holding = {"step3_ok"}
+    await rig.post([alert(namespace="prod"), alert(namespace="staging")])
+    await rig.settle()
+    first, second = sorted(await rig.incidents(), key=lambda i: i.steps[0].started_at or 0)
+    assert {first.state, second.state} == {IncidentState.RECOVERED}
+    # the second started acting while the first was still verifying its first step
+    assert second.steps[0].started_at is not None and first.steps[0].finished_at is not None
+    assert second.steps[0].started_at < first.steps[0].finished_at
