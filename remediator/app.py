@@ -104,6 +104,13 @@ class Daemon:
         else:
             self.dependencies["prometheus"] = "not configured: promql verifications will fail"
             log.warning("no Prometheus configured: steps verified by promql cannot succeed")
+        if s.alertmanager_url:
+            from remediator.adapters.alertmanager import AlertmanagerApi
+            ports.alerts = AlertmanagerApi(s.alertmanager_url, http)
+            self.dependencies["alertmanager"] = s.alertmanager_url
+        else:
+            self.dependencies["alertmanager"] = ("not configured: alert_resolved waits for a "
+                                                 "resolved webhook")
         sinks = list(self.sinks)
         if s.notify.console:
             from remediator.notify.console import ConsoleSink

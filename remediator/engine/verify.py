@@ -3,9 +3,10 @@
 Checks, all of which must hold at once: ``promql`` (an instant query that
 returns at least one sample and no NaN; with a ``bool`` comparison every sample
 must be 1), held for ``for``; ``rollout: complete`` (kubectl's rollout-status;
-ProgressDeadlineExceeded fails at once); ``alert_resolved`` (the incident's
-alerts resolved). Polled every ``interval`` until ``timeout``. A dependency that
-is down (Prometheus, the API server) is not a verdict: it is reported, and
+ProgressDeadlineExceeded fails at once); ``alert_resolved`` (a resolved
+webhook arrives, or Alertmanager's API no longer lists any of the incident's
+firing alerts). Polled every ``interval`` until ``timeout``. A dependency that
+is down (Prometheus, the API server, Alertmanager) is not a verdict: it is reported, and
 polling goes on until the timeout.
 
 Label values are escaped before they are put into PromQL, so an alert label
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -25,7 +26,7 @@ from remediator.clock import Clock
 from remediator.errors import ActionError, TemplateError
 from remediator.model.incident import TargetRef
 from remediator.model.playbook import Verify
-from remediator.ports import ClusterApi, MetricsApi
+from remediator.ports import AlertsApi, ClusterApi, MetricsApi
 from remediator.templating import compile_template
 
 _BOOL = re.compile(r"\bbool\b")
@@ -73,17 +74,27 @@ def samples_hold(expr: str, result: list[dict[str, Any]]) -> tuple[bool, str]:
 
 class Verifier:
     def __init__(self, clock: Clock, metrics: MetricsApi | None,
-                 cluster: ClusterApi | None) -> None:
+                 cluster: ClusterApi | None, alerts: AlertsApi | None = None) -> None:
         self.clock = clock
         self.metrics = metrics
         self.cluster = cluster
+        self.alerts = alerts
 
     async def run(self, verify: Verify, *, context: Mapping[str, Any],
                   target: TargetRef | None, started_at: datetime,
                   firing: Callable[[], Awaitable[int]],
-                  wait: Callable[[float], Awaitable[None]]) -> Verdict:
+                  wait: Callable[[float], Awaitable[None]],
+                  alerts: AlertsApi | None = None,
+                  incident_alerts: Sequence[Mapping[str, Any]] = ()) -> Verdict:
         """Poll until every check holds (for ``for``), the timeout passes, or the alerts
-        resolve. ``wait`` sleeps but returns early when the incident is woken."""
+        resolve. ``wait`` sleeps but returns early when the incident is woken.
+
+        ``alerts`` (else the one given at construction) is asked about the firing
+        ones among ``incident_alerts`` (webhook-shaped: ``fingerprint``, ``status``)
+        for ``alert_resolved``; without either, only a resolved webhook counts."""
+        alerts_api = alerts if alerts is not None else self.alerts
+        fingerprints = sorted({str(a["fingerprint"]) for a in incident_alerts
+                               if a.get("fingerprint") and a.get("status", "firing") == "firing"})
         query = None
         if verify.promql is not None:
             try:
@@ -96,7 +107,8 @@ class Verifier:
         while True:
             if await firing() == 0:
                 return Verdict(True, True, "the alert resolved")
-            ok, last, fatal = await self._check(verify, query, target)
+            ok, last, fatal = await self._check(verify, query, target, alerts_api,
+                                                fingerprints)
             now = self.clock.now().timestamp()
             if fatal:
                 return Verdict(False, False, last)
@@ -111,8 +123,9 @@ class Verifier:
                 return Verdict(False, False, f"did not hold within {verify.timeout:g}s: {last}")
             await wait(min(verify.interval, max(0.0, deadline - now)))
 
-    async def _check(self, verify: Verify, query: str | None,
-                     target: TargetRef | None) -> tuple[bool, str, bool]:
+    async def _check(self, verify: Verify, query: str | None, target: TargetRef | None,
+                     alerts: AlertsApi | None = None,
+                     fingerprints: Sequence[str] = ()) -> tuple[bool, str, bool]:
         """(holds, description, fatal). Fatal means it can no longer hold (rollout failed)."""
         notes: list[str] = []
         ok = True
@@ -138,6 +151,26 @@ class Verifier:
             ok = ok and status.done
             notes.append(f"rollout: {status.message}")
         if verify.alert_resolved:
-            ok = False
-            notes.append("alert still firing")
+            held, text = await self._alerts_gone(alerts, fingerprints)
+            ok = ok and held
+            notes.append(text)
         return ok, "; ".join(notes), False
+
+    @staticmethod
+    async def _alerts_gone(alerts: AlertsApi | None,
+                           fingerprints: Sequence[str]) -> tuple[bool, str]:
+        """Whether Alertmanager lists none of ``fingerprints`` any more. An API that is
+        down is not a verdict: it does not hold, and the reason is reported."""
+        if alerts is None or not fingerprints:
+            return False, "alert still firing"
+        still: list[str] = []
+        for fingerprint in fingerprints:
+            try:
+                if await alerts.is_firing(fingerprint):
+                    still.append(fingerprint)
+            except ActionError as exc:
+                return False, f"alert still firing (Alertmanager API unavailable: {exc})"
+        if still:
+            return False, f"alert still firing ({len(still)} of {len(fingerprints)} " \
+                          f"listed by Alertmanager)"
+        return True, "Alertmanager no longer lists the alert"
