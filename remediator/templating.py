@@ -313,6 +313,10 @@ def is_template(text: Any) -> bool:
     return isinstance(text, str) and ("{{" in text or "{%" in text or "{#" in text)
 
 
+_LOOKUP = re.compile(r"\{\{\s*(labels|annotations)\s*(?:\.\s*([A-Za-z_][A-Za-z0-9_]*)"
+                     r"|\[\s*(['\"])([A-Za-z_][A-Za-z0-9_]*)\3\s*\])\s*\}\}")
+
+
 def _short(source: str) -> str:
     return repr(source if len(source) <= 80 else source[:77] + "...")
 
@@ -357,7 +361,7 @@ def static_check(source: str) -> list[str]:
 class Template:
     """A compiled, checked template. ``render`` never raises anything but TemplateError."""
 
-    __slots__ = ("_names", "_template", "source")
+    __slots__ = ("_lookup", "_names", "_template", "source")
 
     def __init__(self, source: str, template: jinja2.Template,
                  names: Iterable[str] = CONTEXT_NAMES) -> None:
@@ -366,11 +370,28 @@ class Template:
         # Only the context names the template mentions are wrapped on each render (wrapping
         # copies the whole alert: it was most of the cost of routing an alert).
         self._names = tuple(n for n in CONTEXT_NAMES if n in set(names))
+        # ``{{ labels.x }}`` alone (most targets) is a dictionary lookup: done without
+        # Jinja, with the same result and the same error for a missing label.
+        m = _LOOKUP.fullmatch(source)
+        key = m and (m.group(2) or m.group(4))
+        self._lookup = (m.group(1), key) if m and key and not hasattr(dict, key) else None
 
     def __repr__(self) -> str:
         return f"Template({self.source!r})"
 
     def render(self, context: Mapping[str, Any]) -> str:
+        if self._lookup is not None:
+            group, key = self._lookup
+            data = context.get(group)
+            if isinstance(data, Mapping):
+                value = data.get(key)
+                if isinstance(value, str):
+                    return value
+                if value is None:
+                    item = group[:-1]
+                    have = ", ".join(sorted(map(str, data))) or "none"
+                    raise TemplateError(f"{item} {key!r} is not set on the alert "
+                                        f"({item}s: {have}) (in {_short(self.source)})")
         ctx = {name: _wrap(context[name], name) for name in self._names if name in context}
         chunks: list[str] = []
         size = 0

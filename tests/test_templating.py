@@ -287,3 +287,19 @@ def test_compile_raises_only_template_error(source: str) -> None:
 
 def test_context_names_are_the_five() -> None:
     assert set(CONTEXT_NAMES) == {"labels", "annotations", "alert", "incident", "target"}
+
+
+@pytest.mark.parametrize("source", ["{{ labels.namespace }}", "{{labels.namespace}}",
+                                    "{{ labels['namespace'] }}", '{{ annotations["summary"] }}'])
+def test_plain_lookups_render_like_jinja(source: str) -> None:
+    from remediator.templating import _ENV, Template
+    fast = compile_template(source)
+    assert fast._lookup is not None                      # the dictionary fast path
+    slow = Template(source + "{{ '' }}", _ENV.from_string(source + "{{ '' }}"))
+    ctx = {"labels": {"namespace": "prod"}, "annotations": {"summary": "s"}}
+    assert fast.render(ctx) == slow.render(ctx)
+    with pytest.raises(TemplateError) as fast_err:
+        fast.render({"labels": {"x": "1"}, "annotations": {"x": "1"}})
+    with pytest.raises(TemplateError) as slow_err:
+        slow.render({"labels": {"x": "1"}, "annotations": {"x": "1"}})
+    assert str(fast_err.value).split(" (in ")[0] == str(slow_err.value).split(" (in ")[0]
