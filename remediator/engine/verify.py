@@ -30,6 +30,13 @@ from remediator.ports import AlertsApi, ClusterApi, MetricsApi
 from remediator.templating import compile_template
 
 _BOOL = re.compile(r"\bbool\b")
+# ``<lhs> <op> <number>`` as the whole expression: the number is the last token.
+_SCALAR_COMPARISON = re.compile(
+    r"^(?P<lhs>.+?)\s*(?:==|!=|>=|<=|>|<)\s*"
+    r"(?P<rhs>[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)\s*$", re.DOTALL)
+# Operators that bind more loosely than a comparison: ``a and b < 1`` is ``a and (b < 1)``.
+_LOOSER = re.compile(r"\b(?:and|or|unless)\b", re.IGNORECASE)
+NO_SERIES = "condition not met (the query returned no series)"
 
 
 @dataclass(frozen=True)
@@ -56,7 +63,7 @@ def promql_context(context: Mapping[str, Any]) -> dict[str, Any]:
 def samples_hold(expr: str, result: list[dict[str, Any]]) -> tuple[bool, str]:
     """Whether an instant-query result counts as "holds", and a short description."""
     if not result:
-        return False, "no samples"
+        return False, NO_SERIES
     values = []
     for sample in result:
         raw = sample.get("value", [None, "NaN"])
@@ -70,6 +77,22 @@ def samples_hold(expr: str, result: list[dict[str, Any]]) -> tuple[bool, str]:
         return False, f"bool comparison false for {sum(v != 1 for v in values)} series"
     shown = ", ".join(f"{v:g}" for v in values[:3])
     return True, f"{len(values)} series ({shown}{', …' if len(values) > 3 else ''})"
+
+
+def comparison_lhs(expr: str) -> str | None:
+    """The left side of a filtering comparison with a number (``ratio < 0.05`` →
+    ``ratio``), or None when the expression is not simply that (``bool``, ``and``/
+    ``or``/``unless``, a comparison between two vectors, no comparison at all)."""
+    m = _SCALAR_COMPARISON.match(expr.strip())
+    if m is None or _BOOL.search(expr) or _LOOSER.search(expr):
+        return None
+    lhs = m.group("lhs").strip()
+    return lhs if lhs and lhs.count("(") == lhs.count(")") and \
+        lhs.count("{") == lhs.count("}") else None
+
+
+def _shown(values: list[float]) -> str:
+    return ", ".join(f"{v:g}" for v in values[:3]) + (", …" if len(values) > 3 else "")
 
 
 class Verifier:
@@ -137,6 +160,8 @@ class Verifier:
             except ActionError as exc:
                 return False, f"Prometheus query failed: {exc}", False
             held, text = samples_hold(query, result)
+            if not result:
+                text = await self._explain_empty(query, text)
             ok = ok and held
             notes.append(f"promql: {text}")
         if verify.rollout is not None:
@@ -155,6 +180,26 @@ class Verifier:
             ok = ok and held
             notes.append(text)
         return ok, "; ".join(notes), False
+
+    async def _explain_empty(self, query: str, text: str) -> str:
+        """For ``<lhs> <op> <number>`` that filtered every series out, add the left
+        side's current value(s). Best effort: any doubt leaves ``text`` as it is."""
+        lhs = comparison_lhs(query)
+        if lhs is None or self.metrics is None:
+            return text
+        try:
+            result = await self.metrics.query(lhs)
+        except ActionError:
+            return text
+        values: list[float] = []
+        for sample in result:
+            try:
+                values.append(float(sample["value"][1]))
+            except (KeyError, TypeError, ValueError, IndexError):
+                return text
+        if not values:
+            return text[:-1] + "; its left side has no series either)"
+        return text[:-1] + f"; the left side is now {_shown(values)})"
 
     @staticmethod
     async def _alerts_gone(alerts: AlertsApi | None,
