@@ -98,10 +98,7 @@ def _promql_in(path: Path) -> list[str]:
 @pytest.mark.parametrize("folder", [
     "playbooks",
     "tests/e2e/playbooks",
-    pytest.param("deploy/kustomize/base/playbooks", marks=pytest.mark.xfail(
-        reason="its api-error-rate.yaml verifies with job:http_errors:ratio5m, which no rule "
-               "records (reported; fix: use deployment:http_errors:ratio_rate1m as "
-               "playbooks/api-error-rate.yaml does)", strict=False)),
+    "deploy/kustomize/base/playbooks",
 ])
 def test_playbooks_verify_only_with_recorded_series(folder: str) -> None:
     """A verification on a recording rule nobody records never holds: every step
