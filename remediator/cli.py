@@ -24,7 +24,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--listen", metavar="HOST:PORT")
     s.add_argument("--playbooks", metavar="DIR", action="append",
                    help="playbook file or directory (repeatable)")
-    s.add_argument("--store", metavar="PATH", help="SQLite file")
+    s.add_argument("--store", metavar="PATH", help="SQLite file or postgresql:// URL")
     s.add_argument("--auth-token-file", metavar="FILE", help="bearer token for the webhook")
     s.add_argument("--dry-run", action="store_true", default=None,
                    help="journal every action as 'would do'; change nothing")
