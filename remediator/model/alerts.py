@@ -12,6 +12,7 @@ No I/O and no clock here: the caller supplies ``now`` where a default is needed.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -46,6 +47,7 @@ SUPPORTED_VERSION = "4"
 ZERO_TIME = "0001-01-01T00:00:00Z"
 
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+_GOOD_NAMES: set[str] = set()     # label names already checked (bounded)
 _RFC3339 = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
     r"(?:([Zz])|([+-])(\d{2}):(\d{2}))")
@@ -89,6 +91,7 @@ def fingerprint(labels: Mapping[str, str]) -> str:
 
 # ----------------------------------------------------------------- timestamps
 
+@functools.lru_cache(maxsize=4096)
 def parse_time(value: str) -> datetime | None:
     """An RFC 3339 timestamp as Alertmanager writes it → aware UTC datetime.
 
@@ -146,9 +149,12 @@ def _labels(value: Any) -> Any:
     if not isinstance(value, Mapping):
         raise ValueError(f"expected an object of label names to values, got {_kind(value)}")
     for name, val in value.items():
-        if not isinstance(name, str) or not _LABEL_NAME.fullmatch(name):
-            raise ValueError(f"invalid label name {_show(name)} "
-                             "(must match [a-zA-Z_][a-zA-Z0-9_]*)")
+        if name not in _GOOD_NAMES:
+            if not isinstance(name, str) or not _LABEL_NAME.fullmatch(name):
+                raise ValueError(f"invalid label name {_show(name)} "
+                                 "(must match [a-zA-Z_][a-zA-Z0-9_]*)")
+            if len(_GOOD_NAMES) < 10_000:
+                _GOOD_NAMES.add(name)
         if not isinstance(val, str):
             raise ValueError(f"label {_show(name)} has a non-string value {_show(val)}")
     return dict(value)
