@@ -43,7 +43,9 @@ class EngineConfig:
     retry_base: float = 2.0                # seconds; doubles per retry
     retry_max: float = 60.0
     call_timeout: float = 60.0             # real seconds one API call may take
-    escalation_retries: int = 5
+    escalation_retries: int = 3            # quick tries of each escalation action, then…
+    escalation_retry_for: float = 3600.0   # …seconds the ones that met only temporary
+                                           # errors keep trying (a Jira outage)
     lock_retry_interval: float = 10.0      # seconds between per-target lock attempts
     # Several replicas on one (PostgreSQL) store: each incident is worked on by the replica
     # holding its lease; a replica that dies loses its leases and another one resumes.

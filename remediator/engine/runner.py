@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import ValidationError
@@ -30,7 +31,7 @@ from remediator.model.incident import (
     StepStatus,
     TimelineEntry,
 )
-from remediator.model.playbook import Playbook, Step
+from remediator.model.playbook import Escalation, Playbook, Step
 from remediator.notify.base import EventKind
 from remediator.templating import render_value
 
@@ -45,6 +46,10 @@ _DONE = (StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.SKIPPED)
 
 class Stop(Exception):
     """Internal: the ladder stops here (resolved, escalated, shutting down)."""
+
+
+class RetriesExhausted(PermanentError):
+    """Temporary errors went on for every retry allowed."""
 
 
 class IncidentRun:
@@ -127,8 +132,9 @@ class IncidentRun:
             sink_state=lambda sink, key: self.store.sink_get(self.id, f"{sink}:{key}"))
 
     async def with_retries(self, what: str, retries: int, fn: Callable[[], Awaitable[T]],
-                           rec: StepRecord | None = None) -> T:
-        """Run ``fn``; retry TemporaryError with exponential backoff up to ``retries`` times."""
+                           rec: StepRecord | None = None, *, until: datetime | None = None) -> T:
+        """Run ``fn``; retry TemporaryError with exponential backoff up to ``retries`` times
+        (or, with ``until``, until that time). Exhausted: ``RetriesExhausted``."""
         cfg = self.engine.config
         attempt = 0
         while True:
@@ -144,12 +150,13 @@ class IncidentRun:
             attempt += 1
             if rec is not None:
                 rec.attempts += 1
-            if attempt > retries:
-                raise PermanentError(f"{what} failed after {attempt} attempts: {error}") \
+            if (attempt > retries) if until is None else (self.clock.now() >= until):
+                raise RetriesExhausted(f"{what} failed after {attempt} attempts: {error}") \
                     from error
             delay = (error.delay if isinstance(error, TemporaryError) and error.delay
                      else min(cfg.retry_max, cfg.retry_base * 2 ** (attempt - 1)))
-            await self.note("retry", f"{what}: {error}; retry {attempt}/{retries} in {delay:g}s")
+            left = f"{attempt}/{retries}" if until is None else f"{attempt} (until {until:%H:%M})"
+            await self.note("retry", f"{what}: {error}; retry {left} in {delay:g}s")
             await self.wait(delay)
 
     # --- the run ---------------------------------------------------------------
@@ -401,51 +408,74 @@ class IncidentRun:
             return
         done = {s.index: s for s in (await self.store.get_incident(self.id) or self.view).steps
                 if s.action.startswith("escalate:")}
-        dry_run = self.view.dry_run or self.engine.config.dry_run
+        cfg = self.engine.config
+        # First every action gets a few quick tries, so that the page goes out even while
+        # Jira is down; then those that met only temporary errors keep trying, for up to
+        # escalation_retry_for, each in turn.
+        later = []
         for index, esc in enumerate(pb.spec.escalate):
             rec = done.get(index) or StepRecord(index=index, name=f"escalate {index + 1}",
                                                 action=f"escalate:{esc.action}")
             if rec.status in _DONE or rec.status == StepStatus.DRY_RUN:
                 continue
-            rec.started_at = self.clock.now()
-            spec = registry.get(esc.action)
-            try:
-                raw = render_value(esc.params, self.template_context())
-                params = spec.params.model_validate(raw)
-                action = registry.implementation(esc.action)
-                ctx = self.action_context(rec.name)
-                self.view = await self.store.get_incident(self.id) or self.view
-                ctx.incident = self.view.model_dump(mode="json")
-                retries = self.engine.config.escalation_retries
-                intent = await self.with_retries(
-                    f"{esc.action} (plan)", retries,
-                    lambda a=action, c=ctx, p=params: a.plan(c, p))  # type: ignore[misc]
-                rec.intent = {**intent.model_dump(), "mutates": False}
-                if dry_run:
-                    rec.status, rec.result = StepStatus.DRY_RUN, f"dry-run: would " \
-                                                                  f"{intent.description}"
-                else:
-                    rec.status = StepStatus.INTENT
-                    await self.store.save_step(self.id, "escalate", rec, self.clock.now())
-                    result = await self.with_retries(
-                        esc.action, retries,
-                        lambda a=action, c=ctx, i=intent: a.apply(c, i),  # type: ignore[misc]
-                        rec)
-                    rec.status, rec.result = StepStatus.SUCCEEDED, result.summary
-                    patch = result.details.get("context")
-                    if isinstance(patch, dict):
-                        await self.store.merge_context(self.id, patch, self.clock.now())
-                self.engine.metrics.actions.labels(esc.action, "dry_run" if dry_run
-                                                   else "success").inc()
-            except (ActionError, TemplateError, ValidationError) as exc:
-                rec.status, rec.error = StepStatus.FAILED, _reason(exc)
-                self.engine.metrics.actions.labels(esc.action, "permanent_error").inc()
-            rec.finished_at = self.clock.now()
-            await self.store.save_step(self.id, "escalate", rec, self.clock.now())
-            await self.note("escalate", f"{esc.action}: {rec.result or rec.error}")
-            await self.engine.notifications.emit(EventKind.STEP, self.id, step=rec)
+            if not await self._escalate_one(esc, rec, retries=cfg.escalation_retries):
+                later.append((esc, rec))
+        until = self.clock.now() + timedelta(seconds=cfg.escalation_retry_for)
+        for esc, rec in later:
+            await self._escalate_one(esc, rec, retries=0, until=until)
         await self.store.merge_context(self.id, {"escalation": "done"}, self.clock.now())
         self.view.context["escalation"] = "done"
+
+    async def _escalate_one(self, esc: Escalation, rec: StepRecord, *, retries: int,
+                            until: datetime | None = None) -> bool:
+        """Run one escalation action. False when it met only temporary errors and its
+        retries ran out (it may be tried again later); True when it is settled."""
+        dry_run = self.view.dry_run or self.engine.config.dry_run
+        rec.started_at = rec.started_at or self.clock.now()
+        spec = registry.get(esc.action)
+        try:
+            raw = render_value(esc.params, self.template_context())
+            params = spec.params.model_validate(raw)
+            action = registry.implementation(esc.action)
+            ctx = self.action_context(rec.name)
+            self.view = await self.store.get_incident(self.id) or self.view
+            ctx.incident = self.view.model_dump(mode="json")
+            intent = await self.with_retries(f"{esc.action} (plan)", retries,
+                                             lambda: action.plan(ctx, params), until=until)
+            rec.intent = {**intent.model_dump(), "mutates": False}
+            if dry_run:
+                rec.status, rec.result = StepStatus.DRY_RUN, \
+                    f"dry-run: would {intent.description}"
+            else:
+                rec.status = StepStatus.INTENT
+                await self.store.save_step(self.id, "escalate", rec, self.clock.now())
+                result = await self.with_retries(esc.action, retries,
+                                                 lambda: action.apply(ctx, intent), rec,
+                                                 until=until)
+                rec.status, rec.result = StepStatus.SUCCEEDED, result.summary
+                patch = result.details.get("context")
+                if isinstance(patch, dict):
+                    await self.store.merge_context(self.id, patch, self.clock.now())
+            self.engine.metrics.actions.labels(esc.action, "dry_run" if dry_run
+                                               else "success").inc()
+        except RetriesExhausted as exc:
+            if until is None:
+                rec.error = f"{_reason(exc)}; trying again for a while"
+                await self.store.save_step(self.id, "escalate", rec, self.clock.now())
+                await self.note("escalate", f"{esc.action}: {rec.error}")
+                return False
+            rec.status, rec.error = StepStatus.FAILED, _reason(exc)
+            self.engine.metrics.actions.labels(esc.action, "temporary_error").inc()
+        except (ActionError, TemplateError, ValidationError) as exc:
+            rec.status, rec.error = StepStatus.FAILED, _reason(exc)
+            self.engine.metrics.actions.labels(esc.action, "permanent_error").inc()
+        if rec.status != StepStatus.FAILED:
+            rec.error = None
+        rec.finished_at = self.clock.now()
+        await self.store.save_step(self.id, "escalate", rec, self.clock.now())
+        await self.note("escalate", f"{esc.action}: {rec.result or rec.error}")
+        await self.engine.notifications.emit(EventKind.STEP, self.id, step=rec)
+        return True
 
 
 def _reason(exc: BaseException) -> str:

@@ -206,5 +206,6 @@ async def test_waiting_incidents_do_not_hold_the_working_slots(rig: Rig) -> None
     first, second = sorted(await rig.incidents(), key=lambda i: i.steps[0].started_at or 0)
     assert {first.state, second.state} == {IncidentState.RECOVERED}
     # the second started acting while the first was still verifying its first step
-    assert second.steps[0].started_at is not None and first.steps[0].finished_at is not None
+    assert second.steps[0].started_at is not None
+    assert first.steps[0].finished_at is not None
     assert second.steps[0].started_at < first.steps[0].finished_at
