@@ -142,6 +142,7 @@ class Daemon:
             default_approvers=tuple(s.slack.approvers), retry_base=e.retry_base,
             retry_max=e.retry_max, call_timeout=e.call_timeout,
             lock_retry_interval=e.lock_retry_interval, lease=e.lease,
+            escalation_retry_for=e.escalation_retry_for,
             scan_interval=e.scan_interval)
         self.engine = Engine(store=store, playbooks=playbooks, clock=self.clock, ports=ports,
                              config=config, metrics=Metrics(), sinks=sinks)

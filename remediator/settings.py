@@ -72,6 +72,9 @@ class EngineSettings(Group):
     call_timeout: Duration = Field(default=60.0, description="Longest single API call.")
     lock_retry_interval: Duration = Field(default=10.0,
                                           description="Re-check of a busy per-target lock.")
+    escalation_retry_for: Duration = Field(
+        default=3600.0, description="How long an escalation action that met only temporary "
+                                    "errors (Jira down) keeps trying.")
     lease: Duration = Field(default=30.0, gt=0,
                             description="Shared store: how long a replica's claim on an "
                                         "incident holds without renewal (renewed every third).")
