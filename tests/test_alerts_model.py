@@ -277,3 +277,13 @@ def test_models_are_frozen() -> None:
     payload: WebhookPayload = parse_webhook(load("am-0.25-firing.json"))
     with pytest.raises(ValueError, match="frozen"):
         payload.alerts[0].status = "resolved"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("name", ["am-0.25-firing.json", "am-0.25-resolved.json",
+                                  "multi-namespace.json"])
+def test_fast_and_worded_parsing_paths_agree(name: str) -> None:
+    # parse_webhook validates valid bodies straight from JSON (pydantic-core); the path
+    # that words errors goes through json.loads. Both must give the same payload.
+    from remediator.model.alerts import WebhookPayload, _validate
+    raw = (Path(__file__).parent / "data" / "webhooks" / name).read_bytes()
+    assert parse_webhook(raw) == _validate(WebhookPayload, json.loads(raw))

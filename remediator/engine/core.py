@@ -20,6 +20,7 @@ from remediator.engine.approvals import Approvals
 from remediator.engine.guards import Guards
 from remediator.engine.intake import Intake
 from remediator.engine.notifications import Notifications
+from remediator.engine.routing import Router
 from remediator.engine.runner import IncidentRun
 from remediator.engine.verify import Verifier
 from remediator.metrics import Metrics
@@ -105,6 +106,7 @@ class Engine:
         self.metrics = metrics or Metrics()
         self.playbook_list = list(playbooks)
         self.playbooks = {pb.name: pb for pb in playbooks}
+        self.router = Router(self.playbook_list)
         self.notifications = Notifications(
             store, sinks, clock, self.metrics, owner=self.config.owner,
             shared=not getattr(store, "single_process", True), lease=self.config.lease)

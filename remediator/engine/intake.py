@@ -14,7 +14,6 @@ import logging
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from remediator.engine.routing import route, select_playbooks
 from remediator.model.alerts import WebhookPayload
 from remediator.store.base import AlertRecord, IngestItem, Routing
 
@@ -38,10 +37,11 @@ class Intake:
                 alert_dict = {"fingerprint": alert.fingerprint, "status": alert.status,
                               "startsAt": alert.startsAt.isoformat(),
                               "generatorURL": alert.generatorURL}
+                router = engine.router
                 routes = tuple(
-                    route(pb, alert.labels, alert.annotations, alert_dict,
-                          dry_run=engine.config.dry_run, fingerprint=alert.fingerprint)
-                    for pb in select_playbooks(engine.playbook_list, alert.labels))
+                    router.route(pb, alert.labels, alert.annotations, alert_dict,
+                                 dry_run=engine.config.dry_run, fingerprint=alert.fingerprint)
+                    for pb in router.select(alert.labels))
             items.append(IngestItem(
                 AlertRecord(fingerprint=alert.fingerprint, starts_at=alert.startsAt,
                             ends_at=alert.endsAt, status=alert.status,

@@ -18,14 +18,34 @@ from remediator.store.base import Routing
 from remediator.templating import render_name, render_namespace
 
 
+class Router:
+    """``select_playbooks`` and ``route`` over a fixed list of playbooks, with what does not
+    change between alerts (parsed matchers, the notify config) worked out once."""
+
+    def __init__(self, playbooks: Sequence[Playbook]) -> None:
+        self._table = [(pb, tuple(pb.matchers), pb.spec.continue_) for pb in playbooks]
+        self._notify = {pb.name: pb.spec.notify.model_dump(exclude_none=True)
+                        for pb in playbooks}
+
+    def select(self, labels: Mapping[str, str]) -> list[Playbook]:
+        chosen: list[Playbook] = []
+        for pb, matchers, keep_going in self._table:
+            if all(m.matches(labels) for m in matchers):
+                chosen.append(pb)
+                if not keep_going:
+                    break
+        return chosen
+
+    def route(self, pb: Playbook, labels: Mapping[str, str], annotations: Mapping[str, str],
+              alert: Mapping[str, Any], *, dry_run: bool, fingerprint: str) -> Routing:
+        return route(pb, labels, annotations, alert, dry_run=dry_run, fingerprint=fingerprint,
+                     notify=self._notify[pb.name])
+
+
 def select_playbooks(playbooks: Sequence[Playbook], labels: Mapping[str, str]) -> list[Playbook]:
-    chosen: list[Playbook] = []
-    for pb in playbooks:
-        if all(m.matches(labels) for m in pb.matchers):
-            chosen.append(pb)
-            if not pb.spec.continue_:
-                break
-    return chosen
+    """The playbooks that own an alert: the first match, and the ones after it while
+    ``continue: true`` lets the evaluation go on (Alertmanager route semantics)."""
+    return Router(playbooks).select(labels)
 
 
 def template_context(labels: Mapping[str, str], annotations: Mapping[str, str],
@@ -52,9 +72,11 @@ def render_target(pb: Playbook, context: Mapping[str, Any]) -> TargetRef | None:
 
 
 def route(pb: Playbook, labels: Mapping[str, str], annotations: Mapping[str, str],
-          alert: Mapping[str, Any], *, dry_run: bool, fingerprint: str) -> Routing:
+          alert: Mapping[str, Any], *, dry_run: bool, fingerprint: str,
+          notify: dict[str, Any] | None = None) -> Routing:
     context = template_context(labels, annotations, alert)
-    notify = pb.spec.notify.model_dump(exclude_none=True)
+    if notify is None:
+        notify = pb.spec.notify.model_dump(exclude_none=True)
     try:
         target = render_target(pb, context)
     except TemplateError as exc:

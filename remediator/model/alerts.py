@@ -12,6 +12,7 @@ No I/O and no clock here: the caller supplies ``now`` where a default is needed.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import re
@@ -240,6 +241,11 @@ class WebhookPayload(BaseModel):
 
 def parse_webhook(raw: bytes | str | Mapping[str, Any]) -> WebhookPayload:
     """Read one webhook body. Raises ``WebhookError`` naming each bad field."""
+    if isinstance(raw, bytes | bytearray | str):
+        # The common case, valid JSON, parsed and validated in one pass by pydantic-core;
+        # anything it refuses goes through the slower path below, which words the errors.
+        with contextlib.suppress(ValidationError, ValueError):
+            return WebhookPayload.model_validate_json(raw)
     data = _load(raw)
     if not isinstance(data, Mapping):
         raise WebhookError(f"webhook: expected a JSON object, got {_kind(data)}")
