@@ -30,6 +30,8 @@ from typing import Any, Literal
 
 from aiohttp import web
 
+from remediator.testing.server import FakeServer
+
 Flavour = Literal["cloud", "datacenter"]
 
 # transition id → (name, from statuses, to status)
@@ -57,7 +59,7 @@ class FakeIssue:
         return str(self.fields["status"]["name"])
 
 
-class FakeJira:
+class FakeJira(FakeServer):
     """One Jira site with a few projects, a fixed workflow and one set of credentials."""
 
     def __init__(
@@ -70,6 +72,7 @@ class FakeJira:
         projects: tuple[str, ...] = ("OPS",),
         issue_types: tuple[str, ...] = ("Incident", "Task", "Bug"),
     ) -> None:
+        super().__init__()
         self.flavour = flavour
         self.email, self.api_token, self.pat = email, api_token, pat
         self.projects = {key: str(10000 + i) for i, key in enumerate(projects)}
@@ -80,13 +83,9 @@ class FakeJira:
         self._ids = itertools.count(10001)
         self._numbers: dict[str, itertools.count[int]] = {}
         self._failures: list[tuple[int, int | None]] = []
-        self._runner: web.AppRunner | None = None
-        self._site: web.TCPSite | None = None
-        self._port = 0
 
     # -- lifecycle -------------------------------------------------------------------
-    async def start(self) -> str:
-        """Start listening on 127.0.0.1 (a free port); return the server URL."""
+    def build_app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware])
         r = app.router
         r.add_get("/rest/api/2/serverInfo", self._server_info)
@@ -101,44 +100,12 @@ class FakeJira:
         r.add_post("/rest/api/2/issue/{key}/comment", self._add_comment)
         r.add_get("/rest/api/2/issue/{key}/transitions", self._transitions)
         r.add_post("/rest/api/2/issue/{key}/transitions", self._transition)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await self._listen(0)
-        return self.base_url
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-            self._site = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._port}"
-
-    async def _listen(self, port: int) -> None:
-        assert self._runner is not None, "start() first"
-        self._site = web.TCPSite(self._runner, "127.0.0.1", port, reuse_address=True)
-        await self._site.start()
-        self._port = int(self._runner.addresses[0][1])
+        return app
 
     # -- faults ----------------------------------------------------------------------
     def fail(self, times: int = 1, status: int = 503, retry_after: int | None = None) -> None:
         """Answer the next ``times`` requests with ``status`` (and ``Retry-After``)."""
         self._failures.extend([(status, retry_after)] * times)
-
-    async def down(self) -> None:
-        """Stop accepting connections (clients see 'connection refused'); keep state."""
-        if self._site is not None:
-            await self._site.stop()
-            self._site = None
-        if self._runner is not None and self._runner.server is not None:
-            for connection in list(self._runner.server.connections):
-                connection.force_close()        # kept-alive connections drop too
-
-    async def up(self) -> None:
-        if self._site is None:
-            await self._listen(self._port)
 
     # -- inspection ------------------------------------------------------------------
     def issue(self, key: str) -> FakeIssue:

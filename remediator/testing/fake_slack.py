@@ -26,6 +26,8 @@ from typing import Any
 
 from aiohttp import web
 
+from remediator.testing.server import FakeServer
+
 _TEXT_LIMIT = 40_000
 
 
@@ -46,7 +48,7 @@ class SlackMessage:
         return len(self.history) - 1
 
 
-class FakeSlack:
+class FakeSlack(FakeServer):
     """A Slack workspace with a few channels and one bot token."""
 
     def __init__(
@@ -57,6 +59,7 @@ class FakeSlack:
         team_id: str = "T0FAKE",
         bot_user_id: str = "U0BOT",
     ) -> None:
+        super().__init__()
         self.token = token
         self.team_id = team_id
         self.bot_user_id = bot_user_id
@@ -69,36 +72,17 @@ class FakeSlack:
         self._ts = itertools.count(1)
         self._rate_limits: list[int] = []          # Retry-After of each pending 429
         self._failures: list[int] = []             # status of each pending 5xx
-        self._runner: web.AppRunner | None = None
-        self._site: web.TCPSite | None = None
-        self._port = 0
 
     # -- lifecycle -------------------------------------------------------------------
-    async def start(self) -> str:
-        """Start listening on 127.0.0.1 (a free port); return the API base URL."""
+    def build_app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/api/{method}", self._handle)
         app.router.add_get("/api/{method}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await self._listen(0)
-        return self.base_url
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-            self._site = None
+        return app
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._port}/api/"
-
-    async def _listen(self, port: int) -> None:
-        assert self._runner is not None, "start() first"
-        self._site = web.TCPSite(self._runner, "127.0.0.1", port, reuse_address=True)
-        await self._site.start()
-        self._port = int(self._runner.addresses[0][1])
+        return f"{self.root_url}/api/"
 
     # -- faults ----------------------------------------------------------------------
     def rate_limit(self, times: int = 1, retry_after: int = 1) -> None:
@@ -108,20 +92,6 @@ class FakeSlack:
     def fail(self, times: int = 1, status: int = 500) -> None:
         """Answer the next ``times`` calls with HTTP ``status`` (a 5xx)."""
         self._failures.extend([status] * times)
-
-    async def down(self) -> None:
-        """Stop accepting connections (clients see 'connection refused'); keep state."""
-        if self._site is not None:
-            await self._site.stop()
-            self._site = None
-        if self._runner is not None and self._runner.server is not None:
-            for connection in list(self._runner.server.connections):
-                connection.force_close()        # kept-alive connections drop too
-
-    async def up(self) -> None:
-        """Accept connections again on the same port."""
-        if self._site is None:
-            await self._listen(self._port)
 
     # -- inspection ------------------------------------------------------------------
     def channel_id(self, name: str) -> str:
