@@ -1,0 +1,125 @@
+"""The operator's first commands: ``remediator check`` and ``remediator dry-run``, run
+in-process through ``cli.main`` (and once through the installed console script)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from remediator.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "tests" / "data"
+BROKEN = DATA / "playbooks" / "broken"
+FIRING = DATA / "webhooks" / "am-0.25-firing.json"
+API = ROOT / "playbooks" / "api-error-rate.yaml"
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_check_the_shipped_playbooks(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "check", str(ROOT / "playbooks"))
+    assert code == 0
+    count = len(list((ROOT / "playbooks").glob("*.yaml")))
+    assert out.strip() == f"OK: {count} playbooks"
+
+
+def test_check_with_the_example_config(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "check", "--config", str(ROOT / "config" / "remediator.yaml"),
+                       str(ROOT / "playbooks"))
+    assert code == 0
+    assert out.startswith("OK: ")
+
+
+def test_check_a_broken_directory_gives_one_located_error_per_file(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "check", str(BROKEN))
+    assert code == 1
+    lines = out.strip().splitlines()
+    files = sorted(BROKEN.glob("*.yaml"))
+    assert len(lines) == len(files)
+    for line, path in zip(sorted(lines), files, strict=True):
+        assert line.startswith(f"{path}:")
+        assert line.split(":")[1].isdigit()            # file:line: message
+    assert f"{len(files)} problems found" in err
+
+
+def test_check_a_missing_path_and_a_bad_config(capsys: pytest.CaptureFixture[str],
+                                               tmp_path: Path) -> None:
+    code, out, _ = run(capsys, "check", str(tmp_path / "nope.yaml"))
+    assert code == 1
+    assert "cannot read" in out
+    config = tmp_path / "config.yaml"
+    config.write_text("engine:\n  action_budget: 0\n")
+    code, out, _ = run(capsys, "check", "--config", str(config), str(ROOT / "playbooks"))
+    assert code == 1
+    assert "engine.action_budget" in out
+
+
+def test_dry_run_renders_the_plan_for_a_real_alertmanager_payload(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "dry-run", str(API), "--alert", str(FIRING))
+    assert code == 0, err
+    assert "matches" in out
+    assert "target: Deployment shop/api" in out
+    assert ('deployment:http_errors:ratio_rate1m{namespace="shop",deployment="api"} < 0.05'
+            in out)
+    assert "step 3: roll back: kubernetes.rollback" in out
+    assert "approval: Slack #oncall" in out
+    assert "escalate: jira.incident" in out
+
+
+def test_dry_run_json_says_which_matcher_failed(capsys: pytest.CaptureFixture[str],
+                                               tmp_path: Path) -> None:
+    alert = tmp_path / "alert.json"
+    alert.write_text(json.dumps({"labels": {"alertname": "HighErrorRate", "severity": "info",
+                                            "namespace": "shop", "deployment": "api"}}))
+    code, out, _ = run(capsys, "dry-run", str(API), "--alert", str(alert), "--output", "json")
+    assert code == 0
+    plan = json.loads(out)["plans"][0]
+    assert plan["matches"] is False
+    assert plan["failed_matcher"] == 'severity=~"critical|page"'
+    assert "label 'severity' is 'info'" in plan["reason"]
+
+
+def test_dry_run_without_an_alert_derives_one_from_the_matchers(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "dry-run", str(API), "--output", "json")
+    assert code == 0
+    [plan] = json.loads(out)["plans"]
+    assert plan["source"] == "example alert derived from the matchers"
+    assert plan["matches"] is True
+    assert plan["steps"][1]["params"] == {"factor": 2.0, "max_replicas": 20}
+
+
+def test_dry_run_refuses_an_unsafe_label_and_a_broken_file(capsys: pytest.CaptureFixture[str],
+                                                           tmp_path: Path) -> None:
+    evil = tmp_path / "evil.json"
+    evil.write_text(json.dumps({"labels": {"alertname": "HighErrorRate", "severity": "page",
+                                           "namespace": "shop", "deployment": "../../x"}}))
+    code, out, _ = run(capsys, "dry-run", str(API), "--alert", str(evil))
+    assert code == 1
+    assert "not a valid DNS-1123" in out
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    code, _, err = run(capsys, "dry-run", str(API), "--alert", str(broken))
+    assert code == 1
+    assert f"{broken}: body: malformed JSON" in err
+
+
+def test_the_console_script_is_installed() -> None:
+    exe = shutil.which("remediator", path=str(Path(sys.executable).parent))
+    assert exe is not None, "pip install -e . installs the 'remediator' console script"
+    done = subprocess.run([exe, "check", str(ROOT / "playbooks")], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("OK: ")
