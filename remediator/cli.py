@@ -44,8 +44,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="a webhook payload or an alert object (JSON); repeatable")
     d.add_argument("--output", choices=["text", "json"], default="text")
 
-    sim = sub.add_parser("simulator", help="run the simulated Kubernetes API server")
-    sim.add_argument("args", nargs=argparse.REMAINDER)
+    sub.add_parser("simulator", add_help=False,
+                   help="run the simulated Kubernetes API server (see: simulator --help)")
 
     demo = sub.add_parser("demo", help="a scripted tour: one real incident on the simulator")
     demo.add_argument("--keep", metavar="DIR", help="keep the demo's state in DIR")
@@ -58,6 +58,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["simulator"]:       # its own flags: handed over whole
+        from remediator.simulator.__main__ import main as sim_main
+        return sim_main(argv[1:])
     args = _parser().parse_args(argv)
     try:
         if args.command == "serve":
@@ -66,9 +70,6 @@ def main(argv: list[str] | None = None) -> int:
             return _check(args)
         if args.command == "dry-run":
             return _dry_run(args)
-        if args.command == "simulator":
-            from remediator.simulator.__main__ import main as sim_main
-            return sim_main(args.args)
         if args.command == "demo":
             from remediator.demo import run_demo
             return asyncio.run(run_demo(args.keep))

@@ -123,3 +123,13 @@ def test_the_console_script_is_installed() -> None:
                           text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("OK: ")
+
+
+def test_the_simulator_subcommand_takes_its_own_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["simulator", "--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert "--kubeconfig-out" in out
+    assert main(["simulator", "--listen", "no-port"]) == 2
+    assert "expected HOST:PORT" in capsys.readouterr().err
