@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import platform
+import shutil
 import signal
 import socket
 import statistics
@@ -21,6 +22,7 @@ import time
 import urllib.error
 import urllib.request
 import zlib
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -65,6 +67,27 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of ``pid``, its live descendants and the children it has reaped
+    (PostgreSQL's backends: the postmaster reaps them)."""
+    total = 0.0
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        total += cpu_seconds(p)
+        try:
+            kids = Path(f"/proc/{p}/task/{p}/children").read_text().split()
+        except OSError:
+            kids = []
+        todo += [int(k) for k in kids]
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        pass
+    return total
 
 
 def tree_rss_mb(pid: int) -> float:
@@ -171,7 +194,7 @@ def start_simulator(tmp: Path, deployments: int) -> tuple[Proc, str, Path]:
     raise RuntimeError(f"simulator did not start; see {proc.log_path}")
 
 
-def write_config(tmp: Path, *, store: Path, port: int, kubeconfig: Path | None,
+def write_config(tmp: Path, *, store: Path | str, port: int, kubeconfig: Path | None,
                  dry_run: bool, console: bool = False, budget: int = 20,
                  log_level: str = "INFO", max_parallel: int = 32) -> Path:
     k8s = (f"kubernetes: {{mode: kubeconfig, kubeconfig: '{kubeconfig}'}}" if kubeconfig
@@ -329,3 +352,92 @@ def run_load(plan: dict[str, Any], tmp: Path, name: str, timeout: float = 600) -
     finally:
         proc.stop()
     return dict(json.loads(out.read_text()))
+
+
+# --- the store under test -----------------------------------------------------------
+
+STORES = ("sqlite", "postgresql")
+# PostgreSQL settings of a run: "full" is as durable as SQLite's synchronous=FULL (each
+# commit flushed to disk before the reply); "off" keeps tests/ha/pgserver.py's own settings
+# (fsync, synchronous_commit and full_page_writes off: fast, not crash-safe).
+PG_SYNC = {"full": {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"},
+           "off": {}}
+_PG_SHOWN = ("server_version", "fsync", "synchronous_commit", "full_page_writes",
+             "wal_level", "shared_buffers", "max_connections")
+
+
+def _pg_bindir(real: Path, settings: dict[str, str], tmp: Path) -> Path:
+    """A bindir for tests/ha/pgserver.PgServer whose ``postgres`` appends ``settings``
+    (later ``-c`` options win over PgServer's own); the other programs are symlinks."""
+    if not settings:
+        return real
+    bindir = tmp / "pgbin"
+    bindir.mkdir()
+    for prog in real.iterdir():
+        if prog.name != "postgres":
+            (bindir / prog.name).symlink_to(prog)
+    extra = " ".join(f"-c {k}={v}" for k, v in settings.items())
+    wrapper = bindir / "postgres"
+    wrapper.write_text(f'#!/bin/sh\nexec "{real / "postgres"}" "$@" {extra}\n')
+    wrapper.chmod(0o755)
+    for d in (tmp, bindir):            # the server runs as the postgres user when we are root
+        d.chmod(0o755)
+    return bindir
+
+
+@contextlib.contextmanager
+def store_for(kind: str, tmp: Path, name: str, pg_sync: str = "full"
+              ) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(store.path, description)`` for a daemon run: a SQLite file in ``tmp``, or a fresh
+    database on a throw-away PostgreSQL server (tests/ha/pgserver.py) on 127.0.0.1,
+    stopped (and its data directory removed) on exit."""
+    if kind == "sqlite":
+        yield str(tmp / f"{name}.db"), {"store": "sqlite", "journal_mode": "WAL",
+                                         "synchronous": "FULL"}
+        return
+    if kind != "postgresql":
+        raise ValueError(f"unknown store {kind!r}")
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from tests.ha.pgserver import PgServer, find_bindir
+
+    real = find_bindir()
+    if real is None or not (real / "postgres").exists():
+        raise RuntimeError("PostgreSQL server binaries not found (/usr/lib/postgresql/*/bin)")
+    wrapdir = Path(tempfile.mkdtemp(prefix=f"remediator-bench-pgbin-{name}-"))
+    server = PgServer(_pg_bindir(real, PG_SYNC[pg_sync], wrapdir))
+    try:
+        server.start()
+        url = server.create_database(name)
+        shown = subprocess.run(
+            [str(real / "psql"), "-d", "postgres", "-Atc",
+             "SELECT name, current_setting(name) FROM pg_settings WHERE name = ANY('{"
+             + ",".join(_PG_SHOWN) + "}') ORDER BY name"],
+            env=server.env, capture_output=True, text=True, check=True, timeout=30).stdout
+        settings = {}
+        for line in shown.splitlines():
+            key, value = line.split("|", 1)
+            settings[key] = value
+        if pg_sync == "full" and settings.get("fsync") != "on":
+            raise RuntimeError(f"PostgreSQL settings not applied: {settings}")
+        assert server.proc is not None
+        yield url, {"store": "postgresql", "pg_sync": pg_sync, "server": settings,
+                    "database": url.rsplit("/", 1)[1], "server_pid": server.proc.pid}
+    finally:
+        server.stop()
+        shutil.rmtree(wrapdir, ignore_errors=True)
+
+
+def store_label(info: dict[str, Any]) -> str:
+    if info["store"] == "sqlite":
+        return "SQLite (WAL, synchronous=FULL)"
+    s = info["server"]
+    return (f"PostgreSQL {s.get('server_version', '?')} (fsync={s.get('fsync')}, "
+            f"synchronous_commit={s.get('synchronous_commit')})")
+
+
+def result_name(base: str, store: str, pg_sync: str = "full") -> str:
+    """``base`` for SQLite (as before), ``base-postgresql`` or ``base-postgresql-sync-off``."""
+    if store == "sqlite":
+        return base
+    return f"{base}-{store}" + ("" if pg_sync == "full" else f"-sync-{pg_sync}")

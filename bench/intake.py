@@ -4,8 +4,11 @@ Two servers are measured in the same run, one after the other, with the same loa
 
 * baseline: a bare aiohttp handler that parses the JSON body and answers 200
   (bench/_baseline.py);
-* remediator: ``remediator serve`` with durable SQLite (WAL, synchronous=FULL), the
-  real playbooks from playbooks/, dry-run, acting on the simulated cluster (its own
+* remediator: ``remediator serve`` with durable SQLite (WAL, synchronous=FULL) or,
+  with ``--store postgresql``, a fresh database on a throw-away PostgreSQL server
+  (tests/ha/pgserver.py, 127.0.0.1; ``--pg-sync full`` = fsync and synchronous_commit
+  on, as durable as SQLite FULL; ``off`` = the test server's settings), the real
+  playbooks from playbooks/, dry-run, acting on the simulated cluster (its own
   process) through a kubeconfig, console notifications off, JSON logs at INFO.
 
 The load generator (bench/_load.py) runs in a separate process (aiohttp client, 32
@@ -23,6 +26,7 @@ cannot show p99 < 10 ms there, so the p99 target is read on the paced run.
 Targets: remediator ≥ 50% of the baseline's throughput, p99 < 10 ms.
 
     .venv/bin/python bench/intake.py [--seconds 10] [--concurrency 32]
+                                     [--store sqlite|postgresql] [--pg-sync full|off]
 """
 
 from __future__ import annotations
@@ -37,18 +41,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import (
     BENCH,
+    PG_SYNC,
     PY,
     SIM_DEPLOYMENTS,
+    STORES,
     Proc,
     cpu_seconds,
     free_port,
+    result_name,
     rss_mb,
     save,
     start_daemon,
     start_simulator,
+    store_for,
+    store_label,
     summary_ms,
     table,
     tmpdir,
+    tree_cpu_seconds,
     wait_ready,
     write_config,
 )
@@ -69,7 +79,8 @@ def load(url: str, seconds: float, concurrency: int, tmp: Path, name: str,
     return {**result, **summary_ms(lat)}
 
 
-def run(seconds: float = 10.0, concurrency: int = 32, rate: float = 200.0) -> dict[str, Any]:
+def run(seconds: float = 10.0, concurrency: int = 32, rate: float = 200.0,
+        store: str = "sqlite", pg_sync: str = "full") -> dict[str, Any]:
     tmp = tmpdir("intake")
     port = free_port()
     with Proc([PY, str(BENCH / "_baseline.py"), str(port)], "baseline") as base:
@@ -80,29 +91,36 @@ def run(seconds: float = 10.0, concurrency: int = 32, rate: float = 200.0) -> di
             1, baseline["requests"])
         baseline["rss_mb"] = rss_mb(base.pid)[1]
     sim, _sim_url, kubeconfig = start_simulator(tmp, SIM_DEPLOYMENTS)
-    with sim:
+    with sim, store_for(store, tmp, "intake", pg_sync) as (store_path, store_info):
         port = free_port()
-        cfg = write_config(tmp, store=tmp / "intake.db", port=port, kubeconfig=kubeconfig,
+        cfg = write_config(tmp, store=store_path, port=port, kubeconfig=kubeconfig,
                            dry_run=True, budget=1_000_000)
         with start_daemon(cfg, "remediator-intake") as daemon:
             wait_ready(f"http://127.0.0.1:{port}", daemon)
+            pg_pid = store_info.pop("server_pid", None)
             cpu0 = cpu_seconds(daemon.pid)
+            pg0 = tree_cpu_seconds(pg_pid) if pg_pid else 0.0
             remediator = load(f"http://127.0.0.1:{port}", seconds, concurrency, tmp,
                               "remediator")
             # CPU per webhook includes the warm-up second and the engine's incident runs
             remediator["cpu_ms_per_webhook"] = (cpu_seconds(daemon.pid) - cpu0) * 1e3 / max(
                 1, remediator["requests"])
+            if pg_pid:
+                remediator["postgresql_cpu_ms_per_webhook"] = (
+                    tree_cpu_seconds(pg_pid) - pg0) * 1e3 / max(1, remediator["requests"])
             paced = load(f"http://127.0.0.1:{port}", seconds, concurrency, tmp,
                          "remediator-paced", rate=rate)
             remediator["peak_rss_mb"] = rss_mb(daemon.pid)[1]
     ratio = remediator["rps"] / baseline["rps"] if baseline["rps"] else 0.0
-    data = {"seconds": seconds, "concurrency": concurrency, "alerts_per_webhook": 3,
+    data = {"store": store_info, "seconds": seconds, "concurrency": concurrency,
+            "alerts_per_webhook": 3,
             "baseline": baseline, "remediator": remediator, "ratio": ratio,
             "remediator_paced": paced,
             "targets": {"ratio_min": 0.5, "p99_ms_max": 10.0},
             "met": {"ratio": ratio >= 0.5, "p99_saturated": remediator["p99_ms"] < 10.0,
                     "p99_paced": paced["p99_ms"] < 10.0}}
-    path = save("intake", data)
+    path = save(result_name("intake", store, pg_sync), data)
+    print(f"store: {store_label(store_info)}")
     print(table([
         ("baseline webhooks/s", f"{baseline['rps']:.0f}", "", ""),
         ("baseline p50 / p99 ms", f"{baseline['p50_ms']:.2f} / {baseline['p99_ms']:.2f}", "", ""),
@@ -116,7 +134,12 @@ def run(seconds: float = 10.0, concurrency: int = 32, rate: float = 200.0) -> di
          "yes" if data["met"]["ratio"] else "NO"),
         ("CPU ms per webhook baseline / remediator",
          f"{baseline['cpu_ms_per_webhook']:.2f} / {remediator['cpu_ms_per_webhook']:.2f}", "", ""),
-        ("remediator non-200", str(remediator["requests"] - remediator["ok"]), "0", ""),
+        *([("PostgreSQL server CPU ms per webhook",
+            f"{remediator['postgresql_cpu_ms_per_webhook']:.2f}", "", "")]
+          if "postgresql_cpu_ms_per_webhook" in remediator else []),
+        ("remediator non-200 (saturated / paced)",
+         f"{remediator['requests'] - remediator['ok']} / {paced['requests'] - paced['ok']}",
+         "0", ""),
     ]))
     print(f"results: {path}")
     return data
@@ -128,8 +151,13 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rate", type=float, default=200.0,
                         help="webhooks/s of the open-loop latency run")
+    parser.add_argument("--store", choices=STORES, default="sqlite",
+                        help="the daemon's store: a SQLite file, or a throw-away PostgreSQL")
+    parser.add_argument("--pg-sync", choices=sorted(PG_SYNC), default="full",
+                        help="PostgreSQL durability: full (fsync, synchronous_commit on) or "
+                             "off (tests/ha/pgserver.py's settings)")
     args = parser.parse_args()
-    run(args.seconds, args.concurrency, args.rate)
+    run(args.seconds, args.concurrency, args.rate, args.store, args.pg_sync)
     return 0
 
 

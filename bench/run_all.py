@@ -5,7 +5,13 @@ started and writes bench/results/NAME.json; this script then writes
 bench/results/summary.json. About five minutes on a 2-core machine (the first run
 also creates bench/.peer-venv for ansible-rulebook).
 
-    .venv/bin/python bench/run_all.py [--skip NAME ...]
+    .venv/bin/python bench/run_all.py [--skip NAME ...] [--store sqlite|postgresql]
+                                      [--pg-sync full|off]
+
+``--store postgresql`` runs intake and storm against a throw-away PostgreSQL server
+(one per benchmark, fresh database) and skips the others, which do not depend on the
+store (startup, reaction) or compare against SQLite's figures (peer) unless named
+with ``--only``.
 """
 
 from __future__ import annotations
@@ -21,19 +27,26 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import intake, peer, reaction, startup, storm
-from bench._common import RESULTS, machine, table
+from bench._common import PG_SYNC, RESULTS, STORES, machine, result_name, table
 
 ORDER = ("startup", "intake", "reaction", "storm", "peer")
+STORE_AWARE = ("intake", "storm")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip", nargs="*", default=[], choices=ORDER)
+    parser.add_argument("--only", nargs="*", default=None, choices=ORDER)
+    parser.add_argument("--store", choices=STORES, default="sqlite",
+                        help="store for intake and storm (postgresql: a throw-away server)")
+    parser.add_argument("--pg-sync", choices=sorted(PG_SYNC), default="full")
     args = parser.parse_args()
     results: dict[str, Any] = {}
     failed = []
+    only = args.only if args.only is not None else (
+        ORDER if args.store == "sqlite" else STORE_AWARE)
     for name in ORDER:
-        if name in args.skip:
+        if name in args.skip or name not in only:
             continue
         print(f"\n=== {name} ===", flush=True)
         t0 = time.perf_counter()
@@ -41,11 +54,11 @@ def main() -> int:
             if name == "startup":
                 results[name] = startup.run()
             elif name == "intake":
-                results[name] = intake.run()
+                results[name] = intake.run(store=args.store, pg_sync=args.pg_sync)
             elif name == "reaction":
                 results[name] = reaction.run()
             elif name == "storm":
-                results[name] = storm.run()
+                results[name] = storm.run(args.store, args.pg_sync)
             else:
                 results[name] = peer.run(remediator_storm=False) if "storm" in results \
                     else peer.run()
@@ -57,11 +70,13 @@ def main() -> int:
     for name, data in results.items():
         for what, ok in data.get("met", {}).items():
             rows.append((name, what, "met" if ok else "NOT met", ""))
-    print("\n=== targets ===")
+    print(f"\n=== targets (store: {args.store}) ===")
     print(table(rows) if rows else "no results")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "summary.json").write_text(json.dumps(
-        {"machine": machine(), "met": {n: d.get("met") for n, d in results.items()},
+    (RESULTS / f"{result_name('summary', args.store, args.pg_sync)}.json").write_text(json.dumps(
+        {"machine": machine(), "store": args.store,
+         "pg_sync": args.pg_sync if args.store == "postgresql" else None,
+         "met": {n: d.get("met") for n, d in results.items()},
          "failed": failed}, indent=2))
     return 1 if failed else 0
 

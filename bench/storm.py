@@ -7,8 +7,11 @@ and re-posted once more later (repeat_interval), so 2,000 webhooks carry 10,000
 alerts. They go out in bursts of 200 webhooks over 32 connections from a
 separate load process, 50 ms between bursts.
 
-The daemon is ``remediator serve``: durable SQLite (synchronous=FULL), the real
-playbooks, dry-run on the simulated cluster (own process, kubeconfig). It
+The daemon is ``remediator serve``: durable SQLite (synchronous=FULL) or, with
+``--store postgresql``, a fresh database on a throw-away PostgreSQL server
+(tests/ha/pgserver.py on 127.0.0.1, stopped at the end; ``--pg-sync full`` = fsync and
+synchronous_commit on, ``off`` = the test server's settings), the real playbooks,
+dry-run on the simulated cluster (own process, kubeconfig). It
 persists and matches each alert before it answers 200, so "all persisted and
 matched" is the time from the first post to the last 200. Afterwards the API is
 asked: exactly 500 incidents must exist (one per target), holding all 2,500
@@ -17,11 +20,12 @@ Peak RSS is the daemon's VmHWM (/proc) after the storm has been worked off.
 
 Target: peak RSS < 200 MB; exactly 500 incidents.
 
-    .venv/bin/python bench/storm.py
+    .venv/bin/python bench/storm.py [--store sqlite|postgresql] [--pg-sync full|off]
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from collections import Counter
@@ -32,20 +36,27 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import (
+    PG_SYNC,
     SIM_DEPLOYMENTS,
+    STORES,
     STORM_ALERTS_PER_TARGET,
     STORM_TARGETS,
+    cpu_seconds,
     free_port,
     http_get,
+    result_name,
     rss_mb,
     run_load,
     save,
     start_daemon,
     start_simulator,
+    store_for,
+    store_label,
     storm_bodies,
     storm_plan,
     table,
     tmpdir,
+    tree_cpu_seconds,
     wait_ready,
     write_config,
 )
@@ -80,22 +91,27 @@ def settle(url: str, seconds: float = 20.0) -> tuple[float, int]:
     return time.perf_counter() - t0, running
 
 
-def run() -> dict[str, Any]:
+def run(store: str = "sqlite", pg_sync: str = "full") -> dict[str, Any]:
     tmp = tmpdir("storm")
     bodies, _keys = storm_bodies()
     bodies_file = tmp / "storm.jsonl"
     bodies_file.write_bytes(b"\n".join(bodies))
     total_alerts = sum(len(k) for k in _keys)
     sim, _sim_url, kubeconfig = start_simulator(tmp, SIM_DEPLOYMENTS)
-    with sim:
+    with sim, store_for(store, tmp, "storm", pg_sync) as (store_path, store_info):
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        cfg = write_config(tmp, store=tmp / "storm.db", port=port, kubeconfig=kubeconfig,
+        cfg = write_config(tmp, store=store_path, port=port, kubeconfig=kubeconfig,
                            dry_run=True, budget=1_000_000)
         with start_daemon(cfg, "remediator-storm") as daemon:
             wait_ready(url, daemon)
             rss_idle = rss_mb(daemon.pid)[0]
+            pg_pid = store_info.pop("server_pid", None)
+            cpu0 = cpu_seconds(daemon.pid), tree_cpu_seconds(pg_pid) if pg_pid else 0.0
             result = run_load(storm_plan(url + "/api/v1/alerts", bodies_file), tmp, "storm")
+            cpu_s = {"daemon": cpu_seconds(daemon.pid) - cpu0[0]}
+            if pg_pid:
+                cpu_s["postgresql"] = tree_cpu_seconds(pg_pid) - cpu0[1]
             records = result["records"]
             first = min(r["sent"] for r in records)
             last = max(r["done"] for r in records)
@@ -110,27 +126,37 @@ def run() -> dict[str, Any]:
             cur, peak = rss_mb(daemon.pid)
     distinct = STORM_TARGETS * STORM_ALERTS_PER_TARGET
     data = {
-        "webhooks": len(bodies), "alerts": total_alerts, "distinct_alerts": distinct,
+        "store": store_info, "webhooks": len(bodies), "alerts": total_alerts,
+        "distinct_alerts": distinct,
         "targets": STORM_TARGETS, "persisted_and_matched_s": persisted_s,
         "alerts_per_s": total_alerts / persisted_s, "statuses": dict(statuses),
         "outcomes": dict(outcomes), "engine_waited_s": settled_s,
         "runs_in_progress_after": still_running,
         "incidents": n_incidents, "alerts_in_incidents": len(stored),
+        "cpu_s_during_storm": cpu_s,
         "rss_idle_mb": rss_idle, "rss_after_mb": cur, "peak_rss_mb": peak,
         "latency_p99_ms": sorted(r["latency"] for r in records)[int(len(records) * .99)] * 1e3,
         "targets_check": {"incidents": STORM_TARGETS, "peak_rss_mb_max": 200},
         "met": {"incidents": n_incidents == STORM_TARGETS and len(stored) == distinct,
+                "all_200": set(statuses) == {200},
+                "outcomes": outcomes.get("new", 0) == distinct
+                and outcomes.get("duplicate", 0) == total_alerts - distinct,
                 "rss": peak < 200},
     }
-    path = save("storm", data)
+    path = save(result_name("storm", store, pg_sync), data)
+    print(f"store: {store_label(store_info)}")
     print(table([
         ("alerts posted (webhooks)", f"{total_alerts} ({len(bodies)})", "", ""),
         ("all persisted + matched", f"{persisted_s:.2f} s", "", ""),
         ("alerts/s", f"{data['alerts_per_s']:.0f}", "", ""),
+        ("CPU s during the storm", ", ".join(f"{k} {v:.1f}" for k, v in cpu_s.items()),
+         "", ""),
         ("webhook p99 latency", f"{data['latency_p99_ms']:.1f} ms", "", ""),
         ("HTTP statuses", str(dict(statuses)), "all 200",
          "yes" if set(statuses) == {200} else "NO"),
-        ("outcomes", str(dict(outcomes)), f"{distinct} new", ""),
+        ("outcomes", str(dict(outcomes)),
+         f"{distinct} new, {total_alerts - distinct} duplicate",
+         "yes" if data["met"]["outcomes"] else "NO"),
         ("incidents (API)", str(n_incidents), str(STORM_TARGETS),
          "yes" if n_incidents == STORM_TARGETS else "NO"),
         ("distinct alerts in incidents", str(len(stored)), str(distinct),
@@ -144,7 +170,14 @@ def run() -> dict[str, Any]:
 
 
 def main() -> int:
-    run()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store", choices=STORES, default="sqlite",
+                        help="the daemon's store: a SQLite file, or a throw-away PostgreSQL")
+    parser.add_argument("--pg-sync", choices=sorted(PG_SYNC), default="full",
+                        help="PostgreSQL durability: full (fsync, synchronous_commit on) or "
+                             "off (tests/ha/pgserver.py's settings)")
+    args = parser.parse_args()
+    run(args.store, args.pg_sync)
     return 0
 
 
