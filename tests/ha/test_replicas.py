@@ -250,9 +250,16 @@ async def test_budget_and_cooldown_hold_across_replicas(
     assert await asyncio.gather(*posts) == [200] * 4
     incidents = await wait_closed(a, http, 5)
     calls = await sim.calls(http)
+    # Exactly one of the three got through the budget guard. (prod/worker is paused in
+    # the seed: when it is the one, its restart is refused by the cluster rule, no write.)
+    views = [await a.get(http, f"/api/v1/incidents/{i['id']}") for i in incidents
+             if i["id"] not in (first["id"], second["id"])]
+    through = [v["target"]["name"] for v in views
+               if v["steps"] and v["steps"][0]["status"] != "skipped"]
+    assert len(through) == 1, [(v["target"], v["steps"]) for v in views]
     mutated = [t for t in others if acted(calls, *t) != (0, 0)]
-    assert len(mutated) == 1, mutated
-    assert sum(sum(acted(calls, *t)) for t in others) == 1
+    assert len(mutated) <= 1, mutated
+    assert sum(sum(acted(calls, *t)) for t in others) <= 1
     rows = await cluster.db("SELECT count(*) FROM budget")
     assert rows[0][0] == 2
     paused = await cluster.db("SELECT value FROM flags WHERE name='paused'")
