@@ -55,7 +55,6 @@ class Intake:
         counts: Counter[str] = Counter()
         for item, outcome in zip(items, outcomes, strict=True):
             counts[outcome.outcome] += 1
-            engine.metrics.alerts_received.labels(outcome.outcome).inc()
             if outcome.created:
                 # incident_ids line up with the item's routes when the alert is new
                 for route_, incident_id in zip(item.routes, outcome.incident_ids, strict=False):
@@ -68,4 +67,7 @@ class Intake:
             wake = outcome.incident_ids if outcome.outcome == "resolved" else outcome.created
             for incident_id in wake:
                 engine.wake(incident_id)
+        received = engine.metrics.alerts_received
+        for outcome_name, n in counts.items():      # one labelled-counter lookup per outcome
+            received.labels(outcome_name).inc(n)
         return dict(counts)

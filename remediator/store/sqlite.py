@@ -179,11 +179,15 @@ class SqliteStore:
     # --- intake ------------------------------------------------------------------
 
     async def ingest(self, items: list[IngestItem], now: datetime) -> list[IngestOutcome]:
-        return await self._write(lambda c: [self._ingest_one(c, item, now) for item in items])
+        now_ts = now.isoformat()
+        return await self._write(lambda c: [self._ingest_one(c, item, now, now_ts)
+                                            for item in items])
 
-    def _ingest_one(self, c: sqlite3.Connection, item: IngestItem, now: datetime) -> IngestOutcome:
+    def _ingest_one(self, c: sqlite3.Connection, item: IngestItem, now: datetime,
+                    now_ts: str | None = None) -> IngestOutcome:
         a = item.alert
         starts = _ts(a.starts_at)
+        now_ts = now_ts or now.isoformat()
         row = c.execute("SELECT id, status FROM alerts WHERE fingerprint=? AND starts_at=?",
                         (a.fingerprint, starts)).fetchone()
         if a.status == "resolved":
@@ -193,12 +197,12 @@ class SqliteStore:
                     "annotations, generator_url, received_at, updated_at, outcome) "
                     "VALUES (?,?,?,?,?,?,?,?,?,?)",
                     (a.fingerprint, starts, _ts(a.ends_at), "resolved", json.dumps(a.labels),
-                     json.dumps(a.annotations), a.generator_url, _ts(now), _ts(now), "resolved"))
+                     json.dumps(a.annotations), a.generator_url, now_ts, now_ts, "resolved"))
                 return IngestOutcome("resolved")
             if row["status"] == "resolved":
                 return IngestOutcome("duplicate")
             c.execute("UPDATE alerts SET status='resolved', ends_at=?, updated_at=? WHERE id=?",
-                      (_ts(a.ends_at), _ts(now), row["id"]))
+                      (_ts(a.ends_at), now_ts, row["id"]))
             linked = [r[0] for r in c.execute(
                 "SELECT i.id FROM incident_alerts ia JOIN incidents i ON i.id = ia.incident_id "
                 f"WHERE ia.alert_id=? AND i.state IN {_OPEN_SQL}", (row["id"],))]
@@ -211,7 +215,7 @@ class SqliteStore:
             "INSERT INTO alerts(fingerprint, starts_at, ends_at, status, labels, annotations, "
             "generator_url, received_at, updated_at, outcome) VALUES (?,?,?,?,?,?,?,?,?,?)",
             (a.fingerprint, starts, None, "firing", json.dumps(a.labels),
-             json.dumps(a.annotations), a.generator_url, _ts(now), _ts(now), outcome))
+             json.dumps(a.annotations), a.generator_url, now_ts, now_ts, outcome))
         alert_id = cur.lastrowid
         ids: list[str] = []
         created: list[str] = []
@@ -226,7 +230,7 @@ class SqliteStore:
                     "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                     (incident_id, route.incident_key, route.playbook,
                      route.target.model_dump_json() if route.target else None,
-                     IncidentState.OPEN.value, int(route.dry_run), _ts(now), _ts(now), starts,
+                     IncidentState.OPEN.value, int(route.dry_run), now_ts, now_ts, starts,
                      json.dumps({"error": route.error} if route.error else {}),
                      json.dumps(route.notify), ""))
                 created.append(incident_id)
