@@ -282,6 +282,17 @@ async def test_claim_batch_never_hands_out_an_incident_twice(store: Store) -> No
     assert await store.claim_batch("x", NOW + timedelta(seconds=7), 5, 100) == [again[0]]
 
 
+async def test_claim_batch_skips_escalated_incidents_until_their_alerts_resolve(
+        store: Store) -> None:
+    # Humans have an escalated incident: no replica needs it until it can be closed.
+    [out] = await store.ingest([firing("e" * 16, key="esc")], NOW)
+    inc = out.incident_ids[0]
+    await store.set_state(inc, IncidentState.ESCALATED, NOW)
+    assert await store.claim_batch("r", NOW, 5, 10) == []
+    await store.ingest([resolved_("e" * 16)], NOW)
+    assert await store.claim_batch("r", NOW, 5, 10) == [inc]
+
+
 async def test_two_instances_on_one_store_make_one_incident(open_store: OpenStore) -> None:
     a, b = await open_store(), await open_store()
     outcomes = await asyncio.gather(*(s.ingest([firing(f"{i:016x}"), firing(f"{i:016x}")], NOW)

@@ -101,8 +101,9 @@ class Store(Protocol):
 
     async def claim_batch(self, owner: str, now: datetime, lease: float,
                           limit: int) -> list[str]:
-        """Claim up to ``limit`` open incidents that nobody holds (or whose lease expired);
-        return their ids. Concurrent callers never get the same incident (SKIP LOCKED)."""
+        """Claim up to ``limit`` incidents with work to do (active ones, and escalated ones
+        whose alerts all resolved) that nobody holds or whose lease expired; return their
+        ids. Concurrent callers never get the same incident (SKIP LOCKED)."""
         ...
 
     async def claim_sink(self, sink: str, owner: str, now: datetime, lease: float) -> bool:

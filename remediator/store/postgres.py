@@ -52,6 +52,9 @@ T = TypeVar("T")
 Conn = Any   # asyncpg.Connection (untyped library)
 
 _OPEN = list(OPEN_STATES)
+# What a replica looks for: incidents with work to do. An escalated one only needs a
+# replica once its alerts have all resolved (to close it).
+_WORKING = [s for s in OPEN_STATES if s != "escalated"]
 # Errors after which a transaction is simply run again: another replica got in the way.
 _RETRYABLE = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError,
               asyncpg.exceptions.UniqueViolationError)
@@ -294,12 +297,15 @@ class PostgresStore:
     async def claim_batch(self, owner: str, now: datetime, lease: float,
                           limit: int) -> list[str]:
         rows = await self._fetch(
-            "WITH free AS (SELECT id FROM incidents WHERE state = ANY($5::text[]) "
+            "WITH free AS (SELECT id FROM incidents i WHERE (state = ANY($5::text[]) "
+            "OR (state = 'escalated' AND NOT EXISTS (SELECT 1 FROM incident_alerts ia "
+            "JOIN alerts a ON a.id = ia.alert_id WHERE ia.incident_id = i.id "
+            "AND a.status = 'firing'))) "
             "AND (owner IS NULL OR lease_until < $3) ORDER BY created_at, id LIMIT $4 "
-            "FOR UPDATE SKIP LOCKED) "
+            "FOR UPDATE OF i SKIP LOCKED) "
             "UPDATE incidents i SET owner=$1, lease_until=$2 FROM free WHERE i.id = free.id "
             "RETURNING i.id, i.created_at",
-            owner, now + timedelta(seconds=lease), now, limit, _OPEN)
+            owner, now + timedelta(seconds=lease), now, limit, _WORKING)
         return [r[0] for r in sorted(rows, key=lambda r: (r[1], r[0]))]
 
     async def claim_sink(self, sink: str, owner: str, now: datetime, lease: float) -> bool:

@@ -265,7 +265,10 @@ class SqliteStore:
 
         def run(c: sqlite3.Connection) -> list[str]:
             ids = [r[0] for r in c.execute(
-                f"SELECT id FROM incidents WHERE state IN {_OPEN_SQL} "
+                f"SELECT id FROM incidents i WHERE (state IN {_ACTIVE_SQL} "
+                "OR (state = 'escalated' AND NOT EXISTS (SELECT 1 FROM incident_alerts ia "
+                "JOIN alerts a ON a.id = ia.alert_id WHERE ia.incident_id = i.id "
+                "AND a.status = 'firing'))) "
                 "AND (owner IS NULL OR lease_until < ?) ORDER BY created_at, id LIMIT ?",
                 (_ts(now), limit))]
             for incident_id in ids:
