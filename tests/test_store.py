@@ -158,6 +158,73 @@ async def test_several_routes_and_unmatched(store: Store) -> None:
     assert {i.playbook for i in await store.list_incidents()} == {"one", "two"}
 
 
+async def test_one_batch_is_decided_item_after_item(store: Store) -> None:
+    # firing then resolved in one call: new, then resolved with its incident
+    new, res, dup, stale = await store.ingest(
+        [firing(), resolved_(), resolved_(), firing()], NOW)
+    assert new.outcome == "new"
+    assert new.created == new.incident_ids
+    assert (res.outcome, res.incident_ids) == ("resolved", new.incident_ids)
+    assert (dup.outcome, stale.outcome) == ("duplicate", "stale")
+    assert await store.firing_alert_count(new.incident_ids[0]) == 0
+    # resolved never seen firing, then its firing: recorded, then stale
+    unknown, late = await store.ingest([resolved_("ccccccccccccccc3"),
+                                        firing("ccccccccccccccc3")], NOW)
+    assert (unknown.outcome, unknown.incident_ids) == ("resolved", ())
+    assert (late.outcome, late.incident_ids) == ("stale", ())
+    # a known firing alert: duplicate, then resolved, then duplicate
+    [known] = await store.ingest([firing("ddddddddddddddd4", key="k4")], NOW)
+    again, gone, twice = await store.ingest([firing("ddddddddddddddd4", key="k4"),
+                                             resolved_("ddddddddddddddd4"),
+                                             resolved_("ddddddddddddddd4")], NOW)
+    assert (again.outcome, again.incident_ids) == ("duplicate", ())
+    assert (gone.outcome, gone.incident_ids) == ("resolved", known.incident_ids)
+    assert twice.outcome == "duplicate"
+    assert len(await store.list_alerts()) == 3
+
+
+async def test_calls_committed_together_are_decided_in_order(store: Store) -> None:
+    # issued at once: one group commit on both stores; still one decision after another
+    routes = (Routing("one", "one/k", TARGET), Routing("two", "two/k", TARGET))
+    outcomes = await asyncio.gather(
+        store.ingest([firing("0000000000000001", routes=routes)], NOW),
+        store.ingest([firing("0000000000000001", routes=routes),
+                      firing("0000000000000002", routes=routes[1:])], NOW),
+        store.ingest([firing("0000000000000003", routes=routes[::-1]),
+                      resolved_("0000000000000002")], NOW))
+    [a], [a2, b], [c, b_res] = outcomes
+    assert a.outcome == "new"
+    assert len(set(a.incident_ids)) == 2
+    assert a.created == a.incident_ids
+    assert (a2.outcome, a2.incident_ids) == ("duplicate", ())
+    assert (b.outcome, b.incident_ids, b.created) == ("new", a.incident_ids[1:], ())
+    assert (c.outcome, c.incident_ids, c.created) == ("new", a.incident_ids[::-1], ())
+    assert (b_res.outcome, b_res.incident_ids) == ("resolved", a.incident_ids[1:])
+    view = await store.get_incident(a.incident_ids[1])
+    assert view is not None
+    assert len(view.alerts) == 3
+    assert await store.firing_alert_count(a.incident_ids[1]) == 2
+
+
+async def test_one_callers_bad_data_fails_only_that_caller(store: Store) -> None:
+    bad = IngestItem(AlertRecord("bbbbbbbbbbbbbbb2", T0, None, "firing",
+                                 {"alertname": {"not", "a", "string"}},  # type: ignore[dict-item]
+                                 {}), (Routing("pb", "pb/Deployment/prod/api", TARGET),))
+    good, failed, other = await asyncio.gather(
+        store.ingest([firing()], NOW), store.ingest([firing("ccccccccccccccc3"), bad], NOW),
+        store.ingest([firing("ddddddddddddddd4")], NOW), return_exceptions=True)
+    assert isinstance(failed, Exception)
+    assert not isinstance(good, BaseException)
+    assert not isinstance(other, BaseException)
+    assert good[0].outcome == other[0].outcome == "new"
+    assert other[0].incident_ids == good[0].incident_ids
+    assert {r["fingerprint"] for r in await store.list_alerts()} == {
+        "aaaaaaaaaaaaaaa1", "ddddddddddddddd4"}          # nothing of the failed call
+    view = await store.get_incident(good[0].incident_ids[0])
+    assert view is not None
+    assert len(view.alerts) == 2
+
+
 # --- incidents and the journal ---------------------------------------------------------
 
 async def test_journal_steps_timeline_context(store: Store) -> None:
