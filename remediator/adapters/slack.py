@@ -14,6 +14,8 @@ is classified and left to the caller's retry policy:
 
 It also remembers, in memory, the root message of each incident's thread (the
 Slack sink records it; ``slack.notify`` reads it), see ``remember_thread``.
+``usergroup_members`` resolves a user group id (``S…``) to its members, for the
+approval allow-list (the interactions route caches the answer).
 Not here: rendering (``remediator.notify.render``), inbound interactivity.
 """
 
@@ -124,6 +126,15 @@ class SlackChat:
                                 blocks=list(blocks or []), attachments=_list(attachments))
         return PostedMessage(str(data["channel"]), str(data["ts"]))
 
+    async def usergroup_members(self, group_id: str) -> list[str]:
+        """``usergroups.users.list``: the user ids (``U…``) in the user group ``group_id``
+        (``S…``). An unknown group is a ``PermanentError`` (``no_such_subteam``)."""
+        data = await self._call("usergroups.users.list", usergroup=group_id)
+        users = data.get("users")
+        if not isinstance(users, list):
+            raise TemporaryError("Slack usergroups.users.list: response has no user list")
+        return [str(u) for u in users]
+
     # -- thread directory ------------------------------------------------------------
     def remember_thread(self, incident_id: str, root: PostedMessage) -> None:
         """Record the root message of an incident's thread (the Slack sink does this)."""
@@ -141,6 +152,8 @@ class SlackChat:
                 response = await web.auth_test()
             elif method == "chat.update":
                 response = await web.chat_update(**args)
+            elif method == "usergroups.users.list":
+                response = await web.usergroups_users_list(**args)
             else:
                 response = await web.chat_postMessage(**args)
         except SlackApiError as exc:

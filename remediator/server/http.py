@@ -10,12 +10,14 @@ JSON: ``{"error": "...", "detail": ...}``.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hmac
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -25,6 +27,7 @@ from remediator.engine.core import Engine
 from remediator.model.alerts import WebhookError, parse_webhook
 from remediator.notify.interactions import (
     InteractionError,
+    NotAllowed,
     ReplayGuard,
     SignatureError,
     check_allowed,
@@ -44,6 +47,8 @@ class ServerConfig:
     basic_password: str | None = None
     slack_signing_secret: str | None = None
     slack_approvers: tuple[str, ...] = ()
+    # how long the members of a Slack user group (S…) on an allow-list are reused
+    slack_group_cache_seconds: float = 60.0
     dependencies: dict[str, Callable[[], str]] = field(default_factory=dict)
 
 
@@ -61,6 +66,9 @@ class Api:
         self.ready = False
         self.accepting = True
         self.replays = ReplayGuard()
+        # Slack user group id → (valid until, on the engine clock; member user ids)
+        self._group_members: dict[str, tuple[datetime, frozenset[str]]] = {}
+        self._group_locks: dict[str, asyncio.Lock] = {}
 
     # --- auth ----------------------------------------------------------------------
 
@@ -203,8 +211,10 @@ class Api:
         allowed = approval.approvers or self.config.slack_approvers
         try:
             check_allowed(interaction.user_id, allowed)
-        except InteractionError as exc:
-            return error(403, str(exc))
+        except NotAllowed as exc:
+            refusal = await self._check_groups(interaction.user_id, allowed, exc)
+            if refusal is not None:
+                return refusal
         now = self.engine.clock.now()
         if now >= approval.expires_at:
             # Too late, even if the waiting incident has not noticed yet (it polls).
@@ -218,6 +228,48 @@ class Api:
             return web.json_response({"text": "This request was already answered."})
         self.engine.wake(approval.incident_id)
         return web.json_response({"text": f"{decision} by {who}"})
+
+    async def _check_groups(self, user_id: str, allowed: Sequence[str],
+                            not_listed: NotAllowed) -> web.Response | None:
+        """``user_id`` is not listed by id: look in the user groups (``S…``) of ``allowed``.
+        None if a group holds the user; 403 if none does; 503 if a group could not be
+        resolved and no other one holds the user (never allow on a failed lookup)."""
+        groups = list(dict.fromkeys(e.strip() for e in allowed if e.strip().startswith("S")))
+        if not groups:
+            return error(403, str(not_listed))
+        members: dict[str, frozenset[str]] = {}
+        failures: dict[str, str] = {}
+        for group in groups:
+            try:
+                members[group] = await self._usergroup_members(group)
+            except Exception as exc:
+                log.warning("could not resolve Slack user group %s: %s", group, exc)
+                failures[group] = str(exc) or type(exc).__name__
+        try:
+            check_allowed(user_id, allowed, members)
+        except NotAllowed as exc:
+            if failures:
+                return error(503, "could not check the approver: Slack user group membership "
+                                  "is unavailable; try again", groups=failures)
+            return error(403, str(exc))
+        return None
+
+    async def _usergroup_members(self, group: str) -> frozenset[str]:
+        """The members of a Slack user group, through the chat port, cached for
+        ``slack_group_cache_seconds``; concurrent clicks share one lookup."""
+        lock = self._group_locks.setdefault(group, asyncio.Lock())
+        async with lock:
+            now = self.engine.clock.now()
+            cached = self._group_members.get(group)
+            if cached is not None and now < cached[0]:
+                return cached[1]
+            chat = self.engine.ports.chat
+            if chat is None:
+                raise RuntimeError("Slack is not configured (no token)")
+            users = frozenset(str(u) for u in await chat.usergroup_members(group))
+            ttl = timedelta(seconds=self.config.slack_group_cache_seconds)
+            self._group_members[group] = (self.engine.clock.now() + ttl, users)
+            return users
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "alive"})

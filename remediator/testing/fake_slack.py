@@ -1,17 +1,20 @@
 """A fake Slack Web API: an in-process aiohttp app driven by the real ``slack_sdk``.
 
 It speaks the wire contract that ``AsyncWebClient`` uses for ``auth.test``,
-``chat.postMessage`` and ``chat.update``: POST to ``/api/<method>``, the bot
-token as ``Authorization: Bearer`` (or a ``token`` field), arguments as JSON,
-form fields or query parameters (``blocks``/``attachments`` may be JSON
-strings in a form). Replies are HTTP 200 with ``{"ok": true, ...}`` or
-``{"ok": false, "error": "..."}``; a rate limit is HTTP 429 with ``Retry-After``.
+``chat.postMessage``, ``chat.update`` and ``usergroups.users.list``: POST to
+``/api/<method>``, the bot token as ``Authorization: Bearer`` (or a ``token``
+field), arguments as JSON, form fields or query parameters
+(``blocks``/``attachments`` may be JSON strings in a form). Replies are HTTP 200
+with ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``; a rate limit is
+HTTP 429 with ``Retry-After``.
 
 State is kept per channel: top-level messages, thread replies and every edit,
-so tests can assert "one root message, edited to its final state".
+so tests can assert "one root message, edited to its final state". User groups
+are ``groups`` (id → member user ids), given to the constructor or set later.
 
-Faults: ``rate_limit(times, retry_after)``, ``fail(times, status)`` (5xx), and
-``down()``/``up()`` (the listener closes: connection refused, state kept).
+Faults: ``rate_limit(times, retry_after)``, ``fail(times, status, method=None)``
+(5xx; with ``method``, only calls to that method fail), and ``down()``/``up()``
+(the listener closes: connection refused, state kept).
 
 Not here: conversations.*, files, reactions, interactivity (see
 ``remediator.notify.interactions`` for the inbound side).
@@ -58,6 +61,7 @@ class FakeSlack(FakeServer):
         channels: tuple[str, ...] = ("ops-alerts", "oncall", "general"),
         team_id: str = "T0FAKE",
         bot_user_id: str = "U0BOT",
+        groups: dict[str, list[str]] | None = None,
     ) -> None:
         super().__init__()
         self.token = token
@@ -67,11 +71,12 @@ class FakeSlack(FakeServer):
             name: f"C{index:04d}{name.upper().replace('-', '')[:6]}"
             for index, name in enumerate(channels, start=1)
         }
+        self.groups: dict[str, list[str]] = dict(groups or {})
         self.messages: list[SlackMessage] = []
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self._ts = itertools.count(1)
         self._rate_limits: list[int] = []          # Retry-After of each pending 429
-        self._failures: list[int] = []             # status of each pending 5xx
+        self._failures: list[tuple[int, str | None]] = []   # (5xx status, only this method)
 
     # -- lifecycle -------------------------------------------------------------------
     def build_app(self) -> web.Application:
@@ -89,9 +94,10 @@ class FakeSlack(FakeServer):
         """Answer the next ``times`` calls with 429 and ``Retry-After: retry_after``."""
         self._rate_limits.extend([retry_after] * times)
 
-    def fail(self, times: int = 1, status: int = 500) -> None:
-        """Answer the next ``times`` calls with HTTP ``status`` (a 5xx)."""
-        self._failures.extend([status] * times)
+    def fail(self, times: int = 1, status: int = 500, method: str | None = None) -> None:
+        """Answer the next ``times`` calls (to ``method`` only, if given) with HTTP
+        ``status`` (a 5xx)."""
+        self._failures.extend([(status, method)] * times)
 
     # -- inspection ------------------------------------------------------------------
     def channel_id(self, name: str) -> str:
@@ -123,8 +129,10 @@ class FakeSlack(FakeServer):
             retry_after = self._rate_limits.pop(0)
             return web.json_response({"ok": False, "error": "ratelimited"}, status=429,
                                      headers={"Retry-After": str(retry_after)})
-        if self._failures:
-            status = self._failures.pop(0)
+        failure = next((f for f in self._failures if f[1] in (None, method)), None)
+        if failure is not None:
+            self._failures.remove(failure)
+            status = failure[0]
             return web.Response(status=status, text="upstream connect error",
                                 content_type="text/plain")
         token = args.pop("token", None)
@@ -139,6 +147,7 @@ class FakeSlack(FakeServer):
             "auth.test": self._auth_test,
             "chat.postMessage": self._post_message,
             "chat.update": self._update,
+            "usergroups.users.list": self._usergroup_users,
         }.get(method)
         if handler is None:
             return _error("unknown_method")
@@ -184,6 +193,14 @@ class FakeSlack(FakeServer):
         msg.history.append(msg.text)
         return _ok({"channel": channel, "ts": msg.ts, "text": msg.text,
                     "message": _wire(msg, self.bot_user_id)})
+
+    def _usergroup_users(self, args: dict[str, Any]) -> web.Response:
+        group = str(args.get("usergroup", ""))
+        if not group:
+            return _error("invalid_arguments")
+        if group not in self.groups:
+            return _error("no_such_subteam")
+        return _ok({"users": list(self.groups[group])})
 
     def _resolve(self, channel: str) -> str | None:
         """A channel name (with or without '#') or id → its id; None if unknown."""
