@@ -3,8 +3,10 @@ kill switch, Slack interactions, health and metrics.
 
 Status codes are chosen for Alertmanager's retry rules: it retries 5xx and
 network errors and drops everything else. So 400 (malformed or wrong schema),
-401, 413 and 415 are the sender's problem and final; 503 is returned only when
-an alert could not be persisted, so that Alertmanager tries again. Errors are
+401, 413 and 415 are the sender's problem and final; the webhook answers 503
+only when an alert could not be persisted, so that Alertmanager tries again.
+(The Slack interactions route also answers 503 when it cannot check a user
+group's membership: the click is not approved, and can be tried again.) Errors are
 JSON: ``{"error": "...", "detail": ...}``.
 """
 
