@@ -14,154 +14,26 @@ syntax and variables.
 from __future__ import annotations
 
 import difflib
-import types
-import typing
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ValidationError
-from pydantic_core import ErrorDetails
+from pydantic import ValidationError
 
 from remediator.actions import registry
 from remediator.errors import ConfigError, Problem, TemplateError
+from remediator.located import (
+    Loc,
+    documents,
+    format_loc,
+    line_for,
+    phrase,
+    validation_problems,
+)
 from remediator.matching import MatcherError, parse_matchers
 from remediator.model.names import check_dns1123_label, check_dns1123_subdomain
 from remediator.model.playbook import Playbook
 from remediator.templating import compile_template, is_template
-
-Loc = tuple[str | int, ...]
-
-
-# --- YAML with positions ---------------------------------------------------------
-
-def _line_map(node: yaml.Node, path: Loc, out: dict[Loc, int]) -> None:
-    """Record the 1-based line of every value (and every mapping key) under ``node``."""
-    out.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            if isinstance(key, yaml.ScalarNode):
-                child = (*path, str(key.value))
-                out[child] = key.start_mark.line + 1
-                _line_map(value, child, out)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _line_map(item, (*path, i), out)
-
-
-def _documents(text: str, source: str) -> Iterator[tuple[Any, dict[Loc, int], int]]:
-    """Yield (data, line map, first line) for each YAML document; YAML errors → ConfigError."""
-    loader = yaml.SafeLoader(text)
-    try:
-        while loader.check_node():
-            node = loader.get_node()
-            if node is None:
-                continue
-            lines: dict[Loc, int] = {}
-            _line_map(node, (), lines)
-            data = loader.construct_document(node)
-            yield data, lines, node.start_mark.line + 1
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        reason = exc.problem or exc.context or "invalid YAML"
-        raise ConfigError([Problem(source, line, f"invalid YAML: {reason}")]) from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError([Problem(source, None, f"invalid YAML: {exc}")]) from exc
-    finally:
-        loader.dispose()
-
-
-def _line_for(lines: dict[Loc, int], loc: Loc, default: int) -> int:
-    for cut in range(len(loc), -1, -1):
-        line = lines.get(loc[:cut])
-        if line is not None:
-            return line
-    return default
-
-
-def _format_loc(loc: Loc) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out.removeprefix("spec.")
-
-
-# --- pydantic errors, phrased for humans ------------------------------------------
-
-def _model_at(model: type[BaseModel], loc: Loc) -> type[BaseModel] | None:
-    """The pydantic model class that owns the last element of ``loc``."""
-    current: Any = model
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        if not (isinstance(current, type) and issubclass(current, BaseModel)):
-            return None
-        field = next((f for n, f in current.model_fields.items()
-                      if part in (n, f.alias)), None)
-        if field is None:
-            return current
-        current = _unwrap(field.annotation)
-    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
-
-
-def _unwrap(annotation: Any) -> Any:
-    while True:
-        origin = typing.get_origin(annotation)
-        if origin in (list, tuple, set, frozenset):
-            annotation = typing.get_args(annotation)[0]
-        elif origin in (typing.Union, types.UnionType):
-            models = [a for a in typing.get_args(annotation)
-                      if isinstance(a, type) and issubclass(a, BaseModel)]
-            return models[0] if models else annotation
-        elif origin is typing.Annotated:
-            annotation = typing.get_args(annotation)[0]
-        else:
-            return annotation
-
-
-def _field_names(model: type[BaseModel]) -> list[str]:
-    return [f.alias or n for n, f in model.model_fields.items()]
-
-
-def _message(err: ErrorDetails, root: type[BaseModel]) -> str:
-    kind = err["type"]
-    loc = tuple(err["loc"])
-    if kind == "extra_forbidden":
-        owner = _model_at(root, loc[:-1]) if loc else None
-        name = str(loc[-1]) if loc else "?"
-        if owner is not None:
-            allowed = _field_names(owner)
-            close = difflib.get_close_matches(name, allowed, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            return f"unknown field{hint}; allowed here: {', '.join(allowed)}"
-        return "unknown field"
-    if kind == "missing":
-        return "required field is missing"
-    if kind == "literal_error":
-        expected = err.get("ctx", {}).get("expected", "")
-        return f"must be {expected}, got {err.get('input')!r}"
-    msg = err["msg"]
-    for prefix in ("Value error, ", "Assertion failed, "):
-        msg = msg.removeprefix(prefix)
-    return msg
-
-
-def _validation_problems(exc: ValidationError, root: type[BaseModel], source: str,
-                         lines: dict[Loc, int], base: Loc, first_line: int) -> list[Problem]:
-    problems = []
-    for err in exc.errors():
-        loc = (*base, *err["loc"])
-        where = _format_loc(loc)
-        text = _message(err, root)
-        problems.append(Problem(source, _line_for(lines, loc, first_line),
-                                f"{where}: {text}" if where else text))
-    return problems
-
 
 # --- rules beyond the schema -------------------------------------------------------
 
@@ -239,7 +111,7 @@ def _check_semantics(pb: Playbook, raw: dict[str, Any]) -> list[tuple[Loc, str]]
         except ValidationError as exc:
             for err in exc.errors():
                 found.append(((*loc, "with", *err["loc"]),
-                              _message(err, action_spec.params)))
+                              phrase(err, action_spec.params)))
         if action_spec.needs_target:
             if spec.target is None:
                 found.append(((*loc, "action"),
@@ -275,7 +147,7 @@ def load(text: str, source: str = "<string>") -> list[Playbook]:
     """Parse every playbook in ``text``. Raises ``ConfigError`` with every problem found."""
     playbooks: list[Playbook] = []
     problems: list[Problem] = []
-    for data, lines, first_line in _documents(text, source):
+    for data, lines, first_line in documents(text, source):
         if data is None:
             continue
         if not isinstance(data, dict):
@@ -285,13 +157,13 @@ def load(text: str, source: str = "<string>") -> list[Playbook]:
         try:
             pb = Playbook.model_validate(data)
         except ValidationError as exc:
-            problems += _validation_problems(exc, Playbook, source, lines, (), first_line)
+            problems += validation_problems(exc, Playbook, source, lines, (), first_line)
             continue
         pb._source, pb._line = source, first_line
         pb._name_line = lines.get(("metadata", "name"), first_line)
         for loc, message in _check_semantics(pb, data):
-            where = _format_loc(loc)
-            problems.append(Problem(source, _line_for(lines, loc, first_line),
+            where = format_loc(loc)
+            problems.append(Problem(source, line_for(lines, loc, first_line),
                                     f"{where}: {message}"))
         playbooks.append(pb)
     if problems:

@@ -13,11 +13,11 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from remediator.errors import ConfigError, Problem
+from remediator.located import Loc, documents, phrase
 from remediator.model.durations import Duration
 
 
@@ -164,32 +164,43 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 def load_settings(path: str | Path | None = None,
                   overrides: dict[str, Any] | None = None) -> Settings:
-    """Defaults ← file ← environment ← ``overrides`` (flags). ConfigError names the field."""
+    """Defaults ← file ← environment ← ``overrides`` (flags). ConfigError names the file,
+    line and field of every problem (or the environment, for a value set there)."""
     data: dict[str, Any] = {}
+    lines: dict[Loc, int] = {}
     source = str(path) if path else "<settings>"
     if path is not None:
         try:
-            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+            text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError([Problem(source, None, f"cannot read: {exc.strerror}")]) from exc
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            raise ConfigError([Problem(source, mark.line + 1 if mark else None,
-                                       f"invalid YAML: {getattr(exc, 'problem', exc)}")]) from exc
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError([Problem(source, 1, "the config must be a mapping")])
-        data = loaded or {}
-    # The environment must beat the file: the fields it set are merged over the file.
+        first_doc = next(documents(text, source), None)
+        if first_doc is not None:
+            loaded, lines, first = first_doc
+            if loaded is not None and not isinstance(loaded, dict):
+                raise ConfigError([Problem(source, first, "the config must be a mapping")])
+            data = loaded or {}
     try:
         from_env = Settings()  # defaults ← env
+    except ValidationError as exc:
+        raise ConfigError([Problem("environment", None,
+                                   f"REMEDIATOR_{'__'.join(str(p) for p in e['loc']).upper()}: "
+                                   f"{phrase(e, Settings)}") for e in exc.errors()]) from exc
+    # The environment must beat the file: the fields it set are merged over the file.
+    try:
         merged = _merge(data, _explicit(from_env))
         if overrides:
             merged = _merge(merged, overrides)
         return Settings(**merged)
     except ValidationError as exc:
-        raise ConfigError([Problem(source, None, f"{'.'.join(str(p) for p in e['loc'])}: "
-                                                 f"{e['msg'].removeprefix('Value error, ')}")
-                           for e in exc.errors()]) from exc
+        problems = []
+        for e in exc.errors():
+            loc = tuple(e["loc"])
+            where = ".".join(str(p) for p in loc)
+            line = lines.get(loc) or (lines.get(loc[:-1]) if len(loc) > 1 else None)
+            problems.append(Problem(source if line else f"{source} (or flags/environment)",
+                                    line, f"{where}: {phrase(e, Settings)}"))
+        raise ConfigError(problems) from exc
 
 
 def _explicit(settings: Settings) -> dict[str, Any]:

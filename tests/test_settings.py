@@ -1,0 +1,71 @@
+"""Settings: defaults ← file ← environment ← flags, and every bad value reported with
+the file, line and field (or the environment variable) it came from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from remediator.errors import ConfigError
+from remediator.settings import load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_example_config_loads_with_its_documented_defaults() -> None:
+    s = load_settings(ROOT / "config" / "remediator.yaml")
+    assert s.server.listen == "127.0.0.1:8080"
+    assert s.engine.action_budget == 20
+    assert s.engine.action_budget_window == 600.0
+    assert s.store.synchronous == "FULL"
+
+
+def test_precedence_file_then_environment_then_flags(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("engine:\n  action_budget: 5\n  max_parallel: 4\n")
+    assert load_settings(config).engine.action_budget == 5
+    monkeypatch.setenv("REMEDIATOR_ENGINE__ACTION_BUDGET", "7")
+    s = load_settings(config)
+    assert (s.engine.action_budget, s.engine.max_parallel) == (7, 4)
+    s = load_settings(config, {"engine": {"action_budget": 9}})
+    assert s.engine.action_budget == 9
+
+
+def test_bad_values_name_file_line_and_field(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("server:\n  listen: '127.0.0.1:8080'\nengine:\n  dry_run: true\n"
+                      "  action_budget: 0\n  retires: 3\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(config)
+    assert [str(p) for p in info.value.problems] == [
+        f"{config}:5: engine.action_budget: Input should be greater than or equal to 1",
+        f"{config}:6: engine.retires: unknown field; allowed here: " +
+        ", ".join(["dry_run", "max_parallel", "allow_namespaces", "deny_namespaces",
+                   "action_budget", "action_budget_window", "retry_base", "retry_max",
+                   "call_timeout", "lock_retry_interval", "escalation_retry_for", "lease",
+                   "scan_interval"]),
+    ]
+
+
+def test_a_bad_environment_value_names_the_variable(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REMEDIATOR_ENGINE__ACTION_BUDGET", "lots")
+    with pytest.raises(ConfigError) as info:
+        load_settings(None)
+    [problem] = info.value.problems
+    assert str(problem).startswith("environment: REMEDIATOR_ENGINE__ACTION_BUDGET: ")
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("[1, 2]\n", ":1: the config must be a mapping"),
+    ("engine: {dry_run: [\n", ":2: invalid YAML: "),
+    ("server:\n  listen: nowhere\n", ":2: server.listen: 'nowhere' is not HOST:PORT"),
+])
+def test_broken_files(tmp_path: Path, text: str, expected: str) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_settings(config)
+    assert expected in str(info.value.problems[0])
