@@ -263,6 +263,13 @@ class _Parser:
             raise MatcherError(exc.message, value_at + 1 if op in ("=~", "!~") else start + 1)\
                 from None
 
+    def escaped(self) -> str:
+        """The character a backslash escape at ``pos`` stands for (``\\n``, ``\\"``,
+        ``\\\\``; any other backslash is kept), moving past it."""
+        nxt = self.text[self.pos + 1]
+        self.pos += 2
+        return {"n": "\n", '"': '"', "\\": "\\"}.get(nxt, "\\" + nxt)
+
     def quoted(self) -> str:
         open_at = self.pos
         self.pos += 1
@@ -273,9 +280,7 @@ class _Parser:
                 self.pos += 1
                 return "".join(out)
             if c == "\\" and self.pos + 1 < len(self.text):
-                nxt = self.text[self.pos + 1]
-                out.append({"n": "\n", '"': '"', "\\": "\\"}.get(nxt, "\\" + nxt))
-                self.pos += 2
+                out.append(self.escaped())
                 continue
             out.append(c)
             self.pos += 1
@@ -291,9 +296,7 @@ class _Parser:
                 raise self.fail("unexpected '\"' inside an unquoted value (quote the whole "
                                 "value and escape inner quotes as \\\")")
             if c == "\\" and self.pos + 1 < len(self.text):
-                nxt = self.text[self.pos + 1]
-                out.append({"n": "\n", '"': '"', "\\": "\\"}.get(nxt, "\\" + nxt))
-                self.pos += 2
+                out.append(self.escaped())
                 continue
             out.append(c)
             self.pos += 1
