@@ -58,6 +58,21 @@ class Sink(Protocol):
         ...
 
 
+async def delivered_before(event: NotificationEvent, state: SinkState, key: str) -> bool:
+    """True for a redelivery: an event at or below the last one this sink finished
+    (recorded under ``key``). Events without an id are never treated as seen."""
+    if not event.id:
+        return False
+    last = await state.get(event.incident.id, key)
+    return last is not None and event.id <= int(last)
+
+
+async def remember_delivered(event: NotificationEvent, state: SinkState, key: str) -> None:
+    """Record that this sink finished ``event`` (see ``delivered_before``)."""
+    if event.id:
+        await state.set(event.incident.id, key, str(event.id))
+
+
 class MemorySinkState:
     """A ``SinkState`` in a dict, for tests and the console."""
 

@@ -9,7 +9,12 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from remediator.notify.base import NotificationEvent, SinkState
+from remediator.notify.base import (
+    NotificationEvent,
+    SinkState,
+    delivered_before,
+    remember_delivered,
+)
 from remediator.notify.render import console_line
 
 _LAST = "console.last_event"
@@ -24,12 +29,9 @@ class ConsoleSink:
         self._stream = stream
 
     async def deliver(self, event: NotificationEvent, state: SinkState) -> None:
-        incident = event.incident.id
-        last = await state.get(incident, _LAST)
-        if event.id and last is not None and event.id <= int(last):
+        if await delivered_before(event, state, _LAST):
             return
         stream = self._stream or sys.stdout
         stream.write(console_line(event) + "\n")
         stream.flush()
-        if event.id:
-            await state.set(incident, _LAST, str(event.id))
+        await remember_delivered(event, state, _LAST)

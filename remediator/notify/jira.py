@@ -22,7 +22,13 @@ from collections.abc import Mapping
 from remediator.adapters.jira import JiraTickets
 from remediator.model.incident import IncidentState
 from remediator.notify import render
-from remediator.notify.base import EventKind, NotificationEvent, SinkState
+from remediator.notify.base import (
+    EventKind,
+    NotificationEvent,
+    SinkState,
+    delivered_before,
+    remember_delivered,
+)
 
 _LAST = "jira.last_event"
 _KEY = "jira.key"
@@ -41,15 +47,13 @@ class JiraSink:
 
     async def deliver(self, event: NotificationEvent, state: SinkState) -> None:
         incident = event.incident.id
-        last = await state.get(incident, _LAST)
-        if event.id and last is not None and event.id <= int(last):
+        if await delivered_before(event, state, _LAST):
             return
         key = ticket_key(event) or await state.get(incident, _KEY)
         if key:
             await state.set(incident, _KEY, key)
             await self._deliver(event, key)
-        if event.id:
-            await state.set(incident, _LAST, str(event.id))
+        await remember_delivered(event, state, _LAST)
 
     async def _deliver(self, event: NotificationEvent, key: str) -> None:
         view = event.incident

@@ -35,7 +35,13 @@ from remediator.adapters.slack import PostedMessage, SlackChat
 from remediator.errors import PermanentError
 from remediator.model.incident import StepRecord
 from remediator.notify import render
-from remediator.notify.base import EventKind, NotificationEvent, SinkState
+from remediator.notify.base import (
+    EventKind,
+    NotificationEvent,
+    SinkState,
+    delivered_before,
+    remember_delivered,
+)
 
 _LAST = "slack.last_event"
 _CHANNEL = SLACK_ROOT_CHANNEL = "slack.channel"     # SinkState keys of the thread's root,
@@ -54,8 +60,7 @@ class SlackSink:
 
     async def deliver(self, event: NotificationEvent, state: SinkState) -> None:
         incident = event.incident.id
-        last = await state.get(incident, _LAST)
-        if event.id and last is not None and event.id <= int(last):
+        if await delivered_before(event, state, _LAST):
             return
         root = await self._ensure_root(event, state)
         self.chat.remember_thread(incident, root)
@@ -92,8 +97,7 @@ class SlackSink:
             text = f"{emoji} {render.slack_escape(event.message)}"
             await self._upsert_reply(state, incident, f"event.{event.id}", root, text, None)
 
-        if event.id:
-            await state.set(incident, _LAST, str(event.id))
+        await remember_delivered(event, state, _LAST)
 
     # -- the root message ------------------------------------------------------------
     def _channel_for(self, event: NotificationEvent) -> str:
