@@ -27,7 +27,7 @@ import functools
 import operator
 import re
 import types
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import jinja2
@@ -442,19 +442,20 @@ def render_value(value: Any, context: Mapping[str, Any]) -> Any:
     return value
 
 
-def render_name(source: str, context: Mapping[str, Any], what: str = "name") -> str:
-    """Render a Kubernetes object name and insist it is a DNS-1123 subdomain."""
+def _render_checked(source: str, context: Mapping[str, Any], what: str,
+                    check: Callable[[str, str], str]) -> str:
     value = render_value(source, context)
     try:
-        return check_dns1123_subdomain(value, what)
+        return check(value, what)
     except ValueError as exc:
         raise TemplateError(f"{exc}; rendered from {_short(source)}") from None
+
+
+def render_name(source: str, context: Mapping[str, Any], what: str = "name") -> str:
+    """Render a Kubernetes object name and insist it is a DNS-1123 subdomain."""
+    return _render_checked(source, context, what, check_dns1123_subdomain)
 
 
 def render_namespace(source: str, context: Mapping[str, Any], what: str = "namespace") -> str:
     """Render a namespace and insist it is a DNS-1123 label (at most 63 characters)."""
-    value = render_value(source, context)
-    try:
-        return check_dns1123_label(value, what)
-    except ValueError as exc:
-        raise TemplateError(f"{exc}; rendered from {_short(source)}") from None
+    return _render_checked(source, context, what, check_dns1123_label)
