@@ -15,7 +15,6 @@ import logging
 import signal
 import sys
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,7 +154,7 @@ class Daemon:
             slack_signing_secret=read_secret(s.slack.signing_secret, s.slack.signing_secret_file,
                                              "the Slack signing secret"),
             slack_approvers=tuple(s.slack.approvers),
-            dependencies={k: _const(v) for k, v in self.dependencies.items()})
+            dependencies=dict(self.dependencies))
         if not token and not s.server.auth.basic_user:
             log.warning("the webhook endpoint has NO authentication: set server.auth.token_file "
                         "before exposing it beyond localhost")
@@ -230,10 +229,6 @@ def _auto_mode(kubeconfig: str | None) -> str:
             os.path.exists(os.path.expanduser("~/.kube/config")):
         return "kubeconfig"
     return "none"
-
-
-def _const(value: str) -> Callable[[], str]:
-    return lambda: value
 
 
 async def serve(settings: Settings) -> int:
