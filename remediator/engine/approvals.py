@@ -12,6 +12,7 @@ import uuid
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from remediator.engine.runner import Stop
 from remediator.model.incident import IncidentState, StepRecord
 from remediator.model.playbook import Step
 from remediator.notify.base import EventKind
@@ -75,7 +76,6 @@ class Approvals:
             if await run.firing() == 0:
                 await self.store.decide_approval(record.id, "expired", "remediator", now)
                 await run.close_resolved()
-                from remediator.engine.runner import Stop
                 raise Stop("resolved while waiting for approval")
             # Poll too: the click may land on another replica, which cannot wake this one.
             await run.wait(min(self.poll_interval, (current.expires_at - now).total_seconds()))

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from remediator.actions import registry
 from remediator.actions.base import ActionContext, Intent
+from remediator.engine.routing import template_context
 from remediator.errors import ActionError, PermanentError, TemplateError, TemporaryError
 from remediator.model.incident import (
     IncidentState,
@@ -114,7 +115,6 @@ class IncidentRun:
         await self.store.save_step(self.id, phase, rec, self.clock.now())
 
     def template_context(self) -> dict[str, Any]:
-        from remediator.engine.routing import template_context
         alert = self.view.alerts[0] if self.view.alerts else {}
         return template_context(alert.get("labels", {}), alert.get("annotations", {}), alert,
                                 incident={"id": self.id, "key": self.view.key,
