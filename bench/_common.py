@@ -8,6 +8,7 @@ then SIGKILLs, only the process it started).
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import platform
@@ -39,6 +40,9 @@ SIM_TOKEN = "remediator-simulator-token"
 # exist still cost the daemon its full path (the first API call answers 404).
 SIM_DEPLOYMENTS = 3
 
+
+#: the event loop ``server.event_loop: auto`` gives the daemon; the baseline runs on it too
+EVENT_LOOP = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
 
 def free_port() -> int:
     with socket.socket() as s:

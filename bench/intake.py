@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import (
     BENCH,
+    EVENT_LOOP,
     PG_SYNC,
     PY,
     SIM_DEPLOYMENTS,
@@ -112,7 +113,8 @@ def run(seconds: float = 10.0, concurrency: int = 32, rate: float = 200.0,
                          "remediator-paced", rate=rate)
             remediator["peak_rss_mb"] = rss_mb(daemon.pid)[1]
     ratio = remediator["rps"] / baseline["rps"] if baseline["rps"] else 0.0
-    data = {"store": store_info, "seconds": seconds, "concurrency": concurrency,
+    data = {"store": store_info, "event_loop": EVENT_LOOP,
+            "seconds": seconds, "concurrency": concurrency,
             "alerts_per_webhook": 3,
             "baseline": baseline, "remediator": remediator, "ratio": ratio,
             "remediator_paced": paced,
@@ -120,7 +122,7 @@ def run(seconds: float = 10.0, concurrency: int = 32, rate: float = 200.0,
             "met": {"ratio": ratio >= 0.5, "p99_saturated": remediator["p99_ms"] < 10.0,
                     "p99_paced": paced["p99_ms"] < 10.0}}
     path = save(result_name("intake", store, pg_sync), data)
-    print(f"store: {store_label(store_info)}")
+    print(f"store: {store_label(store_info)}; event loop (daemon and baseline): {EVENT_LOOP}")
     print(table([
         ("baseline webhooks/s", f"{baseline['rps']:.0f}", "", ""),
         ("baseline p50 / p99 ms", f"{baseline['p50_ms']:.2f} / {baseline['p99_ms']:.2f}", "", ""),

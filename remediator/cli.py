@@ -6,12 +6,15 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
 from remediator.errors import ConfigError, TemplateError
+
+T = TypeVar("T")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -110,7 +113,23 @@ def _serve(args: argparse.Namespace) -> int:
         overrides.setdefault("prometheus", {})["url"] = args.prometheus
     settings = load_settings(args.config, overrides)
     setup_logging(settings.log.level, settings.log.format)
-    return asyncio.run(serve(settings))
+    return run_loop(serve(settings), settings.server.event_loop)
+
+
+def run_loop(main: Coroutine[Any, Any, T], event_loop: str = "auto") -> T:
+    """Run ``main`` on the configured event loop: uvloop's (libuv) or the standard one."""
+    if event_loop != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if event_loop == "uvloop":
+                main.close()
+                raise SystemExit("server.event_loop is uvloop, but uvloop is not installed "
+                                 "(pip install uvloop, or set server.event_loop: asyncio)"
+                                 ) from None
+        else:
+            return uvloop.run(main)
+    return asyncio.run(main)
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -133,3 +133,18 @@ def test_the_simulator_subcommand_takes_its_own_flags(capsys: pytest.CaptureFixt
     assert "--kubeconfig-out" in out
     assert main(["simulator", "--listen", "no-port"]) == 2
     assert "expected HOST:PORT" in capsys.readouterr().err
+
+
+def test_event_loop_setting_picks_the_loop() -> None:
+    """``server.event_loop``: auto and uvloop run the daemon on uvloop (a dependency on
+    Linux), asyncio on the standard library's loop."""
+    import asyncio
+
+    from remediator.cli import run_loop
+
+    async def loop_module() -> str:
+        return type(asyncio.get_running_loop()).__module__
+
+    assert run_loop(loop_module(), "asyncio").startswith("asyncio")
+    assert run_loop(loop_module(), "auto").startswith("uvloop")
+    assert run_loop(loop_module(), "uvloop").startswith("uvloop")
