@@ -287,3 +287,26 @@ def test_fast_and_worded_parsing_paths_agree(name: str) -> None:
     from remediator.model.alerts import WebhookPayload, _validate
     raw = (Path(__file__).parent / "data" / "webhooks" / name).read_bytes()
     assert parse_webhook(raw) == _validate(WebhookPayload, json.loads(raw))
+
+
+def test_label_problems_are_worded_each_with_its_path() -> None:
+    """Label sets, annotations and fingerprints are validated by pydantic-core; every
+    problem still comes out worded, one per bad entry."""
+    body = mutated(alerts__0__labels=["x"], alerts__1__fingerprint=5,
+                   commonAnnotations={"a": 1},
+                   alerts__2__labels={"a-b": "x", "ok": None, "fine": "y"})
+    with pytest.raises(WebhookError) as err:
+        parse_webhook(json.dumps(body))
+    assert sorted(err.value.problems) == sorted([
+        'commonAnnotations: annotation "a" has a non-string value 1',
+        "alerts[0].labels: expected an object of label names to values, got a list",
+        "alerts[1].fingerprint: invalid fingerprint 5 (expected 16 hex digits)",
+        'alerts[2].labels: invalid label name "a-b" (must match [a-zA-Z_][a-zA-Z0-9_]*)',
+        'alerts[2].labels: label "ok" has a non-string value null',
+    ])
+
+
+@pytest.mark.parametrize("name", ["a\n", "\na", "a b", "é", "", "a-", "1a"])
+def test_label_names_are_anchored(name: str) -> None:
+    with pytest.raises(WebhookError, match="invalid label name"):
+        parse_webhook(json.dumps(mutated(commonLabels={name: "x"})))
