@@ -379,6 +379,13 @@ class Template:
     def __repr__(self) -> str:
         return f"Template({self.source!r})"
 
+    @property
+    def label_lookup(self) -> str | None:
+        """The label this template reads when it is only ``{{ labels.x }}``, else None."""
+        if self._lookup is not None and self._lookup[0] == "labels":
+            return self._lookup[1]
+        return None
+
     def render(self, context: Mapping[str, Any]) -> str:
         if self._lookup is not None:
             group, key = self._lookup

@@ -31,17 +31,11 @@ class Intake:
         """Persist and route every alert of ``payload``; returns counts by outcome."""
         engine = self.engine
         items: list[IngestItem] = []
+        router, dry_run = engine.router, engine.config.dry_run
         for alert in payload.alerts:
             routes: tuple[Routing, ...] = ()
             if alert.is_firing:
-                alert_dict = {"fingerprint": alert.fingerprint, "status": alert.status,
-                              "startsAt": alert.startsAt.isoformat(),
-                              "generatorURL": alert.generatorURL}
-                router = engine.router
-                routes = tuple(
-                    router.route(pb, alert.labels, alert.annotations, alert_dict,
-                                 dry_run=engine.config.dry_run, fingerprint=alert.fingerprint)
-                    for pb in router.select(alert.labels))
+                routes = router.routes(alert, dry_run=dry_run)
             items.append(IngestItem(
                 AlertRecord(fingerprint=alert.fingerprint, starts_at=alert.startsAt,
                             ends_at=alert.endsAt, status=alert.status,

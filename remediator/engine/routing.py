@@ -12,34 +12,103 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from remediator.errors import TemplateError
+from remediator.model.alerts import Alert
 from remediator.model.incident import TargetRef
 from remediator.model.playbook import Playbook
 from remediator.store.base import Routing
-from remediator.templating import render_name, render_namespace
+from remediator.templating import compile_template, is_template, render_name, render_namespace
+
+#: memo entries kept before a memo is emptied and refilled (bounds memory whatever the
+#: cardinality of the labels that matter)
+MEMO_SIZE = 8192
 
 
 class Router:
-    """``select_playbooks`` and ``route`` over a fixed list of playbooks, with what does not
-    change between alerts (parsed matchers, the notify config) worked out once."""
+    """``select`` and ``route`` over a fixed list of playbooks, with what does not change
+    between alerts (parsed matchers, the notify config) worked out once.
+
+    Both are memoized on the label values they depend on: ``select`` on the labels the
+    matchers name, ``routes`` (per playbook) on the labels its target's templates read,
+    when those templates are constants or plain ``{{ labels.x }}`` lookups. An alert
+    storm (thousands of alerts for a few hundred targets, each sent by every
+    Alertmanager replica) is then routed with a few dict lookups per alert. Routings
+    that name the alert itself (no target, or a target that did not render) are never
+    memoized.
+    """
 
     def __init__(self, playbooks: Sequence[Playbook]) -> None:
         self._table = [(pb, tuple(pb.matchers), pb.spec.continue_) for pb in playbooks]
         self._notify = {pb.name: pb.spec.notify.model_dump(exclude_none=True)
                         for pb in playbooks}
+        self._select_inputs = tuple(sorted({m.name for _, matchers, _ in self._table
+                                            for m in matchers}))
+        self._selected: dict[tuple[str | None, ...], list[Playbook]] = {}
+        self._route_inputs = {pb.name: _target_inputs(pb) for pb in playbooks}
+        self._routed: dict[tuple[Any, ...], Routing] = {}
 
     def select(self, labels: Mapping[str, str]) -> list[Playbook]:
-        chosen: list[Playbook] = []
-        for pb, matchers, keep_going in self._table:
-            if all(m.matches(labels) for m in matchers):
-                chosen.append(pb)
-                if not keep_going:
-                    break
+        key = tuple([labels.get(name) for name in self._select_inputs])
+        chosen = self._selected.get(key)
+        if chosen is None:
+            chosen = []
+            for pb, matchers, keep_going in self._table:
+                if all(m.matches(labels) for m in matchers):
+                    chosen.append(pb)
+                    if not keep_going:
+                        break
+            if len(self._selected) >= MEMO_SIZE:
+                self._selected.clear()
+            self._selected[key] = chosen
         return chosen
 
     def route(self, pb: Playbook, labels: Mapping[str, str], annotations: Mapping[str, str],
               alert: Mapping[str, Any], *, dry_run: bool, fingerprint: str) -> Routing:
         return route(pb, labels, annotations, alert, dry_run=dry_run, fingerprint=fingerprint,
                      notify=self._notify[pb.name])
+
+    def routes(self, alert: Alert, *, dry_run: bool) -> tuple[Routing, ...]:
+        """Where a firing alert goes: one ``Routing`` per playbook that owns it."""
+        labels = alert.labels
+        out: list[Routing] = []
+        alert_dict: dict[str, Any] | None = None
+        for pb in self.select(labels):
+            inputs = self._route_inputs[pb.name]
+            key = None if inputs is None else (pb.name, dry_run,
+                                               *[labels.get(name) for name in inputs])
+            routing = self._routed.get(key) if key is not None else None
+            if routing is None:
+                if alert_dict is None:
+                    alert_dict = {"fingerprint": alert.fingerprint, "status": alert.status,
+                                  "startsAt": alert.startsAt.isoformat(),
+                                  "generatorURL": alert.generatorURL}
+                routing = self.route(pb, labels, alert.annotations, alert_dict,
+                                     dry_run=dry_run, fingerprint=alert.fingerprint)
+                if key is not None and routing.target is not None and routing.error is None:
+                    if len(self._routed) >= MEMO_SIZE:
+                        self._routed.clear()
+                    self._routed[key] = routing
+            out.append(routing)
+        return tuple(out)
+
+
+def _target_inputs(pb: Playbook) -> tuple[str, ...] | None:
+    """The labels a playbook's target is rendered from, when it depends on nothing else
+    (constants and plain ``{{ labels.x }}`` lookups); None when it may (or has no target)."""
+    target = pb.spec.target
+    if target is None:
+        return None
+    names: list[str] = []
+    for source in (target.namespace, target.name):
+        if not is_template(source):
+            continue
+        try:
+            name = compile_template(source).label_lookup
+        except TemplateError:
+            return None
+        if name is None:
+            return None
+        names.append(name)
+    return tuple(names)
 
 
 def select_playbooks(playbooks: Sequence[Playbook], labels: Mapping[str, str]) -> list[Playbook]:
