@@ -24,6 +24,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+from pydantic_core import to_json
+
 from remediator.model.incident import (
     IncidentState,
     IncidentView,
@@ -39,6 +41,12 @@ _ACTIVE = tuple(s.value for s in IncidentState if s.active)
 _ACTIVE_SQL = "(" + ",".join(f"'{s}'" for s in _ACTIVE) + ")"
 # Open for new alerts to attach: active, or escalated and not yet resolved.
 _OPEN_SQL = _ACTIVE_SQL[:-1] + ",'escalated')"
+
+
+def _json(value: Any) -> str:
+    """Compact JSON text of plain data (labels, annotations): pydantic-core's encoder, ~7x
+    faster than ``json.dumps`` on a label set; ``json.loads`` reads either."""
+    return to_json(value).decode()
 
 
 def _ts(value: datetime | None) -> str | None:
@@ -153,7 +161,35 @@ class SqliteStore:
 
     def _run_batch(self, batch: list[tuple[Callable[[sqlite3.Connection], Any],
                                            asyncio.Future[Any]]]) -> list[tuple[bool, Any]]:
+        """Every function of ``batch`` in one transaction; each one's result or exception.
+
+        Functions only read and write the database, so the batch first runs without a
+        savepoint per function (two statements fewer each); if one raises, the whole
+        transaction is rolled back and the batch re-run with a savepoint around each
+        function, so that one failure undoes only its own writes.
+        """
         conn = self._connect()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            results: list[tuple[bool, Any]] = [(True, fn(conn)) for fn, _ in batch]
+        except Exception:
+            conn.execute("ROLLBACK")
+            return self._run_batch_isolated(conn, batch)
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        try:
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return results
+
+    def _run_batch_isolated(self, conn: sqlite3.Connection,
+                            batch: list[tuple[Callable[[sqlite3.Connection], Any],
+                                              asyncio.Future[Any]]]) -> list[tuple[bool, Any]]:
         results: list[tuple[bool, Any]] = []
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -196,8 +232,8 @@ class SqliteStore:
                     "INSERT INTO alerts(fingerprint, starts_at, ends_at, status, labels, "
                     "annotations, generator_url, received_at, updated_at, outcome) "
                     "VALUES (?,?,?,?,?,?,?,?,?,?)",
-                    (a.fingerprint, starts, _ts(a.ends_at), "resolved", json.dumps(a.labels),
-                     json.dumps(a.annotations), a.generator_url, now_ts, now_ts, "resolved"))
+                    (a.fingerprint, starts, _ts(a.ends_at), "resolved", _json(a.labels),
+                     _json(a.annotations), a.generator_url, now_ts, now_ts, "resolved"))
                 return IngestOutcome("resolved")
             if row["status"] == "resolved":
                 return IngestOutcome("duplicate")
@@ -214,30 +250,30 @@ class SqliteStore:
         cur = c.execute(
             "INSERT INTO alerts(fingerprint, starts_at, ends_at, status, labels, annotations, "
             "generator_url, received_at, updated_at, outcome) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            (a.fingerprint, starts, None, "firing", json.dumps(a.labels),
-             json.dumps(a.annotations), a.generator_url, now_ts, now_ts, outcome))
+            (a.fingerprint, starts, None, "firing", _json(a.labels),
+             _json(a.annotations), a.generator_url, now_ts, now_ts, outcome))
         alert_id = cur.lastrowid
         ids: list[str] = []
         created: list[str] = []
         for route in item.routes:
-            inc = c.execute(f"SELECT id FROM incidents WHERE key=? AND state IN {_OPEN_SQL}",
-                            (route.incident_key,)).fetchone()
-            if inc is None:
-                incident_id = self._ids()
-                c.execute(
-                    "INSERT INTO incidents(id, key, playbook, target, state, dry_run, created_at, "
-                    "updated_at, first_alert_at, context, notify, summary) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (incident_id, route.incident_key, route.playbook,
-                     route.target.model_dump_json() if route.target else None,
-                     IncidentState.OPEN.value, int(route.dry_run), now_ts, now_ts, starts,
-                     json.dumps({"error": route.error} if route.error else {}),
-                     json.dumps(route.notify), ""))
-                created.append(incident_id)
-            else:
-                incident_id = inc["id"]
-            c.execute("INSERT OR IGNORE INTO incident_alerts(incident_id, alert_id) VALUES (?,?)",
+            # the open incident of the key takes the alert, if there is one: one statement
+            attached = c.execute(_ATTACH_SQL, (alert_id, route.incident_key)).fetchall()
+            if attached:
+                ids.append(attached[0][0])
+                continue
+            incident_id = self._ids()
+            c.execute(
+                "INSERT INTO incidents(id, key, playbook, target, state, dry_run, created_at, "
+                "updated_at, first_alert_at, context, notify, summary) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (incident_id, route.incident_key, route.playbook,
+                 route.target.model_dump_json() if route.target else None,
+                 IncidentState.OPEN.value, int(route.dry_run), now_ts, now_ts, starts,
+                 json.dumps({"error": route.error} if route.error else {}),
+                 json.dumps(route.notify), ""))
+            c.execute("INSERT INTO incident_alerts(incident_id, alert_id) VALUES (?,?)",
                       (incident_id, alert_id))
+            created.append(incident_id)
             ids.append(incident_id)
         return IngestOutcome(outcome, tuple(ids), tuple(created))  # type: ignore[arg-type]
 
@@ -533,6 +569,11 @@ class SqliteStore:
                             (decision, by, _ts(at), approval_id))
             return cur.rowcount == 1
         return await self._write(run)
+
+
+_ATTACH_SQL = (
+    "INSERT OR IGNORE INTO incident_alerts(incident_id, alert_id) "
+    f"SELECT id, ? FROM incidents WHERE key=? AND state IN {_OPEN_SQL} RETURNING incident_id")
 
 
 def _alert_dict(row: sqlite3.Row) -> dict[str, Any]:
