@@ -15,17 +15,21 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
-from kubernetes_asyncio import client, config
-from kubernetes_asyncio.client.exceptions import ApiException
-from kubernetes_asyncio.config.config_exception import ConfigException
 
+from remediator.adapters import k8s_lazy
 from remediator.errors import PermanentError, TemporaryError
 from remediator.model.incident import TargetRef
 from remediator.ports import RolloutStatus, TargetContext
+
+k8s_lazy.install()     # before kubernetes_asyncio is first imported: then only what is used is
+
+from kubernetes_asyncio import client, config  # noqa: E402
+from kubernetes_asyncio.client.exceptions import ApiException  # noqa: E402
+from kubernetes_asyncio.config.config_exception import ConfigException  # noqa: E402
 
 Obj = dict[str, Any]
 WORKLOADS = {"Deployment": "deployments", "StatefulSet": "statefulsets", "DaemonSet": "daemonsets"}
@@ -75,8 +79,44 @@ def map_api_error(err: ApiException, what: str) -> TemporaryError | PermanentErr
     return PermanentError(text)
 
 
+def _without_nulls(obj: dict[str, Any]) -> dict[str, Any]:
+    if None in obj.values():
+        return {k: v for k, v in obj.items() if v is not None}
+    return obj
+
+
+def _parse(body: bytes) -> Any:
+    """The JSON body as dicts, null fields left out, as the generated models leave them
+    out: kubectl compares typed objects, where null and absent are one (a Deployment's
+    template may say ``creationTimestamp: null``, its ReplicaSet's nothing)."""
+    if b"null" not in body:
+        return json.loads(body)
+    return json.loads(body, object_hook=_without_nulls)
+
+
+def _status(err: Exception) -> int | None:
+    """The HTTP status of the ApiException behind a mapped error."""
+    cause = err.__cause__
+    return int(cause.status or 0) if isinstance(cause, ApiException) else None
+
+
+def _items(listing: Obj | None) -> list[Obj]:
+    return list((listing or {}).get("items") or [])
+
+
+def _replicas(scale: Obj | None) -> int:
+    return int(((scale or {}).get("spec") or {}).get("replicas") or 0)
+
+
 class KubernetesCluster:
-    """The cluster, through one kubernetes_asyncio ``ApiClient``."""
+    """The cluster, through one kubernetes_asyncio ``ApiClient``.
+
+    Every request goes through a generated API method, so through ``ApiClient.call_api``
+    (where the bearer token is refreshed), with ``_preload_content=False``: the body is
+    parsed once with ``json.loads`` into the dict the API sent. The default path would
+    deserialize it into generated models and serialize those back to a dict: two full
+    conversions per call, and an import of every model class involved.
+    """
 
     def __init__(self, api_client: Any, *, timeout: float = 10.0) -> None:
         self.api_client = api_client
@@ -109,18 +149,43 @@ class KubernetesCluster:
     async def close(self) -> None:
         await self.api_client.close()
 
-    async def _call(self, what: str, request: Awaitable[Any]) -> Any:
+    async def _call(self, what: str, method: Callable[..., Awaitable[Any]], *args: Any,
+                    **kwargs: Any) -> Any:
+        """``method(*args, **kwargs)``'s JSON body; an error mapped by ``map_api_error``."""
         try:
-            return await request
+            response = await method(*args, _preload_content=False,
+                                    _request_timeout=self.timeout, **kwargs)
+            try:
+                body = await response.read()
+            finally:
+                response.release()       # closes the connection if the body was not read
         except ApiException as err:
             raise map_api_error(err, what) from err
         except TimeoutError as err:
             raise TemporaryError(f"{what}: no answer within {self.timeout:g}s") from err
         except aiohttp.ClientError as err:
             raise TemporaryError(f"{what}: cannot reach the API server: {err}") from err
+        if not 200 <= response.status <= 299:
+            # what the REST layer raises when it reads the body itself
+            error = ApiException(status=response.status, reason=response.reason)
+            error.body = body.decode("utf-8", "replace")
+            error.headers = response.headers
+            raise map_api_error(error, what) from error
+        try:
+            return _parse(body) if body else None
+        except ValueError as err:
+            raise PermanentError(f"{what}: HTTP {response.status} with a body that is not "
+                                 f"JSON: {body[:200]!r}") from err
 
-    def _dict(self, model: Any) -> Any:
-        return self.api_client.sanitize_for_serialization(model)
+    async def _read_or_none(self, what: str, method: Callable[..., Awaitable[Any]],
+                            *args: Any) -> Obj | None:
+        try:
+            obj: Obj = await self._call(what, method, *args)
+        except PermanentError as err:
+            if _status(err) == 404:
+                return None
+            raise
+        return obj
 
     def _fn(self, verb: str, kind: str, suffix: str = "") -> Any:
         if kind not in WORKLOADS:
@@ -131,102 +196,79 @@ class KubernetesCluster:
     # --- workloads ----------------------------------------------------------------------
 
     async def read_workload(self, target: TargetRef) -> Obj:
-        fn = self._fn("read", target.kind)
-        obj: Obj = self._dict(await self._call(
-            f"get {target}", fn(target.name, target.namespace, _request_timeout=self.timeout)))
+        obj: Obj = await self._call(f"get {target}", self._fn("read", target.kind),
+                                    target.name, target.namespace)
         return obj
 
     async def patch_workload(self, target: TargetRef, patch: Obj | list[Any], *,
                              content_type: str) -> Obj:
-        fn = self._fn("patch", target.kind)
-        obj: Obj = self._dict(await self._call(
-            f"patch {target}", fn(target.name, target.namespace, patch,
-                                  _content_type=content_type, _request_timeout=self.timeout)))
+        obj: Obj = await self._call(f"patch {target}", self._fn("patch", target.kind),
+                                    target.name, target.namespace, patch,
+                                    _content_type=content_type)
         return obj
 
     async def read_scale(self, target: TargetRef) -> int:
-        fn = self._fn("read", target.kind, "_scale")
         scale = await self._call(f"get the scale of {target}",
-                                 fn(target.name, target.namespace, _request_timeout=self.timeout))
-        return int(scale.spec.replicas or 0)
+                                 self._fn("read", target.kind, "_scale"),
+                                 target.name, target.namespace)
+        return _replicas(scale)
 
     async def patch_scale(self, target: TargetRef, replicas: int) -> int:
-        fn = self._fn("patch", target.kind, "_scale")
-        scale = await self._call(
-            f"scale {target} to {replicas}",
-            fn(target.name, target.namespace, {"spec": {"replicas": replicas}},
-               _content_type="application/merge-patch+json", _request_timeout=self.timeout))
-        return int(scale.spec.replicas or 0)
+        scale = await self._call(f"scale {target} to {replicas}",
+                                 self._fn("patch", target.kind, "_scale"),
+                                 target.name, target.namespace, {"spec": {"replicas": replicas}},
+                                 _content_type="application/merge-patch+json")
+        return _replicas(scale)
 
     async def list_hpas(self, namespace: str) -> list[Obj]:
-        result = await self._call(
+        return _items(await self._call(
             f"list HorizontalPodAutoscalers in {namespace}",
-            self.autoscaling.list_namespaced_horizontal_pod_autoscaler(
-                namespace, _request_timeout=self.timeout))
-        return [self._dict(x) for x in result.items]
+            self.autoscaling.list_namespaced_horizontal_pod_autoscaler, namespace))
 
     async def list_replicasets(self, namespace: str, selector: str) -> list[Obj]:
-        result = await self._call(
+        return _items(await self._call(
             f"list ReplicaSets in {namespace} ({selector})",
-            self.apps.list_namespaced_replica_set(namespace, label_selector=selector,
-                                                  _request_timeout=self.timeout))
-        return [self._dict(x) for x in result.items]
+            self.apps.list_namespaced_replica_set, namespace, label_selector=selector))
 
     async def read_replicaset(self, namespace: str, name: str) -> Obj | None:
-        try:
-            rs = await self._call(f"get ReplicaSet {namespace}/{name}",
-                                  self.apps.read_namespaced_replica_set(
-                                      name, namespace, _request_timeout=self.timeout))
-        except PermanentError as err:
-            if isinstance(err.__cause__, ApiException) and err.__cause__.status == 404:
-                return None
-            raise
-        obj: Obj = self._dict(rs)
-        return obj
+        """The ReplicaSet, or None if it does not exist."""
+        return await self._read_or_none(f"get ReplicaSet {namespace}/{name}",
+                                        self.apps.read_namespaced_replica_set, name, namespace)
 
     # --- pods and events ----------------------------------------------------------------
 
     async def list_pods(self, namespace: str, selector: str) -> list[Obj]:
-        result = await self._call(
+        return _items(await self._call(
             f"list Pods in {namespace} ({selector})",
-            self.core.list_namespaced_pod(namespace, label_selector=selector,
-                                          _request_timeout=self.timeout))
-        return [self._dict(x) for x in result.items]
+            self.core.list_namespaced_pod, namespace, label_selector=selector))
 
     async def read_pod(self, namespace: str, name: str) -> Obj | None:
         """The pod, or None if it does not exist."""
-        try:
-            pod = await self._call(f"get Pod {namespace}/{name}", self.core.read_namespaced_pod(
-                name, namespace, _request_timeout=self.timeout))
-        except PermanentError as err:
-            if isinstance(err.__cause__, ApiException) and err.__cause__.status == 404:
-                return None
-            raise
-        obj: Obj = self._dict(pod)
-        return obj
+        return await self._read_or_none(f"get Pod {namespace}/{name}",
+                                        self.core.read_namespaced_pod, name, namespace)
 
     async def delete_pod(self, namespace: str, name: str, *, uid: str | None = None,
                          grace_period_seconds: int | None = None) -> bool:
         """Delete a pod (only the one with ``uid``, if given). False if it was already gone."""
-        body = client.V1DeleteOptions(
-            preconditions=client.V1Preconditions(uid=uid) if uid else None,
-            grace_period_seconds=grace_period_seconds)
+        body: Obj = {}                                    # a DeleteOptions
+        if grace_period_seconds is not None:
+            body["gracePeriodSeconds"] = grace_period_seconds
+        if uid:
+            body["preconditions"] = {"uid": uid}
         try:
-            await self.core.delete_namespaced_pod(name, namespace, body=body,
-                                                  _request_timeout=self.timeout)
-        except ApiException as err:
-            if err.status == 404 or (err.status == 409 and "Precondition failed" in
-                                     _server_message(err)):
+            await self._call(f"delete Pod {namespace}/{name}", self.core.delete_namespaced_pod,
+                             name, namespace, body=body)
+        except (PermanentError, TemporaryError) as err:
+            cause = err.__cause__
+            if _status(err) == 404 or (_status(err) == 409 and isinstance(cause, ApiException)
+                                       and "Precondition failed" in _server_message(cause)):
                 return False
-            raise map_api_error(err, f"delete Pod {namespace}/{name}") from err
-        except (TimeoutError, aiohttp.ClientError) as err:
-            raise TemporaryError(f"delete Pod {namespace}/{name}: {err or 'timed out'}") from err
+            raise
         return True
 
     async def list_events(self, namespace: str) -> list[Obj]:
-        result = await self._call(f"list Events in {namespace}", self.core.list_namespaced_event(
-            namespace, _request_timeout=self.timeout))
-        return [self._dict(x) for x in result.items]
+        return _items(await self._call(f"list Events in {namespace}",
+                                       self.core.list_namespaced_event, namespace))
 
     # --- the ClusterApi port ------------------------------------------------------------
 
