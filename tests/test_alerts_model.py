@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -219,6 +219,37 @@ def test_parse_time(text: str, expected: datetime | None) -> None:
 def test_parse_time_rejects(text: str) -> None:
     with pytest.raises(ValueError, match="invalid datetime"):
         parse_time(text)
+
+
+@given(st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 30)),
+       st.integers(0, 9), st.sampled_from(["T", "t", " "]),
+       st.sampled_from(["Z", "z", "+00:00", "-00:00", "+05:30", "-11:15"]), st.booleans())
+def test_parse_time_any_rfc3339_spelling(when: datetime, digits: int, sep: str, zone: str,
+                                         leap: bool) -> None:
+    """The fast C path and the long way agree on every spelling the grammar allows:
+    fraction digits 0-9 (truncated to microseconds), t/T/space, z/Z and offsets, leap
+    seconds (read as :59) and the zero time."""
+    nanos = f"{when.microsecond:06d}{when.microsecond % 1000:03d}"[:digits]
+    second = 60 if leap and when.second == 59 else when.second
+    text = (f"{when.year:04d}-{when.month:02d}-{when.day:02d}{sep}{when.hour:02d}:"
+            f"{when.minute:02d}:{second:02d}" + (f".{nanos}" if digits else "") + zone)
+    micros = int(nanos.ljust(6, "0")[:6])
+    sign = -1 if zone.startswith("-") else 1
+    offset = (timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6])) * sign
+              if zone[0] in "+-" else timedelta(0))
+    local = when.replace(second=min(second, 59), microsecond=micros,
+                         tzinfo=timezone(offset))
+    zero = (when.replace(microsecond=0) == datetime(1, 1, 1) and not nanos.strip("0"))
+    try:
+        expected: datetime | None = None if zero else local.astimezone(UTC)
+    except OverflowError:                  # year 1 minus an offset: out of range
+        with pytest.raises((ValueError, OverflowError)):
+            parse_time.__wrapped__(text)
+        return
+    parsed = parse_time.__wrapped__(text)
+    assert parsed == expected
+    if parsed is not None:                  # the same instant, and in UTC
+        assert parsed.utcoffset() == timedelta(0)
 
 
 def test_format_time_round_trips() -> None:
