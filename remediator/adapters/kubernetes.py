@@ -19,6 +19,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
+from aiohttp.helpers import get_env_proxy_for_url
+from yarl import URL
 
 from remediator.adapters import k8s_lazy
 from remediator.errors import PermanentError, TemporaryError
@@ -108,6 +110,34 @@ def _replicas(scale: Obj | None) -> int:
     return int(((scale or {}).get("spec") or {}).get("replicas") or 0)
 
 
+def _may_use_an_env_proxy(host: str) -> bool:
+    try:
+        get_env_proxy_for_url(URL(host))
+    except LookupError:                        # none, or NO_PROXY says so
+        return False
+    except ValueError:                         # an odd host: let aiohttp judge each time
+        return True
+    return True
+
+
+def _look_at_the_environment_once(api_client: Any) -> None:
+    """kubernetes_asyncio's aiohttp session trusts the environment, which sends every
+    request through two thread hops (the proxy variables, and ~/.netrc for the API
+    host): about half the client CPU of a call. The answers do not change while the
+    daemon runs: when no proxy variable applies to the API server, the session stops
+    asking. (.netrc Basic auth is no way into a Kubernetes API server: gone since
+    1.19, and aiohttp refuses it next to a bearer token.) With a proxy variable that
+    applies, nothing changes."""
+    session = getattr(getattr(api_client, "rest_client", None), "pool_manager", None)
+    if not (isinstance(session, aiohttp.ClientSession) and session.trust_env
+            and "_trust_env" in session.ATTRS):
+        return
+    cfg = api_client.configuration
+    if not cfg.proxy and _may_use_an_env_proxy(cfg.host):   # (an explicit proxy: no lookup)
+        return
+    session._trust_env = False
+
+
 class KubernetesCluster:
     """The cluster, through one kubernetes_asyncio ``ApiClient``.
 
@@ -144,7 +174,9 @@ class KubernetesCluster:
             where = "in-cluster service account" if in_cluster else (kubeconfig or "~/.kube/config")
             raise PermanentError(f"cannot load Kubernetes configuration from {where}: {err}") \
                 from err
-        return cls(client.ApiClient(cfg), timeout=request_timeout)
+        api_client = client.ApiClient(cfg)
+        _look_at_the_environment_once(api_client)
+        return cls(api_client, timeout=request_timeout)
 
     async def close(self) -> None:
         await self.api_client.close()

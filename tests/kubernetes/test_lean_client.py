@@ -3,6 +3,7 @@ JSON bodies (``_preload_content=False``), with the errors mapped as before."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -247,3 +248,51 @@ async def test_every_response_is_released_and_mapped(
             assert info.value.delay == 7.0                  # type: ignore[attr-defined]
     assert response.released == 1
     assert seen == {"_preload_content": False, "_request_timeout": 3.0}
+
+
+async def test_requests_take_no_thread_hop(cluster: KubernetesCluster,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """aiohttp's per-request look at the environment (proxy variables, ~/.netrc) runs in
+    threads; with no proxy variable for the API server the session skips it."""
+    hops: list[Any] = []
+    loop = asyncio.get_running_loop()
+    real = loop.run_in_executor
+
+    def counted(*args: Any) -> Any:
+        hops.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(loop, "run_in_executor", counted)
+    for _ in range(3):
+        await cluster.read_workload(API)
+    await cluster.list_pods("prod", "app=api")
+    assert hops == []
+
+
+@pytest.fixture
+def proxy_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "no_proxy",
+                "NO_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")        # the discard port: refused
+    return monkeypatch
+
+
+async def test_a_proxy_from_the_environment_is_still_used(proxy_env: pytest.MonkeyPatch,
+                                                          kubeconfig: str) -> None:
+    cluster = await KubernetesCluster.connect(kubeconfig=kubeconfig, request_timeout=2.0)
+    try:
+        with pytest.raises(TemporaryError, match="cannot reach the API server"):
+            await cluster.read_workload(API)
+    finally:
+        await cluster.close()
+
+
+async def test_no_proxy_is_still_honoured(proxy_env: pytest.MonkeyPatch, kubeconfig: str) -> None:
+    proxy_env.setenv("no_proxy", "127.0.0.1,localhost")
+    cluster = await KubernetesCluster.connect(kubeconfig=kubeconfig, request_timeout=2.0)
+    try:
+        assert (await cluster.read_workload(API))["metadata"]["name"] == "api"
+        assert cluster.api_client.rest_client.pool_manager.trust_env is False
+    finally:
+        await cluster.close()
