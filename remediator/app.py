@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import signal
@@ -231,6 +232,18 @@ def _auto_mode(kubeconfig: str | None) -> str:
     return "none"
 
 
+def settle_heap() -> None:
+    """Once started: what was loaded so far (modules, playbooks, clients) lives as long as
+    the process, so it is frozen out of the cyclic collector's passes; without that every
+    full pass walks it all, 50-150 ms pauses under load (the intake's p99). The young
+    generation is also let grow larger before a pass: a webhook allocates a few hundred
+    objects, nearly all freed by reference counting, and 700 (the default) meant a pass
+    every few webhooks."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
+
+
 async def serve(settings: Settings) -> int:
     """Run until SIGTERM/SIGINT, then shut down within the grace period."""
     daemon = Daemon(settings)
@@ -239,6 +252,7 @@ async def serve(settings: Settings) -> int:
     except Exception:
         await daemon.stop()
         raise
+    settle_heap()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

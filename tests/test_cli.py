@@ -148,3 +148,12 @@ def test_event_loop_setting_picks_the_loop() -> None:
     assert run_loop(loop_module(), "asyncio").startswith("asyncio")
     assert run_loop(loop_module(), "auto").startswith("uvloop")
     assert run_loop(loop_module(), "uvloop").startswith("uvloop")
+
+
+def test_settle_heap_freezes_what_start_up_loaded() -> None:
+    code = ("import gc; from remediator.app import settle_heap; settle_heap(); "
+            "print(gc.get_freeze_count() > 1000, gc.get_threshold())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split(None, 1)
+    assert out[0] == "True"
+    assert out[1].strip() == "(50000, 20, 20)"
