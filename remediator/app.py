@@ -37,21 +37,34 @@ log = logging.getLogger("remediator")
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line; ``extra`` fields such as ``incident`` are kept."""
+    """One JSON object per line; ``extra`` fields such as ``incident`` are kept.
 
-    _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+    Every incident step logs a line, so this is on the hot path: the formatted second is
+    reused until the clock moves on, and the encoder is built once."""
+
+    _STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+    _ENCODER = json.JSONEncoder(default=str)      # what json.dumps(..., default=str) builds
+    # (second, converter, "%Y-%m-%dT%H:%M:%S" of that second): one tuple, swapped whole
+    _second: tuple[int, Any, str] = (-1, None, "")
 
     def format(self, record: logging.LogRecord) -> str:
+        second, converter, stamp = self._second
+        if second != int(record.created) or converter is not self.converter:
+            converter = self.converter
+            second = int(record.created)
+            stamp = self.formatTime(record, "%Y-%m-%dT%H:%M:%S")
+            self._second = (second, converter, stamp)
         data: dict[str, Any] = {
-            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "ts": f"{stamp}.{int(record.msecs):03d}Z",
             "level": record.levelname.lower(), "logger": record.name,
             "msg": record.getMessage()}
+        standard = self._STANDARD
         for key, value in vars(record).items():
-            if key not in self._STANDARD and not key.startswith("_"):
+            if key not in standard and not key.startswith("_"):
                 data[key] = value
         if record.exc_info:
             data["exc"] = self.formatException(record.exc_info)
-        return json.dumps(data, default=str)
+        return self._ENCODER.encode(data)
 
 
 def setup_logging(level: str = "INFO", fmt: str = "json") -> None:

@@ -264,6 +264,64 @@ async def test_journal_steps_timeline_context(store: Store) -> None:
     assert closed.closed_at == NOW + timedelta(minutes=1)
 
 
+async def test_journal_is_the_separate_writes_in_one(open_store: OpenStore) -> None:
+    """``journal`` leaves an incident exactly as save_step, merge_context, set_state and
+    add_timeline called one after the other do (two stores side by side)."""
+    views = []
+    for combined in (False, True):
+        store = await open_store()
+        [out] = await store.ingest([firing(f"{int(combined):016x}", key=f"k{combined}")],
+                                   NOW)
+        inc = out.incident_ids[0]
+        assert await store.acquire_target(f"T{combined}", inc) is None
+        rec = StepRecord(index=1, name="scale", action="kubernetes.scale",
+                         status=StepStatus.INTENT, intent={"action": "x", "mutates": True})
+        notes = [TimelineEntry(at=NOW, kind="step", message="one", data={"k": [1]}),
+                 TimelineEntry(at=NOW + timedelta(seconds=1), kind="state", message="two")]
+        await store.merge_context(inc, {"keep": 1, "over": 1}, NOW)
+        later = NOW + timedelta(seconds=5)
+        if combined:
+            await store.journal(inc, later, step=("ladder", rec), context={"over": 2},
+                                state=IncidentState.RESOLVED, summary="gone", timeline=notes)
+            await store.journal(inc, later, timeline=notes[:1])
+        else:
+            await store.save_step(inc, "ladder", rec, later)
+            await store.merge_context(inc, {"over": 2}, later)
+            await store.set_state(inc, IncidentState.RESOLVED, later, summary="gone")
+            for note in [*notes, notes[0]]:
+                await store.add_timeline(inc, note)
+        view = await store.get_incident(inc)
+        assert view is not None
+        views.append(view.model_dump(exclude={"id", "key", "alerts"}))
+        # a closing state dropped the incident's target lock, as set_state does
+        assert await store.acquire_target(f"T{combined}", "other") is None
+        assert await store.runs_since(view.key, NOW) == 1           # intent_at was written
+    separate, journaled = views
+    assert journaled == separate
+    assert journaled["context"] == {"keep": 1, "over": 2}
+    assert journaled["updated_at"] == NOW + timedelta(seconds=5)
+    assert journaled["closed_at"] == NOW + timedelta(seconds=5)
+    assert [t["message"] for t in journaled["timeline"]] == ["one", "two", "one"]
+
+
+async def test_journal_is_all_or_nothing(store: Store) -> None:
+    [out] = await store.ingest([firing()], NOW)
+    inc = out.incident_ids[0]
+    rec = StepRecord(index=0, name="restart", action="kubernetes.restart",
+                     status=StepStatus.INTENT, intent={"action": "x"})
+    broken = TimelineEntry.model_construct(at=None, kind="step", message="no time", data={})
+    with pytest.raises(Exception, match=r"(?i)not[ -]null"):    # the database's own error
+        await store.journal(inc, NOW, step=("ladder", rec), context={"a": 1},
+                            state=IncidentState.ESCALATED, summary="s",
+                            timeline=[TimelineEntry(at=NOW, kind="step", message="ok"), broken])
+    view = await store.get_incident(inc)
+    assert view is not None
+    assert (view.state, view.steps, view.timeline, view.context, view.summary) == (
+        IncidentState.OPEN, [], [], {}, "")
+    await store.journal(inc, NOW, state=IncidentState.REMEDIATING)     # the store still works
+    assert (await store.get_incident(inc)).state == IncidentState.REMEDIATING  # type: ignore[union-attr]
+
+
 async def test_active_incidents_include_escalated(store: Store) -> None:
     ids = []
     for n, state in enumerate([IncidentState.OPEN, IncidentState.REMEDIATING,

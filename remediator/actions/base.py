@@ -14,14 +14,14 @@ Both raise only ``TemporaryError`` / ``PermanentError``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from remediator.clock import Clock
-from remediator.model.incident import TargetRef
+from remediator.model.incident import IncidentView, TargetRef
 
 
 class Params(BaseModel):
@@ -48,6 +48,46 @@ class ActionResult(BaseModel):
     details: dict[str, Any] = Field(default_factory=dict)
 
 
+class IncidentSnapshot(Mapping[str, Any]):
+    """``ctx.incident`` as the engine passes it: reads exactly like
+    ``view.model_dump(mode="json")``, but each field is dumped on first use only. Most
+    actions never look at it, and dumping a whole incident (alerts, steps, timeline) for
+    every action was a noticeable share of an incident's CPU. ``view`` is the snapshot
+    itself (read-only: the engine's copy)."""
+
+    __slots__ = ("_dumped", "view")
+
+    def __init__(self, view: IncidentView) -> None:
+        self.view = view
+        self._dumped: dict[str, Any] = {}
+
+    def __getitem__(self, key: str) -> Any:
+        try:
+            return self._dumped[key]
+        except KeyError:
+            if key not in IncidentView.model_fields:
+                raise
+        value = self.view.model_dump(mode="json", include={key})[key]
+        self._dumped[key] = value
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        return key in IncidentView.model_fields          # without dumping the field
+
+    def __iter__(self) -> Iterator[str]:
+        if len(self._dumped) < len(IncidentView.model_fields):
+            full = self.view.model_dump(mode="json")      # the rest at once
+            full.update(self._dumped)                      # keep what was handed out
+            self._dumped = full
+        return iter(self._dumped)
+
+    def __len__(self) -> int:
+        return len(IncidentView.model_fields)
+
+    def __repr__(self) -> str:
+        return f"IncidentSnapshot({self.view.id!r})"
+
+
 @dataclass
 class ActionContext:
     """Everything an action may use. Ports may be None when not configured: an action
@@ -66,7 +106,8 @@ class ActionContext:
     tickets: Any = None                        # remediator.notify ticket port
     chat: Any = None                           # remediator.notify chat port
     http: Any = None                           # an aiohttp.ClientSession
-    incident: Mapping[str, Any] = field(default_factory=dict)   # IncidentView as dict
+    # The IncidentView as ``model_dump(mode="json")`` (the engine passes an IncidentSnapshot)
+    incident: Mapping[str, Any] = field(default_factory=dict)
     sink_state: Any = None      # read-only: await sink_state(sink, key) -> str | None
 
 

@@ -3,7 +3,8 @@
 Two-phase like every action: ``plan`` is pure (no network, so dry-run and
 ``remediator dry-run`` work without Jira or Slack) and journals what will be
 done; ``apply`` does it, reading the incident snapshot in ``ctx.incident``
-(``IncidentView`` dumped with ``mode="json"``) for the latest state.
+(``IncidentView`` dumped with ``mode="json"``; from the engine an ``IncidentSnapshot``,
+whose view is used as is) for the latest state.
 
 ``jira.incident`` opens exactly one ticket per incident key. It is found again by
 a label derived from the key (``remediator-<sha1 prefix>``), looked up — first
@@ -29,7 +30,7 @@ from typing import Any, ClassVar
 
 from pydantic import ValidationError
 
-from remediator.actions.base import ActionContext, ActionResult, Intent
+from remediator.actions.base import ActionContext, ActionResult, IncidentSnapshot, Intent
 from remediator.actions.params import JiraIncidentParams, SlackNotifyParams, SlackPageParams
 from remediator.adapters.jira import JiraTickets, Ticket, clean_label, clean_summary
 from remediator.adapters.slack import PostedMessage, SlackChat
@@ -48,7 +49,10 @@ def incident_label(incident_key: str) -> str:
 
 
 def incident_view(ctx: ActionContext) -> IncidentView:
-    """The incident snapshot from ``ctx.incident``, or one built from the context's fields."""
+    """The incident snapshot from ``ctx.incident``, or one built from the context's fields.
+    Read-only: from the engine, it is the view ``ctx.incident`` was taken from."""
+    if isinstance(ctx.incident, IncidentSnapshot):
+        return ctx.incident.view            # no dump and validation back again
     now = ctx.clock.now()
     base: dict[str, Any] = {
         "id": ctx.incident_id, "key": ctx.incident_key, "playbook": ctx.playbook,

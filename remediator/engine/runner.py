@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pydantic import ValidationError
 
 from remediator.actions import registry
-from remediator.actions.base import ActionContext, Intent
+from remediator.actions.base import ActionContext, IncidentSnapshot, Intent
 from remediator.engine.routing import template_context
 from remediator.errors import ActionError, PermanentError, TemplateError, TemporaryError
 from remediator.model.incident import (
@@ -65,13 +65,21 @@ class IncidentRun:
         self.view: IncidentView
         self.pb: Playbook
         self.acted = False
+        self.lock_released = False      # a closing state was written: the store dropped it
 
     # --- helpers ---------------------------------------------------------------
 
+    def entry(self, kind: str, message: str, **data: Any) -> TimelineEntry:
+        return TimelineEntry(at=self.clock.now(), kind=kind, message=message, data=data)
+
+    def logged(self, entry: TimelineEntry) -> None:
+        """Log a timeline entry (once it is written)."""
+        log.info(entry.message, extra={"incident": self.id, "kind": entry.kind})
+
     async def note(self, kind: str, message: str, **data: Any) -> None:
-        await self.store.add_timeline(self.id, TimelineEntry(
-            at=self.clock.now(), kind=kind, message=message, data=data))
-        log.info(message, extra={"incident": self.id, "kind": kind})
+        entry = self.entry(kind, message, **data)
+        await self.store.add_timeline(self.id, entry)
+        self.logged(entry)
 
     async def firing(self) -> int:
         return await self.store.firing_alert_count(self.id)
@@ -99,20 +107,40 @@ class IncidentRun:
         if self.engine.lost(self.id):
             raise Stop("another replica took the incident over")
 
-    async def set_state(self, state: IncidentState, summary: str | None = None) -> None:
+    async def set_state(self, state: IncidentState, summary: str | None = None, *,
+                        context: dict[str, Any] | None = None) -> None:
+        """Write the state and its timeline note in one write; ``context`` is merged into
+        the incident's context in that same write, before the state."""
         if self.view.state == state and summary is None:
+            if context is not None:
+                await self.store.merge_context(self.id, context, self.clock.now())
             return
         self.view.state = state
-        await self.store.set_state(self.id, state, self.clock.now(), summary=summary)
-        await self.note("state", f"incident {state.value}" + (f": {summary}" if summary else ""))
+        now = self.clock.now()
+        entry = self.entry("state", f"incident {state.value}" + (f": {summary}" if summary
+                                                                  else ""))
+        await self.store.journal(self.id, now, context=context, state=state, summary=summary,
+                                 timeline=(entry,))
+        if not state.active:
+            self.lock_released = True
+        self.logged(entry)
         kind = EventKind.CLOSED if state in (IncidentState.RECOVERED,
                                              IncidentState.RESOLVED) else EventKind.STATE
         if state == IncidentState.ESCALATED:
             kind = EventKind.ESCALATED
         await self.engine.notifications.emit(kind, self.id, message=summary or "")
 
-    async def save(self, phase: str, rec: StepRecord) -> None:
-        await self.store.save_step(self.id, phase, rec, self.clock.now())
+    async def save(self, phase: str, rec: StepRecord, kind: str | None = None,
+                   message: str = "", **data: Any) -> None:
+        """Journal the step record; with ``kind``, its timeline note too, in the same write
+        (what ``note`` would add)."""
+        now = self.clock.now()
+        if kind is None:
+            await self.store.save_step(self.id, phase, rec, now)
+            return
+        entry = self.entry(kind, message, **data)
+        await self.store.journal(self.id, now, step=(phase, rec), timeline=(entry,))
+        self.logged(entry)
 
     def template_context(self) -> dict[str, Any]:
         alert = self.view.alerts[0] if self.view.alerts else {}
@@ -128,7 +156,7 @@ class IncidentRun:
             incident_id=self.id, incident_key=self.view.key, playbook=self.view.playbook,
             step=step_name, target=self.view.target, alerts=alerts,
             clock=self.clock, cluster=ports.cluster, tickets=ports.tickets, chat=ports.chat,
-            http=ports.http, incident=self.view.model_dump(mode="json"),
+            http=ports.http, incident=IncidentSnapshot(self.view),     # dumped only if read
             sink_state=lambda sink, key: self.store.sink_get(self.id, f"{sink}:{key}"))
 
     async def with_retries(self, what: str, retries: int, fn: Callable[[], Awaitable[T]],
@@ -173,7 +201,8 @@ class IncidentRun:
                          or (s.status == StepStatus.FAILED and s.intent is not None)
                          for s in view.steps)
         try:
-            if await self.firing() == 0:
+            # the view was just read with its alerts: no second read for the firing count
+            if not any(a.get("status") == "firing" for a in view.alerts):
                 await self.close_resolved()
                 return
             if view.state == IncidentState.ESCALATED:
@@ -190,7 +219,8 @@ class IncidentRun:
         except Stop:
             return
         finally:
-            if self.view.target is not None and not self.view.state.active:
+            if (self.view.target is not None and not self.view.state.active
+                    and not self.lock_released):
                 await self.store.release_target(str(self.view.target), self.id)
 
     async def close_resolved(self) -> None:
@@ -266,9 +296,8 @@ class IncidentRun:
             if refusal is not None:
                 guard, reason, escalate_now = refusal
                 rec.status, rec.error, rec.finished_at = StepStatus.SKIPPED, reason, now
-                await self.save("ladder", rec)
-                await self.note("guard", f"step {step.name!r} refused by {guard}: {reason}",
-                                guard=guard)
+                await self.save("ladder", rec, "guard",
+                                f"step {step.name!r} refused by {guard}: {reason}", guard=guard)
                 self.engine.metrics.guard_refusals.labels(guard).inc()
                 self.engine.metrics.actions.labels(step.action, "refused").inc()
                 await self.engine.notifications.emit(EventKind.STEP, self.id, step=rec)
@@ -296,9 +325,10 @@ class IncidentRun:
             rec.intent = {**intent.model_dump(), "mutates": spec.mutates_cluster and not dry_run
                           and not intent.noop}
             rec.status = StepStatus.INTENT
-            await self.save("ladder", rec)
-            await self.note("step", f"step {step.name!r}: {'would ' if dry_run else ''}"
-                                    f"{intent.description}", step=step.name, intent=rec.intent)
+            # the intent is durable before any API call (the note is in the same write)
+            await self.save("ladder", rec, "step", f"step {step.name!r}: "
+                            f"{'would ' if dry_run else ''}{intent.description}",
+                            step=step.name, intent=rec.intent)
             await self.engine.notifications.emit(EventKind.STEP, self.id, step=rec)
         if rec.status == StepStatus.INTENT:
             assert rec.intent is not None
@@ -331,8 +361,8 @@ class IncidentRun:
             started = rec.started_at or now
             self.engine.metrics.step_duration.labels(step.action).observe(
                 (self.clock.now() - started).total_seconds())
-            await self.save("ladder", rec)
-            await self.note("step", f"step {step.name!r}: {rec.result}", step=step.name)
+            await self.save("ladder", rec, "step", f"step {step.name!r}: {rec.result}",
+                            step=step.name)
         if step.verify is None:
             if rec.status != StepStatus.DRY_RUN:
                 rec.status = StepStatus.SUCCEEDED
@@ -369,8 +399,8 @@ class IncidentRun:
         rec.verify, rec.finished_at = verdict.summary, self.clock.now()
         if not dry_run:
             rec.status = StepStatus.SUCCEEDED if verdict.held else StepStatus.FAILED
-        await self.save("ladder", rec)
-        await self.note("verify", f"step {step.name!r} verification: {verdict.summary}",
+        await self.save("ladder", rec, "verify",
+                        f"step {step.name!r} verification: {verdict.summary}",
                         step=step.name, held=verdict.held)
         await self.engine.notifications.emit(EventKind.STEP, self.id, step=rec)
         if verdict.resolved:
@@ -379,8 +409,8 @@ class IncidentRun:
 
     async def step_failed(self, step: Step, rec: StepRecord, reason: str) -> str:
         rec.status, rec.error, rec.finished_at = StepStatus.FAILED, reason, self.clock.now()
-        await self.save("ladder", rec)
-        await self.note("step", f"step {step.name!r} failed: {reason}", step=step.name)
+        await self.save("ladder", rec, "step", f"step {step.name!r} failed: {reason}",
+                        step=step.name)
         await self.engine.notifications.emit(EventKind.STEP, self.id, step=rec)
         return "next"
 
@@ -389,12 +419,12 @@ class IncidentRun:
     async def escalate(self, reason: str, *, guard: str = "exhausted",
                        run_actions: bool = True) -> None:
         self.engine.metrics.escalations.labels(self.view.playbook, guard).inc()
-        # Journaled before the state: a run cut after this point finishes the escalation
-        # actions on the next start instead of leaving an escalated incident unpaged.
+        # Journaled with the state, in the same write (never the state without the mark):
+        # a run cut after it finishes the escalation actions on the next start instead of
+        # leaving an escalated incident unpaged.
         mark = {"escalation": "pending" if run_actions else "suppressed"}
-        await self.store.merge_context(self.id, mark, self.clock.now())
         self.view.context.update(mark)
-        await self.set_state(IncidentState.ESCALATED, reason)
+        await self.set_state(IncidentState.ESCALATED, reason, context=mark)
         if not run_actions:
             await self.note("escalate", "escalation actions suppressed: automation is paused "
                                         "and the storm was already escalated once")
@@ -406,8 +436,11 @@ class IncidentRun:
         pb = self.engine.playbooks.get(self.view.playbook)
         if pb is None:
             return
-        done = {s.index: s for s in (await self.store.get_incident(self.id) or self.view).steps
+        fresh = await self.store.get_incident(self.id)
+        done = {s.index: s for s in (fresh or self.view).steps
                 if s.action.startswith("escalate:")}
+        if done:
+            fresh = None    # its records are updated in place below: the actions read anew
         cfg = self.engine.config
         # First every action gets a few quick tries, so that the page goes out even while
         # Jira is down; then those that met only temporary errors keep trying, for up to
@@ -418,8 +451,11 @@ class IncidentRun:
                                                 action=f"escalate:{esc.action}")
             if rec.status in _DONE or rec.status == StepStatus.DRY_RUN:
                 continue
-            if not await self._escalate_one(esc, rec, retries=cfg.escalation_retries):
+            # the first action to run gets the view just read (nothing was written since)
+            if not await self._escalate_one(esc, rec, retries=cfg.escalation_retries,
+                                            fresh=fresh):
                 later.append((esc, rec))
+            fresh = None
         until = self.clock.now() + timedelta(seconds=cfg.escalation_retry_for)
         for esc, rec in later:
             await self._escalate_one(esc, rec, retries=0, until=until)
@@ -427,9 +463,11 @@ class IncidentRun:
         self.view.context["escalation"] = "done"
 
     async def _escalate_one(self, esc: Escalation, rec: StepRecord, *, retries: int,
-                            until: datetime | None = None) -> bool:
+                            until: datetime | None = None,
+                            fresh: IncidentView | None = None) -> bool:
         """Run one escalation action. False when it met only temporary errors and its
-        retries ran out (it may be tried again later); True when it is settled."""
+        retries ran out (it may be tried again later); True when it is settled. The action
+        sees the incident as stored now: ``fresh`` if given, else read again."""
         dry_run = self.view.dry_run or self.engine.config.dry_run
         rec.started_at = rec.started_at or self.clock.now()
         spec = registry.get(esc.action)
@@ -438,8 +476,8 @@ class IncidentRun:
             params = spec.params.model_validate(raw)
             action = registry.implementation(esc.action)
             ctx = self.action_context(rec.name)
-            self.view = await self.store.get_incident(self.id) or self.view
-            ctx.incident = self.view.model_dump(mode="json")
+            self.view = fresh or await self.store.get_incident(self.id) or self.view
+            ctx.incident = IncidentSnapshot(self.view)
             intent = await self.with_retries(f"{esc.action} (plan)", retries,
                                              lambda: action.plan(ctx, params), until=until)
             rec.intent = {**intent.model_dump(), "mutates": False}
@@ -448,7 +486,7 @@ class IncidentRun:
                     f"dry-run: would {intent.description}"
             else:
                 rec.status = StepStatus.INTENT
-                await self.store.save_step(self.id, "escalate", rec, self.clock.now())
+                await self.save("escalate", rec)
                 result = await self.with_retries(esc.action, retries,
                                                  lambda: action.apply(ctx, intent), rec,
                                                  until=until)
@@ -461,8 +499,7 @@ class IncidentRun:
         except RetriesExhausted as exc:
             if until is None:
                 rec.error = f"{_reason(exc)}; trying again for a while"
-                await self.store.save_step(self.id, "escalate", rec, self.clock.now())
-                await self.note("escalate", f"{esc.action}: {rec.error}")
+                await self.save("escalate", rec, "escalate", f"{esc.action}: {rec.error}")
                 return False
             rec.status, rec.error = StepStatus.FAILED, _reason(exc)
             self.engine.metrics.actions.labels(esc.action, "temporary_error").inc()
@@ -472,8 +509,7 @@ class IncidentRun:
         if rec.status != StepStatus.FAILED:
             rec.error = None
         rec.finished_at = self.clock.now()
-        await self.store.save_step(self.id, "escalate", rec, self.clock.now())
-        await self.note("escalate", f"{esc.action}: {rec.result or rec.error}")
+        await self.save("escalate", rec, "escalate", f"{esc.action}: {rec.result or rec.error}")
         await self.engine.notifications.emit(EventKind.STEP, self.id, step=rec)
         return True
 

@@ -10,6 +10,7 @@ idempotency, row locks for claiming incidents).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -136,6 +137,18 @@ class Store(Protocol):
                         now: datetime) -> None: ...
 
     async def add_timeline(self, incident_id: str, entry: TimelineEntry) -> None: ...
+
+    async def journal(self, incident_id: str, now: datetime, *,
+                      step: tuple[str, StepRecord] | None = None,
+                      context: dict[str, Any] | None = None,
+                      state: IncidentState | None = None, summary: str | None = None,
+                      timeline: Sequence[TimelineEntry] = ()) -> None:
+        """Several journal writes in one transaction (all or nothing), in this order:
+        ``save_step(incident_id, *step, now)``, ``merge_context(incident_id, context, now)``,
+        ``set_state(incident_id, state, now, summary=summary)``, then ``add_timeline`` of
+        each entry; each part as the method of that name does it. An incident run makes
+        one write of a change and its timeline note instead of two."""
+        ...
 
     async def list_alerts(self, *, outcome: str | None = None,
                           limit: int = 100) -> list[dict[str, Any]]: ...

@@ -25,7 +25,7 @@ import functools
 import json
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -340,6 +340,45 @@ class PostgresStore:
             incident_id, entry.at, entry.kind, entry.message,
             json.dumps(entry.data, default=str))
 
+    async def journal(self, incident_id: str, now: datetime, *,
+                      step: tuple[str, StepRecord] | None = None,
+                      context: dict[str, Any] | None = None,
+                      state: IncidentState | None = None, summary: str | None = None,
+                      timeline: Sequence[TimelineEntry] = ()) -> None:
+        step_args: tuple[Any, ...] | None = None
+        if step is not None:
+            phase, rec = step
+            step_args = (incident_id, phase, rec.index, rec.status.value, rec.model_dump_json(),
+                         bool(rec.intent and rec.intent.get("mutates")),
+                         now if rec.intent else None, now)
+        closed = (None if state is None or state.active or state == IncidentState.ESCALATED
+                  else now)
+        entries = [(incident_id, e.at, e.kind, e.message, json.dumps(e.data, default=str))
+                   for e in timeline]
+
+        async def run(c: Conn) -> None:
+            # what save_step, merge_context, set_state and add_timeline do, in that order
+            if step_args is not None:
+                await c.execute(_SAVE_STEP_SQL, *step_args)
+            if context is not None:
+                await c.execute("UPDATE incidents SET context = context || $2::jsonb, "
+                                "updated_at=$3 WHERE id=$1", incident_id,
+                                json.dumps(context, default=str), now)
+            if state is not None:
+                await c.execute("UPDATE incidents SET state=$1, updated_at=$2, "
+                                "closed_at=COALESCE($3, closed_at), summary=COALESCE($4, summary) "
+                                "WHERE id=$5", state.value, now, closed, summary, incident_id)
+                if not state.active:
+                    await c.execute("DELETE FROM target_locks WHERE incident_id=$1",
+                                    incident_id)
+            elif step_args is not None and context is None:
+                await c.execute("UPDATE incidents SET updated_at=$1 WHERE id=$2", now,
+                                incident_id)
+            if entries:
+                await c.executemany("INSERT INTO timeline(incident_id, at, kind, message, data) "
+                                    "VALUES ($1,$2,$3,$4,$5)", entries)
+        await self._tx(run)
+
     async def list_alerts(self, *, outcome: str | None = None,
                           limit: int = 100) -> list[dict[str, Any]]:
         if outcome:
@@ -466,6 +505,13 @@ class PostgresStore:
             "UPDATE approvals SET decision=$1, decided_by=$2, decided_at=$3 "
             "WHERE id=$4 AND decision IS NULL RETURNING id", decision, by, at, approval_id)
         return got is not None
+
+
+_SAVE_STEP_SQL = (
+    "INSERT INTO steps(incident_id, phase, idx, status, record, mutating, intent_at, "
+    "updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8) ON CONFLICT (incident_id, phase, idx) DO "
+    "UPDATE SET status=excluded.status, record=excluded.record, mutating=excluded.mutating, "
+    "intent_at=COALESCE(steps.intent_at, excluded.intent_at), updated_at=excluded.updated_at")
 
 
 def _incident(row: Any) -> IncidentView:

@@ -18,7 +18,7 @@ import json
 import sqlite3
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -421,6 +421,47 @@ class SqliteStore:
             (incident_id, _ts(entry.at), entry.kind, entry.message,
              json.dumps(entry.data, default=str))))
 
+    async def journal(self, incident_id: str, now: datetime, *,
+                      step: tuple[str, StepRecord] | None = None,
+                      context: dict[str, Any] | None = None,
+                      state: IncidentState | None = None, summary: str | None = None,
+                      timeline: Sequence[TimelineEntry] = ()) -> None:
+        now_ts = _ts(now)
+        step_args = None
+        if step is not None:
+            phase, rec = step
+            step_args = (incident_id, phase, rec.index, rec.status.value, rec.model_dump_json(),
+                         int(bool(rec.intent and rec.intent.get("mutates"))),
+                         now_ts if rec.intent else None, now_ts)
+        closed = (None if state is None or state.active or state == IncidentState.ESCALATED
+                  else now_ts)
+        entries = [(incident_id, _ts(e.at), e.kind, e.message, _JSON.encode(e.data))
+                   for e in timeline]
+
+        def run(c: sqlite3.Connection) -> None:
+            # what save_step, merge_context, set_state and add_timeline do, in that order
+            if step_args is not None:
+                c.execute(_SAVE_STEP_SQL, step_args)
+            if context is not None:
+                row = c.execute("SELECT context FROM incidents WHERE id=?",
+                                (incident_id,)).fetchone()
+                merged = json.loads(row[0]) if row else {}
+                merged.update(context)
+                c.execute("UPDATE incidents SET context=?, updated_at=? WHERE id=?",
+                          (json.dumps(merged, default=str), now_ts, incident_id))
+            if state is not None:
+                c.execute("UPDATE incidents SET state=?, updated_at=?, "
+                          "closed_at=COALESCE(?, closed_at), summary=COALESCE(?, summary) "
+                          "WHERE id=?", (state.value, now_ts, closed, summary, incident_id))
+                if not state.active:
+                    c.execute("DELETE FROM target_locks WHERE incident_id=?", (incident_id,))
+            elif step_args is not None and context is None:
+                c.execute("UPDATE incidents SET updated_at=? WHERE id=?", (now_ts, incident_id))
+            if entries:
+                c.executemany("INSERT INTO timeline(incident_id, at, kind, message, data) "
+                              "VALUES (?,?,?,?,?)", entries)
+        await self._write(run)
+
     async def list_alerts(self, *, outcome: str | None = None,
                           limit: int = 100) -> list[dict[str, Any]]:
         def run(c: sqlite3.Connection) -> list[dict[str, Any]]:
@@ -569,6 +610,14 @@ class SqliteStore:
                             (decision, by, _ts(at), approval_id))
             return cur.rowcount == 1
         return await self._write(run)
+
+
+_JSON = json.JSONEncoder(default=str)      # json.dumps(..., default=str), built once
+_SAVE_STEP_SQL = (
+    "INSERT INTO steps(incident_id, phase, idx, status, record, mutating, intent_at, "
+    "updated_at) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(incident_id, phase, idx) DO UPDATE SET "
+    "status=excluded.status, record=excluded.record, mutating=excluded.mutating, "
+    "intent_at=COALESCE(steps.intent_at, excluded.intent_at), updated_at=excluded.updated_at")
 
 
 _ATTACH_SQL = (

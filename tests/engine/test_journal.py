@@ -1,0 +1,148 @@
+"""What an incident run writes, logs and hands to actions: the journal of the storm's
+common path (every step fails to plan on a missing Deployment, then escalation) is
+exact, each change goes to the store with its timeline note in one write, and the
+intent of a step is durable, note included, before its API call."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from remediator.actions import registry
+from remediator.actions.base import ActionContext, ActionResult, IncidentSnapshot, Intent
+from remediator.engine.core import EngineConfig
+from remediator.model.incident import IncidentState, IncidentView, StepStatus
+
+from .rig import Rig, alert
+
+MISSING = """
+apiVersion: remediator/v1
+kind: Playbook
+metadata: {name: missing}
+spec:
+  match: ['alertname="HighErrorRate"']
+  target: {kind: Deployment, namespace: "{{ labels.namespace }}",
+           name: "{{ labels.deployment }}"}
+  steps:
+    - name: restart
+      action: kubernetes.restart
+      with: {reason: "HighErrorRate {{ labels.deployment }}"}
+      verify: {alert_resolved: true, timeout: 1m}
+    - name: scale out
+      action: kubernetes.scale
+      with: {factor: 2, max_replicas: 20}
+      verify: {alert_resolved: true, timeout: 1m}
+    - name: roll back
+      action: kubernetes.rollback
+      with: {revision: previous}
+      verify: {alert_resolved: true, timeout: 1m}
+  escalate:
+    - action: jira.incident
+      with: {project: OPS, summary: "errors on {{ labels.deployment }}"}
+    - action: slack.page
+      with: {channel: "#oncall", mention: "@oncall"}
+"""
+
+WRITES = ("journal", "save_step", "add_timeline", "set_state", "merge_context",
+          "acquire_target", "release_target", "claim", "release")
+
+
+def count_calls(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    calls: Counter[str] = Counter()
+    for name in (*WRITES, "get_incident", "firing_alert_count"):
+        method = getattr(rig.store, name)
+
+        def counted(*args: Any, _name: str = name, _method: Any = method,
+                    **kwargs: Any) -> Any:
+            calls[_name] += 1
+            return _method(*args, **kwargs)
+        monkeypatch.setattr(rig.store, name, counted)
+    return calls
+
+
+async def test_missing_target_path_journal_logs_and_store_traffic(
+        rig: Rig, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    await rig.start(MISSING, EngineConfig(dry_run=True, retry_base=5.0))
+    calls = count_calls(rig, monkeypatch)
+    dumps = Counter[str]()
+    real_dump = IncidentView.model_dump
+
+    def counting_dump(self: IncidentView, *args: Any, **kwargs: Any) -> Any:
+        dumps["view"] += 1
+        return real_dump(self, *args, **kwargs)
+    monkeypatch.setattr(IncidentView, "model_dump", counting_dump)
+    caplog.set_level(logging.INFO, "remediator.engine")
+    await rig.post([alert(deployment="gone")])
+    await rig.settle()
+    monkeypatch.undo()
+    inc = await rig.only_incident()
+
+    assert inc.state == IncidentState.ESCALATED
+    assert inc.context == {"escalation": "done"}
+    assert [(s.name, s.status) for s in inc.steps] == [
+        ("restart", StepStatus.FAILED), ("scale out", StepStatus.FAILED),
+        ("roll back", StepStatus.FAILED), ("escalate 1", StepStatus.DRY_RUN),
+        ("escalate 2", StepStatus.DRY_RUN)]
+    # (the adapter words its errors; the journal carries them as they are)
+    errors = [s.error or "" for s in inc.steps[:3]]
+    assert all(e.startswith("could not plan: ") and "404" in e and '"gone"' in e
+               for e in errors), errors
+    jira, page = (s.intent for s in inc.steps[3:])
+    assert jira is not None
+    assert page is not None
+    assert jira["args"]["summary"] == "errors on gone"
+    assert [(e.kind, e.message) for e in inc.timeline] == [
+        ("state", "incident remediating"),
+        ("step", f"step 'restart' failed: {errors[0]}"),
+        ("step", f"step 'scale out' failed: {errors[1]}"),
+        ("step", f"step 'roll back' failed: {errors[2]}"),
+        ("state", "incident escalated: every step was tried and the alert is still firing"),
+        ("escalate", f"jira.incident: dry-run: would {jira['description']}"),
+        ("escalate", "slack.page: dry-run: would page @oncall in #oncall")]
+    assert [e.data for e in inc.timeline[1:4]] == [
+        {"step": "restart"}, {"step": "scale out"}, {"step": "roll back"}]
+    # every timeline entry is logged once, after it was written, with its extras
+    logged = [(getattr(r, "kind", None), r.getMessage()) for r in caplog.records
+              if r.name == "remediator.engine" and getattr(r, "incident", None) == inc.id]
+    assert logged == [(e.kind, e.message) for e in inc.timeline]
+
+    # Each change and its note went to the store together: 7 writes for 7 notes, no
+    # write of a note alone; reads only where something may have changed.
+    assert calls["journal"] == 7
+    assert calls["add_timeline"] == calls["save_step"] == calls["set_state"] == 0
+    assert sum(calls[w] for w in WRITES) <= 11, calls
+    assert calls["get_incident"] == 3, calls           # the run, escalation, 2nd action
+    # no action read ctx.incident on this path: the incident was never dumped
+    assert dumps["view"] == 0
+
+
+async def test_intent_and_its_note_are_durable_before_the_api_call(
+        rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    await rig.start(MISSING)
+    restart = registry.implementation("kubernetes.restart")
+    real_apply = restart.apply
+    seen: list[tuple[Any, ...]] = []
+
+    async def apply(ctx: ActionContext, intent: Intent) -> ActionResult:
+        view = await rig.store.get_incident(ctx.incident_id)
+        assert view is not None
+        step = view.steps[0]
+        seen.append((step.status, step.intent and step.intent["description"],
+                     view.timeline[-1].kind, view.timeline[-1].message,
+                     isinstance(ctx.incident, IncidentSnapshot) and ctx.incident["id"]
+                     == view.id and dict(ctx.incident) == ctx.incident.view.model_dump(
+                         mode="json")))
+        return await real_apply(ctx, intent)
+    monkeypatch.setattr(restart, "apply", apply)
+    await rig.post([alert()])                 # prod/api exists: the restart is applied
+    await rig.settle()
+    monkeypatch.undo()
+    [(status, description, kind, message, snapshot)] = seen
+    assert status == StepStatus.INTENT
+    assert kind == "step"
+    assert message == f"step 'restart': {description}"
+    assert snapshot
+    assert len(rig.writes("deployments/api")) >= 1
