@@ -530,3 +530,33 @@ async def test_approvals_are_single_use(store: Store) -> None:
     assert decided.decided_at == NOW
     assert not await store.decide_approval("apr-1", "approved", "carol", NOW)
     assert await store.get_approval("nope") is None
+
+
+# --- SQLite: the write lock held by another process ----------------------------------
+
+async def test_sqlite_waits_for_a_lock_held_elsewhere_off_the_event_loop(
+        tmp_path: Path) -> None:
+    """If another process holds the write lock, the batch waits for it on the writer
+    thread (busy_timeout) and the event loop keeps serving meanwhile."""
+    import sqlite3
+
+    store = SqliteStore(tmp_path / "locked.db")
+    await store.open()
+    try:
+        other = sqlite3.connect(tmp_path / "locked.db", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")               # another process's write lock
+        ingest = asyncio.ensure_future(store.ingest([firing()], NOW))
+        ticks = 0
+        for _ in range(20):                            # the loop is not blocked meanwhile
+            await asyncio.sleep(0.01)
+            ticks += 1
+        assert not ingest.done()
+        other.execute("COMMIT")
+        other.close()
+        [out] = await asyncio.wait_for(ingest, 10)
+        assert ticks == 20
+        assert out.outcome == "new"
+        [again] = await store.ingest([firing()], NOW)  # and back on the fast path
+        assert again.outcome == "duplicate"
+    finally:
+        await store.close()
