@@ -28,12 +28,16 @@ import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
-
-import requests
-from jira import JIRA, JIRAError
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from remediator.errors import PermanentError, TemporaryError
+
+if TYPE_CHECKING:
+    from jira import JIRA, JIRAError
+
+# jira (and requests) are imported when a JiraTickets is made (at start-up, when Jira is
+# configured), not with this module: the actions import it, and without Jira it is never
+# needed.
 
 SUMMARY_LIMIT = 255
 LABEL_LIMIT = 255
@@ -84,6 +88,7 @@ class JiraTickets:
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
             weakref.WeakValueDictionary())
         self._known: dict[str, str] = {}    # label → key: search indexes lag behind creates
+        import jira  # noqa: F401  (loaded now, not on the first ticket)
 
     async def close(self) -> None:
         """Close the client's HTTP session (a later call connects again)."""
@@ -200,6 +205,7 @@ class JiraTickets:
 
     # -- plumbing --------------------------------------------------------------------
     def _connect(self) -> JIRA:
+        from jira import JIRA
         with self._client_lock:
             if self._client is None:
                 self._client = JIRA(self.server, max_retries=self._max_retries,
@@ -208,6 +214,9 @@ class JiraTickets:
             return self._client
 
     async def _run(self, what: str, work: Callable[[JIRA], T]) -> T:
+        import requests
+        from jira import JIRAError
+
         def call() -> T:
             return work(self._connect())
 

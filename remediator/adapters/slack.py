@@ -23,18 +23,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
-from slack_sdk.errors import SlackApiError, SlackClientError
-from slack_sdk.http_retry.builtin_async_handlers import (
-    AsyncConnectionErrorRetryHandler,
-    AsyncRateLimitErrorRetryHandler,
-)
-from slack_sdk.http_retry.builtin_interval_calculators import FixedValueRetryIntervalCalculator
-from slack_sdk.web.async_client import AsyncWebClient
 
 from remediator.errors import PermanentError, TemporaryError
+
+if TYPE_CHECKING:
+    from slack_sdk.errors import SlackApiError
+    from slack_sdk.web.async_client import AsyncWebClient
+
+# slack_sdk is imported when a SlackChat is made (at start-up, when Slack is configured),
+# not with this module: the actions import it, and without Slack it is never needed.
 
 _TEMPORARY_CODES = frozenset({
     "ratelimited", "rate_limited", "internal_error", "fatal_error", "service_unavailable",
@@ -74,8 +74,17 @@ class SlackChat:
         self._rate_limit_retries = rate_limit_retries
         self._client: AsyncWebClient | None = None
         self._threads: dict[str, PostedMessage] = {}
+        import slack_sdk.web.async_client  # noqa: F401  (loaded now, not on the first page)
 
     def _web(self) -> AsyncWebClient:
+        from slack_sdk.http_retry.builtin_async_handlers import (
+            AsyncConnectionErrorRetryHandler,
+            AsyncRateLimitErrorRetryHandler,
+        )
+        from slack_sdk.http_retry.builtin_interval_calculators import (
+            FixedValueRetryIntervalCalculator,
+        )
+        from slack_sdk.web.async_client import AsyncWebClient
         if self._client is None:
             if self._session is None:
                 self._session = aiohttp.ClientSession(
@@ -147,6 +156,7 @@ class SlackChat:
     async def _call(self, method: str, **kwargs: Any) -> dict[str, Any]:
         web = self._web()
         args = {k: v for k, v in kwargs.items() if v is not None}
+        from slack_sdk.errors import SlackApiError, SlackClientError
         try:
             if method == "auth.test":
                 response = await web.auth_test()
