@@ -156,7 +156,7 @@ class Daemon:
             retry_max=e.retry_max, call_timeout=e.call_timeout,
             lock_retry_interval=e.lock_retry_interval, lease=e.lease,
             escalation_retry_for=e.escalation_retry_for,
-            scan_interval=e.scan_interval)
+            scan_interval=e.scan_interval, intake_priority=e.intake_priority)
         self.engine = Engine(store=store, playbooks=playbooks, clock=self.clock, ports=ports,
                              config=config, metrics=Metrics(), sinks=sinks)
         token = read_secret(s.server.auth.token, s.server.auth.token_file, "the auth token")

@@ -79,6 +79,11 @@ class EngineSettings(Group):
     escalation_retry_for: Duration = Field(
         default=3600.0, description="How long an escalation action that met only temporary "
                                     "errors (Jira down) keeps trying.")
+    intake_priority: Duration = Field(
+        default=1.0, ge=0,
+        description="Incident runs give way to webhooks being received: before each "
+                    "journal write a run waits while the intake is busy, at most this long "
+                    "(0: never). In an alert storm alerts are acknowledged first.")
     lease: Duration = Field(default=30.0, gt=0,
                             description="Shared store: how long a replica's claim on an "
                                         "incident holds without renewal (renewed every third).")

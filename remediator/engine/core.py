@@ -10,11 +10,13 @@ finish within the grace period, and the journal says where each incident was.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from remediator.actions import registry
 from remediator.clock import Clock
 from remediator.engine.approvals import Approvals
 from remediator.engine.guards import Guards
@@ -48,6 +50,7 @@ class EngineConfig:
     escalation_retry_for: float = 3600.0   # …seconds the ones that met only temporary
                                            # errors keep trying (a Jira outage)
     lock_retry_interval: float = 10.0      # seconds between per-target lock attempts
+    intake_priority: float = 1.0           # real seconds a run step gives way to the intake
     # Several replicas on one (PostgreSQL) store: each incident is worked on by the replica
     # holding its lease; a replica that dies loses its leases and another one resumes.
     owner: str = field(default_factory=lambda: default_owner())
@@ -107,6 +110,9 @@ class Engine:
         self.playbook_list = list(playbooks)
         self.playbooks = {pb.name: pb for pb in playbooks}
         self.router = Router(self.playbook_list)
+        for pb in self.playbook_list:       # imported now, not by the first incident's run
+            for action in [s.action for s in pb.spec.steps] + [e.action for e in pb.spec.escalate]:
+                registry.implementation(action)
         self.notifications = Notifications(
             store, sinks, clock, self.metrics, owner=self.config.owner,
             shared=not getattr(store, "single_process", True), lease=self.config.lease)
@@ -125,6 +131,9 @@ class Engine:
         self._waiting = 0
         self._lost: set[str] = set()
         self._background: list[asyncio.Task[None]] = []
+        self._receiving = 0                 # webhooks being received (see give_way)
+        self._intake_idle = asyncio.Event()
+        self._intake_idle.set()
 
     @property
     def shared_store(self) -> bool:
@@ -150,6 +159,31 @@ class Engine:
             self.wake(incident_id)
         if resumed:
             log.info("resuming %d open incidents from the journal", len(resumed))
+
+    @contextlib.contextmanager
+    def receiving(self) -> Iterator[None]:
+        """Around the intake of one webhook: incident runs give way meanwhile."""
+        self._receiving += 1
+        self._intake_idle.clear()
+        try:
+            yield
+        finally:
+            self._receiving -= 1
+            if not self._receiving:
+                self._intake_idle.set()
+
+    async def give_way(self) -> None:
+        """Called by incident runs before each journal write (so at least once per step):
+        while webhooks are being received, wait for the intake to be idle, at most
+        ``intake_priority`` real seconds. In an alert storm the alerts are persisted,
+        deduplicated and acknowledged first (nothing is lost, Alertmanager does not time
+        out and retry) and the engine's CPU goes to the incidents in the gaps; at most that
+        long later a run goes on regardless."""
+        limit = self.config.intake_priority
+        if self._receiving and limit > 0:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(limit):
+                    await self._intake_idle.wait()
 
     def wake(self, incident_id: str) -> None:
         if self.stopping:

@@ -29,6 +29,10 @@ class Intake:
 
     async def receive(self, payload: WebhookPayload) -> dict[str, int]:
         """Persist and route every alert of ``payload``; returns counts by outcome."""
+        with self.engine.receiving():
+            return await self._receive(payload)
+
+    async def _receive(self, payload: WebhookPayload) -> dict[str, int]:
         engine = self.engine
         items: list[IngestItem] = []
         router, dry_run = engine.router, engine.config.dry_run

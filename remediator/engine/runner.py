@@ -78,6 +78,7 @@ class IncidentRun:
 
     async def note(self, kind: str, message: str, **data: Any) -> None:
         entry = self.entry(kind, message, **data)
+        await self.engine.give_way()
         await self.store.add_timeline(self.id, entry)
         self.logged(entry)
 
@@ -111,6 +112,7 @@ class IncidentRun:
                         context: dict[str, Any] | None = None) -> None:
         """Write the state and its timeline note in one write; ``context`` is merged into
         the incident's context in that same write, before the state."""
+        await self.engine.give_way()
         if self.view.state == state and summary is None:
             if context is not None:
                 await self.store.merge_context(self.id, context, self.clock.now())
@@ -134,6 +136,7 @@ class IncidentRun:
                    message: str = "", **data: Any) -> None:
         """Journal the step record; with ``kind``, its timeline note too, in the same write
         (what ``note`` would add)."""
+        await self.engine.give_way()
         now = self.clock.now()
         if kind is None:
             await self.store.save_step(self.id, phase, rec, now)
@@ -190,6 +193,7 @@ class IncidentRun:
     # --- the run ---------------------------------------------------------------
 
     async def run(self) -> None:
+        await self.engine.give_way()
         view = await self.store.get_incident(self.id)
         if view is None:
             return

@@ -1,0 +1,55 @@
+"""Incident runs give way to the intake: while a webhook is being received, a run waits
+before each journal write, at most ``intake_priority`` real seconds (0: never)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from remediator.clock import FakeClock
+from remediator.engine.core import Engine, EngineConfig
+from remediator.store.sqlite import SqliteStore
+
+
+async def engine(tmp_path: Path, priority: float) -> Engine:
+    store = SqliteStore(tmp_path / "s.db")
+    await store.open()
+    return Engine(store=store, playbooks=[], clock=FakeClock(),
+                  config=EngineConfig(intake_priority=priority))
+
+
+async def test_a_run_waits_while_a_webhook_is_received(tmp_path: Path) -> None:
+    e = await engine(tmp_path, priority=30.0)
+    await asyncio.wait_for(e.give_way(), 1)          # idle intake: no wait at all
+    with e.receiving():
+        with e.receiving():                           # two webhooks at once
+            waiting = asyncio.ensure_future(e.give_way())
+            await asyncio.sleep(0.02)
+            assert not waiting.done()
+        await asyncio.sleep(0.02)
+        assert not waiting.done()                     # one is still being received
+    await asyncio.wait_for(waiting, 1)                # the intake is idle: it goes on
+    await e.store.close()
+
+
+async def test_the_wait_is_bounded_and_can_be_turned_off(tmp_path: Path) -> None:
+    e = await engine(tmp_path, priority=0.05)
+    with e.receiving():
+        await asyncio.wait_for(e.give_way(), 1)       # gave way 50 ms, then went on
+    off = await engine(tmp_path, priority=0.0)
+    with off.receiving():
+        await asyncio.wait_for(off.give_way(), 0.01)  # 0: never waits
+    await e.store.close()
+    await off.store.close()
+
+
+async def test_a_failed_intake_still_ends_the_wait(tmp_path: Path) -> None:
+    e = await engine(tmp_path, priority=30.0)
+    try:
+        with e.receiving():
+            waiting = asyncio.ensure_future(e.give_way())
+            raise RuntimeError("store down")
+    except RuntimeError:
+        pass
+    await asyncio.wait_for(waiting, 1)
+    await e.store.close()
