@@ -560,3 +560,26 @@ async def test_sqlite_waits_for_a_lock_held_elsewhere_off_the_event_loop(
         assert again.outcome == "duplicate"
     finally:
         await store.close()
+
+
+async def test_sqlite_checkpoints_the_wal_in_the_background(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commits never run SQLite's automatic checkpoint (its copy and fsync would delay
+    every caller of that batch); a background task does it instead."""
+    from remediator.store import sqlite as sqlite_store
+
+    monkeypatch.setattr(sqlite_store, "CHECKPOINT_INTERVAL", 0.05)
+    store = SqliteStore(tmp_path / "wal.db")
+    await store.open()
+    try:
+        await asyncio.sleep(0.1)                      # the schema is checkpointed too
+        before = (tmp_path / "wal.db").stat().st_size
+        await store.ingest([firing(f"{i:016x}") for i in range(300)], NOW)
+        assert (tmp_path / "wal.db").stat().st_size == before     # only in the WAL yet
+        for _ in range(100):
+            await asyncio.sleep(0.02)
+            if (tmp_path / "wal.db").stat().st_size > before:
+                break
+        assert (tmp_path / "wal.db").stat().st_size > before
+    finally:
+        await store.close()

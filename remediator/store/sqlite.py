@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sqlite3
 import threading
 import uuid
@@ -57,6 +58,10 @@ def _dt(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
+CHECKPOINT_INTERVAL = 1.0      # seconds between background WAL checkpoints (if written)
+log = logging.getLogger("remediator.store")
+
+
 def new_incident_id() -> str:
     return "inc-" + uuid.uuid4().hex[:16]
 
@@ -71,6 +76,10 @@ class SqliteStore:
         self._ids = ids
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-w")
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-r")
+        # WAL checkpoints on their own connection and thread, off the commit path
+        self._checkpointer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-c")
+        self._checkpoints: asyncio.Task[None] | None = None
+        self._written = False               # commits since the last checkpoint
         self._local = threading.local()
         self._queue: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -88,6 +97,10 @@ class SqliteStore:
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA busy_timeout=30000")
+            # SQLite's automatic checkpoint runs inside the COMMIT that crosses 1,000 WAL
+            # pages: that commit (and every caller in its batch) waited for the copy into
+            # the database file and its fsync. Checkpoints run in the background instead.
+            conn.execute("PRAGMA wal_autocheckpoint=0")
             self._local.conn = conn
         return conn
 
@@ -106,9 +119,30 @@ class SqliteStore:
 
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._writer, lambda: migrate(self._connect()))
+        self._checkpoints = loop.create_task(self._checkpoint_loop())
+
+    async def _checkpoint_loop(self) -> None:
+        """Every CHECKPOINT_INTERVAL with commits since the last one, a PASSIVE checkpoint
+        (copies what no reader still needs, never waits for the writer) on a third
+        connection. The last connection to close checkpoints what is left."""
+        loop = asyncio.get_running_loop()
+        while not self._closed:
+            await asyncio.sleep(CHECKPOINT_INTERVAL)
+            if not self._written:
+                continue
+            self._written = False
+            try:
+                await loop.run_in_executor(
+                    self._checkpointer,
+                    lambda: self._connect().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall())
+            except sqlite3.Error as exc:       # busy or I/O: the next round tries again
+                log.warning("WAL checkpoint failed: %s", exc)
 
     async def close(self) -> None:
         self._closed = True
+        if self._checkpoints is not None:
+            self._checkpoints.cancel()
+            await asyncio.gather(self._checkpoints, return_exceptions=True)
         if self._flusher is not None:
             await asyncio.shield(self._flusher)
 
@@ -119,10 +153,12 @@ class SqliteStore:
                 self._local.conn = None
 
         loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._checkpointer, shut)
         await loop.run_in_executor(self._writer, shut)
         await loop.run_in_executor(self._reader, shut)
         self._writer.shutdown(wait=True)
         self._reader.shutdown(wait=True)
+        self._checkpointer.shutdown(wait=True)
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         loop = asyncio.get_running_loop()
@@ -151,6 +187,7 @@ class SqliteStore:
                         fut.set_exception(exc if isinstance(exc, Exception)
                                           else RuntimeError(str(exc)))
                 continue
+            self._written = True
             for (_, fut), (ok, value) in zip(batch, results, strict=True):
                 if fut.done():
                     continue
