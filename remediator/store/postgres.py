@@ -300,51 +300,40 @@ class PostgresStore:
             "SELECT count(*) FROM incident_alerts ia JOIN alerts a ON a.id = ia.alert_id "
             "WHERE ia.incident_id=$1 AND a.status='firing'", incident_id))
 
+    # set_state and save_step are journal() with one part; merge_context and add_timeline
+    # are single statements (no transaction round trips) with journal()'s SQL
+
     async def set_state(self, incident_id: str, state: IncidentState, now: datetime, *,
                         summary: str | None = None) -> None:
-        closed = None if state.active or state == IncidentState.ESCALATED else now
-
-        async def run(c: Conn) -> None:
-            await c.execute("UPDATE incidents SET state=$1, updated_at=$2, "
-                            "closed_at=COALESCE($3, closed_at), summary=COALESCE($4, summary) "
-                            "WHERE id=$5", state.value, now, closed, summary, incident_id)
-            if not state.active:
-                await c.execute("DELETE FROM target_locks WHERE incident_id=$1", incident_id)
-        await self._tx(run)
+        await self._journal(incident_id, now, state=state, summary=summary)
 
     async def merge_context(self, incident_id: str, patch: dict[str, Any],
                             now: datetime) -> None:
-        await self._execute("UPDATE incidents SET context = context || $2::jsonb, updated_at=$3 "
-                            "WHERE id=$1", incident_id, json.dumps(patch, default=str), now)
+        await self._execute(_MERGE_CONTEXT_SQL, incident_id, json.dumps(patch, default=str), now)
 
     async def save_step(self, incident_id: str, phase: str, step: StepRecord,
                         now: datetime) -> None:
-        mutating = bool(step.intent and step.intent.get("mutates"))
-
-        async def run(c: Conn) -> None:
-            await c.execute(
-                "INSERT INTO steps(incident_id, phase, idx, status, record, mutating, "
-                "intent_at, updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8) "
-                "ON CONFLICT (incident_id, phase, idx) DO UPDATE SET status=excluded.status, "
-                "record=excluded.record, mutating=excluded.mutating, "
-                "intent_at=COALESCE(steps.intent_at, excluded.intent_at), "
-                "updated_at=excluded.updated_at",
-                incident_id, phase, step.index, step.status.value, step.model_dump_json(),
-                mutating, now if step.intent else None, now)
-            await c.execute("UPDATE incidents SET updated_at=$1 WHERE id=$2", now, incident_id)
-        await self._tx(run)
+        await self._journal(incident_id, now, step=(phase, step))
 
     async def add_timeline(self, incident_id: str, entry: TimelineEntry) -> None:
-        await self._execute(
-            "INSERT INTO timeline(incident_id, at, kind, message, data) VALUES ($1,$2,$3,$4,$5)",
-            incident_id, entry.at, entry.kind, entry.message,
-            json.dumps(entry.data, default=str))
+        await self._execute(_TIMELINE_SQL, incident_id, entry.at, entry.kind, entry.message,
+                            json.dumps(entry.data, default=str))
 
     async def journal(self, incident_id: str, now: datetime, *,
                       step: tuple[str, StepRecord] | None = None,
                       context: dict[str, Any] | None = None,
                       state: IncidentState | None = None, summary: str | None = None,
                       timeline: Sequence[TimelineEntry] = ()) -> None:
+        await self._journal(incident_id, now, step=step, context=context, state=state,
+                            summary=summary, timeline=timeline)
+
+    async def _journal(self, incident_id: str, now: datetime, *,
+                       step: tuple[str, StepRecord] | None = None,
+                       context: dict[str, Any] | None = None,
+                       state: IncidentState | None = None, summary: str | None = None,
+                       timeline: Sequence[TimelineEntry] = ()) -> None:
+        """The one write behind journal, set_state, save_step and the others: the step,
+        the context patch, the state and the timeline entries given, in one transaction."""
         step_args: tuple[Any, ...] | None = None
         if step is not None:
             phase, rec = step
@@ -357,12 +346,11 @@ class PostgresStore:
                    for e in timeline]
 
         async def run(c: Conn) -> None:
-            # what save_step, merge_context, set_state and add_timeline do, in that order
+            # the step, the context, the state, then the timeline
             if step_args is not None:
                 await c.execute(_SAVE_STEP_SQL, *step_args)
             if context is not None:
-                await c.execute("UPDATE incidents SET context = context || $2::jsonb, "
-                                "updated_at=$3 WHERE id=$1", incident_id,
+                await c.execute(_MERGE_CONTEXT_SQL, incident_id,
                                 json.dumps(context, default=str), now)
             if state is not None:
                 await c.execute("UPDATE incidents SET state=$1, updated_at=$2, "
@@ -375,8 +363,7 @@ class PostgresStore:
                 await c.execute("UPDATE incidents SET updated_at=$1 WHERE id=$2", now,
                                 incident_id)
             if entries:
-                await c.executemany("INSERT INTO timeline(incident_id, at, kind, message, data) "
-                                    "VALUES ($1,$2,$3,$4,$5)", entries)
+                await c.executemany(_TIMELINE_SQL, entries)
         await self._tx(run)
 
     async def list_alerts(self, *, outcome: str | None = None,
@@ -507,6 +494,10 @@ class PostgresStore:
         return got is not None
 
 
+_MERGE_CONTEXT_SQL = ("UPDATE incidents SET context = context || $2::jsonb, updated_at=$3 "
+                      "WHERE id=$1")
+_TIMELINE_SQL = ("INSERT INTO timeline(incident_id, at, kind, message, data) "
+                 "VALUES ($1,$2,$3,$4,$5)")
 _SAVE_STEP_SQL = (
     "INSERT INTO steps(incident_id, phase, idx, status, record, mutating, intent_at, "
     "updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8) ON CONFLICT (incident_id, phase, idx) DO "

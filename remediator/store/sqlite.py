@@ -413,56 +413,38 @@ class SqliteStore:
             return int(row[0])
         return await self._read(run)
 
+    # set_state, merge_context, save_step and add_timeline are journal() with one part
+
     async def set_state(self, incident_id: str, state: IncidentState, now: datetime, *,
                         summary: str | None = None) -> None:
-        closed = None if state.active or state == IncidentState.ESCALATED else _ts(now)
-
-        def run(c: sqlite3.Connection) -> None:
-            c.execute("UPDATE incidents SET state=?, updated_at=?, "
-                      "closed_at=COALESCE(?, closed_at), summary=COALESCE(?, summary) WHERE id=?",
-                      (state.value, _ts(now), closed, summary, incident_id))
-            if not state.active:
-                c.execute("DELETE FROM target_locks WHERE incident_id=?", (incident_id,))
-        await self._write(run)
+        await self._journal(incident_id, now, state=state, summary=summary)
 
     async def merge_context(self, incident_id: str, patch: dict[str, Any],
                             now: datetime) -> None:
-        def run(c: sqlite3.Connection) -> None:
-            row = c.execute("SELECT context FROM incidents WHERE id=?", (incident_id,)).fetchone()
-            context = json.loads(row[0]) if row else {}
-            context.update(patch)
-            c.execute("UPDATE incidents SET context=?, updated_at=? WHERE id=?",
-                      (json.dumps(context, default=str), _ts(now), incident_id))
-        await self._write(run)
+        await self._journal(incident_id, now, context=patch)
 
     async def save_step(self, incident_id: str, phase: str, step: StepRecord,
                         now: datetime) -> None:
-        mutating = int(bool(step.intent and step.intent.get("mutates")))
-
-        def run(c: sqlite3.Connection) -> None:
-            c.execute(
-                "INSERT INTO steps(incident_id, phase, idx, status, record, mutating, "
-                "intent_at, updated_at) VALUES (?,?,?,?,?,?,?,?) "
-                "ON CONFLICT(incident_id, phase, idx) DO UPDATE SET status=excluded.status, "
-                "record=excluded.record, mutating=excluded.mutating, "
-                "intent_at=COALESCE(steps.intent_at, excluded.intent_at), "
-                "updated_at=excluded.updated_at",
-                (incident_id, phase, step.index, step.status.value, step.model_dump_json(),
-                 mutating, _ts(now) if step.intent else None, _ts(now)))
-            c.execute("UPDATE incidents SET updated_at=? WHERE id=?", (_ts(now), incident_id))
-        await self._write(run)
+        await self._journal(incident_id, now, step=(phase, step))
 
     async def add_timeline(self, incident_id: str, entry: TimelineEntry) -> None:
-        await self._write(lambda c: c.execute(
-            "INSERT INTO timeline(incident_id, at, kind, message, data) VALUES (?,?,?,?,?)",
-            (incident_id, _ts(entry.at), entry.kind, entry.message,
-             json.dumps(entry.data, default=str))))
+        await self._journal(incident_id, entry.at, timeline=(entry,))
 
     async def journal(self, incident_id: str, now: datetime, *,
                       step: tuple[str, StepRecord] | None = None,
                       context: dict[str, Any] | None = None,
                       state: IncidentState | None = None, summary: str | None = None,
                       timeline: Sequence[TimelineEntry] = ()) -> None:
+        await self._journal(incident_id, now, step=step, context=context, state=state,
+                            summary=summary, timeline=timeline)
+
+    async def _journal(self, incident_id: str, now: datetime, *,
+                       step: tuple[str, StepRecord] | None = None,
+                       context: dict[str, Any] | None = None,
+                       state: IncidentState | None = None, summary: str | None = None,
+                       timeline: Sequence[TimelineEntry] = ()) -> None:
+        """The one write behind journal, set_state, save_step and the others: the step,
+        the context patch, the state and the timeline entries given, in one transaction."""
         now_ts = _ts(now)
         step_args = None
         if step is not None:
@@ -476,7 +458,7 @@ class SqliteStore:
                    for e in timeline]
 
         def run(c: sqlite3.Connection) -> None:
-            # what save_step, merge_context, set_state and add_timeline do, in that order
+            # the step, the context, the state, then the timeline
             if step_args is not None:
                 c.execute(_SAVE_STEP_SQL, step_args)
             if context is not None:
