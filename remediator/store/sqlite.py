@@ -44,6 +44,20 @@ _ACTIVE_SQL = "(" + ",".join(f"'{s}'" for s in _ACTIVE) + ")"
 _OPEN_SQL = _ACTIVE_SQL[:-1] + ",'escalated')"
 
 
+def _isolated(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], Any]
+              ) -> tuple[bool, Any]:
+    """``fn`` inside its own savepoint: its result, or its exception with its writes undone."""
+    conn.execute("SAVEPOINT op")
+    try:
+        result = fn(conn)
+    except Exception as exc:
+        conn.execute("ROLLBACK TO op")
+        conn.execute("RELEASE op")
+        return False, exc
+    conn.execute("RELEASE op")
+    return True, result
+
+
 def _json(value: Any) -> str:
     """Compact JSON text of plain data (labels, annotations): pydantic-core's encoder, ~7x
     faster than ``json.dumps`` on a label set; ``json.loads`` reads either."""
@@ -201,44 +215,19 @@ class SqliteStore:
         """Every function of ``batch`` in one transaction; each one's result or exception.
 
         Functions only read and write the database, so the batch first runs without a
-        savepoint per function (two statements fewer each); if one raises, the whole
-        transaction is rolled back and the batch re-run with a savepoint around each
-        function, so that one failure undoes only its own writes.
+        savepoint per function (two statements fewer each); if one raises, everything is
+        undone and the batch re-run, in the same transaction, with a savepoint around
+        each function, so that one failure undoes only its own writes.
         """
         conn = self._connect()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            results: list[tuple[bool, Any]] = [(True, fn(conn)) for fn, _ in batch]
-        except Exception:
-            conn.execute("ROLLBACK")
-            return self._run_batch_isolated(conn, batch)
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        try:
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        return results
-
-    def _run_batch_isolated(self, conn: sqlite3.Connection,
-                            batch: list[tuple[Callable[[sqlite3.Connection], Any],
-                                              asyncio.Future[Any]]]) -> list[tuple[bool, Any]]:
-        results: list[tuple[bool, Any]] = []
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for fn, _ in batch:
-                conn.execute("SAVEPOINT op")
-                try:
-                    results.append((True, fn(conn)))
-                    conn.execute("RELEASE op")
-                except Exception as exc:
-                    conn.execute("ROLLBACK TO op")
-                    conn.execute("RELEASE op")
-                    results.append((False, exc))
+            conn.execute("SAVEPOINT batch")
+            try:
+                results: list[tuple[bool, Any]] = [(True, fn(conn)) for fn, _ in batch]
+            except Exception:
+                conn.execute("ROLLBACK TO batch")
+                results = [_isolated(conn, fn) for fn, _ in batch]
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
