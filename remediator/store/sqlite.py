@@ -214,19 +214,19 @@ class SqliteStore:
                                            asyncio.Future[Any]]]) -> list[tuple[bool, Any]]:
         """Every function of ``batch`` in one transaction; each one's result or exception.
 
-        Functions only read and write the database, so the batch first runs without a
-        savepoint per function (two statements fewer each); if one raises, everything is
-        undone and the batch re-run, in the same transaction, with a savepoint around
-        each function, so that one failure undoes only its own writes.
+        Functions only read and write the database, so the batch first runs without
+        savepoints (an open savepoint makes SQLite journal every page it changes); if one
+        raises, the transaction is rolled back and the batch re-run with a savepoint
+        around each function, so that one failure undoes only its own writes.
         """
         conn = self._connect()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.execute("SAVEPOINT batch")
             try:
                 results: list[tuple[bool, Any]] = [(True, fn(conn)) for fn, _ in batch]
             except Exception:
-                conn.execute("ROLLBACK TO batch")
+                conn.execute("ROLLBACK")
+                conn.execute("BEGIN IMMEDIATE")
                 results = [_isolated(conn, fn) for fn, _ in batch]
             conn.execute("COMMIT")
         except BaseException:
