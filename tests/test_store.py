@@ -183,6 +183,29 @@ async def test_one_batch_is_decided_item_after_item(store: Store) -> None:
     assert len(await store.list_alerts()) == 3
 
 
+async def test_a_view_holds_the_first_alerts_and_counts_them_all(store: Store) -> None:
+    outcomes = await store.ingest([firing(f"{i:016x}", starts=T0 + timedelta(seconds=i))
+                                   for i in range(5)], NOW)
+    inc = outcomes[0].incident_ids[0]
+    await store.ingest([resolved_(f"{i:016x}", starts=T0 + timedelta(seconds=i))
+                        for i in (0, 3)], NOW)
+    full = await store.get_incident(inc)
+    assert full is not None
+    assert [a["fingerprint"] for a in full.alerts] == [f"{i:016x}" for i in range(5)]
+    assert (full.alert_count, full.firing_count) == (5, 3)
+    first = await store.get_incident(inc, alert_limit=2)
+    assert first is not None
+    assert [a["fingerprint"] for a in first.alerts] == [f"{i:016x}" for i in range(2)]
+    assert (first.alert_count, first.firing_count, first.total_alerts) == (5, 3, 5)
+    assert first.steps == full.steps
+    assert first.timeline == full.timeline
+    roomy = await store.get_incident(inc, alert_limit=10)
+    assert roomy is not None
+    assert (len(roomy.alerts), roomy.alert_count, roomy.firing_count) == (5, 5, 3)
+    [listed] = await store.list_incidents()
+    assert (len(listed.alerts), listed.alert_count, listed.firing_count) == (5, 5, 3)
+
+
 async def test_calls_committed_together_are_decided_in_order(store: Store) -> None:
     # issued at once: one group commit on both stores; still one decision after another
     routes = (Routing("one", "one/k", TARGET), Routing("two", "two/k", TARGET))

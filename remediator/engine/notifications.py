@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from remediator.clock import Clock
 from remediator.errors import PermanentError, TemporaryError
 from remediator.metrics import Metrics
-from remediator.model.incident import StepRecord
+from remediator.model.incident import ALERTS_IN_VIEW, StepRecord
 from remediator.notify.base import EventKind, NotificationEvent, Sink
 from remediator.store.base import Store
 
@@ -60,7 +60,7 @@ class Notifications:
                    message: str = "") -> None:
         if not self.sinks:
             return
-        view = await self.store.get_incident(incident_id)
+        view = await self.store.get_incident(incident_id, alert_limit=ALERTS_IN_VIEW)
         if view is None:
             return
         event = NotificationEvent(kind=kind, at=self.clock.now(), incident=view, step=step,

@@ -26,6 +26,7 @@ from remediator.actions.base import ActionContext, IncidentSnapshot, Intent
 from remediator.engine.routing import template_context
 from remediator.errors import ActionError, PermanentError, TemplateError, TemporaryError
 from remediator.model.incident import (
+    ALERTS_IN_VIEW,
     IncidentState,
     IncidentView,
     StepRecord,
@@ -194,6 +195,7 @@ class IncidentRun:
 
     async def run(self) -> None:
         await self.engine.give_way()
+        # every alert: verification asks Alertmanager about each firing one
         view = await self.store.get_incident(self.id)
         if view is None:
             return
@@ -205,8 +207,8 @@ class IncidentRun:
                          or (s.status == StepStatus.FAILED and s.intent is not None)
                          for s in view.steps)
         try:
-            # the view was just read with its alerts: no second read for the firing count
-            if not any(a.get("status") == "firing" for a in view.alerts):
+            # the view was just read with its counts: no second read for the firing count
+            if view.firing_count == 0:
                 await self.close_resolved()
                 return
             if view.state == IncidentState.ESCALATED:
@@ -440,7 +442,7 @@ class IncidentRun:
         pb = self.engine.playbooks.get(self.view.playbook)
         if pb is None:
             return
-        fresh = await self.store.get_incident(self.id)
+        fresh = await self.store.get_incident(self.id, alert_limit=ALERTS_IN_VIEW)
         done = {s.index: s for s in (fresh or self.view).steps
                 if s.action.startswith("escalate:")}
         if done:
@@ -480,7 +482,8 @@ class IncidentRun:
             params = spec.params.model_validate(raw)
             action = registry.implementation(esc.action)
             ctx = self.action_context(rec.name)
-            self.view = fresh or await self.store.get_incident(self.id) or self.view
+            self.view = (fresh or await self.store.get_incident(self.id, alert_limit=ALERTS_IN_VIEW)
+                         or self.view)
             ctx.incident = IncidentSnapshot(self.view)
             intent = await self.with_retries(f"{esc.action} (plan)", retries,
                                              lambda: action.plan(ctx, params), until=until)

@@ -73,6 +73,14 @@ class TimelineEntry(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)
 
 
+#: Alerts that escalation actions and notifications read: the first ones (by arrival),
+#: with ``alert_count`` and ``firing_count`` for all. An incident that gathered thousands
+#: of alerts in a storm costs each page and event the same as one with a few (a
+#: notification event stores its view in the outbox), and its Jira report stays under
+#: Jira's size limit.
+ALERTS_IN_VIEW = 20
+
+
 class IncidentView(BaseModel):
     """A full snapshot of one incident: what the API returns and notifiers render."""
 
@@ -87,8 +95,17 @@ class IncidentView(BaseModel):
     closed_at: datetime | None = None
     first_alert_at: datetime | None = None
     alerts: list[dict[str, Any]] = Field(default_factory=list)   # labels, annotations, urls
+    # every alert of the incident, and those still firing; ``alerts`` may hold only the
+    # first few of them (``Store.get_incident(alert_limit=…)``)
+    alert_count: int = 0
+    firing_count: int = 0
     steps: list[StepRecord] = Field(default_factory=list)
     timeline: list[TimelineEntry] = Field(default_factory=list)
     context: dict[str, Any] = Field(default_factory=dict)        # events, restarts, tickets
     notify: dict[str, Any] = Field(default_factory=dict)         # the playbook's spec.notify
     summary: str = ""
+
+    @property
+    def total_alerts(self) -> int:
+        """Every alert of the incident, also for a view built without the counts."""
+        return max(self.alert_count, len(self.alerts))

@@ -156,7 +156,7 @@ def root_message(view: IncidentView) -> tuple[str, list[dict[str, Any]], list[di
     fields = [f"*Playbook*\n{slack_escape(view.playbook)}",
               f"*Target*\n{slack_escape(str(view.target) if view.target else 'none')}",
               f"*Started*\n{_when(view.first_alert_at or view.created_at)}",
-              f"*Alerts*\n{len(view.alerts)}"]
+              f"*Alerts*\n{view.total_alerts}"]
     if view.closed_at is not None:
         fields.append(f"*Closed*\n{_when(view.closed_at)}")
         fields.append(f"*Time to recover*\n{duration(time_to_recover(view))}")
@@ -310,6 +310,10 @@ def incident_report(view: IncidentView) -> str:
         out.append("")
     if not view.alerts:
         out += ["(no alert data)", ""]
+    elif view.total_alerts > len(view.alerts):
+        more = view.total_alerts - len(view.alerts)
+        out += [f"… and {more} more alert{'s' if more != 1 else ''} "
+                f"({view.firing_count} of all {view.total_alerts} still firing).", ""]
     context = target_context_lines(view)
     if context:
         out += ["h2. Target", "{noformat}", *(c.replace("{noformat}", "") for c in context),

@@ -120,7 +120,12 @@ class Store(Protocol):
         """Drop every lease (single-process stores, on start)."""
         ...
 
-    async def get_incident(self, incident_id: str) -> IncidentView | None: ...
+    async def get_incident(self, incident_id: str, *,
+                           alert_limit: int | None = None) -> IncidentView | None:
+        """The incident with its steps and timeline, and its alerts in arrival order: all
+        of them, or the first ``alert_limit``; ``alert_count`` and ``firing_count`` count
+        them all."""
+        ...
 
     async def list_incidents(self, *, state: str | None = None,
                              limit: int = 100) -> list[IncidentView]: ...

@@ -254,7 +254,8 @@ class PostgresStore:
         await self._execute("UPDATE incidents SET owner=NULL, lease_until=NULL "
                             "WHERE owner IS NOT NULL")
 
-    async def get_incident(self, incident_id: str) -> IncidentView | None:
+    async def get_incident(self, incident_id: str, *,
+                           alert_limit: int | None = None) -> IncidentView | None:
         if self._pool is None:
             raise RuntimeError("store is closed")
         async with self._pool.acquire() as c:
@@ -262,9 +263,18 @@ class PostgresStore:
             if row is None:
                 return None
             view = _incident(row)
-            view.alerts = [_alert_dict(a) for a in await c.fetch(
+            alerts = await c.fetch(    # LIMIT NULL is no limit
                 "SELECT a.* FROM incident_alerts ia JOIN alerts a ON a.id = ia.alert_id "
-                "WHERE ia.incident_id=$1 ORDER BY a.id", incident_id)]
+                "WHERE ia.incident_id=$1 ORDER BY a.id LIMIT $2", incident_id, alert_limit)
+            view.alerts = [_alert_dict(a) for a in alerts]
+            if alert_limit is None or len(alerts) < alert_limit:
+                _count_alerts(view)
+            else:
+                counts = await c.fetchrow(
+                    "SELECT count(*) AS total, count(*) FILTER (WHERE a.status = 'firing') "
+                    "AS firing FROM incident_alerts ia JOIN alerts a ON a.id = ia.alert_id "
+                    "WHERE ia.incident_id=$1", incident_id)
+                view.alert_count, view.firing_count = counts["total"], counts["firing"]
             view.steps = [StepRecord.model_validate_json(s["record"]) for s in await c.fetch(
                 "SELECT record FROM steps WHERE incident_id=$1 ORDER BY phase DESC, idx",
                 incident_id)]
@@ -293,6 +303,8 @@ class PostgresStore:
                     "JOIN alerts a ON a.id = ia.alert_id WHERE ia.incident_id = ANY($1::text[]) "
                     "ORDER BY a.id", list(by_id)):
                 by_id[a["incident_id"]].alerts.append(_alert_dict(a))
+            for view in views:
+                _count_alerts(view)
             return views
 
     async def firing_alert_count(self, incident_id: str) -> int:
@@ -514,6 +526,12 @@ def _incident(row: Any) -> IncidentView:
         closed_at=row["closed_at"], first_alert_at=row["first_alert_at"],
         context=json.loads(row["context"]), notify=json.loads(row["notify"]),
         summary=row["summary"])
+
+
+def _count_alerts(view: IncidentView) -> None:
+    """``alert_count`` and ``firing_count`` of a view that holds every alert."""
+    view.alert_count = len(view.alerts)
+    view.firing_count = sum(a["status"] == "firing" for a in view.alerts)
 
 
 def _alert_dict(row: Any) -> dict[str, Any]:

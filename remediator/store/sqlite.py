@@ -351,10 +351,13 @@ class SqliteStore:
         await self._write(lambda c: c.execute(
             "UPDATE incidents SET owner=NULL, lease_until=NULL WHERE owner IS NOT NULL"))
 
-    async def get_incident(self, incident_id: str) -> IncidentView | None:
-        return await self._read(lambda c: self._view(c, incident_id, full=True))
+    async def get_incident(self, incident_id: str, *,
+                           alert_limit: int | None = None) -> IncidentView | None:
+        return await self._read(lambda c: self._view(c, incident_id, full=True,
+                                                     alert_limit=alert_limit))
 
-    def _view(self, c: sqlite3.Connection, incident_id: str, *, full: bool) -> IncidentView | None:
+    def _view(self, c: sqlite3.Connection, incident_id: str, *, full: bool,
+              alert_limit: int | None = None) -> IncidentView | None:
         row = c.execute("SELECT * FROM incidents WHERE id=?", (incident_id,)).fetchone()
         if row is None:
             return None
@@ -368,8 +371,18 @@ class SqliteStore:
             summary=row["summary"])
         alerts = c.execute(
             "SELECT a.* FROM incident_alerts ia JOIN alerts a ON a.id = ia.alert_id "
-            "WHERE ia.incident_id=? ORDER BY a.id", (incident_id,)).fetchall()
+            "WHERE ia.incident_id=? ORDER BY a.id LIMIT ?",
+            (incident_id, -1 if alert_limit is None else alert_limit)).fetchall()
         view.alerts = [_alert_dict(a) for a in alerts]
+        if alert_limit is None or len(alerts) < alert_limit:
+            view.alert_count = len(alerts)
+            view.firing_count = sum(a["status"] == "firing" for a in alerts)
+        else:
+            total, firing = c.execute(
+                "SELECT count(*), coalesce(sum(a.status = 'firing'), 0) "
+                "FROM incident_alerts ia JOIN alerts a ON a.id = ia.alert_id "
+                "WHERE ia.incident_id=?", (incident_id,)).fetchone()
+            view.alert_count, view.firing_count = int(total), int(firing)
         if full:
             steps = c.execute("SELECT * FROM steps WHERE incident_id=? ORDER BY phase DESC, idx",
                               (incident_id,)).fetchall()

@@ -14,7 +14,7 @@ import pytest
 from remediator.actions import registry
 from remediator.actions.base import ActionContext, ActionResult, IncidentSnapshot, Intent
 from remediator.engine.core import EngineConfig
-from remediator.model.incident import IncidentState, IncidentView, StepStatus
+from remediator.model.incident import ALERTS_IN_VIEW, IncidentState, IncidentView, StepStatus
 
 from .rig import Rig, alert
 
@@ -146,3 +146,29 @@ async def test_intent_and_its_note_are_durable_before_the_api_call(
     assert message == f"step 'restart': {description}"
     assert snapshot
     assert len(rig.writes("deployments/api")) >= 1
+
+
+async def test_escalation_reads_a_bounded_view_of_a_big_incident(
+        rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Escalation actions and notifications get the first ALERTS_IN_VIEW alerts and the
+    counts of all; the run itself reads every alert (verification asks about each)."""
+    await rig.start(MISSING, EngineConfig(dry_run=True, retry_base=5.0))
+    reads: list[tuple[int | None, int, int, int]] = []
+    real = rig.store.get_incident
+
+    async def recorded(incident_id: str, **kwargs: Any) -> IncidentView | None:
+        view = await real(incident_id, **kwargs)
+        assert view is not None
+        reads.append((kwargs.get("alert_limit"), len(view.alerts), view.alert_count,
+                      view.firing_count))
+        return view
+    monkeypatch.setattr(rig.store, "get_incident", recorded)
+    many = ALERTS_IN_VIEW + 5
+    await rig.post([alert(deployment="gone", instance=str(i)) for i in range(many)])
+    await rig.settle()
+    monkeypatch.undo()
+    inc = await rig.only_incident()
+    assert inc.state == IncidentState.ESCALATED
+    assert (len(inc.alerts), inc.alert_count, inc.firing_count) == (many, many, many)
+    assert reads[0] == (None, many, many, many)                          # the run
+    assert reads[1:] == [(ALERTS_IN_VIEW, ALERTS_IN_VIEW, many, many)] * 2  # the escalation

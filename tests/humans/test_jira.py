@@ -18,10 +18,11 @@ from remediator.errors import PermanentError, TemporaryError
 from remediator.model.incident import IncidentState
 from remediator.notify.base import MemorySinkState
 from remediator.notify.jira import JiraSink
+from remediator.notify.render import incident_report
 from remediator.testing.fake_jira import FakeJira
 
 from .conftest import cloud_tickets
-from .factories import lifecycle, make_view
+from .factories import ALERT, lifecycle, make_view
 
 PARAMS = JiraIncidentParams(project="OPS", priority="High", labels=["team api"])
 Build = Callable[..., ActionContext]
@@ -244,3 +245,13 @@ async def test_sink_ignores_incidents_without_ticket(
     for event in lifecycle():
         await JiraSink(tickets).deliver(event, MemorySinkState())
     assert fake_jira.requests == []
+
+
+def test_report_of_a_big_incident_lists_the_first_alerts_and_counts_the_rest() -> None:
+    shown = [dict(ALERT, fingerprint=f"{i:016x}") for i in range(3)]
+    text = incident_report(make_view(alerts=shown, alert_count=40, firing_count=25))
+    assert text.count("h3. HighErrorRate firing") == 3
+    assert "… and 37 more alerts (25 of all 40 still firing)." in text
+    # a view that holds every alert says nothing more
+    assert "more alert" not in incident_report(make_view(alerts=shown, alert_count=3))
+    assert "more alert" not in incident_report(make_view(alerts=shown))
