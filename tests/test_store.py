@@ -13,6 +13,7 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from ha.pgserver import shared_server
@@ -605,4 +606,50 @@ async def test_sqlite_checkpoints_the_wal_in_the_background(
                 break
         assert (tmp_path / "wal.db").stat().st_size > before
     finally:
+        await store.close()
+
+
+async def test_sqlite_answers_redeliveries_from_what_it_committed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A webhook whose every alert is an episode this store committed, in the same or a
+    later state, is answered without a transaction; anything else is written."""
+    from remediator.store import sqlite as sqlite_store
+
+    store = SqliteStore(tmp_path / "redeliver.db")
+    await store.open()
+    real_write = store._write
+
+    async def no_write(fn: Any) -> Any:
+        raise AssertionError("a transaction was started")
+    try:
+        a, b = firing("aaaaaaaaaaaaaaa1"), firing("bbbbbbbbbbbbbbb2")
+        first = await store.ingest([a, b], NOW)
+        assert [o.outcome for o in first] == ["new", "new"]
+        monkeypatch.setattr(store, "_write", no_write)
+        again = await store.ingest([a, b], NOW)
+        assert [(o.outcome, o.incident_ids) for o in again] == [("duplicate", ())] * 2
+        # a resolution, or an alert never seen, has something to write
+        for changes in ([resolved_("aaaaaaaaaaaaaaa1")], [a, firing("ccccccccccccccc3")]):
+            with pytest.raises(AssertionError, match="transaction"):
+                await store.ingest(changes, NOW)
+        monkeypatch.setattr(store, "_write", real_write)
+        [res] = await store.ingest([resolved_("aaaaaaaaaaaaaaa1")], NOW)
+        assert (res.outcome, res.incident_ids) == ("resolved", first[0].incident_ids)
+        monkeypatch.setattr(store, "_write", no_write)
+        late, dup, twice = await store.ingest(
+            [a, b, resolved_("aaaaaaaaaaaaaaa1")], NOW)
+        assert (late.outcome, dup.outcome, twice.outcome) == ("stale", "duplicate",
+                                                               "duplicate")
+        # bounded: the oldest episodes are forgotten, and then written (and decided) again
+        monkeypatch.setattr(store, "_write", real_write)
+        monkeypatch.setattr(sqlite_store, "EPISODE_CACHE", 2)
+        await store.ingest([firing("ddddddddddddddd4"), firing("eeeeeeeeeeeeeee5")], NOW)
+        assert len(store._episodes) == 2
+        monkeypatch.setattr(store, "_write", no_write)
+        with pytest.raises(AssertionError, match="transaction"):
+            await store.ingest([b], NOW)
+        monkeypatch.setattr(store, "_write", real_write)
+        assert (await store.ingest([b], NOW))[0].outcome == "duplicate"
+    finally:
+        monkeypatch.setattr(store, "_write", real_write)
         await store.close()

@@ -73,6 +73,9 @@ def _dt(value: str | None) -> datetime | None:
 
 
 CHECKPOINT_INTERVAL = 1.0      # seconds between background WAL checkpoints (if written)
+EPISODE_CACHE = 20_000         # committed episodes remembered for re-deliveries (~6 MB)
+_DUPLICATE = IngestOutcome("duplicate")
+_STALE = IngestOutcome("stale")
 log = logging.getLogger("remediator.store")
 
 
@@ -98,6 +101,8 @@ class SqliteStore:
         self._queue: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._closed = False
+        # (fingerprint, starts_at) -> status of the episodes this store committed last
+        self._episodes: dict[tuple[str, str], str] = {}
 
     # --- connections -------------------------------------------------------------
 
@@ -241,9 +246,44 @@ class SqliteStore:
     # --- intake ------------------------------------------------------------------
 
     async def ingest(self, items: list[IngestItem], now: datetime) -> list[IngestOutcome]:
+        episodes = [(item.alert.fingerprint, item.alert.starts_at.isoformat())
+                    for item in items]
+        known = self._redelivered(items, episodes)
+        if known is not None:
+            return known
         now_ts = now.isoformat()
-        return await self._write(lambda c: [self._ingest_one(c, item, now, now_ts)
-                                            for item in items])
+        outcomes = await self._write(lambda c: [self._ingest_one(c, item, now, now_ts)
+                                                for item in items])
+        self._remember(items, episodes, outcomes)
+        return outcomes
+
+    def _redelivered(self, items: list[IngestItem], episodes: list[tuple[str, str]]
+                     ) -> list[IngestOutcome] | None:
+        """The outcomes of a webhook whose every alert is a committed episode in the same
+        or a later state (Alertmanager re-sends every firing alert of a group at each
+        group_interval, and HA pairs send everything twice): duplicate or stale, nothing
+        to write, so no transaction and no wait for a commit. None if any alert may
+        change something. Exact: this process is the file's only writer, and an
+        episode's status changes only here."""
+        out: list[IngestOutcome] = []
+        for item, episode in zip(items, episodes, strict=True):
+            status = self._episodes.get(episode)
+            if status is None or (item.alert.status == "resolved" and status == "firing"):
+                return None
+            out.append(_STALE if item.alert.status == "firing" and status == "resolved"
+                       else _DUPLICATE)
+        return out
+
+    def _remember(self, items: list[IngestItem], episodes: list[tuple[str, str]],
+                  outcomes: list[IngestOutcome]) -> None:
+        """Each episode's status as committed by this ``ingest`` (the oldest entries go
+        first beyond EPISODE_CACHE)."""
+        cache = self._episodes
+        for item, episode, outcome in zip(items, episodes, outcomes, strict=True):
+            cache[episode] = ("resolved" if item.alert.status == "resolved"
+                              or outcome.outcome == "stale" else "firing")
+        while len(cache) > EPISODE_CACHE:
+            del cache[next(iter(cache))]
 
     def _ingest_one(self, c: sqlite3.Connection, item: IngestItem, now: datetime,
                     now_ts: str | None = None) -> IngestOutcome:
