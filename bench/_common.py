@@ -445,3 +445,19 @@ def result_name(base: str, store: str, pg_sync: str = "full") -> str:
     if store == "sqlite":
         return base
     return f"{base}-{store}" + ("" if pg_sync == "full" else f"-sync-{pg_sync}")
+
+
+def settle(url: str, seconds: float = 20.0, allowed: int = 0) -> tuple[float, int]:
+    """Wait until at most ``allowed`` incident runs are in progress, at most ``seconds``;
+    (waited, still running).
+
+    Runs may legitimately stay in progress (a verification waiting out its ``for``)."""
+    t0 = time.perf_counter()
+    running = -1
+    while time.perf_counter() - t0 < seconds:
+        status, data = http_get(url + "/api/v1/status")
+        running = int(data.get("running_incidents", -1)) if status == 200 and data else -1
+        if 0 <= running <= allowed:
+            break
+        time.sleep(0.2)
+    return time.perf_counter() - t0, running

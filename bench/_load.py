@@ -6,7 +6,10 @@ PLAN: ``{"url": ..., "concurrency": 32, "mode": "duration"|"bursts", ...}``.
 
 * ``duration``: ``seconds`` (and ``warmup``) of back-to-back POSTs over ``concurrency``
   keep-alive connections; each body is ``intake_body(i)`` (fresh alerts for every
-  request, so the server does real inserts, not only duplicate look-ups).
+  request, so the server does real inserts, not only duplicate look-ups). With
+  ``repeat: M`` the bodies cycle through ``intake_body(0 … M-1)``: after the first M,
+  every webhook re-delivers alerts the server already has (Alertmanager's re-sends).
+  With ``rate``, an open loop at that many webhooks/s instead (fresh alerts).
 * ``bursts``: ``bodies_file`` (JSON lines) sent burst by burst (``bursts``: list of
   line counts), ``pause`` seconds between bursts; every response is recorded with its
   wall-clock send time, so that a SIGKILL mid-storm can be matched against acks.
@@ -62,14 +65,18 @@ async def _post(session: aiohttp.ClientSession, url: str, body: bytes,
 async def run_duration(plan: dict[str, Any]) -> dict[str, Any]:
     url, conc = plan["url"], plan["concurrency"]
     seconds, warmup = plan["seconds"], plan.get("warmup", 1.0)
-    counter = iter(range(10**9))
+    repeat = plan.get("repeat")
+    counter = (i % repeat for i in range(10**9)) if repeat else iter(range(10**9))
     lat: list[float] = []
     statuses: dict[int, int] = {}
     t_start = time.perf_counter()
     t_measure = t_start + warmup
     t_end = t_measure + seconds
-    conn = aiohttp.TCPConnector(limit=conc, force_close=False)
     timeout = aiohttp.ClientTimeout(total=30)
+    rate = plan.get("rate")
+    if rate:
+        return await run_paced(url, conc, seconds, rate, timeout)
+    conn = aiohttp.TCPConnector(limit=conc, force_close=False)
     async with aiohttp.ClientSession(connector=conn, timeout=timeout) as session:
         async def worker() -> None:
             while True:
@@ -83,32 +90,35 @@ async def run_duration(plan: dict[str, Any]) -> dict[str, Any]:
         await asyncio.gather(*(worker() for _ in range(conc)))
     elapsed = time.perf_counter() - t_measure
     ok = statuses.get(200, 0)
-    rate = plan.get("rate")
-    if rate:
-        # open loop: request k is due at t0 + k/rate; latency counts from when it was due,
-        # so a stalled server cannot hide its queue (no coordinated omission)
-        lat, statuses = [], {}
-        total = int(rate * seconds)
-        due = iter(range(total))
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=conc),
-                                         timeout=timeout) as session:
-            t0 = time.perf_counter() + 0.2
-
-            async def paced() -> None:
-                for k in due:
-                    at = t0 + k / rate
-                    delay = at - time.perf_counter()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                    status, _dt, _ = await _post(session, url, intake_body(10**6 + k))
-                    lat.append(time.perf_counter() - at)
-                    statuses[status] = statuses.get(status, 0) + 1
-            await asyncio.gather(*(paced() for _ in range(conc)))
-        return {"requests": len(lat), "ok": statuses.get(200, 0), "statuses": statuses,
-                "elapsed_s": seconds, "rps": statuses.get(200, 0) / seconds, "latencies": lat,
-                "rate": rate}
     return {"requests": len(lat), "ok": ok, "statuses": statuses, "elapsed_s": elapsed,
             "rps": ok / elapsed, "latencies": lat}
+
+
+async def run_paced(url: str, conc: int, seconds: float, rate: float,
+                    client_timeout: aiohttp.ClientTimeout) -> dict[str, Any]:
+    """Open loop: request k is due at t0 + k/rate; latency counts from when it was due,
+    so a stalled server cannot hide its queue (no coordinated omission)."""
+    lat: list[float] = []
+    statuses: dict[int, int] = {}
+    total = int(rate * seconds)
+    due = iter(range(total))
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=conc),
+                                     timeout=client_timeout) as session:
+        t0 = time.perf_counter() + 0.2
+
+        async def paced() -> None:
+            for k in due:
+                at = t0 + k / rate
+                delay = at - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                status, _dt, _ = await _post(session, url, intake_body(10**6 + k))
+                lat.append(time.perf_counter() - at)
+                statuses[status] = statuses.get(status, 0) + 1
+        await asyncio.gather(*(paced() for _ in range(conc)))
+    return {"requests": len(lat), "ok": statuses.get(200, 0), "statuses": statuses,
+            "elapsed_s": seconds, "rps": statuses.get(200, 0) / seconds, "latencies": lat,
+            "rate": rate}
 
 
 async def run_bursts(plan: dict[str, Any], bodies: list[bytes]) -> dict[str, Any]:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
@@ -48,6 +47,7 @@ from bench._common import (
     rss_mb,
     run_load,
     save,
+    settle,
     start_daemon,
     start_simulator,
     store_for,
@@ -74,21 +74,6 @@ def incidents_and_alerts(url: str) -> tuple[int, set[tuple[str, str]]]:
     alerts = {(a["fingerprint"], norm_ts(a["startsAt"])) for inc in data["incidents"]
               for a in inc["alerts"]}
     return len(data["incidents"]), alerts
-
-
-def settle(url: str, seconds: float = 20.0) -> tuple[float, int]:
-    """Wait until no incident run is in progress, at most ``seconds``; (waited, still running).
-
-    Runs may legitimately stay in progress (a verification waiting out its ``for``)."""
-    t0 = time.perf_counter()
-    running = -1
-    while time.perf_counter() - t0 < seconds:
-        status, data = http_get(url + "/api/v1/status")
-        running = int(data.get("running_incidents", -1)) if status == 200 and data else -1
-        if running == 0:
-            break
-        time.sleep(0.2)
-    return time.perf_counter() - t0, running
 
 
 def run(store: str = "sqlite", pg_sync: str = "full") -> dict[str, Any]:
