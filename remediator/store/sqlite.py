@@ -19,6 +19,7 @@ import logging
 import sqlite3
 import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
@@ -102,7 +103,7 @@ class SqliteStore:
         self._flusher: asyncio.Task[None] | None = None
         self._closed = False
         # (fingerprint, starts_at) -> status of the episodes this store committed last
-        self._episodes: dict[tuple[str, str], str] = {}
+        self._episodes: OrderedDict[tuple[str, str], str] = OrderedDict()
 
     # --- connections -------------------------------------------------------------
 
@@ -283,7 +284,7 @@ class SqliteStore:
             cache[episode] = ("resolved" if item.alert.status == "resolved"
                               or outcome.outcome == "stale" else "firing")
         while len(cache) > EPISODE_CACHE:
-            del cache[next(iter(cache))]
+            cache.popitem(last=False)          # O(1); next(iter(dict)) walks the holes
 
     def _ingest_one(self, c: sqlite3.Connection, item: IngestItem, now: datetime,
                     now_ts: str | None = None) -> IngestOutcome:
