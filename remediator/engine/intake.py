@@ -15,7 +15,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from remediator.model.alerts import WebhookPayload
-from remediator.store.base import AlertRecord, IngestItem, Routing
+from remediator.store.base import AlertRecord, IngestItem, IngestOutcome, Routing
 
 if TYPE_CHECKING:
     from remediator.engine.core import Engine
@@ -34,6 +34,14 @@ class Intake:
 
     async def _receive(self, payload: WebhookPayload) -> dict[str, int]:
         engine = self.engine
+        if payload.truncatedAlerts:
+            log.warning("Alertmanager truncated %d alerts of group %s (max_alerts): they are "
+                        "not seen here", payload.truncatedAlerts, payload.groupKey)
+        # a re-delivery that changes nothing is answered before any routing
+        known = engine.store.redelivered([(a.fingerprint, a.startsAt, a.status)
+                                          for a in payload.alerts])
+        if known is not None:
+            return self._count(known)
         items: list[IngestItem] = []
         router, dry_run = engine.router, engine.config.dry_run
         for alert in payload.alerts:
@@ -46,13 +54,8 @@ class Intake:
                             labels=dict(alert.labels), annotations=dict(alert.annotations),
                             generator_url=alert.generatorURL),
                 routes))
-        if payload.truncatedAlerts:
-            log.warning("Alertmanager truncated %d alerts of group %s (max_alerts): they are "
-                        "not seen here", payload.truncatedAlerts, payload.groupKey)
         outcomes = await engine.store.ingest(items, engine.clock.now())
-        counts: Counter[str] = Counter()
         for item, outcome in zip(items, outcomes, strict=True):
-            counts[outcome.outcome] += 1
             if outcome.created:
                 # incident_ids line up with the item's routes when the alert is new
                 for route_, incident_id in zip(item.routes, outcome.incident_ids, strict=False):
@@ -65,7 +68,11 @@ class Intake:
             wake = outcome.incident_ids if outcome.outcome == "resolved" else outcome.created
             for incident_id in wake:
                 engine.wake(incident_id)
-        received = engine.metrics.alerts_received
+        return self._count(outcomes)
+
+    def _count(self, outcomes: list[IngestOutcome]) -> dict[str, int]:
+        counts: Counter[str] = Counter(o.outcome for o in outcomes)
+        received = self.engine.metrics.alerts_received
         for outcome_name, n in counts.items():      # one labelled-counter lookup per outcome
             received.labels(outcome_name).inc(n)
         return dict(counts)

@@ -91,6 +91,13 @@ class Store(Protocol):
     # intake
     async def ingest(self, items: list[IngestItem], now: datetime) -> list[IngestOutcome]: ...
 
+    def redelivered(self, alerts: Sequence[tuple[str, datetime, str]]
+                    ) -> list[IngestOutcome] | None:
+        """What ``ingest`` would answer for alerts ``(fingerprint, starts_at, status)``
+        that change nothing (all duplicates or stale), when that is known without a
+        transaction; else None (always None for a store shared by several replicas)."""
+        ...
+
     # incidents
     async def active_incident_ids(self) -> list[str]: ...
 

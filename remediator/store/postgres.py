@@ -254,6 +254,10 @@ class PostgresStore:
         await self._execute("UPDATE incidents SET owner=NULL, lease_until=NULL "
                             "WHERE owner IS NOT NULL")
 
+    def redelivered(self, alerts: Sequence[tuple[str, datetime, str]]) -> None:
+        """Never known here: another replica may have changed any episode."""
+        return None
+
     async def get_incident(self, incident_id: str, *,
                            alert_limit: int | None = None) -> IncidentView | None:
         if self._pool is None:

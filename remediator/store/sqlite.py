@@ -247,42 +247,41 @@ class SqliteStore:
     # --- intake ------------------------------------------------------------------
 
     async def ingest(self, items: list[IngestItem], now: datetime) -> list[IngestOutcome]:
-        episodes = [(item.alert.fingerprint, item.alert.starts_at.isoformat())
-                    for item in items]
-        known = self._redelivered(items, episodes)
+        known = self.redelivered([(item.alert.fingerprint, item.alert.starts_at,
+                                   item.alert.status) for item in items])
         if known is not None:
             return known
         now_ts = now.isoformat()
         outcomes = await self._write(lambda c: [self._ingest_one(c, item, now, now_ts)
                                                 for item in items])
-        self._remember(items, episodes, outcomes)
+        self._remember(items, outcomes)
         return outcomes
 
-    def _redelivered(self, items: list[IngestItem], episodes: list[tuple[str, str]]
-                     ) -> list[IngestOutcome] | None:
-        """The outcomes of a webhook whose every alert is a committed episode in the same
-        or a later state (Alertmanager re-sends every firing alert of a group at each
+    def redelivered(self, alerts: Sequence[tuple[str, datetime, str]]
+                    ) -> list[IngestOutcome] | None:
+        """The outcomes of alerts that are all committed episodes in the same or a later
+        state (Alertmanager re-sends every firing alert of a group at each
         group_interval, and HA pairs send everything twice): duplicate or stale, nothing
         to write, so no transaction and no wait for a commit. None if any alert may
         change something. Exact: this process is the file's only writer, and an
-        episode's status changes only here."""
+        episode's status changes only in ``ingest``."""
         out: list[IngestOutcome] = []
-        for item, episode in zip(items, episodes, strict=True):
-            status = self._episodes.get(episode)
-            if status is None or (item.alert.status == "resolved" and status == "firing"):
+        for fingerprint, starts_at, status in alerts:
+            known = self._episodes.get((fingerprint, starts_at.isoformat()))
+            if known is None or (status == "resolved" and known == "firing"):
                 return None
-            out.append(_STALE if item.alert.status == "firing" and status == "resolved"
-                       else _DUPLICATE)
+            out.append(_STALE if status == "firing" and known == "resolved" else _DUPLICATE)
         return out
 
-    def _remember(self, items: list[IngestItem], episodes: list[tuple[str, str]],
-                  outcomes: list[IngestOutcome]) -> None:
+    def _remember(self, items: list[IngestItem], outcomes: list[IngestOutcome]) -> None:
         """Each episode's status as committed by this ``ingest`` (the oldest entries go
         first beyond EPISODE_CACHE)."""
         cache = self._episodes
-        for item, episode, outcome in zip(items, episodes, outcomes, strict=True):
-            cache[episode] = ("resolved" if item.alert.status == "resolved"
-                              or outcome.outcome == "stale" else "firing")
+        for item, outcome in zip(items, outcomes, strict=True):
+            a = item.alert
+            cache[(a.fingerprint, a.starts_at.isoformat())] = (
+                "resolved" if a.status == "resolved" or outcome.outcome == "stale"
+                else "firing")
         while len(cache) > EPISODE_CACHE:
             cache.popitem(last=False)          # O(1); next(iter(dict)) walks the holes
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
+
+import pytest
 
 from remediator.engine.core import EngineConfig
 from remediator.model.incident import IncidentState
@@ -93,3 +96,30 @@ async def test_unmatched_alerts_are_recorded_and_listed(rig: Rig) -> None:
     assert [r["labels"]["alertname"] for r in rows] == ["DiskFull"]
     assert rows[0]["outcome"] == "unmatched"
     assert len(await rig.incidents()) == 1
+
+
+async def test_a_redelivery_is_answered_before_routing(
+        rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A webhook that only repeats committed episodes is neither routed nor written; its
+    outcomes still count in the metrics. A changed one is routed as usual."""
+    await rig.start(ladder_playbook(hook=rig.hooks.url))
+    rig.metrics.holding = {"step1_ok"}
+    group = [alert(), alert(deployment="web")]
+    assert (await rig.post(group))["alerts"] == {"new": 2}
+    engine = rig.engine
+    assert engine is not None
+    routed: list[str] = []
+    real_routes = engine.router.routes
+
+    def counted(a: Any, **kwargs: Any) -> Any:
+        routed.append(a.fingerprint)
+        return real_routes(a, **kwargs)
+    monkeypatch.setattr(engine.router, "routes", counted)
+    received = engine.metrics.alerts_received.labels("duplicate")
+    before = received._value.get()
+    assert (await rig.post(group))["alerts"] == {"duplicate": 2}
+    assert routed == []
+    assert received._value.get() == before + 2
+    assert (await rig.post([*group, alert(deployment="db")]))["alerts"] == {
+        "duplicate": 2, "new": 1}
+    assert len(routed) == 3
