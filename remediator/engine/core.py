@@ -173,7 +173,7 @@ class Engine:
                 self._intake_idle.set()
 
     async def give_way(self) -> None:
-        """Called by incident runs before each journal write (so at least once per step):
+        """Called by incident runs before each journal write and action call:
         while webhooks are being received, wait for the intake to be idle, at most
         ``intake_priority`` real seconds. In an alert storm the alerts are persisted,
         deduplicated and acknowledged first (nothing is lost, Alertmanager does not time

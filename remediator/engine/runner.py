@@ -170,6 +170,7 @@ class IncidentRun:
         cfg = self.engine.config
         attempt = 0
         while True:
+            await self.engine.give_way()      # an API call, and what it takes to plan it
             try:
                 async with asyncio.timeout(cfg.call_timeout):
                     return await fn()

@@ -1,5 +1,6 @@
 """Incident runs give way to the intake: while a webhook is being received, a run waits
-before each journal write, at most ``intake_priority`` real seconds (0: never)."""
+before each journal write and each action call, at most ``intake_priority`` real
+seconds (0: never)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 from remediator.clock import FakeClock
 from remediator.engine.core import Engine, EngineConfig
+from remediator.engine.runner import IncidentRun
 from remediator.store.sqlite import SqliteStore
 
 
@@ -52,4 +54,23 @@ async def test_a_failed_intake_still_ends_the_wait(tmp_path: Path) -> None:
     except RuntimeError:
         pass
     await asyncio.wait_for(waiting, 1)
+    await e.store.close()
+
+
+async def test_an_action_call_waits_too(tmp_path: Path) -> None:
+    """Every attempt of an action call (plan or apply) gives way first: what a run does
+    between two journal writes is cut into smaller pieces while alerts arrive."""
+    e = await engine(tmp_path, priority=30.0)
+    run = IncidentRun(e, "inc-1", asyncio.Event())
+    called: list[int] = []
+
+    async def call() -> str:
+        called.append(1)
+        return "done"
+    with e.receiving():
+        pending = asyncio.ensure_future(run.with_retries("call", 0, call))
+        await asyncio.sleep(0.02)
+        assert called == []
+    assert await asyncio.wait_for(pending, 1) == "done"
+    assert called == [1]
     await e.store.close()
