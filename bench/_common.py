@@ -339,11 +339,15 @@ def storm_bodies() -> tuple[list[bytes], list[list[tuple[str, str]]]]:
 
 def storm_plan(url: str, bodies_file: Path, *, concurrency: int = 32, burst: int = 200,
                pause: float = 0.05, kill_pid: int | None = None,
-               kill_after_acks: int | None = None) -> dict[str, Any]:
+               kill_after_acks: int | None = None, schedule: str = "open") -> dict[str, Any]:
+    """Bursts of ``burst`` webhooks every ``pause`` seconds (``open``), or each one
+    ``pause`` after the last reply to the one before (``closed``: a slow server slows
+    the storm down, and a fast one waits out every pause)."""
     n = len(bodies_file.read_bytes().splitlines())
     return {"url": url, "concurrency": concurrency, "mode": "bursts",
             "bodies_file": str(bodies_file), "bursts": [burst] * -(-n // burst),
-            "pause": pause, "kill_pid": kill_pid, "kill_after_acks": kill_after_acks}
+            "pause": pause, "schedule": schedule, "kill_pid": kill_pid,
+            "kill_after_acks": kill_after_acks}
 
 
 def run_load(plan: dict[str, Any], tmp: Path, name: str, timeout: float = 600) -> dict[str, Any]:

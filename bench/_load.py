@@ -11,7 +11,9 @@ PLAN: ``{"url": ..., "concurrency": 32, "mode": "duration"|"bursts", ...}``.
   every webhook re-delivers alerts the server already has (Alertmanager's re-sends).
   With ``rate``, an open loop at that many webhooks/s instead (fresh alerts).
 * ``bursts``: ``bodies_file`` (JSON lines) sent burst by burst (``bursts``: list of
-  line counts), ``pause`` seconds between bursts; every response is recorded with its
+  line counts). ``schedule: open`` (default) releases burst n at n × ``pause`` seconds
+  whether or not the earlier ones were answered; ``closed`` sends each burst after the
+  last reply of the one before, then pauses. Every response is recorded with its
   wall-clock send time, so that a SIGKILL mid-storm can be matched against acks.
 
 RESULT: latencies (s), statuses, timings. Stops by itself.
@@ -146,11 +148,28 @@ async def run_bursts(plan: dict[str, Any], bodies: list[bytes]) -> dict[str, Any
                         os.kill(kill_pid, signal.SIGKILL)
                         killed_at.append(time.time())
 
-        for n, size in enumerate(plan["bursts"]):
-            await asyncio.gather(*(one(i) for i in range(pos, min(pos + size, len(bodies)))))
-            pos += size
-            if n + 1 < len(plan["bursts"]) and plan.get("pause"):
-                await asyncio.sleep(plan["pause"])
+        pause = plan.get("pause") or 0.0
+        if plan.get("schedule", "open") == "open":
+            # burst n is released at n * pause, answered or not (its webhooks still wait
+            # for one of the connections): Alertmanager flushes each group on its own
+            # timer, it does not wait for the receiver to answer the others
+            sent: list[asyncio.Future[None]] = []
+            for n, size in enumerate(plan["bursts"]):
+                delay = t0 + n * pause - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                sent += [asyncio.ensure_future(one(i))
+                         for i in range(pos, min(pos + size, len(bodies)))]
+                pos += size
+            await asyncio.gather(*sent)
+        else:
+            # closed: each burst after every reply of the last one, and a pause
+            for n, size in enumerate(plan["bursts"]):
+                await asyncio.gather(*(one(i)
+                                       for i in range(pos, min(pos + size, len(bodies)))))
+                pos += size
+                if n + 1 < len(plan["bursts"]) and pause:
+                    await asyncio.sleep(pause)
     return {"elapsed_s": time.perf_counter() - t0, "records": records,
             "killed_at": killed_at[0] if killed_at else None}
 

@@ -5,7 +5,11 @@ The storm (bench/_common.storm_bodies): 2,500 distinct alerts, 5 per target
 group is posted by two "HA" Alertmanagers (identical payloads, adjacent, racing)
 and re-posted once more later (repeat_interval), so 2,000 webhooks carry 10,000
 alerts. They go out in bursts of 200 webhooks over 32 connections from a
-separate load process, 50 ms between bursts.
+separate load process, one burst every 50 ms (``--schedule open``, the default: the
+whole storm is offered within 0.45 s, and webhooks wait for a free connection as
+Alertmanager's would). ``--schedule closed`` is session 1's storm: each burst only
+after the last reply to the one before, then 50 ms of pause, so that a server spends
+0.45 s of its figure waiting for the client.
 
 The daemon is ``remediator serve``: durable SQLite (synchronous=FULL) or, with
 ``--store postgresql``, a fresh database on a throw-away PostgreSQL server
@@ -76,7 +80,8 @@ def incidents_and_alerts(url: str) -> tuple[int, set[tuple[str, str]]]:
     return len(data["incidents"]), alerts
 
 
-def run(store: str = "sqlite", pg_sync: str = "full") -> dict[str, Any]:
+def run(store: str = "sqlite", pg_sync: str = "full", schedule: str = "open"
+        ) -> dict[str, Any]:
     tmp = tmpdir("storm")
     bodies, _keys = storm_bodies()
     bodies_file = tmp / "storm.jsonl"
@@ -93,7 +98,8 @@ def run(store: str = "sqlite", pg_sync: str = "full") -> dict[str, Any]:
             rss_idle = rss_mb(daemon.pid)[0]
             pg_pid = store_info.pop("server_pid", None)
             cpu0 = cpu_seconds(daemon.pid), tree_cpu_seconds(pg_pid) if pg_pid else 0.0
-            result = run_load(storm_plan(url + "/api/v1/alerts", bodies_file), tmp, "storm")
+            result = run_load(storm_plan(url + "/api/v1/alerts", bodies_file,
+                                         schedule=schedule), tmp, "storm")
             cpu_s = {"daemon": cpu_seconds(daemon.pid) - cpu0[0]}
             if pg_pid:
                 cpu_s["postgresql"] = tree_cpu_seconds(pg_pid) - cpu0[1]
@@ -111,7 +117,8 @@ def run(store: str = "sqlite", pg_sync: str = "full") -> dict[str, Any]:
             cur, peak = rss_mb(daemon.pid)
     distinct = STORM_TARGETS * STORM_ALERTS_PER_TARGET
     data = {
-        "store": store_info, "webhooks": len(bodies), "alerts": total_alerts,
+        "store": store_info, "schedule": schedule, "webhooks": len(bodies),
+        "alerts": total_alerts,
         "distinct_alerts": distinct,
         "targets": STORM_TARGETS, "persisted_and_matched_s": persisted_s,
         "alerts_per_s": total_alerts / persisted_s, "statuses": dict(statuses),
@@ -129,7 +136,7 @@ def run(store: str = "sqlite", pg_sync: str = "full") -> dict[str, Any]:
                 "rss": peak < 200},
     }
     path = save(result_name("storm", store, pg_sync), data)
-    print(f"store: {store_label(store_info)}")
+    print(f"store: {store_label(store_info)}; bursts: {schedule} schedule")
     print(table([
         ("alerts posted (webhooks)", f"{total_alerts} ({len(bodies)})", "", ""),
         ("all persisted + matched", f"{persisted_s:.2f} s", "", ""),
@@ -156,13 +163,16 @@ def run(store: str = "sqlite", pg_sync: str = "full") -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--schedule", choices=("open", "closed"), default="open",
+                        help="bursts every 50 ms (open), or each after the replies to the "
+                             "last one and a 50 ms pause (closed)")
     parser.add_argument("--store", choices=STORES, default="sqlite",
                         help="the daemon's store: a SQLite file, or a throw-away PostgreSQL")
     parser.add_argument("--pg-sync", choices=sorted(PG_SYNC), default="full",
                         help="PostgreSQL durability: full (fsync, synchronous_commit on) or "
                              "off (tests/ha/pgserver.py's settings)")
     args = parser.parse_args()
-    run(args.store, args.pg_sync)
+    run(args.store, args.pg_sync, args.schedule)
     return 0
 
 
