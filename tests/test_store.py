@@ -205,6 +205,7 @@ async def test_a_view_holds_the_first_alerts_and_counts_them_all(store: Store) -
     assert (len(roomy.alerts), roomy.alert_count, roomy.firing_count) == (5, 5, 3)
     [listed] = await store.list_incidents()
     assert (len(listed.alerts), listed.alert_count, listed.firing_count) == (5, 5, 3)
+    assert await store.firing_fingerprints(inc) == [f"{i:016x}" for i in (1, 2, 4)]
 
 
 async def test_calls_committed_together_are_decided_in_order(store: Store) -> None:

@@ -196,8 +196,7 @@ class IncidentRun:
 
     async def run(self) -> None:
         await self.engine.give_way()
-        # every alert: verification asks Alertmanager about each firing one
-        view = await self.store.get_incident(self.id)
+        view = await self.store.get_incident(self.id, alert_limit=ALERTS_IN_VIEW)
         if view is None:
             return
         self.view = view
@@ -396,10 +395,15 @@ class IncidentRun:
             if not dry_run:
                 rec.status = StepStatus.VERIFYING
             await self.save("ladder", rec)
+        # alert_resolved asks Alertmanager about every alert still firing, not only the
+        # ones in the view
+        firing = ([{"fingerprint": fp, "status": "firing"}
+                   for fp in await self.store.firing_fingerprints(self.id)]
+                  if step.verify.alert_resolved else [])
         verdict = await self.engine.verifier.run(
             step.verify, context=self.template_context(), target=self.view.target,
             started_at=rec.verify_started_at, firing=self.firing, wait=self.wait,
-            alerts=self.engine.ports.alerts, incident_alerts=self.view.alerts)
+            alerts=self.engine.ports.alerts, incident_alerts=firing)
         took = (self.clock.now() - rec.verify_started_at).total_seconds()
         self.engine.metrics.verify_duration.labels("held" if verdict.held else "failed").observe(
             took)

@@ -73,11 +73,12 @@ class TimelineEntry(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)
 
 
-#: Alerts that escalation actions and notifications read: the first ones (by arrival),
-#: with ``alert_count`` and ``firing_count`` for all. An incident that gathered thousands
-#: of alerts in a storm costs each page and event the same as one with a few (a
-#: notification event stores its view in the outbox), and its Jira report stays under
-#: Jira's size limit.
+#: Alerts an incident run, its actions and its notifications read: the first ones (by
+#: arrival), with ``alert_count`` and ``firing_count`` for all (verification asks the
+#: store for every firing fingerprint). An incident that gathered thousands of alerts in
+#: a storm costs each step, page and event the same as one with a few (a notification
+#: event stores its view in the outbox), and its Jira report stays under Jira's size
+#: limit.
 ALERTS_IN_VIEW = 20
 
 

@@ -139,6 +139,10 @@ class Store(Protocol):
 
     async def firing_alert_count(self, incident_id: str) -> int: ...
 
+    async def firing_fingerprints(self, incident_id: str) -> list[str]:
+        """The fingerprints of the incident's alerts still firing, each once, sorted."""
+        ...
+
     async def set_state(self, incident_id: str, state: IncidentState, now: datetime, *,
                         summary: str | None = None) -> None: ...
 

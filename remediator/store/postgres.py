@@ -316,6 +316,15 @@ class PostgresStore:
             "SELECT count(*) FROM incident_alerts ia JOIN alerts a ON a.id = ia.alert_id "
             "WHERE ia.incident_id=$1 AND a.status='firing'", incident_id))
 
+    async def firing_fingerprints(self, incident_id: str) -> list[str]:
+        if self._pool is None:
+            raise RuntimeError("store is closed")
+        async with self._pool.acquire() as c:
+            return [r[0] for r in await c.fetch(
+                "SELECT DISTINCT a.fingerprint FROM incident_alerts ia "
+                "JOIN alerts a ON a.id = ia.alert_id WHERE ia.incident_id=$1 "
+                "AND a.status='firing' ORDER BY a.fingerprint", incident_id)]
+
     # set_state and save_step are journal() with one part; merge_context and add_timeline
     # are single statements (no transaction round trips) with journal()'s SQL
 

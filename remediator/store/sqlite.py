@@ -455,6 +455,12 @@ class SqliteStore:
             return int(row[0])
         return await self._read(run)
 
+    async def firing_fingerprints(self, incident_id: str) -> list[str]:
+        return await self._read(lambda c: [r[0] for r in c.execute(
+            "SELECT DISTINCT a.fingerprint FROM incident_alerts ia "
+            "JOIN alerts a ON a.id = ia.alert_id WHERE ia.incident_id=? AND a.status='firing' "
+            "ORDER BY a.fingerprint", (incident_id,))])
+
     # set_state, merge_context, save_step and add_timeline are journal() with one part
 
     async def set_state(self, incident_id: str, state: IncidentState, now: datetime, *,

@@ -5,18 +5,32 @@ intent of a step is durable, note included, before its API call."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from remediator.actions import registry
 from remediator.actions.base import ActionContext, ActionResult, IncidentSnapshot, Intent
-from remediator.engine.core import EngineConfig
-from remediator.model.incident import ALERTS_IN_VIEW, IncidentState, IncidentView, StepStatus
+from remediator.clock import FakeClock
+from remediator.engine.core import Engine, EngineConfig, Ports
+from remediator.engine.runner import IncidentRun
+from remediator.model.incident import (
+    ALERTS_IN_VIEW,
+    IncidentState,
+    IncidentView,
+    StepRecord,
+    StepStatus,
+)
+from remediator.model.playbook import Step
+from remediator.store.base import AlertRecord, IngestItem, Routing
+from remediator.store.sqlite import SqliteStore
 
-from .rig import Rig, alert
+from .rig import T0, Rig, alert
 
 MISSING = """
 apiVersion: remediator/v1
@@ -150,8 +164,8 @@ async def test_intent_and_its_note_are_durable_before_the_api_call(
 
 async def test_escalation_reads_a_bounded_view_of_a_big_incident(
         rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Escalation actions and notifications get the first ALERTS_IN_VIEW alerts and the
-    counts of all; the run itself reads every alert (verification asks about each)."""
+    """Runs, escalation actions and notifications get the first ALERTS_IN_VIEW alerts and
+    the counts of all."""
     await rig.start(MISSING, EngineConfig(dry_run=True, retry_base=5.0))
     reads: list[tuple[int | None, int, int, int]] = []
     real = rig.store.get_incident
@@ -170,5 +184,45 @@ async def test_escalation_reads_a_bounded_view_of_a_big_incident(
     inc = await rig.only_incident()
     assert inc.state == IncidentState.ESCALATED
     assert (len(inc.alerts), inc.alert_count, inc.firing_count) == (many, many, many)
-    assert reads[0] == (None, many, many, many)                          # the run
-    assert reads[1:] == [(ALERTS_IN_VIEW, ALERTS_IN_VIEW, many, many)] * 2  # the escalation
+    # the run, the escalation and its second action
+    assert reads == [(ALERTS_IN_VIEW, ALERTS_IN_VIEW, many, many)] * 3
+
+
+class ListedNowhere:
+    """An Alertmanager API that lists none of the alerts it is asked about."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    async def is_firing(self, fingerprint: str) -> bool:
+        self.asked.append(fingerprint)
+        return False
+
+
+async def test_alert_resolved_asks_about_every_firing_alert_not_only_the_view(
+        tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "verify.db")
+    await store.open()
+    alerts_api = ListedNowhere()
+    engine = Engine(store=store, playbooks=[], clock=FakeClock(auto_advance=True),
+                    ports=Ports(alerts=alerts_api), config=EngineConfig())
+    many = ALERTS_IN_VIEW + 5
+    records = [AlertRecord(f"{i:016x}", T0 + timedelta(seconds=i), None, "firing",
+                           {"alertname": "A", "n": str(i)}, {}) for i in range(many)]
+    route = (Routing("pb", "pb/key", None),)
+    outcomes = await store.ingest([IngestItem(r, route) for r in records], T0)
+    incident = outcomes[0].incident_ids[0]
+    gone = [IngestItem(AlertRecord(r.fingerprint, r.starts_at, T0, "resolved", r.labels, {}),
+                       ()) for r in records[:2]]
+    await store.ingest(gone, T0)
+    run = IncidentRun(engine, incident, asyncio.Event())
+    view = await store.get_incident(incident, alert_limit=ALERTS_IN_VIEW)
+    assert view is not None
+    run.view = view
+    step = Step.model_validate({"name": "wait", "action": "wait", "with": {"duration": "1s"},
+                                "verify": {"alert_resolved": True, "timeout": "1m"}})
+    rec = StepRecord(index=0, name="wait", action="wait", status=StepStatus.APPLIED)
+    assert await run.verify_step(step, rec) == "recovered"
+    assert alerts_api.asked == sorted(r.fingerprint for r in records[2:])
+    assert "no longer lists" in (rec.verify or "")
+    await store.close()
