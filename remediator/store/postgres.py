@@ -349,15 +349,7 @@ class PostgresStore:
                       context: dict[str, Any] | None = None,
                       state: IncidentState | None = None, summary: str | None = None,
                       timeline: Sequence[TimelineEntry] = ()) -> None:
-        await self._journal(incident_id, now, step=step, context=context, state=state,
-                            summary=summary, timeline=timeline)
-
-    async def _journal(self, incident_id: str, now: datetime, *,
-                       step: tuple[str, StepRecord] | None = None,
-                       context: dict[str, Any] | None = None,
-                       state: IncidentState | None = None, summary: str | None = None,
-                       timeline: Sequence[TimelineEntry] = ()) -> None:
-        """The one write behind journal, set_state, save_step and the others: the step,
+        """The one write behind set_state, save_step and the others too: the step,
         the context patch, the state and the timeline entries given, in one transaction."""
         step_args: tuple[Any, ...] | None = None
         if step is not None:
@@ -390,6 +382,10 @@ class PostgresStore:
             if entries:
                 await c.executemany(_TIMELINE_SQL, entries)
         await self._tx(run)
+
+    # the one-part methods above call it by this name, so that a wrapper put on an
+    # instance's journal() (the store-traffic tests count calls) sees only its own callers
+    _journal = journal
 
     async def list_alerts(self, *, outcome: str | None = None,
                           limit: int = 100) -> list[dict[str, Any]]:
