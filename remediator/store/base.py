@@ -62,6 +62,12 @@ class IngestOutcome:
     created: tuple[str, ...] = ()           # of those, the ones just created
 
 
+def count_alerts(view: IncidentView) -> None:
+    """``alert_count`` and ``firing_count`` of a view that holds every alert."""
+    view.alert_count = len(view.alerts)
+    view.firing_count = sum(a["status"] == "firing" for a in view.alerts)
+
+
 @dataclass(frozen=True)
 class ApprovalRecord:
     id: str

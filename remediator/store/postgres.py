@@ -38,7 +38,7 @@ from remediator.model.incident import (
     TargetRef,
     TimelineEntry,
 )
-from remediator.store.base import ApprovalRecord, IngestItem, IngestOutcome
+from remediator.store.base import ApprovalRecord, IngestItem, IngestOutcome, count_alerts
 from remediator.store.pg_intake import ATTEMPTS, RETRYABLE, PgIntake
 from remediator.store.pg_schema import (
     BOOTSTRAP,
@@ -272,7 +272,7 @@ class PostgresStore:
                 "WHERE ia.incident_id=$1 ORDER BY a.id LIMIT $2", incident_id, alert_limit)
             view.alerts = [_alert_dict(a) for a in alerts]
             if alert_limit is None or len(alerts) < alert_limit:
-                _count_alerts(view)
+                count_alerts(view)
             else:
                 counts = await c.fetchrow(
                     "SELECT count(*) AS total, count(*) FILTER (WHERE a.status = 'firing') "
@@ -308,7 +308,7 @@ class PostgresStore:
                     "ORDER BY a.id", list(by_id)):
                 by_id[a["incident_id"]].alerts.append(_alert_dict(a))
             for view in views:
-                _count_alerts(view)
+                count_alerts(view)
             return views
 
     async def firing_alert_count(self, incident_id: str) -> int:
@@ -535,12 +535,6 @@ def _incident(row: Any) -> IncidentView:
         closed_at=row["closed_at"], first_alert_at=row["first_alert_at"],
         context=json.loads(row["context"]), notify=json.loads(row["notify"]),
         summary=row["summary"])
-
-
-def _count_alerts(view: IncidentView) -> None:
-    """``alert_count`` and ``firing_count`` of a view that holds every alert."""
-    view.alert_count = len(view.alerts)
-    view.firing_count = sum(a["status"] == "firing" for a in view.alerts)
 
 
 def _alert_dict(row: Any) -> dict[str, Any]:

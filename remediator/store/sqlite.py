@@ -35,7 +35,7 @@ from remediator.model.incident import (
     TargetRef,
     TimelineEntry,
 )
-from remediator.store.base import ApprovalRecord, IngestItem, IngestOutcome
+from remediator.store.base import ApprovalRecord, IngestItem, IngestOutcome, count_alerts
 from remediator.store.schema import COLUMNS_ADDED, SCHEMA
 
 T = TypeVar("T")
@@ -415,8 +415,7 @@ class SqliteStore:
             (incident_id, -1 if alert_limit is None else alert_limit)).fetchall()
         view.alerts = [_alert_dict(a) for a in alerts]
         if alert_limit is None or len(alerts) < alert_limit:
-            view.alert_count = len(alerts)
-            view.firing_count = sum(a["status"] == "firing" for a in alerts)
+            count_alerts(view)
         else:
             total, firing = c.execute(
                 "SELECT count(*), coalesce(sum(a.status = 'firing'), 0) "
