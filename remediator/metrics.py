@@ -60,3 +60,21 @@ class Metrics:
         self.dependency_up = Gauge(
             "remediator_dependency_up", "1 when a dependency answered its last call.",
             ["dependency"], registry=r)
+        # the labelled children counted on every webhook, looked up once (``labels()``
+        # checks and joins its arguments under a lock on every call)
+        self._webhook_codes: dict[int, Counter] = {}
+        self._alert_outcomes: dict[str, Counter] = {}
+
+    def count_webhook(self, status: int) -> None:
+        """One webhook request answered with ``status``."""
+        child = self._webhook_codes.get(status)
+        if child is None:
+            child = self._webhook_codes[status] = self.webhook_requests.labels(str(status))
+        child.inc()
+
+    def count_alerts(self, outcome: str, n: int = 1) -> None:
+        """``n`` alerts received with ``outcome``."""
+        child = self._alert_outcomes.get(outcome)
+        if child is None:
+            child = self._alert_outcomes[outcome] = self.alerts_received.labels(outcome)
+        child.inc(n)

@@ -72,7 +72,7 @@ class Intake:
 
     def _count(self, outcomes: list[IngestOutcome]) -> dict[str, int]:
         counts: Counter[str] = Counter(o.outcome for o in outcomes)
-        received = self.engine.metrics.alerts_received
-        for outcome_name, n in counts.items():      # one labelled-counter lookup per outcome
-            received.labels(outcome_name).inc(n)
+        metrics = self.engine.metrics
+        for outcome_name, n in counts.items():      # one counter increment per outcome
+            metrics.count_alerts(outcome_name, n)
         return dict(counts)

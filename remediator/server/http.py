@@ -308,12 +308,12 @@ def build_app(engine: Engine, config: ServerConfig) -> tuple[web.Application, Ap
         except Exception:
             log.exception("unhandled error on %s %s", request.method, request.path)
             response = error(500, "internal error")
-        if request.path == "/api/v1/alerts":
-            engine.metrics.webhook_requests.labels(str(response.status)).inc()
+        if request.match_info.route is webhook:      # POST /api/v1/alerts only
+            engine.metrics.count_webhook(response.status)
         return response
 
     app = web.Application(client_max_size=config.max_body_bytes, middlewares=[errors])
-    app.router.add_post("/api/v1/alerts", api.alerts)
+    webhook = app.router.add_post("/api/v1/alerts", api.alerts)
     app.router.add_get("/api/v1/alerts", api.alert_list)
     app.router.add_get("/api/v1/incidents", api.incidents)
     app.router.add_get("/api/v1/incidents/{id}", api.incident)

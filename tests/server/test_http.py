@@ -192,6 +192,21 @@ async def test_404_and_405_are_json(server: Served) -> None:
     assert "inc-missing" in (await resp.json())["error"]
 
 
+async def test_webhook_requests_counted_by_status_post_only(server: Served) -> None:
+    def counts() -> dict[str, float]:
+        return {s.labels["code"]: s.value
+                for m in server.engine.metrics.webhook_requests.collect() for s in m.samples
+                if s.name.endswith("_total")}
+
+    assert (await send(server, payload()))[0] == 200
+    assert (await send(server, payload()))[0] == 200
+    assert (await send(server, b"{"))[0] == 400
+    # the same path's GET (the alert list) and other methods are not webhooks
+    assert (await server.client.get("/api/v1/alerts", headers=AUTH)).status == 200
+    assert (await server.client.put("/api/v1/alerts", headers=AUTH)).status == 405
+    assert counts() == {"200": 2.0, "400": 1.0}
+
+
 async def test_incidents_api_and_bad_limit(server: Served) -> None:
     await send(server, payload())
     resp = await server.client.get("/api/v1/incidents", headers=AUTH)
