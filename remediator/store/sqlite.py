@@ -103,7 +103,8 @@ class SqliteStore:
         self._flusher: asyncio.Task[None] | None = None
         self._closed = False
         # (fingerprint, starts_at) -> status of the episodes this store committed last
-        self._episodes: OrderedDict[tuple[str, str], str] = OrderedDict()
+        # (keyed by the datetime itself: formatting it costs more than the look-up)
+        self._episodes: OrderedDict[tuple[str, datetime], str] = OrderedDict()
 
     # --- connections -------------------------------------------------------------
 
@@ -267,7 +268,7 @@ class SqliteStore:
         episode's status changes only in ``ingest``."""
         out: list[IngestOutcome] = []
         for fingerprint, starts_at, status in alerts:
-            known = self._episodes.get((fingerprint, starts_at.isoformat()))
+            known = self._episodes.get((fingerprint, starts_at))
             if known is None or (status == "resolved" and known == "firing"):
                 return None
             out.append(_STALE if status == "firing" and known == "resolved" else _DUPLICATE)
@@ -279,7 +280,7 @@ class SqliteStore:
         cache = self._episodes
         for item, outcome in zip(items, outcomes, strict=True):
             a = item.alert
-            cache[(a.fingerprint, a.starts_at.isoformat())] = (
+            cache[(a.fingerprint, a.starts_at)] = (
                 "resolved" if a.status == "resolved" or outcome.outcome == "stale"
                 else "firing")
         while len(cache) > EPISODE_CACHE:
