@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -132,6 +132,7 @@ class Engine:
         self._lost: set[str] = set()
         self._background: list[asyncio.Task[None]] = []
         self._receiving = 0                 # webhooks being received (see give_way)
+        self._receiving_gate = _Receiving(self)
         self._intake_idle = asyncio.Event()
         self._intake_idle.set()
 
@@ -160,17 +161,10 @@ class Engine:
         if resumed:
             log.info("resuming %d open incidents from the journal", len(resumed))
 
-    @contextlib.contextmanager
-    def receiving(self) -> Iterator[None]:
-        """Around the intake of one webhook: incident runs give way meanwhile."""
-        self._receiving += 1
-        self._intake_idle.clear()
-        try:
-            yield
-        finally:
-            self._receiving -= 1
-            if not self._receiving:
-                self._intake_idle.set()
+    def receiving(self) -> _Receiving:
+        """Around the intake of one webhook (``with engine.receiving():``): incident runs
+        give way meanwhile."""
+        return self._receiving_gate
 
     async def give_way(self) -> None:
         """Called by incident runs before each journal write and action call:
@@ -309,3 +303,24 @@ class Engine:
                 log.warning("%d incident runs were cut at shutdown; they resume from the "
                             "journal on the next start", len(pending))
         await self.notifications.stop()
+
+
+class _Receiving:
+    """``Engine.receiving()``: a plain context manager (entered on every webhook, where a
+    generator-based one costs a generator and a wrapper object each time)."""
+
+    __slots__ = ("engine",)
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def __enter__(self) -> None:
+        engine = self.engine
+        engine._receiving += 1
+        engine._intake_idle.clear()
+
+    def __exit__(self, *exc: object) -> None:
+        engine = self.engine
+        engine._receiving -= 1
+        if not engine._receiving:
+            engine._intake_idle.set()

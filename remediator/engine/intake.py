@@ -29,21 +29,25 @@ class Intake:
 
     async def receive(self, payload: WebhookPayload) -> dict[str, int]:
         """Persist and route every alert of ``payload``; returns counts by outcome."""
-        with self.engine.receiving():
-            return await self._receive(payload)
-
-    async def _receive(self, payload: WebhookPayload) -> dict[str, int]:
         engine = self.engine
-        if payload.truncatedAlerts:
-            log.warning("Alertmanager truncated %d alerts of group %s (max_alerts): they are "
-                        "not seen here", payload.truncatedAlerts, payload.groupKey)
-        # a re-delivery that changes nothing is answered before any routing
-        known = engine.store.redelivered([(a.fingerprint, a.startsAt, a.status)
-                                          for a in payload.alerts])
-        if known is not None:
-            return self._count(known)
+        with engine.receiving():
+            if payload.truncatedAlerts:
+                log.warning("Alertmanager truncated %d alerts of group %s (max_alerts): they "
+                            "are not seen here", payload.truncatedAlerts, payload.groupKey)
+            # a re-delivery that changes nothing is answered before any routing
+            known = engine.store.redelivered([(a.fingerprint, a.startsAt, a.status)
+                                              for a in payload.alerts])
+            if known is not None:
+                return self._count(known)
+            items = self._route(payload)
+            outcomes = await engine.store.ingest(items, engine.clock.now())
+            self._opened(items, outcomes)
+            return self._count(outcomes)
+
+    def _route(self, payload: WebhookPayload) -> list[IngestItem]:
+        """Each alert as the store takes it, with its routes if it fires."""
         items: list[IngestItem] = []
-        router, dry_run = engine.router, engine.config.dry_run
+        router, dry_run = self.engine.router, self.engine.config.dry_run
         for alert in payload.alerts:
             routes: tuple[Routing, ...] = ()
             if alert.is_firing:
@@ -51,10 +55,14 @@ class Intake:
             items.append(IngestItem(
                 AlertRecord(fingerprint=alert.fingerprint, starts_at=alert.startsAt,
                             ends_at=alert.endsAt, status=alert.status,
-                            labels=dict(alert.labels), annotations=dict(alert.annotations),
+                            labels=alert.labels, annotations=alert.annotations,
                             generator_url=alert.generatorURL),
                 routes))
-        outcomes = await engine.store.ingest(items, engine.clock.now())
+        return items
+
+    def _opened(self, items: list[IngestItem], outcomes: list[IngestOutcome]) -> None:
+        """Count the incidents opened and wake the ones with something new to do."""
+        engine = self.engine
         for item, outcome in zip(items, outcomes, strict=True):
             if outcome.created:
                 # incident_ids line up with the item's routes when the alert is new
@@ -68,7 +76,6 @@ class Intake:
             wake = outcome.incident_ids if outcome.outcome == "resolved" else outcome.created
             for incident_id in wake:
                 engine.wake(incident_id)
-        return self._count(outcomes)
 
     def _count(self, outcomes: list[IngestOutcome]) -> dict[str, int]:
         counts: Counter[str] = Counter(o.outcome for o in outcomes)
