@@ -11,7 +11,6 @@ incidents that changed.
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from typing import TYPE_CHECKING
 
 from remediator.model.alerts import WebhookPayload
@@ -78,8 +77,10 @@ class Intake:
                 engine.wake(incident_id)
 
     def _count(self, outcomes: list[IngestOutcome]) -> dict[str, int]:
-        counts: Counter[str] = Counter(o.outcome for o in outcomes)
+        counts: dict[str, int] = {}
+        for o in outcomes:
+            counts[o.outcome] = counts.get(o.outcome, 0) + 1
         metrics = self.engine.metrics
         for outcome_name, n in counts.items():      # one counter increment per outcome
             metrics.count_alerts(outcome_name, n)
-        return dict(counts)
+        return counts

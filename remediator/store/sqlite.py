@@ -185,8 +185,9 @@ class SqliteStore:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._reader, lambda: fn(self._connect()))
 
-    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` inside the next group-committed transaction and return its result."""
+    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        """Run ``fn`` inside the next group-committed transaction; the future of its result
+        (a plain function: awaiting the future directly saves a coroutine per write)."""
         if self._closed:
             raise RuntimeError("store is closed")
         loop = asyncio.get_running_loop()
@@ -194,7 +195,7 @@ class SqliteStore:
         self._queue.append((fn, fut))
         if self._flusher is None or self._flusher.done():
             self._flusher = loop.create_task(self._flush_loop())
-        return await fut
+        return fut
 
     async def _flush_loop(self) -> None:
         loop = asyncio.get_running_loop()
