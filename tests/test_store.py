@@ -589,8 +589,8 @@ async def test_sqlite_waits_for_a_lock_held_elsewhere_off_the_event_loop(
 
 async def test_sqlite_checkpoints_the_wal_in_the_background(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Commits never run SQLite's automatic checkpoint (its copy and fsync would delay
-    every caller of that batch); a background task does it instead."""
+    """Commits do not run SQLite's automatic checkpoint below WAL_RESTART_PAGES (its copy
+    and fsync would delay every caller of that batch); a background task does it."""
     from remediator.store import sqlite as sqlite_store
 
     monkeypatch.setattr(sqlite_store, "CHECKPOINT_INTERVAL", 0.05)
@@ -606,6 +606,30 @@ async def test_sqlite_checkpoints_the_wal_in_the_background(
             if (tmp_path / "wal.db").stat().st_size > before:
                 break
         assert (tmp_path / "wal.db").stat().st_size > before
+    finally:
+        await store.close()
+
+
+async def test_sqlite_wal_stays_bounded_under_sustained_writes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With commits that never pause long enough for the background checkpoint (here: it
+    never runs), the commit that takes the WAL past WAL_RESTART_PAGES checkpoints it, the
+    WAL starts over and its file is cut back to WAL_SIZE_LIMIT."""
+    from remediator.store import sqlite as sqlite_store
+
+    monkeypatch.setattr(sqlite_store, "CHECKPOINT_INTERVAL", 3600)
+    monkeypatch.setattr(sqlite_store, "WAL_RESTART_PAGES", 50)
+    monkeypatch.setattr(sqlite_store, "WAL_SIZE_LIMIT", 100 * 4096)
+    store = SqliteStore(tmp_path / "bounded.db")
+    await store.open()
+    wal = tmp_path / "bounded.db-wal"
+    try:
+        sizes = []
+        for batch in range(40):      # ~12 pages per batch: 480 pages in all
+            await store.ingest([firing(f"{batch:08x}{i:08x}") for i in range(30)], NOW)
+            sizes.append(wal.stat().st_size)
+        assert max(sizes) < 110 * 4096, sizes
+        assert len(await store.list_alerts(limit=10_000)) == 1200
     finally:
         await store.close()
 
