@@ -25,7 +25,6 @@ Needs ``valgrind`` (Debian: ``apt-get install -y valgrind``). Takes about a minu
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import re
 import shutil
@@ -33,8 +32,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-
-import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -45,7 +42,9 @@ from bench._common import (
     SIM_DEPLOYMENTS,
     free_port,
     http_get,
+    run_load,
     start_simulator,
+    storm_plan,
     tmpdir,
     write_config,
 )
@@ -63,17 +62,15 @@ sys.exit(main())
 """
 
 
-async def post_all(url: str, first: int, count: int, concurrency: int = 32) -> None:
-    numbers = iter(range(first, first + count))
-    async with aiohttp.ClientSession() as session:
-        async def worker() -> None:
-            for i in numbers:
-                async with session.post(url, data=intake_body(i),
-                                        headers={"Content-Type": "application/json"}) as r:
-                    await r.read()
-                    if r.status != 200:
-                        raise SystemExit(f"webhook {i}: HTTP {r.status}")
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+def post_all(url: str, first: int, count: int, tmp: Path) -> None:
+    """Webhooks ``first`` … ``first + count - 1`` of the intake's worst case, over 32
+    connections (bench/_load.py, one burst); every one must be answered 200."""
+    bodies = tmp / f"bodies-{first}.jsonl"
+    bodies.write_bytes(b"\n".join(intake_body(i) for i in range(first, first + count)))
+    result = run_load(storm_plan(url, bodies, burst=count, pause=0), tmp, f"post-{first}")
+    failed = [r for r in result["records"] if r.get("status") != 200]
+    if failed:
+        raise SystemExit(f"{len(failed)} of {count} webhooks not answered 200: {failed[0]}")
 
 
 def totals(path: Path) -> int:
@@ -126,10 +123,10 @@ def main() -> int:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise SystemExit(f"not ready; see {tmp / 'valgrind.log'}")
                 time.sleep(1)
-            asyncio.run(post_all(url + "/api/v1/alerts", 0, args.warmup))
+            post_all(url + "/api/v1/alerts", 0, args.warmup, tmp)
             subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True,
                            capture_output=True)
-            asyncio.run(post_all(url + "/api/v1/alerts", args.warmup, args.webhooks))
+            post_all(url + "/api/v1/alerts", args.warmup, args.webhooks, tmp)
             subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True,
                            capture_output=True)
         finally:
