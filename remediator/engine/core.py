@@ -131,10 +131,7 @@ class Engine:
         self._waiting = 0
         self._lost: set[str] = set()
         self._background: list[asyncio.Task[None]] = []
-        self._receiving = 0                 # webhooks being received (see give_way)
-        self._receiving_gate = _Receiving(self)
-        self._intake_idle = asyncio.Event()
-        self._intake_idle.set()
+        self._receiving = _Receiving()      # webhooks being received (see give_way)
 
     @property
     def shared_store(self) -> bool:
@@ -164,7 +161,7 @@ class Engine:
     def receiving(self) -> _Receiving:
         """Around the intake of one webhook (``with engine.receiving():``): incident runs
         give way meanwhile."""
-        return self._receiving_gate
+        return self._receiving
 
     async def give_way(self) -> None:
         """Called by incident runs before each journal write and action call:
@@ -174,10 +171,10 @@ class Engine:
         out and retry) and the engine's CPU goes to the incidents in the gaps; at most that
         long later a run goes on regardless."""
         limit = self.config.intake_priority
-        if self._receiving and limit > 0:
+        if self._receiving.count and limit > 0:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(limit):
-                    await self._intake_idle.wait()
+                    await self._receiving.idle.wait()
 
     def wake(self, incident_id: str) -> None:
         if self.stopping:
@@ -306,21 +303,22 @@ class Engine:
 
 
 class _Receiving:
-    """``Engine.receiving()``: a plain context manager (entered on every webhook, where a
-    generator-based one costs a generator and a wrapper object each time)."""
+    """``Engine.receiving()``: how many webhooks are being received, and an event set
+    while none is. A plain context manager, entered on every webhook (a generator-based
+    one costs a generator and a wrapper object each time)."""
 
-    __slots__ = ("engine",)
+    __slots__ = ("count", "idle")
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self) -> None:
+        self.count = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
 
     def __enter__(self) -> None:
-        engine = self.engine
-        engine._receiving += 1
-        engine._intake_idle.clear()
+        self.count += 1
+        self.idle.clear()
 
     def __exit__(self, *exc: object) -> None:
-        engine = self.engine
-        engine._receiving -= 1
-        if not engine._receiving:
-            engine._intake_idle.set()
+        self.count -= 1
+        if not self.count:
+            self.idle.set()
