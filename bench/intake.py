@@ -37,7 +37,6 @@ Targets: remediator ≥ 50% of the baseline's throughput, p99 < 10 ms.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -56,6 +55,7 @@ from bench._common import (
     free_port,
     result_name,
     rss_mb,
+    run_load,
     save,
     settle,
     start_daemon,
@@ -75,15 +75,9 @@ REDELIVERED = 1000   # distinct webhooks of the re-delivery run
 
 def load(url: str, seconds: float, concurrency: int, tmp: Path, name: str,
          rate: float | None = None, repeat: int | None = None) -> dict[str, Any]:
-    plan = tmp / f"plan-{name}.json"
-    out = tmp / f"result-{name}.json"
-    plan.write_text(json.dumps({"url": url + "/api/v1/alerts", "concurrency": concurrency,
-                                "mode": "duration", "seconds": seconds, "warmup": 1.0,
-                                "rate": rate, "repeat": repeat}))
-    proc = Proc([PY, str(BENCH / "_load.py"), str(plan), str(out)], f"load-{name}")
-    proc.popen.wait(timeout=seconds + 120)
-    proc.stop()
-    result = json.loads(out.read_text())
+    result = run_load({"url": url + "/api/v1/alerts", "concurrency": concurrency,
+                       "mode": "duration", "seconds": seconds, "warmup": 1.0,
+                       "rate": rate, "repeat": repeat}, tmp, name, timeout=seconds + 120)
     lat = result.pop("latencies")
     return {**result, **summary_ms(lat)}
 
