@@ -23,8 +23,10 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from remediator.actions import registry
 from remediator.clock import Clock, SystemClock
-from remediator.engine.core import Engine, EngineConfig, Ports
+from remediator.engine.core import Engine
+from remediator.engine.ports import Ports
 from remediator.loader import load_paths
 from remediator.metrics import Metrics
 from remediator.notify.base import Sink
@@ -147,18 +149,9 @@ class Daemon:
             self.dependencies["jira"] = s.jira.url
         else:
             self.dependencies["jira"] = "not configured"
-        e = s.engine
-        config = EngineConfig(
-            dry_run=e.dry_run, max_parallel=e.max_parallel,
-            allow_namespaces=tuple(e.allow_namespaces), deny_namespaces=tuple(e.deny_namespaces),
-            action_budget=e.action_budget, action_budget_window=e.action_budget_window,
-            default_approvers=tuple(s.slack.approvers), retry_base=e.retry_base,
-            retry_max=e.retry_max, call_timeout=e.call_timeout,
-            lock_retry_interval=e.lock_retry_interval, lease=e.lease,
-            escalation_retry_for=e.escalation_retry_for,
-            scan_interval=e.scan_interval, intake_priority=e.intake_priority)
-        self.engine = Engine(store=store, playbooks=playbooks, clock=self.clock, ports=ports,
-                             config=config, metrics=Metrics(), sinks=sinks)
+        self.engine = Engine(store=store, playbooks=playbooks, clock=self.clock,
+                             catalogue=registry, ports=ports, settings=s.engine,
+                             metrics=Metrics(), sinks=sinks, approvers=s.slack.approvers)
         token = read_secret(s.server.auth.token, s.server.auth.token_file, "the auth token")
         password = read_secret(s.server.auth.basic_password, s.server.auth.basic_password_file,
                                "the basic auth password")
@@ -184,7 +177,7 @@ class Daemon:
         await self.engine.start()
         self._api.ready = True
         log.info("remediator ready on %s", self.url,
-                 extra={"dry_run": e.dry_run, "dependencies": self.dependencies})
+                 extra={"dry_run": s.engine.dry_run, "dependencies": self.dependencies})
         return self.url
 
     async def _cluster(self) -> Any:

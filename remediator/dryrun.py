@@ -7,7 +7,7 @@ from typing import Any
 
 from remediator.actions import registry
 from remediator.engine.routing import render_target, template_context
-from remediator.engine.verify import promql_context
+from remediator.engine.verification import promql_context
 from remediator.errors import TemplateError
 from remediator.matching import first_failure
 from remediator.model.alerts import Alert
@@ -58,7 +58,7 @@ def plan_for_alert(pb: Playbook, alert: Alert, source: str) -> dict[str, Any]:
             "name": step.name, "action": step.action,
             "params": params.model_dump(mode="json", by_alias=True, exclude_defaults=True),
             "changes_cluster": spec.mutates_cluster,
-            "retries": step.retries, "timeout": f"{step.timeout:g}s",
+            "retries": step.retries, "timeout": f"{step.effective_timeout:g}s",
             "approval": (step.approval.model_dump(mode="json") if step.approval else None),
             "verify": _verify(step.verify, context)})
     plan["steps"] = steps

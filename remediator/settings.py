@@ -76,6 +76,9 @@ class EngineSettings(Group):
     call_timeout: Duration = Field(default=60.0, description="Longest single API call.")
     lock_retry_interval: Duration = Field(default=10.0,
                                           description="Re-check of a busy per-target lock.")
+    escalation_retries: int = Field(
+        default=3, ge=0, description="Quick tries of each escalation action before the "
+                                     "ones that met only temporary errors keep trying.")
     escalation_retry_for: Duration = Field(
         default=3600.0, description="How long an escalation action that met only temporary "
                                     "errors (Jira down) keeps trying.")
@@ -91,6 +94,9 @@ class EngineSettings(Group):
     scan_interval: Duration = Field(default=5.0, gt=0,
                                     description="Shared store: seconds between looks for "
                                                 "incidents no replica holds.")
+    owner: str | None = Field(default=None,
+                              description="This replica's name in leases (default: host, "
+                                          "process id and a random part).")
 
 
 class KubernetesSettings(Group):

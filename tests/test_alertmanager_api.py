@@ -23,7 +23,7 @@ from aiohttp import web
 
 from remediator.adapters.alertmanager import AlertmanagerApi
 from remediator.clock import FakeClock
-from remediator.engine.verify import Verifier
+from remediator.engine.verification import Verifier
 from remediator.errors import PermanentError, TemporaryError
 from remediator.model.alerts import fingerprint
 from remediator.model.playbook import Verify

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from remediator.clock import FakeClock
-from remediator.engine.verify import NO_SERIES, Verifier, comparison_lhs, samples_hold
+from remediator.engine.verification import NO_SERIES, Verifier, comparison_lhs, samples_hold
 from remediator.errors import TemporaryError
 from remediator.model.playbook import Verify
 

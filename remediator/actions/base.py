@@ -14,7 +14,7 @@ Both raise only ``TemporaryError`` / ``PermanentError``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
@@ -109,6 +109,11 @@ class ActionContext:
     # The IncidentView as ``model_dump(mode="json")`` (the engine passes an IncidentSnapshot)
     incident: Mapping[str, Any] = field(default_factory=dict)
     sink_state: Any = None      # read-only: await sink_state(sink, key) -> str | None
+    # The run's wait: ``await wait(seconds)`` sleeps on the engine's clock and ends early
+    # (raising) when the incident's alerts resolve or the daemon stops. None: clock.sleep.
+    wait: Callable[[float], Awaitable[None]] | None = None
+    # A timeline note in the incident's journal: ``await note(kind, message, **data)``.
+    note: Callable[..., Awaitable[None]] | None = None
 
 
 class Action(Protocol, Generic[P]):

@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
-from remediator.engine.runner import Stop
+from remediator.engine.outcomes import Interruption, RunInterrupted
+from remediator.engine.run import Run
 from remediator.model.incident import IncidentState, StepRecord
 from remediator.model.playbook import Step
 from remediator.notify.base import EventKind
 from remediator.store.base import ApprovalRecord, Store
-
-if TYPE_CHECKING:
-    from remediator.engine.runner import IncidentRun
 
 
 class Approvals:
@@ -29,7 +26,7 @@ class Approvals:
         self.default_approvers = default_approvers
         self.poll_interval = poll_interval
 
-    async def obtain(self, run: IncidentRun, step: Step, rec: StepRecord) -> str | None:
+    async def obtain(self, run: Run, step: Step, rec: StepRecord) -> str | None:
         """Wait for the decision. None when approved; otherwise why not (to escalate)."""
         assert step.approval is not None
         clock = run.clock
@@ -42,32 +39,30 @@ class Approvals:
                 approvers=tuple(step.approval.approvers) or self.default_approvers)
             await self.store.create_approval(record)
             await self._publish(run, record, step)
-            await run.set_state(IncidentState.AWAITING_APPROVAL)
-            await run.note("approval", f"step {step.name!r} waits for approval in "
+            await run.journal.state(IncidentState.AWAITING_APPROVAL)
+            await run.journal.note("approval", f"step {step.name!r} waits for approval in "
                                        f"{step.approval.slack.channel} until "
                                        f"{record.expires_at.isoformat()}",
                            approval=record.id, channel=step.approval.slack.channel,
                            approvers=list(record.approvers))
-            await run.engine.notifications.emit(
-                EventKind.APPROVAL_REQUESTED, run.id, step=rec, message=record.id)
+            await run.journal.emit(EventKind.APPROVAL_REQUESTED, step=rec, message=record.id)
         while True:
             current = await self.store.get_approval(record.id)
             assert current is not None
             if current.decision is not None:
                 await self._publish(run, current, step)
             if current.decision == "approved":
-                await run.note("approval", f"step {step.name!r} approved by {current.decided_by}",
-                               approval=record.id, by=current.decided_by)
-                await run.engine.notifications.emit(EventKind.APPROVAL_DECIDED, run.id, step=rec,
-                                                    message=record.id)
+                await run.journal.note("approval", f"step {step.name!r} approved by "
+                                                   f"{current.decided_by}",
+                                       approval=record.id, by=current.decided_by)
+                await run.journal.emit(EventKind.APPROVAL_DECIDED, step=rec, message=record.id)
                 return None
             if current.decision in ("rejected", "expired"):
                 why = (f"step {step.name!r} was rejected by {current.decided_by}"
                        if current.decision == "rejected"
                        else f"approval for step {step.name!r} expired unanswered")
-                await run.note("approval", why, approval=record.id, by=current.decided_by)
-                await run.engine.notifications.emit(EventKind.APPROVAL_DECIDED, run.id, step=rec,
-                                                    message=record.id)
+                await run.journal.note("approval", why, approval=record.id, by=current.decided_by)
+                await run.journal.emit(EventKind.APPROVAL_DECIDED, step=rec, message=record.id)
                 return why
             now = clock.now()
             if now >= current.expires_at:
@@ -75,16 +70,14 @@ class Approvals:
                 continue
             if await run.firing() == 0:
                 await self.store.decide_approval(record.id, "expired", "remediator", now)
-                await run.close_resolved()
-                raise Stop("resolved while waiting for approval")
+                raise RunInterrupted(Interruption.RESOLVED, "resolved while waiting for approval")
             # Poll too: the click may land on another replica, which cannot wake this one.
             await run.wait(min(self.poll_interval, (current.expires_at - now).total_seconds()))
 
-    async def _publish(self, run: IncidentRun, record: ApprovalRecord, step: Step) -> None:
+    async def _publish(self, run: Run, record: ApprovalRecord, step: Step) -> None:
         """Put the approval where notifiers look for it: ``context["approval"]``."""
         assert step.approval is not None
         info = {"id": record.id, "step": step.name, "channel": step.approval.slack.channel,
                 "expires_at": record.expires_at.isoformat(), "decision": record.decision,
                 "by": record.decided_by}
-        await run.store.merge_context(run.id, {"approval": info}, run.clock.now())
-        run.view.context["approval"] = info
+        await run.journal.context({"approval": info})

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 
 from remediator.actions.registry import ActionSpec
 from remediator.clock import Clock
+from remediator.engine.outcomes import Refused
 from remediator.metrics import Metrics
 from remediator.model.incident import IncidentView
 from remediator.model.playbook import Playbook
@@ -43,7 +44,12 @@ class Guards:
         self.action_budget = action_budget
         self.action_budget_window = action_budget_window
 
-    async def at_start(self, view: IncidentView, pb: Playbook) -> tuple[str, str] | None:
+    async def at_start(self, view: IncidentView, pb: Playbook) -> Refused | None:
+        """Whether the incident may be remediated at all; a refusal escalates."""
+        why = await self._start_refusal(view, pb)
+        return None if why is None else Refused(*why, escalate=True)
+
+    async def _start_refusal(self, view: IncidentView, pb: Playbook) -> tuple[str, str] | None:
         now = self.clock.now()
         if view.target is not None:
             ns = view.target.namespace
@@ -69,8 +75,11 @@ class Guards:
         return None
 
     async def before_step(self, view: IncidentView, spec: ActionSpec,
-                          dry_run: bool) -> tuple[str, str, bool] | None:
-        """(guard, reason, escalate now) when a step must not act."""
+                          dry_run: bool) -> Refused | None:
+        """Whether a step may act. A refusal here escalates at once (the kill switch or a
+        spent budget); the escalation actions run for a storm once (the incident that
+        tripped it), and for every incident a manual pause refuses (humans turned the
+        robot off: they handle it)."""
         if not spec.mutates_cluster or dry_run:
             return None
         now = self.clock.now()
@@ -84,20 +93,14 @@ class Guards:
             return None
         if verdict == "tripped":
             self.metrics.automation_paused.set(1)
-            return ("budget", f"remediation storm: the action budget ({self.action_budget} "
-                              f"actions per {self.action_budget_window:g}s) is spent; "
-                              "automation is paused until resumed", True)
+            return Refused("budget", f"remediation storm: the action budget "
+                                     f"({self.action_budget} actions per "
+                                     f"{self.action_budget_window:g}s) is spent; automation "
+                                     "is paused until resumed", escalate=True)
         state = await self.paused()
         reason = state.reason if state else "paused"
-        return "paused", f"automation is paused ({reason})", True
-
-    async def should_escalate(self, guard: str, incident_id: str) -> bool:
-        """Escalation actions run for a storm once (the tripping incident), and for every
-        incident refused by a manual pause (humans turned the robot off: they handle it)."""
-        if guard != "paused":
-            return True
-        state = await self.paused()
-        return state is None or state.kind != "budget"
+        return Refused("paused", f"automation is paused ({reason})", escalate=True,
+                       run_escalation=state is None or state.kind != "budget")
 
     async def paused(self) -> PauseState | None:
         raw = await self.store.get_flag("paused")

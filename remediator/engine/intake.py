@@ -4,49 +4,91 @@ Each alert is matched against the playbooks (first match wins, ``continue``
 lets later ones see it), its target rendered, and the whole batch handed to the
 store, which deduplicates episodes by ``(fingerprint, startsAt)`` and folds
 alerts into one incident per ``(playbook, target)``. Only after the store has
-committed does the server reply 2xx; then the engine is woken for the
-incidents that changed.
+committed does the server reply 2xx; then the incidents that changed are woken.
+
+``IntakeGate`` counts the webhooks being received: incident runs give way to them
+(``give_way``) before each journal write and action call, so in an alert storm the
+alerts are persisted and acknowledged first.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
+from remediator.clock import Clock
+from remediator.engine.routing import Router
+from remediator.metrics import Metrics
 from remediator.model.alerts import WebhookPayload
-from remediator.store.base import AlertRecord, IngestItem, IngestOutcome, Routing
-
-if TYPE_CHECKING:
-    from remediator.engine.core import Engine
+from remediator.store.base import AlertRecord, IngestItem, IngestOutcome, Routing, Store
 
 log = logging.getLogger("remediator.intake")
 
 
+class IntakeGate:
+    """How many webhooks are being received, and an event set while none is. A plain
+    context manager, entered on every webhook (a generator-based one costs a generator
+    and a wrapper object each time)."""
+
+    __slots__ = ("count", "idle", "priority")
+
+    def __init__(self, priority: float) -> None:
+        self.count = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+        self.priority = priority        # real seconds a run waits for the intake, at most
+
+    def __enter__(self) -> None:
+        self.count += 1
+        self.idle.clear()
+
+    def __exit__(self, *exc: object) -> None:
+        self.count -= 1
+        if not self.count:
+            self.idle.set()
+
+    async def give_way(self) -> None:
+        """While webhooks are being received, wait for the intake to be idle, at most
+        ``priority`` real seconds; then a run goes on regardless."""
+        if self.count and self.priority > 0:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.priority):
+                    await self.idle.wait()
+
+
 class Intake:
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self, store: Store, router: Router, clock: Clock, metrics: Metrics, *,
+                 gate: IntakeGate, wake: Callable[[str], None], dry_run: bool = False) -> None:
+        self.store = store
+        self.router = router
+        self.clock = clock
+        self.metrics = metrics
+        self.gate = gate
+        self.wake = wake
+        self.dry_run = dry_run
 
     async def receive(self, payload: WebhookPayload) -> dict[str, int]:
         """Persist and route every alert of ``payload``; returns counts by outcome."""
-        engine = self.engine
-        with engine.receiving():
+        with self.gate:
             if payload.truncatedAlerts:
                 log.warning("Alertmanager truncated %d alerts of group %s (max_alerts): they "
                             "are not seen here", payload.truncatedAlerts, payload.groupKey)
             # a re-delivery that changes nothing is answered before any routing
-            known = engine.store.redelivered([(a.fingerprint, a.startsAt, a.status)
-                                              for a in payload.alerts])
+            known = self.store.redelivered([(a.fingerprint, a.startsAt, a.status)
+                                            for a in payload.alerts])
             if known is not None:
                 return self._count(known)
             items = self._route(payload)
-            outcomes = await engine.store.ingest(items, engine.clock.now())
+            outcomes = await self.store.ingest(items, self.clock.now())
             self._opened(items, outcomes)
             return self._count(outcomes)
 
     def _route(self, payload: WebhookPayload) -> list[IngestItem]:
         """Each alert as the store takes it, with its routes if it fires."""
         items: list[IngestItem] = []
-        router, dry_run = self.engine.router, self.engine.config.dry_run
+        router, dry_run = self.router, self.dry_run
         for alert in payload.alerts:
             routes: tuple[Routing, ...] = ()
             if alert.is_firing:
@@ -61,26 +103,25 @@ class Intake:
 
     def _opened(self, items: list[IngestItem], outcomes: list[IngestOutcome]) -> None:
         """Count the incidents opened and wake the ones with something new to do."""
-        engine = self.engine
         for item, outcome in zip(items, outcomes, strict=True):
             if outcome.created:
                 # incident_ids line up with the item's routes when the alert is new
                 for route_, incident_id in zip(item.routes, outcome.incident_ids, strict=False):
                     if incident_id in outcome.created:
-                        engine.metrics.incidents_opened.labels(route_.playbook).inc()
+                        self.metrics.incidents_opened.labels(route_.playbook).inc()
             # Wake what has something new to do: a new incident, or one whose alert resolved.
             # Another firing alert attaching to an open incident changes nothing for its
             # run, and waking it would cut its waits short (an extra verification poll per
             # alert in a storm).
             wake = outcome.incident_ids if outcome.outcome == "resolved" else outcome.created
             for incident_id in wake:
-                engine.wake(incident_id)
+                self.wake(incident_id)
 
     def _count(self, outcomes: list[IngestOutcome]) -> dict[str, int]:
         counts: dict[str, int] = {}
         for o in outcomes:
             counts[o.outcome] = counts.get(o.outcome, 0) + 1
-        metrics = self.engine.metrics
+        metrics = self.metrics
         for outcome_name, n in counts.items():      # one counter increment per outcome
             metrics.count_alerts(outcome_name, n)
         return counts

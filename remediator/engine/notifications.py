@@ -14,6 +14,7 @@ import logging
 from collections.abc import Sequence
 
 from remediator.clock import Clock
+from remediator.engine.supervisor import Supervisor
 from remediator.errors import PermanentError, TemporaryError
 from remediator.metrics import Metrics
 from remediator.model.incident import ALERTS_IN_VIEW, StepRecord
@@ -69,10 +70,9 @@ class Notifications:
         for ev in self._kick.values():
             ev.set()
 
-    def start(self) -> None:
+    def start(self, tasks: Supervisor) -> None:
         for sink in self.sinks:
-            self._tasks.append(asyncio.create_task(self._deliver_loop(sink),
-                                                   name=f"notify-{sink.name}"))
+            self._tasks.append(tasks.start(self._deliver_loop(sink), name=f"notify-{sink.name}"))
 
     async def stop(self, grace: float = 5.0) -> None:
         """Deliver what is pending for up to ``grace`` seconds, then stop."""

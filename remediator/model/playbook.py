@@ -14,6 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 
 from remediator.model.durations import Duration
 
+#: Seconds a step's action and its retries may take when the step sets no ``timeout``
+#: (its verification's own timeout comes on top).
+ACTION_TIMEOUT = 120.0
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -87,14 +91,34 @@ class Step(Strict):
     verify: Verify | None = None
     approval: Approval | None = None
     retries: int = Field(default=3, ge=0, le=20)
-    timeout: Duration = 120.0
+    # The action, its retries and its verification together; None: ACTION_TIMEOUT plus
+    # the verification's own timeout.
+    timeout: Duration | None = None
 
     @field_validator("timeout")
     @classmethod
-    def _timeout(cls, v: float) -> float:
-        if v <= 0:
+    def _timeout(cls, v: float | None) -> float | None:
+        if v is not None and v <= 0:
             raise ValueError("must be more than 0s")
         return v
+
+    @model_validator(mode="after")
+    def _room_to_verify(self) -> Step:
+        if self.timeout is not None and self.verify is not None \
+                and self.timeout < self.verify.timeout:
+            raise ValueError(
+                f"'timeout' ({self.timeout:g}s) is shorter than verify.timeout "
+                f"({self.verify.timeout:g}s): a step's timeout bounds its action, retries "
+                "and verification together, so the verification could never finish; "
+                "raise it or leave it out (default: 2m plus verify.timeout)")
+        return self
+
+    @property
+    def effective_timeout(self) -> float:
+        """Seconds the step may take from its first call to its verdict."""
+        if self.timeout is not None:
+            return self.timeout
+        return ACTION_TIMEOUT + (self.verify.timeout if self.verify is not None else 0.0)
 
 
 class Escalation(Strict):

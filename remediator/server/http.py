@@ -185,7 +185,7 @@ class Api:
             "paused": paused.__dict__ if paused else None,
             "running_incidents": self.engine.running,
             "playbooks": [pb.name for pb in self.engine.playbook_list],
-            "dry_run": self.engine.config.dry_run,
+            "dry_run": self.engine.settings.dry_run,
         })
 
     async def slack_interactions(self, request: web.Request) -> web.Response:

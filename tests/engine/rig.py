@@ -20,13 +20,16 @@ import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from remediator.actions import registry
 from remediator.adapters.kubernetes import KubernetesCluster
 from remediator.clock import FakeClock
-from remediator.engine.core import Engine, EngineConfig, Ports
+from remediator.engine.core import Engine
+from remediator.engine.ports import Ports
 from remediator.loader import load
 from remediator.model.alerts import fingerprint
 from remediator.model.incident import IncidentView
 from remediator.server.http import ServerConfig, build_app
+from remediator.settings import EngineSettings
 from remediator.simulator import Simulator
 from remediator.store.sqlite import SqliteStore
 
@@ -167,14 +170,15 @@ class Rig:
         self.store: SqliteStore
         self.client: TestClient[Any, Any] | None = None
 
-    async def start(self, playbooks: str, config: EngineConfig | None = None,
+    async def start(self, playbooks: str, config: EngineSettings | None = None,
                     server_config: ServerConfig | None = None) -> Rig:
         self.store = SqliteStore(self.db)
         await self.store.open()
         self.engine = Engine(store=self.store, playbooks=load(playbooks), clock=self.clock,
                              ports=Ports(cluster=self.cluster, metrics=self.metrics,
                                          http=self.http),
-                             config=config or EngineConfig(retry_base=5.0))
+                             catalogue=registry,
+                             settings=config or EngineSettings(retry_base=5.0))
         app, self.api = build_app(self.engine, server_config or ServerConfig(bearer_token=TOKEN))
         self.client = TestClient(TestServer(app))
         await self.client.start_server()
@@ -188,7 +192,7 @@ class Rig:
             self.client = None
         await self.store.close()
 
-    async def restart(self, playbooks: str, config: EngineConfig | None = None) -> None:
+    async def restart(self, playbooks: str, config: EngineSettings | None = None) -> None:
         await self.stop()
         await self.start(playbooks, config)
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from remediator.engine.core import EngineConfig
 from remediator.model.incident import IncidentState
+from remediator.settings import EngineSettings
 
 from .rig import AUTH, T0, Rig, alert, ladder_playbook
 
@@ -49,7 +49,7 @@ async def test_ha_duplicates_posted_concurrently_make_one_incident(rig: Rig) -> 
 
 
 async def test_new_episode_attaches_to_the_open_incident(rig: Rig) -> None:
-    await rig.start(ladder_playbook(hook=rig.hooks.url), EngineConfig(max_parallel=1))
+    await rig.start(ladder_playbook(hook=rig.hooks.url), EngineSettings(max_parallel=1))
     rig.metrics.holding = {"step1_ok"}
     await rig.engine._sem.acquire()            # keep the incident open (queued)
     try:

@@ -12,8 +12,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from remediator.engine.core import EngineConfig
 from remediator.model.incident import IncidentState, TargetRef
+from remediator.settings import EngineSettings
 
 from .rig import Hooks, Rig, alert, ladder_playbook
 
@@ -72,7 +72,7 @@ async def flood(rig: Rig) -> int:
 
 async def test_flood_makes_one_incident_per_target_acted_once(rig: Rig) -> None:
     await rig.start(ladder_playbook(hook=rig.hooks.url),
-                    EngineConfig(action_budget=10_000, max_parallel=64))
+                    EngineSettings(action_budget=10_000, max_parallel=64))
     rig.metrics.holding = {"step1_ok"}
     assert await flood(rig) == 5000
     await rig.settle(60)
@@ -87,7 +87,7 @@ async def test_flood_makes_one_incident_per_target_acted_once(rig: Rig) -> None:
 
 async def test_flood_with_a_low_budget_pauses_with_one_escalation(rig: Rig) -> None:
     await rig.start(ladder_playbook(hook=rig.hooks.url),
-                    EngineConfig(action_budget=10, action_budget_window=86400,
+                    EngineSettings(action_budget=10, action_budget_window=86400,
                                  max_parallel=64))
     rig.metrics.holding = {"step1_ok"}
     await flood(rig)

@@ -7,14 +7,14 @@ import json
 from datetime import timedelta
 from typing import Any
 
-from remediator.engine.core import EngineConfig
 from remediator.model.incident import IncidentState, StepStatus
+from remediator.settings import EngineSettings
 
 from .rig import AUTH, T0, Rig, alert, ladder_playbook, resolved
 
 
 async def test_global_dry_run_journals_would_and_writes_nothing(rig: Rig) -> None:
-    await rig.start(ladder_playbook(hook=rig.hooks.url), EngineConfig(dry_run=True))
+    await rig.start(ladder_playbook(hook=rig.hooks.url), EngineSettings(dry_run=True))
     await rig.post([alert()])
     await rig.settle()
     inc = await rig.only_incident()
@@ -88,7 +88,7 @@ async def test_kill_switch_authenticated_persisted_and_resumable(rig: Rig) -> No
 
 
 async def test_namespace_deny_list(rig: Rig) -> None:
-    await rig.start(ladder_playbook(hook=rig.hooks.url), EngineConfig(deny_namespaces=("prod",)))
+    await rig.start(ladder_playbook(hook=rig.hooks.url), EngineSettings(deny_namespaces=["prod"]))
     await rig.post([alert()])
     await rig.settle()
     inc = await rig.only_incident()
@@ -100,7 +100,7 @@ async def test_namespace_deny_list(rig: Rig) -> None:
 
 async def test_namespace_allow_list(rig: Rig) -> None:
     await rig.start(ladder_playbook(hook=rig.hooks.url),
-                    EngineConfig(allow_namespaces=("staging",)))
+                    EngineSettings(allow_namespaces=["staging"]))
     rig.metrics.holding = {"step1_ok"}
     await rig.post([alert(), alert(namespace="staging")])
     await rig.settle()
@@ -115,7 +115,7 @@ async def test_namespace_allow_list(rig: Rig) -> None:
 async def test_per_target_lock_two_playbooks_never_act_concurrently(rig: Rig) -> None:
     both = ladder_playbook("first", hook=rig.hooks.url, continue_=True) + "---" + \
         ladder_playbook("second", hook=rig.hooks.url)
-    await rig.start(both, EngineConfig(lock_retry_interval=10.0))
+    await rig.start(both, EngineSettings(lock_retry_interval=10.0))
     rig.metrics.holding = {"step2_ok"}          # each needs two steps: long enough to overlap
     await rig.post([alert()])
     await rig.settle()
@@ -174,7 +174,7 @@ async def test_max_runs_per_hour(rig: Rig) -> None:
 
 async def test_global_budget_pauses_and_escalates_once(rig: Rig) -> None:
     await rig.start(ladder_playbook(hook=rig.hooks.url),
-                    EngineConfig(action_budget=4, action_budget_window=86400))
+                    EngineSettings(action_budget=4, action_budget_window=86400))
     # three targets, each would take three mutating steps: 9 > 4
     await rig.post([alert(), alert(deployment="web"), alert(namespace="staging")])
     await rig.settle()

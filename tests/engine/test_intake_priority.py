@@ -7,25 +7,28 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from remediator.actions import registry
 from remediator.clock import FakeClock
-from remediator.engine.core import Engine, EngineConfig
-from remediator.engine.runner import IncidentRun
+from remediator.engine.action import with_retries
+from remediator.engine.core import Engine
+from remediator.engine.run import Run
+from remediator.settings import EngineSettings
 from remediator.store.sqlite import SqliteStore
 
 
 async def engine(tmp_path: Path, priority: float) -> Engine:
     store = SqliteStore(tmp_path / "s.db")
     await store.open()
-    return Engine(store=store, playbooks=[], clock=FakeClock(),
-                  config=EngineConfig(intake_priority=priority))
+    return Engine(store=store, playbooks=[], clock=FakeClock(), catalogue=registry,
+                  settings=EngineSettings(intake_priority=priority))
 
 
 async def test_a_run_waits_while_a_webhook_is_received(tmp_path: Path) -> None:
     e = await engine(tmp_path, priority=30.0)
-    await asyncio.wait_for(e.give_way(), 1)          # idle intake: no wait at all
-    with e.receiving():
-        with e.receiving():                           # two webhooks at once
-            waiting = asyncio.ensure_future(e.give_way())
+    await asyncio.wait_for(e.gate.give_way(), 1)          # idle intake: no wait at all
+    with e.gate:
+        with e.gate:                           # two webhooks at once
+            waiting = asyncio.ensure_future(e.gate.give_way())
             await asyncio.sleep(0.02)
             assert not waiting.done()
         await asyncio.sleep(0.02)
@@ -36,11 +39,11 @@ async def test_a_run_waits_while_a_webhook_is_received(tmp_path: Path) -> None:
 
 async def test_the_wait_is_bounded_and_can_be_turned_off(tmp_path: Path) -> None:
     e = await engine(tmp_path, priority=0.05)
-    with e.receiving():
-        await asyncio.wait_for(e.give_way(), 1)       # gave way 50 ms, then went on
+    with e.gate:
+        await asyncio.wait_for(e.gate.give_way(), 1)       # gave way 50 ms, then went on
     off = await engine(tmp_path, priority=0.0)
-    with off.receiving():
-        await asyncio.wait_for(off.give_way(), 0.01)  # 0: never waits
+    with off.gate:
+        await asyncio.wait_for(off.gate.give_way(), 0.01)  # 0: never waits
     await e.store.close()
     await off.store.close()
 
@@ -48,8 +51,8 @@ async def test_the_wait_is_bounded_and_can_be_turned_off(tmp_path: Path) -> None
 async def test_a_failed_intake_still_ends_the_wait(tmp_path: Path) -> None:
     e = await engine(tmp_path, priority=30.0)
     try:
-        with e.receiving():
-            waiting = asyncio.ensure_future(e.give_way())
+        with e.gate:
+            waiting = asyncio.ensure_future(e.gate.give_way())
             raise RuntimeError("store down")
     except RuntimeError:
         pass
@@ -61,14 +64,14 @@ async def test_an_action_call_waits_too(tmp_path: Path) -> None:
     """Every attempt of an action call (plan or apply) gives way first: what a run does
     between two journal writes is cut into smaller pieces while alerts arrive."""
     e = await engine(tmp_path, priority=30.0)
-    run = IncidentRun(e, "inc-1", asyncio.Event())
+    run = Run(e.deps, "inc-1", asyncio.Event())
     called: list[int] = []
 
     async def call() -> str:
         called.append(1)
         return "done"
-    with e.receiving():
-        pending = asyncio.ensure_future(run.with_retries("call", 0, call))
+    with e.gate:
+        pending = asyncio.ensure_future(with_retries(run, "call", 0, call))
         await asyncio.sleep(0.02)
         assert called == []
     assert await asyncio.wait_for(pending, 1) == "done"

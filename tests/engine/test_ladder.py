@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import asyncio
 
-from remediator.engine.core import EngineConfig
 from remediator.model.incident import IncidentState, StepStatus
+from remediator.settings import EngineSettings
 
 from .rig import Rig, alert, ladder_playbook, resolved
 
@@ -98,7 +98,7 @@ async def test_permanent_error_moves_to_next_step(rig: Rig) -> None:
 
 async def test_temporary_errors_are_retried_with_backoff_then_succeed(rig: Rig) -> None:
     await rig.start(ladder_playbook(hook=rig.hooks.url),
-                    EngineConfig(retry_base=5.0, retry_max=60.0))
+                    EngineSettings(retry_base=5.0, retry_max=60.0))
     rig.sim.control.add_fault(status=500, count=2, method="PATCH", path="deployments/api$")
     rig.metrics.holding = {"step1_ok"}
     await rig.post([alert()])
@@ -150,7 +150,7 @@ async def test_resolved_webhook_mid_ladder_closes_as_recovered(rig: Rig) -> None
 
 
 async def test_alert_resolved_before_any_action(rig: Rig) -> None:
-    await rig.start(ladder_playbook(hook=rig.hooks.url), EngineConfig(max_parallel=1))
+    await rig.start(ladder_playbook(hook=rig.hooks.url), EngineSettings(max_parallel=1))
     await rig.engine._sem.acquire()        # hold the only worker slot: the run queues
     try:
         a = alert()
@@ -199,7 +199,7 @@ async def test_waiting_incidents_do_not_hold_the_working_slots(rig: Rig) -> None
     # (A waiting run gives its slot back; otherwise the second would queue until the
     # first one's whole ladder ended.)
     await rig.start(ladder_playbook(hook=rig.hooks.url),
-                    EngineConfig(retry_base=5.0, max_parallel=1))
+                    EngineSettings(retry_base=5.0, max_parallel=1))
     rig.metrics.holding = {"step3_ok"}
     await rig.post([alert(namespace="prod"), alert(namespace="staging")])
     await rig.settle()

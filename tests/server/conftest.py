@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from remediator.actions import registry
 from remediator.clock import FakeClock
 from remediator.engine.core import Engine
 from remediator.loader import load
@@ -46,7 +47,8 @@ async def make_server(tmp_path: Path) -> AsyncIterator[Make]:
                    db: str = "server.db") -> Served:
         st = store or SqliteStore(tmp_path / db)
         await st.open()
-        engine = Engine(store=st, playbooks=load(PLAYBOOK), clock=FakeClock())
+        engine = Engine(store=st, playbooks=load(PLAYBOOK), clock=FakeClock(),
+                        catalogue=registry)
         app, api = build_app(engine, config or ServerConfig(bearer_token=TOKEN))
         api.ready = True
         client = TestClient(TestServer(app))

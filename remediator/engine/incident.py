@@ -1,0 +1,148 @@
+"""One incident, run to its end: read from the journal, admitted by the guards, the
+ladder driven by ``ladder.decide``, closed or escalated.
+
+    load ─▶ closed? done │ alerts resolved? close │ escalated? finish paging
+      ─▶ guards at start ─(refused)▶ escalate
+      ─▶ per-target lock ─▶ loop: decide ─▶ run_step ─▶ decide …
+           Recover → recovered   CloseResolved → recovered/resolved
+           Escalate → escalated  Halt → stop here, resume from the journal
+
+The run is restartable at any point: everything it decides is journaled first, and
+on start it reads the journal back (``step.run_step`` resumes a step mid-way).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from remediator.engine import ladder
+from remediator.engine.escalation import escalate, run_escalation
+from remediator.engine.outcomes import (
+    CloseResolved,
+    Escalate,
+    Halt,
+    Interruption,
+    Recover,
+    RunInterrupted,
+    RunStep,
+    StepOutcome,
+)
+from remediator.engine.run import Run, RunDeps, Slot
+from remediator.engine.step import run_step
+from remediator.model.incident import ALERTS_IN_VIEW, IncidentState, StepRecord
+from remediator.notify.base import EventKind
+
+
+class IncidentRun(Run):
+    def __init__(self, deps: RunDeps, incident_id: str, wake: asyncio.Event,
+                 slot: Slot | None = None) -> None:
+        super().__init__(deps, incident_id, wake, slot)
+
+    async def run(self) -> None:
+        await self.deps.give_way()
+        view = await self.deps.store.get_incident(self.id, alert_limit=ALERTS_IN_VIEW)
+        if view is None or view.state in (IncidentState.RECOVERED, IncidentState.RESOLVED):
+            return
+        self.attach(view)
+        try:
+            # the view was just read with its counts: no second read for the firing count
+            if view.firing_count == 0:
+                await self.close_resolved()
+            elif view.state == IncidentState.ESCALATED:
+                if view.context.get("escalation") == "pending":
+                    # cut by a crash or shutdown after the state was written: finish paging
+                    await run_escalation(self)
+            elif view.playbook not in self.deps.playbooks:
+                await escalate(self, f"playbook {view.playbook!r} is no longer loaded",
+                               guard="playbook")
+            else:
+                self.pb = self.deps.playbooks[view.playbook]
+                await self.remediate()
+        except RunInterrupted as exc:
+            if exc.outcome.why == Interruption.RESOLVED:
+                await self.close_resolved()
+        finally:
+            if (self.view.target is not None and not self.view.state.active
+                    and not self.journal.closed):
+                await self.deps.store.release_target(str(self.view.target), self.id)
+
+    async def close_resolved(self) -> None:
+        """The alerts resolved: recovered if a step changed the cluster, else resolved."""
+        view = self.view
+        state = ladder.closing_state(view.steps, escalated=view.state == IncidentState.ESCALATED)
+        if state == IncidentState.RECOVERED:
+            await self.journal.state(state, "the alert resolved after remediation")
+            self.record_recovery()
+        else:
+            await self.journal.state(state, "the alert resolved")
+        self.deps.metrics.incidents.labels(view.playbook, view.state.value).inc()
+
+    def record_recovery(self) -> None:
+        if self.view.first_alert_at is not None:
+            took = (self.clock.now() - self.view.first_alert_at).total_seconds()
+            self.deps.metrics.time_to_recover.labels(self.view.playbook).observe(max(0.0, took))
+
+    async def remediate(self) -> None:
+        view, deps = self.view, self.deps
+        if view.state == IncidentState.OPEN and not any(s.started_at for s in view.steps):
+            await self.journal.emit(EventKind.OPENED)
+            if view.context.get("error"):
+                await escalate(self, str(view.context["error"]), guard="target")
+                return
+            refused = await deps.guards.at_start(view, self.pb)
+            if refused is not None:
+                await self.journal.note("guard", f"refused by {refused.guard}: "
+                                                 f"{refused.reason}", guard=refused.guard)
+                deps.metrics.guard_refusals.labels(refused.guard).inc()
+                await escalate(self, refused.reason, guard=refused.guard)
+                return
+        if view.target is not None:
+            await self.take_target_lock()
+        if self.view.state != IncidentState.AWAITING_APPROVAL:
+            await self.journal.state(IncidentState.REMEDIATING)
+        await self.climb()
+
+    async def climb(self) -> None:
+        """The ladder: decide, run the step, decide again, until a final move."""
+        steps = self.pb.spec.steps
+        records: dict[int, StepRecord] = {
+            s.index: s for s in self.view.steps if not s.action.startswith("escalate:")}
+        last: tuple[int, StepOutcome] | None = None
+        while True:
+            move = ladder.decide(len(steps), records, last)
+            match move:
+                case RunStep(index=index):
+                    step = steps[index]
+                    rec = records.setdefault(index, StepRecord(index=index, name=step.name,
+                                                               action=step.action))
+                    if rec not in self.view.steps:
+                        self.view.steps.append(rec)
+                    last = (index, await run_step(self, step, rec))
+                case Recover(step=index):
+                    await self.journal.state(IncidentState.RECOVERED,
+                                             f"recovered at step {steps[index].name!r}")
+                    self.record_recovery()
+                    self.deps.metrics.incidents.labels(self.pb.name, "recovered").inc()
+                    return
+                case CloseResolved():
+                    await self.close_resolved()
+                    return
+                case Escalate(reason=reason, guard=guard, run_actions=run_actions):
+                    await escalate(self, reason, guard=guard, run_actions=run_actions)
+                    return
+                case Halt():
+                    return
+
+    async def take_target_lock(self) -> None:
+        target = str(self.view.target)
+        while True:
+            holder = await self.deps.store.acquire_target(target, self.id)
+            if holder is None:
+                return
+            await self.journal.note("guard", f"waiting: {target} is being remediated by "
+                                             f"incident {holder}", guard="target_lock",
+                                    holder=holder)
+            self.deps.metrics.guard_refusals.labels("target_lock").inc()
+            await self.wait(self.deps.settings.lock_retry_interval)
+            if await self.firing() == 0:
+                raise RunInterrupted(Interruption.RESOLVED, "resolved waiting for the lock")

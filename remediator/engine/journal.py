@@ -1,0 +1,92 @@
+"""The journal writer of one incident run.
+
+Every write gives way to the intake first (an alert storm is acknowledged before the
+engine spends its CPU on incidents), is logged once written, and a state change also
+appends the notification event that the sinks deliver. The store makes each call one
+transaction: a change and its timeline note are written together or not at all.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from remediator.clock import Clock
+from remediator.model.incident import IncidentState, IncidentView, StepRecord, TimelineEntry
+from remediator.notify.base import EventKind
+from remediator.store.base import Store
+
+if TYPE_CHECKING:
+    from remediator.engine.notifications import Notifications
+
+log = logging.getLogger("remediator.engine")
+
+
+class RunJournal:
+    def __init__(self, incident_id: str, store: Store, clock: Clock,
+                 notifications: Notifications,
+                 give_way: Callable[[], Awaitable[None]]) -> None:
+        self.id = incident_id
+        self.store = store
+        self.clock = clock
+        self.notifications = notifications
+        self.give_way = give_way
+        self.view: IncidentView
+        self.closed = False         # a closing state was written: the store dropped the lock
+
+    def entry(self, kind: str, message: str, **data: Any) -> TimelineEntry:
+        return TimelineEntry(at=self.clock.now(), kind=kind, message=message, data=data)
+
+    def logged(self, entry: TimelineEntry) -> None:
+        log.info(entry.message, extra={"incident": self.id, "kind": entry.kind})
+
+    async def note(self, kind: str, message: str, **data: Any) -> None:
+        """A timeline entry on its own."""
+        entry = self.entry(kind, message, **data)
+        await self.give_way()
+        await self.store.journal(self.id, self.clock.now(), timeline=(entry,))
+        self.logged(entry)
+
+    async def state(self, state: IncidentState, summary: str | None = None, *,
+                    context: dict[str, Any] | None = None) -> None:
+        """Write the state and its timeline note in one write; ``context`` is merged into
+        the incident's context in that same write, before the state."""
+        await self.give_way()
+        if self.view.state == state and summary is None:
+            if context is not None:
+                await self.store.journal(self.id, self.clock.now(), context=context)
+            return
+        self.view.state = state
+        entry = self.entry("state", f"incident {state.value}" + (f": {summary}" if summary
+                                                                  else ""))
+        await self.store.journal(self.id, self.clock.now(), context=context, state=state,
+                                 summary=summary, timeline=(entry,))
+        if not state.active:
+            self.closed = True
+        self.logged(entry)
+        kind = EventKind.STATE
+        if state in (IncidentState.RECOVERED, IncidentState.RESOLVED):
+            kind = EventKind.CLOSED
+        elif state == IncidentState.ESCALATED:
+            kind = EventKind.ESCALATED
+        await self.notifications.emit(kind, self.id, message=summary or "")
+
+    async def step(self, phase: str, rec: StepRecord, kind: str | None = None,
+                   message: str = "", **data: Any) -> None:
+        """Journal the step record; with ``kind``, its timeline note in the same write."""
+        await self.give_way()
+        timeline = (self.entry(kind, message, **data),) if kind is not None else ()
+        await self.store.journal(self.id, self.clock.now(), step=(phase, rec),
+                                 timeline=timeline)
+        for entry in timeline:
+            self.logged(entry)
+
+    async def context(self, patch: dict[str, Any]) -> None:
+        """Merge ``patch`` into the incident's context (store and view)."""
+        await self.store.journal(self.id, self.clock.now(), context=patch)
+        self.view.context.update(patch)
+
+    async def emit(self, kind: EventKind, *, step: StepRecord | None = None,
+                   message: str = "") -> None:
+        await self.notifications.emit(kind, self.id, step=step, message=message)

@@ -1,0 +1,186 @@
+"""One incident run's state and primitives, shared by the stages of the ladder.
+
+``RunDeps`` is what the engine lends a run (the store, the clock, the guards, the
+ports, …): a fixed bundle handed down, never the engine itself. ``Run`` holds the
+incident being worked on (its view, its playbook, the current step's deadline) and
+the primitives every stage uses: an interruptible ``wait``, the firing count, the
+template context and the ``ActionContext`` handed to an action.
+
+A wait ends early when the incident is woken (a resolved alert, an approval, a lease
+lost, shutdown); it raises ``RunInterrupted`` for shutdown and a lost lease, and
+``StepTimedOut`` when the current step's ``timeout`` passed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from remediator.actions.base import ActionContext, IncidentSnapshot
+from remediator.clock import Clock
+from remediator.engine.journal import RunJournal
+from remediator.engine.outcomes import Interruption, RunInterrupted
+from remediator.engine.routing import template_context
+from remediator.metrics import Metrics
+from remediator.model.incident import IncidentView
+from remediator.model.playbook import Playbook
+from remediator.settings import EngineSettings
+from remediator.store.base import Store
+
+if TYPE_CHECKING:
+    from remediator.engine.approvals import Approvals
+    from remediator.engine.catalogue import Catalogue
+    from remediator.engine.guards import Guards
+    from remediator.engine.notifications import Notifications
+    from remediator.engine.ports import Ports
+    from remediator.engine.verification import Verifier
+
+
+class StepTimedOut(Exception):
+    """The current step's ``timeout`` passed (action, retries and verification together)."""
+
+
+class Slot:
+    """One of the engine's ``max_parallel`` working slots. A run gives it back while it
+    waits (verification intervals, approvals, backoff), so waiting incidents never keep
+    new ones from starting."""
+
+    def __init__(self, sem: asyncio.Semaphore) -> None:
+        self._sem = sem
+        self.held = False
+
+    async def take(self) -> None:
+        await self._sem.acquire()
+        self.held = True
+
+    def give(self) -> None:
+        if self.held:
+            self.held = False
+            self._sem.release()
+
+
+@dataclass(frozen=True)
+class RunDeps:
+    """What an incident run may use. Built once by the engine."""
+
+    store: Store
+    clock: Clock
+    metrics: Metrics
+    settings: EngineSettings
+    playbooks: Mapping[str, Playbook]
+    catalogue: Catalogue
+    ports: Ports
+    guards: Guards
+    approvals: Approvals
+    verifier: Verifier
+    notifications: Notifications
+    give_way: Callable[[], Awaitable[None]]     # the intake goes first (see IntakeGate)
+    stopping: Callable[[], bool]
+    lost: Callable[[str], bool]                  # this replica lost the incident's lease
+
+
+class Run:
+    """The incident being worked on, and the primitives the stages share."""
+
+    def __init__(self, deps: RunDeps, incident_id: str, wake: asyncio.Event,
+                 slot: Slot | None = None) -> None:
+        self.deps = deps
+        self.id = incident_id
+        self.wake = wake
+        self.slot = slot
+        self.view: IncidentView
+        self.pb: Playbook
+        self.journal = RunJournal(incident_id, deps.store, deps.clock, deps.notifications,
+                                  deps.give_way)
+        self.deadline: datetime | None = None        # the current step's timeout
+
+    @property
+    def clock(self) -> Clock:
+        return self.deps.clock
+
+    @property
+    def dry_run(self) -> bool:
+        return self.view.dry_run or self.deps.settings.dry_run
+
+    def attach(self, view: IncidentView) -> None:
+        self.view = view
+        self.journal.view = view
+
+    async def firing(self) -> int:
+        return await self.deps.store.firing_alert_count(self.id)
+
+    def seconds_left(self) -> float | None:
+        """Seconds until the current step's deadline (None: no step deadline)."""
+        if self.deadline is None:
+            return None
+        return (self.deadline - self.clock.now()).total_seconds()
+
+    async def wait(self, seconds: float) -> None:
+        """Sleep on the engine's clock; return early when the incident is woken."""
+        left = self.seconds_left()
+        if left is not None:
+            if left <= 0:
+                raise StepTimedOut
+            seconds = min(seconds, left)
+        if self.wake.is_set():
+            self.wake.clear()
+        else:
+            await self._sleep_or_wake(seconds)
+        self.wake.clear()
+        if self.deps.stopping():
+            raise RunInterrupted(Interruption.STOPPING, "shutting down")
+        if self.deps.lost(self.id):
+            raise RunInterrupted(Interruption.LOST, "another replica took the incident over")
+        left = self.seconds_left()
+        if left is not None and left <= 0:
+            raise StepTimedOut
+
+    async def _sleep_or_wake(self, seconds: float) -> None:
+        sleeper = asyncio.ensure_future(self.clock.sleep(seconds))
+        waker = asyncio.ensure_future(self.wake.wait())
+        if self.slot is not None:
+            self.slot.give()                    # waiting is not working
+        try:
+            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (sleeper, waker):
+                task.cancel()
+            await asyncio.gather(sleeper, waker, return_exceptions=True)
+            if self.slot is not None:
+                await self.slot.take()
+
+    async def wait_unless_resolved(self, seconds: float) -> None:
+        """The ``wait`` action: the whole ``seconds`` unless the alerts resolve first
+        (then ``RunInterrupted(RESOLVED)``); other wakes do not end it."""
+        until = self.clock.now().timestamp() + seconds
+        while True:
+            left = until - self.clock.now().timestamp()
+            if left <= 0:
+                return
+            await self.wait(left)
+            if await self.firing() == 0:
+                raise RunInterrupted(Interruption.RESOLVED, "the alert resolved during a wait")
+
+    def template_context(self) -> dict[str, Any]:
+        alert = self.view.alerts[0] if self.view.alerts else {}
+        return template_context(alert.get("labels", {}), alert.get("annotations", {}), alert,
+                                incident={"id": self.id, "key": self.view.key,
+                                          "playbook": self.view.playbook},
+                                target=self.view.target)
+
+    def action_context(self, step_name: str) -> ActionContext:
+        """What an action gets: the target, the alerts, the clock, its ports, an
+        interruptible wait and a journal note. Never the engine."""
+        ports = self.deps.ports
+        alerts: Sequence[Mapping[str, Any]] = self.view.alerts
+        store = self.deps.store
+        return ActionContext(
+            incident_id=self.id, incident_key=self.view.key, playbook=self.view.playbook,
+            step=step_name, target=self.view.target, alerts=list(alerts),
+            clock=self.clock, cluster=ports.cluster, tickets=ports.tickets, chat=ports.chat,
+            http=ports.http, incident=IncidentSnapshot(self.view),     # dumped only if read
+            sink_state=lambda sink, key: store.sink_get(self.id, f"{sink}:{key}"),
+            wait=self.wait_unless_resolved, note=self.journal.note)

@@ -1,0 +1,174 @@
+"""One step of the ladder, from the journal's point of view:
+
+    pending ─guard─▶ (refused) │ ─approval─▶ (rejected) │ ─plan─▶ intent journaled
+      ─apply─▶ applied ─verify─▶ succeeded │ failed
+
+Each arrow is journaled before the next one starts, so a run cut anywhere resumes
+from the record: a journaled intent is applied as recorded (actions are idempotent),
+never planned again; an applied step resumes verifying.
+
+The step ends in one ``StepOutcome``. Its ``timeout`` bounds the action, its retries
+and its verification together (from the moment the step starts acting); passing it
+fails the step. Whatever the action raises, the step ends: an ``ActionError`` as the
+failure it describes, anything else (a bug) as a failure journaled with its traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from remediator.actions.base import Intent
+from remediator.engine import action
+from remediator.engine.outcomes import (
+    Applied,
+    Failed,
+    Interrupted,
+    Interruption,
+    Refused,
+    RunInterrupted,
+    StepOutcome,
+)
+from remediator.engine.run import Run, StepTimedOut
+from remediator.engine.verification import verify_step
+from remediator.errors import PermanentError
+from remediator.model.incident import IncidentState, StepRecord, StepStatus
+from remediator.model.playbook import Step
+from remediator.notify.base import EventKind
+
+log = logging.getLogger("remediator.engine")
+
+
+async def run_step(run: Run, step: Step, rec: StepRecord) -> StepOutcome:
+    """Run (or resume) one step to its outcome."""
+    try:
+        if rec.status == StepStatus.PENDING:
+            refused = await _admit(run, step, rec)
+            if refused is not None:
+                return refused
+            if await run.firing() == 0:
+                return Interrupted(Interruption.RESOLVED)
+        run.deadline = (rec.started_at or run.clock.now()) + timedelta(
+            seconds=step.effective_timeout)
+        return await _act_and_verify(run, step, rec)
+    except RunInterrupted as exc:
+        return exc.outcome
+    except StepTimedOut:
+        return await failed(run, step, rec, f"timed out: the step's timeout of "
+                                            f"{step.effective_timeout:g}s passed")
+    except action.Unexpected as exc:
+        log.error("step %r: %s\n%s", step.name, exc, exc.trace, extra={"incident": run.id})
+        return await failed(run, step, rec, str(exc), trace=exc.trace)
+    finally:
+        run.deadline = None
+
+
+async def _admit(run: Run, step: Step, rec: StepRecord) -> Refused | None:
+    """Guards, then approval; the refusal (journaled) if the step may not act."""
+    deps = run.deps
+    spec = deps.catalogue.get(step.action)
+    now = run.clock.now()
+    refusal = await deps.guards.before_step(run.view, spec, run.dry_run)
+    if refusal is not None:
+        rec.status, rec.error, rec.started_at, rec.finished_at = \
+            StepStatus.SKIPPED, refusal.reason, now, now
+        await run.journal.step("ladder", rec, "guard", f"step {step.name!r} refused by "
+                               f"{refusal.guard}: {refusal.reason}", guard=refusal.guard)
+        deps.metrics.guard_refusals.labels(refusal.guard).inc()
+        deps.metrics.actions.labels(step.action, "refused").inc()
+        await run.journal.emit(EventKind.STEP, step=rec)
+        return refusal
+    if step.approval is not None and not run.dry_run:
+        rejected = await deps.approvals.obtain(run, step, rec)
+        if rejected is not None:
+            now = run.clock.now()
+            rec.status, rec.error, rec.started_at, rec.finished_at = \
+                StepStatus.SKIPPED, rejected, now, now
+            await run.journal.step("ladder", rec)
+            return Refused("approval", rejected, escalate=True)
+        await run.journal.state(IncidentState.REMEDIATING)
+    rec.started_at = run.clock.now()
+    return None
+
+
+async def _act_and_verify(run: Run, step: Step, rec: StepRecord) -> StepOutcome:
+    deps = run.deps
+    if rec.status == StepStatus.PENDING:
+        try:
+            intent = await action.plan(run, step.action, step.name, step.params,
+                                       step.retries, rec)
+        except action.PLAN_ERRORS as exc:
+            return await failed(run, step, rec, f"could not plan: {action.reason(exc)}")
+        spec = deps.catalogue.get(step.action)
+        rec.intent = {**intent.model_dump(), "mutates": spec.mutates_cluster
+                      and not run.dry_run and not intent.noop}
+        rec.status = StepStatus.INTENT
+        # the intent is durable before any API call (the note is in the same write)
+        await run.journal.step("ladder", rec, "step", f"step {step.name!r}: "
+                               f"{'would ' if run.dry_run else ''}{intent.description}",
+                               step=step.name, intent=rec.intent)
+        await run.journal.emit(EventKind.STEP, step=rec)
+    if rec.status == StepStatus.INTENT:
+        outcome = await _apply(run, step, rec)
+        if outcome is not None:
+            return outcome
+    if step.verify is None:
+        if rec.status != StepStatus.DRY_RUN:
+            rec.status = StepStatus.SUCCEEDED
+        rec.finished_at = run.clock.now()
+        await run.journal.step("ladder", rec)
+        await run.journal.emit(EventKind.STEP, step=rec)
+        return Applied(rec.result or "")
+    return await verify_step(run, step, rec)
+
+
+async def _apply(run: Run, step: Step, rec: StepRecord) -> StepOutcome | None:
+    """Apply the journaled intent; an outcome only when the step ends here."""
+    deps = run.deps
+    assert rec.intent is not None
+    intent = Intent.model_validate({k: v for k, v in rec.intent.items() if k != "mutates"})
+    if run.dry_run:
+        rec.status, rec.result = StepStatus.DRY_RUN, f"dry-run: would {intent.description}"
+        deps.metrics.actions.labels(step.action, "dry_run").inc()
+    elif intent.noop:
+        rec.status, rec.result = StepStatus.APPLIED, f"nothing to do: {intent.description}"
+        deps.metrics.actions.labels(step.action, "noop").inc()
+    else:
+        if await run.firing() == 0:                        # never act on a resolved alert
+            rec.status, rec.finished_at = StepStatus.SKIPPED, run.clock.now()
+            rec.result = "not called: the alert resolved first"
+            await run.journal.step("ladder", rec, "step", f"step {step.name!r}: {rec.result}",
+                                   step=step.name)
+            return Interrupted(Interruption.RESOLVED)
+        try:
+            result = await action.apply(run, step.action, step.name, intent, step.retries, rec)
+        except action.Unexpected:
+            deps.metrics.actions.labels(step.action, "error").inc()
+            raise
+        except PermanentError as exc:
+            deps.metrics.actions.labels(step.action, "permanent_error").inc()
+            return await failed(run, step, rec, str(exc))
+        rec.status, rec.result = StepStatus.APPLIED, result.summary
+        deps.metrics.actions.labels(step.action, "success").inc()
+        patch = result.details.get("context")
+        if isinstance(patch, dict):
+            await run.journal.context(patch)
+    started = rec.started_at or run.clock.now()
+    deps.metrics.step_duration.labels(step.action).observe(
+        (run.clock.now() - started).total_seconds())
+    await run.journal.step("ladder", rec, "step", f"step {step.name!r}: {rec.result}",
+                           step=step.name)
+    return None
+
+
+async def failed(run: Run, step: Step, rec: StepRecord, reason: str, *,
+                 trace: str | None = None) -> Failed:
+    """Journal the step as failed (with the traceback of a bug, if any)."""
+    rec.status, rec.error, rec.finished_at = StepStatus.FAILED, reason, run.clock.now()
+    data: dict[str, object] = {"step": step.name}
+    if trace is not None:
+        data["traceback"] = trace
+    await run.journal.step("ladder", rec, "step", f"step {step.name!r} failed: {reason}",
+                           **data)
+    await run.journal.emit(EventKind.STEP, step=rec)
+    return Failed(reason)
