@@ -17,6 +17,7 @@ Every task is owned by one ``Supervisor``.
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import os
 import socket
@@ -47,6 +48,12 @@ log = logging.getLogger("remediator.engine")
 def default_owner() -> str:
     """This replica's name in leases: host, process, and a random part."""
     return f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:6]}"
+
+
+class _RunEnd(enum.Enum):
+    DONE = "done"                       # the run ended normally
+    CRASHED = "crashed"                 # it raised: wake it again after a backoff
+    HELD_ELSEWHERE = "held elsewhere"   # not ours (another replica, shutdown, lost lease)
 
 
 class Engine:
@@ -175,30 +182,36 @@ class Engine:
         slot = Slot(self._sem)
         self._waiting += 1
         self.metrics.queue_depth.set(self._waiting)
+        ended = _RunEnd.HELD_ELSEWHERE
         try:
             try:
                 await slot.take()
             finally:
                 self._waiting -= 1
                 self.metrics.queue_depth.set(self._waiting)
-            await self._run_claimed(incident_id, slot)
+            ended = await self._run_claimed(incident_id, slot)
         finally:
             slot.give()
             if self._runs.get(incident_id) is asyncio.current_task():
                 del self._runs[incident_id]
-                self._wakes.pop(incident_id, None)
+                event = self._wakes.pop(incident_id, None)
+                if ended == _RunEnd.CRASHED:
+                    self._rewake_later(incident_id)
+                elif ended == _RunEnd.DONE and event is not None and event.is_set():
+                    self.wake(incident_id)      # woken while the run was ending
 
-    async def _run_claimed(self, incident_id: str, slot: Slot) -> None:
+    async def _run_claimed(self, incident_id: str, slot: Slot) -> _RunEnd:
         cfg = self.settings
         lease = cfg.lease if self.shared_store else 86400.0 * 365
         if not await self.store.claim(incident_id, self.owner, self.clock.now(), lease):
             log.debug("incident held by another replica", extra={"incident": incident_id})
-            return
+            return _RunEnd.HELD_ELSEWHERE
         self._lost.discard(incident_id)
         event = self._wakes[incident_id]
         renewer = (self.tasks.start(self._renew(incident_id, event), name=f"lease-{incident_id}")
                    if self.shared_store else None)
         self.metrics.incidents_open.inc()
+        ended = _RunEnd.DONE
         try:
             while not self.stopping:
                 event.clear()
@@ -206,7 +219,8 @@ class Engine:
                     await IncidentRun(self.deps, incident_id, event, slot).run()
                     self._crashes.pop(incident_id, None)
                 except Exception:
-                    self._rewake_later(incident_id)
+                    log.exception("incident run crashed", extra={"incident": incident_id})
+                    ended = _RunEnd.CRASHED
                     break
                 if not event.is_set() or self.lost(incident_id):
                     break
@@ -219,14 +233,15 @@ class Engine:
                     await self.store.release(incident_id, self.owner)
                 except Exception:
                     log.exception("releasing the lease failed", extra={"incident": incident_id})
+        return ended if not (self.stopping or self.lost(incident_id)) else _RunEnd.HELD_ELSEWHERE
 
     def _rewake_later(self, incident_id: str) -> None:
         """A run crashed (a store error, a bug): log it and try again after a backoff,
         so the incident is never left "remediating" until some later alert."""
         n = self._crashes[incident_id] = self._crashes.get(incident_id, 0) + 1
         delay = min(self.settings.retry_max, self.settings.retry_base * 2 ** (n - 1))
-        log.exception("incident run crashed; trying again in %gs", delay,
-                      extra={"incident": incident_id})
+        log.warning("incident run crashed; trying again in %gs", delay,
+                    extra={"incident": incident_id})
 
         async def later() -> None:
             await self.clock.sleep(delay)

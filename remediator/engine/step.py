@@ -137,6 +137,7 @@ async def _apply(run: Run, step: Step, rec: StepRecord) -> StepOutcome | None:
         if await run.firing() == 0:                        # never act on a resolved alert
             rec.status, rec.finished_at = StepStatus.SKIPPED, run.clock.now()
             rec.result = "not called: the alert resolved first"
+            rec.intent = {**rec.intent, "mutates": False}      # nothing reached the cluster
             await run.journal.step("ladder", rec, "step", f"step {step.name!r}: {rec.result}",
                                    step=step.name)
             return Interrupted(Interruption.RESOLVED)

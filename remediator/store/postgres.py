@@ -402,14 +402,14 @@ class PostgresStore:
         sql = "SELECT max(i.closed_at) FROM incidents i WHERE i.key=$1 AND i.closed_at IS NOT NULL"
         if acted_only:
             sql += (" AND EXISTS (SELECT 1 FROM steps s WHERE s.incident_id=i.id "
-                    "AND s.intent_at IS NOT NULL)")
+                    "AND s.mutating AND s.intent_at IS NOT NULL)")
         value: datetime | None = await self._fetchval(sql, incident_key)
         return value
 
     async def runs_since(self, incident_key: str, since: datetime) -> int:
         return int(await self._fetchval(
             "SELECT count(DISTINCT i.id) FROM incidents i JOIN steps s ON s.incident_id=i.id "
-            "WHERE i.key=$1 AND s.intent_at >= $2", incident_key, since))
+            "WHERE i.key=$1 AND s.mutating AND s.intent_at >= $2", incident_key, since))
 
     async def mutations_since(self, since: datetime) -> int:
         return int(await self._fetchval("SELECT count(*) FROM budget WHERE at >= $1", since))

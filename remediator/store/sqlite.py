@@ -560,7 +560,7 @@ class SqliteStore:
                    "AND i.closed_at IS NOT NULL")
             if acted_only:
                 sql += (" AND EXISTS (SELECT 1 FROM steps s WHERE s.incident_id=i.id "
-                        "AND s.intent_at IS NOT NULL)")
+                        "AND s.mutating AND s.intent_at IS NOT NULL)")
             row = c.execute(sql, (incident_key,)).fetchone()
             return _dt(row[0])
         return await self._read(run)
@@ -569,7 +569,8 @@ class SqliteStore:
         def run(c: sqlite3.Connection) -> int:
             row = c.execute(
                 "SELECT count(DISTINCT i.id) FROM incidents i JOIN steps s ON s.incident_id=i.id "
-                "WHERE i.key=? AND s.intent_at >= ?", (incident_key, _ts(since))).fetchone()
+                "WHERE i.key=? AND s.mutating AND s.intent_at >= ?",
+                (incident_key, _ts(since))).fetchone()
             return int(row[0])
         return await self._read(run)
 

@@ -23,6 +23,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from remediator.actions import registry
 from remediator.adapters.kubernetes import KubernetesCluster
 from remediator.clock import FakeClock
+from remediator.engine.catalogue import Catalogue
 from remediator.engine.core import Engine
 from remediator.engine.ports import Ports
 from remediator.loader import load
@@ -171,13 +172,14 @@ class Rig:
         self.client: TestClient[Any, Any] | None = None
 
     async def start(self, playbooks: str, config: EngineSettings | None = None,
-                    server_config: ServerConfig | None = None) -> Rig:
+                    server_config: ServerConfig | None = None,
+                    catalogue: Catalogue = registry) -> Rig:
         self.store = SqliteStore(self.db)
         await self.store.open()
         self.engine = Engine(store=self.store, playbooks=load(playbooks), clock=self.clock,
                              ports=Ports(cluster=self.cluster, metrics=self.metrics,
                                          http=self.http),
-                             catalogue=registry,
+                             catalogue=catalogue,
                              settings=config or EngineSettings(retry_base=5.0))
         app, self.api = build_app(self.engine, server_config or ServerConfig(bearer_token=TOKEN))
         self.client = TestClient(TestServer(app))
