@@ -63,7 +63,7 @@ async def until(predicate: Any, limit: float = 5.0) -> None:
     """Poll (real time, bounded) until ``predicate()`` holds."""
     async with asyncio.timeout(limit):
         while not await predicate():
-            await asyncio.sleep(0.01)       # noqa: ASYNC110 (state in the store, not an event)
+            await asyncio.sleep(0.01)
 
 
 def wait_first(guards: str, hook: str) -> str:
