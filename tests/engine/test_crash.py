@@ -57,6 +57,25 @@ async def post(http: aiohttp.ClientSession, url: str, alerts: list[dict[str, Any
         return r.status, await r.json()
 
 
+async def mid_ladder(http: aiohttp.ClientSession, daemon: DaemonProc, limit: float = 10.0
+                     ) -> dict[str, dict[str, Any]]:
+    """Poll the daemon's API until the staging restart's intent is journaled (its call
+    in flight) and the prod restart is applied; the first step of each target then."""
+    deadline = time.monotonic() + limit
+    while True:
+        steps: dict[str, dict[str, Any]] = {}
+        for listed in (await daemon.get(http, "/api/v1/incidents"))["incidents"]:
+            inc = await daemon.get(http, f"/api/v1/incidents/{listed['id']}")
+            if inc["steps"] and inc["target"]:
+                steps[f"{inc['target']['namespace']}/{inc['target']['name']}"] = inc["steps"][0]
+        staging, prod = steps.get("staging/api"), steps.get("prod/api")
+        if staging and prod and staging["status"] == "intent" \
+                and prod["status"] in ("applied", "verifying"):
+            return steps
+        assert time.monotonic() < deadline, steps
+        await asyncio.sleep(0.02)
+
+
 async def test_sigkill_mid_ladder_loses_nothing_and_acts_once(tmp_path: Path, sim: SimProc,
                                                               http: aiohttp.ClientSession
                                                               ) -> None:
@@ -79,10 +98,21 @@ async def test_sigkill_mid_ladder_loses_nothing_and_acts_once(tmp_path: Path, si
         for batch, (status, _) in zip(batches, replies, strict=True):
             assert status == 200
             acked += batch
-        await asyncio.sleep(0.8)         # restarts applied or in flight, verifications running
+        # Kill only once the journal shows the ladder mid-way: the staging restart's intent
+        # journaled with its call in flight (the simulator delays it 1.5 s), the prod
+        # restart applied and verifying.
+        at_kill = await mid_ladder(http, first)
         first.kill()
     finally:
         first.ensure_dead()
+    staging_intent = at_kill["staging/api"]["intent"]
+    assert at_kill["staging/api"]["status"] == "intent"
+    assert at_kill["prod/api"]["status"] in ("applied", "verifying")
+    staging_path = "/apis/apps/v1/namespaces/staging/deployments/api"
+    made = [c for c in await sim.calls(http)
+            if c["method"] == "PATCH" and c["path"] == staging_path]
+    assert len(made) <= 1           # the call made once or not yet: the kill landed before
+    #                                 its outcome was journaled
     second = DaemonProc(tmp_path, config, "second")
     try:
         await second.ready(http)
@@ -118,6 +148,10 @@ async def test_sigkill_mid_ladder_loses_nothing_and_acts_once(tmp_path: Path, si
             now = await sim.deployment(http, ns, name)
             assert int(now["metadata"]["annotations"][rev]) == old + 1
             assert now["spec"]["replicas"] == 4
+        # the staging restart was re-applied from the journaled intent (its restartedAt),
+        # not planned again
+        staging = [c["body"] for c in calls if c["path"] == staging_path]
+        assert staging_intent["args"]["restarted_at"] in json.dumps(staging[-1])
         # the journal says a run was resumed
         log = second.log_path.read_text()
         assert "resuming" in log

@@ -191,4 +191,4 @@ async def test_global_budget_pauses_and_escalates_once(rig: Rig) -> None:
     paused = await rig.engine.guards.paused()
     assert paused is not None
     assert paused.kind == "budget"
-    assert rig.engine.metrics.automation_paused._value.get() == 1
+    assert rig.engine.metrics.registry.get_sample_value("remediator_automation_paused") == 1
