@@ -36,6 +36,7 @@ from remediator.notify.interactions import (
     parse_interaction,
     verify_slack_signature,
 )
+from remediator.settings import ServerSettings
 
 log = logging.getLogger("remediator.server")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -43,7 +44,10 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @dataclass
 class ServerConfig:
-    max_body_bytes: int = 4 * 1024 * 1024
+    """What the server needs, resolved from ``ServerSettings`` (secrets read from their
+    files); defaults come from the settings model, the one place they are defined."""
+
+    max_body_bytes: int = ServerSettings.model_fields["max_body_bytes"].default
     bearer_token: str | None = None
     basic_user: str | None = None
     basic_password: str | None = None
