@@ -48,20 +48,33 @@ def _walk_strings(value: Any, loc: Loc) -> Iterator[tuple[Loc, str]]:
             yield from _walk_strings(v, (*loc, i))
 
 
-def _check_semantics(pb: Playbook, raw: dict[str, Any]) -> list[tuple[Loc, str]]:
-    """Problems as (loc, message); loc is relative to the document root."""
-    found: list[tuple[Loc, str]] = []
-    spec = pb.spec
+Found = list[tuple[Loc, str]]
 
+
+def _check_semantics(pb: Playbook, raw: dict[str, Any]) -> Found:
+    """Problems as (loc, message); loc is relative to the document root."""
+    found: Found = []
+    _check_matchers(pb, found)
+    _check_templates(pb, raw, found)
+    _check_target_names(pb, found)
+    _check_actions(pb, found)
+    _check_steps(pb, found)
+    return found
+
+
+def _check_matchers(pb: Playbook, found: Found) -> None:
     matchers = []
-    for i, text in enumerate(spec.match):
+    for i, text in enumerate(pb.spec.match):
         try:
             matchers.extend(parse_matchers(text))
         except MatcherError as exc:
             found.append((("spec", "match", i), f"bad matcher {text!r}: {exc}"))
     pb._matchers = matchers
 
-    # Templates: syntax and variables, everywhere a string may be rendered.
+
+def _check_templates(pb: Playbook, raw: dict[str, Any], found: Found) -> None:
+    """Templates: syntax and variables, everywhere a string may be rendered."""
+    spec = pb.spec
     template_sites: list[tuple[Loc, str]] = []
     if spec.target is not None:
         template_sites += [(("spec", "target", "namespace"), spec.target.namespace),
@@ -81,20 +94,27 @@ def _check_semantics(pb: Playbook, raw: dict[str, Any]) -> list[tuple[Loc, str]]
             except TemplateError as exc:
                 found.append((loc, str(exc)))
 
-    # Literal target names must already be valid Kubernetes names.
-    if spec.target is not None:
-        if not is_template(spec.target.namespace):
-            try:
-                check_dns1123_label(spec.target.namespace, "namespace")
-            except ValueError as exc:
-                found.append((("spec", "target", "namespace"), str(exc)))
-        if not is_template(spec.target.name):
-            try:
-                check_dns1123_subdomain(spec.target.name, "name")
-            except ValueError as exc:
-                found.append((("spec", "target", "name"), str(exc)))
 
-    # Actions: known, params valid, target present and of a kind they act on.
+def _check_target_names(pb: Playbook, found: Found) -> None:
+    """Literal target names must already be valid Kubernetes names."""
+    target = pb.spec.target
+    if target is None:
+        return
+    if not is_template(target.namespace):
+        try:
+            check_dns1123_label(target.namespace, "namespace")
+        except ValueError as exc:
+            found.append((("spec", "target", "namespace"), str(exc)))
+    if not is_template(target.name):
+        try:
+            check_dns1123_subdomain(target.name, "name")
+        except ValueError as exc:
+            found.append((("spec", "target", "name"), str(exc)))
+
+
+def _check_actions(pb: Playbook, found: Found) -> None:
+    """Actions: known, params valid, target present and of a kind they act on."""
+    spec = pb.spec
     calls: list[tuple[Loc, str, dict[str, Any]]] = [
         (("spec", "steps", i), s.action, s.params) for i, s in enumerate(spec.steps)]
     calls += [(("spec", "escalate", i), e.action, e.params) for i, e in enumerate(spec.escalate)]
@@ -120,6 +140,11 @@ def _check_semantics(pb: Playbook, raw: dict[str, Any]) -> list[tuple[Loc, str]]
                 found.append(((*loc, "action"),
                               f"{action} cannot act on a {spec.target.kind} "
                               f"(it acts on: {', '.join(action_spec.target_kinds)})"))
+
+
+def _check_steps(pb: Playbook, found: Found) -> None:
+    """Step names are unique; verification fits its own timeout and its target."""
+    spec = pb.spec
     first_seen: dict[str, int] = {}
     for i, step in enumerate(spec.steps):
         if step.name in first_seen:
@@ -132,13 +157,16 @@ def _check_semantics(pb: Playbook, raw: dict[str, Any]) -> list[tuple[Loc, str]]
             found.append((("spec", "steps", i, "verify", "for"),
                           f"'for' must be shorter than 'timeout' "
                           f"({v.hold_for:g}s >= {v.timeout:g}s)"))
-    for i, step in enumerate(spec.steps):
-        if step.verify and step.verify.rollout and (
-                spec.target is None or spec.target.kind == "Pod"):
+        if v is not None and step.timeout is not None and step.timeout < v.timeout:
+            found.append((("spec", "steps", i, "timeout"),
+                          f"the step's timeout ({step.timeout:g}s) is shorter than its "
+                          f"verify.timeout ({v.timeout:g}s): it bounds the action, its retries "
+                          "and the verification together, so the verification could never "
+                          "finish; raise it, or leave it out (2m plus verify.timeout)"))
+        if v is not None and v.rollout and (spec.target is None or spec.target.kind == "Pod"):
             found.append((("spec", "steps", i, "verify", "rollout"),
                           "'rollout: complete' needs a Deployment, StatefulSet or DaemonSet "
                           "target"))
-    return found
 
 
 # --- entry points ------------------------------------------------------------------

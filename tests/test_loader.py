@@ -71,6 +71,10 @@ EXPECTED: dict[str, str] = {
         "steps[1].name: step name 'restart' is used twice (first at steps[0])",
     "for-longer-than-timeout.yaml":
         "steps[0].verify.for: 'for' must be shorter than 'timeout' (600s >= 300s)",
+    "step-timeout-shorter-than-verify.yaml":
+        "steps[0].timeout: the step's timeout (120s) is shorter than its verify.timeout "
+        "(900s): it bounds the action, its retries and the verification together, so the "
+        "verification could never finish; raise it, or leave it out (2m plus verify.timeout)",
     "no-steps-no-escalate.yaml":
         "spec: a playbook needs at least one step or one escalation",
     "wrong-api-version.yaml":

@@ -102,17 +102,6 @@ class Step(Strict):
             raise ValueError("must be more than 0s")
         return v
 
-    @model_validator(mode="after")
-    def _room_to_verify(self) -> Step:
-        if self.timeout is not None and self.verify is not None \
-                and self.timeout < self.verify.timeout:
-            raise ValueError(
-                f"'timeout' ({self.timeout:g}s) is shorter than verify.timeout "
-                f"({self.verify.timeout:g}s): a step's timeout bounds its action, retries "
-                "and verification together, so the verification could never finish; "
-                "raise it or leave it out (default: 2m plus verify.timeout)")
-        return self
-
     @property
     def effective_timeout(self) -> float:
         """Seconds the step may take from its first call to its verdict."""
