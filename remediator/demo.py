@@ -16,13 +16,14 @@ import shutil
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
 from remediator.app import Daemon, setup_logging
 from remediator.dryrun import render_incident
 from remediator.model.alerts import fingerprint
-from remediator.settings import load_settings
+from remediator.settings import Settings, load_settings
 
 PLAYBOOK = """\
 apiVersion: remediator/v1
@@ -57,12 +58,10 @@ def _say(text: str) -> None:
     print(f"\n\033[1m== {text}\033[0m", flush=True)
 
 
-async def run_demo(keep: str | None = None) -> int:
-    workdir = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="remediator-demo-"))
-    workdir.mkdir(parents=True, exist_ok=True)
+def _demo_settings(workdir: Path) -> Settings:
     (workdir / "playbooks").mkdir(exist_ok=True)
     (workdir / "playbooks" / "demo.yaml").write_text(PLAYBOOK, encoding="utf-8")
-    settings = load_settings(None, {
+    return load_settings(None, {
         "server": {"listen": "127.0.0.1:0"},
         "store": {"path": str(workdir / "remediator.db")},
         "playbooks": [str(workdir / "playbooks")],
@@ -70,6 +69,58 @@ async def run_demo(keep: str | None = None) -> int:
         "engine": {"retry_base": 1.0},
         "log": {"level": "WARNING", "format": "text"},
     })
+
+
+async def _ship_bad_rollout(http: aiohttp.ClientSession, sim_url: str, token: str) -> None:
+    _say("shipping a bad rollout: prod/api → image example/api:2.0.0-bad")
+    patch = {"spec": {"template": {"spec": {"containers": [
+        {"name": "api", "image": "example/api:2.0.0-bad"}]}}}}
+    async with http.patch(
+            f"{sim_url}/apis/apps/v1/namespaces/prod/deployments/api", json=patch,
+            headers={"Authorization": f"Bearer {token}",
+                     "Content-Type": "application/merge-patch+json"}) as resp:
+        resp.raise_for_status()
+
+
+def _webhook() -> dict[str, Any]:
+    """What Alertmanager would post for the demo's alert."""
+    labels = {"alertname": "DemoHighErrorRate", "namespace": "prod",
+              "deployment": "api", "severity": "critical"}
+    return {
+        "version": "4", "groupKey": '{}:{alertname="DemoHighErrorRate"}',
+        "truncatedAlerts": 0, "status": "firing", "receiver": "remediator",
+        "groupLabels": {"alertname": "DemoHighErrorRate"}, "commonLabels": labels,
+        "commonAnnotations": {}, "externalURL": "http://alertmanager.example:9093",
+        "alerts": [{
+            "status": "firing", "labels": labels,
+            "annotations": {"summary": "5xx ratio above 5% on prod/api"},
+            "startsAt": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            "endsAt": "0001-01-01T00:00:00Z",
+            "generatorURL": "http://prometheus.example:9090/graph",
+            "fingerprint": fingerprint(labels)}]}
+
+
+async def _first_incident_closed(http: aiohttp.ClientSession, url: str
+                                 ) -> dict[str, Any] | None:
+    """Poll (at most two minutes) until the first incident leaves its working states."""
+    incidents: list[dict[str, Any]] = []
+    for _ in range(120):
+        await asyncio.sleep(1)
+        async with http.get(f"{url}/api/v1/incidents") as resp:
+            incidents = (await resp.json())["incidents"]
+        if incidents and incidents[0]["state"] not in ("open", "remediating"):
+            break
+    if not incidents:
+        return None
+    async with http.get(f"{url}/api/v1/incidents/{incidents[0]['id']}") as resp:
+        incident: dict[str, Any] = await resp.json()
+    return incident
+
+
+async def run_demo(keep: str | None = None) -> int:
+    workdir = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="remediator-demo-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    settings = _demo_settings(workdir)
     setup_logging("WARNING", "text")
     daemon = Daemon(settings)
     _say("starting remediator on the simulated cluster")
@@ -78,45 +129,16 @@ async def run_demo(keep: str | None = None) -> int:
     print(f"remediator at {url}; simulated Kubernetes API at {sim.url}")
     try:
         async with aiohttp.ClientSession() as http:
-            _say("shipping a bad rollout: prod/api → image example/api:2.0.0-bad")
-            patch = {"spec": {"template": {"spec": {"containers": [
-                {"name": "api", "image": "example/api:2.0.0-bad"}]}}}}
-            async with http.patch(
-                    f"{sim.url}/apis/apps/v1/namespaces/prod/deployments/api", json=patch,
-                    headers={"Authorization": f"Bearer {sim.token}",
-                             "Content-Type": "application/merge-patch+json"}) as resp:
-                resp.raise_for_status()
+            await _ship_bad_rollout(http, sim.url, sim.token)
             await asyncio.sleep(2)
-            labels = {"alertname": "DemoHighErrorRate", "namespace": "prod",
-                      "deployment": "api", "severity": "critical"}
-            payload = {
-                "version": "4", "groupKey": '{}:{alertname="DemoHighErrorRate"}',
-                "truncatedAlerts": 0, "status": "firing", "receiver": "remediator",
-                "groupLabels": {"alertname": "DemoHighErrorRate"}, "commonLabels": labels,
-                "commonAnnotations": {}, "externalURL": "http://alertmanager.example:9093",
-                "alerts": [{
-                    "status": "firing", "labels": labels,
-                    "annotations": {"summary": "5xx ratio above 5% on prod/api"},
-                    "startsAt": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-                    "endsAt": "0001-01-01T00:00:00Z",
-                    "generatorURL": "http://prometheus.example:9090/graph",
-                    "fingerprint": fingerprint(labels)}]}
             _say("Alertmanager posts the webhook: POST /api/v1/alerts")
-            async with http.post(f"{url}/api/v1/alerts", json=payload) as resp:
+            async with http.post(f"{url}/api/v1/alerts", json=_webhook()) as resp:
                 print(resp.status, json.dumps(await resp.json()))
             _say("the playbook works (console notifications below)")
-            assert daemon.engine is not None
-            for _ in range(120):
-                await asyncio.sleep(1)
-                async with http.get(f"{url}/api/v1/incidents") as resp:
-                    incidents = (await resp.json())["incidents"]
-                if incidents and incidents[0]["state"] not in ("open", "remediating"):
-                    break
-            if not incidents:
+            incident = await _first_incident_closed(http, url)
+            if incident is None:
                 print("no incident was opened")
                 return 1
-            async with http.get(f"{url}/api/v1/incidents/{incidents[0]['id']}") as resp:
-                incident = await resp.json()
             _say("the incident's timeline (GET /api/v1/incidents/{id})")
             print(render_incident(incident))
             return 0 if incident["state"] == "recovered" else 1
