@@ -68,25 +68,7 @@ def translate_re2(p: str) -> str:
             i += 1
             at_start = True
         elif c in "*+?" or (c == "{" and _REPEAT.match(p, i)):
-            if c == "{":
-                m = _REPEAT.match(p, i)
-                assert m is not None
-                low, high = int(m.group(1)), m.group(3)
-                if low > 1000 or (high and int(high) > 1000):
-                    raise ValueError("repetition count above 1000 (RE2's limit)")
-                out.append(m.group())
-                i = m.end()
-            else:
-                out.append(c)
-                i += 1
-            if i < n and p[i] == "?":
-                out.append("?")
-                i += 1
-            if i < n and (p[i] == "+" or p[i] in "*?" or _REPEAT.match(p, i)):
-                if p[i] == "+":
-                    raise ValueError(f"possessive quantifier '{p[i - 1]}+' is not supported "
-                                     "by Alertmanager (RE2)")
-                raise ValueError(f"invalid nested repetition at position {i}")
+            i = _repetition(p, i, out)
             at_start = False
         elif c == "{":
             out.append("\\{")
@@ -102,6 +84,32 @@ def translate_re2(p: str) -> str:
             at_start = False
     out.append(")" * extra[0])
     return "".join(out)
+
+
+def _repetition(p: str, i: int, out: list[str]) -> int:
+    """A quantifier at ``p[i]`` (``*``, ``+``, ``?`` or ``{m,n}``), lazy or not; RE2
+    refuses counts above 1000, possessive and nested repetition."""
+    n = len(p)
+    if p[i] == "{":
+        m = _REPEAT.match(p, i)
+        assert m is not None
+        low, high = int(m.group(1)), m.group(3)
+        if low > 1000 or (high and int(high) > 1000):
+            raise ValueError("repetition count above 1000 (RE2's limit)")
+        out.append(m.group())
+        i = m.end()
+    else:
+        out.append(p[i])
+        i += 1
+    if i < n and p[i] == "?":
+        out.append("?")
+        i += 1
+    if i < n and (p[i] == "+" or p[i] in "*?" or _REPEAT.match(p, i)):
+        if p[i] == "+":
+            raise ValueError(f"possessive quantifier '{p[i - 1]}+' is not supported "
+                             "by Alertmanager (RE2)")
+        raise ValueError(f"invalid nested repetition at position {i}")
+    return i
 
 
 def _escape(p: str, i: int, out: list[str]) -> int:
