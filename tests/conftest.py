@@ -1,0 +1,44 @@
+"""Suite-wide rules.
+
+``no_leaked_tasks``: every asyncio test must leave no task of its own running once its
+fixtures are torn down. The engine owns its tasks in one ``Supervisor`` and stops them
+on ``stop()``; a task left behind is a run, a timer or a delivery loop nobody owns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import AsyncIterator
+
+import pytest
+
+LEAK_GRACE = 1.0        # real seconds a task may take to finish after teardown
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        function = getattr(item, "function", None)
+        if function is not None and inspect.iscoroutinefunction(function) \
+                and isinstance(item, pytest.Function):
+            # first: set up before, torn down after, every other fixture of the test
+            item.fixturenames.insert(0, "no_leaked_tasks")
+
+
+@pytest.fixture
+async def no_leaked_tasks() -> AsyncIterator[None]:
+    before = set(asyncio.all_tasks())
+    yield
+    mine = asyncio.current_task()
+
+    def leaked() -> list[asyncio.Task[object]]:
+        return [t for t in asyncio.all_tasks() - before if t is not mine and not t.done()]
+    deadline = asyncio.get_running_loop().time() + LEAK_GRACE
+    while leaked() and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.01)      # closing transports and cancelled tasks settle
+    left = leaked()
+    for task in left:
+        task.cancel()
+    if left:
+        names = ", ".join(sorted(f"{t.get_name()} ({t.get_coro()!r})" for t in left))
+        pytest.fail(f"the test left {len(left)} asyncio task(s) running: {names}")
