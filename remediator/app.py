@@ -28,6 +28,7 @@ from remediator.engine.core import Engine, EngineConfig, Ports
 from remediator.loader import load_paths
 from remediator.metrics import Metrics
 from remediator.notify.base import Sink
+from remediator.ports import AlertsApi, ChatApi, ClusterApi, HttpApi, MetricsApi, TrackerApi
 from remediator.server.http import ServerConfig, build_app
 from remediator.settings import Settings, read_secret
 from remediator.store.base import Store
@@ -108,18 +109,25 @@ class Daemon:
         self._closers.append(store.close)
         http = aiohttp.ClientSession()
         self._closers.append(http.close)
-        ports = Ports(http=http)
+        # Each adapter is bound to a name annotated with its port, so mypy proves that it
+        # conforms (``Ports`` itself is untyped): a drift between the two fails mypy here.
+        from remediator.adapters.http import AiohttpPoster
+        poster: HttpApi = AiohttpPoster(http)
+        ports = Ports(http=poster)
         ports.cluster = await self._cluster()
         if s.prometheus.url:
             from remediator.adapters.prometheus import PrometheusMetrics
-            ports.metrics = PrometheusMetrics(s.prometheus.url, timeout=s.prometheus.timeout)
+            metrics: MetricsApi = PrometheusMetrics(s.prometheus.url,
+                                                    timeout=s.prometheus.timeout)
+            ports.metrics = metrics
             self.dependencies["prometheus"] = s.prometheus.url
         else:
             self.dependencies["prometheus"] = "not configured: promql verifications will fail"
             log.warning("no Prometheus configured: steps verified by promql cannot succeed")
         if s.alertmanager_url:
             from remediator.adapters.alertmanager import AlertmanagerApi
-            ports.alerts = AlertmanagerApi(s.alertmanager_url, http)
+            alerts: AlertsApi = AlertmanagerApi(s.alertmanager_url, http)
+            ports.alerts = alerts
             self.dependencies["alertmanager"] = s.alertmanager_url
         else:
             self.dependencies["alertmanager"] = ("not configured: alert_resolved waits for a "
@@ -132,8 +140,9 @@ class Daemon:
         if slack_token:
             from remediator.adapters.slack import SlackChat
             from remediator.notify.slack import SlackSink
-            ports.chat = SlackChat(slack_token, base_url=s.slack.base_url, session=http)
-            sinks.append(SlackSink(ports.chat, s.slack.default_channel))
+            chat: ChatApi = SlackChat(slack_token, base_url=s.slack.base_url, session=http)
+            ports.chat = chat
+            sinks.append(SlackSink(chat, s.slack.default_channel))
             self.dependencies["slack"] = s.slack.base_url
         else:
             self.dependencies["slack"] = "not configured"
@@ -142,8 +151,10 @@ class Daemon:
             from remediator.notify.jira import JiraSink
             pat = read_secret(s.jira.pat, s.jira.pat_file, "the Jira PAT")
             token = read_secret(s.jira.api_token, s.jira.api_token_file, "the Jira API token")
-            ports.tickets = JiraTickets(s.jira.url, email=s.jira.email, api_token=token, pat=pat)
-            sinks.append(JiraSink(ports.tickets, s.jira.transition_on_close))
+            tickets: TrackerApi = JiraTickets(s.jira.url, email=s.jira.email, api_token=token,
+                                              pat=pat)
+            ports.tickets = tickets
+            sinks.append(JiraSink(tickets, s.jira.transition_on_close))
             self.dependencies["jira"] = s.jira.url
         else:
             self.dependencies["jira"] = "not configured"
@@ -187,7 +198,7 @@ class Daemon:
                  extra={"dry_run": e.dry_run, "dependencies": self.dependencies})
         return self.url
 
-    async def _cluster(self) -> Any:
+    async def _cluster(self) -> ClusterApi | None:
         k = self.settings.kubernetes
         mode: str = k.mode
         if mode == "auto":

@@ -1,4 +1,4 @@
-"""``KubernetesCluster``: the ClusterApi port on kubernetes_asyncio, with kubectl's semantics.
+"""``KubernetesCluster``: the ClusterApi port (``remediator.ports.cluster``) on kubernetes_asyncio.
 
 One shared ``ApiClient`` per cluster; every request carries a timeout. Objects
 come back as plain JSON dicts (camelCase, as the API sends them) so the actions
@@ -25,7 +25,13 @@ from yarl import URL
 from remediator.adapters import k8s_lazy
 from remediator.errors import PermanentError, TemporaryError
 from remediator.model.incident import TargetRef
-from remediator.ports import RolloutStatus, TargetContext
+from remediator.ports.cluster import (
+    WORKLOADS,
+    KubeObject,
+    RolloutStatus,
+    TargetContext,
+    selector_string,
+)
 
 k8s_lazy.install()     # before kubernetes_asyncio is first imported: then only what is used is
 
@@ -33,31 +39,9 @@ from kubernetes_asyncio import client, config  # noqa: E402
 from kubernetes_asyncio.client.exceptions import ApiException  # noqa: E402
 from kubernetes_asyncio.config.config_exception import ConfigException  # noqa: E402
 
-Obj = dict[str, Any]
-WORKLOADS = {"Deployment": "deployments", "StatefulSet": "statefulsets", "DaemonSet": "daemonsets"}
+Obj = KubeObject
 _METHOD = {"Deployment": "deployment", "StatefulSet": "stateful_set", "DaemonSet": "daemon_set"}
 RECENT_EVENTS = 20
-
-
-def api_path(kind: str, namespace: str, name: str = "", subresource: str = "") -> str:
-    """The REST path of an object, as in the Intent's ``api_calls``."""
-    plural = WORKLOADS.get(kind) or {"Pod": "pods", "ReplicaSet": "replicasets"}[kind]
-    prefix = "/api/v1" if kind == "Pod" else "/apis/apps/v1"
-    path = f"{prefix}/namespaces/{namespace}/{plural}"
-    return "/".join(p for p in (path, name, subresource) if p)
-
-
-def selector_string(selector: Obj | None) -> str:
-    """A LabelSelector (matchLabels and matchExpressions) in the query-string syntax."""
-    selector = selector or {}
-    terms = [f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items())]
-    for expr in selector.get("matchExpressions") or []:
-        op, key, values = expr["operator"], expr["key"], expr.get("values") or []
-        if op in ("In", "NotIn"):
-            terms.append(f"{key} {op.lower()} ({','.join(values)})")
-        else:
-            terms.append(key if op == "Exists" else f"!{key}")
-    return ",".join(terms)
 
 
 def _server_message(err: ApiException) -> str:

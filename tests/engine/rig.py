@@ -20,6 +20,7 @@ import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from remediator.adapters.http import AiohttpPoster
 from remediator.adapters.kubernetes import KubernetesCluster
 from remediator.clock import FakeClock
 from remediator.engine.core import Engine, EngineConfig, Ports
@@ -173,7 +174,7 @@ class Rig:
         await self.store.open()
         self.engine = Engine(store=self.store, playbooks=load(playbooks), clock=self.clock,
                              ports=Ports(cluster=self.cluster, metrics=self.metrics,
-                                         http=self.http),
+                                         http=AiohttpPoster(self.http)),
                              config=config or EngineConfig(retry_base=5.0))
         app, self.api = build_app(self.engine, server_config or ServerConfig(bearer_token=TOKEN))
         self.client = TestClient(TestServer(app))
