@@ -99,6 +99,22 @@ class Daemon:
         playbooks = load_paths(s.playbooks)
         log.info("loaded %d playbooks", len(playbooks), extra={"playbooks": [p.name for p
                                                                              in playbooks]})
+        store = await self._open_store()
+        http = aiohttp.ClientSession()
+        self._closers.append(http.close)
+        ports = await self._connect(http)
+        sinks = self._sinks(ports)
+        self.engine = Engine(store=store, playbooks=playbooks, clock=self.clock, ports=ports,
+                             config=self._engine_config(), metrics=Metrics(), sinks=sinks)
+        await self._serve(self.engine)
+        await self.engine.start()
+        self._api.ready = True
+        log.info("remediator ready on %s", self.url,
+                 extra={"dry_run": s.engine.dry_run, "dependencies": self.dependencies})
+        return self.url
+
+    async def _open_store(self) -> Store:
+        s = self.settings
         store: Store
         if s.store.path.startswith(("postgresql://", "postgres://")):
             from remediator.store.postgres import PostgresStore
@@ -107,10 +123,12 @@ class Daemon:
             store = SqliteStore(s.store.path, synchronous=s.store.synchronous)
         await store.open()
         self._closers.append(store.close)
-        http = aiohttp.ClientSession()
-        self._closers.append(http.close)
-        # Each adapter is bound to a name annotated with its port, so mypy proves that it
-        # conforms (``Ports`` itself is untyped): a drift between the two fails mypy here.
+        return store
+
+    async def _connect(self, http: aiohttp.ClientSession) -> Ports:
+        """The adapters, each bound to a name annotated with its port, so that mypy proves
+        it conforms (``Ports`` itself is untyped): a drift between the two fails mypy here."""
+        s = self.settings
         from remediator.adapters.http import AiohttpPoster
         poster: HttpApi = AiohttpPoster(http)
         ports = Ports(http=poster)
@@ -132,34 +150,44 @@ class Daemon:
         else:
             self.dependencies["alertmanager"] = ("not configured: alert_resolved waits for a "
                                                  "resolved webhook")
-        sinks = list(self.sinks)
-        if s.notify.console:
-            from remediator.notify.console import ConsoleSink
-            sinks.append(ConsoleSink(sys.stdout))
         slack_token = read_secret(s.slack.token, s.slack.token_file, "the Slack token")
         if slack_token:
             from remediator.adapters.slack import SlackChat
-            from remediator.notify.slack import SlackSink
             chat: ChatApi = SlackChat(slack_token, base_url=s.slack.base_url, session=http)
             ports.chat = chat
-            sinks.append(SlackSink(chat, s.slack.default_channel))
             self.dependencies["slack"] = s.slack.base_url
         else:
             self.dependencies["slack"] = "not configured"
         if s.jira.url:
             from remediator.adapters.jira import JiraTickets
-            from remediator.notify.jira import JiraSink
             pat = read_secret(s.jira.pat, s.jira.pat_file, "the Jira PAT")
             token = read_secret(s.jira.api_token, s.jira.api_token_file, "the Jira API token")
             tickets: TrackerApi = JiraTickets(s.jira.url, email=s.jira.email, api_token=token,
                                               pat=pat)
             ports.tickets = tickets
-            sinks.append(JiraSink(tickets, s.jira.transition_on_close))
             self.dependencies["jira"] = s.jira.url
         else:
             self.dependencies["jira"] = "not configured"
-        e = s.engine
-        config = EngineConfig(
+        return ports
+
+    def _sinks(self, ports: Ports) -> list[Sink]:
+        """The given sinks, then console, Slack and Jira (each on its port) as configured."""
+        s = self.settings
+        sinks = list(self.sinks)
+        if s.notify.console:
+            from remediator.notify.console import ConsoleSink
+            sinks.append(ConsoleSink(sys.stdout))
+        if ports.chat is not None:
+            from remediator.notify.slack import SlackSink
+            sinks.append(SlackSink(ports.chat, s.slack.default_channel))
+        if ports.tickets is not None:
+            from remediator.notify.jira import JiraSink
+            sinks.append(JiraSink(ports.tickets, s.jira.transition_on_close))
+        return sinks
+
+    def _engine_config(self) -> EngineConfig:
+        e, s = self.settings.engine, self.settings
+        return EngineConfig(
             dry_run=e.dry_run, max_parallel=e.max_parallel,
             allow_namespaces=tuple(e.allow_namespaces), deny_namespaces=tuple(e.deny_namespaces),
             action_budget=e.action_budget, action_budget_window=e.action_budget_window,
@@ -168,8 +196,10 @@ class Daemon:
             lock_retry_interval=e.lock_retry_interval, lease=e.lease,
             escalation_retry_for=e.escalation_retry_for,
             scan_interval=e.scan_interval, intake_priority=e.intake_priority)
-        self.engine = Engine(store=store, playbooks=playbooks, clock=self.clock, ports=ports,
-                             config=config, metrics=Metrics(), sinks=sinks)
+
+    async def _serve(self, engine: Engine) -> None:
+        """The HTTP server on ``server.listen``; sets ``self.url`` to where it is bound."""
+        s = self.settings
         token = read_secret(s.server.auth.token, s.server.auth.token_file, "the auth token")
         password = read_secret(s.server.auth.basic_password, s.server.auth.basic_password_file,
                                "the basic auth password")
@@ -183,7 +213,7 @@ class Daemon:
         if not token and not s.server.auth.basic_user:
             log.warning("the webhook endpoint has NO authentication: set server.auth.token_file "
                         "before exposing it beyond localhost")
-        app, self._api = build_app(self.engine, server_config)
+        app, self._api = build_app(engine, server_config)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=5)
         await self._runner.setup()
         host, _, port = s.server.listen.rpartition(":")
@@ -192,11 +222,6 @@ class Daemon:
         sockets = self._runner.addresses
         bound = sockets[0][1] if sockets else int(port)
         self.url = f"http://{host}:{bound}"
-        await self.engine.start()
-        self._api.ready = True
-        log.info("remediator ready on %s", self.url,
-                 extra={"dry_run": e.dry_run, "dependencies": self.dependencies})
-        return self.url
 
     async def _cluster(self) -> ClusterApi | None:
         k = self.settings.kubernetes
