@@ -9,16 +9,18 @@ whose view is used as is) for the latest state.
 ``jira.incident`` opens exactly one ticket per incident key. It is found again by
 a label derived from the key (``remediator-<sha1 prefix>``), looked up — first
 the key already in the incident's context, then a label search — before any
-create, under a per-label lock held by the tracker port (the ``JiraTickets`` adapter), so that
-duplicate webhooks, concurrent steps or a restart never make two tickets. A
+create, under a per-label lock held by the tracker port (``ctx.tickets``), so
+that duplicate webhooks, concurrent steps or a restart never make two tickets. A
 closed ticket whose resolution is within ``reopen_window`` is reopened for a
 new episode; an older one gets a fresh ticket. The result carries
 ``details["context"]["jira"] = {"key", "url", "label"}``; the engine merges it
 into the incident's context, which is how the Jira sink learns the key.
 
-A missing port (``ctx.tickets`` / ``ctx.chat`` is None) is a ``PermanentError``:
-configuration is read at start-up, so retrying within this process cannot
-help, and failing fast lets the escalation ladder move on to the next action.
+Jira and Slack are reached through the ports (``remediator.ports.tracker`` and
+``.chat``), never an adapter. A missing port (``ctx.tickets`` / ``ctx.chat`` is
+None) is a ``PermanentError``: configuration is read at start-up, so retrying
+within this process cannot help, and failing fast lets the escalation ladder
+move on to the next action.
 """
 
 from __future__ import annotations
