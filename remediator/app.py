@@ -30,6 +30,7 @@ from remediator.engine.ports import Ports
 from remediator.loader import load_paths
 from remediator.metrics import Metrics
 from remediator.notify.base import Sink
+from remediator.ports import AlertsApi, ChatApi, ClusterApi, HttpApi, MetricsApi, TrackerApi
 from remediator.server.http import ServerConfig, build_app
 from remediator.settings import Settings, read_secret
 from remediator.store.base import Store
@@ -100,6 +101,23 @@ class Daemon:
         playbooks = load_paths(s.playbooks)
         log.info("loaded %d playbooks", len(playbooks), extra={"playbooks": [p.name for p
                                                                              in playbooks]})
+        store = await self._open_store()
+        http = aiohttp.ClientSession()
+        self._closers.append(http.close)
+        ports = await self._connect(http)
+        sinks = self._sinks(ports)
+        self.engine = Engine(store=store, playbooks=playbooks, clock=self.clock,
+                             catalogue=registry, ports=ports, settings=s.engine,
+                             metrics=Metrics(), sinks=sinks, approvers=s.slack.approvers)
+        await self._serve(self.engine)
+        await self.engine.start()
+        self._api.ready = True
+        log.info("remediator ready on %s", self.url,
+                 extra={"dry_run": s.engine.dry_run, "dependencies": self.dependencies})
+        return self.url
+
+    async def _open_store(self) -> Store:
+        s = self.settings
         store: Store
         if s.store.path.startswith(("postgresql://", "postgres://")):
             from remediator.store.postgres import PostgresStore
@@ -108,50 +126,71 @@ class Daemon:
             store = SqliteStore(s.store.path, synchronous=s.store.synchronous)
         await store.open()
         self._closers.append(store.close)
-        http = aiohttp.ClientSession()
-        self._closers.append(http.close)
-        ports = Ports(http=http)
+        return store
+
+    async def _connect(self, http: aiohttp.ClientSession) -> Ports:
+        """The adapters, each bound to a name annotated with its port, so that mypy proves
+        it conforms (``Ports`` itself is untyped): a drift between the two fails mypy here."""
+        s = self.settings
+        from remediator.adapters.http import AiohttpPoster
+        poster: HttpApi = AiohttpPoster(http)
+        ports = Ports(http=poster)
         ports.cluster = await self._cluster()
         if s.prometheus.url:
             from remediator.adapters.prometheus import PrometheusMetrics
-            ports.metrics = PrometheusMetrics(s.prometheus.url, timeout=s.prometheus.timeout)
+            metrics: MetricsApi = PrometheusMetrics(s.prometheus.url,
+                                                    timeout=s.prometheus.timeout)
+            ports.metrics = metrics
             self.dependencies["prometheus"] = s.prometheus.url
         else:
             self.dependencies["prometheus"] = "not configured: promql verifications will fail"
             log.warning("no Prometheus configured: steps verified by promql cannot succeed")
         if s.alertmanager_url:
             from remediator.adapters.alertmanager import AlertmanagerApi
-            ports.alerts = AlertmanagerApi(s.alertmanager_url, http)
+            alerts: AlertsApi = AlertmanagerApi(s.alertmanager_url, http)
+            ports.alerts = alerts
             self.dependencies["alertmanager"] = s.alertmanager_url
         else:
             self.dependencies["alertmanager"] = ("not configured: alert_resolved waits for a "
                                                  "resolved webhook")
-        sinks = list(self.sinks)
-        if s.notify.console:
-            from remediator.notify.console import ConsoleSink
-            sinks.append(ConsoleSink(sys.stdout))
         slack_token = read_secret(s.slack.token, s.slack.token_file, "the Slack token")
         if slack_token:
             from remediator.adapters.slack import SlackChat
-            from remediator.notify.slack import SlackSink
-            ports.chat = SlackChat(slack_token, base_url=s.slack.base_url, session=http)
-            sinks.append(SlackSink(ports.chat, s.slack.default_channel))
+            chat: ChatApi = SlackChat(slack_token, base_url=s.slack.base_url, session=http)
+            ports.chat = chat
             self.dependencies["slack"] = s.slack.base_url
         else:
             self.dependencies["slack"] = "not configured"
         if s.jira.url:
             from remediator.adapters.jira import JiraTickets
-            from remediator.notify.jira import JiraSink
             pat = read_secret(s.jira.pat, s.jira.pat_file, "the Jira PAT")
             token = read_secret(s.jira.api_token, s.jira.api_token_file, "the Jira API token")
-            ports.tickets = JiraTickets(s.jira.url, email=s.jira.email, api_token=token, pat=pat)
-            sinks.append(JiraSink(ports.tickets, s.jira.transition_on_close))
+            tickets: TrackerApi = JiraTickets(s.jira.url, email=s.jira.email, api_token=token,
+                                              pat=pat)
+            ports.tickets = tickets
             self.dependencies["jira"] = s.jira.url
         else:
             self.dependencies["jira"] = "not configured"
-        self.engine = Engine(store=store, playbooks=playbooks, clock=self.clock,
-                             catalogue=registry, ports=ports, settings=s.engine,
-                             metrics=Metrics(), sinks=sinks, approvers=s.slack.approvers)
+        return ports
+
+    def _sinks(self, ports: Ports) -> list[Sink]:
+        """The given sinks, then console, Slack and Jira (each on its port) as configured."""
+        s = self.settings
+        sinks = list(self.sinks)
+        if s.notify.console:
+            from remediator.notify.console import ConsoleSink
+            sinks.append(ConsoleSink(sys.stdout))
+        if ports.chat is not None:
+            from remediator.notify.slack import SlackSink
+            sinks.append(SlackSink(ports.chat, s.slack.default_channel))
+        if ports.tickets is not None:
+            from remediator.notify.jira import JiraSink
+            sinks.append(JiraSink(ports.tickets, s.jira.transition_on_close))
+        return sinks
+
+    async def _serve(self, engine: Engine) -> None:
+        """The HTTP server on ``server.listen``; sets ``self.url`` to where it is bound."""
+        s = self.settings
         token = read_secret(s.server.auth.token, s.server.auth.token_file, "the auth token")
         password = read_secret(s.server.auth.basic_password, s.server.auth.basic_password_file,
                                "the basic auth password")
@@ -165,7 +204,7 @@ class Daemon:
         if not token and not s.server.auth.basic_user:
             log.warning("the webhook endpoint has NO authentication: set server.auth.token_file "
                         "before exposing it beyond localhost")
-        app, self._api = build_app(self.engine, server_config)
+        app, self._api = build_app(engine, server_config)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=5)
         await self._runner.setup()
         host, _, port = s.server.listen.rpartition(":")
@@ -174,13 +213,8 @@ class Daemon:
         sockets = self._runner.addresses
         bound = sockets[0][1] if sockets else int(port)
         self.url = f"http://{host}:{bound}"
-        await self.engine.start()
-        self._api.ready = True
-        log.info("remediator ready on %s", self.url,
-                 extra={"dry_run": s.engine.dry_run, "dependencies": self.dependencies})
-        return self.url
 
-    async def _cluster(self) -> Any:
+    async def _cluster(self) -> ClusterApi | None:
         k = self.settings.kubernetes
         mode: str = k.mode
         if mode == "auto":

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from remediator.clock import Clock
 from remediator.model.incident import IncidentView, TargetRef
+from remediator.ports import ChatApi, ClusterApi, HttpApi, TrackerApi
 
 
 class Params(BaseModel):
@@ -102,10 +103,10 @@ class ActionContext:
     target: TargetRef | None
     alerts: list[Mapping[str, Any]]            # the incident's alerts: labels, annotations, …
     clock: Clock
-    cluster: Any = None                        # remediator.adapters.kubernetes.KubernetesCluster
-    tickets: Any = None                        # remediator.notify ticket port
-    chat: Any = None                           # remediator.notify chat port
-    http: Any = None                           # an aiohttp.ClientSession
+    cluster: ClusterApi | None = None
+    tickets: TrackerApi | None = None
+    chat: ChatApi | None = None
+    http: HttpApi | None = None
     # The IncidentView as ``model_dump(mode="json")`` (the engine passes an IncidentSnapshot)
     incident: Mapping[str, Any] = field(default_factory=dict)
     sink_state: Any = None      # read-only: await sink_state(sink, key) -> str | None

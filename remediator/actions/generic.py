@@ -1,11 +1,13 @@
-"""Actions that need no cluster: ``http.post`` (a webhook of another system) and ``wait``."""
+"""Actions that need no cluster: ``http.post`` (a webhook of another system) and ``wait``.
+
+``http.post`` sends through the HTTP port (``ctx.http``, ``remediator.ports.http``)
+and judges the status itself; ``wait`` sleeps on ``ctx.clock``.
+"""
 
 from __future__ import annotations
 
 import json
 from typing import ClassVar
-
-import aiohttp
 
 from remediator.actions.base import ActionContext, ActionResult, Intent
 from remediator.actions.params import HttpPostParams, WaitParams
@@ -25,23 +27,18 @@ class HttpPost:
                       api_calls=[f"POST {params.url} {body}"])
 
     async def apply(self, ctx: ActionContext, intent: Intent) -> ActionResult:
-        session: aiohttp.ClientSession | None = ctx.http
-        if session is None:
+        if ctx.http is None:
             raise TemporaryError("no HTTP client configured")
         args = intent.args
         headers = {"Idempotency-Key": f"{ctx.incident_id}/{ctx.step}", **args["headers"]}
-        try:
-            async with session.post(args["url"], json=args["body"], headers=headers,
-                                    timeout=aiohttp.ClientTimeout(total=args["timeout"])) as resp:
-                text = (await resp.text())[:500]
-                if resp.status in args["expect"]:
-                    return ActionResult(summary=f"POST {args['url']} → {resp.status}")
-                if resp.status >= 500 or resp.status == 429:
-                    raise TemporaryError(f"POST {args['url']} → {resp.status}: {text}")
-                raise PermanentError(f"POST {args['url']} → {resp.status}: {text}")
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise TemporaryError(f"POST {args['url']} failed: {type(exc).__name__}: {exc}") \
-                from exc
+        resp = await ctx.http.post(args["url"], json=args["body"], headers=headers,
+                                   timeout_seconds=args["timeout"])
+        text = resp.text[:500]
+        if resp.status in args["expect"]:
+            return ActionResult(summary=f"POST {args['url']} → {resp.status}")
+        if resp.status >= 500 or resp.status == 429:
+            raise TemporaryError(f"POST {args['url']} → {resp.status}: {text}")
+        raise PermanentError(f"POST {args['url']} → {resp.status}: {text}")
 
 
 class Wait:

@@ -9,16 +9,18 @@ whose view is used as is) for the latest state.
 ``jira.incident`` opens exactly one ticket per incident key. It is found again by
 a label derived from the key (``remediator-<sha1 prefix>``), looked up — first
 the key already in the incident's context, then a label search — before any
-create, under a per-label lock held by the ``JiraTickets`` adapter, so that
-duplicate webhooks, concurrent steps or a restart never make two tickets. A
+create, under a per-label lock held by the tracker port (``ctx.tickets``), so
+that duplicate webhooks, concurrent steps or a restart never make two tickets. A
 closed ticket whose resolution is within ``reopen_window`` is reopened for a
 new episode; an older one gets a fresh ticket. The result carries
 ``details["context"]["jira"] = {"key", "url", "label"}``; the engine merges it
 into the incident's context, which is how the Jira sink learns the key.
 
-A missing port (``ctx.tickets`` / ``ctx.chat`` is None) is a ``PermanentError``:
-configuration is read at start-up, so retrying within this process cannot
-help, and failing fast lets the escalation ladder move on to the next action.
+Jira and Slack are reached through the ports (``remediator.ports.tracker`` and
+``.chat``), never an adapter. A missing port (``ctx.tickets`` / ``ctx.chat`` is
+None) is a ``PermanentError``: configuration is read at start-up, so retrying
+within this process cannot help, and failing fast lets the escalation ladder
+move on to the next action.
 """
 
 from __future__ import annotations
@@ -30,14 +32,19 @@ from typing import Any, ClassVar
 
 from pydantic import ValidationError
 
+from remediator import rendering as render
 from remediator.actions.base import ActionContext, ActionResult, IncidentSnapshot, Intent
 from remediator.actions.params import JiraIncidentParams, SlackNotifyParams, SlackPageParams
-from remediator.adapters.jira import JiraTickets, Ticket, clean_label, clean_summary
-from remediator.adapters.slack import PostedMessage, SlackChat
 from remediator.errors import PermanentError
 from remediator.model.incident import IncidentState, IncidentView
-from remediator.notify import render
-from remediator.notify.slack import SLACK_ROOT_CHANNEL, SLACK_ROOT_TS, SlackSink
+from remediator.ports.chat import (
+    SLACK_ROOT_CHANNEL,
+    SLACK_ROOT_TS,
+    SLACK_SINK,
+    ChatApi,
+    PostedMessage,
+)
+from remediator.ports.tracker import Ticket, TrackerApi, clean_label, clean_summary
 
 DEFAULT_REOPEN_WINDOW = timedelta(hours=24)
 
@@ -69,18 +76,16 @@ def _context_of(ctx: ActionContext) -> Mapping[str, Any]:
     return context if isinstance(context, Mapping) else {}
 
 
-def _tickets(ctx: ActionContext) -> JiraTickets:
+def _tickets(ctx: ActionContext) -> TrackerApi:
     if ctx.tickets is None:
         raise PermanentError("Jira is not configured (no ticket adapter): cannot open a ticket")
-    tickets: JiraTickets = ctx.tickets
-    return tickets
+    return ctx.tickets
 
 
-def _chat(ctx: ActionContext) -> SlackChat:
+def _chat(ctx: ActionContext) -> ChatApi:
     if ctx.chat is None:
         raise PermanentError("Slack is not configured (no chat adapter): cannot post")
-    chat: SlackChat = ctx.chat
-    return chat
+    return ctx.chat
 
 
 class JiraIncident:
@@ -142,7 +147,7 @@ class JiraIncident:
         return ActionResult(summary=f"{outcome} Jira ticket {ticket.key}",
                             details={"context": {"jira": jira}, "outcome": outcome})
 
-    async def _existing(self, ctx: ActionContext, tickets: JiraTickets, label: str,
+    async def _existing(self, ctx: ActionContext, tickets: TrackerApi, label: str,
                         project: str) -> Ticket | None:
         known = _context_of(ctx).get("jira")
         key = known.get("key") if isinstance(known, Mapping) else None
@@ -192,14 +197,14 @@ class SlackNotify:
                             details={"slack": {"channel": posted.channel, "ts": posted.ts}})
 
 
-async def _thread_of(ctx: ActionContext, chat: SlackChat) -> PostedMessage | None:
+async def _thread_of(ctx: ActionContext, chat: ChatApi) -> PostedMessage | None:
     """The root of the incident's Slack thread: the chat's in-memory map (filled by the
     Slack sink in this process), else the sink's durable state (after a restart)."""
     thread = chat.thread_of(ctx.incident_id)
     if thread is not None or ctx.sink_state is None:
         return thread
-    channel = await ctx.sink_state(SlackSink.name, SLACK_ROOT_CHANNEL)
-    ts = await ctx.sink_state(SlackSink.name, SLACK_ROOT_TS)
+    channel = await ctx.sink_state(SLACK_SINK, SLACK_ROOT_CHANNEL)
+    ts = await ctx.sink_state(SLACK_SINK, SLACK_ROOT_TS)
     if not channel or not ts:
         return None
     thread = PostedMessage(str(channel), str(ts))

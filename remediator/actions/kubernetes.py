@@ -4,8 +4,9 @@ Each ``plan`` reads the cluster and computes a concrete, idempotent intent (a
 ``restartedAt`` value, a replica count, a revision and its template, pod names
 with their uids) plus the exact API calls, for the journal and for dry-run; each
 ``apply`` performs that intent, so replaying it has no further effect.
-Every API call goes through ``KubernetesCluster`` (``remediator.adapters``);
-``API_PERMISSIONS`` lists them all for the RBAC Role.
+Every API call goes through the cluster port (``ClusterApi``, ``remediator.ports``;
+the adapter is ``remediator.adapters.kubernetes``); ``API_PERMISSIONS`` lists them
+all for the RBAC Role.
 """
 
 from __future__ import annotations
@@ -19,11 +20,10 @@ from typing import Any, ClassVar
 
 from remediator.actions.base import ActionContext, ActionResult, Intent
 from remediator.actions.params import DeletePodParams, RestartParams, RollbackParams, ScaleParams
-from remediator.adapters.kubernetes import KubernetesCluster, api_path, selector_string
 from remediator.errors import PermanentError, TemporaryError
 from remediator.model.incident import TargetRef
 from remediator.model.names import check_dns1123_label, check_dns1123_subdomain, check_label_value
-from remediator.ports import RolloutStatus
+from remediator.ports.cluster import ClusterApi, RolloutStatus, api_path, selector_string
 
 # (API group, resource, verb) of every call the adapter and these actions make.
 API_PERMISSIONS: tuple[tuple[str, str, str], ...] = (
@@ -53,11 +53,10 @@ def _json(body: Any) -> str:
     return json.dumps(body, **_COMPACT)
 
 
-def _cluster(ctx: ActionContext) -> KubernetesCluster:
+def _cluster(ctx: ActionContext) -> ClusterApi:
     if ctx.cluster is None:
         raise TemporaryError("no Kubernetes cluster configured")
-    cluster: KubernetesCluster = ctx.cluster
-    return cluster
+    return ctx.cluster
 
 
 def _checked(kind: str, namespace: str, name: str, kinds: tuple[str, ...],
@@ -91,7 +90,7 @@ def rfc3339(ctx: ActionContext) -> str:
     return ctx.clock.now().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-async def check_rollout(cluster: KubernetesCluster, target: TargetRef) -> RolloutStatus:
+async def check_rollout(cluster: ClusterApi, target: TargetRef) -> RolloutStatus:
     """kubectl rollout status (one evaluation)."""
     return await cluster.rollout_status(target)
 
@@ -367,7 +366,7 @@ class DeletePod:
                             "pods": [{"name": p["metadata"]["name"], "uid": p["metadata"]["uid"]}
                                      for p in pods]})
 
-    async def _named_pod(self, ctx: ActionContext, cluster: KubernetesCluster, t: TargetRef,
+    async def _named_pod(self, ctx: ActionContext, cluster: ClusterApi, t: TargetRef,
                          params: DeletePodParams,
                          belongs: Callable[[dict[str, Any]], Any]) -> list[dict[str, Any]]:
         name = params.pod
@@ -388,7 +387,7 @@ class DeletePod:
                                  f"belong to {t}")
         return [pod]
 
-    async def _ownership(self, cluster: KubernetesCluster, t: TargetRef,
+    async def _ownership(self, cluster: ClusterApi, t: TargetRef,
                          owner: dict[str, Any] | None) -> Callable[[dict[str, Any]], Any]:
         rs_cache: dict[str, dict[str, Any] | None] = {}
 

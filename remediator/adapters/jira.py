@@ -1,10 +1,10 @@
 """Jira tickets through pycontribs ``jira``: find by label, create, comment, transition.
 
-``JiraTickets`` is the ticket port the ``jira.incident`` action and the Jira sink
-use. The client is synchronous (requests), so every call runs in
-``asyncio.to_thread``. The client's own retry loop (which *sleeps in the
-thread* on 429/503) is set to ``max_retries=0`` by default: the engine's retry
-policy is the only one. The client is built lazily on first use, because
+``JiraTickets`` implements the tracker port (``remediator.ports.tracker``) the
+``jira.incident`` action and the Jira sink use. The client is synchronous
+(requests), so every call runs in ``asyncio.to_thread``. The client's own retry
+loop (which *sleeps in the thread* on 429/503) is set to ``max_retries=0`` by
+default: the engine's retry policy is the only one. The client is built lazily on first use, because
 constructing it already calls ``GET /rest/api/2/serverInfo``.
 
 Auth: Cloud uses basic auth with ``email`` + ``api_token``; Data Center a
@@ -14,9 +14,8 @@ Errors: ``TemporaryError`` for 429 (with ``Retry-After`` as delay), 5xx,
 connection errors and timeouts; ``PermanentError`` for 4xx (auth, permissions,
 validation, unknown issue or transition), each with the cause chained.
 
-Limits Jira enforces, applied here so that a long alert never fails a create:
-summary ≤ 255 characters on one line, labels ≤ 255 characters without spaces,
-description ≤ 32,767 (cut with a visible marker). Jira counts UTF-16 units.
+The limits Jira enforces (``remediator.ports.tracker``: summary, labels,
+description) are applied here too, so that a long alert never fails a create.
 """
 
 from __future__ import annotations
@@ -26,38 +25,26 @@ import re
 import threading
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from remediator.errors import PermanentError, TemporaryError
+from remediator.ports.tracker import (
+    DESCRIPTION_LIMIT,
+    Ticket,
+    clean_label,
+    clean_summary,
+    truncate,
+)
 
 if TYPE_CHECKING:
     from jira import JIRA, JIRAError
 
 # jira (and requests) are imported when a JiraTickets is made (at start-up, when Jira is
-# configured), not with this module: the actions import it, and without Jira it is never
-# needed.
+# configured), not with this module: without Jira it is never needed.
 
-SUMMARY_LIMIT = 255
-LABEL_LIMIT = 255
-DESCRIPTION_LIMIT = 32_767
 _FIELDS = ["summary", "labels", "status", "created", "updated", "resolutiondate"]
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Ticket:
-    """What remediator needs to know about one issue."""
-
-    key: str
-    url: str
-    status: str = ""
-    done: bool = False                       # status category "done"
-    labels: tuple[str, ...] = ()
-    resolved_at: datetime | None = None
-    updated_at: datetime | None = None
-    raw_fields: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 class JiraTickets:
@@ -275,48 +262,3 @@ def _parse_time(value: object) -> datetime | None:
         return datetime.fromisoformat(text)
     except ValueError:
         return None
-
-
-def _units(text: str) -> int:
-    return len(text.encode("utf-16-le")) // 2
-
-
-def _cut(text: str, units: int) -> str:
-    """The longest prefix of ``text`` that fits in ``units`` UTF-16 code units."""
-    out, used = [], 0
-    for ch in text:
-        size = 2 if ord(ch) > 0xFFFF else 1
-        if used + size > units:
-            break
-        out.append(ch)
-        used += size
-    return "".join(out)
-
-
-def truncate(text: str, limit: int, *, marker: str | None = None) -> str:
-    """``text`` if it fits in ``limit`` (UTF-16 units), else a prefix ending in a marker."""
-    if _units(text) <= limit:
-        return text
-    total = _units(text)
-    marker = marker if marker is not None else (
-        "\n\n… [truncated by remediator: {omitted} characters omitted]")
-    omitted = total - limit
-    head = ""
-    for _ in range(5):   # the count is part of the marker's length: iterate until stable
-        head = _cut(text, max(0, limit - _units(marker.format(omitted=omitted)))).rstrip()
-        if total - _units(head) == omitted:
-            break
-        omitted = total - _units(head)
-    return _cut(head + marker.format(omitted=omitted), limit)
-
-
-def clean_summary(text: str) -> str:
-    """One line, ≤ 255 characters, never empty."""
-    line = " ".join(text.split()) or "remediator incident"
-    return truncate(line, SUMMARY_LIMIT, marker="…")
-
-
-def clean_label(text: str) -> str:
-    """Jira labels: no whitespace, ≤ 255 characters."""
-    label = re.sub(r"\s+", "-", text.strip()) or "remediator"
-    return _cut(label, LABEL_LIMIT)

@@ -1,4 +1,4 @@
-"""``KubernetesCluster``: the ClusterApi port on kubernetes_asyncio, with kubectl's semantics.
+"""``KubernetesCluster``: the ClusterApi port (``remediator.ports.cluster``) on kubernetes_asyncio.
 
 One shared ``ApiClient`` per cluster; every request carries a timeout. Objects
 come back as plain JSON dicts (camelCase, as the API sends them) so the actions
@@ -25,7 +25,13 @@ from yarl import URL
 from remediator.adapters import k8s_lazy
 from remediator.errors import PermanentError, TemporaryError
 from remediator.model.incident import TargetRef
-from remediator.ports import RolloutStatus, TargetContext
+from remediator.ports.cluster import (
+    WORKLOADS,
+    KubeObject,
+    RolloutStatus,
+    TargetContext,
+    selector_string,
+)
 
 k8s_lazy.install()     # before kubernetes_asyncio is first imported: then only what is used is
 
@@ -33,31 +39,9 @@ from kubernetes_asyncio import client, config  # noqa: E402
 from kubernetes_asyncio.client.exceptions import ApiException  # noqa: E402
 from kubernetes_asyncio.config.config_exception import ConfigException  # noqa: E402
 
-Obj = dict[str, Any]
-WORKLOADS = {"Deployment": "deployments", "StatefulSet": "statefulsets", "DaemonSet": "daemonsets"}
+Obj = KubeObject
 _METHOD = {"Deployment": "deployment", "StatefulSet": "stateful_set", "DaemonSet": "daemon_set"}
 RECENT_EVENTS = 20
-
-
-def api_path(kind: str, namespace: str, name: str = "", subresource: str = "") -> str:
-    """The REST path of an object, as in the Intent's ``api_calls``."""
-    plural = WORKLOADS.get(kind) or {"Pod": "pods", "ReplicaSet": "replicasets"}[kind]
-    prefix = "/api/v1" if kind == "Pod" else "/apis/apps/v1"
-    path = f"{prefix}/namespaces/{namespace}/{plural}"
-    return "/".join(p for p in (path, name, subresource) if p)
-
-
-def selector_string(selector: Obj | None) -> str:
-    """A LabelSelector (matchLabels and matchExpressions) in the query-string syntax."""
-    selector = selector or {}
-    terms = [f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items())]
-    for expr in selector.get("matchExpressions") or []:
-        op, key, values = expr["operator"], expr["key"], expr.get("values") or []
-        if op in ("In", "NotIn"):
-            terms.append(f"{key} {op.lower()} ({','.join(values)})")
-        else:
-            terms.append(key if op == "Exists" else f"!{key}")
-    return ",".join(terms)
 
 
 def _server_message(err: ApiException) -> str:
@@ -357,72 +341,95 @@ def _pod_summary(pod: Obj) -> Obj:
 def rollout_verdict(obj: Obj) -> RolloutStatus:
     """kubectl's rollout-status algorithm (rollout_status.go), for one object."""
     kind, meta = obj.get("kind"), obj.get("metadata") or {}
-    spec, status = obj.get("spec") or {}, obj.get("status") or {}
-    name, generation = meta.get("name"), int(meta.get("generation") or 0)
-    observed = int(status.get("observedGeneration") or 0)
-
-    def waiting(msg: str) -> RolloutStatus:
-        return RolloutStatus(done=False, failed=False, message=msg)
-
     if kind == "Deployment":
-        if generation > observed:
-            return waiting("Waiting for deployment spec update to be observed...")
-        for cond in status.get("conditions") or []:
-            if (cond.get("type") == "Progressing"
-                    and cond.get("reason") == "ProgressDeadlineExceeded"):
-                return RolloutStatus(False, True,
-                                     f'deployment "{name}" exceeded its progress deadline')
-        want = spec.get("replicas")
-        updated = int(status.get("updatedReplicas") or 0)
-        replicas = int(status.get("replicas") or 0)
-        available = int(status.get("availableReplicas") or 0)
-        if want is not None and updated < want:
-            return waiting(f'Waiting for deployment "{name}" rollout to finish: {updated} out of '
-                           f"{want} new replicas have been updated...")
-        if replicas > updated:
-            return waiting(f'Waiting for deployment "{name}" rollout to finish: '
-                           f"{replicas - updated} old replicas are pending termination...")
-        if available < updated:
-            return waiting(f'Waiting for deployment "{name}" rollout to finish: {available} of '
-                           f"{updated} updated replicas are available...")
-        return RolloutStatus(True, False, f'deployment "{name}" successfully rolled out')
-    strategy = spec.get("updateStrategy") or {}
+        return _deployment_verdict(obj)
+    strategy = (obj.get("spec") or {}).get("updateStrategy") or {}
     if (kind in ("StatefulSet", "DaemonSet")
             and strategy.get("type", "RollingUpdate") != "RollingUpdate"):
         raise PermanentError(f"rollout status is only available for RollingUpdate strategy type "
-                             f"({kind} {meta.get('namespace')}/{name})")
+                             f"({kind} {meta.get('namespace')}/{meta.get('name')})")
     if kind == "DaemonSet":
-        if generation > observed:
-            return waiting("Waiting for daemon set spec update to be observed...")
-        desired = int(status.get("desiredNumberScheduled") or 0)
-        updated = int(status.get("updatedNumberScheduled") or 0)
-        available = int(status.get("numberAvailable") or 0)
-        if updated < desired:
-            return waiting(f'Waiting for daemon set "{name}" rollout to finish: {updated} out of '
-                           f"{desired} new pods have been updated...")
-        if available < desired:
-            return waiting(f'Waiting for daemon set "{name}" rollout to finish: {available} of '
-                           f"{desired} updated pods are available...")
-        return RolloutStatus(True, False, f'daemon set "{name}" successfully rolled out')
+        return _daemonset_verdict(obj)
     if kind == "StatefulSet":
-        if observed == 0 or generation > observed:
-            return waiting("Waiting for statefulset spec update to be observed...")
-        want = spec.get("replicas")
-        ready = int(status.get("readyReplicas") or 0)
-        if want is not None and ready < want:
-            return waiting(f"Waiting for {want - ready} pods to be ready...")
-        partition = int((strategy.get("rollingUpdate") or {}).get("partition") or 0)
-        updated = int(status.get("updatedReplicas") or 0)
-        if want is not None and partition > 0:
-            if updated < want - partition:
-                return waiting(f"Waiting for partitioned roll out to finish: {updated} out of "
-                               f"{want - partition} new pods have been updated...")
-            return RolloutStatus(True, False, f"partitioned roll out complete: {updated} new pods "
-                                 "have been updated...")
-        if status.get("updateRevision") != status.get("currentRevision"):
-            return waiting(f"waiting for statefulset rolling update to complete {updated} pods at "
-                           f"revision {status.get('updateRevision')}...")
-        current = int(status.get("currentReplicas") or 0)
-        return RolloutStatus(True, False, f"statefulset rolling update complete {current} pods at "
-                             f"revision {status.get('currentRevision')}...")
+        return _statefulset_verdict(obj)
     raise PermanentError(f"no rollout status for kind {kind!r}")
+
+
+def _generations(obj: Obj) -> tuple[Any, int, int]:
+    """(name, metadata.generation, status.observedGeneration)."""
+    meta, status = obj.get("metadata") or {}, obj.get("status") or {}
+    return (meta.get("name"), int(meta.get("generation") or 0),
+            int(status.get("observedGeneration") or 0))
+
+
+def _waiting(message: str) -> RolloutStatus:
+    return RolloutStatus(done=False, failed=False, message=message)
+
+
+def _deployment_verdict(obj: Obj) -> RolloutStatus:
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    name, generation, observed = _generations(obj)
+    if generation > observed:
+        return _waiting("Waiting for deployment spec update to be observed...")
+    for cond in status.get("conditions") or []:
+        if (cond.get("type") == "Progressing"
+                and cond.get("reason") == "ProgressDeadlineExceeded"):
+            return RolloutStatus(False, True,
+                                 f'deployment "{name}" exceeded its progress deadline')
+    want = spec.get("replicas")
+    updated = int(status.get("updatedReplicas") or 0)
+    replicas = int(status.get("replicas") or 0)
+    available = int(status.get("availableReplicas") or 0)
+    if want is not None and updated < want:
+        return _waiting(f'Waiting for deployment "{name}" rollout to finish: {updated} out of '
+                        f"{want} new replicas have been updated...")
+    if replicas > updated:
+        return _waiting(f'Waiting for deployment "{name}" rollout to finish: '
+                        f"{replicas - updated} old replicas are pending termination...")
+    if available < updated:
+        return _waiting(f'Waiting for deployment "{name}" rollout to finish: {available} of '
+                        f"{updated} updated replicas are available...")
+    return RolloutStatus(True, False, f'deployment "{name}" successfully rolled out')
+
+
+def _daemonset_verdict(obj: Obj) -> RolloutStatus:
+    status = obj.get("status") or {}
+    name, generation, observed = _generations(obj)
+    if generation > observed:
+        return _waiting("Waiting for daemon set spec update to be observed...")
+    desired = int(status.get("desiredNumberScheduled") or 0)
+    updated = int(status.get("updatedNumberScheduled") or 0)
+    available = int(status.get("numberAvailable") or 0)
+    if updated < desired:
+        return _waiting(f'Waiting for daemon set "{name}" rollout to finish: {updated} out of '
+                        f"{desired} new pods have been updated...")
+    if available < desired:
+        return _waiting(f'Waiting for daemon set "{name}" rollout to finish: {available} of '
+                        f"{desired} updated pods are available...")
+    return RolloutStatus(True, False, f'daemon set "{name}" successfully rolled out')
+
+
+def _statefulset_verdict(obj: Obj) -> RolloutStatus:
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    _, generation, observed = _generations(obj)
+    if observed == 0 or generation > observed:
+        return _waiting("Waiting for statefulset spec update to be observed...")
+    want = spec.get("replicas")
+    ready = int(status.get("readyReplicas") or 0)
+    if want is not None and ready < want:
+        return _waiting(f"Waiting for {want - ready} pods to be ready...")
+    strategy = spec.get("updateStrategy") or {}
+    partition = int((strategy.get("rollingUpdate") or {}).get("partition") or 0)
+    updated = int(status.get("updatedReplicas") or 0)
+    if want is not None and partition > 0:
+        if updated < want - partition:
+            return _waiting(f"Waiting for partitioned roll out to finish: {updated} out of "
+                            f"{want - partition} new pods have been updated...")
+        return RolloutStatus(True, False, f"partitioned roll out complete: {updated} new pods "
+                             "have been updated...")
+    if status.get("updateRevision") != status.get("currentRevision"):
+        return _waiting(f"waiting for statefulset rolling update to complete {updated} pods at "
+                        f"revision {status.get('updateRevision')}...")
+    current = int(status.get("currentReplicas") or 0)
+    return RolloutStatus(True, False, f"statefulset rolling update complete {current} pods at "
+                         f"revision {status.get('currentRevision')}...")

@@ -1,6 +1,7 @@
 """Slack chat through ``slack_sdk``'s ``AsyncWebClient``: post, reply in thread, edit.
 
-``SlackChat`` is the chat port the Slack sink and the Slack actions use. It
+``SlackChat`` implements the chat port (``remediator.ports.chat``) the Slack sink,
+the Slack actions and the approval route use. It
 shares one ``aiohttp.ClientSession`` (given, or its own, opened lazily), retries
 HTTP 429 with the SDK's ``AsyncRateLimitErrorRetryHandler`` (which honours
 ``Retry-After``) and a dropped keep-alive connection once; every other failure
@@ -16,40 +17,29 @@ It also remembers, in memory, the root message of each incident's thread (the
 Slack sink records it; ``slack.notify`` reads it), see ``remember_thread``.
 ``usergroup_members`` resolves a user group id (``S…``) to its members, for the
 approval allow-list (the interactions route caches the answer).
-Not here: rendering (``remediator.notify.render``), inbound interactivity.
+Not here: rendering (``remediator.rendering``), inbound interactivity.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
 from remediator.errors import PermanentError, TemporaryError
+from remediator.ports.chat import Blocks, PostedMessage
 
 if TYPE_CHECKING:
     from slack_sdk.errors import SlackApiError
     from slack_sdk.web.async_client import AsyncWebClient
 
 # slack_sdk is imported when a SlackChat is made (at start-up, when Slack is configured),
-# not with this module: the actions import it, and without Slack it is never needed.
+# not with this module: without Slack it is never needed.
 
 _TEMPORARY_CODES = frozenset({
     "ratelimited", "rate_limited", "internal_error", "fatal_error", "service_unavailable",
     "request_timeout", "team_added_to_org", "timeout",
 })
-
-Blocks = Sequence[dict[str, Any]]
-
-
-@dataclass(frozen=True)
-class PostedMessage:
-    """Where a message lives: the channel *id* and its ``ts``."""
-
-    channel: str
-    ts: str
 
 
 class SlackChat:

@@ -4,9 +4,8 @@ when it is not configured (a check that needs it then says so instead of waiting
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-from remediator.ports import AlertsApi, ClusterApi, MetricsApi
+from remediator.ports import AlertsApi, ChatApi, ClusterApi, HttpApi, MetricsApi, TrackerApi
 
 
 @dataclass
@@ -14,6 +13,6 @@ class Ports:
     cluster: ClusterApi | None = None     # Kubernetes (kubectl semantics)
     metrics: MetricsApi | None = None     # Prometheus instant queries
     alerts: AlertsApi | None = None       # Alertmanager's API, for alert_resolved
-    tickets: Any = None                   # Jira
-    chat: Any = None                      # Slack
-    http: Any = None                      # for http.post
+    tickets: TrackerApi | None = None     # Jira
+    chat: ChatApi | None = None           # Slack
+    http: HttpApi | None = None           # for http.post

@@ -1,7 +1,8 @@
 """The console sink: one readable line per event, so the daemon is useful with no Slack or Jira.
 
-Lines come from ``remediator.notify.render.console_line``; redelivered events
-(same ``id``) are written once, using ``SinkState`` to remember the last one.
+Holds ``ConsoleSink`` and ``console_line`` (the line of one event, built from
+``remediator.rendering``); redelivered events (same ``id``) are written once,
+using ``SinkState`` to remember the last one.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from remediator.notify.base import (
     delivered_before,
     remember_delivered,
 )
-from remediator.notify.render import console_line
+from remediator.rendering import STATE_STYLE, headline, step_outcome
 
 _LAST = "console.last_event"
 
@@ -35,3 +36,18 @@ class ConsoleSink:
         stream.write(console_line(event) + "\n")
         stream.flush()
         await remember_delivered(event, state, _LAST)
+
+
+def console_line(event: NotificationEvent) -> str:
+    """One readable line per event."""
+    view = event.incident
+    emoji_free = STATE_STYLE[view.state][1].lower()
+    parts = [event.at.strftime("%Y-%m-%dT%H:%M:%SZ"), f"[{view.id}]",
+             f"{event.kind.value:<18}", f"{emoji_free:<19}", headline(view)]
+    if event.step is not None:
+        parts.append(f"| {step_outcome(event.step)}")
+    if event.message:
+        parts.append(f"| {event.message}")
+    if view.dry_run:
+        parts.append("(dry run)")
+    return " ".join(" ".join(parts).split("\n"))

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
-from remediator.notify.render import APPROVE_ACTION, REJECT_ACTION
+from remediator.rendering import APPROVE_ACTION, REJECT_ACTION
 
 MAX_AGE_SECONDS = 300.0
 ACTIONS = (APPROVE_ACTION, REJECT_ACTION)

@@ -19,9 +19,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from remediator.adapters.jira import JiraTickets
+from remediator import rendering as render
 from remediator.model.incident import IncidentState
-from remediator.notify import render
 from remediator.notify.base import (
     EventKind,
     NotificationEvent,
@@ -29,17 +28,18 @@ from remediator.notify.base import (
     delivered_before,
     remember_delivered,
 )
+from remediator.ports.tracker import TrackerApi
 
 _LAST = "jira.last_event"
 _KEY = "jira.key"
 
 
 class JiraSink:
-    """Implements ``Sink`` on a ``JiraTickets``."""
+    """Implements ``Sink`` on a ``TrackerApi`` (the Jira adapter)."""
 
     name = "jira"
 
-    def __init__(self, tickets: JiraTickets, transition_on_close: str | None = "Done") -> None:
+    def __init__(self, tickets: TrackerApi, transition_on_close: str | None = "Done") -> None:
         """``transition_on_close``: the transition (or target status) applied when an
         incident recovers or resolves; None leaves the ticket to humans."""
         self.tickets = tickets

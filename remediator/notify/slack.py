@@ -31,10 +31,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from remediator.adapters.slack import PostedMessage, SlackChat
+from remediator import rendering as render
 from remediator.errors import PermanentError
 from remediator.model.incident import StepRecord
-from remediator.notify import render
 from remediator.notify.base import (
     EventKind,
     NotificationEvent,
@@ -42,19 +41,26 @@ from remediator.notify.base import (
     delivered_before,
     remember_delivered,
 )
+from remediator.ports.chat import (
+    SLACK_ROOT_CHANNEL,
+    SLACK_ROOT_TS,
+    SLACK_SINK,
+    ChatApi,
+    PostedMessage,
+)
 
 _LAST = "slack.last_event"
-_CHANNEL = SLACK_ROOT_CHANNEL = "slack.channel"     # SinkState keys of the thread's root,
-_ROOT = SLACK_ROOT_TS = "slack.root_ts"             # read by slack.notify after a restart
+_CHANNEL = SLACK_ROOT_CHANNEL      # SinkState keys of the thread's root,
+_ROOT = SLACK_ROOT_TS              # read by slack.notify after a restart
 _ROOT_DIGEST = "slack.root_digest"
 
 
 class SlackSink:
-    """Implements ``Sink`` on a ``SlackChat``."""
+    """Implements ``Sink`` on a ``ChatApi`` (the Slack adapter)."""
 
-    name = "slack"
+    name = SLACK_SINK
 
-    def __init__(self, chat: SlackChat, default_channel: str | None = None) -> None:
+    def __init__(self, chat: ChatApi, default_channel: str | None = None) -> None:
         self.chat = chat
         self.default_channel = default_channel
 

@@ -21,6 +21,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from remediator.actions import registry
+from remediator.adapters.http import AiohttpPoster
 from remediator.adapters.kubernetes import KubernetesCluster
 from remediator.clock import FakeClock
 from remediator.engine.catalogue import Catalogue
@@ -178,7 +179,7 @@ class Rig:
         await self.store.open()
         self.engine = Engine(store=self.store, playbooks=load(playbooks), clock=self.clock,
                              ports=Ports(cluster=self.cluster, metrics=self.metrics,
-                                         http=self.http),
+                                         http=AiohttpPoster(self.http)),
                              catalogue=catalogue,
                              settings=config or EngineSettings(retry_base=5.0))
         app, self.api = build_app(self.engine, server_config or ServerConfig(bearer_token=TOKEN))

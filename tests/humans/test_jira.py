@@ -12,13 +12,14 @@ from remediator.actions import registry
 from remediator.actions.base import ActionContext
 from remediator.actions.humans import JiraIncident, incident_label
 from remediator.actions.params import JiraIncidentParams
-from remediator.adapters.jira import JiraTickets, clean_label, clean_summary, truncate
+from remediator.adapters.jira import JiraTickets
 from remediator.clock import FakeClock
 from remediator.errors import PermanentError, TemporaryError
 from remediator.model.incident import IncidentState
 from remediator.notify.base import MemorySinkState
 from remediator.notify.jira import JiraSink
-from remediator.notify.render import incident_report
+from remediator.ports.tracker import clean_label, clean_summary, truncate
+from remediator.rendering import incident_report
 from remediator.testing.fake_jira import FakeJira
 
 from .conftest import cloud_tickets

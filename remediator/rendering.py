@@ -1,9 +1,11 @@
-"""Rendering an incident for humans: Slack mrkdwn/Block Kit, Jira wiki markup, console lines.
+"""Rendering an incident for humans: Slack mrkdwn/Block Kit, Jira wiki markup, short lines.
 
-Pure functions of ``IncidentView`` / ``StepRecord`` / ``NotificationEvent``: no I/O,
-no clock (durations come from the snapshot's own timestamps). The sinks and
-the human-facing actions share them so that Slack, Jira and the console tell
-the same story.
+Pure functions of ``IncidentView`` / ``StepRecord``: no I/O, no clock (durations
+come from the snapshot's own timestamps). The sinks (``remediator.notify``) and
+the human-facing actions (``remediator.actions.humans``) share them so that
+Slack, Jira and the console tell the same story; it sits below both, so it
+knows no notification event (the console's line of one is in
+``remediator.notify.console``) and no client.
 
 Alerts in ``IncidentView.alerts`` are read loosely (``labels``, ``annotations``,
 ``generatorURL``/``generator_url``, ``startsAt``/``starts_at``, ``status``),
@@ -19,7 +21,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from remediator.model.incident import IncidentState, IncidentView, StepRecord, StepStatus
-from remediator.notify.base import NotificationEvent
 
 # state → (emoji, label, colour of the attachment bar)
 STATE_STYLE: dict[IncidentState, tuple[str, str, str]] = {
@@ -352,18 +353,3 @@ def step_comment(step: StepRecord, note: str = "") -> str:
             lines.append(f"* {title}: {wiki_escape(value)}")
     return "\n".join(lines)
 
-
-# -- console ----------------------------------------------------------------------------
-def console_line(event: NotificationEvent) -> str:
-    """One readable line per event."""
-    view = event.incident
-    emoji_free = STATE_STYLE[view.state][1].lower()
-    parts = [event.at.strftime("%Y-%m-%dT%H:%M:%SZ"), f"[{view.id}]",
-             f"{event.kind.value:<18}", f"{emoji_free:<19}", headline(view)]
-    if event.step is not None:
-        parts.append(f"| {step_outcome(event.step)}")
-    if event.message:
-        parts.append(f"| {event.message}")
-    if view.dry_run:
-        parts.append("(dry run)")
-    return " ".join(" ".join(parts).split("\n"))

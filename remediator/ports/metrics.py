@@ -1,0 +1,20 @@
+"""The metrics port: a Prometheus instant query, for ``promql`` verifications.
+
+Holds ``MetricsApi`` only. Not here: the client (``remediator.adapters.prometheus``)
+or what a result means (``remediator.engine.verify``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+# One sample of an instant vector, as Prometheus sends it: {"metric": {…}, "value": [t, "v"]}
+Sample = dict[str, Any]
+
+
+class MetricsApi(Protocol):
+    async def query(self, promql: str) -> list[Sample]:
+        """An instant query; returns ``data.result`` (a vector's samples). Raises
+        ``TemporaryError`` (server down, 5xx, timeout) or ``PermanentError`` (the query
+        is wrong)."""
+        ...
