@@ -29,8 +29,8 @@ from remediator.engine.core import Engine
 from remediator.engine.ports import Ports
 from remediator.loader import load_paths
 from remediator.metrics import Metrics
-from remediator.notify.base import Sink
 from remediator.ports import AlertsApi, ChatApi, ClusterApi, HttpApi, MetricsApi, TrackerApi
+from remediator.ports.sinks import Sink
 from remediator.server.http import ServerConfig, build_app
 from remediator.settings import Settings, read_secret
 from remediator.store.base import Store

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from remediator.actions.base import ActionContext, IncidentSnapshot
 from remediator.actions.humans import _context_of, incident_view
 from remediator.clock import FakeClock
+from remediator.engine.contract import IncidentSnapshot, RunContext
 from remediator.model.incident import (
     IncidentState,
     IncidentView,
@@ -37,8 +37,8 @@ def view() -> IncidentView:
         summary="gave up")
 
 
-def context(incident: Any) -> ActionContext:
-    return ActionContext(incident_id="inc-1", incident_key="pb/Deployment/prod/api",
+def context(incident: Any) -> RunContext:
+    return RunContext(incident_id="inc-1", incident_key="pb/Deployment/prod/api",
                          playbook="pb", step="escalate 1", target=None, alerts=[],
                          clock=FakeClock(T0), incident=incident)
 

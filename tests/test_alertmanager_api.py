@@ -189,11 +189,14 @@ async def test_down_is_temporary(http: aiohttp.ClientSession) -> None:
 @pytest.fixture
 async def broken() -> AsyncIterator[str]:
     """A server that answers 503, slowly, or with a body that is not a list."""
+    done = asyncio.Event()
+
     async def unavailable(request: web.Request) -> web.Response:
         return web.Response(status=503, text="no")
 
     async def slow(request: web.Request) -> web.Response:
-        await asyncio.sleep(5)
+        with contextlib.suppress(TimeoutError):     # until the test ends, at most 5 s
+            await asyncio.wait_for(done.wait(), 5)
         return web.json_response([])
 
     async def odd(request: web.Request) -> web.Response:
@@ -208,6 +211,7 @@ async def broken() -> AsyncIterator[str]:
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     yield f"http://127.0.0.1:{port}"
+    done.set()
     await runner.cleanup()
 
 

@@ -12,11 +12,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from remediator.actions.base import ActionContext
 from remediator.actions.generic import HttpPost
 from remediator.actions.params import HttpPostParams
 from remediator.adapters.http import AiohttpPoster
 from remediator.clock import FakeClock
+from remediator.engine.contract import RunContext
 from remediator.errors import PermanentError, TemporaryError
 from remediator.ports import HttpApi
 
@@ -53,8 +53,8 @@ async def poster() -> AsyncIterator[HttpApi]:
         yield AiohttpPoster(session)
 
 
-def ctx(http: HttpApi | None) -> ActionContext:
-    return ActionContext(incident_id="inc-1", incident_key="k", playbook="pb", step="notify",
+def ctx(http: HttpApi | None) -> RunContext:
+    return RunContext(incident_id="inc-1", incident_key="k", playbook="pb", step="notify",
                          target=None, alerts=[], clock=FakeClock(), http=http)
 
 

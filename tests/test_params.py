@@ -9,7 +9,6 @@ import pytest
 from pydantic import ValidationError
 
 from remediator.actions import registry
-from remediator.actions.base import Params
 from remediator.actions.params import (
     DeletePodParams,
     HttpPostParams,
@@ -21,6 +20,7 @@ from remediator.actions.params import (
     SlackPageParams,
     WaitParams,
 )
+from remediator.engine.contract import Params
 
 OK: list[tuple[type[Params], dict[str, Any], dict[str, Any]]] = [
     # model, params, expected attributes

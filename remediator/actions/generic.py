@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from typing import ClassVar
 
-from remediator.actions.base import ActionContext, ActionResult, Intent
 from remediator.actions.params import HttpPostParams, WaitParams
+from remediator.engine.contract import ActionResult, Intent, RunContext
 from remediator.errors import PermanentError, TemporaryError
 
 
@@ -18,7 +18,7 @@ class HttpPost:
     name: ClassVar[str] = "http.post"
     params = HttpPostParams
 
-    async def plan(self, ctx: ActionContext, params: HttpPostParams) -> Intent:
+    async def plan(self, ctx: RunContext, params: HttpPostParams) -> Intent:
         body = json.dumps(params.json_body, sort_keys=True, default=str)
         return Intent(action=self.name, description=f"POST {params.url}",
                       args={"url": params.url, "body": params.json_body,
@@ -26,7 +26,7 @@ class HttpPost:
                             "expect": params.expect_status},
                       api_calls=[f"POST {params.url} {body}"])
 
-    async def apply(self, ctx: ActionContext, intent: Intent) -> ActionResult:
+    async def apply(self, ctx: RunContext, intent: Intent) -> ActionResult:
         if ctx.http is None:
             raise TemporaryError("no HTTP client configured")
         args = intent.args
@@ -45,11 +45,11 @@ class Wait:
     name: ClassVar[str] = "wait"
     params = WaitParams
 
-    async def plan(self, ctx: ActionContext, params: WaitParams) -> Intent:
+    async def plan(self, ctx: RunContext, params: WaitParams) -> Intent:
         return Intent(action=self.name, description=f"wait {params.duration:g}s",
                       args={"seconds": params.duration})
 
-    async def apply(self, ctx: ActionContext, intent: Intent) -> ActionResult:
+    async def apply(self, ctx: RunContext, intent: Intent) -> ActionResult:
         seconds = float(intent.args["seconds"])
         await (ctx.wait or ctx.clock.sleep)(seconds)     # the run's: a resolve ends it
         return ActionResult(summary=f"waited {intent.args['seconds']:g}s")

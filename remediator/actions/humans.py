@@ -33,8 +33,8 @@ from typing import Any, ClassVar
 from pydantic import ValidationError
 
 from remediator import rendering as render
-from remediator.actions.base import ActionContext, ActionResult, IncidentSnapshot, Intent
 from remediator.actions.params import JiraIncidentParams, SlackNotifyParams, SlackPageParams
+from remediator.engine.contract import ActionResult, IncidentSnapshot, Intent, RunContext
 from remediator.errors import PermanentError
 from remediator.model.incident import IncidentState, IncidentView
 from remediator.ports.chat import (
@@ -55,7 +55,7 @@ def incident_label(incident_key: str) -> str:
     return f"remediator-{digest[:16]}"
 
 
-def incident_view(ctx: ActionContext) -> IncidentView:
+def incident_view(ctx: RunContext) -> IncidentView:
     """The incident snapshot from ``ctx.incident``, or one built from the context's fields.
     Read-only: from the engine, it is the view ``ctx.incident`` was taken from."""
     if isinstance(ctx.incident, IncidentSnapshot):
@@ -71,18 +71,18 @@ def incident_view(ctx: ActionContext) -> IncidentView:
         return IncidentView.model_validate(base)
 
 
-def _context_of(ctx: ActionContext) -> Mapping[str, Any]:
+def _context_of(ctx: RunContext) -> Mapping[str, Any]:
     context = ctx.incident.get("context") if ctx.incident else None
     return context if isinstance(context, Mapping) else {}
 
 
-def _tickets(ctx: ActionContext) -> TrackerApi:
+def _tickets(ctx: RunContext) -> TrackerApi:
     if ctx.tickets is None:
         raise PermanentError("Jira is not configured (no ticket adapter): cannot open a ticket")
     return ctx.tickets
 
 
-def _chat(ctx: ActionContext) -> ChatApi:
+def _chat(ctx: RunContext) -> ChatApi:
     if ctx.chat is None:
         raise PermanentError("Slack is not configured (no chat adapter): cannot post")
     return ctx.chat
@@ -102,7 +102,7 @@ class JiraIncident:
         self.reopen_window = reopen_window
         self.reopen_transition = reopen_transition
 
-    async def plan(self, ctx: ActionContext, params: JiraIncidentParams) -> Intent:
+    async def plan(self, ctx: RunContext, params: JiraIncidentParams) -> Intent:
         view = incident_view(ctx)
         label = incident_label(ctx.incident_key)
         labels = [clean_label(x) for x in (label, "remediator", *params.labels)]
@@ -121,7 +121,7 @@ class JiraIncident:
                        f"POST /rest/api/2/issue project={params.project} "
                        f"issuetype={params.issue_type} labels={args['labels']}"])
 
-    async def apply(self, ctx: ActionContext, intent: Intent) -> ActionResult:
+    async def apply(self, ctx: RunContext, intent: Intent) -> ActionResult:
         tickets = _tickets(ctx)
         a = intent.args
         label = str(a["label"])
@@ -147,7 +147,7 @@ class JiraIncident:
         return ActionResult(summary=f"{outcome} Jira ticket {ticket.key}",
                             details={"context": {"jira": jira}, "outcome": outcome})
 
-    async def _existing(self, ctx: ActionContext, tickets: TrackerApi, label: str,
+    async def _existing(self, ctx: RunContext, tickets: TrackerApi, label: str,
                         project: str) -> Ticket | None:
         known = _context_of(ctx).get("jira")
         key = known.get("key") if isinstance(known, Mapping) else None
@@ -158,7 +158,7 @@ class JiraIncident:
                 pass          # deleted or moved: fall back to the label
         return await tickets.find_by_label(label, project=project)
 
-    def _recent(self, ctx: ActionContext, ticket: Ticket) -> bool:
+    def _recent(self, ctx: RunContext, ticket: Ticket) -> bool:
         closed = ticket.resolved_at or ticket.updated_at
         return closed is not None and ctx.clock.now() - closed <= self.reopen_window
 
@@ -169,13 +169,13 @@ class SlackNotify:
     name: ClassVar[str] = "slack.notify"
     params = SlackNotifyParams
 
-    async def plan(self, ctx: ActionContext, params: SlackNotifyParams) -> Intent:
+    async def plan(self, ctx: RunContext, params: SlackNotifyParams) -> Intent:
         where = params.channel or "the incident's thread"
         return Intent(action=self.name, description=f"post in {where}: {params.text[:80]!r}",
                       args={"channel": params.channel, "text": params.text},
                       api_calls=["POST chat.postMessage"])
 
-    async def apply(self, ctx: ActionContext, intent: Intent) -> ActionResult:
+    async def apply(self, ctx: RunContext, intent: Intent) -> ActionResult:
         chat = _chat(ctx)
         text = str(intent.args["text"])
         channel = intent.args.get("channel")
@@ -197,7 +197,7 @@ class SlackNotify:
                             details={"slack": {"channel": posted.channel, "ts": posted.ts}})
 
 
-async def _thread_of(ctx: ActionContext, chat: ChatApi) -> PostedMessage | None:
+async def _thread_of(ctx: RunContext, chat: ChatApi) -> PostedMessage | None:
     """The root of the incident's Slack thread: the chat's in-memory map (filled by the
     Slack sink in this process), else the sink's durable state (after a restart)."""
     thread = chat.thread_of(ctx.incident_id)
@@ -218,14 +218,14 @@ class SlackPage:
     name: ClassVar[str] = "slack.page"
     params = SlackPageParams
 
-    async def plan(self, ctx: ActionContext, params: SlackPageParams) -> Intent:
+    async def plan(self, ctx: RunContext, params: SlackPageParams) -> Intent:
         return Intent(action=self.name,
                       description=f"page {params.mention} in {params.channel}",
                       args={"channel": params.channel, "mention": params.mention,
                             "text": params.text},
                       api_calls=[f"POST chat.postMessage channel={params.channel}"])
 
-    async def apply(self, ctx: ActionContext, intent: Intent) -> ActionResult:
+    async def apply(self, ctx: RunContext, intent: Intent) -> ActionResult:
         chat = _chat(ctx)
         a = intent.args
         view = incident_view(ctx)

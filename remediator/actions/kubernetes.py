@@ -18,8 +18,8 @@ from collections.abc import Callable, Mapping
 from datetime import UTC
 from typing import Any, ClassVar
 
-from remediator.actions.base import ActionContext, ActionResult, Intent
 from remediator.actions.params import DeletePodParams, RestartParams, RollbackParams, ScaleParams
+from remediator.engine.contract import ActionResult, Intent, RunContext
 from remediator.errors import PermanentError, TemporaryError
 from remediator.model.incident import TargetRef
 from remediator.model.names import check_dns1123_label, check_dns1123_subdomain, check_label_value
@@ -53,7 +53,7 @@ def _json(body: Any) -> str:
     return json.dumps(body, **_COMPACT)
 
 
-def _cluster(ctx: ActionContext) -> ClusterApi:
+def _cluster(ctx: RunContext) -> ClusterApi:
     if ctx.cluster is None:
         raise TemporaryError("no Kubernetes cluster configured")
     return ctx.cluster
@@ -71,7 +71,7 @@ def _checked(kind: str, namespace: str, name: str, kinds: tuple[str, ...],
     return TargetRef(kind=kind, namespace=namespace, name=name)
 
 
-def _target(ctx: ActionContext, kinds: tuple[str, ...], action: str) -> TargetRef:
+def _target(ctx: RunContext, kinds: tuple[str, ...], action: str) -> TargetRef:
     if ctx.target is None:
         raise PermanentError(f"{action} needs the playbook's spec.target")
     return _checked(ctx.target.kind, ctx.target.namespace, ctx.target.name, kinds, action)
@@ -86,7 +86,7 @@ def _where(t: TargetRef) -> dict[str, str]:
     return {"kind": t.kind, "namespace": t.namespace, "name": t.name}
 
 
-def rfc3339(ctx: ActionContext) -> str:
+def rfc3339(ctx: RunContext) -> str:
     return ctx.clock.now().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -102,7 +102,7 @@ class Restart:
     params = RestartParams
     KINDS = ("Deployment", "StatefulSet", "DaemonSet")
 
-    async def plan(self, ctx: ActionContext, params: RestartParams) -> Intent:
+    async def plan(self, ctx: RunContext, params: RestartParams) -> Intent:
         cluster, t = _cluster(ctx), _target(ctx, self.KINDS, self.name)
         obj = await cluster.read_workload(t)
         spec = obj.get("spec") or {}
@@ -118,7 +118,7 @@ class Restart:
                       api_calls=[f"PATCH {api_path(t.kind, t.namespace, t.name)} {_json(patch)}"],
                       noop=current == at)
 
-    async def apply(self, ctx: ActionContext, intent: Intent) -> ActionResult:
+    async def apply(self, ctx: RunContext, intent: Intent) -> ActionResult:
         cluster, t = _cluster(ctx), _intent_target(intent, self.KINDS)
         obj = await cluster.patch_workload(t, intent.args["patch"],
                                            content_type="application/strategic-merge-patch+json")
@@ -134,7 +134,7 @@ class Scale:
     params = ScaleParams
     KINDS = ("Deployment", "StatefulSet")
 
-    async def plan(self, ctx: ActionContext, params: ScaleParams) -> Intent:
+    async def plan(self, ctx: RunContext, params: ScaleParams) -> Intent:
         cluster, t = _cluster(ctx), _target(ctx, self.KINDS, self.name)
         if not params.allow_hpa:
             for hpa in await cluster.list_hpas(t.namespace):
@@ -163,7 +163,7 @@ class Scale:
                                  f"{_json(body)}"],
                       noop=target == current)
 
-    async def apply(self, ctx: ActionContext, intent: Intent) -> ActionResult:
+    async def apply(self, ctx: RunContext, intent: Intent) -> ActionResult:
         cluster, t = _cluster(ctx), _intent_target(intent, self.KINDS)
         replicas = int(intent.args["replicas"])
         now = await cluster.patch_scale(t, replicas)
@@ -222,7 +222,7 @@ class Rollback:
     params = RollbackParams
     KINDS = ("Deployment",)
 
-    async def plan(self, ctx: ActionContext, params: RollbackParams) -> Intent:
+    async def plan(self, ctx: RunContext, params: RollbackParams) -> Intent:
         cluster, t = _cluster(ctx), _target(ctx, self.KINDS, self.name)
         d = await cluster.read_workload(t)
         uid = d["metadata"]["uid"]
@@ -275,7 +275,7 @@ class Rollback:
         raise PermanentError(f"no earlier revision of {t} differs from the current template "
                              "other than by restarts: nothing to roll back to")
 
-    async def apply(self, ctx: ActionContext, intent: Intent) -> ActionResult:
+    async def apply(self, ctx: RunContext, intent: Intent) -> ActionResult:
         cluster, t = _cluster(ctx), _intent_target(intent, self.KINDS)
         revision = intent.args["revision"]
         d = await cluster.read_workload(t)
@@ -326,7 +326,7 @@ class DeletePod:
     params = DeletePodParams
     KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Pod")
 
-    async def plan(self, ctx: ActionContext, params: DeletePodParams) -> Intent:
+    async def plan(self, ctx: RunContext, params: DeletePodParams) -> Intent:
         cluster, t = _cluster(ctx), _target(ctx, self.KINDS, self.name)
         owner = None if t.kind == "Pod" else await cluster.read_workload(t)
         belongs = await self._ownership(cluster, t, owner)
@@ -366,7 +366,7 @@ class DeletePod:
                             "pods": [{"name": p["metadata"]["name"], "uid": p["metadata"]["uid"]}
                                      for p in pods]})
 
-    async def _named_pod(self, ctx: ActionContext, cluster: ClusterApi, t: TargetRef,
+    async def _named_pod(self, ctx: RunContext, cluster: ClusterApi, t: TargetRef,
                          params: DeletePodParams,
                          belongs: Callable[[dict[str, Any]], Any]) -> list[dict[str, Any]]:
         name = params.pod
@@ -412,7 +412,7 @@ class DeletePod:
 
         return belongs
 
-    async def apply(self, ctx: ActionContext, intent: Intent) -> ActionResult:
+    async def apply(self, ctx: RunContext, intent: Intent) -> ActionResult:
         cluster, t = _cluster(ctx), _intent_target(intent, self.KINDS)
         deleted: list[str] = []
         gone: list[str] = []

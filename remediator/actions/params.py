@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from remediator.actions.base import Params
+from remediator.engine.contract import Params
 from remediator.model.durations import Duration
 from remediator.model.names import check_label_name
 

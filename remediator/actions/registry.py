@@ -5,23 +5,10 @@ from __future__ import annotations
 
 import functools
 import importlib
-from dataclasses import dataclass
 from typing import Any
 
 from remediator.actions import params as p
-from remediator.actions.base import Action, Params
-
-
-@dataclass(frozen=True)
-class ActionSpec:
-    name: str
-    params: type[Params]
-    summary: str
-    needs_target: bool = False          # the playbook must declare spec.target
-    target_kinds: tuple[str, ...] = ()  # which target kinds it accepts (empty: any)
-    mutates_cluster: bool = False       # subject to dry-run, the kill switch, the budget, the lock
-    implementation: str = ""            # "module:ClassName", imported on first use
-
+from remediator.engine.contract import Action, ActionSpec
 
 _WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet")
 
@@ -30,24 +17,28 @@ CATALOGUE: dict[str, ActionSpec] = {
     for spec in (
         ActionSpec("kubernetes.restart", p.RestartParams, "rollout restart (kubectl semantics)",
                    needs_target=True, target_kinds=_WORKLOADS, mutates_cluster=True,
+                   ports=("cluster",),
                    implementation="remediator.actions.kubernetes:Restart"),
         ActionSpec("kubernetes.scale", p.ScaleParams, "scale through the scale subresource",
                    needs_target=True, target_kinds=("Deployment", "StatefulSet"),
-                   mutates_cluster=True, implementation="remediator.actions.kubernetes:Scale"),
+                   mutates_cluster=True, ports=("cluster",),
+                   implementation="remediator.actions.kubernetes:Scale"),
         ActionSpec("kubernetes.rollback", p.RollbackParams, "rollout undo (kubectl semantics)",
                    needs_target=True, target_kinds=("Deployment",), mutates_cluster=True,
+                   ports=("cluster",),
                    implementation="remediator.actions.kubernetes:Rollback"),
         ActionSpec("kubernetes.delete_pod", p.DeletePodParams, "delete the alert's pod(s)",
                    needs_target=True, target_kinds=(*_WORKLOADS, "Pod"), mutates_cluster=True,
+                   ports=("cluster",),
                    implementation="remediator.actions.kubernetes:DeletePod"),
         ActionSpec("jira.incident", p.JiraIncidentParams, "open the incident's Jira ticket",
-                   implementation="remediator.actions.humans:JiraIncident"),
+                   ports=("tickets",), implementation="remediator.actions.humans:JiraIncident"),
         ActionSpec("slack.notify", p.SlackNotifyParams, "post to the incident's Slack thread",
-                   implementation="remediator.actions.humans:SlackNotify"),
+                   ports=("chat",), implementation="remediator.actions.humans:SlackNotify"),
         ActionSpec("slack.page", p.SlackPageParams, "page the on-call group in Slack",
-                   implementation="remediator.actions.humans:SlackPage"),
+                   ports=("chat",), implementation="remediator.actions.humans:SlackPage"),
         ActionSpec("http.post", p.HttpPostParams, "POST JSON to a fixed URL",
-                   implementation="remediator.actions.generic:HttpPost"),
+                   ports=("http",), implementation="remediator.actions.generic:HttpPost"),
         ActionSpec("wait", p.WaitParams, "wait before the next step",
                    implementation="remediator.actions.generic:Wait"),
     )

@@ -15,20 +15,29 @@ from remediator.engine.outcomes import Interruption, RunInterrupted
 from remediator.engine.run import Run
 from remediator.model.incident import IncidentState, StepRecord
 from remediator.model.playbook import Step
-from remediator.notify.base import EventKind
+from remediator.ports.sinks import EventKind
 from remediator.store.base import ApprovalRecord, Store
 
+#: Seconds between looks at the decision: the click may land on another replica.
+POLL_INTERVAL = 5.0
 
-class Approvals:
-    def __init__(self, store: Store, default_approvers: tuple[str, ...] = (),
-                 poll_interval: float = 5.0) -> None:
+
+async def obtain(run: Run, step: Step, rec: StepRecord) -> str | None:
+    """Wait for the decision. None when approved; otherwise why not (to escalate)."""
+    assert step.approval is not None
+    return await _Approval(run, run.deps.store, run.deps.approvers).obtain(step, rec)
+
+
+class _Approval:
+    def __init__(self, run: Run, store: Store, default_approvers: tuple[str, ...]) -> None:
+        self.run = run
         self.store = store
         self.default_approvers = default_approvers
-        self.poll_interval = poll_interval
+        self.poll_interval = POLL_INTERVAL
 
-    async def obtain(self, run: Run, step: Step, rec: StepRecord) -> str | None:
-        """Wait for the decision. None when approved; otherwise why not (to escalate)."""
+    async def obtain(self, step: Step, rec: StepRecord) -> str | None:
         assert step.approval is not None
+        run = self.run
         clock = run.clock
         record = await self.store.pending_approval(run.id, rec.index)
         if record is None:
@@ -38,7 +47,7 @@ class Approvals:
                 requested_at=now, expires_at=now + timedelta(seconds=step.approval.ttl),
                 approvers=tuple(step.approval.approvers) or self.default_approvers)
             await self.store.create_approval(record)
-            await self._publish(run, record, step)
+            await self._publish(record, step)
             await run.journal.state(IncidentState.AWAITING_APPROVAL)
             await run.journal.note("approval", f"step {step.name!r} waits for approval in "
                                        f"{step.approval.slack.channel} until "
@@ -50,7 +59,7 @@ class Approvals:
             current = await self.store.get_approval(record.id)
             assert current is not None
             if current.decision is not None:
-                await self._publish(run, current, step)
+                await self._publish(current, step)
             if current.decision == "approved":
                 await run.journal.note("approval", f"step {step.name!r} approved by "
                                                    f"{current.decided_by}",
@@ -74,9 +83,10 @@ class Approvals:
             # Poll too: the click may land on another replica, which cannot wake this one.
             await run.wait(min(self.poll_interval, (current.expires_at - now).total_seconds()))
 
-    async def _publish(self, run: Run, record: ApprovalRecord, step: Step) -> None:
+    async def _publish(self, record: ApprovalRecord, step: Step) -> None:
         """Put the approval where notifiers look for it: ``context["approval"]``."""
         assert step.approval is not None
+        run = self.run
         info = {"id": record.id, "step": step.name, "channel": step.approval.slack.channel,
                 "expires_at": record.expires_at.isoformat(), "decision": record.decision,
                 "by": record.decided_by}

@@ -25,8 +25,7 @@ import uuid
 from collections.abc import Sequence
 
 from remediator.clock import Clock
-from remediator.engine.approvals import Approvals
-from remediator.engine.catalogue import Catalogue
+from remediator.engine.contract import Catalogue
 from remediator.engine.guards import Guards
 from remediator.engine.incident import IncidentRun
 from remediator.engine.intake import Intake, IntakeGate
@@ -38,7 +37,7 @@ from remediator.engine.supervisor import Supervisor
 from remediator.engine.verification import Verifier
 from remediator.metrics import Metrics
 from remediator.model.playbook import Playbook
-from remediator.notify.base import Sink
+from remediator.ports.sinks import Sink
 from remediator.settings import EngineSettings
 from remediator.store.base import Store
 
@@ -97,7 +96,7 @@ class Engine:
         self.deps = RunDeps(
             store=store, clock=clock, metrics=self.metrics, settings=cfg,
             playbooks=self.playbooks, catalogue=catalogue, ports=self.ports,
-            guards=self.guards, approvals=Approvals(store, tuple(approvers)),
+            guards=self.guards, approvers=tuple(approvers),
             verifier=Verifier(clock, self.ports.metrics, self.ports.cluster),
             notifications=self.notifications, give_way=self.gate.give_way,
             stopping=lambda: self.stopping, lost=self.lost)

@@ -17,7 +17,7 @@ from remediator.engine.run import Run, StepTimedOut
 from remediator.errors import ActionError, TemplateError
 from remediator.model.incident import ALERTS_IN_VIEW, IncidentState, StepRecord, StepStatus
 from remediator.model.playbook import Escalation
-from remediator.notify.base import EventKind
+from remediator.ports.sinks import EventKind
 
 _SETTLED = (StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.DRY_RUN)
 

@@ -15,8 +15,8 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from remediator.actions.registry import ActionSpec
 from remediator.clock import Clock
+from remediator.engine.contract import ActionSpec
 from remediator.engine.outcomes import Refused
 from remediator.metrics import Metrics
 from remediator.model.incident import IncidentView

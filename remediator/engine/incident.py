@@ -30,7 +30,7 @@ from remediator.engine.outcomes import (
 from remediator.engine.run import Run, RunDeps, Slot
 from remediator.engine.step import run_step
 from remediator.model.incident import ALERTS_IN_VIEW, IncidentState, StepRecord
-from remediator.notify.base import EventKind
+from remediator.ports.sinks import EventKind
 
 
 class IncidentRun(Run):

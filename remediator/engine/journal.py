@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from remediator.clock import Clock
 from remediator.model.incident import IncidentState, IncidentView, StepRecord, TimelineEntry
-from remediator.notify.base import EventKind
+from remediator.ports.sinks import EventKind
 from remediator.store.base import Store
 
 if TYPE_CHECKING:

@@ -18,7 +18,7 @@ from remediator.engine.supervisor import Supervisor
 from remediator.errors import PermanentError, TemporaryError
 from remediator.metrics import Metrics
 from remediator.model.incident import ALERTS_IN_VIEW, StepRecord
-from remediator.notify.base import EventKind, NotificationEvent, Sink
+from remediator.ports.sinks import EventKind, NotificationEvent, Sink
 from remediator.store.base import Store
 
 log = logging.getLogger("remediator.notify")

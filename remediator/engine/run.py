@@ -4,7 +4,7 @@
 ports, …): a fixed bundle handed down, never the engine itself. ``Run`` holds the
 incident being worked on (its view, its playbook, the current step's deadline) and
 the primitives every stage uses: an interruptible ``wait``, the firing count, the
-template context and the ``ActionContext`` handed to an action.
+template context and the ``RunContext`` handed to an action.
 
 A wait ends early when the incident is woken (a resolved alert, an approval, a lease
 lost, shutdown); it raises ``RunInterrupted`` for shutdown and a lost lease, and
@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from remediator.actions.base import ActionContext, IncidentSnapshot
 from remediator.clock import Clock
+from remediator.engine.contract import IncidentSnapshot, RunContext
 from remediator.engine.journal import RunJournal
 from remediator.engine.outcomes import Interruption, RunInterrupted
 from remediator.engine.routing import template_context
@@ -31,8 +31,7 @@ from remediator.settings import EngineSettings
 from remediator.store.base import Store
 
 if TYPE_CHECKING:
-    from remediator.engine.approvals import Approvals
-    from remediator.engine.catalogue import Catalogue
+    from remediator.engine.contract import Catalogue
     from remediator.engine.guards import Guards
     from remediator.engine.notifications import Notifications
     from remediator.engine.ports import Ports
@@ -74,7 +73,7 @@ class RunDeps:
     catalogue: Catalogue
     ports: Ports
     guards: Guards
-    approvals: Approvals
+    approvers: tuple[str, ...]                  # who may approve when a step names none
     verifier: Verifier
     notifications: Notifications
     give_way: Callable[[], Awaitable[None]]     # the intake goes first (see IntakeGate)
@@ -171,16 +170,20 @@ class Run:
                                           "playbook": self.view.playbook},
                                 target=self.view.target)
 
-    def action_context(self, step_name: str) -> ActionContext:
-        """What an action gets: the target, the alerts, the clock, its ports, an
-        interruptible wait and a journal note. Never the engine."""
+    def run_context(self, step_name: str, action: str) -> RunContext:
+        """What an action gets: the target, the alerts, the clock, an interruptible wait,
+        a journal note, and the ports its spec declares. Never the engine."""
         ports = self.deps.ports
+        declared = self.deps.catalogue.get(action).ports
         alerts: Sequence[Mapping[str, Any]] = self.view.alerts
         store = self.deps.store
-        return ActionContext(
+        return RunContext(
             incident_id=self.id, incident_key=self.view.key, playbook=self.view.playbook,
-            step=step_name, target=self.view.target, alerts=list(alerts),
-            clock=self.clock, cluster=ports.cluster, tickets=ports.tickets, chat=ports.chat,
-            http=ports.http, incident=IncidentSnapshot(self.view),     # dumped only if read
+            step=step_name, target=self.view.target, alerts=list(alerts), clock=self.clock,
+            cluster=ports.cluster if "cluster" in declared else None,
+            tickets=ports.tickets if "tickets" in declared else None,
+            chat=ports.chat if "chat" in declared else None,
+            http=ports.http if "http" in declared else None,
+            incident=IncidentSnapshot(self.view),     # dumped only if read
             sink_state=lambda sink, key: store.sink_get(self.id, f"{sink}:{key}"),
             wait=self.wait_unless_resolved, note=self.journal.note)

@@ -18,23 +18,24 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from remediator.actions.base import Intent
-from remediator.engine import action
+from remediator.engine import action, approvals
+from remediator.engine.contract import Intent
 from remediator.engine.outcomes import (
     Applied,
     Failed,
     Interrupted,
     Interruption,
+    NotVerified,
     Refused,
     RunInterrupted,
     StepOutcome,
+    Verified,
 )
 from remediator.engine.run import Run, StepTimedOut
-from remediator.engine.verification import verify_step
 from remediator.errors import PermanentError
 from remediator.model.incident import IncidentState, StepRecord, StepStatus
 from remediator.model.playbook import Step
-from remediator.notify.base import EventKind
+from remediator.ports.sinks import EventKind
 
 log = logging.getLogger("remediator.engine")
 
@@ -79,7 +80,7 @@ async def _admit(run: Run, step: Step, rec: StepRecord) -> Refused | None:
         await run.journal.emit(EventKind.STEP, step=rec)
         return refusal
     if step.approval is not None and not run.dry_run:
-        rejected = await deps.approvals.obtain(run, step, rec)
+        rejected = await approvals.obtain(run, step, rec)
         if rejected is not None:
             now = run.clock.now()
             rec.status, rec.error, rec.started_at, rec.finished_at = \
@@ -173,3 +174,37 @@ async def failed(run: Run, step: Step, rec: StepRecord, reason: str, *,
                            **data)
     await run.journal.emit(EventKind.STEP, step=rec)
     return Failed(reason)
+
+
+async def verify_step(run: Run, step: Step, rec: StepRecord) -> StepOutcome:
+    """The verification stage of a step: poll until it holds, times out, or the alerts
+    resolve; journal the verdict on the step record."""
+    assert step.verify is not None
+    deps = run.deps
+    dry_run = rec.status == StepStatus.DRY_RUN
+    if rec.verify_started_at is None:
+        rec.verify_started_at = run.clock.now()
+        if not dry_run:
+            rec.status = StepStatus.VERIFYING
+        await run.journal.step("ladder", rec)
+    # alert_resolved asks Alertmanager about every alert still firing, not only the
+    # ones in the view
+    firing = ([{"fingerprint": fp, "status": "firing"}
+               for fp in await deps.store.firing_fingerprints(run.id)]
+              if step.verify.alert_resolved else [])
+    verdict = await deps.verifier.run(
+        step.verify, context=run.template_context(), target=run.view.target,
+        started_at=rec.verify_started_at, firing=run.firing, wait=run.wait,
+        alerts=deps.ports.alerts, incident_alerts=firing)
+    took = (run.clock.now() - rec.verify_started_at).total_seconds()
+    deps.metrics.verify_duration.labels("held" if verdict.held else "failed").observe(took)
+    rec.verify, rec.finished_at = verdict.summary, run.clock.now()
+    if not dry_run:
+        rec.status = StepStatus.SUCCEEDED if verdict.held else StepStatus.FAILED
+    await run.journal.step("ladder", rec, "verify",
+                           f"step {step.name!r} verification: {verdict.summary}",
+                           step=step.name, held=verdict.held)
+    await run.journal.emit(EventKind.STEP, step=rec)
+    if verdict.resolved:
+        return Interrupted(Interruption.RESOLVED, verdict.summary)
+    return Verified(verdict.summary) if verdict.held else NotVerified(verdict.summary)

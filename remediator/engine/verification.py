@@ -1,4 +1,4 @@
-"""Verification: did the step really fix it? (the stage, and the checks it polls)
+"""Verification: did the step really fix it? The checks a step's ``verify`` polls.
 
 Checks, all of which must hold at once: ``promql`` (an instant query that
 returns at least one sample and no NaN; with a ``bool`` comparison every sample
@@ -23,18 +23,9 @@ from datetime import datetime
 from typing import Any
 
 from remediator.clock import Clock
-from remediator.engine.outcomes import (
-    Interrupted,
-    Interruption,
-    NotVerified,
-    StepOutcome,
-    Verified,
-)
-from remediator.engine.run import Run
 from remediator.errors import ActionError, TemplateError
-from remediator.model.incident import StepRecord, StepStatus, TargetRef
-from remediator.model.playbook import Step, Verify
-from remediator.notify.base import EventKind
+from remediator.model.incident import TargetRef
+from remediator.model.playbook import Verify
 from remediator.ports import AlertsApi, ClusterApi, MetricsApi
 from remediator.templating import compile_template
 
@@ -229,36 +220,3 @@ class Verifier:
                           f"listed by Alertmanager)"
         return True, "Alertmanager no longer lists the alert"
 
-
-async def verify_step(run: Run, step: Step, rec: StepRecord) -> StepOutcome:
-    """The verification stage of a step: poll until it holds, times out, or the alerts
-    resolve; journal the verdict on the step record."""
-    assert step.verify is not None
-    deps = run.deps
-    dry_run = rec.status == StepStatus.DRY_RUN
-    if rec.verify_started_at is None:
-        rec.verify_started_at = run.clock.now()
-        if not dry_run:
-            rec.status = StepStatus.VERIFYING
-        await run.journal.step("ladder", rec)
-    # alert_resolved asks Alertmanager about every alert still firing, not only the
-    # ones in the view
-    firing = ([{"fingerprint": fp, "status": "firing"}
-               for fp in await deps.store.firing_fingerprints(run.id)]
-              if step.verify.alert_resolved else [])
-    verdict = await deps.verifier.run(
-        step.verify, context=run.template_context(), target=run.view.target,
-        started_at=rec.verify_started_at, firing=run.firing, wait=run.wait,
-        alerts=deps.ports.alerts, incident_alerts=firing)
-    took = (run.clock.now() - rec.verify_started_at).total_seconds()
-    deps.metrics.verify_duration.labels("held" if verdict.held else "failed").observe(took)
-    rec.verify, rec.finished_at = verdict.summary, run.clock.now()
-    if not dry_run:
-        rec.status = StepStatus.SUCCEEDED if verdict.held else StepStatus.FAILED
-    await run.journal.step("ladder", rec, "verify",
-                           f"step {step.name!r} verification: {verdict.summary}",
-                           step=step.name, held=verdict.held)
-    await run.journal.emit(EventKind.STEP, step=rec)
-    if verdict.resolved:
-        return Interrupted(Interruption.RESOLVED, verdict.summary)
-    return Verified(verdict.summary) if verdict.held else NotVerified(verdict.summary)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from remediator.notify.base import (
+from remediator.ports.sinks import (
     NotificationEvent,
     SinkState,
     delivered_before,

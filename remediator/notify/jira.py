@@ -21,7 +21,7 @@ from collections.abc import Mapping
 
 from remediator import rendering as render
 from remediator.model.incident import IncidentState
-from remediator.notify.base import (
+from remediator.ports.sinks import (
     EventKind,
     NotificationEvent,
     SinkState,

@@ -34,19 +34,19 @@ from typing import Any
 from remediator import rendering as render
 from remediator.errors import PermanentError
 from remediator.model.incident import StepRecord
-from remediator.notify.base import (
-    EventKind,
-    NotificationEvent,
-    SinkState,
-    delivered_before,
-    remember_delivered,
-)
 from remediator.ports.chat import (
     SLACK_ROOT_CHANNEL,
     SLACK_ROOT_TS,
     SLACK_SINK,
     ChatApi,
     PostedMessage,
+)
+from remediator.ports.sinks import (
+    EventKind,
+    NotificationEvent,
+    SinkState,
+    delivered_before,
+    remember_delivered,
 )
 
 _LAST = "slack.last_event"

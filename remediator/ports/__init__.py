@@ -2,7 +2,8 @@
 
 One module per port: ``cluster`` (Kubernetes), ``metrics`` (Prometheus),
 ``alerts`` (Alertmanager), ``chat`` (Slack), ``tracker`` (Jira), ``http`` (the
-``http.post`` webhook); time is ``remediator.clock.Clock``, re-exported here.
+``http.post`` webhook), ``sinks`` (where notification events are delivered); time
+is ``remediator.clock.Clock``, re-exported here.
 Each module also holds the plain data types its port exchanges and the pure
 helpers both the callers and the adapter need.
 

@@ -24,7 +24,7 @@ from remediator.actions import registry
 from remediator.adapters.http import AiohttpPoster
 from remediator.adapters.kubernetes import KubernetesCluster
 from remediator.clock import FakeClock
-from remediator.engine.catalogue import Catalogue
+from remediator.engine.contract import Catalogue
 from remediator.engine.core import Engine
 from remediator.engine.ports import Ports
 from remediator.loader import load

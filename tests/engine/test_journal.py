@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 
 from remediator.actions import registry
-from remediator.actions.base import ActionContext, ActionResult, IncidentSnapshot, Intent
 from remediator.clock import FakeClock
+from remediator.engine.contract import ActionResult, IncidentSnapshot, Intent, RunContext
 from remediator.engine.core import Engine
 from remediator.engine.outcomes import Verified
 from remediator.engine.ports import Ports
 from remediator.engine.run import Run
-from remediator.engine.verification import verify_step
+from remediator.engine.step import verify_step
 from remediator.model.incident import (
     ALERTS_IN_VIEW,
     IncidentState,
@@ -147,7 +147,7 @@ async def test_intent_and_its_note_are_durable_before_the_api_call(
     real_apply = restart.apply
     seen: list[tuple[Any, ...]] = []
 
-    async def apply(ctx: ActionContext, intent: Intent) -> ActionResult:
+    async def apply(ctx: RunContext, intent: Intent) -> ActionResult:
         view = await rig.store.get_incident(ctx.incident_id)
         assert view is not None
         step = view.steps[0]

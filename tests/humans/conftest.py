@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from remediator.actions.base import ActionContext
 from remediator.adapters.jira import JiraTickets
 from remediator.adapters.slack import SlackChat
 from remediator.clock import FakeClock
+from remediator.engine.contract import RunContext
 from remediator.model.incident import IncidentState, IncidentView
 from remediator.testing.fake_jira import FakeJira
 from remediator.testing.fake_slack import FakeSlack
@@ -57,10 +57,10 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def action_context(clock: FakeClock) -> Callable[..., ActionContext]:
-    def build(view: IncidentView | None = None, **ports: Any) -> ActionContext:
+def action_context(clock: FakeClock) -> Callable[..., RunContext]:
+    def build(view: IncidentView | None = None, **ports: Any) -> RunContext:
         view = view or make_view(state=IncidentState.ESCALATED)
-        return ActionContext(
+        return RunContext(
             incident_id=view.id, incident_key=view.key, playbook=view.playbook,
             step="escalate", target=view.target, alerts=list(view.alerts), clock=clock,
             incident=view.model_dump(mode="json"), **ports)

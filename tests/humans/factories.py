@@ -13,7 +13,7 @@ from remediator.model.incident import (
     TargetRef,
     TimelineEntry,
 )
-from remediator.notify.base import EventKind, NotificationEvent
+from remediator.ports.sinks import EventKind, NotificationEvent
 
 T0 = datetime(2026, 8, 1, 10, 0, 0, tzinfo=UTC)
 

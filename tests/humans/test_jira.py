@@ -9,15 +9,15 @@ from datetime import timedelta
 import pytest
 
 from remediator.actions import registry
-from remediator.actions.base import ActionContext
 from remediator.actions.humans import JiraIncident, incident_label
 from remediator.actions.params import JiraIncidentParams
 from remediator.adapters.jira import JiraTickets
 from remediator.clock import FakeClock
+from remediator.engine.contract import RunContext
 from remediator.errors import PermanentError, TemporaryError
 from remediator.model.incident import IncidentState
-from remediator.notify.base import MemorySinkState
 from remediator.notify.jira import JiraSink
+from remediator.ports.sinks import MemorySinkState
 from remediator.ports.tracker import clean_label, clean_summary, truncate
 from remediator.rendering import incident_report
 from remediator.testing.fake_jira import FakeJira
@@ -26,7 +26,7 @@ from .conftest import cloud_tickets
 from .factories import ALERT, lifecycle, make_view
 
 PARAMS = JiraIncidentParams(project="OPS", priority="High", labels=["team api"])
-Build = Callable[..., ActionContext]
+Build = Callable[..., RunContext]
 
 
 async def open_ticket(build: Build, tickets: JiraTickets, action: JiraIncident | None = None,

@@ -8,20 +8,20 @@ from collections.abc import Callable
 import pytest
 
 from remediator.actions import registry
-from remediator.actions.base import ActionContext
 from remediator.actions.humans import SlackNotify, SlackPage
 from remediator.actions.params import SlackNotifyParams, SlackPageParams
 from remediator.adapters.slack import SlackChat
+from remediator.engine.contract import RunContext
 from remediator.errors import PermanentError
 from remediator.model.incident import IncidentState
-from remediator.notify.base import MemorySinkState
 from remediator.notify.console import ConsoleSink
 from remediator.notify.slack import SlackSink
+from remediator.ports.sinks import MemorySinkState
 from remediator.testing.fake_slack import FakeSlack
 
 from .factories import lifecycle, make_view
 
-Build = Callable[..., ActionContext]
+Build = Callable[..., RunContext]
 
 
 async def test_page_has_mention_links_cluster_context_and_what_was_tried(

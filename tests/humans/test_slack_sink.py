@@ -7,8 +7,8 @@ import pytest
 from remediator.adapters.slack import SlackChat
 from remediator.errors import PermanentError, TemporaryError
 from remediator.model.incident import IncidentState, StepStatus
-from remediator.notify.base import EventKind, MemorySinkState, NotificationEvent
 from remediator.notify.slack import SlackSink
+from remediator.ports.sinks import EventKind, MemorySinkState, NotificationEvent
 from remediator.testing.fake_slack import FakeSlack
 
 from .factories import T0, lifecycle, make_view, step

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from remediator.actions.base import ActionContext
 from remediator.adapters.kubernetes import KubernetesCluster
 from remediator.clock import FakeClock
+from remediator.engine.contract import RunContext
 from remediator.model.incident import TargetRef
 from remediator.simulator import Simulator
 from remediator.simulator.seed import Seed
@@ -48,10 +48,10 @@ async def cluster(kubeconfig: str) -> AsyncIterator[KubernetesCluster]:
 
 
 @pytest.fixture
-def make_ctx(cluster: KubernetesCluster, clock: FakeClock) -> Callable[..., ActionContext]:
+def make_ctx(cluster: KubernetesCluster, clock: FakeClock) -> Callable[..., RunContext]:
     def make(kind: str = "Deployment", namespace: str = "prod", name: str = "api",
-             alerts: list[dict[str, Any]] | None = None, **kw: Any) -> ActionContext:
-        return ActionContext(incident_id="inc-1", incident_key="k", playbook="pb", step="s",
+             alerts: list[dict[str, Any]] | None = None, **kw: Any) -> RunContext:
+        return RunContext(incident_id="inc-1", incident_key="k", playbook="pb", step="s",
                              target=TargetRef(kind=kind, namespace=namespace, name=name),
                              alerts=alerts or [], clock=clock, cluster=cluster, **kw)
     return make

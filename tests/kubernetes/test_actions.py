@@ -6,16 +6,16 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from remediator.actions.base import ActionContext
 from remediator.actions.kubernetes import DeletePod, Restart, Rollback, Scale, check_rollout
 from remediator.actions.params import DeletePodParams, RestartParams, RollbackParams, ScaleParams
 from remediator.adapters.kubernetes import KubernetesCluster
+from remediator.engine.contract import RunContext
 from remediator.errors import PermanentError, TemporaryError
 from remediator.model.incident import TargetRef
 from remediator.simulator import Simulator
 from remediator.simulator.controller import DEPLOY, POD, RS
 
-Ctx = Callable[..., ActionContext]
+Ctx = Callable[..., RunContext]
 Settle = Callable[[float], Awaitable[None]]
 API = TargetRef(kind="Deployment", namespace="prod", name="api")
 

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from remediator.actions.base import ActionContext
 from remediator.actions.kubernetes import Restart, Rollback, Scale
 from remediator.actions.params import RestartParams, RollbackParams, ScaleParams
 from remediator.adapters.kubernetes import KubernetesCluster
+from remediator.engine.contract import RunContext
 from remediator.model.incident import TargetRef
 from remediator.simulator import Simulator
 from remediator.simulator.controller import DEPLOY
@@ -26,7 +26,7 @@ from remediator.simulator.objects import strip_hash
 
 KUBECTL = shutil.which("kubectl")
 pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
-Ctx = Callable[..., ActionContext]
+Ctx = Callable[..., RunContext]
 
 
 @pytest.fixture

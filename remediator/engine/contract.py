@@ -1,4 +1,6 @@
-"""What an action is, and what it gets to work with.
+"""What an action is, and what it gets to work with: the contract between the engine
+and the actions (``remediator.actions`` implements it; the engine never imports them,
+it is handed a ``Catalogue``).
 
 An action runs in two phases so that the engine can journal an *intent* before
 anything changes and replay it after a crash without acting twice:
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -90,11 +92,14 @@ class IncidentSnapshot(Mapping[str, Any]):
 
 
 @dataclass
-class ActionContext:
-    """Everything an action may use. Ports may be None when not configured: an action
-    that needs a missing cluster raises ``TemporaryError`` (it may come up), one that
-    needs an unconfigured Jira or Slack raises ``PermanentError`` (settings are read
-    once at start, so retrying cannot help)."""
+class RunContext:
+    """What a step's action gets: the target, the alerts, the incident as it stands, the
+    clock, an interruptible wait, a journal note, and the ports its ``ActionSpec``
+    declares (the others are None). Never the engine. A declared port may still be None
+    when it is not configured: an action that needs a missing cluster raises
+    ``TemporaryError`` (it may come up), one that needs an unconfigured Jira or Slack
+    raises ``PermanentError`` (settings are read once at start, so retrying cannot
+    help)."""
 
     incident_id: str
     incident_key: str
@@ -121,6 +126,35 @@ class Action(Protocol, Generic[P]):
     name: ClassVar[str]
     params: type[P]
 
-    async def plan(self, ctx: ActionContext, params: P) -> Intent: ...
+    async def plan(self, ctx: RunContext, params: P) -> Intent: ...
 
-    async def apply(self, ctx: ActionContext, intent: Intent) -> ActionResult: ...
+    async def apply(self, ctx: RunContext, intent: Intent) -> ActionResult: ...
+
+
+PortName = Literal["cluster", "tickets", "chat", "http"]
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    """What the engine and the loader know of an action before running it."""
+
+    name: str
+    params: type[Params]
+    summary: str
+    needs_target: bool = False          # the playbook must declare spec.target
+    target_kinds: tuple[str, ...] = ()  # which target kinds it accepts (empty: any)
+    mutates_cluster: bool = False       # subject to dry-run, the kill switch, the budget, the lock
+    ports: tuple[PortName, ...] = ()    # the ports its RunContext carries
+    implementation: str = ""            # "module:ClassName", imported on first use
+
+
+class Catalogue(Protocol):
+    """The actions by name, as the engine is handed them."""
+
+    def get(self, name: str) -> ActionSpec:
+        """The action's spec; ``KeyError`` naming the known ones when unknown."""
+        ...
+
+    def implementation(self, name: str) -> Action[Any]:
+        """The action's implementation, shared by every incident."""
+        ...
