@@ -44,8 +44,9 @@ def test_bad_values_name_file_line_and_field(tmp_path: Path) -> None:
         f"{config}:6: engine.retires: unknown field; allowed here: " +
         ", ".join(["dry_run", "max_parallel", "allow_namespaces", "deny_namespaces",
                    "action_budget", "action_budget_window", "retry_base", "retry_max",
-                   "call_timeout", "lock_retry_interval", "escalation_retry_for",
-                   "intake_priority", "lease", "scan_interval"]),
+                   "call_timeout", "lock_retry_interval", "escalation_retries",
+                   "escalation_retry_for", "intake_priority", "lease", "scan_interval",
+                   "owner"]),
     ]
 
 

@@ -53,6 +53,9 @@ async def run_step(run: Run, step: Step, rec: StepRecord) -> StepOutcome:
             seconds=step.effective_timeout)
         return await _act_and_verify(run, step, rec)
     except RunInterrupted as exc:
+        if exc.outcome.why == Interruption.RESOLVED and rec.status == StepStatus.INTENT \
+                and rec.intent is not None and not rec.intent.get("mutates"):
+            await _cut_short(run, step, rec, f"ended early: {exc.outcome.detail}")
         return exc.outcome
     except StepTimedOut:
         return await failed(run, step, rec, f"timed out: the step's timeout of "
@@ -161,6 +164,13 @@ async def _apply(run: Run, step: Step, rec: StepRecord) -> StepOutcome | None:
     await run.journal.step("ladder", rec, "step", f"step {step.name!r}: {rec.result}",
                            step=step.name)
     return None
+
+
+async def _cut_short(run: Run, step: Step, rec: StepRecord, result: str) -> None:
+    """A step that changes nothing (a wait) ended by a resolve: journaled as skipped."""
+    rec.status, rec.result, rec.finished_at = StepStatus.SKIPPED, result, run.clock.now()
+    await run.journal.step("ladder", rec, "step", f"step {step.name!r}: {result}",
+                           step=step.name)
 
 
 async def failed(run: Run, step: Step, rec: StepRecord, reason: str, *,
