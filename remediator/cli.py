@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
+from remediator.cli_views import STATES
 from remediator.errors import ConfigError, TemplateError
 
 T = TypeVar("T")
@@ -56,7 +57,16 @@ def _parser() -> argparse.ArgumentParser:
     inc = sub.add_parser("incidents", help="list incidents of a running daemon")
     inc.add_argument("--url", default="http://127.0.0.1:8080")
     inc.add_argument("--token-file", metavar="FILE")
-    inc.add_argument("id", nargs="?", help="one incident's timeline")
+    inc.add_argument("id", nargs="?", help="one incident's story: alerts, steps, timeline")
+    inc.add_argument("--state", choices=STATES, help="only incidents in this state")
+    inc.add_argument("--playbook", metavar="NAME", help="only this playbook's incidents")
+    inc.add_argument("--limit", type=int, default=100, metavar="N")
+    inc.add_argument("--output", choices=["table", "json"], default="table")
+    inc.add_argument("--watch", action="store_true", help="refresh until Ctrl-C")
+    inc.add_argument("--interval", type=float, default=2.0, metavar="SECONDS",
+                     help="with --watch: seconds between refreshes")
+    inc.add_argument("--iterations", type=int, default=0, metavar="N",
+                     help="with --watch: stop after N refreshes (0: never)")
     return p
 
 
@@ -211,34 +221,65 @@ def _now() -> Any:
     return datetime.now(UTC)
 
 
-def _incidents(args: argparse.Namespace) -> int:
+def _fetch(args: argparse.Namespace, path: str) -> Any:
+    """GET ``path`` from the daemon; raises ``CliError`` with one line on failure."""
     import urllib.error
     import urllib.request
     headers = {}
     if args.token_file:
         headers["Authorization"] = "Bearer " + Path(args.token_file).read_text().strip()
-    path = f"/api/v1/incidents/{args.id}" if args.id else "/api/v1/incidents"
     req = urllib.request.Request(args.url.rstrip("/") + path, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
-            data = json.load(resp)
+            return json.load(resp)
     except urllib.error.HTTPError as exc:
-        print(f"{args.url}: HTTP {exc.code}: {exc.read().decode(errors='replace')}",
-              file=sys.stderr)
-        return 1
+        raise CliError(f"{args.url}: HTTP {exc.code}: "
+                       f"{exc.read().decode(errors='replace')}") from exc
     except OSError as exc:
-        print(f"{args.url}: cannot connect: {exc}", file=sys.stderr)
-        return 1
-    from remediator.dryrun import render_incident
+        raise CliError(f"{args.url}: cannot connect: {exc}") from exc
+
+
+class CliError(Exception):
+    """A failure the CLI reports as one line and exit status 1."""
+
+
+def _incidents_once(args: argparse.Namespace) -> str:
+    from urllib.parse import urlencode
+
+    from remediator.cli_views import incident_story, incidents_table, use_colour
+    colour = use_colour(sys.stdout) and args.output == "table"
     if args.id:
-        print(render_incident(data))
-    else:
-        for inc in data["incidents"]:
-            target = inc.get("target") or {}
-            where = f"{target.get('kind')} {target.get('namespace')}/{target.get('name')}" \
-                if target else "-"
-            print(f"{inc['id']}  {inc['state']:<17} {inc['playbook']:<28} {where}")
-    return 0
+        data = _fetch(args, f"/api/v1/incidents/{args.id}")
+        if args.output == "json":
+            return json.dumps(data, indent=2)
+        return incident_story(data, _now(), colour=colour)
+    query = {"limit": str(args.limit), **({"state": args.state} if args.state else {})}
+    incidents = _fetch(args, f"/api/v1/incidents?{urlencode(query)}")["incidents"]
+    if args.playbook:
+        incidents = [i for i in incidents if i["playbook"] == args.playbook]
+    if args.output == "json":
+        return json.dumps(incidents, indent=2)
+    return incidents_table(incidents, _now(), colour=colour)
+
+
+def _incidents(args: argparse.Namespace) -> int:
+    import time
+    shown = 0
+    try:
+        while True:
+            text = _incidents_once(args)
+            if args.watch and sys.stdout.isatty():
+                print("\x1b[H\x1b[2J", end="")          # clear the screen
+            print(text, flush=True)
+            shown += 1
+            if not args.watch or (args.iterations and shown >= args.iterations):
+                return 0
+            time.sleep(args.interval)
+    except CliError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
 
 
 if __name__ == "__main__":

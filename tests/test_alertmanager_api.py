@@ -322,7 +322,7 @@ async def test_holds_once_no_firing_alert_is_listed(via_run: bool) -> None:
 async def test_still_listed_does_not_hold() -> None:
     verdict, _ = await _verify(FakeAlerts({"bbbb"}))
     assert not verdict.held
-    assert verdict.summary == ("did not hold within 120s: alert still firing "
+    assert verdict.summary == ("did not hold within 2m: alert still firing "
                                "(1 of 2 listed by Alertmanager)")
 
 
@@ -342,7 +342,7 @@ async def test_an_api_that_is_down_is_not_a_verdict() -> None:
 async def test_without_the_api_only_a_resolved_webhook_counts() -> None:
     verdict, _ = await _verify(None)
     assert not verdict.held
-    assert verdict.summary == "did not hold within 120s: alert still firing"
+    assert verdict.summary == "did not hold within 2m: alert still firing"
 
     clock = FakeClock(auto_advance=True)
     verdict = await Verifier(clock, None, None, FakeAlerts({"aaaa"})).run(

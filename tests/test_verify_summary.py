@@ -94,3 +94,26 @@ async def test_no_extra_query_when_it_is_not_a_simple_comparison() -> None:
     metrics = FakeMetrics({"up": []})
     assert await _summary(metrics, "up") == f"did not hold within 30s: promql: {NO_SERIES}"
     assert set(metrics.queries) == {"up"}
+
+
+async def test_a_check_whose_dependency_is_not_configured_fails_at_once() -> None:
+    """No Prometheus (or no cluster): the step fails on the first poll with the reason,
+    instead of polling until its timeout (the quick start's example hung ~25 minutes)."""
+    clock = FakeClock()
+    waits: list[float] = []
+
+    async def wait(seconds: float) -> None:
+        waits.append(seconds)
+
+    async def firing() -> int:
+        return 1
+
+    for verify, needle in (
+            ({"promql": "up == 1", "timeout": "10m"}, "Prometheus is not configured"),
+            ({"rollout": "complete", "timeout": "10m"}, "no Kubernetes cluster")):
+        verdict = await Verifier(clock, None, None).run(
+            Verify.model_validate(verify), context={}, target=None, started_at=clock.now(),
+            firing=firing, wait=wait)
+        assert not verdict.held
+        assert needle in verdict.summary
+    assert waits == []

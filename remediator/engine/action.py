@@ -22,6 +22,7 @@ from remediator.engine.contract import ActionResult, Intent
 from remediator.engine.outcomes import RunInterrupted
 from remediator.engine.run import Run, StepTimedOut
 from remediator.errors import ActionError, PermanentError, TemplateError, TemporaryError
+from remediator.model.durations import human_duration
 from remediator.model.incident import StepRecord
 from remediator.templating import render_value
 
@@ -69,7 +70,7 @@ async def with_retries(run: Run, what: str, retries: int, fn: Callable[[], Await
         except TimeoutError as exc:
             if run.seconds_left() is not None and limit < cfg.call_timeout:
                 raise StepTimedOut from exc
-            error: ActionError = TemporaryError(f"{what} timed out after {limit:g}s")
+            error: ActionError = TemporaryError(f"{what} timed out after {human_duration(limit)}")
             error.__cause__ = exc
         except TemporaryError as exc:
             error = exc
@@ -87,7 +88,8 @@ async def with_retries(run: Run, what: str, retries: int, fn: Callable[[], Await
                  else min(cfg.retry_max, cfg.retry_base * 2 ** (attempt - 1)))
         left_text = f"{attempt}/{retries}" if until is None else \
             f"{attempt} (until {until:%H:%M})"
-        await run.journal.note("retry", f"{what}: {error}; retry {left_text} in {delay:g}s")
+        await run.journal.note("retry", f"{what}: {error}; retry {left_text} in "
+                                        f"{human_duration(delay)}")
         await run.wait(delay)
 
 

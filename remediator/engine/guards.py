@@ -19,6 +19,7 @@ from remediator.clock import Clock
 from remediator.engine.contract import ActionSpec
 from remediator.engine.outcomes import Refused
 from remediator.metrics import Metrics
+from remediator.model.durations import human_duration
 from remediator.model.incident import IncidentView
 from remediator.model.playbook import Playbook
 from remediator.store.base import Store
@@ -62,9 +63,10 @@ class Guards:
             last = await self.store.last_closed_at(view.key, acted_only=True)
             if last is not None and (now - last).total_seconds() < cooldown:
                 ago = (now - last).total_seconds()
-                return "cooldown", (f"remediation on {view.target or view.key} ended {ago:g}s "
-                                    f"ago, within the cooldown of {cooldown:g}s: the problem "
-                                    "came back, a human should look")
+                return "cooldown", (f"remediation on {view.target or view.key} ended "
+                                    f"{human_duration(ago)} ago, within the cooldown of "
+                                    f"{human_duration(cooldown)}: the problem came back, a "
+                                    "human should look")
         limit = pb.spec.guards.max_runs_per_hour
         if limit is not None:
             runs = await self.store.runs_since(view.key, now - timedelta(hours=1))
@@ -95,8 +97,9 @@ class Guards:
             self.metrics.automation_paused.set(1)
             return Refused("budget", f"remediation storm: the action budget "
                                      f"({self.action_budget} actions per "
-                                     f"{self.action_budget_window:g}s) is spent; automation "
-                                     "is paused until resumed", escalate=True)
+                                     f"{human_duration(self.action_budget_window)}) is "
+                                     "spent; automation is paused until resumed",
+                           escalate=True)
         state = await self.paused()
         reason = state.reason if state else "paused"
         return Refused("paused", f"automation is paused ({reason})", escalate=True,

@@ -33,6 +33,7 @@ from remediator.engine.outcomes import (
 )
 from remediator.engine.run import Run, StepTimedOut
 from remediator.errors import PermanentError
+from remediator.model.durations import human_duration
 from remediator.model.incident import IncidentState, StepRecord, StepStatus
 from remediator.model.playbook import Step
 from remediator.ports.sinks import EventKind
@@ -59,7 +60,7 @@ async def run_step(run: Run, step: Step, rec: StepRecord) -> StepOutcome:
         return exc.outcome
     except StepTimedOut:
         return await failed(run, step, rec, f"timed out: the step's timeout of "
-                                            f"{step.effective_timeout:g}s passed")
+                                            f"{human_duration(step.effective_timeout)} passed")
     except action.Unexpected as exc:
         log.error("step %r: %s\n%s", step.name, exc, exc.trace, extra={"incident": run.id})
         return await failed(run, step, rec, str(exc), trace=exc.trace)

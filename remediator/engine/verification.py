@@ -24,6 +24,7 @@ from typing import Any
 
 from remediator.clock import Clock
 from remediator.errors import ActionError, TemplateError
+from remediator.model.durations import human_duration
 from remediator.model.incident import TargetRef
 from remediator.model.playbook import Verify
 from remediator.ports import AlertsApi, ClusterApi, MetricsApi
@@ -138,23 +139,27 @@ class Verifier:
             if ok:
                 held_since = now if held_since is None else held_since
                 if now - held_since >= verify.hold_for:
-                    held = f" for {now - held_since:g}s" if verify.hold_for else ""
+                    held = f" for {human_duration(now - held_since)}" if verify.hold_for else ""
                     return Verdict(True, False, f"held{held}: {last}")
             else:
                 held_since = None
             if now >= deadline:
-                return Verdict(False, False, f"did not hold within {verify.timeout:g}s: {last}")
+                return Verdict(False, False, f"did not hold within "
+                                             f"{human_duration(verify.timeout)}: {last}")
             await wait(min(verify.interval, max(0.0, deadline - now)))
 
     async def _check(self, verify: Verify, query: str | None, target: TargetRef | None,
                      alerts: AlertsApi | None = None,
                      fingerprints: Sequence[str] = ()) -> tuple[bool, str, bool]:
-        """(holds, description, fatal). Fatal means it can no longer hold (rollout failed)."""
+        """(holds, description, fatal). Fatal means it can no longer hold: the rollout
+        failed, or the check's dependency is not configured (it fails at once with that
+        reason instead of polling until the timeout)."""
         notes: list[str] = []
         ok = True
         if query is not None:
-            if self.metrics is None:
-                return False, "Prometheus is not configured", False
+            if self.metrics is None:       # it cannot come up: settings are read at start
+                return False, ("Prometheus is not configured (prometheus.url): a promql "
+                               "check cannot hold"), True
             try:
                 result = await self.metrics.query(query)
             except ActionError as exc:
@@ -166,7 +171,8 @@ class Verifier:
             notes.append(f"promql: {text}")
         if verify.rollout is not None:
             if self.cluster is None or target is None:
-                return False, "no Kubernetes cluster configured", False
+                return False, ("no Kubernetes cluster is configured (kubernetes.mode): a "
+                               "rollout check cannot hold"), True
             try:
                 status = await self.cluster.rollout_status(target)
             except ActionError as exc:

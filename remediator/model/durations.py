@@ -47,6 +47,28 @@ def format_duration(seconds: float) -> str:
     return "".join(out)
 
 
+def human_duration(seconds: float) -> str:
+    """A duration for people to read: ``2m 13s``, ``1h 5m``, ``3d 4h``, ``4.2s``, ``450ms``
+    (the largest unit and the next, cut, not rounded; never ``133.0481s``)."""
+    if seconds < 0:
+        return "-" + human_duration(-seconds)
+    if seconds == 0:
+        return "0s"
+    if seconds < 1:
+        return f"{round(seconds * 1000)}ms"
+    if seconds < 10:
+        return f"{seconds:.1f}".rstrip("0").rstrip(".") + "s"
+    total = round(seconds)
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        n, total = divmod(total, size)
+        if n:
+            parts.append(f"{n}{unit}")
+        if parts and (len(parts) == 2 or not n):
+            break                   # the largest unit and the next one, if it is not zero
+    return " ".join(parts)
+
+
 Duration = Annotated[
     float,
     BeforeValidator(parse_duration),
