@@ -173,8 +173,10 @@ def _dry_run(args: argparse.Namespace) -> int:
     from remediator.model.alerts import WebhookError, parse_alerts_document
     playbooks = load_paths([args.playbook])
     if not playbooks:
-        print(f"{args.playbook}: no playbook in this file", file=sys.stderr)
+        print(f"{args.playbook}: no playbook here", file=sys.stderr)
         return 1
+    if Path(args.playbook).is_dir():
+        return _dry_run_directory(args, playbooks)
     pb = playbooks[0]
     alerts: list[tuple[str, Any]] = []
     ok = True
@@ -214,6 +216,48 @@ def _dry_run(args: argparse.Namespace) -> int:
     else:
         print(render_text(pb, plans))
     return 0 if ok and all("error" not in p for p in plans) else 1
+
+
+def _dry_run_directory(args: argparse.Namespace, playbooks: list[Any]) -> int:
+    """``dry-run DIR --alert FILE``: route each alert as the daemon would (first match,
+    then ``continue``), and show the plan of every playbook that owns it."""
+    from remediator.dryrun import plan_for_alert, render_text
+    from remediator.engine.routing import select_playbooks
+    from remediator.model.alerts import WebhookError, parse_alerts_document
+    if not args.alert:
+        print(f"{args.playbook}: a directory needs --alert FILE (which of its "
+              f"{len(playbooks)} playbooks owns an alert depends on the alert)",
+              file=sys.stderr)
+        return 1
+    ok, out = True, []
+    for path in args.alert:
+        try:
+            alerts = parse_alerts_document(Path(path).read_text(encoding="utf-8"), now=_now())
+        except OSError as exc:
+            print(f"{path}: cannot read: {exc.strerror}", file=sys.stderr)
+            return 1
+        except WebhookError as exc:
+            print(f"{path}: {exc}", file=sys.stderr)
+            return 1
+        for alert in alerts:
+            owners = select_playbooks(playbooks, alert.labels)
+            if not owners:
+                out.append({"source": path, "labels": alert.labels, "playbooks": []})
+                if args.output != "json":
+                    print(f"{path}: no playbook in {args.playbook} matches "
+                          f"{dict(alert.labels)}: the alert would be recorded as unmatched")
+            for pb in owners:
+                try:
+                    plan = plan_for_alert(pb, alert, path)
+                except (TemplateError, ValidationError) as exc:
+                    plan, ok = {"source": path, "error": str(exc)}, False
+                out.append({"source": path, "playbook": pb.name, "file": pb.source,
+                            "plan": plan})
+                if args.output != "json":
+                    print(render_text(pb, [plan]))
+    if args.output == "json":
+        print(json.dumps(out, indent=2, default=str))
+    return 0 if ok else 1
 
 
 def _now() -> Any:

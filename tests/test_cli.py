@@ -157,3 +157,22 @@ def test_settle_heap_freezes_what_start_up_loaded() -> None:
                          check=True).stdout.split(None, 1)
     assert out[0] == "True"
     assert out[1].strip() == "(50000, 20, 20)"
+
+
+def test_dry_run_a_directory_routes_each_alert_as_the_daemon_would(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """``dry-run playbooks/`` crashed with IsADirectoryError; it now routes each alert to
+    its owner among the directory's playbooks, and says when none matches."""
+    code, out, err = run(capsys, "dry-run", str(ROOT / "playbooks"), "--alert", str(FIRING))
+    assert code == 0, err
+    assert "api-error-rate" in out
+    assert "target: Deployment shop/api" in out
+    stray = tmp_path / "stray.json"
+    stray.write_text(json.dumps({"labels": {"alertname": "NobodyOwnsThis"}}))
+    code, out, _ = run(capsys, "dry-run", str(ROOT / "playbooks"), "--alert", str(stray))
+    assert code == 0
+    assert "no playbook in" in out
+    assert "unmatched" in out
+    code, _, err = run(capsys, "dry-run", str(ROOT / "playbooks"))
+    assert code == 1
+    assert "a directory needs --alert FILE" in err
