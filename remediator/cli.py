@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import sys
 from collections.abc import Coroutine
@@ -123,7 +124,14 @@ def _serve(args: argparse.Namespace) -> int:
         overrides.setdefault("prometheus", {})["url"] = args.prometheus
     settings = load_settings(args.config, overrides)
     setup_logging(settings.log.level, settings.log.format)
-    return run_loop(serve(settings), settings.server.event_loop)
+    try:
+        return run_loop(serve(settings), settings.server.event_loop)
+    except OSError as exc:
+        if exc.errno not in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+            raise
+        print(f"cannot listen on {settings.server.listen}: {exc.strerror} (is another "
+              "remediator running? set server.listen or --listen)", file=sys.stderr)
+        return 1
 
 
 def run_loop(main: Coroutine[Any, Any, T], event_loop: str = "auto") -> T:

@@ -176,3 +176,19 @@ def test_dry_run_a_directory_routes_each_alert_as_the_daemon_would(
     code, _, err = run(capsys, "dry-run", str(ROOT / "playbooks"))
     assert code == 1
     assert "a directory needs --alert FILE" in err
+
+
+def test_serve_on_a_port_in_use_says_so_in_one_line(capsys: pytest.CaptureFixture[str],
+                                                    tmp_path: Path) -> None:
+    import socket
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, out, err = run(capsys, "serve", "--listen", f"127.0.0.1:{port}",
+                             "--store", str(tmp_path / "r.db"),
+                             "--playbooks", str(ROOT / "playbooks"))
+    assert code == 1
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"cannot listen on 127.0.0.1:{port}: ")
+    assert "Traceback" not in err
