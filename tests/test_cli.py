@@ -185,7 +185,7 @@ def test_serve_on_a_port_in_use_says_so_in_one_line(capsys: pytest.CaptureFixtur
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        code, out, err = run(capsys, "serve", "--listen", f"127.0.0.1:{port}",
+        code, _, err = run(capsys, "serve", "--listen", f"127.0.0.1:{port}",
                              "--store", str(tmp_path / "r.db"),
                              "--playbooks", str(ROOT / "playbooks"))
     assert code == 1
