@@ -70,3 +70,36 @@ def test_broken_files(tmp_path: Path, text: str, expected: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_settings(config)
     assert expected in str(info.value.problems[0])
+
+
+def _keys(model: type[Any], prefix: str = "") -> list[str]:
+    from pydantic import BaseModel
+    out = []
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            out += _keys(annotation, f"{prefix}{name}.")
+        else:
+            out.append(f"{prefix}{name}")
+    return out
+
+
+def test_the_example_config_names_every_setting() -> None:
+    """config/remediator.yaml is where operators look for what can be set: every field
+    of the settings model is there, with its default (a secret by its ``_file`` form)."""
+    import yaml
+
+    from remediator.settings import Settings
+    config = yaml.safe_load((ROOT / "config" / "remediator.yaml").read_text())
+    missing = []
+    keys = _keys(Settings)
+    for key in keys:
+        if f"{key}_file" in keys:
+            key = f"{key}_file"             # secrets are documented as files
+        node: Any = config
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                missing.append(key)
+                break
+            node = node[part]
+    assert missing == []

@@ -370,3 +370,12 @@ def test_namespaced_rbac_component_replaces_the_cluster_binding(
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "remediator",
                                         "namespace": NAMESPACE}]
         _validate(binding, "namespaced-rbac component")
+
+
+def test_the_base_ships_the_repository_playbooks_unchanged() -> None:
+    """deploy/'s playbooks are copies of playbooks/ (a crashloop-restart that differed
+    from the one `check` and the README describe confused a new user)."""
+    shipped = sorted((BASE / "playbooks").glob("*.yaml"))
+    assert shipped
+    for path in shipped:
+        assert path.read_text() == (REPO / "playbooks" / path.name).read_text(), path.name
