@@ -591,7 +591,7 @@ async def test_sqlite_checkpoints_the_wal_in_the_background(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Commits do not run SQLite's automatic checkpoint below WAL_RESTART_PAGES (its copy
     and fsync would delay every caller of that batch); a background task does it."""
-    from remediator.store import sqlite as sqlite_store
+    from remediator.store import sqlite_base as sqlite_store
 
     monkeypatch.setattr(sqlite_store, "CHECKPOINT_INTERVAL", 0.05)
     store = SqliteStore(tmp_path / "wal.db")
@@ -615,7 +615,7 @@ async def test_sqlite_wal_stays_bounded_under_sustained_writes(
     """With commits that never pause long enough for the background checkpoint (here: it
     never runs), the commit that takes the WAL past WAL_RESTART_PAGES checkpoints it, the
     WAL starts over and its file is cut back to WAL_SIZE_LIMIT."""
-    from remediator.store import sqlite as sqlite_store
+    from remediator.store import sqlite_base as sqlite_store
 
     monkeypatch.setattr(sqlite_store, "CHECKPOINT_INTERVAL", 3600)
     monkeypatch.setattr(sqlite_store, "WAL_RESTART_PAGES", 50)
