@@ -128,15 +128,17 @@ def _episodes(batch: Sequence[tuple[IngestItem, datetime]]) -> list[list[int]]:
 
 
 def _alerts(batch: Sequence[tuple[IngestItem, datetime]], episodes: list[list[int]],
-            alert_id: dict[int, int], before: dict[int, str | None]
+            alert_id: dict[int, int], before: dict[int, str | None], insert_first: bool
             ) -> Generator[Query, Any, None]:
     """Insert or read each episode's row: ids into ``alert_id``, the status each had
-    before the batch into ``before`` (None: this batch inserted it). Firing-first
-    episodes (new ones, mostly) are inserted first and read only when they exist;
-    resolved-first ones are read first and inserted only when absent."""
-    first = [j for j, m in enumerate(episodes) if batch[m[0]][0].alert.status == "firing"]
-    pending = [j for j, m in enumerate(episodes) if batch[m[0]][0].alert.status != "firing"]
-    inserting = first
+    before the batch into ``before`` (None: this batch inserted it). With
+    ``insert_first``, firing-first episodes (new ones, mostly) are inserted first and
+    read only when they exist; the others are read first and inserted when absent."""
+    inserting: list[int] = []
+    pending: list[int] = []
+    for j, members in enumerate(episodes):
+        firing = batch[members[0]][0].alert.status == "firing"
+        (inserting if insert_first and firing else pending).append(j)
     for _ in range(ATTEMPTS):
         if inserting:
             got = yield Query("insert_alerts", [_new_alert(*batch[episodes[j][0]])
@@ -188,13 +190,17 @@ def _incidents(batch: Sequence[tuple[IngestItem, datetime]], first: dict[str, in
         raise RuntimeError("could not find or create the incidents of the batch")
 
 
-def plan(batch: Sequence[tuple[IngestItem, datetime]], ids: Callable[[], str]) -> Plan:
+def plan(batch: Sequence[tuple[IngestItem, datetime]], ids: Callable[[], str], *,
+         insert_first: bool = True) -> Plan:
     """The outcomes of ``(item, now)`` pairs, decided one after the other in batch order
-    (as if ingested one by one), in a constant number of queries."""
+    (as if ingested one by one), in a constant number of queries. ``insert_first``: try
+    inserting new-looking episodes before reading them (cheap where a statement is a
+    function call, SQLite); else read every episode first, which answers re-sent
+    alerts with one read (PostgreSQL, where a statement is a round trip)."""
     episodes = _episodes(batch)
     alert_id: dict[int, int] = {}
     before: dict[int, str | None] = {}
-    yield from _alerts(batch, episodes, alert_id, before)
+    yield from _alerts(batch, episodes, alert_id, before, insert_first)
     kinds = [""] * len(batch)
     episode_of = [0] * len(batch)
     resolving: list[int] = []

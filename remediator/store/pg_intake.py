@@ -136,7 +136,8 @@ class PgIntake:
         """Every call of the batch as one plan (a constant number of statements), its
         items decided one after the other in batch order."""
         flat = [(item, now) for items, now, _ in batch for item in items]
-        outcomes = await run_async(self.ops, c, plan(flat, self._ids)) if flat else []
+        outcomes = (await run_async(self.ops, c, plan(flat, self._ids, insert_first=False))
+                    if flat else [])
         results: list[list[IngestOutcome] | Exception] = []
         at = 0
         for items, _, _ in batch:
@@ -150,7 +151,8 @@ class PgIntake:
             try:
                 async with c.transaction():     # a savepoint per call
                     results.append(await run_async(
-                        self.ops, c, plan([(item, now) for item in items], self._ids)))
+                        self.ops, c, plan([(item, now) for item in items], self._ids,
+                                                 insert_first=False)))
             except RETRYABLE:
                 raise                           # the whole batch runs again
             except Exception as exc:

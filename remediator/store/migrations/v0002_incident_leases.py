@@ -1,7 +1,7 @@
 """Migration 0002: incident leases (``owner``, ``lease_until``), for claiming incidents.
 
 SQLite files made before it get the two columns added; on PostgreSQL, databases made
-before versions were recorded already have them (``IF NOT EXISTS``).
+before versions were recorded already have them (``IF NOT EXISTS``). Nothing else belongs here.
 """
 
 NAME = "incident_leases"
