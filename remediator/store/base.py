@@ -34,7 +34,7 @@ __all__ = [
     "AlertRecord", "ApprovalRecord", "ApprovalStore", "GuardStore", "IncidentStore",
     "IngestItem", "IngestOutcome", "IngestOutcomeKind", "IntakeStore", "JournalStore",
     "LeaseStore", "LifecycleStore", "OutboxStore", "Reservation", "Routing", "Store",
-    "count_alerts",
+    "WakeCallback", "count_alerts",
 ]
 
 WakeCallback = Callable[[str], None]

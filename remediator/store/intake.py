@@ -4,7 +4,7 @@
 store (dedup episodes by ``(fingerprint, startsAt)``, resolutions, stale re-sends,
 folding each new alert into the one open incident of each of its incident keys,
 creating the incidents missing) and *yields* the reads and writes it needs as
-``Query(op, args)``; the caller runs each one and ``send()``s its result back. The
+``(op, args)`` queries; the caller runs each one and ``send()``s its result back. The
 ops are a handful of set-shaped statements (``Ops`` below names them and their
 results); a backend implements them in its SQL dialect: per row on SQLite (cheap,
 in-process), one statement per op on PostgreSQL (``unnest`` arrays, one round trip).
@@ -24,28 +24,21 @@ from collections.abc import Awaitable, Callable, Generator, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol
 
-from remediator.store.records import IngestItem, IngestOutcome, Routing
+from remediator.store.records import AlertRecord, IngestItem, IngestOutcome, Routing
 
 ATTEMPTS = 10     # re-reads after losing a race, before giving the batch up
 
 DUPLICATE = IngestOutcome("duplicate")
 STALE = IngestOutcome("stale")
+UNMATCHED = IngestOutcome("unmatched")
+RECORDED = IngestOutcome("resolved")      # a resolution of an episode never seen firing
 
 
-class Query(NamedTuple):
-    """One statement request of the plan: the name of an ``Ops`` method and its argument."""
-
-    op: str
-    args: Any
-
-
-class NewAlert(NamedTuple):
-    """An episode's row to insert: the alert as it is inserted (firing or resolved)."""
-
-    alert: Any            # AlertRecord
-    now: datetime
-    status: str           # "firing" | "resolved"
-    outcome: str          # new | unmatched | resolved
+# One statement request of the plan: the name of an ``Ops`` method and its argument.
+# (Plain tuples: the SQLite intake runs several per webhook, in its writer thread.)
+Query = tuple[str, Any]
+# An episode's row to insert: (alert, now, status "firing"|"resolved", outcome column).
+NewAlert = tuple[AlertRecord, datetime, str, str]
 
 
 class NewIncident(NamedTuple):
@@ -82,184 +75,201 @@ class Ops(Protocol):
 
 
 Plan = Generator[Query, Any, list[IngestOutcome]]
+Batch = Sequence[tuple[IngestItem, datetime]]
 
 
-def _decide(batch: Sequence[tuple[IngestItem, datetime]], members: list[int],
-            status: str | None, kinds: list[str]) -> int | None:
-    """The episode's items in batch order, given its status before the batch (None:
-    absent; then the first item inserts it): each item's kind into ``kinds``; returns
-    the item that resolves a firing row, if any."""
-    resolving: int | None = None
-    for i in members:
-        alert = batch[i][0].alert
-        if alert.status == "resolved":
-            if status is None:
-                kinds[i] = "resolved"
-            elif status == "resolved":
-                kinds[i] = "duplicate"
-            else:
-                resolving, kinds[i] = i, "resolved"
-            status = "resolved"
-        elif status is None:
-            kinds[i] = "new" if batch[i][0].routes else "unmatched"
-            status = "firing"
-        else:
-            kinds[i] = "duplicate" if status == "firing" else "stale"
-    return resolving
-
-
-def _new_alert(item: IngestItem, now: datetime) -> NewAlert:
-    if item.alert.status == "resolved":
-        return NewAlert(item.alert, now, "resolved", "resolved")
-    return NewAlert(item.alert, now, "firing", "new" if item.routes else "unmatched")
-
-
-def _episodes(batch: Sequence[tuple[IngestItem, datetime]]) -> list[list[int]]:
-    """The batch's items grouped by episode, episodes in order of first appearance."""
-    index: dict[tuple[str, datetime], list[int]] = {}
-    for i, (item, _) in enumerate(batch):
-        a = item.alert
-        members = index.get((a.fingerprint, a.starts_at))
-        if members is None:
-            index[(a.fingerprint, a.starts_at)] = [i]
-        else:
-            members.append(i)
-    return list(index.values())
-
-
-def _alerts(batch: Sequence[tuple[IngestItem, datetime]], episodes: list[list[int]],
-            alert_id: dict[int, int], before: dict[int, str | None], insert_first: bool
-            ) -> Generator[Query, Any, None]:
-    """Insert or read each episode's row: ids into ``alert_id``, the status each had
-    before the batch into ``before`` (None: this batch inserted it). With
-    ``insert_first``, firing-first episodes (new ones, mostly) are inserted first and
-    read only when they exist; the others are read first and inserted when absent."""
+def _episodes(batch: Batch, insert_first: bool
+              ) -> tuple[list[int], list[int], list[int], dict[int, list[int]]]:
+    """The first item of each episode, in batch order; those of them to insert first
+    and those to read first (see ``_alerts``); the other items of the episodes that
+    have several, by first item (rare: the same alert twice in one batch)."""
+    heads: list[int] = []
     inserting: list[int] = []
     pending: list[int] = []
-    for j, members in enumerate(episodes):
-        firing = batch[members[0]][0].alert.status == "firing"
-        (inserting if insert_first and firing else pending).append(j)
+    seen: dict[tuple[str, datetime], int] = {}
+    later: dict[int, list[int]] = {}
+    for i, (item, _) in enumerate(batch):
+        a = item.alert
+        head = seen.setdefault((a.fingerprint, a.starts_at), i)
+        if head != i:
+            later.setdefault(head, []).append(i)
+            continue
+        heads.append(i)
+        if insert_first and a.status == "firing":
+            inserting.append(i)
+        else:
+            pending.append(i)
+    return heads, inserting, pending, later
+
+
+def _new_alert(batch: Batch, i: int) -> NewAlert:
+    item, now = batch[i]
+    if item.alert.status == "resolved":
+        return item.alert, now, "resolved", "resolved"
+    return item.alert, now, "firing", "new" if item.routes else "unmatched"
+
+
+def _alerts(batch: Batch, inserting: list[int], pending: list[int], alert_id: dict[int, int],
+            before: dict[int, str | None]) -> Generator[Query, Any, None]:
+    """Insert or read each episode's row (episodes by their first item): ids into
+    ``alert_id``, the status each had before the batch into ``before`` (None: this
+    batch inserted it). ``inserting`` (firing-first episodes, new ones mostly, where
+    statements are cheap) are inserted first and read only when they exist;
+    ``pending`` ones are read first and inserted when absent."""
     for _ in range(ATTEMPTS):
         if inserting:
-            got = yield Query("insert_alerts", [_new_alert(*batch[episodes[j][0]])
-                                                for j in inserting])
-            for j, aid in zip(inserting, got, strict=True):
+            got = yield "insert_alerts", [_new_alert(batch, h) for h in inserting]
+            for h, aid in zip(inserting, got, strict=True):
                 if aid is None:
-                    pending.append(j)          # it exists (or another writer just made it)
+                    pending.append(h)          # it exists (or another writer just made it)
                 else:
-                    alert_id[j], before[j] = aid, None
+                    alert_id[h] = aid
+                    before[h] = None
         if not pending:
             return
-        rows = yield Query("read_episodes", [batch[episodes[j][0]][0].alert for j in pending])
+        rows = yield "read_episodes", [batch[h][0].alert for h in pending]
         inserting = []
-        for j, row in zip(pending, rows, strict=True):
+        for h, row in zip(pending, rows, strict=True):
             if row is None:
-                inserting.append(j)            # absent: its first item inserts it
+                inserting.append(h)            # absent: its first item inserts it
             else:
-                alert_id[j], before[j] = row
+                alert_id[h], before[h] = row
         pending = []
         if not inserting:
             return
     raise RuntimeError("could not insert or read the alerts of the batch")
 
 
-def _incidents(batch: Sequence[tuple[IngestItem, datetime]], first: dict[str, int],
-               ids: Callable[[], str], incident_of: dict[str, str], opened: set[str]
-               ) -> Generator[Query, Any, None]:
-    """The open incident of each key (``first``: key -> the item whose route may open
-    it) into ``incident_of``, created when missing (their keys into ``opened``)."""
+def _decide(batch: Batch, members: Sequence[int], status: str | None,
+            out: list[IngestOutcome], new: list[int], resolving: list[int]) -> None:
+    """An episode's items in batch order, given its status before the batch (None:
+    absent, and its first item inserted it): the outcome of each into ``out``, or the
+    item into ``new`` (a new firing alert with routes) or ``resolving`` (it resolves
+    a firing row)."""
+    for i in members:
+        item = batch[i][0]
+        if item.alert.status == "resolved":
+            if status is None:
+                out[i] = RECORDED
+            elif status == "resolved":
+                out[i] = DUPLICATE
+            else:
+                resolving.append(i)
+            status = "resolved"
+        elif status is None:
+            if item.routes:
+                new.append(i)
+            else:
+                out[i] = UNMATCHED
+            status = "firing"
+        else:
+            out[i] = DUPLICATE if status == "firing" else STALE
+
+
+def _incidents(batch: Batch, first: dict[str, tuple[int, Routing]], ids: Callable[[], str],
+               incident_of: dict[str, str], opened: set[str]) -> Generator[Query, Any, None]:
+    """The open incident of each key (``first``: key -> the first item routed to it,
+    and that route) into ``incident_of``, created when missing (keys into ``opened``)."""
     wanted = list(first)
     for _ in range(ATTEMPTS):
-        if not wanted:
-            return
-        incident_of.update((yield Query("open_incidents", wanted)))
+        incident_of.update((yield "open_incidents", wanted))
         missing = [k for k in wanted if k not in incident_of]
         if not missing:
             return
         rows = []
         for key in missing:
-            item, now = batch[first[key]]
-            route = next(r for r in item.routes if r.incident_key == key)
+            i, route = first[key]
+            item, now = batch[i]
             rows.append(NewIncident(ids(), route, now, item.alert.starts_at))
-        made = yield Query("create_incidents", rows)
+        made = yield "create_incidents", rows
         incident_of.update(made)
         opened.update(made)
         # another writer opened (or just closed) one: look again
         wanted = [k for k in missing if k not in incident_of]
-    if wanted:
-        raise RuntimeError("could not find or create the incidents of the batch")
+        if not wanted:
+            return
+    raise RuntimeError("could not find or create the incidents of the batch")
 
 
-def plan(batch: Sequence[tuple[IngestItem, datetime]], ids: Callable[[], str], *,
-         insert_first: bool = True) -> Plan:
+def _attach(batch: Batch, new: list[int], alert_id: dict[int, int], ids: Callable[[], str],
+            out: list[IngestOutcome]) -> Generator[Query, Any, None]:
+    """Fold each new alert into the open incident of each of its keys (opened by the
+    first item routed to the key when there is none); their outcomes into ``out``."""
+    first: dict[str, tuple[int, Routing]] = {}
+    for i in new:
+        for route in batch[i][0].routes:
+            if route.incident_key not in first:
+                first[route.incident_key] = (i, route)
+    incident_of: dict[str, str] = {}
+    opened: set[str] = set()
+    yield from _incidents(batch, first, ids, incident_of, opened)
+    links: list[tuple[str, int]] = []
+    for i in new:
+        aid = alert_id[i]
+        routes = batch[i][0].routes
+        if len(routes) == 1:                  # the common case, spelled out
+            key = routes[0].incident_key
+            incident_id = incident_of[key]
+            links.append((incident_id, aid))
+            created: tuple[str, ...] = ((incident_id,) if key in opened and first[key][0] == i
+                                        else ())
+            out[i] = IngestOutcome("new", (incident_id,), created)
+            continue
+        incident_ids = tuple(incident_of[r.incident_key] for r in routes)
+        links.extend(dict.fromkeys((inc, aid) for inc in incident_ids))
+        out[i] = IngestOutcome("new", incident_ids, tuple(
+            incident_of[r.incident_key] for r in routes
+            if r.incident_key in opened and first[r.incident_key][0] == i))
+    yield "link", links
+
+
+def _resolve(batch: Batch, resolving: list[int], alert_id: dict[int, int],
+             later: dict[int, list[int]], out: list[IngestOutcome]
+             ) -> Generator[Query, Any, None]:
+    """Resolve the firing rows; the outcomes into ``out`` with the incidents still open,
+    which are woken (other processes are told, with the batch's commit)."""
+    episode = {i: h for h, members in later.items() for i in members}
+    rows = [(alert_id[episode.get(i, i)], batch[i][0].alert.ends_at, batch[i][1])
+            for i in resolving]
+    linked = yield "resolve", rows
+    woken: dict[str, None] = {}
+    for i, (aid, _, _) in zip(resolving, rows, strict=True):
+        if aid in linked:                     # else resolved meanwhile elsewhere: duplicate
+            out[i] = IngestOutcome("resolved", linked[aid])
+            woken.update(dict.fromkeys(linked[aid]))
+    if woken:
+        yield "wake", list(woken)
+
+
+def plan(batch: Batch, ids: Callable[[], str], *, insert_first: bool = True) -> Plan:
     """The outcomes of ``(item, now)`` pairs, decided one after the other in batch order
     (as if ingested one by one), in a constant number of queries. ``insert_first``: try
     inserting new-looking episodes before reading them (cheap where a statement is a
     function call, SQLite); else read every episode first, which answers re-sent
     alerts with one read (PostgreSQL, where a statement is a round trip)."""
-    episodes = _episodes(batch)
-    alert_id: dict[int, int] = {}
+    heads, inserting, pending, later = _episodes(batch, insert_first)
+    alert_id: dict[int, int] = {}                 # by the episode's first item
     before: dict[int, str | None] = {}
-    yield from _alerts(batch, episodes, alert_id, before, insert_first)
-    kinds = [""] * len(batch)
-    episode_of = [0] * len(batch)
+    yield from _alerts(batch, inserting, pending, alert_id, before)
+    out = [DUPLICATE] * len(batch)                # every other outcome is set below
+    new: list[int] = []
     resolving: list[int] = []
-    for j, members in enumerate(episodes):
-        for i in members:
-            episode_of[i] = j
-        r = _decide(batch, members, before[j], kinds)
-        if r is not None:
-            resolving.append(r)
-
-    first: dict[str, int] = {}             # key -> the first new item routed to it
-    for i, (item, _) in enumerate(batch):
-        if kinds[i] == "new":
-            for route in item.routes:
-                first.setdefault(route.incident_key, i)
-    incident_of: dict[str, str] = {}
-    opened: set[str] = set()
-    if first:
-        yield from _incidents(batch, first, ids, incident_of, opened)
-
-    out: list[IngestOutcome | None] = [None] * len(batch)
-    links: dict[tuple[str, int], None] = {}
-    for i, (item, _) in enumerate(batch):
-        if kinds[i] != "new":
-            continue
-        aid = alert_id[episode_of[i]]
-        incident_ids = tuple(incident_of[r.incident_key] for r in item.routes)
-        created = tuple(incident_of[r.incident_key] for r in item.routes   # by its opener
-                        if r.incident_key in opened and first[r.incident_key] == i)
-        links.update(((inc, aid), None) for inc in incident_ids)
-        out[i] = IngestOutcome("new", incident_ids, created)
-    if links:
-        yield Query("link", list(links))
-
+    for h in heads:
+        members = (h, *later[h]) if later and h in later else (h,)
+        _decide(batch, members, before[h], out, new, resolving)
+    if new:                                       # only a first item can be new
+        yield from _attach(batch, new, alert_id, ids, out)
     if resolving:
-        rows = [(alert_id[episode_of[i]], batch[i][0].alert.ends_at, batch[i][1])
-                for i in resolving]
-        linked = yield Query("resolve", rows)
-        woken: dict[str, None] = {}
-        for i, (aid, _, _) in zip(resolving, rows, strict=True):
-            # resolved meanwhile by another writer: a duplicate
-            out[i] = IngestOutcome("resolved", linked[aid]) if aid in linked else DUPLICATE
-            woken.update((inc, None) for inc in linked.get(aid, ()))
-        if woken:
-            yield Query("wake", list(woken))
-    return [o if o is not None else _plain(kinds[i]) for i, o in enumerate(out)]
-
-
-def _plain(kind: str) -> IngestOutcome:
-    return DUPLICATE if kind == "duplicate" else STALE if kind == "stale" else \
-        IngestOutcome(kind)  # type: ignore[arg-type]
+        yield from _resolve(batch, resolving, alert_id, later, out)
+    return out
 
 
 def run_sync(ops: Ops, c: Any, steps: Plan) -> list[IngestOutcome]:
     """Drive ``steps`` with synchronous ops (SQLite)."""
     try:
-        query = next(steps)
+        op, args = next(steps)
         while True:
-            query = steps.send(getattr(ops, query.op)(c, query.args))
+            op, args = steps.send(getattr(ops, op)(c, args))
     except StopIteration as stop:
         result: list[IngestOutcome] = stop.value
         return result
@@ -268,10 +278,10 @@ def run_sync(ops: Ops, c: Any, steps: Plan) -> list[IngestOutcome]:
 async def run_async(ops: Ops, c: Any, steps: Plan) -> list[IngestOutcome]:
     """Drive ``steps`` with ops that return awaitables (asyncpg)."""
     try:
-        query = next(steps)
+        op, args = next(steps)
         while True:
-            pending: Awaitable[Any] = getattr(ops, query.op)(c, query.args)
-            query = steps.send(await pending)
+            pending: Awaitable[Any] = getattr(ops, op)(c, args)
+            op, args = steps.send(await pending)
     except StopIteration as stop:
         result: list[IngestOutcome] = stop.value
         return result

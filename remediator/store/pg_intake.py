@@ -75,18 +75,16 @@ class PgOps:
         self.channel = channel
 
     async def insert_alerts(self, c: Conn, rows: list[NewAlert]) -> list[int | None]:
-        order = sorted(rows, key=lambda r: (r.alert.fingerprint, r.alert.starts_at))
+        order = sorted(rows, key=lambda r: (r[0].fingerprint, r[0].starts_at))
+        alerts = [r[0] for r in order]
         got = await c.fetch(
-            _INSERT_ALERTS_SQL, [r.alert.fingerprint for r in order],
-            [r.alert.starts_at for r in order],
-            [r.alert.ends_at if r.status == "resolved" else None for r in order],
-            [r.status for r in order], [json.dumps(r.alert.labels) for r in order],
-            [json.dumps(r.alert.annotations) for r in order],
-            [r.alert.generator_url for r in order], [r.now for r in order],
-            [r.outcome for r in order])
+            _INSERT_ALERTS_SQL, [a.fingerprint for a in alerts], [a.starts_at for a in alerts],
+            [a.ends_at if status == "resolved" else None for a, _, status, _ in order],
+            [r[2] for r in order], [json.dumps(a.labels) for a in alerts],
+            [json.dumps(a.annotations) for a in alerts], [a.generator_url for a in alerts],
+            [r[1] for r in order], [r[3] for r in order])
         ids = {(r["fingerprint"], r["starts_at"].astimezone(UTC)): r["id"] for r in got}
-        return [ids.get((r.alert.fingerprint, r.alert.starts_at.astimezone(UTC)))
-                for r in rows]
+        return [ids.get((a.fingerprint, a.starts_at.astimezone(UTC))) for a, _, _, _ in rows]
 
     async def read_episodes(self, c: Conn, alerts: list[Any]
                             ) -> list[tuple[int, str] | None]:
