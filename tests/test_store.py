@@ -191,6 +191,20 @@ async def test_one_batch_is_decided_item_after_item(store: Store) -> None:
     assert len(await store.list_alerts()) == 3
 
 
+async def test_the_first_item_routed_to_a_key_opens_its_incident(store: Store) -> None:
+    # the opener's episode repeats within the batch; a later new alert shares its key
+    later = T0 + timedelta(minutes=1)
+    a, a_res, b = await store.ingest([firing(), resolved_(), firing("bbbbbbbbbbbbbbb2",
+                                                                   starts=later)], NOW)
+    assert (a.outcome, b.outcome, a_res.outcome) == ("new", "new", "resolved")
+    assert a.created == a.incident_ids == b.incident_ids == a_res.incident_ids
+    assert b.created == ()
+    view = await store.get_incident(a.incident_ids[0])
+    assert view is not None
+    assert view.first_alert_at == T0
+    assert [x["fingerprint"] for x in view.alerts] == ["aaaaaaaaaaaaaaa1", "bbbbbbbbbbbbbbb2"]
+
+
 async def test_a_view_holds_the_first_alerts_and_counts_them_all(store: Store) -> None:
     outcomes = await store.ingest([firing(f"{i:016x}", starts=T0 + timedelta(seconds=i))
                                    for i in range(5)], NOW)

@@ -79,27 +79,26 @@ Batch = Sequence[tuple[IngestItem, datetime]]
 
 
 def _episodes(batch: Batch, insert_first: bool
-              ) -> tuple[list[int], list[int], list[int], dict[int, list[int]]]:
-    """The first item of each episode, in batch order; those of them to insert first
-    and those to read first (see ``_alerts``); the other items of the episodes that
+              ) -> tuple[list[NewAlert], list[int], list[int], dict[int, list[int]]]:
+    """Episodes by their first item: the rows to insert first and their items, the
+    items to read first (see ``_alerts``), and the other items of the episodes that
     have several, by first item (rare: the same alert twice in one batch)."""
-    heads: list[int] = []
+    rows: list[NewAlert] = []
     inserting: list[int] = []
     pending: list[int] = []
     seen: dict[tuple[str, datetime], int] = {}
     later: dict[int, list[int]] = {}
-    for i, (item, _) in enumerate(batch):
+    for i, (item, now) in enumerate(batch):
         a = item.alert
         head = seen.setdefault((a.fingerprint, a.starts_at), i)
         if head != i:
             later.setdefault(head, []).append(i)
-            continue
-        heads.append(i)
-        if insert_first and a.status == "firing":
+        elif insert_first and a.status == "firing":
             inserting.append(i)
+            rows.append((a, now, "firing", "new" if item.routes else "unmatched"))
         else:
             pending.append(i)
-    return heads, inserting, pending, later
+    return rows, inserting, pending, later
 
 
 def _new_alert(batch: Batch, i: int) -> NewAlert:
@@ -109,34 +108,44 @@ def _new_alert(batch: Batch, i: int) -> NewAlert:
     return item.alert, now, "firing", "new" if item.routes else "unmatched"
 
 
-def _alerts(batch: Batch, inserting: list[int], pending: list[int], alert_id: dict[int, int],
-            before: dict[int, str | None]) -> Generator[Query, Any, None]:
-    """Insert or read each episode's row (episodes by their first item): ids into
-    ``alert_id``, the status each had before the batch into ``before`` (None: this
-    batch inserted it). ``inserting`` (firing-first episodes, new ones mostly, where
-    statements are cheap) are inserted first and read only when they exist;
-    ``pending`` ones are read first and inserted when absent."""
+def _alerts(batch: Batch, rows: list[NewAlert], inserting: list[int], pending: list[int],
+            later: dict[int, list[int]], alert_id: dict[int, int],
+            before: dict[int, str | None], out: list[IngestOutcome], new: list[int]
+            ) -> Generator[Query, Any, None]:
+    """Insert or read each episode's row (episodes by their first item), its id into
+    ``alert_id``. ``inserting`` (firing-first episodes, new ones mostly, where
+    statements are cheap; ``rows`` are theirs) are inserted first and read only when
+    they exist; ``pending`` ones are read first and inserted when absent. An episode
+    of one item inserted here is decided by its row (its outcome column: into ``out``
+    or ``new``); the others are left to ``_decide`` with their status before the batch
+    in ``before`` (None: this batch inserted it)."""
     for _ in range(ATTEMPTS):
         if inserting:
-            got = yield "insert_alerts", [_new_alert(batch, h) for h in inserting]
-            for h, aid in zip(inserting, got, strict=True):
+            got = yield "insert_alerts", rows
+            for h, aid, row in zip(inserting, got, rows, strict=True):
                 if aid is None:
                     pending.append(h)          # it exists (or another writer just made it)
-                else:
-                    alert_id[h] = aid
+                    continue
+                alert_id[h] = aid
+                if h in later:
                     before[h] = None
+                elif row[3] == "new":
+                    new.append(h)
+                else:
+                    out[h] = UNMATCHED if row[3] == "unmatched" else RECORDED
         if not pending:
             return
-        rows = yield "read_episodes", [batch[h][0].alert for h in pending]
+        found = yield "read_episodes", [batch[h][0].alert for h in pending]
         inserting = []
-        for h, row in zip(pending, rows, strict=True):
-            if row is None:
+        for h, row_ in zip(pending, found, strict=True):
+            if row_ is None:
                 inserting.append(h)            # absent: its first item inserts it
             else:
-                alert_id[h], before[h] = row
+                alert_id[h], before[h] = row_
         pending = []
         if not inserting:
             return
+        rows = [_new_alert(batch, h) for h in inserting]
     raise RuntimeError("could not insert or read the alerts of the batch")
 
 
@@ -198,25 +207,20 @@ def _attach(batch: Batch, new: list[int], alert_id: dict[int, int], ids: Callabl
     first: dict[str, tuple[int, Routing]] = {}
     for i in new:
         for route in batch[i][0].routes:
-            if route.incident_key not in first:
-                first[route.incident_key] = (i, route)
+            first.setdefault(route.incident_key, (i, route))
     incident_of: dict[str, str] = {}
     opened: set[str] = set()
     yield from _incidents(batch, first, ids, incident_of, opened)
     links: list[tuple[str, int]] = []
     for i in new:
-        aid = alert_id[i]
         routes = batch[i][0].routes
-        if len(routes) == 1:                  # the common case, spelled out
-            key = routes[0].incident_key
-            incident_id = incident_of[key]
-            links.append((incident_id, aid))
-            created: tuple[str, ...] = ((incident_id,) if key in opened and first[key][0] == i
-                                        else ())
-            out[i] = IngestOutcome("new", (incident_id,), created)
+        if len(routes) == 1 and not opened:   # the common case: attach to the one open
+            incident_id = incident_of[routes[0].incident_key]
+            links.append((incident_id, alert_id[i]))
+            out[i] = IngestOutcome("new", (incident_id,))
             continue
         incident_ids = tuple(incident_of[r.incident_key] for r in routes)
-        links.extend(dict.fromkeys((inc, aid) for inc in incident_ids))
+        links.extend(dict.fromkeys((inc, alert_id[i]) for inc in incident_ids))
         out[i] = IngestOutcome("new", incident_ids, tuple(
             incident_of[r.incident_key] for r in routes
             if r.incident_key in opened and first[r.incident_key][0] == i))
@@ -247,16 +251,16 @@ def plan(batch: Batch, ids: Callable[[], str], *, insert_first: bool = True) -> 
     inserting new-looking episodes before reading them (cheap where a statement is a
     function call, SQLite); else read every episode first, which answers re-sent
     alerts with one read (PostgreSQL, where a statement is a round trip)."""
-    heads, inserting, pending, later = _episodes(batch, insert_first)
+    rows, inserting, pending, later = _episodes(batch, insert_first)
     alert_id: dict[int, int] = {}                 # by the episode's first item
     before: dict[int, str | None] = {}
-    yield from _alerts(batch, inserting, pending, alert_id, before)
     out = [DUPLICATE] * len(batch)                # every other outcome is set below
     new: list[int] = []
     resolving: list[int] = []
-    for h in heads:
-        members = (h, *later[h]) if later and h in later else (h,)
-        _decide(batch, members, before[h], out, new, resolving)
+    yield from _alerts(batch, rows, inserting, pending, later, alert_id, before, out, new)
+    for h in before:
+        _decide(batch, (h, *later[h]) if h in later else (h,), before[h], out, new, resolving)
+    new.sort()                                    # in batch order (rounds append)
     if new:                                       # only a first item can be new
         yield from _attach(batch, new, alert_id, ids, out)
     if resolving:
