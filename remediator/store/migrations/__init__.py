@@ -89,11 +89,18 @@ def _sqlite_version(conn: sqlite3.Connection) -> int:
     return legacy
 
 
+def _newer(have: int) -> None:
+    if have > LATEST:
+        log.warning("store: the schema is at version %d, newer than this release's %d",
+                    have, LATEST)
+
+
 def migrate_sqlite(conn: sqlite3.Connection) -> list[int]:
     """Bring the file to ``LATEST`` in one transaction; the versions applied."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         have = _sqlite_version(conn)
+        _newer(have)
         applied = []
         for step in STEPS[have:]:
             for stmt in statements(step.sqlite or ""):
@@ -138,6 +145,7 @@ async def migrate_postgres(conn: Any, lock: int) -> list[int]:
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", lock)
         have = await _pg_version(conn)
+        _newer(have)
         for step in STEPS[have:]:
             if step.postgres:
                 await conn.execute(step.postgres)
