@@ -25,7 +25,14 @@ from remediator.model.incident import (
     TargetRef,
     TimelineEntry,
 )
-from remediator.store.base import AlertRecord, ApprovalRecord, IngestItem, Routing, Store
+from remediator.store.base import (
+    AlertRecord,
+    ApprovalRecord,
+    IngestItem,
+    Reservation,
+    Routing,
+    Store,
+)
 from remediator.store.postgres import PostgresStore
 from remediator.store.sqlite import SqliteStore
 
@@ -182,6 +189,20 @@ async def test_one_batch_is_decided_item_after_item(store: Store) -> None:
     assert (gone.outcome, gone.incident_ids) == ("resolved", known.incident_ids)
     assert twice.outcome == "duplicate"
     assert len(await store.list_alerts()) == 3
+
+
+async def test_the_first_item_routed_to_a_key_opens_its_incident(store: Store) -> None:
+    # the opener's episode repeats within the batch; a later new alert shares its key
+    later = T0 + timedelta(minutes=1)
+    a, a_res, b = await store.ingest([firing(), resolved_(), firing("bbbbbbbbbbbbbbb2",
+                                                                   starts=later)], NOW)
+    assert (a.outcome, b.outcome, a_res.outcome) == ("new", "new", "resolved")
+    assert a.created == a.incident_ids == b.incident_ids == a_res.incident_ids
+    assert b.created == ()
+    view = await store.get_incident(a.incident_ids[0])
+    assert view is not None
+    assert view.first_alert_at == T0
+    assert [x["fingerprint"] for x in view.alerts] == ["aaaaaaaaaaaaaaa1", "bbbbbbbbbbbbbbb2"]
 
 
 async def test_a_view_holds_the_first_alerts_and_counts_them_all(store: Store) -> None:
@@ -475,6 +496,7 @@ async def test_reserve_action_is_atomic_under_concurrency(store: Store) -> None:
     assert verdicts.count("ok") == 5
     assert verdicts.count("tripped") == 1
     assert verdicts.count("paused") == 44
+    assert {type(v) for v in verdicts} == {Reservation}
     assert await store.mutations_since(since) == 5
     assert await store.get_flag("paused") == '{"kind": "budget"}'
 
@@ -591,7 +613,7 @@ async def test_sqlite_checkpoints_the_wal_in_the_background(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Commits do not run SQLite's automatic checkpoint below WAL_RESTART_PAGES (its copy
     and fsync would delay every caller of that batch); a background task does it."""
-    from remediator.store import sqlite as sqlite_store
+    from remediator.store import sqlite_base as sqlite_store
 
     monkeypatch.setattr(sqlite_store, "CHECKPOINT_INTERVAL", 0.05)
     store = SqliteStore(tmp_path / "wal.db")
@@ -615,7 +637,7 @@ async def test_sqlite_wal_stays_bounded_under_sustained_writes(
     """With commits that never pause long enough for the background checkpoint (here: it
     never runs), the commit that takes the WAL past WAL_RESTART_PAGES checkpoints it, the
     WAL starts over and its file is cut back to WAL_SIZE_LIMIT."""
-    from remediator.store import sqlite as sqlite_store
+    from remediator.store import sqlite_base as sqlite_store
 
     monkeypatch.setattr(sqlite_store, "CHECKPOINT_INTERVAL", 3600)
     monkeypatch.setattr(sqlite_store, "WAL_RESTART_PAGES", 50)
@@ -678,3 +700,178 @@ async def test_sqlite_answers_redeliveries_from_what_it_committed(
     finally:
         monkeypatch.setattr(store, "_write", real_write)
         await store.close()
+
+
+# --- migrations: files and schemas made before schema versions ------------------------
+
+# The SQLite layout of the first releases (before the incident leases), as those
+# releases created it; the tables missing here were created on open then, as now.
+LEGACY_SQLITE = """
+CREATE TABLE alerts (
+    id INTEGER PRIMARY KEY, fingerprint TEXT NOT NULL, starts_at TEXT NOT NULL,
+    ends_at TEXT, status TEXT NOT NULL, labels TEXT NOT NULL, annotations TEXT NOT NULL,
+    generator_url TEXT NOT NULL DEFAULT '', received_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL, outcome TEXT NOT NULL, UNIQUE (fingerprint, starts_at));
+CREATE TABLE incidents (
+    id TEXT PRIMARY KEY, key TEXT NOT NULL, playbook TEXT NOT NULL, target TEXT,
+    state TEXT NOT NULL, dry_run INTEGER NOT NULL DEFAULT 0, created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL, closed_at TEXT, first_alert_at TEXT,
+    context TEXT NOT NULL DEFAULT '{{}}', notify TEXT NOT NULL DEFAULT '{{}}',
+    summary TEXT NOT NULL DEFAULT ''{leases});
+CREATE UNIQUE INDEX incidents_open_key ON incidents(key)
+    WHERE state IN ('open', 'remediating', 'awaiting_approval', 'escalated');
+CREATE TABLE incident_alerts (
+    incident_id TEXT NOT NULL REFERENCES incidents(id),
+    alert_id INTEGER NOT NULL REFERENCES alerts(id), PRIMARY KEY (incident_id, alert_id));
+INSERT INTO alerts VALUES (1, 'aaaaaaaaaaaaaaa1', '{t0}', NULL, 'firing',
+    '{{"alertname": "A"}}', '{{}}', '', '{t0}', '{t0}', 'new');
+INSERT INTO incidents(id, key, playbook, target, state, created_at, updated_at,
+    first_alert_at) VALUES ('inc-old', 'pb/Deployment/prod/api', 'pb', NULL, 'open',
+    '{t0}', '{t0}', '{t0}');
+INSERT INTO incident_alerts VALUES ('inc-old', 1);
+"""
+
+
+@pytest.mark.parametrize("leases", [False, True], ids=["first-release", "with-leases"])
+async def test_sqlite_upgrades_a_file_made_before_schema_versions(
+        tmp_path: Path, leases: bool) -> None:
+    import sqlite3
+
+    path = tmp_path / "legacy.db"
+    old = sqlite3.connect(path)
+    old.executescript(LEGACY_SQLITE.format(
+        t0=T0.isoformat(), leases=", owner TEXT, lease_until TEXT" if leases else ""))
+    old.close()
+    for round_ in range(2):                   # and opening it again changes nothing
+        store = SqliteStore(path)
+        await store.open()
+        try:
+            view = await store.get_incident("inc-old")
+            assert view is not None
+            assert view.alerts[0]["fingerprint"] == "aaaaaaaaaaaaaaa1"
+            assert len(view.alerts) == 1 + round_
+            assert await store.claim("inc-old", "me", NOW, 30)       # the lease columns
+            [again] = await store.ingest([firing()], NOW)
+            [more] = await store.ingest([firing(f"bbbbbbbbbbbbbbb{round_}")], NOW)
+            assert again.outcome == "duplicate"
+            assert more.incident_ids == ("inc-old",)
+            await store.set_flag("x", "1")                           # tables made on open
+        finally:
+            await store.close()
+        db = sqlite3.connect(path)
+        versions = db.execute("SELECT version, name FROM schema_version "
+                              "ORDER BY version").fetchall()
+        db.close()
+        assert versions == [(1, "initial"), (2, "incident_leases"), (3, "sink_leases")]
+
+
+@pytest.mark.parametrize("old_version", [1, 2])
+async def test_postgres_adopts_a_schema_made_before_schema_versions(old_version: int) -> None:
+    """Schemas of the first releases recorded their own ``schema_migrations`` (1: the
+    tables and incident leases, 2: sink leases); they are adopted, data kept."""
+    import asyncpg  # type: ignore[import-untyped]
+
+    from remediator.store.migrations import STEPS
+
+    url = shared_server().create_schema("legacy")
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(STEPS[0].postgres)
+        await conn.execute(STEPS[1].postgres)
+        if old_version == 2:
+            await conn.execute(STEPS[2].postgres)
+        await conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, "
+                           "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+        await conn.executemany("INSERT INTO schema_migrations(version) VALUES ($1)",
+                               [(v,) for v in range(1, old_version + 1)])
+        await conn.execute(
+            "INSERT INTO incidents(id, key, playbook, state, created_at, updated_at) "
+            "VALUES ('inc-old', 'pb/Deployment/prod/api', 'pb', 'open', $1, $1)", T0)
+    finally:
+        await conn.close()
+    store = PostgresStore(url)
+    await store.open()
+    try:
+        [new] = await store.ingest([firing()], NOW)
+        assert new.incident_ids == ("inc-old",)
+        assert await store.claim_sink("slack", "me", NOW, 30)       # sink_leases exists
+    finally:
+        await store.close()
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch("SELECT version FROM schema_version ORDER BY version")
+    finally:
+        await conn.close()
+    assert [r[0] for r in rows] == [1, 2, 3]
+
+
+# --- PostgreSQL: wake-ups across replicas ------------------------------------------------
+
+async def _listener_pid(store: PostgresStore) -> int | None:
+    pid = await store._fetchval(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = 'remediator-listen' "
+        "AND datname = current_database()")
+    return int(pid) if pid is not None else None
+
+
+async def test_postgres_wakes_other_replicas(tmp_path: Path) -> None:
+    """A second store on the database hears, within a second, of every incident whose
+    alert the first one resolved, and of approvals it decided; again after its
+    listening connection was cut."""
+    url = shared_server().create_schema("wake")
+    a, b = PostgresStore(url), PostgresStore(url)
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    b.watch(heard.put_nowait)                  # before open: listens from open on
+    await a.open()
+    await b.open()
+    try:
+        await asyncio.wait_for(b.listening.wait(), 10)
+        [one] = await a.ingest([firing()], NOW)
+        [two] = await a.ingest([firing("bbbbbbbbbbbbbbb2", key="other")], NOW)
+        [res] = await a.ingest([resolved_()], NOW)
+        assert res.incident_ids == one.incident_ids
+        assert await asyncio.wait_for(heard.get(), 1.0) == one.incident_ids[0]
+        await a.ingest([resolved_()], NOW)    # a duplicate resolution: nothing new
+        rec = ApprovalRecord(id="apr-1", incident_id=two.incident_ids[0], step_index=0,
+                             requested_at=NOW, expires_at=NOW + timedelta(minutes=5),
+                             approvers=("U1",))
+        await a.create_approval(rec)
+        assert await a.decide_approval("apr-1", "approved", "U1", NOW)
+        assert await asyncio.wait_for(heard.get(), 1.0) == two.incident_ids[0]
+        assert not await a.decide_approval("apr-1", "rejected", "U1", NOW)
+        await asyncio.sleep(0.3)
+        assert heard.empty()                   # firing alerts and repeats woke nobody
+
+        before = await _listener_pid(a)
+        assert before is not None
+        await a._execute("SELECT pg_terminate_backend($1)", before)
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            now_pid = await _listener_pid(a)
+            if now_pid not in (None, before) and b.listening.is_set():
+                break
+        else:
+            raise AssertionError("the listening connection was not re-established")
+        await a.ingest([resolved_("bbbbbbbbbbbbbbb2")], NOW)
+        assert await asyncio.wait_for(heard.get(), 1.0) == two.incident_ids[0]
+    finally:
+        await a.close()
+        await b.close()
+    assert await _no_listener(url)
+
+
+async def _no_listener(url: str) -> bool:
+    """True once no listening connection is left (closing the store closed it)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        for _ in range(50):
+            if not await conn.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE application_name = 'remediator-listen'"):
+                return True
+            await asyncio.sleep(0.05)
+        return False
+    finally:
+        await conn.close()

@@ -1,90 +1,47 @@
-"""The Store port: everything remediator remembers, behind one small Protocol.
+"""The Store port: everything remediator remembers, as small role protocols.
+
+Each role is what one part of the daemon needs (intake, the engine's incidents and
+journal, leases between replicas, guards, notifications, approvals); ``Store`` is
+their union, what a backend implements (``sqlite.SqliteStore``,
+``postgres.PostgresStore``). The records crossing the boundary live in
+``records.py`` and are re-exported here. No implementation here.
 
 Implementations must make ``ingest`` atomic and idempotent (one episode per
-``(fingerprint, startsAt)``, at most one active incident per incident key),
+``(fingerprint, startsAt)``, at most one open incident per incident key),
 persist before returning, and keep the step journal exact: an intent is written
-before an action is applied and an outcome after. The SQLite implementation is
-the embedded default; the shape fits a PostgreSQL one (unique constraints for
-idempotency, row locks for claiming incidents).
+before an action is applied and an outcome after.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
-from remediator.model.incident import (
-    IncidentState,
-    IncidentView,
-    StepRecord,
-    TargetRef,
-    TimelineEntry,
+from remediator.model.incident import IncidentState, IncidentView, StepRecord, TimelineEntry
+from remediator.store.records import (
+    AlertRecord,
+    ApprovalRecord,
+    IngestItem,
+    IngestOutcome,
+    IngestOutcomeKind,
+    Reservation,
+    Routing,
+    count_alerts,
 )
 
-IngestOutcomeKind = Literal["new", "duplicate", "resolved", "unmatched", "stale"]
+__all__ = [
+    "AlertRecord", "ApprovalRecord", "ApprovalStore", "GuardStore", "IncidentStore",
+    "IngestItem", "IngestOutcome", "IngestOutcomeKind", "IntakeStore", "JournalStore",
+    "LeaseStore", "LifecycleStore", "OutboxStore", "Reservation", "Routing", "Store",
+    "WakeCallback", "count_alerts",
+]
+
+WakeCallback = Callable[[str], None]
 
 
-@dataclass(frozen=True)
-class AlertRecord:
-    fingerprint: str
-    starts_at: datetime
-    ends_at: datetime | None
-    status: Literal["firing", "resolved"]
-    labels: dict[str, str]
-    annotations: dict[str, str]
-    generator_url: str = ""
-
-
-@dataclass(frozen=True)
-class Routing:
-    """Where a matched alert goes: one per matching playbook."""
-
-    playbook: str
-    incident_key: str
-    target: TargetRef | None
-    dry_run: bool = False
-    notify: dict[str, Any] = field(default_factory=dict)
-    error: str | None = None          # e.g. the target could not be rendered
-
-
-@dataclass(frozen=True)
-class IngestItem:
-    alert: AlertRecord
-    routes: tuple[Routing, ...]       # empty: no playbook matched
-
-
-@dataclass(frozen=True)
-class IngestOutcome:
-    outcome: IngestOutcomeKind
-    incident_ids: tuple[str, ...] = ()      # incidents the engine should look at
-    created: tuple[str, ...] = ()           # of those, the ones just created
-
-
-def count_alerts(view: IncidentView) -> None:
-    """``alert_count`` and ``firing_count`` of a view that holds every alert."""
-    view.alert_count = len(view.alerts)
-    view.firing_count = sum(a["status"] == "firing" for a in view.alerts)
-
-
-@dataclass(frozen=True)
-class ApprovalRecord:
-    id: str
-    incident_id: str
-    step_index: int
-    requested_at: datetime
-    expires_at: datetime
-    approvers: tuple[str, ...]
-    decision: Literal["approved", "rejected", "expired"] | None = None
-    decided_by: str | None = None
-    decided_at: datetime | None = None
-
-
-class Store(Protocol):
-    #: True when only one process may use the store (SQLite): leases left by a
-    #: previous run of this process are released on start instead of waited out.
-    single_process: bool
+class LifecycleStore(Protocol):
+    """Opening (migrations included), closing, and the readiness probe."""
 
     async def open(self) -> None: ...
 
@@ -94,7 +51,11 @@ class Store(Protocol):
         """Raise if the store cannot be read."""
         ...
 
-    # intake
+
+class IntakeStore(Protocol):
+    """Alerts in: episodes deduplicated, folded into one open incident per key; and the
+    wake-up of an incident's waiter when something about it changed elsewhere."""
+
     async def ingest(self, items: list[IngestItem], now: datetime) -> list[IngestOutcome]: ...
 
     def redelivered(self, alerts: Sequence[tuple[str, datetime, str]]
@@ -104,10 +65,76 @@ class Store(Protocol):
         transaction; else None (always None for a store shared by several replicas)."""
         ...
 
-    # incidents
+    def watch(self, callback: WakeCallback) -> None:
+        """Call ``callback(incident_id)`` (on the event loop) whenever another process
+        sharing this store resolves one of the incident's alerts or decides one of its
+        approvals, within about a second. Changes made through this object need no
+        watching (the caller knows), but may be reported too. A no-op for a store only
+        one process uses (SQLite). Callable before or after ``open``."""
+        ...
+
+
+class IncidentStore(Protocol):
+    """Reading incidents and alerts: views for the API and CLI, counts for the engine."""
+
     async def active_incident_ids(self) -> list[str]: ...
 
-    # claiming (several replicas): an incident is worked on by the replica holding its lease
+    async def get_incident(self, incident_id: str, *,
+                           alert_limit: int | None = None) -> IncidentView | None:
+        """The incident with its steps and timeline, and its alerts in arrival order: all
+        of them, or the first ``alert_limit``; ``alert_count`` and ``firing_count`` count
+        them all."""
+        ...
+
+    async def list_incidents(self, *, state: str | None = None,
+                             limit: int = 100) -> list[IncidentView]: ...
+
+    async def firing_alert_count(self, incident_id: str) -> int: ...
+
+    async def firing_fingerprints(self, incident_id: str) -> list[str]:
+        """The fingerprints of the incident's alerts still firing, each once, sorted."""
+        ...
+
+    async def list_alerts(self, *, outcome: str | None = None,
+                          limit: int = 100) -> list[dict[str, Any]]: ...
+
+
+class JournalStore(Protocol):
+    """Writing an incident's record: steps, context, state and timeline, one part at a
+    time or several in one transaction (``journal``)."""
+
+    async def set_state(self, incident_id: str, state: IncidentState, now: datetime, *,
+                        summary: str | None = None) -> None: ...
+
+    async def merge_context(self, incident_id: str, patch: dict[str, Any],
+                            now: datetime) -> None: ...
+
+    async def save_step(self, incident_id: str, phase: str, step: StepRecord,
+                        now: datetime) -> None: ...
+
+    async def add_timeline(self, incident_id: str, entry: TimelineEntry) -> None: ...
+
+    async def journal(self, incident_id: str, now: datetime, *,
+                      step: tuple[str, StepRecord] | None = None,
+                      context: dict[str, Any] | None = None,
+                      state: IncidentState | None = None, summary: str | None = None,
+                      timeline: Sequence[TimelineEntry] = ()) -> None:
+        """Several journal writes in one transaction (all or nothing), in this order:
+        ``save_step(incident_id, *step, now)``, ``merge_context(incident_id, context, now)``,
+        ``set_state(incident_id, state, now, summary=summary)``, then ``add_timeline`` of
+        each entry; each part as the method of that name does it. An incident run makes
+        one write of a change and its timeline note instead of two."""
+        ...
+
+
+class LeaseStore(Protocol):
+    """Who works on what when several replicas share the store: incident and sink
+    leases. Single-process stores grant everything to their one process."""
+
+    #: True when only one process may use the store (SQLite): leases left by a
+    #: previous run of this process are released on start instead of waited out.
+    single_process: bool
+
     async def claim(self, incident_id: str, owner: str, now: datetime, lease: float) -> bool:
         """Take or renew the lease of an open incident: succeeds when it has no owner, its
         lease expired before ``now``, or ``owner`` already holds it. Atomic."""
@@ -133,49 +160,11 @@ class Store(Protocol):
         """Drop every lease (single-process stores, on start)."""
         ...
 
-    async def get_incident(self, incident_id: str, *,
-                           alert_limit: int | None = None) -> IncidentView | None:
-        """The incident with its steps and timeline, and its alerts in arrival order: all
-        of them, or the first ``alert_limit``; ``alert_count`` and ``firing_count`` count
-        them all."""
-        ...
 
-    async def list_incidents(self, *, state: str | None = None,
-                             limit: int = 100) -> list[IncidentView]: ...
+class GuardStore(Protocol):
+    """What the safety guards read and reserve: cooldowns, run counts, the global action
+    budget, per-target locks and flags (``paused``)."""
 
-    async def firing_alert_count(self, incident_id: str) -> int: ...
-
-    async def firing_fingerprints(self, incident_id: str) -> list[str]:
-        """The fingerprints of the incident's alerts still firing, each once, sorted."""
-        ...
-
-    async def set_state(self, incident_id: str, state: IncidentState, now: datetime, *,
-                        summary: str | None = None) -> None: ...
-
-    async def merge_context(self, incident_id: str, patch: dict[str, Any],
-                            now: datetime) -> None: ...
-
-    async def save_step(self, incident_id: str, phase: str, step: StepRecord,
-                        now: datetime) -> None: ...
-
-    async def add_timeline(self, incident_id: str, entry: TimelineEntry) -> None: ...
-
-    async def journal(self, incident_id: str, now: datetime, *,
-                      step: tuple[str, StepRecord] | None = None,
-                      context: dict[str, Any] | None = None,
-                      state: IncidentState | None = None, summary: str | None = None,
-                      timeline: Sequence[TimelineEntry] = ()) -> None:
-        """Several journal writes in one transaction (all or nothing), in this order:
-        ``save_step(incident_id, *step, now)``, ``merge_context(incident_id, context, now)``,
-        ``set_state(incident_id, state, now, summary=summary)``, then ``add_timeline`` of
-        each entry; each part as the method of that name does it. An incident run makes
-        one write of a change and its timeline note instead of two."""
-        ...
-
-    async def list_alerts(self, *, outcome: str | None = None,
-                          limit: int = 100) -> list[dict[str, Any]]: ...
-
-    # guards
     async def last_closed_at(self, incident_key: str, *, acted_only: bool) -> datetime | None: ...
 
     async def runs_since(self, incident_key: str, since: datetime) -> int: ...
@@ -183,7 +172,7 @@ class Store(Protocol):
     async def mutations_since(self, since: datetime) -> int: ...
 
     async def reserve_action(self, incident_id: str, step: str, now: datetime,
-                             since: datetime, budget: int, pause_value: str) -> str:
+                             since: datetime, budget: int, pause_value: str) -> Reservation:
         """Atomically: "paused" if the ``paused`` flag is set; else "tripped" (and set the
         flag to ``pause_value``) if ``budget`` actions were reserved since ``since``;
         else reserve one and return "ok"."""
@@ -199,7 +188,11 @@ class Store(Protocol):
 
     async def set_flag(self, name: str, value: str | None) -> None: ...
 
-    # notifications (outbox) and sink state
+
+class OutboxStore(Protocol):
+    """Notifications: events appended in order, delivered once per sink, and the little
+    state a sink keeps per incident (e.g. the chat message to update)."""
+
     async def append_event(self, incident_id: str, payload: str, now: datetime) -> int: ...
 
     async def undelivered_events(self, sink: str, limit: int) -> list[tuple[int, str, str]]:
@@ -212,7 +205,10 @@ class Store(Protocol):
 
     async def sink_set(self, incident_id: str, key: str, value: str) -> None: ...
 
-    # approvals
+
+class ApprovalStore(Protocol):
+    """Approval requests of gated steps, and their single-use decisions."""
+
     async def create_approval(self, record: ApprovalRecord) -> None: ...
 
     async def get_approval(self, approval_id: str) -> ApprovalRecord | None: ...
@@ -224,3 +220,8 @@ class Store(Protocol):
                               at: datetime) -> bool:
         """Record a decision once; False when already decided (single use)."""
         ...
+
+
+class Store(LifecycleStore, IntakeStore, IncidentStore, JournalStore, LeaseStore,
+            GuardStore, OutboxStore, ApprovalStore, Protocol):
+    """Every role: what a backend implements and what the daemon is handed."""

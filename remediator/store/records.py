@@ -1,0 +1,80 @@
+"""The records that cross the store boundary: alerts and their routes going in, what
+intake decided coming out, approvals, and the verdict of ``reserve_action``.
+
+Plain frozen dataclasses and enums, no I/O; the role protocols that use them are in
+``base.py`` (which re-exports them all).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from remediator.model.incident import IncidentView, TargetRef
+
+IngestOutcomeKind = Literal["new", "duplicate", "resolved", "unmatched", "stale"]
+
+
+@dataclass(frozen=True)
+class AlertRecord:
+    fingerprint: str
+    starts_at: datetime
+    ends_at: datetime | None
+    status: Literal["firing", "resolved"]
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    generator_url: str = ""
+
+
+@dataclass(frozen=True)
+class Routing:
+    """Where a matched alert goes: one per matching playbook."""
+
+    playbook: str
+    incident_key: str
+    target: TargetRef | None
+    dry_run: bool = False
+    notify: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None          # e.g. the target could not be rendered
+
+
+@dataclass(frozen=True)
+class IngestItem:
+    alert: AlertRecord
+    routes: tuple[Routing, ...]       # empty: no playbook matched
+
+
+@dataclass(frozen=True)
+class IngestOutcome:
+    outcome: IngestOutcomeKind
+    incident_ids: tuple[str, ...] = ()      # incidents the engine should look at
+    created: tuple[str, ...] = ()           # of those, the ones just created
+
+
+def count_alerts(view: IncidentView) -> None:
+    """``alert_count`` and ``firing_count`` of a view that holds every alert."""
+    view.alert_count = len(view.alerts)
+    view.firing_count = sum(a["status"] == "firing" for a in view.alerts)
+
+
+@dataclass(frozen=True)
+class ApprovalRecord:
+    id: str
+    incident_id: str
+    step_index: int
+    requested_at: datetime
+    expires_at: datetime
+    approvers: tuple[str, ...]
+    decision: Literal["approved", "rejected", "expired"] | None = None
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+
+
+class Reservation(StrEnum):
+    """What ``reserve_action`` decided. A ``str``: ``verdict == "ok"`` still works."""
+
+    OK = "ok"              # one action reserved against the budget
+    TRIPPED = "tripped"    # the budget is spent: the ``paused`` flag was just set
+    PAUSED = "paused"      # automation was already paused: nothing reserved

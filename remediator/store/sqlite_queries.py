@@ -1,0 +1,243 @@
+"""The SQLite store's incident roles: reading incidents and alerts, leases, the journal.
+
+Methods of ``SqliteStore`` (a mixin over ``SqliteBase``): reads on the reader
+connection, writes as functions in the writer's group commit. Not here: intake
+(``sqlite.py``, ``intake.py``), guards, outbox and approvals (``sqlite_guards.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from remediator.model.incident import (
+    IncidentState,
+    IncidentView,
+    StepRecord,
+    TargetRef,
+    TimelineEntry,
+)
+from remediator.store.records import count_alerts
+from remediator.store.sqlite_base import SqliteBase, dt
+from remediator.store.sqlite_intake import ACTIVE_SQL, OPEN_SQL, ts
+
+
+class SqliteIncidents(SqliteBase):
+    """Incidents, leases and the journal on SQLite."""
+
+    # --- incidents ---------------------------------------------------------------
+
+    async def active_incident_ids(self) -> list[str]:
+        """Incidents not yet closed (escalated ones included: they close when resolved)."""
+        return await self._read(lambda c: [r[0] for r in c.execute(
+            f"SELECT id FROM incidents WHERE state IN {OPEN_SQL} ORDER BY created_at, id")])
+
+    async def claim(self, incident_id: str, owner: str, now: datetime, lease: float) -> bool:
+        until = ts(now + timedelta(seconds=lease))
+
+        def run(c: sqlite3.Connection) -> bool:
+            cur = c.execute(
+                f"UPDATE incidents SET owner=?, lease_until=? WHERE id=? AND state IN {OPEN_SQL} "
+                "AND (owner IS NULL OR owner=? OR lease_until < ?)",
+                (owner, until, incident_id, owner, ts(now)))
+            return cur.rowcount == 1
+        return await self._write(run)
+
+    async def claim_batch(self, owner: str, now: datetime, lease: float,
+                          limit: int) -> list[str]:
+        until = ts(now + timedelta(seconds=lease))
+
+        def run(c: sqlite3.Connection) -> list[str]:
+            ids = [r[0] for r in c.execute(
+                f"SELECT id FROM incidents i WHERE (state IN {ACTIVE_SQL} "
+                "OR (state = 'escalated' AND NOT EXISTS (SELECT 1 FROM incident_alerts ia "
+                "JOIN alerts a ON a.id = ia.alert_id WHERE ia.incident_id = i.id "
+                "AND a.status = 'firing'))) "
+                "AND (owner IS NULL OR lease_until < ?) ORDER BY created_at, id LIMIT ?",
+                (ts(now), limit))]
+            for incident_id in ids:
+                c.execute("UPDATE incidents SET owner=?, lease_until=? WHERE id=?",
+                          (owner, until, incident_id))
+            return ids
+        return await self._write(run)
+
+    async def claim_sink(self, sink: str, owner: str, now: datetime, lease: float) -> bool:
+        return True     # one process: it always delivers
+
+    async def release(self, incident_id: str, owner: str) -> None:
+        await self._write(lambda c: c.execute(
+            "UPDATE incidents SET owner=NULL, lease_until=NULL WHERE id=? AND owner=?",
+            (incident_id, owner)))
+
+    async def release_all(self) -> None:
+        await self._write(lambda c: c.execute(
+            "UPDATE incidents SET owner=NULL, lease_until=NULL WHERE owner IS NOT NULL"))
+
+    async def get_incident(self, incident_id: str, *,
+                           alert_limit: int | None = None) -> IncidentView | None:
+        return await self._read(lambda c: self._view(c, incident_id, full=True,
+                                                     alert_limit=alert_limit))
+
+    def _view(self, c: sqlite3.Connection, incident_id: str, *, full: bool,
+              alert_limit: int | None = None) -> IncidentView | None:
+        row = c.execute("SELECT * FROM incidents WHERE id=?", (incident_id,)).fetchone()
+        if row is None:
+            return None
+        view = IncidentView(
+            id=row["id"], key=row["key"], playbook=row["playbook"],
+            target=TargetRef.model_validate_json(row["target"]) if row["target"] else None,
+            state=IncidentState(row["state"]), dry_run=bool(row["dry_run"]),
+            created_at=dt(row["created_at"]), updated_at=dt(row["updated_at"]),
+            closed_at=dt(row["closed_at"]), first_alert_at=dt(row["first_alert_at"]),
+            context=json.loads(row["context"]), notify=json.loads(row["notify"]),
+            summary=row["summary"])
+        alerts = c.execute(
+            "SELECT a.* FROM incident_alerts ia JOIN alerts a ON a.id = ia.alert_id "
+            "WHERE ia.incident_id=? ORDER BY a.id LIMIT ?",
+            (incident_id, -1 if alert_limit is None else alert_limit)).fetchall()
+        view.alerts = [_alert_dict(a) for a in alerts]
+        if alert_limit is None or len(alerts) < alert_limit:
+            count_alerts(view)
+        else:
+            total, firing = c.execute(
+                "SELECT count(*), coalesce(sum(a.status = 'firing'), 0) "
+                "FROM incident_alerts ia JOIN alerts a ON a.id = ia.alert_id "
+                "WHERE ia.incident_id=?", (incident_id,)).fetchone()
+            view.alert_count, view.firing_count = int(total), int(firing)
+        if full:
+            steps = c.execute("SELECT * FROM steps WHERE incident_id=? ORDER BY phase DESC, idx",
+                              (incident_id,)).fetchall()
+            view.steps = [StepRecord.model_validate_json(s["record"]) for s in steps]
+            view.timeline = [
+                TimelineEntry(at=dt(t["at"]), kind=t["kind"], message=t["message"],
+                              data=json.loads(t["data"]))
+                for t in c.execute("SELECT * FROM timeline WHERE incident_id=? ORDER BY id",
+                                   (incident_id,))]
+        return view
+
+    async def list_incidents(self, *, state: str | None = None,
+                             limit: int = 100) -> list[IncidentView]:
+        def run(c: sqlite3.Connection) -> list[IncidentView]:
+            if state:
+                rows = c.execute("SELECT id FROM incidents WHERE state=? "
+                                 "ORDER BY created_at DESC, id LIMIT ?", (state, limit))
+            else:
+                rows = c.execute("SELECT id FROM incidents ORDER BY created_at DESC, id LIMIT ?",
+                                 (limit,))
+            views = [self._view(c, r[0], full=False) for r in rows.fetchall()]
+            return [v for v in views if v is not None]
+        return await self._read(run)
+
+    async def firing_alert_count(self, incident_id: str) -> int:
+        def run(c: sqlite3.Connection) -> int:
+            row = c.execute(
+                "SELECT count(*) FROM incident_alerts ia JOIN alerts a ON a.id = ia.alert_id "
+                "WHERE ia.incident_id=? AND a.status='firing'", (incident_id,)).fetchone()
+            return int(row[0])
+        return await self._read(run)
+
+    async def firing_fingerprints(self, incident_id: str) -> list[str]:
+        return await self._read(lambda c: [r[0] for r in c.execute(
+            "SELECT DISTINCT a.fingerprint FROM incident_alerts ia "
+            "JOIN alerts a ON a.id = ia.alert_id WHERE ia.incident_id=? AND a.status='firing' "
+            "ORDER BY a.fingerprint", (incident_id,))])
+
+    # set_state, merge_context, save_step and add_timeline are journal() with one part
+
+    async def set_state(self, incident_id: str, state: IncidentState, now: datetime, *,
+                        summary: str | None = None) -> None:
+        await self._journal(incident_id, now, state=state, summary=summary)
+
+    async def merge_context(self, incident_id: str, patch: dict[str, Any],
+                            now: datetime) -> None:
+        await self._journal(incident_id, now, context=patch)
+
+    async def save_step(self, incident_id: str, phase: str, step: StepRecord,
+                        now: datetime) -> None:
+        await self._journal(incident_id, now, step=(phase, step))
+
+    async def add_timeline(self, incident_id: str, entry: TimelineEntry) -> None:
+        await self._journal(incident_id, entry.at, timeline=(entry,))
+
+    async def journal(self, incident_id: str, now: datetime, *,
+                      step: tuple[str, StepRecord] | None = None,
+                      context: dict[str, Any] | None = None,
+                      state: IncidentState | None = None, summary: str | None = None,
+                      timeline: Sequence[TimelineEntry] = ()) -> None:
+        """The one write behind set_state, save_step and the others too: the step,
+        the context patch, the state and the timeline entries given, in one transaction."""
+        now_ts = ts(now)
+        step_args = None
+        if step is not None:
+            phase, rec = step
+            step_args = (incident_id, phase, rec.index, rec.status.value, rec.model_dump_json(),
+                         int(bool(rec.intent and rec.intent.get("mutates"))),
+                         now_ts if rec.intent else None, now_ts)
+        closed = (None if state is None or state.active or state == IncidentState.ESCALATED
+                  else now_ts)
+        entries = [(incident_id, ts(e.at), e.kind, e.message, _JSON.encode(e.data))
+                   for e in timeline]
+
+        def run(c: sqlite3.Connection) -> None:
+            # the step, the context, the state, then the timeline
+            if step_args is not None:
+                c.execute(_SAVE_STEP_SQL, step_args)
+            if context is not None:
+                row = c.execute("SELECT context FROM incidents WHERE id=?",
+                                (incident_id,)).fetchone()
+                merged = json.loads(row[0]) if row else {}
+                merged.update(context)
+                c.execute("UPDATE incidents SET context=?, updated_at=? WHERE id=?",
+                          (json.dumps(merged, default=str), now_ts, incident_id))
+            if state is not None:
+                c.execute("UPDATE incidents SET state=?, updated_at=?, "
+                          "closed_at=COALESCE(?, closed_at), summary=COALESCE(?, summary) "
+                          "WHERE id=?", (state.value, now_ts, closed, summary, incident_id))
+                if not state.active:
+                    c.execute("DELETE FROM target_locks WHERE incident_id=?", (incident_id,))
+            elif step_args is not None and context is None:
+                c.execute("UPDATE incidents SET updated_at=? WHERE id=?", (now_ts, incident_id))
+            if entries:
+                c.executemany("INSERT INTO timeline(incident_id, at, kind, message, data) "
+                              "VALUES (?,?,?,?,?)", entries)
+        await self._write(run)
+
+    # the one-part methods above call it by this name, so that a wrapper put on an
+    # instance's journal() (the store-traffic tests count calls) sees only its own callers
+    _journal = journal
+
+    async def list_alerts(self, *, outcome: str | None = None,
+                          limit: int = 100) -> list[dict[str, Any]]:
+        def run(c: sqlite3.Connection) -> list[dict[str, Any]]:
+            if outcome:
+                rows = c.execute("SELECT * FROM alerts WHERE outcome=? ORDER BY id DESC LIMIT ?",
+                                 (outcome, limit))
+            else:
+                rows = c.execute("SELECT * FROM alerts ORDER BY id DESC LIMIT ?", (limit,))
+            return [_alert_dict(r) for r in rows.fetchall()]
+        return await self._read(run)
+
+    # --- guards ------------------------------------------------------------------
+
+
+_JSON = json.JSONEncoder(default=str)      # json.dumps(..., default=str), built once
+_SAVE_STEP_SQL = (
+    "INSERT INTO steps(incident_id, phase, idx, status, record, mutating, intent_at, "
+    "updated_at) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(incident_id, phase, idx) DO UPDATE SET "
+    "status=excluded.status, record=excluded.record, mutating=excluded.mutating, "
+    "intent_at=COALESCE(steps.intent_at, excluded.intent_at), updated_at=excluded.updated_at")
+
+
+
+def _alert_dict(row: sqlite3.Row) -> dict[str, Any]:
+    return {
+        "fingerprint": row["fingerprint"], "status": row["status"],
+        "startsAt": row["starts_at"], "endsAt": row["ends_at"],
+        "labels": json.loads(row["labels"]), "annotations": json.loads(row["annotations"]),
+        "generatorURL": row["generator_url"], "receivedAt": row["received_at"],
+        "outcome": row["outcome"],
+    }
+
