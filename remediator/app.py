@@ -31,9 +31,9 @@ from remediator.loader import load_paths
 from remediator.metrics import Metrics
 from remediator.ports import AlertsApi, ChatApi, ClusterApi, HttpApi, MetricsApi, TrackerApi
 from remediator.ports.sinks import Sink
+from remediator.ports.store import Store
 from remediator.server.http import ServerConfig, build_app
 from remediator.settings import Settings, read_secret
-from remediator.store.base import Store
 from remediator.store.sqlite import SqliteStore
 
 log = logging.getLogger("remediator")

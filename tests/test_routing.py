@@ -15,7 +15,7 @@ from remediator.engine import routing
 from remediator.engine.routing import Router, route, select_playbooks
 from remediator.loader import load_paths
 from remediator.model.alerts import Alert, fingerprint
-from remediator.store.base import Routing
+from remediator.ports.store import Routing
 
 PLAYBOOKS = load_paths([Path(__file__).resolve().parent.parent / "playbooks"])
 

@@ -4,6 +4,7 @@ the file, line and field (or the environment variable) it came from."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 

@@ -25,7 +25,7 @@ from remediator.model.incident import (
     TargetRef,
     TimelineEntry,
 )
-from remediator.store.base import (
+from remediator.ports.store import (
     AlertRecord,
     ApprovalRecord,
     IngestItem,

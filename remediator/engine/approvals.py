@@ -16,7 +16,7 @@ from remediator.engine.run import Run
 from remediator.model.incident import IncidentState, StepRecord
 from remediator.model.playbook import Step
 from remediator.ports.sinks import EventKind
-from remediator.store.base import ApprovalRecord, Store
+from remediator.ports.store import ApprovalRecord, Store
 
 #: Seconds between looks at the decision: the click may land on another replica.
 POLL_INTERVAL = 5.0

@@ -38,8 +38,8 @@ from remediator.engine.verification import Verifier
 from remediator.metrics import Metrics
 from remediator.model.playbook import Playbook
 from remediator.ports.sinks import Sink
+from remediator.ports.store import Store
 from remediator.settings import EngineSettings
-from remediator.store.base import Store
 
 log = logging.getLogger("remediator.engine")
 
@@ -114,9 +114,7 @@ class Engine:
     async def start(self) -> None:
         """Resume every incident that is not closed, and start delivering notifications."""
         self.notifications.start(self.tasks)
-        watch = getattr(self.store, "watch", None)
-        if watch is not None:           # wakes from other replicas (PostgreSQL)
-            watch(self.wake_if_running)
+        self.store.watch(self.wake_if_running)    # wakes from other replicas (PostgreSQL)
         if not self.shared_store:
             await self.store.release_all()     # leases of this process's previous run
         else:

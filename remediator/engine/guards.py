@@ -22,7 +22,7 @@ from remediator.metrics import Metrics
 from remediator.model.durations import human_duration
 from remediator.model.incident import IncidentView
 from remediator.model.playbook import Playbook
-from remediator.store.base import Store
+from remediator.ports.store import Store
 
 
 @dataclass(frozen=True)

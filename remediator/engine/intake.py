@@ -22,7 +22,7 @@ from remediator.clock import Clock
 from remediator.engine.routing import Router
 from remediator.metrics import Metrics
 from remediator.model.alerts import WebhookPayload
-from remediator.store.base import AlertRecord, IngestItem, IngestOutcome, Routing, Store
+from remediator.ports.store import AlertRecord, IngestItem, IngestOutcome, Routing, Store
 
 log = logging.getLogger("remediator.intake")
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from remediator.clock import Clock
 from remediator.model.incident import IncidentState, IncidentView, StepRecord, TimelineEntry
 from remediator.ports.sinks import EventKind
-from remediator.store.base import Store
+from remediator.ports.store import Store
 
 if TYPE_CHECKING:
     from remediator.engine.notifications import Notifications

@@ -19,7 +19,7 @@ from remediator.errors import PermanentError, TemporaryError
 from remediator.metrics import Metrics
 from remediator.model.incident import ALERTS_IN_VIEW, StepRecord
 from remediator.ports.sinks import EventKind, NotificationEvent, Sink
-from remediator.store.base import Store
+from remediator.ports.store import Store
 
 log = logging.getLogger("remediator.notify")
 

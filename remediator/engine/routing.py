@@ -15,7 +15,7 @@ from remediator.errors import TemplateError
 from remediator.model.alerts import Alert
 from remediator.model.incident import TargetRef
 from remediator.model.playbook import Playbook
-from remediator.store.base import Routing
+from remediator.ports.store import Routing
 from remediator.templating import compile_template, is_template, render_name, render_namespace
 
 #: memo entries kept before a memo is emptied and refilled (bounds memory whatever the

@@ -27,8 +27,8 @@ from remediator.engine.routing import template_context
 from remediator.metrics import Metrics
 from remediator.model.incident import IncidentView
 from remediator.model.playbook import Playbook
+from remediator.ports.store import Store
 from remediator.settings import EngineSettings
-from remediator.store.base import Store
 
 if TYPE_CHECKING:
     from remediator.engine.contract import Catalogue

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Generator, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol
 
-from remediator.store.records import AlertRecord, IngestItem, IngestOutcome, Routing
+from remediator.model.records import AlertRecord, IngestItem, IngestOutcome, Routing
 
 ATTEMPTS = 10     # re-reads after losing a race, before giving the batch up
 

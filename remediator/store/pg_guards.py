@@ -13,8 +13,8 @@ import json
 from datetime import datetime
 from typing import Any
 
+from remediator.model.records import ApprovalRecord, Reservation
 from remediator.store.pg_base import ATTEMPTS, BUDGET_LOCK, Conn, PgBase
-from remediator.store.records import ApprovalRecord, Reservation
 
 
 class PgGuards(PgBase):

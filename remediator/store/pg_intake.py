@@ -20,9 +20,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from remediator.model.records import IngestItem, IngestOutcome
 from remediator.store.intake import NewAlert, NewIncident, plan, run_async
 from remediator.store.pg_base import OPEN_STATES, RETRYABLE, sql_in
-from remediator.store.records import IngestItem, IngestOutcome
 
 Conn = Any   # asyncpg.Connection (untyped library)
 Batch = list[tuple[list[IngestItem], datetime, asyncio.Future[list[IngestOutcome]]]]

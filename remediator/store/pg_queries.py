@@ -21,8 +21,8 @@ from remediator.model.incident import (
     TargetRef,
     TimelineEntry,
 )
+from remediator.model.records import count_alerts
 from remediator.store.pg_base import OPEN_STATES, Conn, PgBase
-from remediator.store.records import count_alerts
 
 _OPEN = list(OPEN_STATES)
 # What a replica looks for: incidents with work to do. An escalated one only needs a

@@ -24,11 +24,11 @@ import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
+from remediator.model.records import IngestItem, IngestOutcome
 from remediator.store.pg_base import RETRYABLE
 from remediator.store.pg_guards import PgGuards
 from remediator.store.pg_intake import Batch, PgIntake
 from remediator.store.pg_queries import PgIncidents
-from remediator.store.records import IngestItem, IngestOutcome
 from remediator.store.sqlite_base import new_incident_id
 
 __all__ = ["PostgresStore", "is_postgres_url"]

@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
+from remediator.model.records import IngestItem, IngestOutcome
 from remediator.store.intake import DUPLICATE, STALE, plan, run_sync
-from remediator.store.records import IngestItem, IngestOutcome
 from remediator.store.sqlite_base import new_incident_id
 from remediator.store.sqlite_guards import SqliteGuards
 from remediator.store.sqlite_intake import SqliteOps

@@ -11,7 +11,7 @@ import json
 import sqlite3
 from datetime import datetime
 
-from remediator.store.records import ApprovalRecord, Reservation
+from remediator.model.records import ApprovalRecord, Reservation
 from remediator.store.sqlite_base import SqliteBase, dt
 from remediator.store.sqlite_intake import ts
 
@@ -36,7 +36,8 @@ class SqliteGuards(SqliteBase):
         def run(c: sqlite3.Connection) -> int:
             row = c.execute(
                 "SELECT count(DISTINCT i.id) FROM incidents i JOIN steps s ON s.incident_id=i.id "
-                "WHERE i.key=? AND s.mutating AND s.intent_at >= ?", (incident_key, ts(since))).fetchone()
+                "WHERE i.key=? AND s.mutating AND s.intent_at >= ?",
+                (incident_key, ts(since))).fetchone()
             return int(row[0])
         return await self._read(run)
 

@@ -20,7 +20,7 @@ from remediator.model.incident import (
     TargetRef,
     TimelineEntry,
 )
-from remediator.store.records import count_alerts
+from remediator.model.records import count_alerts
 from remediator.store.sqlite_base import SqliteBase, dt
 from remediator.store.sqlite_intake import ACTIVE_SQL, OPEN_SQL, ts
 

@@ -30,8 +30,8 @@ from remediator.model.incident import (
     StepStatus,
 )
 from remediator.model.playbook import Step
+from remediator.ports.store import AlertRecord, IngestItem, Routing
 from remediator.settings import EngineSettings
-from remediator.store.base import AlertRecord, IngestItem, Routing
 from remediator.store.sqlite import SqliteStore
 
 from .rig import T0, Rig, alert

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from remediator.model.alerts import fingerprint
+from remediator.ports.store import IngestItem, IngestOutcome
 from remediator.server import http as http_module
 from remediator.server.http import ServerConfig
-from remediator.store.base import IngestItem, IngestOutcome
 from remediator.store.sqlite import SqliteStore
 
 from .conftest import TOKEN, Make, Served

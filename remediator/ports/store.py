@@ -3,8 +3,9 @@
 Each role is what one part of the daemon needs (intake, the engine's incidents and
 journal, leases between replicas, guards, notifications, approvals); ``Store`` is
 their union, what a backend implements (``sqlite.SqliteStore``,
-``postgres.PostgresStore``). The records crossing the boundary live in
-``records.py`` and are re-exported here. No implementation here.
+``postgres.PostgresStore`` in ``remediator.store``). The records crossing the
+boundary live in ``remediator.model.records`` and are re-exported here. No
+implementation here: this is the engine's storage port, below it in the layers.
 
 Implementations must make ``ingest`` atomic and idempotent (one episode per
 ``(fingerprint, startsAt)``, at most one open incident per incident key),
@@ -19,7 +20,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from remediator.model.incident import IncidentState, IncidentView, StepRecord, TimelineEntry
-from remediator.store.records import (
+from remediator.model.records import (
     AlertRecord,
     ApprovalRecord,
     IngestItem,

@@ -2,7 +2,7 @@
 intake decided coming out, approvals, and the verdict of ``reserve_action``.
 
 Plain frozen dataclasses and enums, no I/O; the role protocols that use them are in
-``base.py`` (which re-exports them all).
+``remediator.ports.store`` (which re-exports them all).
 """
 
 from __future__ import annotations
