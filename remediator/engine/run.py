@@ -38,6 +38,10 @@ if TYPE_CHECKING:
     from remediator.engine.verification import Verifier
 
 
+#: Seconds between looks at the alerts during a ``wait`` action, wakes or not.
+RECHECK = 30.0
+
+
 class StepTimedOut(Exception):
     """The current step's ``timeout`` passed (action, retries and verification together)."""
 
@@ -159,7 +163,9 @@ class Run:
             left = until - self.clock.now().timestamp()
             if left <= 0:
                 return
-            await self.wait(left)
+            # look at the alerts at least every RECHECK seconds too: a wake sent by another
+            # replica while this one's LISTEN connection was down is lost
+            await self.wait(min(left, RECHECK))
             if await self.firing() == 0:
                 raise RunInterrupted(Interruption.RESOLVED, "the alert resolved during a wait")
 

@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestServer
 from remediator.actions import registry
 from remediator.engine.contract import Action, ActionResult, ActionSpec, Intent, RunContext
 from remediator.model.incident import IncidentState, StepStatus
+from remediator.model.records import AlertRecord, IngestItem
 from remediator.settings import EngineSettings
 
 from .rig import T0, Rig, alert, ladder_playbook, resolved
@@ -254,3 +255,27 @@ async def test_a_step_ends_at_its_timeout_and_the_ladder_moves_on(
     assert (first.finished_at - first.started_at).total_seconds() == pytest.approx(60, abs=1)
     assert upstream.calls["busy"] == 4               # at 0, 5, 15 and 35 s; 75 s is too late
     assert inc.state == IncidentState.RECOVERED      # the scale step ran and held
+
+
+async def test_a_wait_looks_at_the_alerts_even_when_no_wake_comes(rig: Rig) -> None:
+    """A wake can be lost (another replica's NOTIFY while this one's LISTEN connection was
+    down): a running wait still looks at the alerts every 30 s."""
+    await rig.start(wait_first("{}", rig.hooks.url))
+    rig.clock.auto_advance = False
+    a = alert()
+    await rig.post([a])
+
+    async def waiting() -> bool:
+        inc = await rig.only_incident()
+        return bool(inc.steps) and inc.steps[0].status == StepStatus.INTENT \
+            and rig.clock.pending() > 0
+    await until(waiting)
+    gone = resolved(a)
+    record = AlertRecord(gone["fingerprint"], T0, T0 + timedelta(minutes=30), "resolved",
+                         gone["labels"], gone["annotations"])
+    await rig.store.ingest([IngestItem(record, ())], rig.clock.now())   # no wake: lost
+    await rig.clock.advance(31)
+    await asyncio.wait_for(rig.engine.idle(), 1.0)
+    inc = await rig.only_incident()
+    assert inc.state == IncidentState.RESOLVED, inc.summary
+    assert rig.writes() == []
