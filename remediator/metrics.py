@@ -29,7 +29,11 @@ class Metrics:
             "remediator_incidents_opened", "Incidents opened, by playbook.", ["playbook"],
             registry=r)
         self.incidents_open = Gauge(
-            "remediator_incidents_open", "Incidents the engine is working on.", registry=r)
+            "remediator_incidents_open", "Incidents not closed (escalated ones that still "
+            "fire included), as the store counts them at the last scrape.", registry=r)
+        self.incidents_running = Gauge(
+            "remediator_incidents_running", "Incident runs in progress in this process.",
+            registry=r)
         self.actions = Counter(
             "remediator_actions", "Actions by name and result "
             "(success, noop, dry_run, temporary_error, permanent_error).",

@@ -376,6 +376,7 @@ async def test_active_incidents_include_escalated(store: Store) -> None:
         ids.append(out.incident_ids[0])
         await store.set_state(ids[-1], state, NOW)
     assert set(await store.active_incident_ids()) == set(ids[:3])
+    assert await store.count_open_incidents() == 3
     assert [v.id for v in await store.list_incidents(state="escalated")] == [ids[2]]
 
 

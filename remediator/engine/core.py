@@ -44,6 +44,9 @@ from remediator.settings import EngineSettings
 log = logging.getLogger("remediator.engine")
 
 
+GAUGE_TTL = 5.0        # seconds a store-derived gauge is reused between scrapes
+
+
 def default_owner() -> str:
     """This replica's name in leases: host, process, and a random part."""
     return f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:6]}"
@@ -93,6 +96,7 @@ class Engine:
         self._waiting = 0
         self._lost: set[str] = set()
         self._crashes: dict[str, int] = {}
+        self._gauges_at = float("-inf")
         self.deps = RunDeps(
             store=store, clock=clock, metrics=self.metrics, settings=cfg,
             playbooks=self.playbooks, catalogue=catalogue, ports=self.ports,
@@ -207,7 +211,7 @@ class Engine:
         event = self._wakes[incident_id]
         renewer = (self.tasks.start(self._renew(incident_id, event), name=f"lease-{incident_id}")
                    if self.shared_store else None)
-        self.metrics.incidents_open.inc()
+        self.metrics.incidents_running.inc()
         ended = _RunEnd.DONE
         try:
             while not self.stopping:
@@ -222,7 +226,7 @@ class Engine:
                 if not event.is_set() or self.lost(incident_id):
                     break
         finally:
-            self.metrics.incidents_open.dec()
+            self.metrics.incidents_running.dec()
             if renewer is not None:
                 renewer.cancel()
             if not self.lost(incident_id):
@@ -244,6 +248,15 @@ class Engine:
             await self.clock.sleep(delay)
             self.wake(incident_id)
         self.tasks.start(later(), name=f"rewake-{incident_id}")
+
+    async def refresh_gauges(self) -> None:
+        """Gauges the store knows best (several replicas share it), read when scraped,
+        at most every ``GAUGE_TTL`` seconds."""
+        now = self.clock.now().timestamp()
+        if now - self._gauges_at < GAUGE_TTL:
+            return
+        self._gauges_at = now
+        self.metrics.incidents_open.set(await self.store.count_open_incidents())
 
     @property
     def running(self) -> int:

@@ -80,6 +80,10 @@ class IncidentStore(Protocol):
 
     async def active_incident_ids(self) -> list[str]: ...
 
+    async def count_open_incidents(self) -> int:
+        """How many incidents are not closed (escalated ones that still fire included)."""
+        ...
+
     async def get_incident(self, incident_id: str, *,
                            alert_limit: int | None = None) -> IncidentView | None:
         """The incident with its steps and timeline, and its alerts in arrival order: all

@@ -296,6 +296,10 @@ class Api:
                                  status=200 if ready else 503)
 
     async def metrics(self, request: web.Request) -> web.Response:
+        try:
+            await self.engine.refresh_gauges()
+        except Exception:                  # a store that is down must not hide the rest
+            log.exception("refreshing the store's gauges failed")
         data = generate_latest(self.engine.metrics.registry)
         return web.Response(body=data, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

@@ -44,6 +44,10 @@ class PgIncidents(PgBase):
             "SELECT id FROM incidents WHERE state = ANY($1::text[]) ORDER BY created_at, id",
             _OPEN)]
 
+    async def count_open_incidents(self) -> int:
+        return int(await self._fetchval(
+            "SELECT count(*) FROM incidents WHERE state = ANY($1::text[])", _OPEN))
+
     async def claim(self, incident_id: str, owner: str, now: datetime, lease: float) -> bool:
         got = await self._fetchval(
             "UPDATE incidents SET owner=$2, lease_until=$3 WHERE id=$1 "

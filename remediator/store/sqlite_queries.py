@@ -35,6 +35,10 @@ class SqliteIncidents(SqliteBase):
         return await self._read(lambda c: [r[0] for r in c.execute(
             f"SELECT id FROM incidents WHERE state IN {OPEN_SQL} ORDER BY created_at, id")])
 
+    async def count_open_incidents(self) -> int:
+        return await self._read(lambda c: int(c.execute(
+            f"SELECT count(*) FROM incidents WHERE state IN {OPEN_SQL}").fetchone()[0]))
+
     async def claim(self, incident_id: str, owner: str, now: datetime, lease: float) -> bool:
         until = ts(now + timedelta(seconds=lease))
 

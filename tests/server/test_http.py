@@ -7,7 +7,7 @@ import base64
 import hmac
 import json
 import sqlite3
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -241,3 +241,21 @@ async def test_alert_list_limit(server: Served) -> None:
                                    headers=AUTH)
     assert len((await resp.json())["alerts"]) == 150
     assert (await server.client.get("/api/v1/alerts?limit=x", headers=AUTH)).status == 400
+
+
+async def test_the_open_incidents_gauge_counts_escalated_ones_still_firing(
+        server: Any) -> None:
+    """remediator_incidents_open is what the store counts as not closed, escalated
+    incidents that still fire included (it read 0 for them)."""
+    from remediator.model.incident import IncidentState
+    from remediator.model.records import AlertRecord, IngestItem, Routing
+    store = server.engine.store
+    [out] = await store.ingest([IngestItem(
+        AlertRecord("f" * 16, datetime(2026, 8, 1, tzinfo=UTC), None, "firing",
+                    {"alertname": "A"}, {}), (Routing("pb", "pb/k", None),))],
+        datetime(2026, 8, 1, tzinfo=UTC))
+    await store.set_state(out.incident_ids[0], IncidentState.ESCALATED,
+                          datetime(2026, 8, 1, tzinfo=UTC))
+    resp = await server.client.get("/metrics")
+    text = await resp.text()
+    assert "remediator_incidents_open 1.0" in text
