@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from remediator.model.alerts import fingerprint
-from remediator.server import http as http_module
+from remediator.server import auth as auth_module
 from remediator.server.http import ServerConfig
 from remediator.store.base import IngestItem, IngestOutcome
 from remediator.store.sqlite import SqliteStore
@@ -143,7 +143,7 @@ async def test_auth_uses_a_constant_time_compare(server: Served,
         seen.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr(http_module.hmac, "compare_digest", spy)
+    monkeypatch.setattr(auth_module.hmac, "compare_digest", spy)
     assert (await send(server, payload()))[0] == 200
     assert (await send(server, payload(), {"Authorization": "Bearer x",
                                            "Content-Type": "application/json"}))[0] == 401
