@@ -157,3 +157,20 @@ def test_settle_heap_freezes_what_start_up_loaded() -> None:
                          check=True).stdout.split(None, 1)
     assert out[0] == "True"
     assert out[1].strip() == "(50000, 20, 20)"
+
+
+@pytest.mark.parametrize(("auth", "warned"), [
+    ("{token_file: /run/secrets/t}", True),
+    ("{basic_user: am, basic_password: pw}", True),
+    ("{token_file: /run/secrets/t, users: [{name: am, role: webhook, token_file: /t2}]}",
+     False),
+    ("{users: [{name: am, role: webhook, token_file: /t}, "
+     "{name: alice, role: operator, token_file: /t3}]}", False),
+])
+def test_check_config_warns_when_one_full_rights_token_is_all(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path, auth: str, warned: bool) -> None:
+    config = tmp_path / "remediator.yaml"
+    config.write_text(f"server: {{auth: {auth}}}\n", encoding="utf-8")
+    code, out, err = run(capsys, "check", "--config", str(config), str(ROOT / "playbooks"))
+    assert code == 0, out
+    assert ("single full-rights credential" in err) is warned, err

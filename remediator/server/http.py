@@ -445,6 +445,11 @@ def build_app(engine: Engine, config: ServerConfig) -> tuple[web.Application, Ap
             log.debug("%s %s: %s", request.method, request.path, exc)
             code = exc.code
             response = error(408, str(exc))          # nobody reads it
+        except asyncio.CancelledError:   # the client left and aiohttp cancels its handlers
+            if request.match_info.route is webhook:
+                log.debug("%s %s: cancelled (client gone)", request.method, request.path)
+                engine.metrics.webhook_requests.labels("client_abort").inc()
+            raise
         except Exception:
             log.exception("unhandled error on %s %s", request.method, request.path)
             response = error(500, "internal error")
