@@ -27,12 +27,15 @@ from remediator.actions import registry
 from remediator.clock import Clock, SystemClock
 from remediator.engine.core import Engine
 from remediator.engine.ports import Ports
+from remediator.errors import ConfigError, Problem
 from remediator.loader import load_paths
 from remediator.metrics import Metrics
 from remediator.ports import AlertsApi, ChatApi, ClusterApi, HttpApi, MetricsApi, TrackerApi
 from remediator.ports.sinks import Sink
 from remediator.ports.store import Store
+from remediator.server.auth import Credential
 from remediator.server.http import ServerConfig, build_app
+from remediator.server.limits import GuardedSite, Limits
 from remediator.settings import Settings, read_secret
 from remediator.store.sqlite import SqliteStore
 
@@ -191,24 +194,20 @@ class Daemon:
     async def _serve(self, engine: Engine) -> None:
         """The HTTP server on ``server.listen``; sets ``self.url`` to where it is bound."""
         s = self.settings
-        token = read_secret(s.server.auth.token, s.server.auth.token_file, "the auth token")
-        password = read_secret(s.server.auth.basic_password, s.server.auth.basic_password_file,
-                               "the basic auth password")
-        server_config = ServerConfig(
-            max_body_bytes=s.server.max_body_bytes, bearer_token=token,
-            basic_user=s.server.auth.basic_user, basic_password=password,
-            slack_signing_secret=read_secret(s.slack.signing_secret, s.slack.signing_secret_file,
-                                             "the Slack signing secret"),
-            slack_approvers=tuple(s.slack.approvers),
-            dependencies=dict(self.dependencies))
-        if not token and not s.server.auth.basic_user:
-            log.warning("the webhook endpoint has NO authentication: set server.auth.token_file "
-                        "before exposing it beyond localhost")
+        server_config = server_config_from(s, self.dependencies)
+        if not server_config.authenticator().configured:
+            log.warning("the webhook endpoint has NO authentication: set server.auth.users "
+                        "(or server.auth.token_file) before exposing it beyond localhost")
         app, self._api = build_app(engine, server_config)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=5)
+        # aiohttp's keep-alive timer bounds the wait for every request head after the first
+        # (the guard bounds the first): one knob, server.header_timeout
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=5,
+                                     keepalive_timeout=server_config.header_timeout)
         await self._runner.setup()
         host, _, port = s.server.listen.rpartition(":")
-        site = web.TCPSite(self._runner, host, int(port), reuse_address=True)
+        site = GuardedSite(self._runner, host, int(port),
+                           Limits(header_timeout=server_config.header_timeout,
+                                  max_connections=server_config.max_connections))
         await site.start()
         sockets = self._runner.addresses
         bound = sockets[0][1] if sockets else int(port)
@@ -259,6 +258,32 @@ class Daemon:
             with contextlib.suppress(Exception):
                 await close()
         self._closers.clear()
+
+
+def server_config_from(s: Settings, dependencies: dict[str, str]) -> ServerConfig:
+    """``ServerConfig`` from the settings, every secret read from its file."""
+    auth = s.server.auth
+    users = tuple(Credential(u.name, u.role,
+                             read_secret(u.token, u.token_file, f"the token of user {u.name}")
+                             or "")
+                  for u in auth.users)
+    empty = [c.name for c in users if not c.secret]
+    if empty:
+        raise ConfigError([Problem("server.auth.users", None,
+                                   f"user {name!r}: the token is empty") for name in empty])
+    return ServerConfig(
+        max_body_bytes=s.server.max_body_bytes,
+        bearer_token=read_secret(auth.token, auth.token_file, "the auth token"),
+        basic_user=auth.basic_user,
+        basic_password=read_secret(auth.basic_password, auth.basic_password_file,
+                                   "the basic auth password"),
+        users=users, header_timeout=s.server.header_timeout,
+        body_timeout=s.server.body_timeout, max_connections=s.server.max_connections,
+        slack_team_id=s.server.slack_team_id,
+        slack_signing_secret=read_secret(s.slack.signing_secret, s.slack.signing_secret_file,
+                                         "the Slack signing secret"),
+        slack_approvers=tuple(s.slack.approvers),
+        dependencies=dict(dependencies))
 
 
 def _auto_mode(kubeconfig: str | None) -> str:

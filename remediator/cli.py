@@ -156,7 +156,7 @@ def _check(args: argparse.Namespace) -> int:
     problems: list[Any] = []
     if args.config:
         try:
-            load_settings(args.config)
+            _warn_full_rights(load_settings(args.config))
         except ConfigError as exc:
             problems += exc.problems
     count = 0
@@ -172,6 +172,17 @@ def _check(args: argparse.Namespace) -> int:
         return 1
     print(f"OK: {count} playbook{'s' if count != 1 else ''}")
     return 0
+
+
+def _warn_full_rights(settings: Any) -> None:
+    """Warn (on stderr, not a problem) when one full-rights credential is all there is:
+    whoever holds Alertmanager's token could then pause automation and approve steps."""
+    auth = settings.server.auth
+    legacy = [x for x in (auth.token or auth.token_file, auth.basic_user) if x]
+    if len(legacy) == 1 and not auth.users:
+        print("warning: server.auth has a single full-rights credential (token/token_file "
+              "or basic_user): give Alertmanager a webhook-only one and operators their own "
+              "(server.auth.users with roles webhook, viewer, operator)", file=sys.stderr)
 
 
 def _dry_run(args: argparse.Namespace) -> int:

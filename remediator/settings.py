@@ -13,7 +13,15 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from remediator.errors import ConfigError, Problem
@@ -25,12 +33,43 @@ class Group(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class UserSettings(Group):
+    """One named credential: a bearer token with a role."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$",
+                      description="Who acts with this token (journaled as the actor).")
+    role: Literal["webhook", "viewer", "operator"] = Field(
+        description="webhook: POST alerts only; viewer: read APIs; operator: read, pause, "
+                    "resume, approve, reject.")
+    token_file: Path | None = Field(default=None, description="File holding the token.")
+    token: SecretStr | None = Field(default=None, description="The token (prefer token_file).")
+
+    @model_validator(mode="after")
+    def _one_token(self) -> UserSettings:
+        if (self.token is None) == (self.token_file is None):
+            raise ValueError(f"user {self.name!r}: set exactly one of token_file and token")
+        return self
+
+
 class AuthSettings(Group):
-    token: SecretStr | None = Field(default=None, description="Bearer token (prefer token_file).")
-    token_file: Path | None = Field(default=None, description="File holding the bearer token.")
+    token: SecretStr | None = Field(default=None, description="Bearer token with full rights "
+                                    "(prefer named users; kept so existing configs work).")
+    token_file: Path | None = Field(default=None, description="File holding the full-rights "
+                                                              "bearer token.")
     basic_user: str | None = None
     basic_password: SecretStr | None = None
     basic_password_file: Path | None = None
+    users: list[UserSettings] = Field(
+        default_factory=list, description="Named credentials with roles (webhook, viewer, "
+                                          "operator); give Alertmanager a webhook one.")
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> AuthSettings:
+        names = [u.name for u in self.users]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"users: duplicate name {', '.join(dup)}")
+        return self
 
 
 class ServerSettings(Group):
@@ -40,6 +79,19 @@ class ServerSettings(Group):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     shutdown_grace: Duration = Field(default=20.0, description="Seconds in-flight steps get on "
                                                                "SIGTERM before they are cut.")
+    header_timeout: Duration = Field(
+        default=10.0, gt=0, description="Seconds a connection has, from its opening or the end "
+                                        "of its last response, to send a complete request "
+                                        "head; also how long an idle keep-alive connection "
+                                        "stays open.")
+    body_timeout: Duration = Field(default=30.0, gt=0,
+                                   description="Seconds a request has to send its whole body.")
+    max_connections: int = Field(default=512, ge=1,
+                                 description="Open connections at once; beyond, 503 and close.")
+    slack_team_id: str | None = Field(
+        default=None, description="The Slack workspace (T…) whose approval clicks are accepted "
+                                  "(unset: the one the click says; the signature still binds "
+                                  "the app).")
     event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
         default="auto", description="The asyncio event loop: uvloop (libuv, about a third less "
                                     "CPU per webhook), asyncio (the standard library's), or auto "

@@ -341,3 +341,47 @@ def test_label_problems_are_worded_each_with_its_path() -> None:
 def test_label_names_are_anchored(name: str) -> None:
     with pytest.raises(WebhookError, match="invalid label name"):
         parse_webhook(json.dumps(mutated(commonLabels={name: "x"})))
+
+
+# Strict JSON: what Python's json module (and last-key-wins parsers) would let through.
+STRICT = [
+    (b'{"version": "4", "alerts": [], "alerts": []}',
+     'body: duplicate key "alerts" in an object (each key may appear only once)'),
+    (b'{"commonLabels": {"a": "1", "a": "2"}}',
+     'body: duplicate key "a" in an object (each key may appear only once)'),
+    (b'{"truncatedAlerts": ' + b"9" * 5000 + b"}",
+     "body: integer 99999999999999999999... (5000 digits) is out of range (at most 64 bits, "
+     "-9223372036854775808 to 9223372036854775807)"),
+    (b'{"x": -9223372036854775809}',
+     "body: integer -9223372036854775809 is out of range (at most 64 bits, "
+     "-9223372036854775808 to 9223372036854775807)"),
+    (b'{"truncatedAlerts": NaN}', "body: NaN is not a JSON value"),
+    (b'{"x": -Infinity}', "body: -Infinity is not a JSON value"),
+]
+
+
+@pytest.mark.parametrize(("body", "message"), STRICT, ids=[
+    "duplicate-alerts", "duplicate-label", "5000-digits", "below-int64", "nan", "infinity"])
+def test_strict_json(body: bytes, message: str) -> None:
+    for form in (body, body.decode()):
+        with pytest.raises(WebhookError) as err:
+            parse_webhook(form)
+        assert err.value.problems == (message,)
+
+
+def test_a_duplicated_alerts_list_is_refused_not_taken_as_the_last() -> None:
+    body = json.loads(load("multi-namespace.json"))
+    text = json.dumps(body)
+    doubled = text[:-1] + ', "alerts": []}'
+    with pytest.raises(WebhookError, match='duplicate key "alerts"'):
+        parse_webhook(doubled.encode())
+
+
+def test_long_digit_runs_in_strings_and_64_bit_integers_are_fine() -> None:
+    body = json.loads(load("multi-namespace.json"))
+    body["alerts"][0]["labels"]["order_id"] = "1" * 40           # a string, not a number
+    body["truncatedAlerts"] = (1 << 63) - 1
+    body["extra"] = {"n": -(1 << 63), "f": 1.5e300}
+    parsed = parse_webhook(json.dumps(body).encode())
+    assert parsed.truncatedAlerts == (1 << 63) - 1
+    assert parsed.alerts[0].labels["order_id"] == "1" * 40

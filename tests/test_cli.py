@@ -192,3 +192,20 @@ def test_serve_on_a_port_in_use_says_so_in_one_line(capsys: pytest.CaptureFixtur
     last = err.strip().splitlines()[-1]
     assert last.startswith(f"cannot listen on 127.0.0.1:{port}: ")
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(("auth", "warned"), [
+    ("{token_file: /run/secrets/t}", True),
+    ("{basic_user: am, basic_password: pw}", True),
+    ("{token_file: /run/secrets/t, users: [{name: am, role: webhook, token_file: /t2}]}",
+     False),
+    ("{users: [{name: am, role: webhook, token_file: /t}, "
+     "{name: alice, role: operator, token_file: /t3}]}", False),
+])
+def test_check_config_warns_when_one_full_rights_token_is_all(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path, auth: str, warned: bool) -> None:
+    config = tmp_path / "remediator.yaml"
+    config.write_text(f"server: {{auth: {auth}}}\n", encoding="utf-8")
+    code, out, err = run(capsys, "check", "--config", str(config), str(ROOT / "playbooks"))
+    assert code == 0, out
+    assert ("single full-rights credential" in err) is warned, err

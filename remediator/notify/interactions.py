@@ -11,8 +11,12 @@ The HTTP route (``server/``) and the approval wait (``engine/``) call these:
 2. ``parse_interaction(body)`` — the form-encoded ``payload=`` JSON of a
    ``block_actions`` interaction → ``Interaction`` (user, team, action id,
    value = the approval id, channel, message ts). Raises ``MalformedInteraction``.
-3. ``check_allowed(user_id, allowed, group_members)`` — allow-list of user ids
-   and user-group handles/ids; raises ``NotAllowed``.
+3. ``message_refusal(interaction, team_id, posted)`` — why a click may not decide
+   an approval (another workspace; not the message remediator posted for it: a
+   forwarded, copied or stale message), or None.
+4. ``check_allowed(user_id, allowed, group_members)`` — allow-list of user ids
+   and user-group handles/ids; a group matches only through its members (a
+   click whose user id is itself a group id is refused); raises ``NotAllowed``.
 
 A signature binds the timestamp, so an old request cannot be replayed with a
 fresh timestamp; within the five-minute window the same request can be
@@ -167,6 +171,30 @@ def parse_interaction(body: bytes) -> Interaction:
     )
 
 
+def is_group(entry: str) -> bool:
+    """A user group on an allow-list: an id (``S…``) or a handle (``@oncall``)."""
+    entry = entry.strip()
+    return entry.startswith(("S", "@"))
+
+
+def message_refusal(interaction: Interaction, team_id: str | None,
+                    posted: tuple[str | None, str | None]) -> str | None:
+    """Why this click may not decide the approval, in words for the clicker; None if it
+    may. ``team_id``: the workspace configured (None: any); ``posted``: the channel id
+    and ``ts`` of the message remediator posted for the approval (None: not posted)."""
+    if team_id and interaction.team_id != team_id:
+        return ("This click comes from another Slack workspace "
+                f"({interaction.team_id or 'unknown'}); it cannot decide this request.")
+    channel, ts = posted
+    if not channel or not ts:
+        return ("This approval request was not posted by remediator in Slack; "
+                "it cannot be decided from this message.")
+    if (interaction.channel_id, interaction.message_ts) != (channel, ts):
+        return ("This is not the approval request remediator posted (a forwarded, copied "
+                f"or old message): use the request in <#{channel}>.")
+    return None
+
+
 def check_allowed(user_id: str, allowed: Iterable[str],
                   group_members: Mapping[str, Collection[str]] | None = None) -> None:
     """Raise ``NotAllowed`` unless ``user_id`` is listed, or belongs to a listed group.
@@ -174,11 +202,12 @@ def check_allowed(user_id: str, allowed: Iterable[str],
     ``allowed`` holds user ids (``U…``/``W…``) and user groups, by id (``S…``) or
     handle (``@oncall``); ``group_members`` maps those group entries to member
     user ids (resolved by the caller, e.g. with ``usergroups.users.list``).
+    A group entry matches only through its members, never by equal ids.
     An empty allow-list allows nobody."""
     members = group_members or {}
     for entry in allowed:
         entry = entry.strip()
-        if entry == user_id:
+        if entry == user_id and not is_group(entry):
             return
         candidates = (entry, entry.lstrip("@"), "@" + entry.lstrip("@"))
         if any(user_id in members.get(c, ()) for c in candidates):

@@ -1,20 +1,31 @@
 """The HTTP surface (aiohttp): the Alertmanager webhook, the incidents API, the
-kill switch, Slack interactions, health and metrics.
+kill switch, approvals, Slack interactions, health and metrics.
 
 Status codes are chosen for Alertmanager's retry rules: it retries 5xx and
 network errors and drops everything else. So 400 (malformed or wrong schema),
-401, 413 and 415 are the sender's problem and final; the webhook answers 503
+401, 403, 413 and 415 are the sender's problem and final; the webhook answers 503
 only when an alert could not be persisted, so that Alertmanager tries again.
 (The Slack interactions route also answers 503 when it cannot check a user
 group's membership: the click is not approved, and can be tried again.) Errors are
 JSON: ``{"error": "...", "detail": ...}``.
+
+Every API route needs a credential whose role grants its right (``server/auth.py``):
+401 without a valid one, 403 when the role does not allow the route. Who paused,
+resumed, approved or rejected is the credential's name; free text (a pause reason,
+an approval comment) is at most ``MAX_TEXT_BYTES`` of UTF-8, else 400 naming the
+field and the limit.
+
+A body must arrive within ``body_timeout``; a client that hangs up mid-body (or is
+too slow) gets no answer, is logged at DEBUG and counted as
+``remediator_webhook_requests_total{code="client_abort"}`` (or ``"body_timeout"``),
+never as a 5xx. ``/readyz`` is not ready while the last write to the store failed
+(it tries a small write itself, so it becomes ready again without traffic).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import hmac
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -28,18 +39,34 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from remediator.engine.core import Engine
 from remediator.model.alerts import WebhookError, parse_webhook
 from remediator.notify.interactions import (
+    Interaction,
     InteractionError,
     NotAllowed,
     ReplayGuard,
     SignatureError,
     check_allowed,
+    message_refusal,
     parse_interaction,
     verify_slack_signature,
 )
+from remediator.ports.chat import SLACK_SINK
+from remediator.ports.store import ApprovalRecord
+from remediator.server.auth import Authenticator, Credential, Principal, Right
 from remediator.settings import ServerSettings
 
 log = logging.getLogger("remediator.server")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+MAX_TEXT_BYTES = 1024           # a pause reason, an approval comment (UTF-8 bytes)
+WRITE_PROBE_FLAG = "readyz.write_probe"
+
+
+class ClientGone(Exception):
+    """The client hung up (``client_abort``) or sent its body too slowly (``body_timeout``)
+    while we read it: nobody is there to answer."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
 
 
 @dataclass
@@ -48,14 +75,27 @@ class ServerConfig:
     files); defaults come from the settings model, the one place they are defined."""
 
     max_body_bytes: int = ServerSettings.model_fields["max_body_bytes"].default
-    bearer_token: str | None = None
-    basic_user: str | None = None
+    bearer_token: str | None = None         # legacy: full rights, named "token"
+    basic_user: str | None = None           # legacy: full rights, named after the user
     basic_password: str | None = None
+    users: tuple[Credential, ...] = ()      # named tokens with roles
+    header_timeout: float = ServerSettings.model_fields["header_timeout"].default
+    body_timeout: float = ServerSettings.model_fields["body_timeout"].default
+    max_connections: int = ServerSettings.model_fields["max_connections"].default
+    slack_team_id: str | None = None
     slack_signing_secret: str | None = None
     slack_approvers: tuple[str, ...] = ()
     # how long the members of a Slack user group (S…) on an allow-list are reused
     slack_group_cache_seconds: float = 60.0
     dependencies: dict[str, str] = field(default_factory=dict)   # name → state, for /readyz
+
+    def authenticator(self) -> Authenticator:
+        tokens = list(self.users)
+        if self.bearer_token:
+            tokens.insert(0, Credential("token", "admin", self.bearer_token))
+        basic = (Credential(self.basic_user, "admin", self.basic_password or "")
+                 if self.basic_user else None)
+        return Authenticator(tokens, basic)
 
 
 def error(status: int, message: str, **detail: Any) -> web.Response:
@@ -65,60 +105,95 @@ def error(status: int, message: str, **detail: Any) -> web.Response:
     return web.json_response(body, status=status)
 
 
+def text_field(data: Any, name: str, default: str) -> str:
+    """A free-text field of a JSON body: a string of at most MAX_TEXT_BYTES (UTF-8), else
+    ``web.HTTPBadRequest`` naming the field and the limit."""
+    value = data.get(name) if isinstance(data, dict) else None
+    if value is None or value == "":
+        return default
+    if not isinstance(value, str):
+        raise web.HTTPBadRequest(reason=f"{name}: must be a string")
+    size = len(value.encode())
+    if size > MAX_TEXT_BYTES:
+        raise web.HTTPBadRequest(reason=f"{name}: at most {MAX_TEXT_BYTES} bytes "
+                                        f"(got {size})")
+    return value
+
+
 class Api:
     def __init__(self, engine: Engine, config: ServerConfig) -> None:
         self.engine = engine
         self.config = config
+        self.auth = config.authenticator()
         self.ready = False
         self.accepting = True
+        self.write_failure: str | None = None   # the last store write's error, until one works
         self.replays = ReplayGuard()
         # Slack user group id → (valid until, on the engine clock; member user ids)
         self._group_members: dict[str, tuple[datetime, frozenset[str]]] = {}
         self._group_locks: dict[str, asyncio.Lock] = {}
 
-    # --- auth ----------------------------------------------------------------------
+    # --- auth and bodies -----------------------------------------------------------
 
     def auth_configured(self) -> bool:
-        return bool(self.config.bearer_token or self.config.basic_user)
+        return self.auth.configured
 
-    def authorized(self, request: web.Request) -> bool:
-        if not self.auth_configured():
-            return True
-        header = request.headers.get("Authorization", "")
-        scheme, _, credentials = header.partition(" ")
-        token = self.config.bearer_token
-        if token and scheme.lower() == "bearer":
-            return hmac.compare_digest(credentials.strip().encode(), token.encode())
-        if self.config.basic_user and scheme.lower() == "basic":
-            try:
-                user, _, password = base64.b64decode(credentials.strip(),
-                                                     validate=True).decode().partition(":")
-            except (ValueError, UnicodeDecodeError):
-                return False
-            ok_user = hmac.compare_digest(user.encode(), self.config.basic_user.encode())
-            ok_pw = hmac.compare_digest(password.encode(),
-                                        (self.config.basic_password or "").encode())
-            return ok_user and ok_pw
-        return False
+    def caller(self, request: web.Request, right: Right) -> Principal | web.Response:
+        """The authenticated caller if their role grants ``right``; else the 401/403."""
+        who = self.auth.identify(request.headers.get("Authorization", ""))
+        if who is None:
+            return web.json_response({"error": "unauthorized"}, status=401,
+                                     headers={"WWW-Authenticate": 'Bearer realm="remediator"'})
+        if not who.may(right):
+            return error(403, f"forbidden: credential {who.name!r} (role {who.role}) may not "
+                              f"{right.value}")
+        return who
+
+    async def read_body(self, request: web.Request) -> bytes:
+        """The whole body within ``body_timeout``; ``ClientGone`` if the client hangs up
+        or is too slow (the connection is then closed)."""
+        try:
+            async with asyncio.timeout(self.config.body_timeout):
+                return await request.read()
+        except TimeoutError:
+            if request.transport is not None:
+                request.transport.abort()
+            raise ClientGone("body_timeout", f"body not received within "
+                                             f"{self.config.body_timeout:g}s") from None
+        except (ConnectionError, asyncio.IncompleteReadError) as exc:
+            raise ClientGone("client_abort", f"client hung up mid-body: {exc}") from None
+
+    async def read_json(self, request: web.Request) -> Any:
+        body = await self.read_body(request)
+        if not body.strip():
+            return {}
+        try:
+            data = json.loads(body)
+        except (ValueError, RecursionError):
+            raise web.HTTPBadRequest(reason="body must be a JSON object") from None
+        if not isinstance(data, dict):
+            raise web.HTTPBadRequest(reason="body must be a JSON object")
+        return data
 
     # --- routes --------------------------------------------------------------------
 
     async def alerts(self, request: web.Request) -> web.Response:
-        if not self.authorized(request):
-            return web.json_response({"error": "unauthorized"}, status=401,
-                                     headers={"WWW-Authenticate": 'Bearer realm="remediator"'})
+        who = self.caller(request, Right.POST_ALERTS)
+        if isinstance(who, web.Response):
+            return who
         if not self.accepting:
             return error(503, "shutting down; retry on another replica or later")
         ctype = request.content_type
         if ctype not in ("application/json", "text/json"):
             return error(415, f"content type must be application/json, not {ctype!r}")
+        too_large = error(413, f"body larger than {self.config.max_body_bytes} bytes")
         if request.content_length is not None and \
                 request.content_length > self.config.max_body_bytes:
-            return error(413, f"body larger than {self.config.max_body_bytes} bytes")
+            return too_large
         try:
-            body = await request.read()
+            body = await self.read_body(request)
         except web.HTTPRequestEntityTooLarge:
-            return error(413, f"body larger than {self.config.max_body_bytes} bytes")
+            return too_large
         try:
             payload = parse_webhook(body)
         except WebhookError as exc:
@@ -128,12 +203,15 @@ class Api:
         except Exception as exc:
             log.exception("could not persist %d alerts; answering 503 so Alertmanager retries",
                           len(payload.alerts))
+            self.write_failure = f"{type(exc).__name__}: {exc}"
             return error(503, f"alerts not persisted: {type(exc).__name__}: {exc}")
+        self.write_failure = None
         return web.json_response({"status": "accepted", "alerts": counts})
 
     async def incidents(self, request: web.Request) -> web.Response:
-        if not self.authorized(request):
-            return error(401, "unauthorized")
+        who = self.caller(request, Right.READ)
+        if isinstance(who, web.Response):
+            return who
         state = request.query.get("state")
         try:
             limit = min(1000, max(1, int(request.query.get("limit", "100"))))
@@ -143,16 +221,18 @@ class Api:
         return web.json_response({"incidents": [v.model_dump(mode="json") for v in views]})
 
     async def incident(self, request: web.Request) -> web.Response:
-        if not self.authorized(request):
-            return error(401, "unauthorized")
+        who = self.caller(request, Right.READ)
+        if isinstance(who, web.Response):
+            return who
         view = await self.engine.store.get_incident(request.match_info["id"])
         if view is None:
             return error(404, f"no incident {request.match_info['id']!r}")
         return web.json_response(view.model_dump(mode="json"))
 
     async def alert_list(self, request: web.Request) -> web.Response:
-        if not self.authorized(request):
-            return error(401, "unauthorized")
+        who = self.caller(request, Right.READ)
+        if isinstance(who, web.Response):
+            return who
         try:
             limit = min(10000, max(1, int(request.query.get("limit", "100"))))
         except ValueError:
@@ -162,28 +242,28 @@ class Api:
         return web.json_response({"alerts": rows})
 
     async def pause(self, request: web.Request) -> web.Response:
-        if not self.authorized(request):
-            return error(401, "unauthorized")
-        try:
-            data = await request.json() if request.can_read_body else {}
-        except ValueError:
-            return error(400, "body must be JSON")
-        reason = str((data or {}).get("reason") or "paused by an operator")
-        by = str((data or {}).get("by") or request.remote or "api")
-        await self.engine.guards.pause(reason, by, self.engine.clock.now())
-        log.warning("automation paused by %s: %s", by, reason)
-        return web.json_response({"paused": True, "reason": reason})
+        """The kill switch. ``by`` is the credential's name; a ``by`` in the body is ignored."""
+        who = self.caller(request, Right.OPERATE)
+        if isinstance(who, web.Response):
+            return who
+        data = await self.read_json(request)
+        reason = text_field(data, "reason", "paused by an operator")
+        await self.engine.guards.pause(reason, who.name, self.engine.clock.now())
+        log.warning("automation paused by %s: %s", who.name, reason)
+        return web.json_response({"paused": True, "reason": reason, "by": who.name})
 
     async def resume(self, request: web.Request) -> web.Response:
-        if not self.authorized(request):
-            return error(401, "unauthorized")
+        who = self.caller(request, Right.OPERATE)
+        if isinstance(who, web.Response):
+            return who
         await self.engine.guards.resume()
-        log.warning("automation resumed")
-        return web.json_response({"paused": False})
+        log.warning("automation resumed by %s", who.name)
+        return web.json_response({"paused": False, "by": who.name})
 
     async def status(self, request: web.Request) -> web.Response:
-        if not self.authorized(request):
-            return error(401, "unauthorized")
+        who = self.caller(request, Right.READ)
+        if isinstance(who, web.Response):
+            return who
         paused = await self.engine.guards.paused()
         return web.json_response({
             "paused": paused.__dict__ if paused else None,
@@ -192,18 +272,47 @@ class Api:
             "dry_run": self.engine.settings.dry_run,
         })
 
+    async def decide(self, request: web.Request) -> web.Response:
+        """``POST /api/v1/approvals/{id}/approve|reject`` with an optional ``comment``: the
+        same decision as a Slack click, by the credential's name."""
+        who = self.caller(request, Right.OPERATE)
+        if isinstance(who, web.Response):
+            return who
+        data = await self.read_json(request)
+        comment = text_field(data, "comment", "")
+        approval = await self.engine.store.get_approval(request.match_info["id"])
+        if approval is None:
+            return error(404, f"no approval {request.match_info['id']!r}")
+        approved = request.match_info["decision"] == "approve"
+        by = f"{who.name} (api)" + (f": {comment}" if comment else "")
+        decided, text = await self._decide(approval, approved, by)
+        return web.json_response({"text": text}, status=200 if decided else 409)
+
+    async def _decide(self, approval: ApprovalRecord, approved: bool,
+                      who: str) -> tuple[bool, str]:
+        """Record one decision (the Slack and API paths): (recorded, what to tell)."""
+        now = self.engine.clock.now()
+        if now >= approval.expires_at:
+            # Too late, even if the waiting incident has not noticed yet (it polls).
+            if await self.engine.store.decide_approval(approval.id, "expired", "remediator",
+                                                       now):
+                self.engine.wake(approval.incident_id)
+            return False, "This request has expired."
+        decision = "approved" if approved else "rejected"
+        if not await self.engine.store.decide_approval(approval.id, decision, who, now):
+            return False, "This request was already answered."
+        self.engine.wake(approval.incident_id)
+        return True, f"{decision} by {who}"
+
     async def slack_interactions(self, request: web.Request) -> web.Response:
         secret = self.config.slack_signing_secret
         if not secret:
             return error(404, "Slack interactivity is not configured")
-        body = await request.read()
+        body = await self.read_body(request)
         try:
             verify_slack_signature(secret, request.headers.get("X-Slack-Request-Timestamp", ""),
                                    body, request.headers.get("X-Slack-Signature", ""),
                                    now=time.time())
-        except SignatureError as exc:
-            return error(401, str(exc))
-        try:
             self.replays.check(request.headers.get("X-Slack-Signature", ""), time.time())
         except SignatureError as exc:
             return error(401, str(exc))
@@ -214,26 +323,32 @@ class Api:
         approval = await self.engine.store.get_approval(interaction.value)
         if approval is None:
             return error(404, "unknown approval")
+        refusal = await self._check_click(interaction, approval)
+        if refusal is not None:
+            return refusal
+        who = f"{interaction.user_name or interaction.user_id} ({interaction.user_id})"
+        _, text = await self._decide(approval, interaction.approved, who)
+        return web.json_response({"text": text})
+
+    async def _check_click(self, interaction: Interaction,
+                           approval: ApprovalRecord) -> web.Response | None:
+        """None if this click may decide ``approval``: the configured workspace, the very
+        message remediator posted for it, and a user on its allow-list."""
+        prefix = f"{SLACK_SINK}:slack.approval.{approval.id}"
+        posted = (await self.engine.store.sink_get(approval.incident_id, f"{prefix}.channel"),
+                  await self.engine.store.sink_get(approval.incident_id, f"{prefix}.ts"))
+        refusal = message_refusal(interaction, self.config.slack_team_id, posted)
+        if refusal is not None:
+            log.warning("Slack click on approval %s refused: %s", approval.id, refusal)
+            return web.json_response({"response_type": "ephemeral",
+                                      "replace_original": False, "text": refusal},
+                                     status=403)
         allowed = approval.approvers or self.config.slack_approvers
         try:
             check_allowed(interaction.user_id, allowed)
         except NotAllowed as exc:
-            refusal = await self._check_groups(interaction.user_id, allowed, exc)
-            if refusal is not None:
-                return refusal
-        now = self.engine.clock.now()
-        if now >= approval.expires_at:
-            # Too late, even if the waiting incident has not noticed yet (it polls).
-            if await self.engine.store.decide_approval(approval.id, "expired", "remediator",
-                                                       now):
-                self.engine.wake(approval.incident_id)
-            return web.json_response({"text": "This request has expired."})
-        decision = "approved" if interaction.approved else "rejected"
-        who = f"{interaction.user_name or interaction.user_id} ({interaction.user_id})"
-        if not await self.engine.store.decide_approval(approval.id, decision, who, now):
-            return web.json_response({"text": "This request was already answered."})
-        self.engine.wake(approval.incident_id)
-        return web.json_response({"text": f"{decision} by {who}"})
+            return await self._check_groups(interaction.user_id, allowed, exc)
+        return None
 
     async def _check_groups(self, user_id: str, allowed: Sequence[str],
                             not_listed: NotAllowed) -> web.Response | None:
@@ -290,10 +405,26 @@ class Api:
             deps["store"] = f"error: {exc}"
         else:
             deps["store"] = "ok"
+            if self.write_failure is not None:
+                store_ok = await self._probe_write()
+            if not store_ok:
+                deps["store"] = f"writes failing: {self.write_failure}"
         deps["playbooks"] = f"{len(self.engine.playbook_list)} loaded"
         ready = self.ready and store_ok and self.accepting
         return web.json_response({"ready": ready, "dependencies": deps},
                                  status=200 if ready else 503)
+
+    async def _probe_write(self) -> bool:
+        """After a failed write: one small write of our own (so that readiness comes back
+        without waiting for traffic a not-ready pod does not get). True if it worked."""
+        try:
+            await self.engine.store.set_flag(WRITE_PROBE_FLAG,
+                                             self.engine.clock.now().isoformat())
+        except Exception as exc:
+            self.write_failure = f"{type(exc).__name__}: {exc}"
+            return False
+        self.write_failure = None
+        return True
 
     async def metrics(self, request: web.Request) -> web.Response:
         try:
@@ -309,15 +440,28 @@ def build_app(engine: Engine, config: ServerConfig) -> tuple[web.Application, Ap
 
     @web.middleware
     async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+        code: str | None = None
         try:
             response = await handler(request)
         except web.HTTPException as exc:
             response = error(exc.status, exc.reason)
+        except ClientGone as exc:
+            log.debug("%s %s: %s", request.method, request.path, exc)
+            code = exc.code
+            response = error(408, str(exc))          # nobody reads it
+        except asyncio.CancelledError:   # the client left and aiohttp cancels its handlers
+            if request.match_info.route is webhook:
+                log.debug("%s %s: cancelled (client gone)", request.method, request.path)
+                engine.metrics.webhook_requests.labels("client_abort").inc()
+            raise
         except Exception:
             log.exception("unhandled error on %s %s", request.method, request.path)
             response = error(500, "internal error")
         if request.match_info.route is webhook:      # POST /api/v1/alerts only
-            engine.metrics.count_webhook(response.status)
+            if code is None:
+                engine.metrics.count_webhook(response.status)
+            else:
+                engine.metrics.webhook_requests.labels(code).inc()
         return response
 
     app = web.Application(client_max_size=config.max_body_bytes, middlewares=[errors])
@@ -327,6 +471,7 @@ def build_app(engine: Engine, config: ServerConfig) -> tuple[web.Application, Ap
     app.router.add_get("/api/v1/incidents/{id}", api.incident)
     app.router.add_post("/api/v1/pause", api.pause)
     app.router.add_post("/api/v1/resume", api.resume)
+    app.router.add_post("/api/v1/approvals/{id}/{decision:approve|reject}", api.decide)
     app.router.add_get("/api/v1/status", api.status)
     app.router.add_post("/api/v1/slack/interactions", api.slack_interactions)
     app.router.add_get("/healthz", api.healthz)

@@ -76,7 +76,7 @@ async def test_kill_switch_authenticated_persisted_and_resumable(rig: Rig) -> No
     assert len(rig.hooks.calls) == 1           # a manual pause hands every incident to humans
     status, body = await _call(rig, "/api/v1/resume", AUTH)
     assert status == 200
-    assert body == {"paused": False}
+    assert body == {"paused": False, "by": "token"}      # the credential, not the body
     await rig.restart(pb)
     st = await (await rig.client.get("/api/v1/status", headers=AUTH)).json()
     assert st["paused"] is None

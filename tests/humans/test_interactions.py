@@ -17,6 +17,7 @@ from remediator.notify.interactions import (
     SignatureError,
     StaleRequest,
     check_allowed,
+    message_refusal,
     parse_interaction,
     slack_signature,
     verify_slack_signature,
@@ -147,3 +148,36 @@ def test_allow_list_by_user_and_group() -> None:
         check_allowed("U0EVE", ["U0ALICE", "@oncall"], {"oncall": ["U0BOB"]})
     with pytest.raises(NotAllowed):
         check_allowed("U0ALICE", [])
+
+
+def test_a_group_id_as_the_clicker_does_not_match_the_group() -> None:
+    with pytest.raises(NotAllowed):
+        check_allowed("S0ONCALL", ["S0ONCALL"])
+    with pytest.raises(NotAllowed):
+        check_allowed("S0ONCALL", ["S0ONCALL"], {"S0ONCALL": {"U0BOB"}})
+    with pytest.raises(NotAllowed):
+        check_allowed("@oncall", ["@oncall"])
+    check_allowed("U0BOB", ["S0ONCALL"], {"S0ONCALL": {"U0BOB"}})     # members still do
+
+
+POSTED = ("C0001OPSALE", "1700000003.000003")
+
+
+@pytest.mark.parametrize(("body", "team", "posted", "match"), [
+    (click(team={"id": "T0OTHER"}), "T0FAKE", POSTED, "another Slack workspace"),
+    (click(channel={"id": "C0009ELSE"}), None, POSTED, "forwarded, copied or old"),
+    (click(container={"message_ts": "1700000099.000001"}, message={"ts": "x"}), None,
+     POSTED, "forwarded, copied or old"),
+    (click(), None, (None, None), "not posted by remediator"),
+])
+def test_a_click_must_come_from_the_posted_message(body: bytes, team: str | None,
+                                                   posted: tuple[str | None, str | None],
+                                                   match: str) -> None:
+    refusal = message_refusal(parse_interaction(body), team, posted)
+    assert refusal is not None
+    assert match in refusal
+
+
+def test_the_posted_message_in_the_configured_team_may_decide() -> None:
+    assert message_refusal(parse_interaction(click()), "T0FAKE", POSTED) is None
+    assert message_refusal(parse_interaction(click()), None, POSTED) is None

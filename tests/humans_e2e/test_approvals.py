@@ -184,3 +184,19 @@ async def test_a_click_after_the_ttl_is_too_late_even_before_the_engine_notices(
     assert inc.state == IncidentState.ESCALATED
     assert inc.context["approval"]["decision"] == "expired"
     assert stack.writes() == []
+
+
+async def test_a_click_on_another_message_or_as_a_group_id_changes_nothing(
+        stack: Stack) -> None:
+    approval_id = await awaiting(stack)
+    for body in (click(approval_id, message_ts="1700000099.000099"),     # a forwarded copy
+                 click(approval_id, channel="C0001OPSALE")):              # another channel
+        status, reply = await stack.interact(body)
+        assert status == 403, reply
+        assert reply["response_type"] == "ephemeral"
+        assert "not the approval request remediator posted" in reply["text"]
+    inc = await stack.incident()
+    assert inc.state == IncidentState.AWAITING_APPROVAL
+    assert inc.context["approval"]["decision"] is None
+    status, reply = await stack.interact(click(approval_id))          # the real one still works
+    assert status == 200, reply

@@ -15,7 +15,7 @@ import pytest
 
 from remediator.model.alerts import fingerprint
 from remediator.ports.store import IngestItem, IngestOutcome
-from remediator.server import http as http_module
+from remediator.server import auth as auth_module
 from remediator.server.http import ServerConfig
 from remediator.store.sqlite import SqliteStore
 
@@ -58,6 +58,25 @@ async def test_malformed_json_400(server: Served) -> None:
     assert status == 400
     assert body["error"] == "invalid webhook payload"
     assert "malformed JSON" in body["detail"]["problems"][0]
+
+
+@pytest.mark.parametrize(("body", "problem"), [
+    (json.dumps(payload())[:-1] + ', "alerts": []}', 'duplicate key "alerts"'),
+    (json.dumps(payload(truncatedAlerts=0)).replace('"truncatedAlerts": 0',
+                                                    '"truncatedAlerts": ' + "9" * 5000),
+     "integer 99999999999999999999... (5000 digits) is out of range (at most 64 bits"),
+    (json.dumps(payload(truncatedAlerts=0)).replace('"truncatedAlerts": 0',
+                                                    '"truncatedAlerts": 18446744073709551616'),
+     "integer 18446744073709551616 is out of range"),
+], ids=["duplicate-alerts", "5000-digits", "2**64"])
+async def test_strict_json_400_and_nothing_stored(server: Served, body: str,
+                                                  problem: str) -> None:
+    """Not a 500 that Alertmanager retries forever, nor a 200 that stored nothing."""
+    status, answer = await send(server, body)
+    assert status == 400, answer
+    assert answer["error"] == "invalid webhook payload"
+    assert problem in answer["detail"]["problems"][0]
+    assert await server.store.list_alerts() == []
 
 
 async def test_wrong_schema_400_with_problems(server: Served) -> None:
@@ -124,7 +143,7 @@ async def test_auth_uses_a_constant_time_compare(server: Served,
         seen.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr(http_module.hmac, "compare_digest", spy)
+    monkeypatch.setattr(auth_module.hmac, "compare_digest", spy)
     assert (await send(server, payload()))[0] == 200
     assert (await send(server, payload(), {"Authorization": "Bearer x",
                                            "Content-Type": "application/json"}))[0] == 401
