@@ -59,7 +59,16 @@ def _check_semantics(pb: Playbook, raw: dict[str, Any]) -> Found:
     _check_target_names(pb, found)
     _check_actions(pb, found)
     _check_steps(pb, found)
+    _check_grouping(pb, found)
     return found
+
+
+def _check_grouping(pb: Playbook, found: Found) -> None:
+    """``group_by`` groups alerts that have no target: with a target it would be ignored."""
+    if pb.spec.group_by is not None and pb.spec.target is not None:
+        found.append((("spec", "group_by"),
+                      "group_by applies to playbooks without a target (with a target, the "
+                      "incident is the target's: one per target); remove one of them"))
 
 
 def _check_matchers(pb: Playbook, found: Found) -> None:

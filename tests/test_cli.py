@@ -76,6 +76,20 @@ def test_dry_run_renders_the_plan_for_a_real_alertmanager_payload(
     assert "step 3: roll back: kubernetes.rollback" in out
     assert "approval: Slack #oncall" in out
     assert "escalate: jira.incident" in out
+    assert "incident key: api-error-rate/Deployment/shop/api" in out
+
+
+def test_dry_run_shows_the_incident_key_of_a_grouped_playbook(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    alert = tmp_path / "disk.json"
+    alert.write_text('{"labels": {"alertname": "NodeFilesystemSpaceFillingUp", '
+                     '"instance": "node-7:9100", "mountpoint": "/var", '
+                     '"severity": "warning"}}')
+    code, out, err = run(capsys, "dry-run", str(ROOT / "playbooks" / "disk-space-jira.yaml"),
+                         "--alert", str(alert))
+    assert code == 0, err
+    assert "incident key: disk-space-jira/group/{} (group_by: [], one incident for the " \
+           "playbook)" in out
 
 
 def test_dry_run_json_says_which_matcher_failed(capsys: pytest.CaptureFixture[str],
