@@ -171,3 +171,23 @@ def test_settle_heap_freezes_what_start_up_loaded() -> None:
                          check=True).stdout.split(None, 1)
     assert out[0] == "True"
     assert out[1].strip() == "(50000, 20, 20)"
+
+
+def test_check_warns_about_nested_loops_without_failing(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    (tmp_path / "bomb.yaml").write_text("""\
+apiVersion: remediator/v1
+kind: Playbook
+metadata: {name: bomb}
+spec:
+  match: ['alertname="X"']
+  escalate:
+    - action: slack.notify
+      with:
+        text: "{% for i in range(60000) %}{% for j in range(60000) %}{% endfor %}{% endfor %}"
+""")
+    code, out, _ = run(capsys, "check", str(tmp_path))
+    assert code == 0
+    assert f"warning: {tmp_path / 'bomb.yaml'}:9: escalate[0].with.text: template: line 1: " \
+           "a loop inside the loop of line 1" in out
+    assert "OK: 1 playbook" in out

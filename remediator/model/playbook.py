@@ -195,6 +195,7 @@ class Playbook(Strict):
     _line: int = PrivateAttr(default=1)
     _name_line: int = PrivateAttr(default=1)
     _matchers: list[Any] = PrivateAttr(default_factory=list)
+    _warnings: list[Any] = PrivateAttr(default_factory=list)     # loader Problems
 
     @property
     def name(self) -> str:
@@ -207,6 +208,12 @@ class Playbook(Strict):
     @property
     def line(self) -> int:
         return self._line
+
+    @property
+    def warnings(self) -> list[Any]:
+        """What ``remediator check`` warns about (``remediator.errors.Problem``s, set by the
+        loader): legal but risky, e.g. nested loops in a template."""
+        return self._warnings
 
     @property
     def matchers(self) -> list[Any]:
