@@ -72,6 +72,10 @@ __all__ = [
 CONTEXT_NAMES: tuple[str, ...] = ("alert", "annotations", "incident", "labels", "target")
 #: The most characters one render may produce (and the most any one operation may build).
 MAX_OUTPUT = 64 * 1024
+#: The longest string value (a label, an annotation) a template sees as is: longer ones
+#: are cut to this with a visible marker ("… [truncated 61,440 characters]"), so that a
+#: huge label makes a shorter message instead of a failed render.
+MAX_VALUE = 4096
 #: The most loop iterations one render may run, all its loops together (a template that
 #: lists an incident's alerts or labels needs hundreds).
 MAX_LOOP_ITERATIONS = 10_000
@@ -104,7 +108,16 @@ class _Data(dict[str, Any]):
         return f"{self._owner} has no {self._item} {name!r} ({self._item}s: {have})"
 
 
+def clip_value(value: str) -> str:
+    """``value`` cut to ``MAX_VALUE`` characters with a marker saying how much was cut."""
+    if len(value) <= MAX_VALUE:
+        return value
+    return f"{value[:MAX_VALUE]}… [truncated {len(value) - MAX_VALUE:,} characters]"
+
+
 def _wrap(value: Any, name: str) -> Any:
+    if isinstance(value, str):
+        return clip_value(value) if len(value) > MAX_VALUE else value
     if isinstance(value, BaseModel):
         value = value.model_dump(mode="json")
     if isinstance(value, Mapping):
@@ -455,7 +468,7 @@ class Template:
             if isinstance(data, Mapping):
                 value = data.get(key)
                 if isinstance(value, str):
-                    return value
+                    return value if len(value) <= MAX_VALUE else clip_value(value)
                 if value is None:
                     item = group[:-1]
                     have = ", ".join(sorted(map(str, data))) or "none"

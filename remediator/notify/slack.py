@@ -121,6 +121,11 @@ class SlackSink:
         ts = await state.get(incident, _ROOT)
         if channel and ts:
             return PostedMessage(channel, ts)
+        made = self.chat.thread_of(incident)      # slack.notify made the thread first
+        if made is not None:
+            await state.set(incident, _CHANNEL, made.channel)
+            await state.set(incident, _ROOT, made.ts)
+            return made
         text, blocks, attachments = render.root_message(event.incident)
         root = await self.chat.post(self._channel_for(event), text, blocks=blocks,
                                     attachments=attachments)
