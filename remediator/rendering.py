@@ -195,6 +195,19 @@ def root_message(view: IncidentView) -> tuple[str, list[dict[str, Any]], list[di
     return root_text(view), blocks, attachments
 
 
+def storm_message(storm: Mapping[str, Any]) -> str:
+    """The one message of a notification storm: its incidents, counted by state."""
+    counts = storm.get("counts")
+    counts = counts if isinstance(counts, Mapping) else {}
+    labels = {state.value: STATE_STYLE[state][1].lower() for state in IncidentState}
+    by_state = " · ".join(f"{n:,} {labels.get(str(state), slack_escape(str(state)))}"
+                          for state, n in counts.items())
+    since = str(storm.get("since", ""))[11:16]
+    return (f":cyclone: *Storm* · playbook {slack_escape(str(storm.get('playbook', '?')))}: "
+            f"{int(storm.get('incidents') or 0):,} incidents since {since} UTC, folded into "
+            f"this message\n{by_state}")
+
+
 def step_message(step: StepRecord, note: str = "") -> tuple[str, list[dict[str, Any]]]:
     """A thread reply for one step (edited as the step progresses)."""
     text = f"{STEP_EMOJI[step.status]} {slack_escape(step_outcome(step))}"

@@ -101,10 +101,18 @@ class JiraIncident:
         workflow transition (or target status) that reopens."""
         self.reopen_window = reopen_window
         self.reopen_transition = reopen_transition
+        self._storm_tickets: dict[str, dict[str, str]] = {}     # label → the storm's ticket
 
     async def plan(self, ctx: RunContext, params: JiraIncidentParams) -> Intent:
         view = incident_view(ctx)
-        label = incident_label(ctx.incident_key)
+        storm = _context_of(ctx).get("storm")
+        if isinstance(storm, Mapping) and storm.get("id"):     # one ticket for the storm
+            label = incident_label(f"storm:{storm['id']}")
+            params = params.model_copy(update={"summary": clean_summary(
+                f"[remediator] notification storm: incidents of playbook {ctx.playbook} "
+                f"since {str(storm.get('since', ''))[:16]}")})
+        else:
+            label = incident_label(ctx.incident_key)
         labels = [clean_label(x) for x in (label, "remediator", *params.labels)]
         summary = clean_summary(params.summary or render.ticket_summary(view))
         args = {"project": params.project, "issue_type": params.issue_type,
@@ -125,6 +133,10 @@ class JiraIncident:
         tickets = _tickets(ctx)
         a = intent.args
         label = str(a["label"])
+        known = self._storm_tickets.get(label)
+        if known is not None:                   # the storm's ticket: no call per incident
+            return ActionResult(summary=f"found Jira ticket {known['key']} (storm)",
+                                details={"context": {"jira": known}, "outcome": "found"})
         async with tickets.lock(label):
             ticket = await self._existing(ctx, tickets, label, str(a["project"]))
             view = incident_view(ctx)
@@ -144,6 +156,8 @@ class JiraIncident:
                     components=list(a.get("components") or ()))
                 outcome = "created"
         jira = {"key": ticket.key, "url": ticket.url, "label": label}
+        if "storm" in _context_of(ctx):
+            self._storm_tickets[label] = jira
         return ActionResult(summary=f"{outcome} Jira ticket {ticket.key}",
                             details={"context": {"jira": jira}, "outcome": outcome})
 
@@ -193,6 +207,11 @@ class SlackNotify:
         chat = _chat(ctx)
         text = render.clip(str(intent.args["text"]), SLACK_TEXT_MAX)
         channel = intent.args.get("channel")
+        storm = _context_of(ctx).get("storm")
+        if not channel and isinstance(storm, Mapping) and storm.get("id"):
+            # a storm: the incident has no thread of its own; the storm message counts it
+            return ActionResult(summary=f"folded into the storm message of {storm['id']}",
+                                details={"storm": storm.get("id")})
         posted: PostedMessage
         if channel:
             posted = await chat.post(str(channel), text)
