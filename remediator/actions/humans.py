@@ -76,6 +76,13 @@ def _context_of(ctx: RunContext) -> Mapping[str, Any]:
     return context if isinstance(context, Mapping) else {}
 
 
+def _storm_of(ctx: RunContext) -> Mapping[str, Any] | None:
+    """The notification storm the incident belongs to (``context["storm"]``), if any; read
+    from the snapshot's view (no dump of the incident)."""
+    storm = incident_view(ctx).context.get("storm")
+    return storm if isinstance(storm, Mapping) and storm.get("id") else None
+
+
 def _tickets(ctx: RunContext) -> TrackerApi:
     if ctx.tickets is None:
         raise PermanentError("Jira is not configured (no ticket adapter): cannot open a ticket")
@@ -105,8 +112,8 @@ class JiraIncident:
 
     async def plan(self, ctx: RunContext, params: JiraIncidentParams) -> Intent:
         view = incident_view(ctx)
-        storm = _context_of(ctx).get("storm")
-        if isinstance(storm, Mapping) and storm.get("id"):     # one ticket for the storm
+        storm = _storm_of(ctx)
+        if storm is not None:                                   # one ticket for the storm
             label = incident_label(f"storm:{storm['id']}")
             params = params.model_copy(update={"summary": clean_summary(
                 f"[remediator] notification storm: incidents of playbook {ctx.playbook} "
@@ -156,7 +163,7 @@ class JiraIncident:
                     components=list(a.get("components") or ()))
                 outcome = "created"
         jira = {"key": ticket.key, "url": ticket.url, "label": label}
-        if "storm" in _context_of(ctx):
+        if _storm_of(ctx) is not None:
             self._storm_tickets[label] = jira
         return ActionResult(summary=f"{outcome} Jira ticket {ticket.key}",
                             details={"context": {"jira": jira}, "outcome": outcome})
@@ -207,8 +214,8 @@ class SlackNotify:
         chat = _chat(ctx)
         text = render.clip(str(intent.args["text"]), SLACK_TEXT_MAX)
         channel = intent.args.get("channel")
-        storm = _context_of(ctx).get("storm")
-        if not channel and isinstance(storm, Mapping) and storm.get("id"):
+        storm = None if channel else _storm_of(ctx)
+        if storm is not None:
             # a storm: the incident has no thread of its own; the storm message counts it
             return ActionResult(summary=f"folded into the storm message of {storm['id']}",
                                 details={"storm": storm.get("id")})
