@@ -112,6 +112,8 @@ class Daemon:
         self.engine = Engine(store=store, playbooks=playbooks, clock=self.clock,
                              catalogue=registry, ports=ports, settings=s.engine,
                              metrics=Metrics(), sinks=sinks, approvers=s.slack.approvers)
+        self.engine.notifications.configure(storm_threshold=s.notify.storm.threshold,
+                                            storm_window=s.notify.storm.window)
         await self._serve(self.engine)
         await self.engine.start()
         self._api.ready = True
@@ -185,10 +187,15 @@ class Daemon:
             sinks.append(ConsoleSink(sys.stdout))
         if ports.chat is not None:
             from remediator.notify.slack import SlackSink
-            sinks.append(SlackSink(ports.chat, s.slack.default_channel))
+            slack = SlackSink(ports.chat, s.slack.default_channel,
+                              rate=s.notify.slack_rate, burst=s.notify.slack_burst)
+            slack.use_clock(SystemClock())         # Slack's limits are in real seconds
+            sinks.append(slack)
         if ports.tickets is not None:
             from remediator.notify.jira import JiraSink
-            sinks.append(JiraSink(ports.tickets, s.jira.transition_on_close))
+            jira = JiraSink(ports.tickets, s.jira.transition_on_close, rate=s.notify.jira_rate)
+            jira.use_clock(SystemClock())
+            sinks.append(jira)
         return sinks
 
     async def _serve(self, engine: Engine) -> None:

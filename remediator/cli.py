@@ -151,7 +151,7 @@ def run_loop(main: Coroutine[Any, Any, T], event_loop: str = "auto") -> T:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from remediator.loader import load_paths
+    from remediator.loader import load_paths, warnings
     from remediator.settings import load_settings
     problems: list[Any] = []
     if args.config:
@@ -161,7 +161,10 @@ def _check(args: argparse.Namespace) -> int:
             problems += exc.problems
     count = 0
     try:
-        count = len(load_paths(args.paths))
+        playbooks = load_paths(args.paths)
+        count = len(playbooks)
+        for warning in warnings(playbooks):
+            print(f"warning: {warning}")
     except ConfigError as exc:
         problems += exc.problems
     if problems:

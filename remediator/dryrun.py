@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from remediator.actions import registry
-from remediator.engine.routing import render_target, template_context
+from remediator.engine.routing import render_target, route, template_context
 from remediator.engine.verification import promql_context
 from remediator.errors import TemplateError
 from remediator.matching import first_failure
@@ -48,6 +48,8 @@ def plan_for_alert(pb: Playbook, alert: Alert, source: str) -> dict[str, Any]:
     context = template_context(alert.labels, alert.annotations, alert_dict)
     target = render_target(pb, context)
     plan["target"] = target.model_dump() if target else None
+    plan["incident_key"] = route(pb, alert.labels, alert.annotations, alert_dict,
+                                 dry_run=False, fingerprint=alert.fingerprint).incident_key
     context = template_context(alert.labels, alert.annotations, alert_dict,
                                incident={"id": "(dry-run)", "playbook": pb.name}, target=target)
     steps = []
@@ -95,6 +97,8 @@ def render_text(pb: Playbook, plans: list[dict[str, Any]]) -> str:
         t = plan["target"]
         lines.append(f"  target: {t['kind']} {t['namespace']}/{t['name']}" if t
                      else "  target: (none)")
+        lines.append(f"  incident key: {plan['incident_key']}" + (
+            "" if t else f" (group_by: {_grouping(pb)})"))
         g = plan["guards"]
         lines.append(f"  guards: cooldown {g['cooldown']}, max runs/hour "
                      f"{g['max_runs_per_hour'] or 'unlimited'}"
@@ -124,6 +128,15 @@ def render_text(pb: Playbook, plans: list[dict[str, Any]]) -> str:
             params = ", ".join(f"{k}={v}" for k, v in esc["params"].items())
             lines.append(f"  escalate: {esc['action']} ({params})")
     return "\n".join(lines)
+
+
+def _grouping(pb: Playbook) -> str:
+    group_by = pb.spec.group_by
+    if group_by is None:
+        return "not set, one incident per alert"
+    if not group_by:
+        return "[], one incident for the playbook"
+    return "[" + ", ".join(group_by) + "]"
 
 
 def render_incident(data: dict[str, Any]) -> str:

@@ -33,7 +33,7 @@ from remediator.located import (
 from remediator.matching import MatcherError, parse_matchers
 from remediator.model.names import check_dns1123_label, check_dns1123_subdomain
 from remediator.model.playbook import Playbook
-from remediator.templating import compile_template, is_template
+from remediator.templating import compile_template, is_template, template_warnings
 
 # --- rules beyond the schema -------------------------------------------------------
 
@@ -51,15 +51,25 @@ def _walk_strings(value: Any, loc: Loc) -> Iterator[tuple[Loc, str]]:
 Found = list[tuple[Loc, str]]
 
 
-def _check_semantics(pb: Playbook, raw: dict[str, Any]) -> Found:
-    """Problems as (loc, message); loc is relative to the document root."""
+def _check_semantics(pb: Playbook, raw: dict[str, Any], warned: Found) -> Found:
+    """Problems as (loc, message); loc is relative to the document root. Warnings (legal
+    but risky) go to ``warned``."""
     found: Found = []
     _check_matchers(pb, found)
-    _check_templates(pb, raw, found)
+    _check_templates(pb, raw, found, warned)
     _check_target_names(pb, found)
     _check_actions(pb, found)
     _check_steps(pb, found)
+    _check_grouping(pb, found)
     return found
+
+
+def _check_grouping(pb: Playbook, found: Found) -> None:
+    """``group_by`` groups alerts that have no target: with a target it would be ignored."""
+    if pb.spec.group_by is not None and pb.spec.target is not None:
+        found.append((("spec", "group_by"),
+                      "group_by applies to playbooks without a target (with a target, the "
+                      "incident is the target's: one per target); remove one of them"))
 
 
 def _check_matchers(pb: Playbook, found: Found) -> None:
@@ -72,8 +82,9 @@ def _check_matchers(pb: Playbook, found: Found) -> None:
     pb._matchers = matchers
 
 
-def _check_templates(pb: Playbook, raw: dict[str, Any], found: Found) -> None:
-    """Templates: syntax and variables, everywhere a string may be rendered."""
+def _check_templates(pb: Playbook, raw: dict[str, Any], found: Found, warned: Found) -> None:
+    """Templates: syntax and variables, everywhere a string may be rendered; nested loops
+    are warned about."""
     spec = pb.spec
     template_sites: list[tuple[Loc, str]] = []
     if spec.target is not None:
@@ -93,6 +104,8 @@ def _check_templates(pb: Playbook, raw: dict[str, Any], found: Found) -> None:
                 compile_template(text)
             except TemplateError as exc:
                 found.append((loc, str(exc)))
+                continue
+            warned.extend((loc, f"template: {w}") for w in template_warnings(text))
 
 
 def _check_target_names(pb: Playbook, found: Found) -> None:
@@ -189,14 +202,22 @@ def load(text: str, source: str = "<string>") -> list[Playbook]:
             continue
         pb._source, pb._line = source, first_line
         pb._name_line = lines.get(("metadata", "name"), first_line)
-        for loc, message in _check_semantics(pb, data):
+        warned: Found = []
+        for loc, message in _check_semantics(pb, data, warned):
             where = format_loc(loc)
             problems.append(Problem(source, line_for(lines, loc, first_line),
                                     f"{where}: {message}"))
+        pb._warnings = [Problem(source, line_for(lines, loc, first_line),
+                                f"{format_loc(loc)}: {message}") for loc, message in warned]
         playbooks.append(pb)
     if problems:
         raise ConfigError(problems)
     return playbooks
+
+
+def warnings(playbooks: Iterable[Playbook]) -> list[Problem]:
+    """What ``remediator check`` warns about in loaded playbooks (not errors: they load)."""
+    return [w for pb in playbooks for w in pb.warnings]
 
 
 def playbook_files(paths: Iterable[str | Path]) -> list[Path]:

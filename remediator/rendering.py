@@ -10,7 +10,10 @@ knows no notification event (the console's line of one is in
 Alerts in ``IncidentView.alerts`` are read loosely (``labels``, ``annotations``,
 ``generatorURL``/``generator_url``, ``startsAt``/``starts_at``, ``status``),
 because they are data from outside. Text from alerts is escaped for each
-format (Slack's ``& < >``; Jira's table and macro characters).
+format (Slack's ``& < >``; Jira's table and macro characters), and long values are
+truncated with a visible marker (``clip``: "… [truncated 61,440 characters]") so that a
+64 KiB label value makes a shorter message, never a failed one (Slack's text and Jira's
+description have limits).
 """
 
 from __future__ import annotations
@@ -43,6 +46,24 @@ STEP_EMOJI: dict[StepStatus, str] = {
 }
 APPROVE_ACTION = "remediator_approve"
 REJECT_ACTION = "remediator_reject"
+
+
+#: the most characters of one value (a label, a summary, a note) in a Slack message
+SLACK_VALUE_MAX = 3000
+#: the most characters of one value in Jira wiki markup, and of a whole description
+#: (Jira refuses descriptions over 32,767)
+WIKI_VALUE_MAX = 2000
+JIRA_DESCRIPTION_MAX = 32_000
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` if it fits in ``limit`` characters, else its start and a visible marker
+    saying how much was cut (the result fits in ``limit``)."""
+    if len(text) <= limit:
+        return text
+    marker_room = 40
+    keep = max(0, limit - marker_room)
+    return f"{text[:keep]}… [truncated {len(text) - keep:,} characters]"
 
 
 # -- reading the snapshot ---------------------------------------------------------------
@@ -132,6 +153,7 @@ def step_outcome(step: StepRecord) -> str:
 
 # -- Slack ------------------------------------------------------------------------------
 def slack_escape(text: str) -> str:
+    text = clip(text, SLACK_VALUE_MAX)
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
@@ -171,6 +193,19 @@ def root_message(view: IncidentView) -> tuple[str, list[dict[str, Any]], list[di
         details.append(_context(link_text))
     attachments = [{"color": colour, "fallback": root_text(view), "blocks": details}]
     return root_text(view), blocks, attachments
+
+
+def storm_message(storm: Mapping[str, Any]) -> str:
+    """The one message of a notification storm: its incidents, counted by state."""
+    counts = storm.get("counts")
+    counts = counts if isinstance(counts, Mapping) else {}
+    labels = {state.value: STATE_STYLE[state][1].lower() for state in IncidentState}
+    by_state = " · ".join(f"{n:,} {labels.get(str(state), slack_escape(str(state)))}"
+                          for state, n in counts.items())
+    since = str(storm.get("since", ""))[11:16]
+    return (f":cyclone: *Storm* · playbook {slack_escape(str(storm.get('playbook', '?')))}: "
+            f"{int(storm.get('incidents') or 0):,} incidents since {since} UTC, folded into "
+            f"this message\n{by_state}")
 
 
 def step_message(step: StepRecord, note: str = "") -> tuple[str, list[dict[str, Any]]]:
@@ -250,21 +285,21 @@ def page_message(view: IncidentView, mention: str, note: str | None = None
     if context:
         blocks.append(_section("*Target*\n```" + "\n".join(context)[:2900] + "```"))
     full = "\n".join([text, *(["What was tried:", *tried] if tried else []), *context])
-    return full[:3900], blocks
+    return clip(full, 3900), blocks
 
 
 def _section(text: str) -> dict[str, Any]:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}}
+    return {"type": "section", "text": {"type": "mrkdwn", "text": clip(text, 3000)}}
 
 
 def _context(text: str) -> dict[str, Any]:
-    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text[:3000]}]}
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": clip(text, 3000)}]}
 
 
 # -- Jira -------------------------------------------------------------------------------
 def wiki_escape(text: object) -> str:
     """Escape Jira wiki markup in a table cell or line of data."""
-    out = " ".join(str(text).split())
+    out = " ".join(clip(str(text), WIKI_VALUE_MAX).split())
     for ch in ("\\", "|", "[", "]", "{", "}", "*", "_"):
         out = out.replace(ch, "\\" + ch)
     return out
@@ -339,7 +374,7 @@ def incident_report(view: IncidentView) -> str:
                            [(_when(t.at), t.kind, t.message) for t in view.timeline])
     else:
         out.append("(empty)")
-    return "\n".join(out)
+    return clip("\n".join(out), JIRA_DESCRIPTION_MAX)
 
 
 def step_comment(step: StepRecord, note: str = "") -> str:

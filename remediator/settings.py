@@ -186,8 +186,26 @@ class JiraSettings(Group):
     transition_on_close: str | None = "Done"
 
 
+class StormSettings(Group):
+    threshold: int = Field(
+        default=20, ge=1,
+        description="More than this many incidents opened for one playbook within 'window' "
+                    "is a storm: its incidents share one Slack storm message (edited with "
+                    "counts by state) and one Jira ticket instead of one thread each.")
+    window: Duration = Field(default=300.0, gt=0,
+                             description="Seconds over which incidents are counted.")
+
+
 class NotifySettings(Group):
     console: bool = Field(default=True, description="Print every incident event on stdout.")
+    storm: StormSettings = Field(default_factory=StormSettings)
+    slack_rate: float = Field(default=1.0, gt=0,
+                              description="Slack calls a second per channel (Slack: about "
+                                          "one message a second in a channel).")
+    slack_burst: float = Field(default=4.0, ge=1, description="Slack calls in a short burst.")
+    jira_rate: float = Field(default=1.0, gt=0,
+                             description="Jira calls a second (conservative: Jira Cloud's "
+                                         "limits are per user and not one published figure).")
 
 
 class LogSettings(Group):

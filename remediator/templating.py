@@ -16,18 +16,25 @@ themselves are operator configuration: the environment is Jinja2's
 of lists and dicts, no loader), undefined names fail (``StrictUndefined``),
 macros/includes/imports are refused, output is capped at ``MAX_OUTPUT`` and the
 obvious amplifiers (``*``, ``**``, padding widths, ``replace``, ``join``,
-``indent``, ``center``, format widths) are bounded before they allocate. The
-sandbox does not bound CPU time (nested loops over ``range``).
+``indent``, ``center``, format widths) are bounded before they allocate.
+CPU time is bounded too: every ``{% for %}`` iterates through a budget shared by
+the whole render (``MAX_LOOP_ITERATIONS`` iterations and ``MAX_RENDER_SECONDS``),
+so nested loops over ``range`` fail their render at once with a ``TemplateError``
+instead of freezing the event loop; ``template_warnings`` names nested loops so
+that ``remediator check`` can warn about them. Templates without a loop (most
+of them) pay nothing for it.
 """
 
 from __future__ import annotations
 
+import contextvars
 import difflib
 import functools
 import operator
 import re
+import time
 import types
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import jinja2
@@ -37,6 +44,7 @@ from jinja2.filters import FILTERS
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import missing, pass_eval_context
+from jinja2.visitor import NodeTransformer
 from pydantic import BaseModel
 
 from remediator.errors import TemplateError
@@ -58,11 +66,21 @@ __all__ = [
     "render_namespace",
     "render_value",
     "static_check",
+    "template_warnings",
 ]
 
 CONTEXT_NAMES: tuple[str, ...] = ("alert", "annotations", "incident", "labels", "target")
 #: The most characters one render may produce (and the most any one operation may build).
 MAX_OUTPUT = 64 * 1024
+#: The longest string value (a label, an annotation) a template sees as is: longer ones
+#: are cut to this with a visible marker ("… [truncated 61,440 characters]"), so that a
+#: huge label makes a shorter message instead of a failed render.
+MAX_VALUE = 4096
+#: The most loop iterations one render may run, all its loops together (a template that
+#: lists an incident's alerts or labels needs hundreds).
+MAX_LOOP_ITERATIONS = 10_000
+#: The most seconds (real CPU time of the event loop) a render with loops may take.
+MAX_RENDER_SECONDS = 0.2
 
 _ALLOWED_GLOBALS = ("range", "dict")
 _FORBIDDEN_NODES: dict[type[nodes.Node], str] = {
@@ -90,7 +108,16 @@ class _Data(dict[str, Any]):
         return f"{self._owner} has no {self._item} {name!r} ({self._item}s: {have})"
 
 
+def clip_value(value: str) -> str:
+    """``value`` cut to ``MAX_VALUE`` characters with a marker saying how much was cut."""
+    if len(value) <= MAX_VALUE:
+        return value
+    return f"{value[:MAX_VALUE]}… [truncated {len(value) - MAX_VALUE:,} characters]"
+
+
 def _wrap(value: Any, name: str) -> Any:
+    if isinstance(value, str):
+        return clip_value(value) if len(value) > MAX_VALUE else value
     if isinstance(value, BaseModel):
         value = value.model_dump(mode="json")
     if isinstance(value, Mapping):
@@ -267,8 +294,54 @@ def _tojson(eval_ctx: EvalContext, value: Any, indent: int | None = None) -> Any
     return FILTERS["tojson"](eval_ctx, value, indent)
 
 
+class _LoopBudget:
+    """What is left of one render's loop iterations, and its deadline (monotonic)."""
+
+    __slots__ = ("deadline", "left")
+
+    def __init__(self) -> None:
+        self.left = MAX_LOOP_ITERATIONS
+        self.deadline = time.monotonic() + MAX_RENDER_SECONDS
+
+
+_BUDGET: contextvars.ContextVar[_LoopBudget | None] = contextvars.ContextVar(
+    "remediator_template_budget", default=None)
+_BUDGET_FILTER = "remediator_loop_budget"
+
+
+def _budgeted(iterable: Any) -> Iterator[Any]:
+    """Every ``{% for %}`` iterates through this: each item spends one iteration of the
+    render's budget (a fresh one outside ``Template.render``)."""
+    budget = _BUDGET.get() or _LoopBudget()
+    for item in iterable:
+        budget.left -= 1
+        if budget.left < 0:
+            raise SecurityError(f"the render ran more than {MAX_LOOP_ITERATIONS} loop "
+                                "iterations (nested loops?)")
+        if time.monotonic() > budget.deadline:
+            raise SecurityError(f"the render took more than {MAX_RENDER_SECONDS:g}s "
+                                "of loops")
+        yield item
+
+
+class _CountLoops(NodeTransformer):
+    """Wrap the iterable of every ``{% for %}`` in the loop budget filter."""
+
+    def visit_For(self, node: nodes.For) -> nodes.Node:
+        self.generic_visit(node)
+        node.iter = nodes.Filter(node.iter, _BUDGET_FILTER, [], [], None, None,
+                                 lineno=node.lineno)
+        return node
+
+
 class _Sandbox(ImmutableSandboxedEnvironment):
     intercepted_binops = frozenset({"*", "**", "%"})
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        tree = super()._parse(source, name, filename)
+        result = _CountLoops().visit(tree)
+        assert isinstance(result, nodes.Template)
+        return result
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         return _guarded_binop(operator, left, right)
@@ -299,7 +372,7 @@ def _make_env() -> _Sandbox:
     env.filters.pop("random", None)
     env.filters.update({"center": _center, "indent": _indent, "format": _format,
                         "replace": _replace, "join": _join, "batch": _batch,
-                        "slice": _slice, "tojson": _tojson})
+                        "slice": _slice, "tojson": _tojson, _BUDGET_FILTER: _budgeted})
     return env
 
 
@@ -361,12 +434,14 @@ def static_check(source: str) -> list[str]:
 class Template:
     """A compiled, checked template. ``render`` never raises anything but TemplateError."""
 
-    __slots__ = ("_lookup", "_names", "_template", "source")
+    __slots__ = ("_lookup", "_loops", "_names", "_template", "source")
 
     def __init__(self, source: str, template: jinja2.Template,
                  names: Iterable[str] = CONTEXT_NAMES) -> None:
         self.source = source
         self._template = template
+        # a render with loops gets a loop budget of its own
+        self._loops = "{%" in source and "for" in source
         # Only the context names the template mentions are wrapped on each render (wrapping
         # copies the whole alert: it was most of the cost of routing an alert).
         self._names = tuple(n for n in CONTEXT_NAMES if n in set(names))
@@ -393,13 +468,22 @@ class Template:
             if isinstance(data, Mapping):
                 value = data.get(key)
                 if isinstance(value, str):
-                    return value
+                    return value if len(value) <= MAX_VALUE else clip_value(value)
                 if value is None:
                     item = group[:-1]
                     have = ", ".join(sorted(map(str, data))) or "none"
                     raise TemplateError(f"{item} {key!r} is not set on the alert "
                                         f"({item}s: {have}) (in {_short(self.source)})")
         ctx = {name: _wrap(context[name], name) for name in self._names if name in context}
+        if not self._loops:
+            return self._generate(ctx)
+        token = _BUDGET.set(_LoopBudget())
+        try:
+            return self._generate(ctx)
+        finally:
+            _BUDGET.reset(token)
+
+    def _generate(self, ctx: dict[str, Any]) -> str:
         chunks: list[str] = []
         size = 0
         try:
@@ -436,6 +520,24 @@ def compile_template(source: str) -> Template:
         raise TemplateError(f"template {_short(source)}: line {exc.lineno}: {exc.message}") \
             from exc
     return Template(source, template, names)
+
+
+def template_warnings(source: str) -> list[str]:
+    """What deserves a warning without being an error: nested loops (each render may run
+    up to ``MAX_LOOP_ITERATIONS`` iterations, then fails)."""
+    try:
+        ast = _ENV.parse(source)
+    except jinja2.TemplateSyntaxError:
+        return []                      # an error, reported by static_check
+    warnings: list[str] = []
+    for outer in ast.find_all(nodes.For):
+        inner = next(iter(outer.find_all(nodes.For)), None)
+        if inner is not None:
+            warnings.append(f"line {inner.lineno}: a loop inside the loop of line "
+                            f"{outer.lineno}: a render fails past {MAX_LOOP_ITERATIONS:,} "
+                            f"iterations or {MAX_RENDER_SECONDS:g}s; keep loops flat and "
+                            "short")
+    return warnings
 
 
 def render_value(value: Any, context: Mapping[str, Any]) -> Any:

@@ -76,6 +76,20 @@ def test_dry_run_renders_the_plan_for_a_real_alertmanager_payload(
     assert "step 3: roll back: kubernetes.rollback" in out
     assert "approval: Slack #oncall" in out
     assert "escalate: jira.incident" in out
+    assert "incident key: api-error-rate/Deployment/shop/api" in out
+
+
+def test_dry_run_shows_the_incident_key_of_a_grouped_playbook(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    alert = tmp_path / "disk.json"
+    alert.write_text('{"labels": {"alertname": "NodeFilesystemSpaceFillingUp", '
+                     '"instance": "node-7:9100", "mountpoint": "/var", '
+                     '"severity": "warning"}}')
+    code, out, err = run(capsys, "dry-run", str(ROOT / "playbooks" / "disk-space-jira.yaml"),
+                         "--alert", str(alert))
+    assert code == 0, err
+    assert "incident key: disk-space-jira/group/{} (group_by: [], one incident for the " \
+           "playbook)" in out
 
 
 def test_dry_run_json_says_which_matcher_failed(capsys: pytest.CaptureFixture[str],
@@ -209,3 +223,23 @@ def test_check_config_warns_when_one_full_rights_token_is_all(
     code, out, err = run(capsys, "check", "--config", str(config), str(ROOT / "playbooks"))
     assert code == 0, out
     assert ("single full-rights credential" in err) is warned, err
+
+
+def test_check_warns_about_nested_loops_without_failing(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    (tmp_path / "bomb.yaml").write_text("""\
+apiVersion: remediator/v1
+kind: Playbook
+metadata: {name: bomb}
+spec:
+  match: ['alertname="X"']
+  escalate:
+    - action: slack.notify
+      with:
+        text: "{% for i in range(60000) %}{% for j in range(60000) %}{% endfor %}{% endfor %}"
+""")
+    code, out, _ = run(capsys, "check", str(tmp_path))
+    assert code == 0
+    assert f"warning: {tmp_path / 'bomb.yaml'}:9: escalate[0].with.text: template: line 1: " \
+           "a loop inside the loop of line 1" in out
+    assert "OK: 1 playbook" in out

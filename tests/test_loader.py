@@ -77,6 +77,12 @@ EXPECTED: dict[str, str] = {
         "verification could never finish; raise it, or leave it out (2m plus verify.timeout)",
     "no-steps-no-escalate.yaml":
         "spec: a playbook needs at least one step or one escalation",
+    "group-by-bad-label.yaml":
+        "group_by[1]: 'node-name' is not a valid label name ([a-zA-Z_][a-zA-Z0-9_]*), "
+        "nor '...' (every label)",
+    "group-by-with-target.yaml":
+        "group_by: group_by applies to playbooks without a target (with a target, the "
+        "incident is the target's: one per target); remove one of them",
     "wrong-api-version.yaml":
         "apiVersion: must be 'remediator/v1', got 'remediator/v1beta1'",
 }

@@ -303,3 +303,52 @@ def test_plain_lookups_render_like_jinja(source: str) -> None:
     with pytest.raises(TemplateError) as slow_err:
         slow.render({"labels": {"x": "1"}, "annotations": {"x": "1"}})
     assert str(fast_err.value).split(" (in ")[0] == str(slow_err.value).split(" (in ")[0]
+
+
+# -- the CPU bound: a loop budget per render --------------------------------------------
+
+def test_nested_range_loops_fail_fast_naming_the_template() -> None:
+    import time
+
+    from remediator.templating import MAX_LOOP_ITERATIONS
+    source = "{% for i in range(60000) %}{% for j in range(60000) %}{% endfor %}{% endfor %}"
+    t0 = time.perf_counter()
+    with pytest.raises(TemplateError) as info:
+        compile_template(source).render({})
+    assert time.perf_counter() - t0 < 0.5
+    assert f"more than {MAX_LOOP_ITERATIONS} loop iterations" in str(info.value)
+    assert "{% for i in range(60000) %}" in str(info.value)
+
+
+def test_a_slow_loop_body_hits_the_render_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Few iterations, each expensive (sorting a 64 KiB label's parts): the deadline."""
+    import time
+
+    from remediator import templating
+    monkeypatch.setattr(templating, "MAX_LOOP_ITERATIONS", 10**9)
+    source = ("{% for i in range(5000) %}{% set s = labels.big.split(',') | sort %}"
+              "{% endfor %}done")
+    big = ",".join(str(n) for n in range(12000))
+    t0 = time.perf_counter()
+    with pytest.raises(TemplateError, match="took more than"):
+        compile_template(source).render({"labels": {"big": big}})
+    assert time.perf_counter() - t0 < 1.0
+
+
+def test_the_budget_is_per_render_and_loops_still_work() -> None:
+    t = compile_template("{% for k, v in labels | dictsort %}{{ loop.index }}/{{ loop.length }}"
+                         " {{ k }}={{ v }};{% else %}none{% endfor %}")
+    labels = {f"l{i:04d}": "v" for i in range(3000)}
+    for _ in range(5):                      # 5 × 3,000 iterations: each render has its own
+        out = t.render({"labels": labels})
+        assert out.startswith("1/3000 l0000=v;")
+    assert t.render({"labels": {}}) == "none"
+
+
+def test_nested_loops_are_warned_about_not_refused() -> None:
+    from remediator.templating import template_warnings
+    nested = "{% for a in labels %}{% for b in labels %}{{ a }}{{ b }}{% endfor %}{% endfor %}"
+    assert static_check(nested) == []
+    [warning] = template_warnings(nested)
+    assert warning.startswith("line 1: a loop inside the loop of line 1")
+    assert template_warnings("{% for a in labels %}{{ a }}{% endfor %}") == []

@@ -35,7 +35,7 @@ from pydantic import ValidationError
 from remediator import rendering as render
 from remediator.actions.params import JiraIncidentParams, SlackNotifyParams, SlackPageParams
 from remediator.engine.contract import ActionResult, IncidentSnapshot, Intent, RunContext
-from remediator.errors import PermanentError
+from remediator.errors import PermanentError, TemporaryError
 from remediator.model.incident import IncidentState, IncidentView
 from remediator.ports.chat import (
     SLACK_ROOT_CHANNEL,
@@ -76,6 +76,13 @@ def _context_of(ctx: RunContext) -> Mapping[str, Any]:
     return context if isinstance(context, Mapping) else {}
 
 
+def _storm_of(ctx: RunContext) -> Mapping[str, Any] | None:
+    """The notification storm the incident belongs to (``context["storm"]``), if any; read
+    from the snapshot's view (no dump of the incident)."""
+    storm = incident_view(ctx).context.get("storm")
+    return storm if isinstance(storm, Mapping) and storm.get("id") else None
+
+
 def _tickets(ctx: RunContext) -> TrackerApi:
     if ctx.tickets is None:
         raise PermanentError("Jira is not configured (no ticket adapter): cannot open a ticket")
@@ -101,10 +108,18 @@ class JiraIncident:
         workflow transition (or target status) that reopens."""
         self.reopen_window = reopen_window
         self.reopen_transition = reopen_transition
+        self._storm_tickets: dict[str, dict[str, str]] = {}     # label → the storm's ticket
 
     async def plan(self, ctx: RunContext, params: JiraIncidentParams) -> Intent:
         view = incident_view(ctx)
-        label = incident_label(ctx.incident_key)
+        storm = _storm_of(ctx)
+        if storm is not None:                                   # one ticket for the storm
+            label = incident_label(f"storm:{storm['id']}")
+            params = params.model_copy(update={"summary": clean_summary(
+                f"[remediator] notification storm: incidents of playbook {ctx.playbook} "
+                f"since {str(storm.get('since', ''))[:16]}")})
+        else:
+            label = incident_label(ctx.incident_key)
         labels = [clean_label(x) for x in (label, "remediator", *params.labels)]
         summary = clean_summary(params.summary or render.ticket_summary(view))
         args = {"project": params.project, "issue_type": params.issue_type,
@@ -125,6 +140,10 @@ class JiraIncident:
         tickets = _tickets(ctx)
         a = intent.args
         label = str(a["label"])
+        known = self._storm_tickets.get(label)
+        if known is not None:                   # the storm's ticket: no call per incident
+            return ActionResult(summary=f"found Jira ticket {known['key']} (storm)",
+                                details={"context": {"jira": known}, "outcome": "found"})
         async with tickets.lock(label):
             ticket = await self._existing(ctx, tickets, label, str(a["project"]))
             view = incident_view(ctx)
@@ -144,6 +163,8 @@ class JiraIncident:
                     components=list(a.get("components") or ()))
                 outcome = "created"
         jira = {"key": ticket.key, "url": ticket.url, "label": label}
+        if _storm_of(ctx) is not None:
+            self._storm_tickets[label] = jira
         return ActionResult(summary=f"{outcome} Jira ticket {ticket.key}",
                             details={"context": {"jira": jira}, "outcome": outcome})
 
@@ -163,8 +184,22 @@ class JiraIncident:
         return closed is not None and ctx.clock.now() - closed <= self.reopen_window
 
 
+#: the most characters of a ``slack.notify`` text (Slack refuses texts over 40,000)
+SLACK_TEXT_MAX = 12_000
+#: seconds before trying again when the incident's thread does not exist yet
+THREAD_WAIT = 5.0
+
+
 class SlackNotify:
-    """``slack.notify``: a message in the incident's thread, or in the given channel."""
+    """``slack.notify``: a message in the incident's thread, or in the given channel.
+
+    Never lost for want of a thread: without ``channel`` and before the Slack sink has
+    made the incident's thread, the thread is created (its root in the playbook's
+    ``notify.slack.channel``, else the chat's ``default_channel`` when it has one) and
+    remembered for the sink, which then edits that root; with neither known here, the
+    sink (which falls back to ``slack.default_channel``) makes the thread and the action
+    is retried (``TemporaryError``) until it exists. A long text is cut with a marker.
+    """
 
     name: ClassVar[str] = "slack.notify"
     params = SlackNotifyParams
@@ -177,24 +212,38 @@ class SlackNotify:
 
     async def apply(self, ctx: RunContext, intent: Intent) -> ActionResult:
         chat = _chat(ctx)
-        text = str(intent.args["text"])
+        text = render.clip(str(intent.args["text"]), SLACK_TEXT_MAX)
         channel = intent.args.get("channel")
+        storm = None if channel else _storm_of(ctx)
+        if storm is not None:
+            # a storm: the incident has no thread of its own; the storm message counts it
+            return ActionResult(summary=f"folded into the storm message of {storm['id']}",
+                                details={"storm": storm.get("id")})
         posted: PostedMessage
         if channel:
             posted = await chat.post(str(channel), text)
-        elif (thread := await _thread_of(ctx, chat)) is not None:
-            posted = await chat.reply(thread.channel, thread.ts, text)
         else:
-            notify = ctx.incident.get("notify") if ctx.incident else None
-            slack = notify.get("slack") if isinstance(notify, Mapping) else None
-            fallback = slack.get("channel") if isinstance(slack, Mapping) else None
-            if not fallback:
-                raise PermanentError("slack.notify: the incident has no Slack thread yet and "
-                                     "no channel is given (set 'channel' or notify.slack)")
-            view = incident_view(ctx)
-            posted = await chat.post(str(fallback), f"{render.headline(view)}: {text}")
+            thread = await _thread_of(ctx, chat) or await _new_thread(ctx, chat)
+            posted = await chat.reply(thread.channel, thread.ts, text)
         return ActionResult(summary=f"posted to Slack {posted.channel} at {posted.ts}",
                             details={"slack": {"channel": posted.channel, "ts": posted.ts}})
+
+
+async def _new_thread(ctx: RunContext, chat: ChatApi) -> PostedMessage:
+    """Create the incident's thread (its root message, as the Slack sink renders it) in the
+    playbook's channel or the chat's default one, and remember it for the sink; with no
+    channel known here, wait for the sink to make it (it knows the configured default)."""
+    notify = ctx.incident.get("notify") if ctx.incident else None
+    slack = notify.get("slack") if isinstance(notify, Mapping) else None
+    channel = slack.get("channel") if isinstance(slack, Mapping) else None
+    channel = channel or getattr(chat, "default_channel", None)
+    if not channel:
+        raise TemporaryError("slack.notify: the incident has no Slack thread yet; the Slack "
+                             "sink creates it in slack.default_channel", delay=THREAD_WAIT)
+    text, blocks, attachments = render.root_message(incident_view(ctx))
+    root = await chat.post(str(channel), text, blocks=blocks, attachments=attachments)
+    chat.remember_thread(ctx.incident_id, root)
+    return root
 
 
 async def _thread_of(ctx: RunContext, chat: ChatApi) -> PostedMessage | None:

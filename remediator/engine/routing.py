@@ -3,24 +3,31 @@
 First matching playbook in load order owns the alert; ``continue: true`` lets
 the following ones see it too (Alertmanager route semantics). The incident key
 is ``playbook/Kind/namespace/name``: repeats and sibling alerts for the same
-object fold into one incident.
+object fold into one incident. A playbook without a target groups its alerts as
+an Alertmanager route does, by ``group_by``: ``playbook/group/{a="x",b="y"}``
+(``[]``: ``playbook/group/{}``, one incident for the playbook); without
+``group_by`` (or with ``['...']``, every label) each alert is its own incident,
+``playbook/alert/<fingerprint>``.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from remediator.errors import TemplateError
 from remediator.model.alerts import Alert
 from remediator.model.incident import TargetRef
-from remediator.model.playbook import Playbook
+from remediator.model.playbook import GROUP_BY_ALL, Playbook
 from remediator.ports.store import Routing
 from remediator.templating import compile_template, is_template, render_name, render_namespace
 
 #: memo entries kept before a memo is emptied and refilled (bounds memory whatever the
 #: cardinality of the labels that matter)
 MEMO_SIZE = 8192
+#: longest ``{label="value",…}`` part of a group's incident key; longer ones are hashed
+MAX_GROUP_KEY = 512
 
 
 class Router:
@@ -83,7 +90,7 @@ class Router:
                                   "generatorURL": alert.generatorURL}
                 routing = self.route(pb, labels, alert.annotations, alert_dict,
                                      dry_run=dry_run, fingerprint=alert.fingerprint)
-                if key is not None and routing.target is not None and routing.error is None:
+                if key is not None and routing.error is None:
                     if len(self._routed) >= MEMO_SIZE:
                         self._routed.clear()
                     self._routed[key] = routing
@@ -92,11 +99,15 @@ class Router:
 
 
 def _target_inputs(pb: Playbook) -> tuple[str, ...] | None:
-    """The labels a playbook's target is rendered from, when it depends on nothing else
-    (constants and plain ``{{ labels.x }}`` lookups); None when it may (or has no target)."""
+    """The labels a playbook's incident key is made of, when it depends on nothing else
+    (constants and plain ``{{ labels.x }}`` lookups in the target, or the ``group_by``
+    labels); None when it may (or names the alert itself)."""
     target = pb.spec.target
     if target is None:
-        return None
+        group_by = pb.spec.group_by
+        if group_by is None or GROUP_BY_ALL in group_by:
+            return None
+        return tuple(group_by)
     names: list[str] = []
     for source in (target.namespace, target.name):
         if not is_template(source):
@@ -153,8 +164,23 @@ def route(pb: Playbook, labels: Mapping[str, str], annotations: Mapping[str, str
         return Routing(pb.name, f"{pb.name}/invalid/{fingerprint}", None,
                        dry_run or pb.spec.guards.dry_run, notify,
                        error=f"target not rendered: {exc}")
-    # Without a target, each alert (label set) is its own incident: one disk filling up on
-    # node A and another on node B are two problems, two tickets.
-    key = (f"{pb.name}/alert/{fingerprint}" if target is None
+    key = (group_key(pb, labels, fingerprint) if target is None
            else f"{pb.name}/{target.kind}/{target.namespace}/{target.name}")
     return Routing(pb.name, key, target, dry_run or pb.spec.guards.dry_run, notify)
+
+
+def group_key(pb: Playbook, labels: Mapping[str, str], fingerprint: str) -> str:
+    """The incident key of an alert for a playbook without a target, by ``group_by``
+    (Alertmanager's group key spelling: a missing label counts as empty)."""
+    group_by = pb.spec.group_by
+    if group_by is None or GROUP_BY_ALL in group_by:
+        return f"{pb.name}/alert/{fingerprint}"
+    values = ",".join(f"{name}={_quote(labels.get(name, ''))}" for name in sorted(group_by))
+    if len(values) > MAX_GROUP_KEY:       # label values are data from outside: bounded
+        digest = hashlib.sha256(values.encode()).hexdigest()[:32]
+        return f"{pb.name}/group/sha256:{digest}"
+    return f"{pb.name}/group/{{{values}}}"
+
+
+def _quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'

@@ -8,15 +8,35 @@ the template compiler (unknown actions, params, template variables) live in
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
 
 from remediator.model.durations import Duration
 
 #: Seconds a step's action and its retries may take when the step sets no ``timeout``
 #: (its verification's own timeout comes on top).
 ACTION_TIMEOUT = 120.0
+
+
+#: ``group_by: ['...']``: group by every label (Alertmanager's spelling), one incident per alert
+GROUP_BY_ALL = "..."
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+
+def _label_name(v: str) -> str:
+    if v != GROUP_BY_ALL and not _LABEL_NAME.fullmatch(v):
+        raise ValueError(f"{v!r} is not a valid label name ([a-zA-Z_][a-zA-Z0-9_]*), "
+                         "nor '...' (every label)")
+    return v
 
 
 class Strict(BaseModel):
@@ -139,6 +159,10 @@ class Spec(Strict):
     match: list[str] = Field(min_length=1)
     continue_: bool = Field(default=False, alias="continue")
     target: Target | None = None
+    # Which alerts share an incident when there is no target (Alertmanager's route
+    # ``group_by``): None or ['...']: one incident per alert (label set); []: one per
+    # playbook; [a, b]: one per value of labels a and b. A target is one per target.
+    group_by: list[Annotated[str, AfterValidator(_label_name)]] | None = None
     guards: Guards = Field(default_factory=Guards)
     steps: list[Step] = Field(default_factory=list)
     escalate: list[Escalation] = Field(default_factory=list)
@@ -149,6 +173,15 @@ class Spec(Strict):
         if not self.steps and not self.escalate:
             raise ValueError("a playbook needs at least one step or one escalation")
         return self
+
+    @field_validator("group_by")
+    @classmethod
+    def _group_by(cls, v: list[str] | None) -> list[str] | None:
+        if v and GROUP_BY_ALL in v and len(v) > 1:
+            raise ValueError("'...' (every label) must be the only entry")
+        if v and len(set(v)) != len(v):
+            raise ValueError("a label is named twice")
+        return v
 
 
 class Playbook(Strict):
@@ -162,6 +195,7 @@ class Playbook(Strict):
     _line: int = PrivateAttr(default=1)
     _name_line: int = PrivateAttr(default=1)
     _matchers: list[Any] = PrivateAttr(default_factory=list)
+    _warnings: list[Any] = PrivateAttr(default_factory=list)     # loader Problems
 
     @property
     def name(self) -> str:
@@ -174,6 +208,12 @@ class Playbook(Strict):
     @property
     def line(self) -> int:
         return self._line
+
+    @property
+    def warnings(self) -> list[Any]:
+        """What ``remediator check`` warns about (``remediator.errors.Problem``s, set by the
+        loader): legal but risky, e.g. nested loops in a template."""
+        return self._warnings
 
     @property
     def matchers(self) -> list[Any]:

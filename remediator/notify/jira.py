@@ -10,6 +10,12 @@ event snapshot carries the key. The sink:
   left alone;
 * does nothing for an incident without a ticket.
 
+Incidents in a notification storm (``context["storm"]``) share the storm's one
+ticket (see ``jira.incident``): their events add no comments (the Slack storm
+message counts them). Every call is paced (``rate`` calls a second, bursts of
+``burst``: Jira Cloud's limits are per user and not published as one figure, so
+conservative) once it is given a clock (``use_clock``).
+
 Redelivery: the last delivered event id per incident is kept in ``SinkState``;
 an event at or below it is ignored. The key is kept there too, so events of
 an incident whose snapshot lost its context still reach the ticket.
@@ -20,6 +26,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from remediator import rendering as render
+from remediator.clock import Clock
+from remediator.engine.notifications import Pacer
 from remediator.model.incident import IncidentState
 from remediator.ports.sinks import (
     EventKind,
@@ -39,18 +47,30 @@ class JiraSink:
 
     name = "jira"
 
-    def __init__(self, tickets: TrackerApi, transition_on_close: str | None = "Done") -> None:
+    def __init__(self, tickets: TrackerApi, transition_on_close: str | None = "Done", *,
+                 rate: float = 1.0, burst: float = 5.0) -> None:
         """``transition_on_close``: the transition (or target status) applied when an
         incident recovers or resolves; None leaves the ticket to humans."""
         self.tickets = tickets
         self.transition_on_close = transition_on_close
+        self.rate = rate
+        self.burst = burst
+        self._pacer: Pacer | None = None
+
+    def use_clock(self, clock: Clock) -> None:
+        self._pacer = Pacer(clock, self.rate, self.burst)
 
     async def deliver(self, event: NotificationEvent, state: SinkState) -> None:
         incident = event.incident.id
         if await delivered_before(event, state, _LAST):
             return
+        if event.incident.context.get("storm"):
+            await remember_delivered(event, state, _LAST)
+            return
         key = ticket_key(event) or await state.get(incident, _KEY)
         if key:
+            if self._pacer is not None:
+                await self._pacer.acquire("jira")
             await state.set(incident, _KEY, key)
             await self._deliver(event, key)
         await remember_delivered(event, state, _LAST)

@@ -11,6 +11,16 @@
   playbook names another one, with a pointer in the thread);
   ``APPROVAL_DECIDED`` edits that message.
 * ``ESCALATED`` and ``CLOSED`` with a message add a short reply.
+* Flow control: every API call is paced per channel (``rate`` calls a second, Slack's
+  "about one message per second per channel", with short bursts) once it is given a
+  clock (``use_clock``; the daemon gives it the real clock); ``covers`` names the messages an event
+  renders, so the dispatcher can drop edits that a later event redoes; approvals may be
+  delivered early (``deliver_early``), ahead of their incident's older events, without
+  counting as delivered: in their turn they change nothing (same digests).
+* Storms: the events of an incident in a storm (``context["storm"]``, see
+  ``remediator.engine.notifications``) edit one storm message per storm in the channel,
+  with the storm's counts by state, instead of a thread per incident; its approval
+  requests still get their own thread (a human must be able to click).
 
 Everything the sink must remember (root channel id and ``ts``, the reply of
 each step and approval, digests of what was last rendered, the last delivered
@@ -32,6 +42,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from remediator import rendering as render
+from remediator.clock import Clock
+from remediator.engine.notifications import Pacer
 from remediator.errors import PermanentError
 from remediator.model.incident import StepRecord
 from remediator.ports.chat import (
@@ -60,13 +72,52 @@ class SlackSink:
 
     name = SLACK_SINK
 
-    def __init__(self, chat: ChatApi, default_channel: str | None = None) -> None:
+    def __init__(self, chat: ChatApi, default_channel: str | None = None, *,
+                 rate: float = 1.0, burst: float = 3.0) -> None:
+        """``rate``: calls a second per channel (Slack: about 1 message a second in a
+        channel), with bursts of ``burst``; pacing starts with ``use_clock``."""
         self.chat = chat
         self.default_channel = default_channel
+        self.rate = rate
+        self.burst = burst
+        self._pacer: Pacer | None = None
 
-    async def deliver(self, event: NotificationEvent, state: SinkState) -> None:
+    def use_clock(self, clock: Clock) -> None:
+        self._pacer = Pacer(clock, self.rate, self.burst)
+
+    async def _pace(self, channel: str) -> None:
+        if self._pacer is not None:
+            await self._pacer.acquire(channel)
+
+    def covers(self, event: NotificationEvent) -> set[str] | None:
+        """The messages ``event`` renders, when it only edits them (None: it posts)."""
+        incident = event.incident.id
+        storm = event.incident.context.get("storm")
+        if event.kind in (EventKind.APPROVAL_REQUESTED, EventKind.APPROVAL_DECIDED):
+            return None
+        if isinstance(storm, Mapping) and storm.get("id"):
+            return {f"storm:{storm['id']}"}
+        if event.kind in (EventKind.OPENED, EventKind.STATE):
+            return {f"{incident}:root"}
+        if event.kind is EventKind.STEP and event.step is not None:
+            return {f"{incident}:root", f"{incident}:{step_slot(event.step)}"}
+        return None
+
+    async def deliver_early(self, event: NotificationEvent, state: SinkState) -> None:
+        """An urgent event ahead of its turn: delivered, not remembered as delivered."""
+        await self.deliver(event, state, remember=False)
+
+    async def deliver(self, event: NotificationEvent, state: SinkState, *,
+                      remember: bool = True) -> None:
         incident = event.incident.id
         if await delivered_before(event, state, _LAST):
+            return
+        storm = event.incident.context.get("storm")
+        if isinstance(storm, Mapping) and storm.get("id") and event.kind not in (
+                EventKind.APPROVAL_REQUESTED, EventKind.APPROVAL_DECIDED):
+            await self._storm_message(event, storm, state)
+            if remember:
+                await remember_delivered(event, state, _LAST)
             return
         root = await self._ensure_root(event, state)
         self.chat.remember_thread(incident, root)
@@ -103,7 +154,26 @@ class SlackSink:
             text = f"{emoji} {render.slack_escape(event.message)}"
             await self._upsert_reply(state, incident, f"event.{event.id}", root, text, None)
 
-        await remember_delivered(event, state, _LAST)
+        if remember:
+            await remember_delivered(event, state, _LAST)
+
+    async def _storm_message(self, event: NotificationEvent, storm: Mapping[str, Any],
+                             state: SinkState) -> None:
+        """Post the storm's one message, or edit it with the latest counts."""
+        key = f"storm:{storm['id']}"
+        text = render.storm_message(storm)
+        ts = await state.get(key, "slack.storm.ts")
+        if ts is None:
+            channel = self._channel_for(event)
+            await self._pace(channel)
+            posted = await self.chat.post(channel, text)
+            await state.set(key, "slack.storm.channel", posted.channel)
+            await state.set(key, "slack.storm.ts", posted.ts)
+        elif await state.get(key, "slack.storm.digest") != _digest(text):
+            channel = await state.get(key, "slack.storm.channel") or self._channel_for(event)
+            await self._pace(channel)
+            await self.chat.update(channel, ts, text)
+        await state.set(key, "slack.storm.digest", _digest(text))
 
     # -- the root message ------------------------------------------------------------
     def _channel_for(self, event: NotificationEvent) -> str:
@@ -121,9 +191,15 @@ class SlackSink:
         ts = await state.get(incident, _ROOT)
         if channel and ts:
             return PostedMessage(channel, ts)
+        made = self.chat.thread_of(incident)      # slack.notify made the thread first
+        if made is not None:
+            await state.set(incident, _CHANNEL, made.channel)
+            await state.set(incident, _ROOT, made.ts)
+            return made
         text, blocks, attachments = render.root_message(event.incident)
-        root = await self.chat.post(self._channel_for(event), text, blocks=blocks,
-                                    attachments=attachments)
+        channel = self._channel_for(event)
+        await self._pace(channel)
+        root = await self.chat.post(channel, text, blocks=blocks, attachments=attachments)
         await state.set(incident, _CHANNEL, root.channel)
         await state.set(incident, _ROOT, root.ts)
         await state.set(incident, _ROOT_DIGEST, _digest(text, blocks, attachments))
@@ -135,6 +211,7 @@ class SlackSink:
         digest = _digest(text, blocks, attachments)
         if await state.get(event.incident.id, _ROOT_DIGEST) == digest:
             return
+        await self._pace(root.channel)
         await self.chat.update(root.channel, root.ts, text, blocks=blocks,
                                attachments=attachments)
         await state.set(event.incident.id, _ROOT_DIGEST, digest)
@@ -149,6 +226,7 @@ class SlackSink:
         digest = _digest(text, blocks)
         ts = await state.get(incident, f"slack.{slot}.ts")
         if ts is None:
+            await self._pace(channel or root.channel)
             if channel:
                 posted = await self.chat.post(channel, text, blocks=blocks)
             else:
@@ -157,6 +235,7 @@ class SlackSink:
             await state.set(incident, f"slack.{slot}.ts", posted.ts)
         elif await state.get(incident, f"slack.{slot}.digest") != digest:
             where = await state.get(incident, f"slack.{slot}.channel") or root.channel
+            await self._pace(where)
             await self.chat.update(where, ts, text, blocks=blocks)
         await state.set(incident, f"slack.{slot}.digest", digest)
 

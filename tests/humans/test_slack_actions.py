@@ -12,7 +12,7 @@ from remediator.actions.humans import SlackNotify, SlackPage
 from remediator.actions.params import SlackNotifyParams, SlackPageParams
 from remediator.adapters.slack import SlackChat
 from remediator.engine.contract import RunContext
-from remediator.errors import PermanentError
+from remediator.errors import PermanentError, TemporaryError
 from remediator.model.incident import IncidentState
 from remediator.notify.console import ConsoleSink
 from remediator.notify.slack import SlackSink
@@ -62,18 +62,26 @@ async def test_notify_replies_in_the_incident_thread(
     assert reply.text == "cache flushed"
 
 
-async def test_notify_in_a_channel_or_falls_back_to_the_playbook_channel(
+async def test_notify_in_a_channel_or_creates_the_thread_in_the_playbook_channel(
         fake_slack: FakeSlack, chat: SlackChat, action_context: Build) -> None:
+    """No thread yet: the action makes it (the root as the sink renders it) and replies
+    there; the sink adopts that root instead of making a second thread. With no channel
+    known to the action, it waits for the sink to make the thread (temporary, not lost)."""
     action = SlackNotify()
     ctx = action_context(make_view(), chat=chat)
     await action.apply(ctx, await action.plan(ctx, SlackNotifyParams(channel="#general",
                                                                      text="hello")))
     assert fake_slack.roots("#general")[0].text == "hello"
     await action.apply(ctx, await action.plan(ctx, SlackNotifyParams(text="no thread yet")))
-    assert fake_slack.roots("#ops-alerts")[0].text.endswith(": no thread yet")
+    [root] = fake_slack.roots("#ops-alerts")
+    assert root.text.startswith(":rotating_light: Firing: HighErrorRate")
+    assert [m.text for m in fake_slack.replies(root.channel, root.ts)] == ["no thread yet"]
+    state = MemorySinkState()
+    await SlackSink(chat).deliver(lifecycle()[0], state)
+    assert len(fake_slack.roots("#ops-alerts")) == 1          # the sink adopted the root
 
-    bare = action_context(make_view(notify={}), chat=chat)
-    with pytest.raises(PermanentError, match="no Slack thread"):
+    bare = action_context(make_view(id="inc-2", notify={}), chat=chat)
+    with pytest.raises(TemporaryError, match="no Slack thread yet"):
         await action.apply(bare, await action.plan(bare, SlackNotifyParams(text="x")))
 
 

@@ -135,7 +135,9 @@ class Stack:
 
     # -- lifecycle -------------------------------------------------------------------
     async def start(self, playbook_yaml: str, *, jira: bool = True,
-                    approvers: tuple[str, ...] = (ALICE,)) -> Stack:
+                    approvers: tuple[str, ...] = (ALICE,),
+                    settings: dict[str, Any] | None = None) -> Stack:
+        """``settings``: more settings groups, merged over the stack's own."""
         books = self.tmp_path / "playbooks"
         books.mkdir(exist_ok=True)
         (books / "pb.yaml").write_text(playbook_yaml, encoding="utf-8")
@@ -154,6 +156,8 @@ class Stack:
         if jira:
             overrides["jira"] = {"url": self.jira.base_url, "email": self.jira.email,
                                  "api_token": self.jira.api_token}
+        for group, values in (settings or {}).items():
+            overrides[group] = {**overrides.get(group, {}), **values}
         self.daemon = Daemon(load_settings(None, overrides), clock=self.clock)
         self.url = await self.daemon.start()
         return self
