@@ -32,7 +32,8 @@ from remediator.engine.intake import Intake, IntakeGate
 from remediator.engine.notifications import Notifications
 from remediator.engine.ports import Ports
 from remediator.engine.routing import Router
-from remediator.engine.run import RunDeps, Slot
+from remediator.engine.run import RunDeps
+from remediator.engine.slots import RESUMED, FairSlots, Slot
 from remediator.engine.supervisor import Supervisor
 from remediator.engine.verification import Verifier
 from remediator.metrics import Metrics
@@ -92,7 +93,8 @@ class Engine:
         self.stopping = False
         self._runs: dict[str, asyncio.Task[None]] = {}
         self._wakes: dict[str, asyncio.Event] = {}
-        self._sem = asyncio.Semaphore(cfg.max_parallel)
+        self.slots = FairSlots(cfg.max_parallel)
+        self._lanes: dict[str, str] = {}     # incident → the lane its next run waits in
         self._waiting = 0
         self._lost: set[str] = set()
         self._crashes: dict[str, int] = {}
@@ -131,10 +133,12 @@ class Engine:
         if resumed:
             log.info("resuming %d open incidents from the journal", len(resumed))
 
-    def wake(self, incident_id: str) -> None:
-        """Start the incident's run, or end its current wait."""
+    def wake(self, incident_id: str, lane: str = RESUMED) -> None:
+        """Start the incident's run (waiting for a slot in ``lane``: its playbook, for
+        what the intake opens), or end its current wait."""
         if self.stopping:
             return
+        self._lanes.setdefault(incident_id, lane)
         event = self._wakes.setdefault(incident_id, asyncio.Event())
         event.set()
         task = self._runs.get(incident_id)
@@ -180,7 +184,7 @@ class Engine:
                 return
 
     async def _run(self, incident_id: str) -> None:
-        slot = Slot(self._sem)
+        slot = Slot(self.slots, self._lanes.pop(incident_id, RESUMED))
         self._waiting += 1
         self.metrics.queue_depth.set(self._waiting)
         ended = _RunEnd.HELD_ELSEWHERE
@@ -199,7 +203,7 @@ class Engine:
                 if ended == _RunEnd.CRASHED:
                     self._rewake_later(incident_id)
                 elif ended == _RunEnd.DONE and event is not None and event.is_set():
-                    self.wake(incident_id)      # woken while the run was ending
+                    self.wake(incident_id, slot.lane)   # woken while the run was ending
 
     async def _run_claimed(self, incident_id: str, slot: Slot) -> _RunEnd:
         cfg = self.settings

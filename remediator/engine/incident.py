@@ -27,7 +27,8 @@ from remediator.engine.outcomes import (
     RunStep,
     StepOutcome,
 )
-from remediator.engine.run import Run, RunDeps, Slot
+from remediator.engine.run import Run, RunDeps
+from remediator.engine.slots import Slot
 from remediator.engine.step import run_step
 from remediator.model.incident import ALERTS_IN_VIEW, IncidentState, StepRecord
 from remediator.ports.sinks import EventKind

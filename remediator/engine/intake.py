@@ -26,6 +26,8 @@ from remediator.ports.store import AlertRecord, IngestItem, IngestOutcome, Routi
 
 log = logging.getLogger("remediator.intake")
 
+RESOLVING = "(resolving)"      # the slot lane of runs woken to close a resolved incident
+
 
 class IntakeGate:
     """How many webhooks are being received, and an event set while none is. A plain
@@ -60,7 +62,7 @@ class IntakeGate:
 
 class Intake:
     def __init__(self, store: Store, router: Router, clock: Clock, metrics: Metrics, *,
-                 gate: IntakeGate, wake: Callable[[str], None], dry_run: bool = False) -> None:
+                 gate: IntakeGate, wake: Callable[[str, str], None], dry_run: bool = False) -> None:
         self.store = store
         self.router = router
         self.clock = clock
@@ -105,17 +107,18 @@ class Intake:
         """Count the incidents opened and wake the ones with something new to do."""
         for item, outcome in zip(items, outcomes, strict=True):
             if outcome.created:
-                # incident_ids line up with the item's routes when the alert is new
+                # incident_ids line up with the item's routes when the alert is new; a new
+                # incident's run waits for a slot in its playbook's lane
                 for route_, incident_id in zip(item.routes, outcome.incident_ids, strict=False):
                     if incident_id in outcome.created:
                         self.metrics.incidents_opened.labels(route_.playbook).inc()
-            # Wake what has something new to do: a new incident, or one whose alert resolved.
-            # Another firing alert attaching to an open incident changes nothing for its
-            # run, and waking it would cut its waits short (an extra verification poll per
-            # alert in a storm).
-            wake = outcome.incident_ids if outcome.outcome == "resolved" else outcome.created
-            for incident_id in wake:
-                self.wake(incident_id)
+                        self.wake(incident_id, route_.playbook)
+            elif outcome.outcome == "resolved":
+                # An incident whose alert resolved has something new to do. Another firing
+                # alert attaching to an open incident changes nothing for its run, and
+                # waking it would cut its waits short (an extra poll per alert in a storm).
+                for incident_id in outcome.incident_ids:
+                    self.wake(incident_id, RESOLVING)
 
     def _count(self, outcomes: list[IngestOutcome]) -> dict[str, int]:
         counts: dict[str, int] = {}

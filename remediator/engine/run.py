@@ -24,6 +24,7 @@ from remediator.engine.contract import IncidentSnapshot, RunContext
 from remediator.engine.journal import RunJournal
 from remediator.engine.outcomes import Interruption, RunInterrupted
 from remediator.engine.routing import template_context
+from remediator.engine.slots import Slot
 from remediator.metrics import Metrics
 from remediator.model.incident import IncidentView
 from remediator.model.playbook import Playbook
@@ -44,25 +45,6 @@ RECHECK = 30.0
 
 class StepTimedOut(Exception):
     """The current step's ``timeout`` passed (action, retries and verification together)."""
-
-
-class Slot:
-    """One of the engine's ``max_parallel`` working slots. A run gives it back while it
-    waits (verification intervals, approvals, backoff), so waiting incidents never keep
-    new ones from starting."""
-
-    def __init__(self, sem: asyncio.Semaphore) -> None:
-        self._sem = sem
-        self.held = False
-
-    async def take(self) -> None:
-        await self._sem.acquire()
-        self.held = True
-
-    def give(self) -> None:
-        if self.held:
-            self.held = False
-            self._sem.release()
 
 
 @dataclass(frozen=True)

@@ -51,12 +51,12 @@ async def test_ha_duplicates_posted_concurrently_make_one_incident(rig: Rig) -> 
 async def test_new_episode_attaches_to_the_open_incident(rig: Rig) -> None:
     await rig.start(ladder_playbook(hook=rig.hooks.url), EngineSettings(max_parallel=1))
     rig.metrics.holding = {"step1_ok"}
-    await rig.engine._sem.acquire()            # keep the incident open (queued)
+    await rig.engine.slots.acquire("test")            # keep the incident open (queued)
     try:
         first = await rig.post([alert()])
         later = await rig.post([alert(starts_at=T0 + timedelta(minutes=5))])
     finally:
-        rig.engine._sem.release()
+        rig.engine.slots.release()
     assert first["alerts"] == {"new": 1}
     assert later["alerts"] == {"new": 1}        # a new episode, same incident
     await rig.settle()

@@ -151,13 +151,13 @@ async def test_resolved_webhook_mid_ladder_closes_as_recovered(rig: Rig) -> None
 
 async def test_alert_resolved_before_any_action(rig: Rig) -> None:
     await rig.start(ladder_playbook(hook=rig.hooks.url), EngineSettings(max_parallel=1))
-    await rig.engine._sem.acquire()        # hold the only worker slot: the run queues
+    await rig.engine.slots.acquire("test")        # hold the only worker slot: the run queues
     try:
         a = alert()
         await rig.post([a])
         await rig.post([resolved(a)])
     finally:
-        rig.engine._sem.release()
+        rig.engine.slots.release()
     await rig.settle()
     inc = await rig.only_incident()
     assert inc.state == IncidentState.RESOLVED
