@@ -49,6 +49,7 @@ log = logging.getLogger("remediator.notify")
 #: approvals, acks and pages: delivered before anything else
 URGENT = frozenset({EventKind.APPROVAL_REQUESTED, EventKind.APPROVAL_DECIDED,
                     EventKind.ESCALATED})
+APPROVALS = frozenset({EventKind.APPROVAL_REQUESTED, EventKind.APPROVAL_DECIDED})
 _LANE = {EventKind.OPENED: 1, EventKind.CLOSED: 1, EventKind.STATE: 2, EventKind.STEP: 2}
 #: pending events looked at in one pass
 WINDOW = 500
@@ -165,8 +166,9 @@ class Notifications:
         self.retry_max = retry_max
         self.storms = Storms(storm_threshold, storm_window)
         self._kick = {s.name: asyncio.Event() for s in self.sinks}
-        self._urgent: dict[str, deque[NotificationEvent]] = {
-            s.name: deque() for s in self.sinks if hasattr(s, "deliver_early")}
+        early = [s.name for s in self.sinks if hasattr(s, "deliver_early")]
+        self._approvals: dict[str, deque[NotificationEvent]] = {name: deque() for name in early}
+        self._urgent: dict[str, deque[NotificationEvent]] = {name: deque() for name in early}
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
 
@@ -195,8 +197,12 @@ class Notifications:
         event = NotificationEvent(kind=kind, at=now, incident=view, step=step,
                                   message=message)
         event.id = await self.store.append_event(incident_id, event.model_dump_json(), now)
-        if kind in URGENT:
-            for queue in self._urgent.values():
+        # Early delivery is for what a human must act on. An incident in a storm is
+        # folded into the storm message: its escalation is not urgent on its own, and a
+        # storm's escalations must not queue ahead of another incident's approval.
+        if kind in URGENT and (storm is None or kind in APPROVALS):
+            queues = self._approvals if kind in APPROVALS else self._urgent
+            for queue in queues.values():       # approvals go before escalations
                 queue.append(event)
         for ev in self._kick.values():
             ev.set()
@@ -235,6 +241,7 @@ class Notifications:
                     return
                 if sink.name in self._urgent:     # that replica delivers them from the store
                     self._urgent[sink.name].clear()
+                    self._approvals[sink.name].clear()
                 await asyncio.sleep(poll)         # another replica delivers this sink
                 continue
             if not await self._deliver_urgent(sink, state):
@@ -264,11 +271,10 @@ class Notifications:
         if superseded:
             await asyncio.gather(*(self.store.mark_delivered(sink.name, e.id)
                                    for e in superseded))
-        urgent = self._urgent.get(sink.name)
         for event in ordered:
             if not await self._deliver_one(sink, state, event):
                 return False
-            if urgent and not await self._deliver_urgent(sink, state):
+            if not await self._deliver_urgent(sink, state):
                 return False
         return True
 
@@ -276,9 +282,11 @@ class Notifications:
         """Approvals, acks and pages emitted here, ahead of the backlog, for sinks that can
         take an event early (``deliver_early``: idempotent, it does not count as delivered;
         the event is delivered again in its turn, which then changes nothing)."""
-        queue = self._urgent.get(sink.name)
         early = getattr(sink, "deliver_early", None)
-        while queue and early is not None:
+        approvals, urgent = self._approvals.get(sink.name), self._urgent.get(sink.name)
+        while early is not None and (approvals or urgent):
+            queue = approvals or urgent                  # approvals always go first
+            assert queue is not None
             event = queue.popleft()
             try:
                 await early(event, state)
