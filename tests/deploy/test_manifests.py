@@ -283,8 +283,11 @@ def test_config_loads_and_agrees_with_the_deployment(
     assert s.engine.dry_run is (overlay == "dev")
     assert s.prometheus.url
     assert s.alertmanager_url
-    files = [s.server.auth.token_file, s.slack.token_file, s.slack.signing_secret_file,
-             s.jira.api_token_file]
+    users = {u.name: u for u in s.server.auth.users}
+    assert (users["alertmanager"].role, users["operator"].role) == ("webhook", "operator")
+    assert s.server.auth.token_file is None         # no full-rights token in a cluster
+    files = [users["alertmanager"].token_file, users["operator"].token_file,
+             s.slack.token_file, s.slack.signing_secret_file, s.jira.api_token_file]
     secret_keys = set(_load(BASE / "secret.example.yaml")[0]["stringData"])
     for file in files:
         assert file is not None
