@@ -37,6 +37,8 @@ def _isolated(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], Any]
     try:
         result = fn(conn)
     except Exception as exc:
+        if not conn.in_transaction:     # SQLite rolled the whole transaction back itself
+            raise                       # (a full disk): the real error, not a ROLLBACK's
         conn.execute("ROLLBACK TO op")
         conn.execute("RELEASE op")
         return False, exc
@@ -202,7 +204,8 @@ class SqliteBase:
             try:
                 results: list[tuple[bool, Any]] = [(True, fn(conn)) for fn, _ in batch]
             except Exception:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:     # SQLite may have rolled back itself (disk full)
+                    conn.execute("ROLLBACK")
                 conn.execute("BEGIN IMMEDIATE")
                 results = [_isolated(conn, fn) for fn, _ in batch]
             conn.execute("COMMIT")
