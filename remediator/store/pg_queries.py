@@ -158,7 +158,7 @@ class PgIncidents(PgBase):
 
     async def set_state(self, incident_id: str, state: IncidentState, now: datetime, *,
                         summary: str | None = None) -> None:
-        await self._journal(incident_id, now, state=state, summary=summary)
+        await self.journal(incident_id, now, state=state, summary=summary)
 
     async def merge_context(self, incident_id: str, patch: dict[str, Any],
                             now: datetime) -> None:
@@ -166,7 +166,7 @@ class PgIncidents(PgBase):
 
     async def save_step(self, incident_id: str, phase: str, step: StepRecord,
                         now: datetime) -> None:
-        await self._journal(incident_id, now, step=(phase, step))
+        await self.journal(incident_id, now, step=(phase, step))
 
     async def add_timeline(self, incident_id: str, entry: TimelineEntry) -> None:
         await self._execute(_TIMELINE_SQL, incident_id, entry.at, entry.kind, entry.message,
@@ -213,7 +213,6 @@ class PgIncidents(PgBase):
 
     # the one-part methods above call it by this name, so that a wrapper put on an
     # instance's journal() (the store-traffic tests count calls) sees only its own callers
-    _journal = journal
 
     async def list_alerts(self, *, outcome: str | None = None,
                           limit: int = 100) -> list[dict[str, Any]]:
