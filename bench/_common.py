@@ -32,7 +32,8 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 RESULTS = BENCH / "results"
 PY = str(ROOT / ".venv" / "bin" / "python")
-PLAYBOOKS = ROOT / "playbooks"
+# the playbooks of the code under test (BENCH_REMEDIATOR_SRC: an older copy has its own)
+PLAYBOOKS = Path(os.environ.get("BENCH_REMEDIATOR_SRC") or ROOT) / "playbooks"
 SIM_TOKEN = "remediator-simulator-token"
 # Deployments seeded into the simulated cluster. Few on purpose: the simulator's
 # controller tick is O(n^2) in deployments (232 ms per 1 s tick at 20 deployments on
