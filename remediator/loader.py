@@ -182,6 +182,40 @@ def _check_steps(pb: Playbook, found: Found) -> None:
                           "target"))
 
 
+# --- what a playbook needs at run time -------------------------------------------------
+
+def playbook_needs(pb: Playbook) -> dict[str, list[str]]:
+    """The outside systems ``pb`` needs, each with the parts that need it, in order:
+    ``prometheus`` (promql checks), ``kubernetes`` (cluster actions, rollout checks),
+    ``slack`` (approvals, slack.* actions), ``jira`` (jira.incident)."""
+    needs: dict[str, list[str]] = {}
+
+    def need(what: str, part: str) -> None:
+        if part not in needs.setdefault(what, []):
+            needs[what].append(part)
+
+    def action(name: str, part: str) -> None:
+        if name.startswith("kubernetes."):
+            need("kubernetes", part)
+        elif name.startswith("slack."):
+            need("slack", part)
+        elif name == "jira.incident":
+            need("jira", part)
+
+    for step in pb.spec.steps:
+        part = f"step {step.name!r}"
+        action(step.action, part)
+        if step.verify is not None and step.verify.promql:
+            need("prometheus", f"{part} (promql)")
+        if step.verify is not None and step.verify.rollout:
+            need("kubernetes", f"{part} (rollout)")
+        if step.approval is not None:
+            need("slack", f"{part} (approval)")
+    for esc in pb.spec.escalate:
+        action(esc.action, f"escalation {esc.action}")
+    return needs
+
+
 # --- entry points ------------------------------------------------------------------
 
 def load(text: str, source: str = "<string>") -> list[Playbook]:
