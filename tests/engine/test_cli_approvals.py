@@ -85,7 +85,8 @@ async def test_approve_by_incident_id(rig: Rig, tmp_path: Path,
                                "--token-file", str(viewer))
     assert code == 1
     assert err.count("\n") == 1
-    assert "HTTP 403" in err and "may not" in err
+    assert "HTTP 403" in err
+    assert "may not" in err
 
     code, out, err = await run(capsys, "approve", inc.id, "--url", url,
                                "--token-file", str(operator))
