@@ -186,7 +186,9 @@ def _check(args: argparse.Namespace) -> int:
     problems: list[Any] = []
     if args.config:
         try:
-            _warn_full_rights(load_settings(args.config))
+            settings = load_settings(args.config)
+            _warn_full_rights(settings)
+            problems += _secret_problems(settings, args.config)
         except ConfigError as exc:
             problems += exc.problems
     count = 0
@@ -205,6 +207,32 @@ def _check(args: argparse.Namespace) -> int:
         return 1
     print(f"OK: {count} playbook{'s' if count != 1 else ''}")
     return 0
+
+
+def _secret_problems(settings: Any, source: str) -> list[Any]:
+    """Every secret file the config names that cannot be read, with its field (an unset
+    one is not a problem: that integration is simply not configured)."""
+    from remediator.errors import Problem
+    s = settings
+    fields: list[tuple[str, Any]] = [
+        ("server.auth.token_file", s.server.auth.token_file),
+        ("server.auth.basic_password_file", s.server.auth.basic_password_file),
+        *[(f"server.auth.users[{i}].token_file", u.token_file)
+          for i, u in enumerate(s.server.auth.users)],
+        ("slack.token_file", s.slack.token_file),
+        ("slack.signing_secret_file", s.slack.signing_secret_file),
+        ("jira.api_token_file", s.jira.api_token_file), ("jira.pat_file", s.jira.pat_file)]
+    problems = []
+    for name, path in fields:
+        if path is None:
+            continue
+        try:
+            Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            why = getattr(exc, "strerror", None) or str(exc)
+            problems.append(Problem(source, None, f"{name}: cannot read the secret file "
+                                                  f"{path}: {why}"))
+    return problems
 
 
 def _warn_full_rights(settings: Any) -> None:
