@@ -15,9 +15,7 @@ import json
 import logging
 import signal
 import sys
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -28,7 +26,7 @@ from remediator.clock import Clock, SystemClock
 from remediator.engine.core import Engine
 from remediator.engine.ports import Ports
 from remediator.errors import ConfigError, Problem
-from remediator.loader import load_paths
+from remediator.loader import load_paths, playbook_needs
 from remediator.metrics import Metrics
 from remediator.ports import AlertsApi, ChatApi, ClusterApi, HttpApi, MetricsApi, TrackerApi
 from remediator.ports.sinks import Sink
@@ -73,6 +71,20 @@ class JsonFormatter(logging.Formatter):
         return self._ENCODER.encode(data)
 
 
+class TextFormatter(logging.Formatter):
+    """For a person at a terminal: ``time LEVEL logger: [inc-…] message``; the incident id
+    (the ``incident`` extra) is kept, as in the JSON lines."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        incident = getattr(record, "incident", None)
+        if incident:
+            record.message = f"[{incident}] {record.message}"
+        return super().formatMessage(record)
+
+
 def setup_logging(level: str = "INFO", fmt: str = "json") -> None:
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
@@ -80,7 +92,7 @@ def setup_logging(level: str = "INFO", fmt: str = "json") -> None:
         import time
         logging.Formatter.converter = time.gmtime
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -108,6 +120,7 @@ class Daemon:
         http = aiohttp.ClientSession()
         self._closers.append(http.close)
         ports = await self._connect(http)
+        log_missing_needs(playbooks, ports)
         sinks = self._sinks(ports)
         self.engine = Engine(store=store, playbooks=playbooks, clock=self.clock,
                              catalogue=registry, ports=ports, settings=s.engine,
@@ -236,11 +249,12 @@ class Daemon:
             from remediator.simulator.server import Simulator
             sim = Simulator(seeds.load_file(k.simulator_seed) if k.simulator_seed else None)
             url = await sim.start("127.0.0.1", 0)
-            kubeconfig = str(Path(tempfile.mkdtemp(prefix="remediator-sim-")) / "kubeconfig")
-            sim.write_kubeconfig(kubeconfig)
+            kubeconfig = sim.write_temp_kubeconfig()
             self._closers.insert(0, sim.stop)
             self.simulator = sim
-            log.warning("using the SIMULATED cluster at %s (metrics at %s/metrics)", url, url)
+            log.warning("using the SIMULATED cluster at %s (metrics at %s/metrics); for "
+                        "kubectl: KUBECONFIG=%s (removed at exit)", url, url, kubeconfig,
+                        extra={"kubeconfig": kubeconfig})
         from remediator.adapters.kubernetes import KubernetesCluster
         try:
             cluster = await KubernetesCluster.connect(
@@ -265,6 +279,29 @@ class Daemon:
             with contextlib.suppress(Exception):
                 await close()
         self._closers.clear()
+
+
+_WHY = {"prometheus": "prometheus.url", "kubernetes": "kubernetes.mode",
+        "slack": "slack.token_file",
+        "jira": "jira.url"}
+
+
+def log_missing_needs(playbooks: list[Any], ports: Ports) -> None:
+    """One WARNING line per playbook that needs what is not configured (or reachable):
+    those checks fail at once, those actions fail and escalate, approvals wait for
+    the API or the CLI."""
+    present = {"prometheus": ports.metrics is not None, "kubernetes": ports.cluster is not None,
+               "slack": ports.chat is not None, "jira": ports.tickets is not None}
+    for pb in playbooks:
+        missing = {what: parts for what, parts in playbook_needs(pb).items()
+                   if not present[what]}
+        if missing:
+            hint = "; approve or reject with 'remediator approve|reject ID'" if any(
+                "(approval)" in part for part in missing.get("slack", ())) else ""
+            log.warning("playbook %s needs what is not configured: %s%s", pb.name, "; ".join(
+                f"{what} ({_WHY[what]}) for {', '.join(parts)}"
+                for what, parts in missing.items()), hint,
+                extra={"playbook": pb.name, "missing": sorted(missing)})
 
 
 def server_config_from(s: Settings, dependencies: dict[str, str]) -> ServerConfig:

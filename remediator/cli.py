@@ -1,4 +1,5 @@
-"""The ``remediator`` command: serve | check | dry-run | simulator | demo | incidents."""
+"""The ``remediator`` command: serve | check | dry-run | simulator | demo | incidents |
+fire | approve | reject."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
+from remediator.cli_client import DEFAULT_URL, URL_ENV, Client, CliError
 from remediator.cli_views import STATES
 from remediator.errors import ConfigError, TemplateError
 
@@ -56,8 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--keep", metavar="DIR", help="keep the demo's state in DIR")
 
     inc = sub.add_parser("incidents", help="list incidents of a running daemon")
-    inc.add_argument("--url", default="http://127.0.0.1:8080")
-    inc.add_argument("--token-file", metavar="FILE")
+    _daemon_flags(inc)
     inc.add_argument("id", nargs="?", help="one incident's story: alerts, steps, timeline")
     inc.add_argument("--state", choices=STATES, help="only incidents in this state")
     inc.add_argument("--playbook", metavar="NAME", help="only this playbook's incidents")
@@ -68,7 +69,34 @@ def _parser() -> argparse.ArgumentParser:
                      help="with --watch: seconds between refreshes")
     inc.add_argument("--iterations", type=int, default=0, metavar="N",
                      help="with --watch: stop after N refreshes (0: never)")
+    _client_parsers(sub)
     return p
+
+
+def _daemon_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--url", default=None, metavar="URL",
+                   help=f"the daemon (default: ${URL_ENV}, else {DEFAULT_URL})")
+    p.add_argument("--token-file", metavar="FILE", help="a bearer token for the API")
+
+
+def _client_parsers(sub: Any) -> None:
+    fire = sub.add_parser("fire", help="post an alert file to a running daemon as "
+                                       "Alertmanager would (startsAt now)")
+    fire.add_argument("alert", metavar="FILE",
+                      help="a webhook payload, one alert object or a list (JSON)")
+    _daemon_flags(fire)
+    fire.add_argument("--resolve", action="store_true",
+                      help="send these alerts resolved (ends the firing episode)")
+    fire.add_argument("--wait", action="store_true",
+                      help="wait for the incident to close and print its story")
+    fire.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS",
+                      help="with --wait: give up after this long")
+    for verb, what in (("approve", "approve"), ("reject", "reject")):
+        a = sub.add_parser(verb, help=f"{what} a step that waits for a human")
+        a.add_argument("id", metavar="ID", help="an incident id (its pending approval) or "
+                                                 "an approval id (apr-…)")
+        a.add_argument("--reason", metavar="TEXT", help="journaled with the decision")
+        _daemon_flags(a)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(run_demo(args.keep))
         if args.command == "incidents":
             return _incidents(args)
+        if args.command in ("fire", "approve", "reject"):
+            return _client_command(args)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
@@ -156,7 +186,9 @@ def _check(args: argparse.Namespace) -> int:
     problems: list[Any] = []
     if args.config:
         try:
-            _warn_full_rights(load_settings(args.config))
+            settings = load_settings(args.config)
+            _warn_full_rights(settings)
+            problems += _secret_problems(settings, args.config)
         except ConfigError as exc:
             problems += exc.problems
     count = 0
@@ -175,6 +207,32 @@ def _check(args: argparse.Namespace) -> int:
         return 1
     print(f"OK: {count} playbook{'s' if count != 1 else ''}")
     return 0
+
+
+def _secret_problems(settings: Any, source: str) -> list[Any]:
+    """Every secret file the config names that cannot be read, with its field (an unset
+    one is not a problem: that integration is simply not configured)."""
+    from remediator.errors import Problem
+    s = settings
+    fields: list[tuple[str, Any]] = [
+        ("server.auth.token_file", s.server.auth.token_file),
+        ("server.auth.basic_password_file", s.server.auth.basic_password_file),
+        *[(f"server.auth.users[{i}].token_file", u.token_file)
+          for i, u in enumerate(s.server.auth.users)],
+        ("slack.token_file", s.slack.token_file),
+        ("slack.signing_secret_file", s.slack.signing_secret_file),
+        ("jira.api_token_file", s.jira.api_token_file), ("jira.pat_file", s.jira.pat_file)]
+    problems = []
+    for name, path in fields:
+        if path is None:
+            continue
+        try:
+            Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            why = getattr(exc, "strerror", None) or str(exc)
+            problems.append(Problem(source, None, f"{name}: cannot read the secret file "
+                                                  f"{path}: {why}"))
+    return problems
 
 
 def _warn_full_rights(settings: Any) -> None:
@@ -289,24 +347,65 @@ def _now() -> Any:
 
 def _fetch(args: argparse.Namespace, path: str) -> Any:
     """GET ``path`` from the daemon; raises ``CliError`` with one line on failure."""
-    import urllib.error
-    import urllib.request
-    headers = {}
-    if args.token_file:
-        headers["Authorization"] = "Bearer " + Path(args.token_file).read_text().strip()
-    req = urllib.request.Request(args.url.rstrip("/") + path, headers=headers)
+    return Client.from_args(args.url, args.token_file).get(path)
+
+
+def _client_command(args: argparse.Namespace) -> int:
+    """``fire``, ``approve`` and ``reject``: one line on failure, exit status 1."""
     try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return json.load(resp)
-    except urllib.error.HTTPError as exc:
-        raise CliError(f"{args.url}: HTTP {exc.code}: "
-                       f"{exc.read().decode(errors='replace')}") from exc
-    except OSError as exc:
-        raise CliError(f"{args.url}: cannot connect: {exc}") from exc
+        client = Client.from_args(args.url, args.token_file)
+        if args.command == "fire":
+            return _fire(args, client)
+        from remediator.cli_client import decide
+        print(decide(client, args.id, args.command == "approve", args.reason))
+        return 0
+    except CliError as exc:
+        print(f"remediator {args.command}: {exc}", file=sys.stderr)
+        return 1
 
 
-class CliError(Exception):
-    """A failure the CLI reports as one line and exit status 1."""
+def _fire(args: argparse.Namespace, client: Client) -> int:
+    from remediator.cli_client import firing_starts, incident_of, webhook_from_file
+    now = _now()
+    starts = None
+    if args.resolve:
+        fps = {a["fingerprint"] for a in webhook_from_file(args.alert, now)["alerts"]}
+        starts = firing_starts(client, fps)
+    payload = webhook_from_file(args.alert, now, starts)
+    answer = client.call("POST", "/api/v1/alerts", payload)
+    print(f"posted {len(payload['alerts'])} {payload['status']} alert"
+          f"{'s' if len(payload['alerts']) != 1 else ''} to {client.url}: "
+          f"{json.dumps(answer.get('alerts', answer))}")
+    if not args.wait:
+        return 0
+    return _wait_for_incident(args, client, lambda: incident_of(client, payload))
+
+
+def _wait_for_incident(args: argparse.Namespace, client: Client,
+                       find: Any) -> int:
+    """Poll until the incident leaves its working states; print its story."""
+    import time
+
+    from remediator.cli_client import WORKING
+    from remediator.cli_views import incident_story
+    deadline = time.monotonic() + args.timeout
+    said_approval = False
+    while True:
+        inc = find()
+        if inc is not None and inc["state"] == "awaiting_approval" and not said_approval:
+            print(f"incident {inc['id']} waits for a human: remediator approve {inc['id']} "
+                  f"(or reject)", flush=True)
+            said_approval = True
+        if inc is not None and inc["state"] not in (*WORKING, "awaiting_approval"):
+            print(incident_story(client.get(f"/api/v1/incidents/{inc['id']}"), _now()))
+            return 0 if inc["state"] in ("recovered", "resolved") else 1
+        if time.monotonic() >= deadline:
+            where = f"incident {inc['id']} is still {inc['state']}" if inc else \
+                "no incident holds the alert (did a playbook match it? remediator dry-run)"
+            print(f"remediator fire: gave up after {args.timeout:g}s: {where}",
+                  file=sys.stderr)
+            return 1
+        time.sleep(1.0)
 
 
 def _incidents_once(args: argparse.Namespace) -> str:

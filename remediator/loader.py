@@ -125,6 +125,23 @@ def _check_target_names(pb: Playbook, found: Found) -> None:
             found.append((("spec", "target", "name"), str(exc)))
 
 
+def _check_call(loc: Loc, action: str, params: Any, found: Found) -> Any:
+    """One action call: known, params valid. Returns its spec (None if unknown)."""
+    try:
+        action_spec = registry.get(action)
+    except KeyError as exc:
+        close = difflib.get_close_matches(action, list(registry.CATALOGUE), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        found.append(((*loc, "action"), f"{exc.args[0]}{hint}"))
+        return None
+    try:
+        action_spec.params.model_validate(params)
+    except ValidationError as exc:
+        for err in exc.errors():
+            found.append(((*loc, "with", *err["loc"]), phrase(err, action_spec.params)))
+    return action_spec
+
+
 def _check_actions(pb: Playbook, found: Found) -> None:
     """Actions: known, params valid, target present and of a kind they act on."""
     spec = pb.spec
@@ -132,19 +149,9 @@ def _check_actions(pb: Playbook, found: Found) -> None:
         (("spec", "steps", i), s.action, s.params) for i, s in enumerate(spec.steps)]
     calls += [(("spec", "escalate", i), e.action, e.params) for i, e in enumerate(spec.escalate)]
     for loc, action, params in calls:
-        try:
-            action_spec = registry.get(action)
-        except KeyError as exc:
-            close = difflib.get_close_matches(action, list(registry.CATALOGUE), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            found.append(((*loc, "action"), f"{exc.args[0]}{hint}"))
+        action_spec = _check_call(loc, action, params, found)
+        if action_spec is None:
             continue
-        try:
-            action_spec.params.model_validate(params)
-        except ValidationError as exc:
-            for err in exc.errors():
-                found.append(((*loc, "with", *err["loc"]),
-                              phrase(err, action_spec.params)))
         if action_spec.needs_target:
             if spec.target is None:
                 found.append(((*loc, "action"),
@@ -182,6 +189,77 @@ def _check_steps(pb: Playbook, found: Found) -> None:
                           "target"))
 
 
+def _check_raw(data: dict[str, Any], schema_errors: set[Loc]) -> Found:
+    """When the schema fails, the rules it does not cover that can still be checked on
+    the raw document (matcher syntax, actions and their params, template syntax), so that
+    one run of ``check`` reports every error. ``schema_errors`` are the schema's locations:
+    nothing already reported there is checked again."""
+    found: Found = []
+    spec = data.get("spec")
+    if not isinstance(spec, dict):
+        return found
+
+    def reported(loc: Loc) -> bool:
+        return any(err[:len(loc)] == loc or loc[:len(err)] == err for err in schema_errors)
+
+    match = spec.get("match")
+    for i, text in enumerate(match if isinstance(match, list) else []):
+        if isinstance(text, str) and not reported(("spec", "match", i)):
+            try:
+                parse_matchers(text)
+            except MatcherError as exc:
+                found.append((("spec", "match", i), f"bad matcher {text!r}: {exc}"))
+    for key in ("steps", "escalate"):
+        items = spec.get(key)
+        for i, item in enumerate(items if isinstance(items, list) else []):
+            loc: Loc = ("spec", key, i)
+            if not isinstance(item, dict) or not isinstance(item.get("action"), str) \
+                    or reported((*loc, "action")) or reported((*loc, "with")):
+                continue
+            _check_call(loc, item["action"], item.get("with") or {}, found)
+            for where, text in _walk_strings(item.get("with") or {}, (*loc, "with")):
+                if is_template(text):
+                    try:
+                        compile_template(text)
+                    except TemplateError as exc:
+                        found.append((where, str(exc)))
+    return found
+
+
+# --- what a playbook needs at run time -------------------------------------------------
+
+def playbook_needs(pb: Playbook) -> dict[str, list[str]]:
+    """The outside systems ``pb`` needs, each with the parts that need it, in order:
+    ``prometheus`` (promql checks), ``kubernetes`` (cluster actions, rollout checks),
+    ``slack`` (approvals, slack.* actions), ``jira`` (jira.incident)."""
+    needs: dict[str, list[str]] = {}
+
+    def need(what: str, part: str) -> None:
+        if part not in needs.setdefault(what, []):
+            needs[what].append(part)
+
+    def action(name: str, part: str) -> None:
+        if name.startswith("kubernetes."):
+            need("kubernetes", part)
+        elif name.startswith("slack."):
+            need("slack", part)
+        elif name == "jira.incident":
+            need("jira", part)
+
+    for step in pb.spec.steps:
+        part = f"step {step.name!r}"
+        action(step.action, part)
+        if step.verify is not None and step.verify.promql:
+            need("prometheus", f"{part} (promql)")
+        if step.verify is not None and step.verify.rollout:
+            need("kubernetes", f"{part} (rollout)")
+        if step.approval is not None:
+            need("slack", f"{part} (approval)")
+    for esc in pb.spec.escalate:
+        action(esc.action, f"escalation {esc.action}")
+    return needs
+
+
 # --- entry points ------------------------------------------------------------------
 
 def load(text: str, source: str = "<string>") -> list[Playbook]:
@@ -199,6 +277,10 @@ def load(text: str, source: str = "<string>") -> list[Playbook]:
             pb = Playbook.model_validate(data)
         except ValidationError as exc:
             problems += validation_problems(exc, Playbook, source, lines, (), first_line)
+            schema_errors = {tuple(err["loc"]) for err in exc.errors()}
+            problems += [Problem(source, line_for(lines, loc, first_line),
+                                 f"{format_loc(loc)}: {message}")
+                         for loc, message in _check_raw(data, schema_errors)]
             continue
         pb._source, pb._line = source, first_line
         pb._name_line = lines.get(("metadata", "name"), first_line)

@@ -219,6 +219,9 @@ def test_serve_on_a_port_in_use_says_so_in_one_line(capsys: pytest.CaptureFixtur
 def test_check_config_warns_when_one_full_rights_token_is_all(
         capsys: pytest.CaptureFixture[str], tmp_path: Path, auth: str, warned: bool) -> None:
     config = tmp_path / "remediator.yaml"
+    for name in ("t", "t2", "t3"):                 # the secret files exist
+        (tmp_path / name).write_text("secret\n")
+    auth = auth.replace("/run/secrets/t", "/t").replace("/t", f"{tmp_path}/t")
     config.write_text(f"server: {{auth: {auth}}}\n", encoding="utf-8")
     code, out, err = run(capsys, "check", "--config", str(config), str(ROOT / "playbooks"))
     assert code == 0, out
@@ -243,3 +246,20 @@ spec:
     assert f"warning: {tmp_path / 'bomb.yaml'}:9: escalate[0].with.text: template: line 1: " \
            "a loop inside the loop of line 1" in out
     assert "OK: 1 playbook" in out
+
+
+def test_check_config_names_a_missing_secret_file_and_its_field(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    token = tmp_path / "webhook-token"
+    token.write_text("s3cret\n")
+    config = tmp_path / "config.yaml"
+    config.write_text(f"server:\n  auth:\n    token_file: {token}\n"
+                      f"slack:\n  token_file: {tmp_path / 'slack-bot-token'}\n")
+    code, out, _ = run(capsys, "check", "--config", str(config), str(ROOT / "playbooks"))
+    assert code == 1
+    assert out.strip() == (f"{config}: slack.token_file: cannot read the secret file "
+                           f"{tmp_path / 'slack-bot-token'}: No such file or directory")
+    config.write_text(f"server:\n  auth:\n    token_file: {token}\n")   # Slack, Jira unset
+    code, out, _ = run(capsys, "check", "--config", str(config), str(ROOT / "playbooks"))
+    assert code == 0
+    assert out.startswith("OK: ")

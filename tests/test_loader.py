@@ -270,3 +270,34 @@ def test_missing_file_is_a_problem_not_a_crash(tmp_path: Path) -> None:
     assert problem.source == str(missing)
     assert problem.line is None
     assert problem.message.startswith("cannot read: ")
+
+
+def test_schema_and_semantic_errors_are_reported_in_one_run() -> None:
+    text = """\
+apiVersion: remediator/v1
+kind: Playbook
+metadata: {name: many}
+spec:
+  match: ['severity=="critical"']
+  steps:
+    - name: restart
+      action: kubernetes.restrat
+      retires: 3
+    - name: scale
+      action: kubernetes.scale
+      with: {factor: 1, max_replicas: 4}
+      verify: {timeout: 5 minutes}
+  escalate:
+    - action: slack.notify
+      with: {text: "{{ lables.x }}"}
+"""
+    with pytest.raises(ConfigError) as err:
+        load(text, source="many.yaml")
+    got = sorted(str(p) for p in err.value.problems)
+    assert len(got) == 6, got
+    assert any("steps[0].retires: unknown field" in p for p in got)
+    assert any("steps[1].verify.timeout: bad duration" in p for p in got)
+    assert any("match[0]: bad matcher" in p for p in got)
+    assert any("steps[0].action: unknown action 'kubernetes.restrat'" in p for p in got)
+    assert any("steps[1].with.factor: must be > 1" in p for p in got)
+    assert any("escalate[0].with.text: template" in p and "'lables'" in p for p in got)

@@ -59,3 +59,12 @@ def test_unserializable_extras_and_exceptions() -> None:
     assert data["thing"] == "a thing"
     assert data["exc"].startswith("Traceback")
     assert "ValueError: boom" in data["exc"]
+
+
+def test_text_lines_carry_the_incident_id() -> None:
+    from remediator.app import TextFormatter
+    line = TextFormatter().format(record(1_785_578_400.25))
+    assert line.endswith(" INFO remediator.engine: [inc-1] step 'restart' failed")
+    plain = logging.getLogger("remediator").makeRecord(
+        "remediator", logging.INFO, __file__, 1, "ready", (), None)
+    assert TextFormatter().format(plain).endswith(" INFO remediator: ready")

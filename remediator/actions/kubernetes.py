@@ -244,10 +244,13 @@ class Rollback:
                             if k not in ANNOTATIONS_TO_SKIP})
         patch = [{"op": "replace", "path": "/spec/template", "value": template},
                  {"op": "replace", "path": "/metadata/annotations", "value": annotations}]
+        before, after = _image(d["spec"]["template"]), _image(template)
+        change = f"{before} → {after}" if before != after else \
+            f"the template of revision {revision}, same image {after}"
         return Intent(
             action=self.name,
             description=f"roll back {t} from revision {current_rev} to revision {revision} "
-                        f"({_image(d['spec']['template'])} → {_image(template)})",
+                        f"({change})",
             args={**_where(t), "revision": revision, "replicaset": chosen["metadata"]["name"],
                   "template": template, "patch": patch},
             api_calls=[f"PATCH {api_path(t.kind, t.namespace, t.name)} {_json(patch)}"])

@@ -212,7 +212,11 @@ class Api:
         who = self.caller(request, Right.READ)
         if isinstance(who, web.Response):
             return who
+        from remediator.model.incident import IncidentState
         state = request.query.get("state")
+        if state is not None and state not in set(IncidentState):
+            return error(400, f"state must be one of {', '.join(IncidentState)}, "
+                              f"not {state[:40]!r}")
         try:
             limit = min(1000, max(1, int(request.query.get("limit", "100"))))
         except ValueError:

@@ -3,8 +3,9 @@
     sim = Simulator(seed, clock=FakeClock())
     url = await sim.start()                  # "http://127.0.0.1:<port>"
     sim.write_kubeconfig(path)               # for kubernetes_asyncio and kubectl
+    path = sim.write_temp_kubeconfig()       # or in a temporary directory of its own
     ...
-    await sim.stop()
+    await sim.stop()                         # (which removes that directory)
 
 The controller's tick loop runs on the injected clock: with ``SystemClock`` one
 tick per wall-clock second, with ``FakeClock`` whenever a test advances time.
@@ -15,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import shutil
+import tempfile
 from datetime import timedelta
 from typing import Any
 
@@ -47,6 +50,7 @@ class Simulator:
         self.url = ""
         self._runner: web.AppRunner | None = None
         self._loop_task: asyncio.Task[None] | None = None
+        self._tempdir: str | None = None
         self._load_seed()
 
     # --- seeding ----------------------------------------------------------------------
@@ -133,6 +137,9 @@ class Simulator:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._tempdir is not None:
+            shutil.rmtree(self._tempdir, ignore_errors=True)
+            self._tempdir = None
 
     def kubeconfig(self, *, namespace: str = "default",
                    context: str = "simulator") -> dict[str, Any]:
@@ -144,6 +151,12 @@ class Simulator:
                 "contexts": [{"name": context, "context": {"cluster": context, "user": context,
                                                            "namespace": namespace}}],
                 "preferences": {}}
+
+    def write_temp_kubeconfig(self) -> str:
+        """Write the kubeconfig into a temporary directory that ``stop`` removes."""
+        if self._tempdir is None:
+            self._tempdir = tempfile.mkdtemp(prefix="remediator-sim-")
+        return self.write_kubeconfig(f"{self._tempdir}/kubeconfig")
 
     def write_kubeconfig(self, path: str, *, namespace: str = "default",
                          context: str = "simulator") -> str:

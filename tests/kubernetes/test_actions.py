@@ -266,3 +266,17 @@ async def test_delete_pod_target_kind_pod(sim: Simulator, make_ctx: Ctx) -> None
     other = _pods(sim)[1]
     with pytest.raises(PermanentError, match="does not belong"):
         await DeletePod().plan(make_ctx(kind="Pod", name=name), DeletePodParams(pod=other))
+
+
+async def test_rollback_to_a_template_with_the_same_image_says_so(
+        sim: Simulator, make_ctx: Ctx) -> None:
+    # Revision 4 is revision 3 plus a restart: rolling back to 3 changes the template,
+    # not the image (no "api:1.2.0 → api:1.2.0").
+    ctx = make_ctx()
+    await Restart().apply(ctx, await Restart().plan(ctx, RestartParams()))
+    intent = await Rollback().plan(ctx, RollbackParams(revision=3))
+    assert intent.description == ("roll back Deployment prod/api from revision 4 to revision "
+                                  "3 (the template of revision 3, same image "
+                                  "example/api:1.2.0)")
+    other = await Rollback().plan(ctx, RollbackParams(revision=1))
+    assert other.description.endswith("(example/api:1.2.0 → example/api:1.0.0)")

@@ -235,6 +235,13 @@ async def test_incidents_api_and_bad_limit(server: Served) -> None:
     assert resp.status == 200
     resp = await server.client.get("/api/v1/incidents?limit=x", headers=AUTH)
     assert resp.status == 400
+    resp = await server.client.get("/api/v1/incidents?state=bogus", headers=AUTH)
+    assert resp.status == 400
+    assert (await resp.json())["error"] == (
+        "state must be one of open, remediating, awaiting_approval, recovered, escalated, "
+        "resolved, not 'bogus'")
+    resp = await server.client.get("/api/v1/incidents?state=open", headers=AUTH)
+    assert resp.status == 200
     resp = await server.client.get("/api/v1/incidents")
     assert resp.status == 401
 
