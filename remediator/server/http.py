@@ -149,9 +149,14 @@ class Api:
                               f"{right.value}")
         return who
 
+    def too_large(self) -> web.Response:
+        return error(413, f"body larger than {self.config.max_body_bytes} bytes")
+
     async def read_body(self, request: web.Request) -> bytes:
         """The whole body within ``body_timeout``; ``ClientGone`` if the client hangs up
         or is too slow (the connection is then closed)."""
+        if request.content.is_eof():         # all of it arrived already: no timer needed
+            return await request.read()
         try:
             async with asyncio.timeout(self.config.body_timeout):
                 return await request.read()
@@ -186,14 +191,13 @@ class Api:
         ctype = request.content_type
         if ctype not in ("application/json", "text/json"):
             return error(415, f"content type must be application/json, not {ctype!r}")
-        too_large = error(413, f"body larger than {self.config.max_body_bytes} bytes")
         if request.content_length is not None and \
                 request.content_length > self.config.max_body_bytes:
-            return too_large
+            return self.too_large()
         try:
             body = await self.read_body(request)
         except web.HTTPRequestEntityTooLarge:
-            return too_large
+            return self.too_large()
         try:
             payload = parse_webhook(body)
         except WebhookError as exc:
