@@ -55,7 +55,7 @@ _DAEMON = """\
 import os, sys
 if os.environ.get("BENCH_NO_WAKE") == "1":
     import remediator.engine.core as core
-    core.Engine.wake = lambda self, incident_id: None
+    core.Engine.wake = lambda self, *args, **kwargs: None
 from remediator.cli import main
 sys.argv = ["remediator", *sys.argv[1:]]
 sys.exit(main())
