@@ -77,7 +77,7 @@ def _step_lines(steps: Iterable[Mapping[str, Any]], colour: bool) -> list[str]:
             took = f" in {human_duration((finished - started).total_seconds())}"
         word = step.get("error") or step.get("verify") or step.get("result") or ""
         attempts = step.get("attempts") or 0
-        tries = f", {attempts + 1} tries" if attempts else ""
+        tries = f", {attempts} tries" if attempts > 1 else ""
         lines.append(f"  {step.get('name')} ({step.get('action')}): "
                      f"{paint(status, status, colour)}{took}{tries}"
                      + (f" — {word}" if word else ""))

@@ -58,6 +58,8 @@ async def with_retries(run: Run, what: str, retries: int, fn: Callable[[], Await
     attempt = 0
     while True:
         await run.deps.give_way()      # an API call, and what it takes to plan it
+        if rec is not None:
+            rec.attempts += 1          # every call of the action, the first one included
         limit = cfg.call_timeout
         left = run.seconds_left()
         if left is not None:
@@ -79,8 +81,6 @@ async def with_retries(run: Run, what: str, retries: int, fn: Callable[[], Await
         except Exception as exc:        # a bug or a client library's surprise
             raise Unexpected(what, exc) from exc
         attempt += 1
-        if rec is not None:
-            rec.attempts += 1
         if (attempt > retries) if until is None else (run.clock.now() >= until):
             raise RetriesExhausted(f"{what} failed after {attempt} attempts: {error}") \
                 from error
@@ -94,7 +94,7 @@ async def with_retries(run: Run, what: str, retries: int, fn: Callable[[], Await
 
 
 async def plan(run: Run, action_name: str, step_name: str, raw_params: object, retries: int,
-               rec: StepRecord | None = None, *, until: datetime | None = None) -> Intent:
+               *, until: datetime | None = None) -> Intent:
     """Render the params, validate them and ask the action for its intent.
     Raises ``PermanentError``, ``TemplateError`` or ``ValidationError`` when it cannot."""
     spec = run.deps.catalogue.get(action_name)
@@ -102,7 +102,7 @@ async def plan(run: Run, action_name: str, step_name: str, raw_params: object, r
     action = run.deps.catalogue.implementation(action_name)
     ctx = run.run_context(step_name, action_name)
     return await with_retries(run, f"{action_name} (plan)", retries,
-                              lambda: action.plan(ctx, params), rec, until=until)
+                              lambda: action.plan(ctx, params), until=until)
 
 
 async def apply(run: Run, action_name: str, step_name: str, intent: Intent, retries: int,

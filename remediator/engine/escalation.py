@@ -9,6 +9,7 @@ while Jira is down); those that met only temporary errors then keep trying, for 
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 
 from remediator.engine import action
@@ -93,7 +94,8 @@ async def _escalate_one(run: Run, esc: Escalation, rec: StepRecord, *, retries: 
     except action.RetriesExhausted as exc:
         if until is None:
             rec.error = f"{action.reason(exc)}; trying again for a while"
-            await run.journal.step("escalate", rec, "escalate", f"{esc.action}: {rec.error}")
+            await run.journal.step("escalate", rec, "escalate", f"{esc.action}: {rec.error}",
+                                   level=logging.WARNING)
             return False
         rec.status, rec.error = StepStatus.FAILED, action.reason(exc)
         deps.metrics.actions.labels(esc.action, "temporary_error").inc()
@@ -105,6 +107,8 @@ async def _escalate_one(run: Run, esc: Escalation, rec: StepRecord, *, retries: 
     if rec.status != StepStatus.FAILED:
         rec.error = None
     rec.finished_at = run.clock.now()
-    await run.journal.step("escalate", rec, "escalate", f"{esc.action}: {rec.result or rec.error}")
+    failed = rec.status == StepStatus.FAILED          # humans were not reached this way
+    await run.journal.step("escalate", rec, "escalate", f"{esc.action}: {rec.result or rec.error}",
+                           level=logging.WARNING if failed else logging.INFO)
     await run.journal.emit(EventKind.STEP, step=rec)
     return True

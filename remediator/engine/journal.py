@@ -38,8 +38,8 @@ class RunJournal:
     def entry(self, kind: str, message: str, **data: Any) -> TimelineEntry:
         return TimelineEntry(at=self.clock.now(), kind=kind, message=message, data=data)
 
-    def logged(self, entry: TimelineEntry) -> None:
-        log.info(entry.message, extra={"incident": self.id, "kind": entry.kind})
+    def logged(self, entry: TimelineEntry, level: int = logging.INFO) -> None:
+        log.log(level, entry.message, extra={"incident": self.id, "kind": entry.kind})
 
     async def note(self, kind: str, message: str, **data: Any) -> None:
         """A timeline entry on its own."""
@@ -73,14 +73,15 @@ class RunJournal:
         await self.notifications.emit(kind, self.id, message=summary or "")
 
     async def step(self, phase: str, rec: StepRecord, kind: str | None = None,
-                   message: str = "", **data: Any) -> None:
-        """Journal the step record; with ``kind``, its timeline note in the same write."""
+                   message: str = "", *, level: int = logging.INFO, **data: Any) -> None:
+        """Journal the step record; with ``kind``, its timeline note in the same write
+        (logged at ``level``: a target that could not be reached is a WARNING)."""
         await self.give_way()
         timeline = (self.entry(kind, message, **data),) if kind is not None else ()
         await self.store.journal(self.id, self.clock.now(), step=(phase, rec),
                                  timeline=timeline)
         for entry in timeline:
-            self.logged(entry)
+            self.logged(entry, level)
 
     async def context(self, patch: dict[str, Any]) -> None:
         """Merge ``patch`` into the incident's context (store and view)."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import Any
 
 from remediator.engine import action, approvals
 from remediator.engine.contract import Intent
@@ -101,7 +102,7 @@ async def _act_and_verify(run: Run, step: Step, rec: StepRecord) -> StepOutcome:
     if rec.status == StepStatus.PENDING:
         try:
             intent = await action.plan(run, step.action, step.name, step.params,
-                                       step.retries, rec)
+                                       step.retries)
         except action.PLAN_ERRORS as exc:
             return await failed(run, step, rec, f"could not plan: {action.reason(exc)}")
         spec = deps.catalogue.get(step.action)
@@ -178,7 +179,7 @@ async def failed(run: Run, step: Step, rec: StepRecord, reason: str, *,
                  trace: str | None = None) -> Failed:
     """Journal the step as failed (with the traceback of a bug, if any)."""
     rec.status, rec.error, rec.finished_at = StepStatus.FAILED, reason, run.clock.now()
-    data: dict[str, object] = {"step": step.name}
+    data: dict[str, Any] = {"step": step.name}
     if trace is not None:
         data["traceback"] = trace
     await run.journal.step("ladder", rec, "step", f"step {step.name!r} failed: {reason}",

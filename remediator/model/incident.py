@@ -56,7 +56,7 @@ class StepRecord(BaseModel):
     name: str
     action: str
     status: StepStatus = StepStatus.PENDING
-    attempts: int = 0
+    attempts: int = 0                         # calls of the action (retries included)
     intent: dict[str, Any] | None = None      # Intent.model_dump(): what we computed before calling
     result: str | None = None                 # human summary of the outcome
     error: str | None = None

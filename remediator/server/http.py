@@ -274,7 +274,8 @@ class Api:
             return who
         paused = await self.engine.guards.paused()
         return web.json_response({
-            "paused": paused.__dict__ if paused else None,
+            "paused": paused is not None,
+            "pause": paused.__dict__ if paused else None,     # kind, reason, by, at
             "running_incidents": self.engine.running,
             "playbooks": [pb.name for pb in self.engine.playbook_list],
             "dry_run": self.engine.settings.dry_run,

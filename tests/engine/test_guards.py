@@ -65,8 +65,9 @@ async def test_kill_switch_authenticated_persisted_and_resumable(rig: Rig) -> No
     await rig.restart(pb)
     assert rig.client is not None
     st = await (await rig.client.get("/api/v1/status", headers=AUTH)).json()
-    assert st["paused"]["kind"] == "manual"
-    assert st["paused"]["reason"] == "change freeze"
+    assert st["paused"] is True
+    assert st["pause"]["kind"] == "manual"
+    assert st["pause"]["reason"] == "change freeze"
     await rig.post([alert()])
     await rig.settle()
     inc = await rig.only_incident()
@@ -79,7 +80,7 @@ async def test_kill_switch_authenticated_persisted_and_resumable(rig: Rig) -> No
     assert body == {"paused": False, "by": "token"}      # the credential, not the body
     await rig.restart(pb)
     st = await (await rig.client.get("/api/v1/status", headers=AUTH)).json()
-    assert st["paused"] is None
+    assert (st["paused"], st["pause"]) == (False, None)
     await rig.post([alert(deployment="web")])
     await rig.settle()
     web = [i for i in await rig.incidents() if i.target and i.target.name == "web"]

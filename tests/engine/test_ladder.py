@@ -5,6 +5,9 @@ the simulator's log prove what was and was not done."""
 from __future__ import annotations
 
 import asyncio
+import logging
+
+import pytest
 
 from remediator.model.incident import IncidentState, StepStatus
 from remediator.settings import EngineSettings
@@ -89,7 +92,7 @@ async def test_permanent_error_moves_to_next_step(rig: Rig) -> None:
     first, second = inc.steps
     assert first.status == StepStatus.FAILED
     assert "403" in (first.error or "") or "forbidden" in (first.error or "").lower(), first.error
-    assert first.attempts == 0                     # a permanent error is not retried
+    assert first.attempts == 1                     # a permanent error is not retried
     assert second.status == StepStatus.SUCCEEDED
     assert [c["status"] for c in patches(rig, RESTART)] == [403]
     assert len(patches(rig, SCALE)) == 1
@@ -106,7 +109,7 @@ async def test_temporary_errors_are_retried_with_backoff_then_succeed(rig: Rig) 
     inc = await rig.only_incident()
     assert inc.state == IncidentState.RECOVERED
     assert inc.steps[0].status == StepStatus.SUCCEEDED
-    assert inc.steps[0].attempts == 2
+    assert inc.steps[0].attempts == 3               # two temporary errors, then success
     assert [c["status"] for c in patches(rig, RESTART)] == [500, 500, 200]
     retries = [e for e in inc.timeline if e.kind == "retry"]
     assert [e.message.rsplit(" in ", 1)[1] for e in retries] == ["5s", "10s"]
@@ -209,3 +212,22 @@ async def test_waiting_incidents_do_not_hold_the_working_slots(rig: Rig) -> None
     assert second.steps[0].started_at is not None
     assert first.steps[0].finished_at is not None
     assert second.steps[0].started_at < first.steps[0].finished_at
+
+
+async def test_an_escalation_that_cannot_reach_humans_is_a_warning(
+        rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
+    """Every journal entry is logged; one saying an escalation target could not be
+    reached is a WARNING (it was INFO, lost among the rest)."""
+    await rig.start(ladder_playbook(hook="http://127.0.0.1:9/hook"),
+                    EngineSettings(retry_base=5.0, escalation_retry_for=60.0))
+    caplog.set_level(logging.INFO, "remediator.engine")
+    await rig.post([alert()])
+    await rig.settle(30)
+    inc = await rig.only_incident()
+    assert inc.state == IncidentState.ESCALATED
+    warned = [r.getMessage() for r in caplog.records
+              if r.name == "remediator.engine" and r.levelno == logging.WARNING]
+    assert any(m.startswith("http.post: ") for m in warned), warned
+    escalations = [r for r in caplog.records if getattr(r, "kind", None) == "escalate"]
+    assert escalations
+    assert all(r.levelno == logging.WARNING for r in escalations)    # it never got through
