@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from ha.pgserver import shared_server
-from test_store import NOW, TARGET, T0, OpenStore, firing, open_store, resolved_, store
+from test_store import NOW, T0, TARGET, OpenStore, firing, open_store, resolved_, store
 
 from remediator.clock import FakeClock
 from remediator.engine.supervisor import Supervisor
