@@ -134,7 +134,9 @@ class Daemon:
         """Dependency health: each configured port observed (its calls keep
         ``remediator_dependency_up`` current) and given a light probe for idle times."""
         s = self.settings
-        health = DependencyHealth(self.clock, metrics)
+        # real seconds, like the sinks' rate limits: whether Jira answers is not a matter
+        # of the engine's (in tests, fake) time
+        health = DependencyHealth(SystemClock(), metrics)
         timeout = aiohttp.ClientTimeout(total=s.health.probe_timeout)
 
         def ready(url: str | None, path: str, fatal: int = 400) -> Probe | None:

@@ -68,12 +68,6 @@ class Metrics:
         self.store_pruned_rows = Counter(
             "remediator_store_pruned_rows", "Rows deleted by the store's retention passes, "
             "by table.", ["table"], registry=r)
-        self.store_reclaimed_bytes = Counter(
-            "remediator_store_reclaimed_bytes", "Bytes the retention passes gave back to the "
-            "file system (SQLite's incremental vacuum).", registry=r)
-        self.store_prune_duration = Histogram(
-            "remediator_store_prune_duration_seconds", "Duration of a retention pass.",
-            buckets=_DURATION_BUCKETS, registry=r)
         # the labelled children counted on every webhook, looked up once (``labels()``
         # checks and joins its arguments under a lock on every call)
         self._webhook_codes: dict[int, Counter] = {}

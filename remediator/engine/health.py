@@ -210,10 +210,11 @@ class DependencyHealth:
         await asyncio.gather(*(self.probe(dep, limit) for dep in idle))
 
     async def probe_loop(self, interval: float, limit: float) -> None:
-        """Probe idle dependencies now and every ``interval`` seconds, until cancelled."""
+        """Every ``interval`` seconds, probe the idle dependencies, until cancelled (not at
+        once: the calls made while starting tell the first states)."""
         while True:
-            await self.probe_idle(interval, limit)
             await self.clock.sleep(interval)
+            await self.probe_idle(interval, limit)
 
     # --- ports ----------------------------------------------------------------------
 

@@ -60,11 +60,9 @@ class Retention:
             if n:
                 self.metrics.store_pruned_rows.labels(table).inc(n)
         freed = await self.store.reclaim()
-        self.metrics.store_reclaimed_bytes.inc(freed)
-        self.metrics.store_prune_duration.observe(time.perf_counter() - started)
         if any(counts.values()) or freed:
-            log.info("store retention: deleted %d rows, gave back %d bytes",
-                     sum(counts.values()), freed,
+            log.info("store retention: deleted %d rows, gave back %d bytes in %.2fs",
+                     sum(counts.values()), freed, time.perf_counter() - started,
                      extra={"pruned": {t: n for t, n in counts.items() if n},
                             "before": cutoff.isoformat()})
         return counts
