@@ -94,10 +94,17 @@ class Dependency:
 
 @dataclass
 class _RunNotes:
-    """The run whose calls are being observed, and the dependencies it noted as down."""
+    """The run whose calls are being observed (its task: tasks it starts inherit the
+    context, not the notes), and the dependencies it noted as down."""
 
     journal: RunJournal
+    task: asyncio.Task[Any] | None
     down: set[str] = field(default_factory=set)
+
+
+def _current_run() -> _RunNotes | None:
+    run = _RUN.get()
+    return run if run is not None and run.task is asyncio.current_task() else None
 
 
 _RUN: contextvars.ContextVar[_RunNotes | None] = contextvars.ContextVar(
@@ -107,7 +114,7 @@ _RUN: contextvars.ContextVar[_RunNotes | None] = contextvars.ContextVar(
 def note_dependencies_in(journal: RunJournal) -> None:
     """From now on in this task (an incident run), observed calls that cannot reach their
     dependency, and the first one that reaches it again, are noted in ``journal``."""
-    _RUN.set(_RunNotes(journal))
+    _RUN.set(_RunNotes(journal, asyncio.current_task()))
 
 
 class DependencyHealth:
@@ -171,14 +178,14 @@ class DependencyHealth:
             await self.call_succeeded(name, error=str(exc))
             return
         self.failed(name, str(exc))
-        run = _RUN.get()
+        run = _current_run()
         if run is not None and name not in run.down:
             run.down.add(name)
             await _note(run, f"{name} is unreachable: {exc}", name, "down")
 
     async def call_succeeded(self, name: str, *, error: str | None = None) -> None:
         self.succeeded(name, error=error)
-        run = _RUN.get()
+        run = _current_run()
         if run is not None and name in run.down:
             run.down.discard(name)
             since = self.dependencies[name].since

@@ -26,6 +26,11 @@ PAUSE = 0.005          # real seconds between two batches: other writers go firs
 VACUUM_PAGES = 1000    # pages given back a transaction (about 10 ms)
 CHUNK = 500            # ids in one IN (…) list
 
+# The newest row of a table with an INTEGER PRIMARY KEY stays: SQLite gives the next
+# row max(id) + 1, so deleting the newest would hand its id out again, and an event id
+# is what a sink remembers as delivered (an id reused for a new event was skipped).
+_NOT_LAST = "id < (SELECT max(id) FROM {table})"
+
 Counts = dict[str, int]
 Batch = Callable[[sqlite3.Connection], tuple[Counts, bool]]
 
@@ -69,8 +74,9 @@ def _incidents_batch(cutoff: str, batch: int) -> Batch:
         n["incidents"] = c.execute(f"DELETE FROM incidents WHERE id IN ({marks})", ids).rowcount
         n["alerts"] = sum(c.execute(
             f"DELETE FROM alerts WHERE id IN ({_marks(chunk)}) AND status = 'resolved' "
-            "AND updated_at < ? AND NOT EXISTS (SELECT 1 FROM incident_alerts ia "
-            "WHERE ia.alert_id = alerts.id)", (*chunk, cutoff)).rowcount
+            f"AND updated_at < ? AND {_NOT_LAST.format(table='alerts')} AND NOT EXISTS "
+            "(SELECT 1 FROM incident_alerts ia WHERE ia.alert_id = alerts.id)",
+            (*chunk, cutoff)).rowcount
             for chunk in _chunks(alert_ids))
         return n, len(rows) < batch and len(ids) == len(rows)
     return run
@@ -82,8 +88,9 @@ def _alerts_batch(cutoff: str, batch: int) -> Batch:
     def run(c: sqlite3.Connection) -> tuple[Counts, bool]:
         ids = [r[0] for r in c.execute(
             "SELECT id FROM alerts a WHERE a.outcome IN ('unmatched', 'resolved') "
-            "AND a.updated_at < ? AND NOT EXISTS (SELECT 1 FROM incident_alerts ia "
-            "WHERE ia.alert_id = a.id) LIMIT ?", (cutoff, batch))]
+            f"AND a.updated_at < ? AND a.{_NOT_LAST.format(table='alerts')} "
+            "AND NOT EXISTS (SELECT 1 FROM incident_alerts ia WHERE ia.alert_id = a.id) "
+            "LIMIT ?", (cutoff, batch))]
         if not ids:
             return {}, True
         deleted = c.execute(f"DELETE FROM alerts WHERE id IN ({_marks(ids)})", ids).rowcount
@@ -110,7 +117,8 @@ class _OutboxCursor:
 
     def __call__(self, c: sqlite3.Connection) -> tuple[Counts, bool]:
         ids = [r[0] for r in c.execute(
-            "SELECT o.id FROM outbox o WHERE o.id > ? AND (SELECT count(*) FROM deliveries d "
+            f"SELECT o.id FROM outbox o WHERE o.id > ? AND o.{_NOT_LAST.format(table='outbox')} "
+            "AND (SELECT count(*) FROM deliveries d "
             f"WHERE d.event_id = o.id AND d.sink IN ({_marks(self.sinks)})) = ? "
             "ORDER BY o.id LIMIT ?", (self.after, *self.sinks, len(self.sinks), self.batch))]
         if not ids:
