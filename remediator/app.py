@@ -3,7 +3,9 @@
 Nothing else wires things together. A dependency that is not configured or
 not reachable does not stop the daemon: alerts are still received and
 persisted, the steps that need it fail temporarily and then escalate, and
-``/readyz`` says which one is missing.
+``/readyz`` says which one is missing or down (every port is observed by
+``engine.health.DependencyHealth`` and probed when idle). The store's retention
+pass and the dependency probes run under the engine's supervisor.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from aiohttp import web
 from remediator.actions import registry
 from remediator.clock import Clock, SystemClock
 from remediator.engine.core import Engine
+from remediator.engine.health import DependencyHealth, Probe
 from remediator.engine.ports import Ports
 from remediator.errors import ConfigError, Problem
 from remediator.loader import load_paths, playbook_needs
@@ -35,6 +38,7 @@ from remediator.server.auth import Credential
 from remediator.server.http import ServerConfig, build_app
 from remediator.server.limits import GuardedSite, Limits
 from remediator.settings import Settings, read_secret
+from remediator.store.retention import Retention
 from remediator.store.sqlite import SqliteStore
 
 log = logging.getLogger("remediator")
@@ -110,6 +114,7 @@ class Daemon:
     _runner: web.AppRunner | None = None
     _api: Any = None
     dependencies: dict[str, str] = field(default_factory=dict)
+    health: DependencyHealth | None = None
 
     async def start(self) -> str:
         s = self.settings
@@ -121,18 +126,75 @@ class Daemon:
         self._closers.append(http.close)
         ports = await self._connect(http)
         log_missing_needs(playbooks, ports)
+        metrics = Metrics()
+        self.health = self._watch(ports, http, store, metrics)
         sinks = self._sinks(ports)
         self.engine = Engine(store=store, playbooks=playbooks, clock=self.clock,
                              catalogue=registry, ports=ports, settings=s.engine,
-                             metrics=Metrics(), sinks=sinks, approvers=s.slack.approvers)
+                             metrics=metrics, sinks=sinks, approvers=s.slack.approvers)
         self.engine.notifications.configure(storm_threshold=s.notify.storm.threshold,
                                             storm_window=s.notify.storm.window)
         await self._serve(self.engine)
         await self.engine.start()
+        self._upkeep(self.engine, store, sinks)
         self._api.ready = True
         log.info("remediator ready on %s", self.url,
                  extra={"dry_run": s.engine.dry_run, "dependencies": self.dependencies})
         return self.url
+
+    def _watch(self, ports: Ports, http: aiohttp.ClientSession, store: Store,
+               metrics: Metrics) -> DependencyHealth:
+        """Dependency health: each configured port observed (its calls keep
+        ``remediator_dependency_up`` current) and given a light probe for idle times."""
+        s = self.settings
+        # real seconds, like the sinks' rate limits: whether Jira answers is not a matter
+        # of the engine's (in tests, fake) time
+        health = DependencyHealth(SystemClock(), metrics)
+        timeout = aiohttp.ClientTimeout(total=s.health.probe_timeout)
+
+        def ready(url: str | None, path: str, fatal: int = 400) -> Probe | None:
+            if not url:
+                return None
+            url = url.rstrip("/") + path
+
+            async def get() -> None:
+                async with http.get(url, timeout=timeout) as response:
+                    if response.status >= fatal:
+                        raise RuntimeError(f"GET {url}: HTTP {response.status}")
+            return get
+
+        probes: dict[str, tuple[Any, Probe | None]] = {
+            "cluster": (ports.cluster, _cluster_probe(ports.cluster, s.health.probe_timeout)),
+            "prometheus": (ports.metrics, ready(s.prometheus.url, "/-/ready")),
+            "alertmanager": (ports.alerts, ready(s.alertmanager_url, "/-/ready")),
+            "slack": (ports.chat, getattr(ports.chat, "check", None)),
+            # serverInfo answers without credentials on Cloud; 4xx is still an answer
+            "jira": (ports.tickets, ready(s.jira.url, "/rest/api/2/serverInfo", fatal=500)),
+        }
+        for name, (port, probe) in probes.items():
+            detail = self.dependencies.get("kubernetes" if name == "cluster" else name, "")
+            health.track(name, detail, probe=probe, configured=port is not None)
+        health.track("store", "ok", probe=store.ping)
+        ports.cluster = health.observe(ports.cluster, "cluster")
+        ports.metrics = health.observe(ports.metrics, "prometheus")
+        ports.alerts = health.observe(ports.alerts, "alertmanager")
+        ports.chat = health.observe(ports.chat, "slack")
+        ports.tickets = health.observe(ports.tickets, "jira")
+        return health
+
+    def _upkeep(self, engine: Engine, store: Store, sinks: list[Sink]) -> None:
+        """The background loops the composition root adds to the engine's supervisor:
+        dependency probes and the store's retention pass."""
+        s = self.settings
+        if self.health is not None:
+            engine.tasks.start(self.health.probe_loop(s.health.probe_interval,
+                                                      s.health.probe_timeout),
+                               name="dependency-probes")
+        if s.store.retention:
+            retention = Retention(store, self.clock, engine.metrics,
+                                  retention=s.store.retention, interval=s.store.prune_interval,
+                                  batch=s.store.prune_batch, sinks=[k.name for k in sinks])
+            engine.tasks.start(retention.run(), name="store-retention")
 
     async def _open_store(self) -> Store:
         s = self.settings
@@ -218,7 +280,7 @@ class Daemon:
         if not server_config.authenticator().configured:
             log.warning("the webhook endpoint has NO authentication: set server.auth.users "
                         "(or server.auth.token_file) before exposing it beyond localhost")
-        app, self._api = build_app(engine, server_config)
+        app, self._api = build_app(engine, server_config, self.health)
         # aiohttp's keep-alive timer bounds the wait for every request head after the first
         # (the guard bounds the first): one knob, server.header_timeout
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=5,
@@ -328,6 +390,21 @@ def server_config_from(s: Settings, dependencies: dict[str, str]) -> ServerConfi
                                          "the Slack signing secret"),
         slack_approvers=tuple(s.slack.approvers),
         dependencies=dict(dependencies))
+
+
+def _cluster_probe(cluster: ClusterApi | None, timeout: float) -> Probe | None:
+    """``GET /version`` on the Kubernetes API server (any credentials may read it)."""
+    from remediator.adapters.kubernetes import KubernetesCluster
+    if not isinstance(cluster, KubernetesCluster):
+        return None
+    api_client = cluster.api_client
+
+    async def version() -> None:
+        from kubernetes_asyncio import client
+        response: Any = await client.VersionApi(api_client).get_code(
+            _preload_content=False, _request_timeout=timeout)
+        response.release()
+    return version
 
 
 def _auto_mode(kubeconfig: str | None) -> str:

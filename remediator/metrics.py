@@ -62,8 +62,12 @@ class Metrics:
             "remediator_notifications_failed", "Notification deliveries that failed, by sink.",
             ["sink"], registry=r)
         self.dependency_up = Gauge(
-            "remediator_dependency_up", "1 when a dependency answered its last call.",
-            ["dependency"], registry=r)
+            "remediator_dependency_up", "1 when a dependency answered its last call or "
+            "probe, 0 when it could not be reached (connection refused, timeout); "
+            "absent until it is first seen.", ["dependency"], registry=r)
+        self.store_pruned_rows = Counter(
+            "remediator_store_pruned_rows", "Rows deleted by the store's retention passes, "
+            "by table.", ["table"], registry=r)
         # the labelled children counted on every webhook, looked up once (``labels()``
         # checks and joins its arguments under a lock on every call)
         self._webhook_codes: dict[int, Counter] = {}

@@ -112,6 +112,24 @@ class StoreSettings(Group):
                                   "(postgresql://… or postgres://…) shared by several replicas.")
     synchronous: Literal["FULL", "NORMAL"] = Field(
         default="FULL", description="FULL survives power loss; NORMAL only process crashes.")
+    retention: Duration | None = Field(
+        default=30 * 86400.0,
+        description="How long closed incidents (with their alerts, journal, approvals and "
+                    "sink state) are kept after they closed; delivered notifications go at "
+                    "the next pass. 0 or null: keep everything forever. Keep it longer "
+                    "than the longest cooldown (cooldowns read closed incidents).")
+    prune_interval: Duration = Field(
+        default=600.0, gt=0, description="Seconds between two retention passes (on PostgreSQL "
+                                         "one replica runs each pass).")
+    prune_batch: int = Field(
+        default=500, ge=1, le=10_000,
+        description="Incidents (or alerts, or notifications) deleted a transaction: small "
+                    "transactions keep the intake's commits from waiting behind a pass.")
+
+    @field_validator("retention")
+    @classmethod
+    def _forever(cls, v: float | None) -> float | None:
+        return v or None          # 0: forever, like null
 
 
 class EngineSettings(Group):
@@ -208,6 +226,17 @@ class NotifySettings(Group):
                                          "limits are per user and not one published figure).")
 
 
+class HealthSettings(Group):
+    probe_interval: Duration = Field(
+        default=30.0, gt=0,
+        description="Seconds after which a dependency that no real call used is probed "
+                    "lightly (Kubernetes /version, Prometheus and Alertmanager /-/ready, "
+                    "Slack auth.test, Jira serverInfo, the store's ping).")
+    probe_timeout: Duration = Field(default=5.0, gt=0,
+                                    description="Seconds a probe may take before it counts "
+                                                "as the dependency being down.")
+
+
 class LogSettings(Group):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["json", "text"] = "json"
@@ -227,6 +256,7 @@ class Settings(BaseSettings):
     slack: SlackSettings = Field(default_factory=SlackSettings)
     jira: JiraSettings = Field(default_factory=JiraSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
     @classmethod

@@ -763,7 +763,8 @@ async def test_sqlite_upgrades_a_file_made_before_schema_versions(
         versions = db.execute("SELECT version, name FROM schema_version "
                               "ORDER BY version").fetchall()
         db.close()
-        assert versions == [(1, "initial"), (2, "incident_leases"), (3, "sink_leases")]
+        assert versions == [(1, "initial"), (2, "incident_leases"), (3, "sink_leases"),
+                            (4, "retention")]
 
 
 @pytest.mark.parametrize("old_version", [1, 2])
@@ -803,7 +804,7 @@ async def test_postgres_adopts_a_schema_made_before_schema_versions(old_version:
         rows = await conn.fetch("SELECT version FROM schema_version ORDER BY version")
     finally:
         await conn.close()
-    assert [r[0] for r in rows] == [1, 2, 3]
+    assert [r[0] for r in rows] == [1, 2, 3, 4]
 
 
 # --- PostgreSQL: wake-ups across replicas ------------------------------------------------

@@ -17,6 +17,7 @@ import asyncio
 
 from remediator.engine import ladder
 from remediator.engine.escalation import escalate, run_escalation
+from remediator.engine.health import note_dependencies_in
 from remediator.engine.outcomes import (
     CloseResolved,
     Escalate,
@@ -40,6 +41,7 @@ class IncidentRun(Run):
         super().__init__(deps, incident_id, wake, slot)
 
     async def run(self) -> None:
+        note_dependencies_in(self.journal)      # a dependency down or back: in the timeline
         await self.deps.give_way()
         view = await self.deps.store.get_incident(self.id, alert_limit=ALERTS_IN_VIEW)
         if view is None or view.state in (IncidentState.RECOVERED, IncidentState.RESOLVED):

@@ -32,10 +32,10 @@ from remediator.model.records import (
 )
 
 __all__ = [
-    "AlertRecord", "ApprovalRecord", "ApprovalStore", "GuardStore", "IncidentStore",
-    "IngestItem", "IngestOutcome", "IngestOutcomeKind", "IntakeStore", "JournalStore",
-    "LeaseStore", "LifecycleStore", "OutboxStore", "Reservation", "Routing", "Store",
-    "WakeCallback", "count_alerts",
+    "PRUNED_TABLES", "AlertRecord", "ApprovalRecord", "ApprovalStore", "GuardStore",
+    "IncidentStore", "IngestItem", "IngestOutcome", "IngestOutcomeKind", "IntakeStore",
+    "JournalStore", "LeaseStore", "LifecycleStore", "OutboxStore", "Reservation",
+    "RetentionStore", "Routing", "Store", "WakeCallback", "count_alerts",
 ]
 
 WakeCallback = Callable[[str], None]
@@ -227,6 +227,39 @@ class ApprovalStore(Protocol):
         ...
 
 
+#: The tables a retention pass deletes from, in the order it reports them.
+PRUNED_TABLES = ("incidents", "incident_alerts", "alerts", "steps", "timeline", "approvals",
+                 "sink_state", "outbox", "deliveries", "budget")
+
+
+class RetentionStore(Protocol):
+    """Forgetting what is old: closed incidents with their records, delivered outbox rows,
+    and giving the space back."""
+
+    async def prune(self, before: datetime, *, sinks: Sequence[str],
+                    batch: int = 500) -> dict[str, int] | None:
+        """Delete, in transactions of at most ``batch`` incidents (or alerts, outbox rows),
+        yielding to other writers between them:
+
+        * incidents closed before ``before``, with their steps, timeline, approvals and
+          sink state, their links to alerts, and those of their alerts that no other
+          incident holds and that resolved before ``before``;
+        * alerts that no incident holds, unmatched or recorded resolved, last seen
+          before ``before``; reservations of the action budget made before it;
+        * outbox rows delivered to every sink of ``sinks``, and their deliveries.
+
+        Never an incident that is not closed (an escalated one still firing included),
+        an outbox row some sink of ``sinks`` has not had, or an episode an open incident
+        holds (its re-delivery must stay a duplicate). Returns the rows deleted by table
+        (``PRUNED_TABLES``), or None when another replica is pruning the shared store."""
+        ...
+
+    async def reclaim(self) -> int:
+        """Give the space freed by ``prune`` back to the file system where the backend
+        does not on its own (SQLite's incremental vacuum); the bytes given back."""
+        ...
+
+
 class Store(LifecycleStore, IntakeStore, IncidentStore, JournalStore, LeaseStore,
-            GuardStore, OutboxStore, ApprovalStore, Protocol):
+            GuardStore, OutboxStore, ApprovalStore, RetentionStore, Protocol):
     """Every role: what a backend implements and what the daemon is handed."""

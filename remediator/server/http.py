@@ -18,8 +18,10 @@ field and the limit.
 A body must arrive within ``body_timeout``; a client that hangs up mid-body (or is
 too slow) gets no answer, is logged at DEBUG and counted as
 ``remediator_webhook_requests_total{code="client_abort"}`` (or ``"body_timeout"``),
-never as a 5xx. ``/readyz`` is not ready while the last write to the store failed
-(it tries a small write itself, so it becomes ready again without traffic).
+never as a 5xx. ``/readyz`` is not ready while the store cannot be read or the last
+write to it failed (it tries a small write itself, so it becomes ready again without
+traffic); it lists every dependency with its state, last success and last error
+(``engine/health.py``), and stays ready while the others are down.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from remediator.engine.core import Engine
+from remediator.engine.health import DependencyHealth
 from remediator.model.alerts import WebhookError, parse_webhook
 from remediator.notify.interactions import (
     Interaction,
@@ -121,9 +124,11 @@ def text_field(data: Any, name: str, default: str) -> str:
 
 
 class Api:
-    def __init__(self, engine: Engine, config: ServerConfig) -> None:
+    def __init__(self, engine: Engine, config: ServerConfig,
+                 health: DependencyHealth | None = None) -> None:
         self.engine = engine
         self.config = config
+        self.health = health or _configured(engine, config)
         self.auth = config.authenticator()
         self.ready = False
         self.accepting = True
@@ -405,23 +410,30 @@ class Api:
         return web.json_response({"status": "alive"})
 
     async def readyz(self, request: web.Request) -> web.Response:
-        deps = dict(self.config.dependencies)
-        store_ok = True
+        """Ready while the store can be read and written; every dependency is listed with
+        its state, last success and last error, but only the store's is fatal (a down
+        Prometheus fails the checks that need it, not the intake)."""
+        store_ok, store_detail = await self._store_state()
+        if store_ok:
+            self.health.succeeded("store")
+        else:
+            self.health.failed("store", store_detail)
+        self.health.dependencies["store"].detail = store_detail
+        ready = self.ready and store_ok and self.accepting
+        return web.json_response(
+            {"ready": ready, "dependencies": self.health.report(),
+             "playbooks": f"{len(self.engine.playbook_list)} loaded"},
+            status=200 if ready else 503)
+
+    async def _store_state(self) -> tuple[bool, str]:
+        """Whether the store reads (and, after a failed write, writes), and what it says."""
         try:
             await self.engine.store.ping()
         except Exception as exc:
-            store_ok = False
-            deps["store"] = f"error: {exc}"
-        else:
-            deps["store"] = "ok"
-            if self.write_failure is not None:
-                store_ok = await self._probe_write()
-            if not store_ok:
-                deps["store"] = f"writes failing: {self.write_failure}"
-        deps["playbooks"] = f"{len(self.engine.playbook_list)} loaded"
-        ready = self.ready and store_ok and self.accepting
-        return web.json_response({"ready": ready, "dependencies": deps},
-                                 status=200 if ready else 503)
+            return False, f"error: {exc}"
+        if self.write_failure is not None and not await self._probe_write():
+            return False, f"writes failing: {self.write_failure}"
+        return True, "ok"
 
     async def _probe_write(self) -> bool:
         """After a failed write: one small write of our own (so that readiness comes back
@@ -444,8 +456,20 @@ class Api:
         return web.Response(body=data, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def build_app(engine: Engine, config: ServerConfig) -> tuple[web.Application, Api]:
-    api = Api(engine, config)
+def _configured(engine: Engine, config: ServerConfig) -> DependencyHealth:
+    """Health with only what the configuration says (no calls seen yet): for a server
+    built without the daemon's ``DependencyHealth``."""
+    health = DependencyHealth(engine.clock, engine.metrics)
+    for name, detail in config.dependencies.items():
+        health.track("cluster" if name == "kubernetes" else name, detail,
+                     configured=not detail.startswith("not configured"))
+    health.track("store")
+    return health
+
+
+def build_app(engine: Engine, config: ServerConfig,
+              health: DependencyHealth | None = None) -> tuple[web.Application, Api]:
+    api = Api(engine, config, health)
 
     @web.middleware
     async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -28,6 +28,7 @@ Conn = Any   # asyncpg.Connection (untyped library)
 
 MIGRATION_LOCK = 0x72656D6564690001     # "remedi" + 1: serializes migrations
 BUDGET_LOCK = 0x72656D6564690002        # serializes reserve_action (the global budget)
+PRUNE_LOCK = 0x72656D6564690003         # held by the one replica running a retention pass
 # States an incident can be attached to by a new alert (a partial unique index keeps
 # one per key): the active ones and escalated. Must match IncidentState.
 OPEN_STATES = ("open", "remediating", "awaiting_approval", "escalated")

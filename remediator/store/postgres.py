@@ -13,7 +13,7 @@ concurrent ``ingest`` calls of one process run in one transaction (one WAL flush
 one intake plan, a constant number of statements per batch. Should someone's data
 break it, the batch runs again call by call, each call in its own savepoint. Not
 here: the pool, migrations and wake-ups (``pg_base.py``, ``pg_listen.py``), the other
-roles (``pg_queries.py``, ``pg_guards.py``), the intake SQL (``pg_intake.py``).
+roles (``pg_queries.py``, ``pg_guards.py``, ``pg_retention.py``), the intake SQL (``pg_intake.py``).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from remediator.store.pg_base import RETRYABLE
 from remediator.store.pg_guards import PgGuards
 from remediator.store.pg_intake import Batch, PgIntake
 from remediator.store.pg_queries import PgIncidents
+from remediator.store.pg_retention import PgRetention
 from remediator.store.sqlite_base import new_incident_id
 
 __all__ = ["PostgresStore", "is_postgres_url"]
@@ -41,7 +42,7 @@ def is_postgres_url(path: str) -> bool:
     return path.startswith(("postgresql://", "postgres://"))
 
 
-class PostgresStore(PgIncidents, PgGuards):
+class PostgresStore(PgIncidents, PgGuards, PgRetention):
     single_process = False
 
     def __init__(self, url: str, *, min_size: int = 2, max_size: int = 10,

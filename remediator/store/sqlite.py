@@ -4,7 +4,8 @@ This module holds the class every caller uses and the intake entry: the
 re-delivery cache and the run of the shared intake plan (``intake.py``) inside the
 group commit. Not here: connections, group commit and checkpoints
 (``sqlite_base.py``), the other roles (``sqlite_queries.py``, ``sqlite_guards.py``),
-the intake SQL (``sqlite_intake.py``), the schema (``migrations/``).
+the intake SQL (``sqlite_intake.py``), retention (``sqlite_retention.py``), the schema
+(``migrations/``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from remediator.store.sqlite_base import new_incident_id
 from remediator.store.sqlite_guards import SqliteGuards
 from remediator.store.sqlite_intake import SqliteOps
 from remediator.store.sqlite_queries import SqliteIncidents
+from remediator.store.sqlite_retention import SqliteRetention
 
 __all__ = ["EPISODE_CACHE", "SqliteStore", "new_incident_id"]
 
@@ -28,7 +30,7 @@ EPISODE_CACHE = 20_000         # committed episodes remembered for re-deliveries
 _OPS = SqliteOps()
 
 
-class SqliteStore(SqliteIncidents, SqliteGuards):
+class SqliteStore(SqliteIncidents, SqliteGuards, SqliteRetention):
     single_process = True
 
     def __init__(self, path: str | Path, *, synchronous: str = "FULL",

@@ -93,6 +93,9 @@ class SqliteBase:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True,
                                    timeout=30)
             conn.row_factory = sqlite3.Row
+            # before WAL: on a new file it must precede the first write to take effect
+            # (files made before it keep NONE and reuse freed pages; see ``open``)
+            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
             conn.execute("PRAGMA foreign_keys=ON")
@@ -111,6 +114,13 @@ class SqliteBase:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._writer, lambda: migrate_sqlite(self._connect()))
+        mode = await loop.run_in_executor(
+            self._writer, lambda: self._connect().execute("PRAGMA auto_vacuum").fetchone()[0])
+        if mode != 2:
+            log.info("store: %s was made without auto_vacuum: pages freed by retention are "
+                     "reused but the file does not shrink (stop the daemon and run "
+                     "`sqlite3 FILE 'PRAGMA auto_vacuum=INCREMENTAL; VACUUM;'` once)",
+                     self.path)
         self._checkpoints = loop.create_task(self._checkpoint_loop())
 
     async def _checkpoint_loop(self) -> None:

@@ -165,12 +165,15 @@ async def test_readyz_goes_not_ready_while_writes_fail_and_back(server: Served) 
     ready = await server.client.get("/readyz")
     assert ready.status == 503
     store = (await ready.json())["dependencies"]["store"]
-    assert store.startswith("writes failing: OperationalError: "), store
-    assert "full" in store, store        # the real error, not a failed ROLLBACK's
+    assert store["state"] == "down"
+    assert store["detail"].startswith("writes failing: OperationalError: "), store
+    assert "full" in store["detail"], store   # the real error, not a failed ROLLBACK's
+    assert store["last_error"] == store["detail"]
     await disk.set(full=False)
     ready = await server.client.get("/readyz")        # its own probe write succeeds
     assert ready.status == 200, await ready.json()
-    assert (await ready.json())["dependencies"]["store"] == "ok"
+    store = (await ready.json())["dependencies"]["store"]
+    assert (store["state"], store["detail"]) == ("up", "ok")
 
 
 async def test_readyz_comes_back_after_the_next_successful_webhook(server: Served) -> None:

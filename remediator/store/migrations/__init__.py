@@ -24,7 +24,12 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from remediator.store.migrations import v0001_initial, v0002_incident_leases, v0003_sink_leases
+from remediator.store.migrations import (
+    v0001_initial,
+    v0002_incident_leases,
+    v0003_sink_leases,
+    v0004_retention,
+)
 
 log = logging.getLogger("remediator.store")
 
@@ -38,7 +43,7 @@ class Step:
 
 
 STEPS = [Step(n, m.NAME, m.SQLITE, m.POSTGRES) for n, m in enumerate(
-    (v0001_initial, v0002_incident_leases, v0003_sink_leases), start=1)]
+    (v0001_initial, v0002_incident_leases, v0003_sink_leases, v0004_retention), start=1)]
 LATEST = STEPS[-1].version
 
 _SQLITE_TABLE = ("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
