@@ -63,9 +63,11 @@ async def test_a_template_bomb_fails_its_render_and_healthz_stays_fast(rig: Rig)
     took = time.perf_counter() - t0
     stop.set()
     latencies = await probe
-    assert took < 1.0
+    # The bomb froze the event loop for ~105 s. Bounds far from that, and from a busy
+    # CI machine's scheduling noise (the speed itself is the benchmarks' business):
+    assert took < 5.0
     assert latencies
-    assert max(latencies) < 0.1, max(latencies)
+    assert max(latencies) < 1.0, max(latencies)
     views = {v.playbook: v for v in await rig.incidents()}
     escalation = views["bomb-in-escalation"]
     assert escalation.state == IncidentState.ESCALATED
