@@ -97,3 +97,28 @@ async def test_incidents_limit_and_all_follow_the_pages(rig: Rig, tmp_path: Path
     assert "alerts" not in rows[0]
     code, out, _ = await run(capsys, *base, "--state", "open", "--all")
     assert len(out.strip().splitlines()) == 1 + 7
+
+
+async def test_fire_finds_its_incident_and_firing_starts_through_the_full_views(
+        rig: Rig) -> None:
+    from datetime import datetime
+
+    from remediator.cli_client import Client, _stamp, firing_starts, incident_of
+    await rig.start(ladder_playbook(hook=rig.hooks.url))
+    rig.metrics.holding = {"step1_ok"}
+    await rig.post([alert()])
+    await rig.settle()
+    inc = await rig.only_incident()
+    [held] = inc.alerts
+    assert rig.client is not None
+    client = Client(str(rig.client.make_url("/")).rstrip("/"), TOKEN)
+    stamp = _stamp(datetime.fromisoformat(held["startsAt"].replace("Z", "+00:00")))
+    payload = {"alerts": [{"fingerprint": held["fingerprint"], "startsAt": stamp}]}
+    found = await asyncio.to_thread(incident_of, client, payload)
+    assert found is not None
+    assert found["id"] == inc.id
+    assert await asyncio.to_thread(
+        incident_of, client, {"alerts": [{"fingerprint": "0" * 16, "startsAt": stamp}]}) is None
+    starts = await asyncio.to_thread(firing_starts, client, {held["fingerprint"]})
+    assert held["status"] == "firing"
+    assert starts == {held["fingerprint"]: stamp}
