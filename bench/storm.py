@@ -72,12 +72,25 @@ def norm_ts(value: str) -> str:
 
 
 def incidents_and_alerts(url: str) -> tuple[int, set[tuple[str, str]]]:
-    status, data = http_get(url + "/api/v1/incidents?limit=1000", timeout=60)
-    if status != 200 or data is None:
-        raise RuntimeError(f"GET /api/v1/incidents: HTTP {status}")
-    alerts = {(a["fingerprint"], norm_ts(a["startsAt"])) for inc in data["incidents"]
-              for a in inc["alerts"]}
-    return len(data["incidents"]), alerts
+    """Every incident (the list's pages, followed) and the alerts they hold (each one's
+    full view: list rows carry no alerts)."""
+    ids: list[str] = []
+    query = "?limit=1000"
+    while True:
+        status, data = http_get(url + "/api/v1/incidents" + query, timeout=60)
+        if status != 200 or data is None:
+            raise RuntimeError(f"GET /api/v1/incidents: HTTP {status}")
+        ids += [inc["id"] for inc in data["incidents"]]
+        if data["next_cursor"] is None:
+            break
+        query = f"?limit=1000&cursor={data['next_cursor']}"
+    alerts: set[tuple[str, str]] = set()
+    for incident_id in ids:
+        status, inc = http_get(f"{url}/api/v1/incidents/{incident_id}", timeout=60)
+        if status != 200 or inc is None:
+            raise RuntimeError(f"GET /api/v1/incidents/{incident_id}: HTTP {status}")
+        alerts |= {(a["fingerprint"], norm_ts(a["startsAt"])) for a in inc["alerts"]}
+    return len(ids), alerts
 
 
 def run(store: str = "sqlite", pg_sync: str = "full", schedule: str = "open"

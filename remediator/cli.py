@@ -62,7 +62,10 @@ def _parser() -> argparse.ArgumentParser:
     inc.add_argument("id", nargs="?", help="one incident's story: alerts, steps, timeline")
     inc.add_argument("--state", choices=STATES, help="only incidents in this state")
     inc.add_argument("--playbook", metavar="NAME", help="only this playbook's incidents")
-    inc.add_argument("--limit", type=int, default=100, metavar="N")
+    inc.add_argument("--limit", type=int, default=100, metavar="N",
+                     help="at most N incidents, the newest (a page: 1 to 1000)")
+    inc.add_argument("--all", action="store_true",
+                     help="every incident: page after page of --limit")
     inc.add_argument("--output", choices=["table", "json"], default="table")
     inc.add_argument("--watch", action="store_true", help="refresh until Ctrl-C")
     inc.add_argument("--interval", type=float, default=2.0, metavar="SECONDS",
@@ -350,6 +353,14 @@ def _fetch(args: argparse.Namespace, path: str) -> Any:
     return Client.from_args(args.url, args.token_file).get(path)
 
 
+def _list(args: argparse.Namespace) -> tuple[list[dict[str, Any]], bool]:
+    """The incidents asked for (``--state``, ``--playbook``, ``--limit``, ``--all``)."""
+    from remediator.cli_client import incident_rows
+    client = Client.from_args(args.url, args.token_file)
+    return incident_rows(client, state=args.state, playbook=args.playbook,
+                         limit=min(1000, max(1, args.limit)), follow=args.all)
+
+
 def _client_command(args: argparse.Namespace) -> int:
     """``fire``, ``approve`` and ``reject``: one line on failure, exit status 1."""
     try:
@@ -409,7 +420,6 @@ def _wait_for_incident(args: argparse.Namespace, client: Client,
 
 
 def _incidents_once(args: argparse.Namespace) -> str:
-    from urllib.parse import urlencode
 
     from remediator.cli_views import incident_story, incidents_table, use_colour
     colour = use_colour(sys.stdout) and args.output == "table"
@@ -418,13 +428,11 @@ def _incidents_once(args: argparse.Namespace) -> str:
         if args.output == "json":
             return json.dumps(data, indent=2)
         return incident_story(data, _now(), colour=colour)
-    query = {"limit": str(args.limit), **({"state": args.state} if args.state else {})}
-    incidents = _fetch(args, f"/api/v1/incidents?{urlencode(query)}")["incidents"]
-    if args.playbook:
-        incidents = [i for i in incidents if i["playbook"] == args.playbook]
+    incidents, more = _list(args)
     if args.output == "json":
         return json.dumps(incidents, indent=2)
-    return incidents_table(incidents, _now(), colour=colour)
+    table = incidents_table(incidents, _now(), colour=colour)
+    return table + (f"\n(newest {len(incidents)} shown; --all for every one)" if more else "")
 
 
 def _incidents(args: argparse.Namespace) -> int:

@@ -13,12 +13,12 @@ import json
 import os
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from remediator.model.alerts import (
     WebhookError,
@@ -174,11 +174,36 @@ def _common(label_sets: Sequence[Mapping[str, str]]) -> dict[str, str]:
     return {k: v for k, v in first.items() if all(s.get(k) == v for s in label_sets[1:])}
 
 
+def incident_rows(client: Client, *, state: str | None = None, playbook: str | None = None,
+                  limit: int = 100, follow: bool = False) -> tuple[list[dict[str, Any]], bool]:
+    """Incident summaries (no alerts, steps, timeline), newest first: one page of at most
+    ``limit``, or with ``follow`` every page (``limit`` a page) by their cursors; and
+    whether more remain after what was returned."""
+    query = {"limit": str(limit), **({"state": state} if state else {}),
+             **({"playbook": playbook} if playbook else {})}
+    rows: list[dict[str, Any]] = []
+    while True:
+        page = client.get(f"/api/v1/incidents?{urlencode(query)}")
+        rows += page["incidents"]
+        cursor = page.get("next_cursor")
+        if cursor is None or not follow:
+            return rows, cursor is not None
+        query["cursor"] = cursor
+
+
+def _full(client: Client, rows: Iterable[Mapping[str, Any]]) -> Iterator[dict[str, Any]]:
+    """The full view (alerts included) of each listed incident, fetched one at a time."""
+    for row in rows:
+        yield client.get(f"/api/v1/incidents/{quote(str(row['id']), safe='')}")
+
+
 def firing_starts(client: Client, fingerprints: set[str]) -> dict[str, str]:
     """``startsAt`` of each firing alert with one of ``fingerprints`` in an incident (what a
-    resolved notification must carry to end that episode)."""
+    resolved notification must carry to end that episode). Looks at the newest 1,000
+    incidents, and into those with an alert still firing."""
     starts: dict[str, str] = {}
-    for inc in client.get("/api/v1/incidents?limit=1000")["incidents"]:
+    rows, _ = incident_rows(client, limit=1000)
+    for inc in _full(client, (r for r in rows if r.get("firing_count", 1))):
         for a in inc.get("alerts", []):
             if a.get("fingerprint") in fingerprints and a.get("status") == "firing":
                 starts.setdefault(a["fingerprint"], _stamp(datetime.fromisoformat(
@@ -186,10 +211,13 @@ def firing_starts(client: Client, fingerprints: set[str]) -> dict[str, str]:
     return starts
 
 
-def incident_of(client: Client, payload: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The newest incident holding one of the payload's alert episodes."""
+def incident_of(client: Client, payload: Mapping[str, Any], *,
+                newest: int = 100) -> dict[str, Any] | None:
+    """The newest incident holding one of the payload's alert episodes, among the
+    ``newest`` incidents (each looked into newest first, until one holds it)."""
     episodes = {(a["fingerprint"], a["startsAt"]) for a in payload["alerts"]}
-    for inc in client.get("/api/v1/incidents?limit=1000")["incidents"]:
+    rows, _ = incident_rows(client, limit=newest)
+    for inc in _full(client, rows):
         for a in inc.get("alerts", []):
             started = _stamp(datetime.fromisoformat(a["startsAt"].replace("Z", "+00:00")))
             if (a.get("fingerprint"), started) in episodes:

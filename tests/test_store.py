@@ -380,6 +380,74 @@ async def test_active_incidents_include_escalated(store: Store) -> None:
     assert [v.id for v in await store.list_incidents(state="escalated")] == [ids[2]]
 
 
+async def all_pages(store: Store, limit: int, **filters: Any) -> list[tuple[datetime, str]]:
+    """Every row of the incident list, page after page, as (created_at, id)."""
+    rows: list[tuple[datetime, str]] = []
+    after = None
+    while True:
+        page, after = await store.incident_page(after=after, limit=limit, **filters)
+        assert len(page) <= limit
+        rows += [(s.created_at, s.id) for s in page]
+        if after is None:
+            return rows
+        assert after == rows[-1]
+
+
+async def test_incident_pages_are_newest_first_each_row_once(store: Store) -> None:
+    # 25 incidents: three at each instant (ties ordered by id), two playbooks, two
+    # alerts on each (one resolved on every third incident)
+    for n in range(25):
+        pb = "one" if n % 2 else "two"
+        routes = (Routing(pb, f"{pb}/k{n}", TARGET),)
+        await store.ingest([firing(f"{n:015x}a", routes=routes),
+                            firing(f"{n:015x}b", routes=routes)],
+                           NOW + timedelta(seconds=n // 3))
+        if n % 3 == 0:
+            await store.ingest([resolved_(f"{n:015x}b")], NOW + timedelta(minutes=1))
+    everything = await all_pages(store, 1000)
+    assert len(everything) == 25
+    assert everything == sorted(everything, reverse=True)
+    for limit in (1, 3, 7, 25, 26):
+        assert await all_pages(store, limit) == everything
+    ones = await all_pages(store, 4, playbook="one")
+    assert len(ones) == 12
+    assert ones == [r for r in everything if r[1] in set(dict(map(reversed, ones)))]
+    page, after = await store.incident_page(limit=25)
+    assert after is None
+    [first] = [s for s in page if s.key == "two/k0"]
+    assert (first.alert_count, first.firing_count) == (2, 1)
+    assert first.playbook == "two"
+    assert first.target == TARGET
+    assert not hasattr(first, "alerts")
+    full = await store.get_incident(first.id)
+    assert full is not None
+    assert full.model_dump(include=set(type(first).model_fields)) == first.model_dump()
+
+
+async def test_incident_pages_filter_by_state_and_stay_stable_under_inserts(
+        store: Store) -> None:
+    ids = []
+    for n in range(6):
+        [out] = await store.ingest([firing(f"{n:016x}", key=f"k{n}")],
+                                   NOW + timedelta(seconds=n))
+        ids.append(out.incident_ids[0])
+    for incident_id in ids[::2]:
+        await store.set_state(incident_id, IncidentState.ESCALATED, NOW)
+    escalated = await all_pages(store, 2, state="escalated")
+    assert [i for _, i in escalated] == ids[::2][::-1]
+    assert await all_pages(store, 2, state="resolved") == []
+    assert [i for _, i in await all_pages(store, 1, state="open", playbook="pb")] == \
+        ids[1::2][::-1]
+    assert await all_pages(store, 5, playbook="nope") == []
+    # a page, then newer incidents: the next page goes on where the first ended
+    first, after = await store.incident_page(limit=3)
+    for n in range(6, 9):
+        await store.ingest([firing(f"{n:016x}", key=f"k{n}")], NOW + timedelta(seconds=n))
+    rest, after = await store.incident_page(after=after, limit=100)
+    assert after is None
+    assert [s.id for s in first + rest] == ids[::-1]
+
+
 async def test_data_survives_reopening(open_store: OpenStore) -> None:
     first = await open_store()
     [out] = await first.ingest([firing()], NOW)
@@ -764,7 +832,7 @@ async def test_sqlite_upgrades_a_file_made_before_schema_versions(
                               "ORDER BY version").fetchall()
         db.close()
         assert versions == [(1, "initial"), (2, "incident_leases"), (3, "sink_leases"),
-                            (4, "retention")]
+                            (4, "retention"), (5, "incident_pages")]
 
 
 @pytest.mark.parametrize("old_version", [1, 2])
@@ -804,7 +872,7 @@ async def test_postgres_adopts_a_schema_made_before_schema_versions(old_version:
         rows = await conn.fetch("SELECT version FROM schema_version ORDER BY version")
     finally:
         await conn.close()
-    assert [r[0] for r in rows] == [1, 2, 3, 4]
+    assert [r[0] for r in rows] == [1, 2, 3, 4, 5]
 
 
 # --- PostgreSQL: wake-ups across replicas ------------------------------------------------

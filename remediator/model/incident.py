@@ -110,3 +110,23 @@ class IncidentView(BaseModel):
     def total_alerts(self) -> int:
         """Every alert of the incident, also for a view built without the counts."""
         return max(self.alert_count, len(self.alerts))
+
+
+
+class IncidentSummary(BaseModel):
+    """One row of the incident list: an incident without its alerts, steps, timeline,
+    context and notify spec (``IncidentView`` is the full view)."""
+
+    id: str
+    key: str
+    playbook: str
+    target: TargetRef | None
+    state: IncidentState
+    dry_run: bool = False
+    created_at: datetime
+    updated_at: datetime
+    closed_at: datetime | None = None
+    first_alert_at: datetime | None = None
+    alert_count: int = 0
+    firing_count: int = 0
+    summary: str = ""

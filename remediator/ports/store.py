@@ -19,7 +19,13 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from remediator.model.incident import IncidentState, IncidentView, StepRecord, TimelineEntry
+from remediator.model.incident import (
+    IncidentState,
+    IncidentSummary,
+    IncidentView,
+    StepRecord,
+    TimelineEntry,
+)
 from remediator.model.records import (
     AlertRecord,
     ApprovalRecord,
@@ -33,12 +39,15 @@ from remediator.model.records import (
 
 __all__ = [
     "PRUNED_TABLES", "AlertRecord", "ApprovalRecord", "ApprovalStore", "GuardStore",
-    "IncidentStore", "IngestItem", "IngestOutcome", "IngestOutcomeKind", "IntakeStore",
-    "JournalStore", "LeaseStore", "LifecycleStore", "OutboxStore", "Reservation",
+    "IncidentStore", "IncidentSummary", "IngestItem", "IngestOutcome", "IngestOutcomeKind",
+    "IntakeStore", "JournalStore", "LeaseStore", "LifecycleStore", "OutboxStore", "PageKey",
+    "Reservation",
     "RetentionStore", "Routing", "Store", "WakeCallback", "count_alerts",
 ]
 
 WakeCallback = Callable[[str], None]
+#: Where a page of the incident list ends: the last row's ``(created_at, id)``.
+PageKey = tuple[datetime, str]
 
 
 class LifecycleStore(Protocol):
@@ -93,6 +102,18 @@ class IncidentStore(Protocol):
 
     async def list_incidents(self, *, state: str | None = None,
                              limit: int = 100) -> list[IncidentView]: ...
+
+    async def incident_page(self, *, state: str | None = None, playbook: str | None = None,
+                            after: PageKey | None = None, limit: int = 100
+                            ) -> tuple[list[IncidentSummary], PageKey | None]:
+        """Up to ``limit`` incidents (of ``state`` and ``playbook`` when given), newest
+        first by ``(created_at, id)`` descending, and only those strictly after ``after``
+        in that order: keyset pagination, stable under inserts (a new incident is newer
+        than every page already read). Returns the rows and the key to pass as ``after``
+        for the next page, or None when this page is the last. Served by an index on
+        ``(created_at, id)`` (and on ``(state, …)``, ``(playbook, …)`` for the filters);
+        rows without alerts, counted in one query per page."""
+        ...
 
     async def firing_alert_count(self, incident_id: str) -> int: ...
 

@@ -37,10 +37,12 @@ from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import TypeAdapter
 
 from remediator.engine.core import Engine
 from remediator.engine.health import DependencyHealth
 from remediator.model.alerts import WebhookError, parse_webhook
+from remediator.model.incident import IncidentSummary
 from remediator.notify.interactions import (
     Interaction,
     InteractionError,
@@ -55,6 +57,7 @@ from remediator.notify.interactions import (
 from remediator.ports.chat import SLACK_SINK
 from remediator.ports.store import ApprovalRecord
 from remediator.server.auth import Authenticator, Credential, Principal, Right
+from remediator.server.paging import CursorError, decode_cursor, encode_cursor
 from remediator.settings import ServerSettings
 
 log = logging.getLogger("remediator.server")
@@ -99,6 +102,9 @@ class ServerConfig:
         basic = (Credential(self.basic_user, "admin", self.basic_password or "")
                  if self.basic_user else None)
         return Authenticator(tokens, basic)
+
+
+_SUMMARIES = TypeAdapter(list[IncidentSummary])
 
 
 def error(status: int, message: str, **detail: Any) -> web.Response:
@@ -218,6 +224,9 @@ class Api:
         return web.json_response({"status": "accepted", "alerts": counts})
 
     async def incidents(self, request: web.Request) -> web.Response:
+        """A page of incident summaries, newest first: ``limit`` (default 100, at most
+        1000), ``cursor`` (the previous page's ``next_cursor``), ``state``, ``playbook``;
+        ``next_cursor`` is null on the last page."""
         who = self.caller(request, Right.READ)
         if isinstance(who, web.Response):
             return who
@@ -230,8 +239,20 @@ class Api:
             limit = min(1000, max(1, int(request.query.get("limit", "100"))))
         except ValueError:
             return error(400, "limit must be an integer")
-        views = await self.engine.store.list_incidents(state=state, limit=limit)
-        return web.json_response({"incidents": [v.model_dump(mode="json") for v in views]})
+        cursor = request.query.get("cursor")
+        try:
+            after = decode_cursor(cursor) if cursor is not None else None
+        except CursorError:
+            return error(400, f"cursor {cursor[:40]!r} is not one this API gave out "
+                              f"(pass next_cursor of the previous page unchanged)"
+                         if cursor is not None else "bad cursor")
+        page, last = await self.engine.store.incident_page(
+            state=state, playbook=request.query.get("playbook") or None, after=after,
+            limit=limit)
+        next_cursor = json.dumps(encode_cursor(last) if last is not None else None)
+        body = b"".join((b'{"incidents":', _SUMMARIES.dump_json(page), b',"next_cursor":',
+                         next_cursor.encode(), b"}"))
+        return web.Response(body=body, content_type="application/json")
 
     async def incident(self, request: web.Request) -> web.Response:
         who = self.caller(request, Right.READ)

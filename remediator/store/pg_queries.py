@@ -16,12 +16,14 @@ from typing import Any
 
 from remediator.model.incident import (
     IncidentState,
+    IncidentSummary,
     IncidentView,
     StepRecord,
     TargetRef,
     TimelineEntry,
 )
 from remediator.model.records import count_alerts
+from remediator.ports.store import PageKey
 from remediator.store.pg_base import OPEN_STATES, Conn, PgBase
 
 _OPEN = list(OPEN_STATES)
@@ -139,6 +141,38 @@ class PgIncidents(PgBase):
                 count_alerts(view)
             return views
 
+    async def incident_page(self, *, state: str | None = None, playbook: str | None = None,
+                            after: PageKey | None = None, limit: int = 100
+                            ) -> tuple[list[IncidentSummary], PageKey | None]:
+        where: list[str] = []
+        args: list[Any] = []
+
+        def arg(value: Any) -> str:
+            args.append(value)
+            return f"${len(args)}"
+        if state:
+            where.append(f"state={arg(state)}")
+        if playbook:
+            where.append(f"playbook={arg(playbook)}")
+        if after is not None:
+            where.append(f"(created_at, id) < ({arg(after[0])}::timestamptz, {arg(after[1])})")
+        sql = (f"SELECT {_SUMMARY_COLUMNS} FROM incidents "
+               + (f"WHERE {' AND '.join(where)} " if where else "")
+               + f"ORDER BY created_at DESC, id DESC LIMIT {arg(limit + 1)}")
+        if self._pool is None:
+            raise RuntimeError("store is closed")
+        async with self._pool.acquire() as c:
+            rows = await c.fetch(sql, *args)
+            more = len(rows) > limit
+            rows = rows[:limit]
+            counts = {r[0]: (r[1], r[2]) for r in await c.fetch(
+                "SELECT ia.incident_id, count(*), count(*) FILTER (WHERE a.status = 'firing') "
+                "FROM incident_alerts ia JOIN alerts a ON a.id = ia.alert_id "
+                "WHERE ia.incident_id = ANY($1::text[]) GROUP BY ia.incident_id",
+                [r["id"] for r in rows])} if rows else {}
+        page = [_summary(r, *counts.get(r["id"], (0, 0))) for r in rows]
+        return page, ((page[-1].created_at, page[-1].id) if more else None)
+
     async def firing_alert_count(self, incident_id: str) -> int:
         return int(await self._fetchval(
             "SELECT count(*) FROM incident_alerts ia JOIN alerts a ON a.id = ia.alert_id "
@@ -244,6 +278,20 @@ def _incident(row: Any) -> IncidentView:
         closed_at=row["closed_at"], first_alert_at=row["first_alert_at"],
         context=json.loads(row["context"]), notify=json.loads(row["notify"]),
         summary=row["summary"])
+
+
+_SUMMARY_COLUMNS = ("id, key, playbook, target, state, dry_run, created_at, updated_at, "
+                    "closed_at, first_alert_at, summary")
+
+
+def _summary(row: Any, alert_count: int, firing_count: int) -> IncidentSummary:
+    return IncidentSummary(
+        id=row["id"], key=row["key"], playbook=row["playbook"],
+        target=TargetRef.model_validate_json(row["target"]) if row["target"] else None,
+        state=IncidentState(row["state"]), dry_run=bool(row["dry_run"]),
+        created_at=row["created_at"], updated_at=row["updated_at"],
+        closed_at=row["closed_at"], first_alert_at=row["first_alert_at"],
+        alert_count=alert_count, firing_count=firing_count, summary=row["summary"])
 
 
 def _alert_dict(row: Any) -> dict[str, Any]:

@@ -15,12 +15,14 @@ from typing import Any
 
 from remediator.model.incident import (
     IncidentState,
+    IncidentSummary,
     IncidentView,
     StepRecord,
     TargetRef,
     TimelineEntry,
 )
 from remediator.model.records import count_alerts
+from remediator.ports.store import PageKey
 from remediator.store.sqlite_base import SqliteBase, dt
 from remediator.store.sqlite_intake import ACTIVE_SQL, OPEN_SQL, ts
 
@@ -135,6 +137,40 @@ class SqliteIncidents(SqliteBase):
             return [v for v in views if v is not None]
         return await self._read(run)
 
+    async def incident_page(self, *, state: str | None = None, playbook: str | None = None,
+                            after: PageKey | None = None, limit: int = 100
+                            ) -> tuple[list[IncidentSummary], PageKey | None]:
+        where: list[str] = []
+        args: list[Any] = []
+        if state:
+            where.append("state=?")
+            args.append(state)
+        if playbook:
+            where.append("playbook=?")
+            args.append(playbook)
+        if after is not None:     # created_at is stored as ts() writes it: compare so
+            where.append("(created_at, id) < (?, ?)")
+            args += [ts(after[0]), after[1]]
+        sql = (f"SELECT {_SUMMARY_COLUMNS} FROM incidents "
+               + (f"WHERE {' AND '.join(where)} " if where else "")
+               + "ORDER BY created_at DESC, id DESC LIMIT ?")
+
+        def run(c: sqlite3.Connection) -> tuple[list[IncidentSummary], PageKey | None]:
+            rows = c.execute(sql, (*args, limit + 1)).fetchall()
+            more = len(rows) > limit
+            rows = rows[:limit]
+            counts: dict[str, tuple[int, int]] = {}
+            if rows:
+                marks = ",".join("?" * len(rows))
+                counts = {r[0]: (int(r[1]), int(r[2])) for r in c.execute(
+                    "SELECT ia.incident_id, count(*), coalesce(sum(a.status = 'firing'), 0) "
+                    "FROM incident_alerts ia JOIN alerts a ON a.id = ia.alert_id "
+                    f"WHERE ia.incident_id IN ({marks}) GROUP BY ia.incident_id",
+                    [r["id"] for r in rows])}
+            page = [_summary(r, *counts.get(r["id"], (0, 0))) for r in rows]
+            return page, ((page[-1].created_at, page[-1].id) if more else None)
+        return await self._read(run)
+
     async def firing_alert_count(self, incident_id: str) -> int:
         def run(c: sqlite3.Connection) -> int:
             row = c.execute(
@@ -233,6 +269,21 @@ _SAVE_STEP_SQL = (
     "status=excluded.status, record=excluded.record, mutating=excluded.mutating, "
     "intent_at=COALESCE(steps.intent_at, excluded.intent_at), updated_at=excluded.updated_at")
 
+
+
+_SUMMARY_COLUMNS = ("id, key, playbook, target, state, dry_run, created_at, updated_at, "
+                    "closed_at, first_alert_at, summary")
+
+
+def _summary(row: sqlite3.Row, alert_count: int, firing_count: int) -> IncidentSummary:
+    return IncidentSummary(
+        id=row["id"], key=row["key"], playbook=row["playbook"],
+        target=TargetRef.model_validate_json(row["target"]) if row["target"] else None,
+        state=IncidentState(row["state"]), dry_run=bool(row["dry_run"]),
+        created_at=datetime.fromisoformat(row["created_at"]),         # NOT NULL
+        updated_at=datetime.fromisoformat(row["updated_at"]), closed_at=dt(row["closed_at"]),
+        first_alert_at=dt(row["first_alert_at"]), alert_count=alert_count,
+        firing_count=firing_count, summary=row["summary"])
 
 
 def _alert_dict(row: sqlite3.Row) -> dict[str, Any]:
