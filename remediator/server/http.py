@@ -239,17 +239,22 @@ class Api:
             limit = min(1000, max(1, int(request.query.get("limit", "100"))))
         except ValueError:
             return error(400, "limit must be an integer")
+        playbook = request.query.get("playbook") or None
+        filters = {k: v for k, v in (("state", state), ("playbook", playbook)) if v}
         cursor = request.query.get("cursor")
         try:
-            after = decode_cursor(cursor) if cursor is not None else None
-        except CursorError:
+            after = decode_cursor(cursor, filters) if cursor is not None else None
+        except CursorError as exc:
+            if cursor is None:
+                return error(400, "bad cursor")
+            if str(exc).startswith("it belongs"):
+                return error(400, f"cursor {cursor[:40]!r}: {exc}; pass the same filters "
+                                  "with it")
             return error(400, f"cursor {cursor[:40]!r} is not one this API gave out "
-                              f"(pass next_cursor of the previous page unchanged)"
-                         if cursor is not None else "bad cursor")
+                              f"(pass next_cursor of the previous page unchanged)")
         page, last = await self.engine.store.incident_page(
-            state=state, playbook=request.query.get("playbook") or None, after=after,
-            limit=limit)
-        next_cursor = json.dumps(encode_cursor(last) if last is not None else None)
+            state=state, playbook=playbook, after=after, limit=limit)
+        next_cursor = json.dumps(encode_cursor(last, filters) if last is not None else None)
         body = b"".join((b'{"incidents":', _SUMMARIES.dump_json(page), b',"next_cursor":',
                          next_cursor.encode(), b"}"))
         return web.Response(body=body, content_type="application/json")

@@ -95,6 +95,11 @@ async def test_filters_by_state_and_playbook(server: Served) -> None:
     assert {row["id"] for row in body["incidents"]} == set(mine[3:] + theirs)
     assert (await get(server, "?playbook=nobody")) == {"incidents": [], "next_cursor": None}
     await get(server, "?state=bogus", status=400)
+    # a cursor belongs to its list: with other filters it is refused, not reused
+    cursor = (await get(server, "?playbook=mine&limit=2"))["next_cursor"]
+    refused = await get(server, f"?playbook=theirs&limit=2&cursor={cursor}", status=400)
+    assert "belongs to the list with playbook=mine" in refused["error"]
+    await get(server, f"?limit=2&cursor={cursor}", status=400)
 
 
 async def test_a_cursor_not_given_out_is_refused_by_name(server: Served) -> None:
