@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from remediator.engine import action
 from remediator.engine.outcomes import RunInterrupted
 from remediator.engine.run import Run, StepTimedOut
-from remediator.errors import ActionError, TemplateError
+from remediator.errors import ActionError
 from remediator.model.incident import ALERTS_IN_VIEW, IncidentState, StepRecord, StepStatus
 from remediator.model.playbook import Escalation
 from remediator.ports.sinks import EventKind
@@ -101,7 +101,7 @@ async def _escalate_one(run: Run, esc: Escalation, rec: StepRecord, *, retries: 
         deps.metrics.actions.labels(esc.action, "temporary_error").inc()
     except (RunInterrupted, StepTimedOut):
         raise
-    except (*action.PLAN_ERRORS, ActionError, TemplateError) as exc:
+    except (*action.PLAN_ERRORS, ActionError) as exc:    # permanent, or could not plan
         rec.status, rec.error = StepStatus.FAILED, action.reason(exc)
         deps.metrics.actions.labels(esc.action, "permanent_error").inc()
     if rec.status != StepStatus.FAILED:

@@ -13,8 +13,6 @@ on start it reads the journal back (``step.run_step`` resumes a step mid-way).
 
 from __future__ import annotations
 
-import asyncio
-
 from remediator.engine import ladder
 from remediator.engine.escalation import escalate, run_escalation
 from remediator.engine.health import note_dependencies_in
@@ -28,18 +26,13 @@ from remediator.engine.outcomes import (
     RunStep,
     StepOutcome,
 )
-from remediator.engine.run import Run, RunDeps
-from remediator.engine.slots import Slot
+from remediator.engine.run import Run
 from remediator.engine.step import run_step
 from remediator.model.incident import ALERTS_IN_VIEW, IncidentState, StepRecord
 from remediator.ports.sinks import EventKind
 
 
 class IncidentRun(Run):
-    def __init__(self, deps: RunDeps, incident_id: str, wake: asyncio.Event,
-                 slot: Slot | None = None) -> None:
-        super().__init__(deps, incident_id, wake, slot)
-
     async def run(self) -> None:
         note_dependencies_in(self.journal)      # a dependency down or back: in the timeline
         await self.deps.give_way()

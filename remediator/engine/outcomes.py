@@ -25,7 +25,6 @@ class Interruption(StrEnum):
     RESOLVED = "resolved"          # the incident's alerts resolved
     STOPPING = "stopping"          # the daemon shuts down; the journal says where we were
     LOST = "lost"                  # another replica took the incident over (its lease)
-    ESCALATED = "escalated"        # the incident was handed to humans meanwhile
 
 
 @dataclass(frozen=True, slots=True)

@@ -82,37 +82,6 @@ class TimelineEntry(BaseModel):
 ALERTS_IN_VIEW = 20
 
 
-class IncidentView(BaseModel):
-    """A full snapshot of one incident: what the API returns and notifiers render."""
-
-    id: str
-    key: str
-    playbook: str
-    target: TargetRef | None
-    state: IncidentState
-    dry_run: bool = False
-    created_at: datetime
-    updated_at: datetime
-    closed_at: datetime | None = None
-    first_alert_at: datetime | None = None
-    alerts: list[dict[str, Any]] = Field(default_factory=list)   # labels, annotations, urls
-    # every alert of the incident, and those still firing; ``alerts`` may hold only the
-    # first few of them (``Store.get_incident(alert_limit=…)``)
-    alert_count: int = 0
-    firing_count: int = 0
-    steps: list[StepRecord] = Field(default_factory=list)
-    timeline: list[TimelineEntry] = Field(default_factory=list)
-    context: dict[str, Any] = Field(default_factory=dict)        # events, restarts, tickets
-    notify: dict[str, Any] = Field(default_factory=dict)         # the playbook's spec.notify
-    summary: str = ""
-
-    @property
-    def total_alerts(self) -> int:
-        """Every alert of the incident, also for a view built without the counts."""
-        return max(self.alert_count, len(self.alerts))
-
-
-
 class IncidentSummary(BaseModel):
     """One row of the incident list: an incident without its alerts, steps, timeline,
     context and notify spec (``IncidentView`` is the full view)."""
@@ -127,6 +96,23 @@ class IncidentSummary(BaseModel):
     updated_at: datetime
     closed_at: datetime | None = None
     first_alert_at: datetime | None = None
+    # every alert of the incident, and those still firing (a view's ``alerts`` may hold
+    # only the first few of them: ``Store.get_incident(alert_limit=…)``)
     alert_count: int = 0
     firing_count: int = 0
     summary: str = ""
+
+
+class IncidentView(IncidentSummary):
+    """A full snapshot of one incident: what the API returns and notifiers render."""
+
+    alerts: list[dict[str, Any]] = Field(default_factory=list)   # labels, annotations, urls
+    steps: list[StepRecord] = Field(default_factory=list)
+    timeline: list[TimelineEntry] = Field(default_factory=list)
+    context: dict[str, Any] = Field(default_factory=dict)        # events, restarts, tickets
+    notify: dict[str, Any] = Field(default_factory=dict)         # the playbook's spec.notify
+
+    @property
+    def total_alerts(self) -> int:
+        """Every alert of the incident, also for a view built without the counts."""
+        return max(self.alert_count, len(self.alerts))
