@@ -37,7 +37,7 @@ class IncidentRun(Run):
         note_dependencies_in(self.journal)      # a dependency down or back: in the timeline
         await self.deps.give_way()
         view = await self.deps.store.get_incident(self.id, alert_limit=ALERTS_IN_VIEW)
-        if view is None or view.state in (IncidentState.RECOVERED, IncidentState.RESOLVED):
+        if view is None or view.state.closed:
             return
         self.attach(view)
         try:

@@ -66,7 +66,7 @@ class RunJournal:
             self.closed = True
         self.logged(entry)
         kind = EventKind.STATE
-        if state in (IncidentState.RECOVERED, IncidentState.RESOLVED):
+        if state.closed:
             kind = EventKind.CLOSED
         elif state == IncidentState.ESCALATED:
             kind = EventKind.ESCALATED

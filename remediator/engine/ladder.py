@@ -60,8 +60,7 @@ def verified(rec: StepRecord) -> bool:
 def mutated(rec: StepRecord) -> bool:
     """The step's action may have changed the cluster (a mutating intent was journaled
     and not refused). A permanent error counts: the call may have partly happened."""
-    return (rec.status in _REACHED and rec.intent is not None
-            and bool(rec.intent.get("mutates")))
+    return rec.status in _REACHED and rec.intends_change
 
 
 def acted(records: Iterable[StepRecord]) -> bool:

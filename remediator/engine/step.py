@@ -56,7 +56,7 @@ async def run_step(run: Run, step: Step, rec: StepRecord) -> StepOutcome:
         return await _act_and_verify(run, step, rec)
     except RunInterrupted as exc:
         if exc.outcome.why == Interruption.RESOLVED and rec.status == StepStatus.INTENT \
-                and rec.intent is not None and not rec.intent.get("mutates"):
+                and rec.intent is not None and not rec.intends_change:
             await _cut_short(run, step, rec, f"ended early: {exc.outcome.detail}")
         return exc.outcome
     except StepTimedOut:

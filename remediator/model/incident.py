@@ -28,6 +28,12 @@ class IncidentState(StrEnum):
         return self in (IncidentState.OPEN, IncidentState.REMEDIATING,
                         IncidentState.AWAITING_APPROVAL)
 
+    @property
+    def closed(self) -> bool:
+        """True for the states an incident ends in (an escalated one closes later, when
+        its alerts resolve)."""
+        return self in (IncidentState.RECOVERED, IncidentState.RESOLVED)
+
 
 class StepStatus(StrEnum):
     PENDING = "pending"
@@ -64,6 +70,11 @@ class StepRecord(BaseModel):
     verify_started_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+
+    @property
+    def intends_change(self) -> bool:
+        """Its journaled intent changes the cluster (the ``mutates`` mark)."""
+        return bool(self.intent and self.intent.get("mutates"))
 
 
 class TimelineEntry(BaseModel):

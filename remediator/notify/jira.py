@@ -28,7 +28,6 @@ from collections.abc import Mapping
 from remediator import rendering as render
 from remediator.clock import Clock
 from remediator.engine.notifications import Pacer
-from remediator.model.incident import IncidentState
 from remediator.ports.sinks import (
     EventKind,
     NotificationEvent,
@@ -93,7 +92,7 @@ class JiraSink:
                            f"* {render.wiki_escape(render.step_outcome(s))}" for s in view.steps))
             if event.message:
                 closing += f"\n{render.wiki_escape(event.message)}"
-            recovered = view.state in (IncidentState.RECOVERED, IncidentState.RESOLVED)
+            recovered = view.state.closed
             moved = recovered and self.transition_on_close and await self.tickets.transition(
                 key, self.transition_on_close, comment=closing)
             if not moved:

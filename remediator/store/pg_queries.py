@@ -217,10 +217,9 @@ class PgIncidents(PgBase):
         if step is not None:
             phase, rec = step
             step_args = (incident_id, phase, rec.index, rec.status.value, rec.model_dump_json(),
-                         bool(rec.intent and rec.intent.get("mutates")),
+                         rec.intends_change,
                          now if rec.intent else None, now)
-        closed = (None if state is None or state.active or state == IncidentState.ESCALATED
-                  else now)
+        closed = now if state is not None and state.closed else None
         entries = [(incident_id, e.at, e.kind, e.message, json.dumps(e.data, default=str))
                    for e in timeline]
 

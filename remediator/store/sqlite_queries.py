@@ -214,10 +214,9 @@ class SqliteIncidents(SqliteBase):
         if step is not None:
             phase, rec = step
             step_args = (incident_id, phase, rec.index, rec.status.value, rec.model_dump_json(),
-                         int(bool(rec.intent and rec.intent.get("mutates"))),
+                         int(rec.intends_change),
                          now_ts if rec.intent else None, now_ts)
-        closed = (None if state is None or state.active or state == IncidentState.ESCALATED
-                  else now_ts)
+        closed = now_ts if state is not None and state.closed else None
         entries = [(incident_id, ts(e.at), e.kind, e.message, _JSON.encode(e.data))
                    for e in timeline]
 
