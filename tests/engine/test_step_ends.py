@@ -68,6 +68,15 @@ async def until(predicate: Any, limit: float = 5.0) -> None:
     raise AssertionError(f"not within {limit}s")
 
 
+async def until_the_first_step_waits(rig: Rig) -> None:
+    """Until the only incident's first step is journaled and its run sleeps on the clock."""
+    async def waiting() -> bool:
+        inc = await rig.only_incident()
+        return bool(inc.steps) and inc.steps[0].status == StepStatus.INTENT \
+            and rig.clock.pending() > 0
+    await until(waiting)
+
+
 def wait_first(guards: str, hook: str) -> str:
     return ladder_playbook(guards=guards, hook=hook, first_step="""
     - name: let it settle
@@ -86,11 +95,7 @@ async def test_a_resolve_during_a_wait_ends_it_and_is_not_remediation(rig: Rig) 
     a = alert()
     await rig.post([a])
 
-    async def waiting() -> bool:
-        inc = await rig.only_incident()
-        return bool(inc.steps) and inc.steps[0].status == StepStatus.INTENT \
-            and rig.clock.pending() > 0
-    await until(waiting)
+    await until_the_first_step_waits(rig)
     await rig.post([resolved(a)])
     await asyncio.wait_for(rig.engine.idle(), 1.0)
     first = await rig.only_incident()
@@ -265,11 +270,7 @@ async def test_a_wait_looks_at_the_alerts_even_when_no_wake_comes(rig: Rig) -> N
     a = alert()
     await rig.post([a])
 
-    async def waiting() -> bool:
-        inc = await rig.only_incident()
-        return bool(inc.steps) and inc.steps[0].status == StepStatus.INTENT \
-            and rig.clock.pending() > 0
-    await until(waiting)
+    await until_the_first_step_waits(rig)
     gone = resolved(a)
     record = AlertRecord(gone["fingerprint"], T0, T0 + timedelta(minutes=30), "resolved",
                          gone["labels"], gone["annotations"])
