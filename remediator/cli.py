@@ -1,5 +1,5 @@
 """The ``remediator`` command: serve | check | dry-run | simulator | demo | incidents |
-fire | approve | reject."""
+fire | approve | reject | ack | release."""
 
 from __future__ import annotations
 
@@ -100,6 +100,12 @@ def _client_parsers(sub: Any) -> None:
                                                  "an approval id (apr-…)")
         a.add_argument("--reason", metavar="TEXT", help="journaled with the decision")
         _daemon_flags(a)
+    for verb, what in (("ack", "acknowledge an incident: stop its escalation and keep "
+                               "automation off its target until resolved or released"),
+                       ("release", "release an acknowledged incident back to automation")):
+        h = sub.add_parser(verb, help=what)
+        h.add_argument("id", metavar="ID", help="an incident id")
+        _daemon_flags(h)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(run_demo(args.keep))
         if args.command == "incidents":
             return _incidents(args)
-        if args.command in ("fire", "approve", "reject"):
+        if args.command in ("fire", "approve", "reject", "ack", "release"):
             return _client_command(args)
     except ConfigError as exc:
         for problem in exc.problems:
@@ -362,11 +368,16 @@ def _list(args: argparse.Namespace) -> tuple[list[dict[str, Any]], bool]:
 
 
 def _client_command(args: argparse.Namespace) -> int:
-    """``fire``, ``approve`` and ``reject``: one line on failure, exit status 1."""
+    """``fire``, ``approve``, ``reject``, ``ack`` and ``release``: one line on failure,
+    exit status 1."""
     try:
         client = Client.from_args(args.url, args.token_file)
         if args.command == "fire":
             return _fire(args, client)
+        if args.command in ("ack", "release"):
+            from remediator.cli_client import handoff
+            print(handoff(client, args.id, args.command))
+            return 0
         from remediator.cli_client import decide
         print(decide(client, args.id, args.command == "approve", args.reason))
         return 0

@@ -131,6 +131,24 @@ def decide(client: Client, ident: str, approve: bool, reason: str | None = None)
     return f"{approval}: {answer.get('text', verb + 'd')}"
 
 
+def handoff(client: Client, incident_id: str, verb: str) -> str:
+    """``ack`` or ``release`` an incident; one line saying who and when."""
+    try:
+        answer = client.call("POST", f"/api/v1/incidents/{quote(incident_id, safe='')}/{verb}",
+                             {})
+    except CliError as exc:
+        if "HTTP 404" in str(exc):
+            raise CliError(f"no incident {incident_id!r} at {client.url}") from exc
+        raise
+    if verb == "ack":
+        if answer.get("already"):
+            return f"{incident_id}: already acknowledged by {answer['by']} at {answer['at']}"
+        return (f"{incident_id}: acknowledged by {answer['by']} at {answer['at']}; "
+                "escalation stopped, automation keeps off the target until it is resolved "
+                f"or released (remediator release {incident_id})")
+    return f"{incident_id}: released by {answer['by']} at {answer['at']}"
+
+
 # --- firing a demo alert --------------------------------------------------------------
 
 def _stamp(t: datetime) -> str:

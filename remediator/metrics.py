@@ -47,6 +47,10 @@ class Metrics:
         self.time_to_recover = Histogram(
             "remediator_time_to_recover_seconds", "From the alert's start to recovery.",
             ["playbook"], buckets=_DURATION_BUCKETS, registry=r)
+        self.time_to_acknowledge = Histogram(
+            "remediator_time_to_acknowledge_seconds",
+            "From the alert's start to a human's acknowledgement (MTTA).",
+            ["playbook"], buckets=_DURATION_BUCKETS, registry=r)
         self.queue_depth = Gauge(
             "remediator_queue_depth", "Incidents waiting for a worker.", registry=r)
         self.guard_refusals = Counter(

@@ -46,6 +46,7 @@ STEP_EMOJI: dict[StepStatus, str] = {
 }
 APPROVE_ACTION = "remediator_approve"
 REJECT_ACTION = "remediator_reject"
+ACK_ACTION = "remediator_ack"
 
 
 #: the most characters of one value (a label, a summary, a note) in a Slack message
@@ -247,6 +248,35 @@ def approval_decided_message(step: StepRecord | None, decision: str, by: str | N
     if note:
         text += f"\n{slack_escape(note)}"
     return text, [_section(text)]
+
+
+def escalated_message(view: IncidentView, note: str = "") -> tuple[str, list[dict[str, Any]]]:
+    """The escalation reply: why, and an Acknowledge button (value: the incident id) until
+    someone acknowledged; then who did."""
+    emoji = STATE_STYLE[IncidentState.ESCALATED][0]
+    text = f"{emoji} {slack_escape(note or 'escalated to humans')}"
+    ack = view.context.get("ack")
+    if isinstance(ack, Mapping) and ack.get("by"):
+        text += f"\n:eyes: Acknowledged by {_who(str(ack['by']))}: no automated action until " \
+                "it is resolved or released"
+        return text, [_section(text)]
+    button = {"type": "actions", "block_id": f"ack:{view.id}"[:255], "elements": [
+        {"type": "button", "action_id": ACK_ACTION, "style": "primary", "value": view.id,
+         "text": {"type": "plain_text", "text": "Acknowledge"}}]}
+    return text, [_section(text), button]
+
+
+def handoff_message(kind: str, by: str) -> str:
+    """A thread reply when a human acknowledged or released the incident."""
+    if kind == "acknowledged":
+        return (f":eyes: Acknowledged by {_who(by)}: automation keeps its hands off the "
+                "target until the incident is resolved or released")
+    return f":arrows_counterclockwise: Released by {_who(by)}: automation may act again"
+
+
+def _who(by: str) -> str:
+    user = re.search(r"\b([UW][A-Z0-9]{2,})\)?$", by)   # "U0ALICE" or "alice (U0ALICE)"
+    return f"<@{user.group(1)}>" if user else slack_escape(by)
 
 
 def target_context_lines(view: IncidentView, limit: int = 10) -> list[str]:

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from remediator.clock import Clock
 from remediator.engine.contract import Catalogue
 from remediator.engine.guards import Guards
+from remediator.engine.handoff import Handoff, Handoffs
 from remediator.engine.incident import IncidentRun
 from remediator.engine.intake import Intake, IntakeGate
 from remediator.engine.notifications import Notifications
@@ -82,7 +83,8 @@ class Engine:
             store, sinks, clock, self.metrics, owner=self.owner, shared=self.shared_store,
             lease=self.settings.lease)
         cfg = self.settings
-        self.guards = Guards(store, clock, self.metrics,
+        self.handoffs = Handoffs(store, clock, self.metrics, self.notifications, self.wake)
+        self.guards = Guards(store, clock, self.metrics, holder=self.handoffs.holder,
                              allow_namespaces=tuple(cfg.allow_namespaces),
                              deny_namespaces=tuple(cfg.deny_namespaces),
                              action_budget=cfg.action_budget,
@@ -252,6 +254,18 @@ class Engine:
             await self.clock.sleep(delay)
             self.wake(incident_id)
         self.tasks.start(later(), name=f"rewake-{incident_id}")
+
+    async def acknowledge(self, incident_id: str, who: str, *, via: str = "api") -> Handoff:
+        """A human takes the incident: the escalation chain stops, and no automated action
+        runs on its target until it is resolved or ``release``d. Journaled with ``who``
+        and when (MTTA). Idempotent (``Handoff.already``); raises ``HandoffError``
+        (``not_found``, ``closed``)."""
+        return await self.handoffs.acknowledge(incident_id, who, via=via)
+
+    async def release(self, incident_id: str, who: str, *, via: str = "api") -> Handoff:
+        """Undo an acknowledgement: automation may act on the target again. Raises
+        ``HandoffError`` (``not_found``, ``closed``, ``not_acknowledged``)."""
+        return await self.handoffs.release(incident_id, who, via=via)
 
     async def refresh_gauges(self) -> None:
         """Gauges the store knows best (several replicas share it), read when scraped,

@@ -13,6 +13,7 @@ import logging
 from datetime import datetime, timedelta
 
 from remediator.engine import action
+from remediator.engine.handoff import ack_of
 from remediator.engine.outcomes import RunInterrupted
 from remediator.engine.run import Run, StepTimedOut
 from remediator.errors import ActionError
@@ -45,6 +46,11 @@ async def run_escalation(run: Run) -> None:
     fresh = await store.get_incident(run.id, alert_limit=ALERTS_IN_VIEW)
     if fresh is not None:
         run.attach(fresh)
+    ack = ack_of(run.view)
+    if ack is not None:          # a human has it already: nobody else is paged
+        await run.journal.note("escalate", f"escalation stopped: acknowledged by {ack['by']}")
+        await run.journal.context({"escalation": "done"})
+        return
     done = {s.index: s for s in run.view.steps if s.action.startswith("escalate:")}
     later: list[tuple[Escalation, StepRecord]] = []
     refresh = bool(done)        # records updated in place below: the actions read anew

@@ -12,15 +12,17 @@ escalates, once.
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from remediator.clock import Clock
 from remediator.engine.contract import ActionSpec
 from remediator.engine.outcomes import Refused
 from remediator.metrics import Metrics
 from remediator.model.durations import human_duration
-from remediator.model.incident import IncidentView
+from remediator.model.incident import IncidentView, TargetRef
 from remediator.model.playbook import Playbook
 from remediator.ports.store import Store
 
@@ -36,8 +38,11 @@ class PauseState:
 class Guards:
     def __init__(self, store: Store, clock: Clock, metrics: Metrics, *,
                  allow_namespaces: tuple[str, ...] = (), deny_namespaces: tuple[str, ...] = (),
-                 action_budget: int = 20, action_budget_window: float = 600.0) -> None:
+                 action_budget: int = 20, action_budget_window: float = 600.0,
+                 holder: Callable[[TargetRef | None], Awaitable[dict[str, Any] | None]]
+                 | None = None) -> None:
         self.store = store
+        self.holder = holder
         self.clock = clock
         self.metrics = metrics
         self.allow_namespaces = allow_namespaces
@@ -47,8 +52,34 @@ class Guards:
 
     async def at_start(self, view: IncidentView, pb: Playbook) -> Refused | None:
         """Whether the incident may be remediated at all; a refusal escalates."""
+        held = await self.hold_refusal(view)
+        if held is not None:
+            return held
         why = await self._start_refusal(view, pb)
         return None if why is None else Refused(*why, escalate=True)
+
+    async def hold_refusal(self, view: IncidentView) -> Refused | None:
+        """Humans acknowledged an incident on this target (this one or another): no
+        automated action on it until that incident is resolved or released. The
+        acknowledged incident itself is handed over without paging again."""
+        if self.holder is None:
+            return None
+        hold: dict[str, Any] | None
+        if view.target is None:           # no target to hold: this incident's own ack
+            fresh = await self.store.get_incident(view.id, alert_limit=1)
+            ack = fresh.context.get("ack") if fresh is not None else None
+            hold = ({"incident": view.id, "by": ack["by"]}
+                    if isinstance(ack, dict) and ack.get("by") else None)
+        else:
+            hold = await self.holder(view.target)
+        if hold is None:
+            return None
+        mine = hold.get("incident") == view.id
+        what = "this incident" if mine else f"incident {hold.get('incident')}"
+        return Refused("acknowledged", f"{view.target or 'the target'} is in human hands: "
+                                       f"{what} was acknowledged by {hold.get('by')}; no "
+                                       "automated action until it is resolved or released",
+                       escalate=True, run_escalation=not mine)
 
     async def _start_refusal(self, view: IncidentView, pb: Playbook) -> tuple[str, str] | None:
         now = self.clock.now()
@@ -81,7 +112,10 @@ class Guards:
         """Whether a step may act. A refusal here escalates at once (the kill switch or a
         spent budget); the escalation actions run for a storm once (the incident that
         tripped it), and for every incident a manual pause refuses (humans turned the
-        robot off: they handle it)."""
+        robot off: they handle it). A target humans acknowledged refuses every step."""
+        held = await self.hold_refusal(view)
+        if held is not None:
+            return held
         if not spec.mutates_cluster or dry_run:
             return None
         now = self.clock.now()

@@ -90,7 +90,8 @@ class IncidentRun(Run):
                 await self.journal.note("guard", f"refused by {refused.guard}: "
                                                  f"{refused.reason}", guard=refused.guard)
                 deps.metrics.guard_refusals.labels(refused.guard).inc()
-                await escalate(self, refused.reason, guard=refused.guard)
+                await escalate(self, refused.reason, guard=refused.guard,
+                               run_actions=refused.run_escalation)
                 return
         if view.target is not None:
             await self.take_target_lock()

@@ -48,7 +48,7 @@ log = logging.getLogger("remediator.notify")
 
 #: approvals, acks and pages: delivered before anything else
 URGENT = frozenset({EventKind.APPROVAL_REQUESTED, EventKind.APPROVAL_DECIDED,
-                    EventKind.ESCALATED})
+                    EventKind.ESCALATED, EventKind.ACKNOWLEDGED, EventKind.RELEASED})
 APPROVALS = frozenset({EventKind.APPROVAL_REQUESTED, EventKind.APPROVAL_DECIDED})
 _LANE = {EventKind.OPENED: 1, EventKind.CLOSED: 1, EventKind.STATE: 2, EventKind.STEP: 2}
 #: pending events looked at in one pass

@@ -92,6 +92,14 @@ async def _admit(run: Run, step: Step, rec: StepRecord) -> Refused | None:
                 StepStatus.SKIPPED, rejected, now, now
             await run.journal.step("ladder", rec)
             return Refused("approval", rejected, escalate=True)
+        held = await deps.guards.hold_refusal(run.view)
+        if held is not None:        # acknowledged while the approval was awaited
+            now = run.clock.now()
+            rec.status, rec.error, rec.started_at, rec.finished_at = \
+                StepStatus.SKIPPED, held.reason, now, now
+            await run.journal.step("ladder", rec, "guard", f"step {step.name!r} refused by "
+                                   f"{held.guard}: {held.reason}", guard=held.guard)
+            return held
         await run.journal.state(IncidentState.REMEDIATING)
     rec.started_at = run.clock.now()
     return None

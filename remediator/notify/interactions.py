@@ -35,10 +35,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
-from remediator.rendering import APPROVE_ACTION, REJECT_ACTION
+from remediator.rendering import ACK_ACTION, APPROVE_ACTION, REJECT_ACTION
 
 MAX_AGE_SECONDS = 300.0
-ACTIONS = (APPROVE_ACTION, REJECT_ACTION)
+ACTIONS = (APPROVE_ACTION, REJECT_ACTION, ACK_ACTION)
 
 
 class InteractionError(Exception):
@@ -118,8 +118,8 @@ class Interaction:
     user_id: str
     user_name: str
     team_id: str
-    action_id: str                  # remediator_approve | remediator_reject
-    value: str                      # the approval id
+    action_id: str                  # remediator_approve | remediator_reject | remediator_ack
+    value: str                      # the approval id (the incident id for an ack)
     channel_id: str
     message_ts: str
     response_url: str = ""
@@ -178,7 +178,8 @@ def is_group(entry: str) -> bool:
 
 
 def message_refusal(interaction: Interaction, team_id: str | None,
-                    posted: tuple[str | None, str | None]) -> str | None:
+                    posted: tuple[str | None, str | None],
+                    what: str = "approval request") -> str | None:
     """Why this click may not decide the approval, in words for the clicker; None if it
     may. ``team_id``: the workspace configured (None: any); ``posted``: the channel id
     and ``ts`` of the message remediator posted for the approval (None: not posted)."""
@@ -187,11 +188,11 @@ def message_refusal(interaction: Interaction, team_id: str | None,
                 f"({interaction.team_id or 'unknown'}); it cannot decide this request.")
     channel, ts = posted
     if not channel or not ts:
-        return ("This approval request was not posted by remediator in Slack; "
+        return (f"This {what} was not posted by remediator in Slack; "
                 "it cannot be decided from this message.")
     if (interaction.channel_id, interaction.message_ts) != (channel, ts):
-        return ("This is not the approval request remediator posted (a forwarded, copied "
-                f"or old message): use the request in <#{channel}>.")
+        return (f"This is not the {what} remediator posted (a forwarded, copied "
+                f"or old message): use the one in <#{channel}>.")
     return None
 
 

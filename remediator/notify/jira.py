@@ -85,6 +85,8 @@ class JiraSink:
             await self.tickets.comment(
                 key, "*Automation gave up; humans have it.* "
                      + render.wiki_escape(event.message or view.summary))
+        elif event.kind in (EventKind.ACKNOWLEDGED, EventKind.RELEASED):
+            await self.tickets.comment(key, f"*{render.wiki_escape(event.message.capitalize())}*")
         elif event.kind is EventKind.CLOSED:
             closing = (f"*Incident {render.STATE_STYLE[view.state][1].lower()}* at "
                        f"{render.duration(render.time_to_recover(view))} after the first "

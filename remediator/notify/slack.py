@@ -149,13 +149,31 @@ class SlackSink:
                 event.step, decision or "decided", by, event.message)
             await self._upsert_reply(state, incident, f"approval.{approval_id or '?'}", root,
                                      text, blocks)
-        elif event.kind in (EventKind.ESCALATED, EventKind.CLOSED) and event.message:
+        elif event.kind in (EventKind.ESCALATED, EventKind.ACKNOWLEDGED, EventKind.RELEASED):
+            await self._handoff(event, state, root)
+        elif event.kind is EventKind.CLOSED and event.message:
             emoji = render.STATE_STYLE[event.incident.state][0]
             text = f"{emoji} {render.slack_escape(event.message)}"
             await self._upsert_reply(state, incident, f"event.{event.id}", root, text, None)
 
         if remember:
             await remember_delivered(event, state, _LAST)
+
+    async def _handoff(self, event: NotificationEvent, state: SinkState,
+                       root: PostedMessage) -> None:
+        """The escalation reply with its Acknowledge button (edited once acknowledged, so
+        the button goes away), and a reply for an acknowledgement or a release."""
+        incident = event.incident.id
+        if event.kind is EventKind.ESCALATED:
+            await state.set(incident, "slack.escalated.note", event.message)
+        note = await state.get(incident, "slack.escalated.note")
+        if note is not None:
+            text, blocks = render.escalated_message(event.incident, note)
+            await self._upsert_reply(state, incident, "escalated", root, text, blocks)
+        if event.kind is not EventKind.ESCALATED:
+            by = event.message.split(" by ", 1)[-1]
+            await self._upsert_reply(state, incident, f"event.{event.id}", root,
+                                     render.handoff_message(event.kind.value, by), None)
 
     async def _storm_message(self, event: NotificationEvent, storm: Mapping[str, Any],
                              state: SinkState) -> None:

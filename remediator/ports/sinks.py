@@ -30,6 +30,8 @@ class EventKind(StrEnum):
     APPROVAL_DECIDED = "approval_decided"
     ESCALATED = "escalated"                  # automation gave up
     CLOSED = "closed"                        # recovered or resolved: final state
+    ACKNOWLEDGED = "acknowledged"            # a human took the incident (context["ack"])
+    RELEASED = "released"                    # the human gave it back to automation
 
 
 class NotificationEvent(BaseModel):

@@ -6,7 +6,8 @@ Roles grant rights:
 =========  =====================================================================
 webhook    ``POST /api/v1/alerts`` only (what Alertmanager holds)
 viewer     the read APIs (incidents, alerts, status)
-operator   the read APIs and the acts: pause, resume, approve, reject
+operator   the read APIs and the acts: pause, resume, approve, reject, acknowledge,
+           release
 admin      everything; the legacy single ``server.auth.token``/``token_file`` and
            the Basic user, so that configs written before roles keep working
 =========  =====================================================================
@@ -32,7 +33,7 @@ from enum import Enum
 class Right(Enum):
     POST_ALERTS = "post alerts"
     READ = "read"
-    OPERATE = "pause, resume, approve or reject"
+    OPERATE = "pause, resume, approve, reject, acknowledge or release"
 
 
 ROLES: dict[str, frozenset[Right]] = {

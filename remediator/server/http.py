@@ -56,6 +56,8 @@ from remediator.notify.interactions import (
 )
 from remediator.ports.chat import SLACK_SINK
 from remediator.ports.store import ApprovalRecord
+from remediator.rendering import ACK_ACTION
+from remediator.server import oncall
 from remediator.server.auth import Authenticator, Credential, Principal, Right
 from remediator.server.paging import CursorError, decode_cursor, encode_cursor
 from remediator.settings import ServerSettings
@@ -360,6 +362,8 @@ class Api:
             interaction = parse_interaction(body)
         except InteractionError as exc:
             return error(400, str(exc))
+        if interaction.action_id == ACK_ACTION:
+            return await oncall.slack_ack(self, interaction)
         approval = await self.engine.store.get_approval(interaction.value)
         if approval is None:
             return error(404, "unknown approval")
@@ -533,6 +537,7 @@ def build_app(engine: Engine, config: ServerConfig,
     app.router.add_post("/api/v1/approvals/{id}/{decision:approve|reject}", api.decide)
     app.router.add_get("/api/v1/status", api.status)
     app.router.add_post("/api/v1/slack/interactions", api.slack_interactions)
+    oncall.add_routes(app, api)
     app.router.add_get("/healthz", api.healthz)
     app.router.add_get("/readyz", api.readyz)
     app.router.add_get("/metrics", api.metrics)

@@ -1,0 +1,119 @@
+"""The on-call routes: a human acknowledges an incident, or releases it.
+
+``POST /api/v1/incidents/{id}/ack`` and ``POST /api/v1/incidents/{id}/release``
+(operator role): 200 with who and when, 404 for an unknown incident, 409 for a closed
+one (or a release of an incident nobody acknowledged). Who acted is the credential's
+name. The Slack Acknowledge button (``slack_ack``) arrives through the Slack
+interactions route, already signature-checked and replay-checked there; here it must
+come from the escalation message remediator posted for the incident, in the configured
+workspace, by a user on the approvers' allow-list. A refused click is journaled.
+
+Not here: what an acknowledgement does (``engine/handoff.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+from aiohttp import web
+
+from remediator.engine.handoff import Handoff, HandoffError
+from remediator.notify.interactions import Interaction, NotAllowed, check_allowed, message_refusal
+from remediator.ports.chat import SLACK_SINK
+from remediator.server.auth import Principal, Right
+
+if TYPE_CHECKING:
+    from remediator.engine.core import Engine
+
+
+class Api(Protocol):
+    """What these routes use of ``server.http.Api``."""
+
+    engine: Engine
+
+    @property
+    def config(self) -> Any: ...
+
+    def caller(self, request: web.Request, right: Right) -> Principal | web.Response: ...
+
+    async def _check_groups(self, user_id: str, allowed: Sequence[str],
+                            not_listed: NotAllowed) -> web.Response | None: ...
+
+log = logging.getLogger("remediator.server")
+
+_STATUS = {"not_found": 404, "closed": 409, "not_acknowledged": 409}
+
+
+def _answer(done: Handoff, verb: str) -> dict[str, Any]:
+    return {"incident": done.incident_id, verb: True, "by": done.by,
+            "at": done.at.isoformat(), "already": done.already,
+            "mtta_seconds": done.mtta_seconds}
+
+
+def _failure(exc: HandoffError) -> web.Response:
+    return web.json_response({"error": str(exc), "code": exc.code},
+                             status=_STATUS.get(exc.code, 409))
+
+
+def add_routes(app: web.Application, api: Api) -> None:
+    async def ack(request: web.Request) -> web.Response:
+        who = api.caller(request, Right.OPERATE)
+        if isinstance(who, web.Response):
+            return who
+        try:
+            done = await api.engine.acknowledge(request.match_info["id"], who.name, via="api")
+        except HandoffError as exc:
+            return _failure(exc)
+        return web.json_response(_answer(done, "acknowledged"))
+
+    async def release(request: web.Request) -> web.Response:
+        who = api.caller(request, Right.OPERATE)
+        if isinstance(who, web.Response):
+            return who
+        try:
+            done = await api.engine.release(request.match_info["id"], who.name, via="api")
+        except HandoffError as exc:
+            return _failure(exc)
+        return web.json_response(_answer(done, "released"))
+
+    app.router.add_post("/api/v1/incidents/{id}/ack", ack)
+    app.router.add_post("/api/v1/incidents/{id}/release", release)
+
+
+async def slack_ack(api: Api, interaction: Interaction) -> web.Response:
+    """An Acknowledge click (verified and not a replay): the checks, then the ack."""
+    incident_id = interaction.value
+    view = await api.engine.store.get_incident(incident_id, alert_limit=1)
+    if view is None:
+        return web.json_response({"error": "unknown incident"}, status=404)
+    prefix = f"{SLACK_SINK}:slack.escalated"
+    store = api.engine.store
+    posted = (await store.sink_get(incident_id, f"{prefix}.channel"),
+              await store.sink_get(incident_id, f"{prefix}.ts"))
+    who = f"{interaction.user_name or interaction.user_id} ({interaction.user_id})"
+    refusal = message_refusal(interaction, api.config.slack_team_id, posted,
+                              what="escalation message")
+    if refusal is not None:
+        await api.engine.handoffs.refused(incident_id, who, refusal, via="slack")
+        return web.json_response({"response_type": "ephemeral", "replace_original": False,
+                                  "text": refusal}, status=403)
+    allowed = api.config.slack_approvers
+    try:
+        check_allowed(interaction.user_id, allowed)
+    except NotAllowed as exc:
+        denied = await api._check_groups(interaction.user_id, allowed, exc)
+        if denied is not None:
+            if denied.status == 403:
+                await api.engine.handoffs.refused(incident_id, who, "not on the allow-list",
+                                                  via="slack")
+            return denied
+    try:
+        done = await api.engine.acknowledge(incident_id, who, via="slack")
+    except HandoffError as exc:
+        return web.json_response({"response_type": "ephemeral", "replace_original": False,
+                                  "text": str(exc)}, status=_STATUS.get(exc.code, 409))
+    text = (f"already acknowledged by {done.by}" if done.already
+            else f"acknowledged by {done.by}")
+    return web.json_response({"text": text})
