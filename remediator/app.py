@@ -29,7 +29,7 @@ from remediator.engine.core import Engine
 from remediator.engine.health import DependencyHealth, Probe
 from remediator.engine.ports import Ports
 from remediator.errors import ConfigError, Problem
-from remediator.loader import load_paths, playbook_needs
+from remediator.loader import check_policies, load_paths, playbook_needs
 from remediator.metrics import Metrics
 from remediator.ports import AlertsApi, ChatApi, ClusterApi, HttpApi, MetricsApi, TrackerApi
 from remediator.ports.sinks import Sink
@@ -119,6 +119,9 @@ class Daemon:
     async def start(self) -> str:
         s = self.settings
         playbooks = load_paths(s.playbooks)
+        unknown = check_policies(playbooks, s.escalation.policies)
+        if unknown:
+            raise ConfigError(unknown)
         log.info("loaded %d playbooks", len(playbooks), extra={"playbooks": [p.name for p
                                                                              in playbooks]})
         store = await self._open_store()
@@ -131,7 +134,9 @@ class Daemon:
         sinks = self._sinks(ports)
         self.engine = Engine(store=store, playbooks=playbooks, clock=self.clock,
                              catalogue=registry, ports=ports, settings=s.engine,
-                             metrics=metrics, sinks=sinks, approvers=s.slack.approvers)
+                             metrics=metrics, sinks=sinks, approvers=s.slack.approvers,
+                             policies=s.escalation.policies, chain_tick=s.escalation.tick,
+                             default_channel=s.slack.default_channel)
         self.engine.notifications.configure(storm_threshold=s.notify.storm.threshold,
                                             storm_window=s.notify.storm.window)
         await self._serve(self.engine)

@@ -190,20 +190,25 @@ def run_loop(main: Coroutine[Any, Any, T], event_loop: str = "auto") -> T:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from remediator.loader import load_paths, warnings
+    from remediator.loader import check_policies, load_paths, warnings
     from remediator.settings import load_settings
     problems: list[Any] = []
+    policies: Any = {}             # without --config: the defaults, which have none
     if args.config:
         try:
             settings = load_settings(args.config)
+            policies = settings.escalation.policies
             _warn_full_rights(settings)
             problems += _secret_problems(settings, args.config)
         except ConfigError as exc:
             problems += exc.problems
+            policies = None        # unreadable settings: their policies are unknown
     count = 0
     try:
         playbooks = load_paths(args.paths)
         count = len(playbooks)
+        if policies is not None:
+            problems += check_policies(playbooks, policies)
         for warning in warnings(playbooks):
             print(f"warning: {warning}")
     except ConfigError as exc:

@@ -67,8 +67,11 @@ def plan_for_alert(pb: Playbook, alert: Alert, source: str) -> dict[str, Any]:
     g = pb.spec.guards
     plan["guards"] = {"cooldown": f"{g.cooldown:g}s", "max_runs_per_hour": g.max_runs_per_hour,
                       "dry_run": g.dry_run}
-    escalate = []
+    escalate: list[dict[str, Any]] = []
     for esc in pb.spec.escalate:
+        if esc.policy is not None:
+            escalate.append({"policy": esc.policy})
+            continue
         spec = registry.get(esc.action)
         params = spec.params.model_validate(render_value(esc.params, context))
         escalate.append({"action": esc.action,

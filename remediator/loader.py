@@ -95,7 +95,9 @@ def _check_templates(pb: Playbook, raw: dict[str, Any], found: Found, warned: Fo
                                         ("spec", "steps", i, "with"))
         if step.verify and step.verify.promql:
             template_sites.append((("spec", "steps", i, "verify", "promql"), step.verify.promql))
-    for i, _esc in enumerate(spec.escalate):
+    for i, esc in enumerate(spec.escalate):
+        if esc.policy is not None:
+            continue
         template_sites += _walk_strings(raw["spec"]["escalate"][i].get("with", {}),
                                         ("spec", "escalate", i, "with"))
     for loc, text in template_sites:
@@ -147,7 +149,8 @@ def _check_actions(pb: Playbook, found: Found) -> None:
     spec = pb.spec
     calls: list[tuple[Loc, str, dict[str, Any]]] = [
         (("spec", "steps", i), s.action, s.params) for i, s in enumerate(spec.steps)]
-    calls += [(("spec", "escalate", i), e.action, e.params) for i, e in enumerate(spec.escalate)]
+    calls += [(("spec", "escalate", i), e.action, e.params) for i, e in enumerate(spec.escalate)
+              if e.policy is None]
     for loc, action, params in calls:
         action_spec = _check_call(loc, action, params, found)
         if action_spec is None:
@@ -256,7 +259,10 @@ def playbook_needs(pb: Playbook) -> dict[str, list[str]]:
         if step.approval is not None:
             need("slack", f"{part} (approval)")
     for esc in pb.spec.escalate:
-        action(esc.action, f"escalation {esc.action}")
+        if esc.policy is not None:
+            need("slack", f"escalation policy {esc.policy!r}")
+        else:
+            action(esc.action, f"escalation {esc.action}")
     return needs
 
 
@@ -284,6 +290,9 @@ def load(text: str, source: str = "<string>") -> list[Playbook]:
             continue
         pb._source, pb._line = source, first_line
         pb._name_line = lines.get(("metadata", "name"), first_line)
+        pb._policy_refs = [(esc.policy, line_for(lines, ("spec", "escalate", i, "policy"),
+                                                 first_line), i)
+                           for i, esc in enumerate(pb.spec.escalate) if esc.policy is not None]
         warned: Found = []
         for loc, message in _check_semantics(pb, data, warned):
             where = format_loc(loc)
@@ -295,6 +304,24 @@ def load(text: str, source: str = "<string>") -> list[Playbook]:
     if problems:
         raise ConfigError(problems)
     return playbooks
+
+
+def check_policies(playbooks: Iterable[Playbook], known: Iterable[str]) -> list[Problem]:
+    """Every ``escalate: - policy: NAME`` must name a policy of ``escalation.policies``:
+    the problems (file, line, field) of those that do not."""
+    names = sorted(known)
+    problems = []
+    for pb in playbooks:
+        for name, line, index in pb._policy_refs:
+            if name in names:
+                continue
+            close = difflib.get_close_matches(name, names, n=1)
+            hint = (f" (did you mean {close[0]!r}?)" if close else
+                    f" (known: {', '.join(names)})" if names else
+                    " (no escalation.policies are configured)")
+            problems.append(Problem(pb.source, line, f"spec.escalate[{index}].policy: unknown "
+                                                     f"escalation policy {name!r}{hint}"))
+    return problems
 
 
 def warnings(playbooks: Iterable[Playbook]) -> list[Problem]:

@@ -266,6 +266,23 @@ def escalated_message(view: IncidentView, note: str = "") -> tuple[str, list[dic
     return text, [_section(text), button]
 
 
+def chain_page(view: IncidentView, policy: str, what: str, users: list[str],
+               groups: list[str]) -> tuple[str, list[dict[str, Any]]]:
+    """A page of an escalation policy's level: its users and groups mentioned, the
+    incident, and an Acknowledge button (value: the incident id)."""
+    mentions = " ".join([*(f"<@{u}>" for u in users), *(f"<!subteam^{g}>" for g in groups)])
+    lead = f":rotating_light: {mentions} " if mentions else ":rotating_light: "
+    text = (f"{lead}*{slack_escape(headline(view))}* is escalated and nobody acknowledged "
+            f"it: policy {slack_escape(policy)}, "
+            f"{slack_escape(what)}.\n{slack_escape(view.summary)}\n"
+            f"Incident `{slack_escape(view.id)}`: acknowledge here or with "
+            f"`remediator ack {slack_escape(view.id)}`.")
+    button = {"type": "actions", "block_id": f"ack:{view.id}"[:255], "elements": [
+        {"type": "button", "action_id": ACK_ACTION, "style": "primary", "value": view.id,
+         "text": {"type": "plain_text", "text": "Acknowledge"}}]}
+    return text, [_section(text), button]
+
+
 def handoff_message(kind: str, by: str) -> str:
     """A thread reply when a human acknowledged or released the incident."""
     if kind == "acknowledged":

@@ -226,6 +226,68 @@ class NotifySettings(Group):
                                          "limits are per user and not one published figure).")
 
 
+class EscalationTargets(Group):
+    slack_users: list[str] = Field(default_factory=list,
+                                   description="Slack user ids (U…/W…) mentioned in the page.")
+    slack_groups: list[str] = Field(default_factory=list,
+                                    description="Slack user group ids (S…) mentioned.")
+    slack_channel: str | None = Field(default=None,
+                                      description="Where the page is posted (else "
+                                                  "slack.default_channel).")
+
+    @field_validator("slack_users")
+    @classmethod
+    def _users(cls, v: list[str]) -> list[str]:
+        bad = [u for u in v if u[:1] not in ("U", "W")]
+        if bad:
+            raise ValueError(f"not Slack user ids (U… or W…): {', '.join(bad)}")
+        return v
+
+    @field_validator("slack_groups")
+    @classmethod
+    def _groups(cls, v: list[str]) -> list[str]:
+        bad = [g for g in v if not g.startswith("S")]
+        if bad:
+            raise ValueError(f"not Slack user group ids (S…): {', '.join(bad)}")
+        return v
+
+
+class EscalationLevel(Group):
+    targets: EscalationTargets = Field(default_factory=EscalationTargets)
+    ack_within: Duration = Field(gt=0, description="Unacknowledged this long after the "
+                                                   "page: the next level is paged.")
+    reminders: list[Duration] = Field(default_factory=list,
+                                      description="Seconds after the page when it is "
+                                                  "repeated to the same targets.")
+
+    @model_validator(mode="after")
+    def _coherent(self) -> EscalationLevel:
+        t = self.targets
+        if not (t.slack_users or t.slack_groups or t.slack_channel):
+            raise ValueError("a level needs at least one target (slack_users, slack_groups "
+                             "or slack_channel)")
+        late = [r for r in self.reminders if r <= 0 or r >= self.ack_within]
+        if late:
+            raise ValueError(f"reminders must fall within ack_within ({self.ack_within:g}s): "
+                             f"{', '.join(f'{r:g}s' for r in late)}")
+        return self
+
+
+class EscalationPolicy(Group):
+    levels: list[EscalationLevel] = Field(min_length=1)
+    repeat: int = Field(default=0, ge=0, le=100,
+                        description="Times the whole chain is paged again after its last "
+                                    "level goes unacknowledged.")
+
+
+class EscalationSettings(Group):
+    policies: dict[str, EscalationPolicy] = Field(
+        default_factory=dict, description="Named on-call chains a playbook's escalate block "
+                                          "references with `- policy: NAME`.")
+    tick: Duration = Field(default=5.0, gt=0,
+                           description="Seconds between looks for chain timers that fell due.")
+
+
 class HealthSettings(Group):
     probe_interval: Duration = Field(
         default=30.0, gt=0,
@@ -256,6 +318,7 @@ class Settings(BaseSettings):
     slack: SlackSettings = Field(default_factory=SlackSettings)
     jira: JiraSettings = Field(default_factory=JiraSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
+    escalation: EscalationSettings = Field(default_factory=EscalationSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 

@@ -28,6 +28,7 @@ from remediator.model.incident import (
 from remediator.ports.store import (
     AlertRecord,
     ApprovalRecord,
+    ChainTimer,
     IngestItem,
     Reservation,
     Routing,
@@ -945,3 +946,46 @@ async def _no_listener(url: str) -> bool:
         return False
     finally:
         await conn.close()
+
+
+# --- chain timers ----------------------------------------------------------------------
+
+def _timer(inc: str, due: datetime, *, level: int = 0, step: int = 0) -> ChainTimer:
+    return ChainTimer(inc, "primary", level, 0, step, due, due)
+
+
+async def test_chain_timers_claim_advance_and_survive_reopening(open_store: OpenStore) -> None:
+    store = await open_store()
+    await store.set_timer(_timer("inc-a", NOW))
+    await store.set_timer(_timer("inc-b", NOW + timedelta(seconds=60)))
+    assert await store.get_timer("inc-none") is None
+    assert await store.claim_timers("r1", NOW - timedelta(seconds=1), 30, 10) == []
+    [got] = await store.claim_timers("r1", NOW, 30, 10)
+    assert got == _timer("inc-a", NOW)
+    assert await store.claim_timers("r2", NOW + timedelta(seconds=10), 30, 10) == []  # leased
+    nxt = _timer("inc-a", NOW + timedelta(seconds=300), level=1)
+    assert not await store.advance_timer(got, "r2", nxt)           # not r2's
+    assert await store.advance_timer(got, "r1", nxt)
+    assert not await store.advance_timer(got, "r1", nxt)           # moved on already
+    assert await store.get_timer("inc-a") == nxt
+    # a lease that expired is taken over; the old holder's compare-and-set then fails
+    [b] = await store.claim_timers("r1", NOW + timedelta(seconds=60), 30, 10)
+    assert b.incident_id == "inc-b"
+    [again] = await store.claim_timers("r2", NOW + timedelta(seconds=91), 30, 10)
+    assert again == b
+    assert not await store.advance_timer(b, "r1", None)
+    assert await store.advance_timer(b, "r2", None)                # deleted
+    assert await store.get_timer("inc-b") is None
+    await store.close()
+    store = await open_store()
+    assert await store.get_timer("inc-a") == nxt                   # durable
+    await store.drop_timer("inc-a")
+    assert await store.get_timer("inc-a") is None
+
+
+async def test_concurrent_timer_claims_never_share_a_timer(store: Store) -> None:
+    for i in range(20):
+        await store.set_timer(_timer(f"inc-{i:02d}", NOW))
+    claimed = await asyncio.gather(*(store.claim_timers(f"r{i}", NOW, 30, 5) for i in range(6)))
+    ids = [t.incident_id for batch in claimed for t in batch]
+    assert sorted(ids) == [f"inc-{i:02d}" for i in range(20)]       # each exactly once

@@ -22,9 +22,10 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from remediator.clock import Clock
+from remediator.engine.chain import Chains
 from remediator.engine.contract import Catalogue
 from remediator.engine.guards import Guards
 from remediator.engine.handoff import Handoff, Handoffs
@@ -41,7 +42,7 @@ from remediator.metrics import Metrics
 from remediator.model.playbook import Playbook
 from remediator.ports.sinks import Sink
 from remediator.ports.store import Store
-from remediator.settings import EngineSettings
+from remediator.settings import EngineSettings, EscalationPolicy
 
 log = logging.getLogger("remediator.engine")
 
@@ -64,7 +65,9 @@ class Engine:
     def __init__(self, *, store: Store, playbooks: Sequence[Playbook], clock: Clock,
                  catalogue: Catalogue, ports: Ports | None = None,
                  settings: EngineSettings | None = None, metrics: Metrics | None = None,
-                 sinks: Sequence[Sink] = (), approvers: Sequence[str] = ()) -> None:
+                 sinks: Sequence[Sink] = (), approvers: Sequence[str] = (),
+                 policies: Mapping[str, EscalationPolicy] | None = None,
+                 chain_tick: float = 5.0, default_channel: str | None = None) -> None:
         self.store = store
         self.clock = clock
         self.ports = ports or Ports()
@@ -76,7 +79,8 @@ class Engine:
         self.router = Router(self.playbook_list)
         self.catalogue = catalogue
         for pb in self.playbook_list:       # imported now, not by the first incident's run
-            for name in [s.action for s in pb.spec.steps] + [e.action for e in pb.spec.escalate]:
+            for name in [s.action for s in pb.spec.steps] + [e.action for e in pb.spec.escalate
+                                                             if e.policy is None]:
                 catalogue.implementation(name)
         self.tasks = Supervisor()
         self.notifications = Notifications(
@@ -101,13 +105,16 @@ class Engine:
         self._lost: set[str] = set()
         self._crashes: dict[str, int] = {}
         self._gauges_at = float("-inf")
+        self.chains = Chains(store, clock, dict(policies or {}), chat=lambda: self.ports.chat,
+                             default_channel=default_channel, owner=self.owner,
+                             lease=cfg.lease, tick=chain_tick)
         self.deps = RunDeps(
             store=store, clock=clock, metrics=self.metrics, settings=cfg,
             playbooks=self.playbooks, catalogue=catalogue, ports=self.ports,
             guards=self.guards, approvers=tuple(approvers),
             verifier=Verifier(clock, self.ports.metrics, self.ports.cluster),
             notifications=self.notifications, give_way=self.gate.give_way,
-            stopping=lambda: self.stopping, lost=self.lost)
+            stopping=lambda: self.stopping, lost=self.lost, chains=self.chains)
 
     @property
     def shared_store(self) -> bool:
@@ -122,6 +129,7 @@ class Engine:
     async def start(self) -> None:
         """Resume every incident that is not closed, and start delivering notifications."""
         self.notifications.start(self.tasks)
+        self.chains.start_loop(self.tasks)
         self.store.watch(self.wake_if_running)    # wakes from other replicas (PostgreSQL)
         if not self.shared_store:
             await self.store.release_all()     # leases of this process's previous run
@@ -291,6 +299,7 @@ class Engine:
     async def stop(self, grace: float = 20.0) -> None:
         """Stop taking work; let in-flight calls finish within ``grace`` seconds."""
         self.stopping = True
+        self.chains.stopping = True
         for event in self._wakes.values():
             event.set()
         runs = [t for t in self._runs.values() if not t.done()]

@@ -57,8 +57,11 @@ async def run_escalation(run: Run) -> None:
     cfg = run.deps.settings
     for index, esc in enumerate(pb.spec.escalate):
         rec = done.get(index) or StepRecord(index=index, name=f"escalate {index + 1}",
-                                            action=f"escalate:{esc.action}")
+                                            action=f"escalate:{esc.action or 'policy'}")
         if rec.status in _SETTLED:
+            continue
+        if esc.policy is not None:
+            await _start_chain(run, esc.policy, rec)
             continue
         # the first action to run gets the view just read (nothing was written since)
         if not await _escalate_one(run, esc, rec, retries=cfg.escalation_retries,
@@ -69,6 +72,25 @@ async def run_escalation(run: Run) -> None:
     for esc, rec in later:
         await _escalate_one(run, esc, rec, retries=0, until=until, refresh=True)
     await run.journal.context({"escalation": "done"})
+
+
+async def _start_chain(run: Run, policy: str, rec: StepRecord) -> None:
+    """An ``escalate: - policy:`` entry: start the incident's on-call chain (its timer,
+    in the store, is fired by ``engine/chain.py``)."""
+    chains = run.deps.chains
+    rec.started_at = rec.started_at or run.clock.now()
+    if run.dry_run:
+        rec.status, rec.result = StepStatus.DRY_RUN, f"dry-run: would page policy {policy!r}"
+    elif chains is None or policy not in chains.policies:
+        rec.status, rec.error = StepStatus.FAILED, f"escalation policy {policy!r} is not " \
+                                                   "configured"
+    else:
+        await chains.start(run.id, policy)
+        rec.status, rec.result = StepStatus.SUCCEEDED, f"escalation policy {policy!r} started"
+    rec.finished_at = run.clock.now()
+    await run.journal.step("escalate", rec, "escalate", f"policy {policy}: "
+                           f"{rec.result or rec.error}")
+    await run.journal.emit(EventKind.STEP, step=rec)
 
 
 async def _escalate_one(run: Run, esc: Escalation, rec: StepRecord, *, retries: int,

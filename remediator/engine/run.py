@@ -32,6 +32,7 @@ from remediator.ports.store import Store
 from remediator.settings import EngineSettings
 
 if TYPE_CHECKING:
+    from remediator.engine.chain import Chains
     from remediator.engine.contract import Catalogue
     from remediator.engine.guards import Guards
     from remediator.engine.notifications import Notifications
@@ -65,6 +66,7 @@ class RunDeps:
     give_way: Callable[[], Awaitable[None]]     # the intake goes first (see IntakeGate)
     stopping: Callable[[], bool]
     lost: Callable[[str], bool]                  # this replica lost the incident's lease
+    chains: Chains | None = None                 # on-call chains (escalation policies)
 
 
 class Run:

@@ -131,8 +131,21 @@ class Step(Strict):
 
 
 class Escalation(Strict):
-    action: str
+    """One entry of ``escalate``: an action (``action`` + ``with``), or an on-call chain
+    (``policy``: a name from the ``escalation.policies`` settings)."""
+
+    action: str = ""
+    policy: str | None = Field(default=None, min_length=1)
     params: dict[str, Any] = Field(default_factory=dict, alias="with")
+
+    @model_validator(mode="after")
+    def _one(self) -> Escalation:
+        if self.policy is not None:
+            if self.action or self.params:
+                raise ValueError("an entry is either an action (action, with) or a policy")
+        elif not self.action:
+            raise ValueError("an entry needs an action or a policy")
+        return self
 
 
 class Guards(Strict):
@@ -196,6 +209,8 @@ class Playbook(Strict):
     _name_line: int = PrivateAttr(default=1)
     _matchers: list[Any] = PrivateAttr(default_factory=list)
     _warnings: list[Any] = PrivateAttr(default_factory=list)     # loader Problems
+    # (policy name, line, index) of each ``escalate: - policy:`` entry, set by the loader
+    _policy_refs: list[tuple[str, int, int]] = PrivateAttr(default_factory=list)
 
     @property
     def name(self) -> str:

@@ -78,3 +78,20 @@ class Reservation(StrEnum):
     OK = "ok"              # one action reserved against the budget
     TRIPPED = "tripped"    # the budget is spent: the ``paused`` flag was just set
     PAUSED = "paused"      # automation was already paused: nothing reserved
+
+
+@dataclass(frozen=True)
+class ChainTimer:
+    """What an incident's on-call chain fires next, and when (see ``engine/chain.py``)."""
+
+    incident_id: str
+    policy: str
+    level: int              # index in the policy's levels
+    round: int              # 0 the first time through, 1 after the first repeat, …
+    step: int               # 0: the level's page; k: its k-th reminder
+    level_at: datetime      # when the level's page fell due (reminders count from it)
+    due_at: datetime
+
+    @property
+    def position(self) -> tuple[int, int, int]:
+        return (self.round, self.level, self.step)

@@ -29,6 +29,7 @@ from remediator.model.incident import (
 from remediator.model.records import (
     AlertRecord,
     ApprovalRecord,
+    ChainTimer,
     IngestItem,
     IngestOutcome,
     IngestOutcomeKind,
@@ -38,11 +39,30 @@ from remediator.model.records import (
 )
 
 __all__ = [
-    "PRUNED_TABLES", "AlertRecord", "ApprovalRecord", "ApprovalStore", "GuardStore",
-    "IncidentStore", "IncidentSummary", "IngestItem", "IngestOutcome", "IngestOutcomeKind",
-    "IntakeStore", "JournalStore", "LeaseStore", "LifecycleStore", "OutboxStore", "PageKey",
+    "PRUNED_TABLES",
+    "AlertRecord",
+    "ApprovalRecord",
+    "ApprovalStore",
+    "ChainTimer",
+    "GuardStore",
+    "IncidentStore",
+    "IncidentSummary",
+    "IngestItem",
+    "IngestOutcome",
+    "IngestOutcomeKind",
+    "IntakeStore",
+    "JournalStore",
+    "LeaseStore",
+    "LifecycleStore",
+    "OutboxStore",
+    "PageKey",
     "Reservation",
-    "RetentionStore", "Routing", "Store", "WakeCallback", "count_alerts",
+    "RetentionStore",
+    "Routing",
+    "Store",
+    "TimerStore",
+    "WakeCallback",
+    "count_alerts",
 ]
 
 WakeCallback = Callable[[str], None]
@@ -248,6 +268,31 @@ class ApprovalStore(Protocol):
         ...
 
 
+class TimerStore(Protocol):
+    """The timers of on-call escalation chains: one per incident, fired by one replica."""
+
+    async def set_timer(self, timer: ChainTimer) -> None:
+        """Create or replace the incident's timer (unowned)."""
+        ...
+
+    async def get_timer(self, incident_id: str) -> ChainTimer | None: ...
+
+    async def claim_timers(self, owner: str, now: datetime, lease: float,
+                           limit: int) -> list[ChainTimer]:
+        """Take up to ``limit`` timers due at ``now`` that nobody holds (or whose lease
+        expired) for ``lease`` seconds. Concurrent callers never get the same timer."""
+        ...
+
+    async def advance_timer(self, timer: ChainTimer, owner: str,
+                            after: ChainTimer | None) -> bool:
+        """Compare and set: if the incident's timer is still ``timer`` (same position)
+        held by ``owner``, replace it by ``after`` (unowned), or delete it (None).
+        False when it moved on or was taken over meanwhile."""
+        ...
+
+    async def drop_timer(self, incident_id: str) -> None: ...
+
+
 #: The tables a retention pass deletes from, in the order it reports them.
 PRUNED_TABLES = ("incidents", "incident_alerts", "alerts", "steps", "timeline", "approvals",
                  "sink_state", "outbox", "deliveries", "budget")
@@ -282,5 +327,5 @@ class RetentionStore(Protocol):
 
 
 class Store(LifecycleStore, IntakeStore, IncidentStore, JournalStore, LeaseStore,
-            GuardStore, OutboxStore, ApprovalStore, RetentionStore, Protocol):
+            GuardStore, OutboxStore, ApprovalStore, RetentionStore, TimerStore, Protocol):
     """Every role: what a backend implements and what the daemon is handed."""

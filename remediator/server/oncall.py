@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 
+from remediator.engine.chain import message_key
 from remediator.engine.handoff import Handoff, HandoffError
 from remediator.notify.interactions import Interaction, NotAllowed, check_allowed, message_refusal
 from remediator.ports.chat import SLACK_SINK
@@ -92,6 +93,9 @@ async def slack_ack(api: Api, interaction: Interaction) -> web.Response:
     store = api.engine.store
     posted = (await store.sink_get(incident_id, f"{prefix}.channel"),
               await store.sink_get(incident_id, f"{prefix}.ts"))
+    page = message_key(interaction.channel_id, interaction.message_ts)
+    if await store.sink_get(incident_id, page) is not None:      # one of its chain's pages
+        posted = (interaction.channel_id, interaction.message_ts)
     who = f"{interaction.user_name or interaction.user_id} ({interaction.user_id})"
     refusal = message_refusal(interaction, api.config.slack_team_id, posted,
                               what="escalation message")

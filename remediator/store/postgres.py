@@ -30,6 +30,7 @@ from remediator.store.pg_guards import PgGuards
 from remediator.store.pg_intake import Batch, PgIntake
 from remediator.store.pg_queries import PgIncidents
 from remediator.store.pg_retention import PgRetention
+from remediator.store.pg_timers import PgTimers
 from remediator.store.sqlite_base import new_incident_id
 
 __all__ = ["PostgresStore", "is_postgres_url"]
@@ -42,7 +43,7 @@ def is_postgres_url(path: str) -> bool:
     return path.startswith(("postgresql://", "postgres://"))
 
 
-class PostgresStore(PgIncidents, PgGuards, PgRetention):
+class PostgresStore(PgIncidents, PgGuards, PgRetention, PgTimers):
     single_process = False
 
     def __init__(self, url: str, *, min_size: int = 2, max_size: int = 10,

@@ -23,6 +23,7 @@ from remediator.store.sqlite_guards import SqliteGuards
 from remediator.store.sqlite_intake import SqliteOps
 from remediator.store.sqlite_queries import SqliteIncidents
 from remediator.store.sqlite_retention import SqliteRetention
+from remediator.store.sqlite_timers import SqliteTimers
 
 __all__ = ["EPISODE_CACHE", "SqliteStore", "new_incident_id"]
 
@@ -30,7 +31,7 @@ EPISODE_CACHE = 20_000         # committed episodes remembered for re-deliveries
 _OPS = SqliteOps()
 
 
-class SqliteStore(SqliteIncidents, SqliteGuards, SqliteRetention):
+class SqliteStore(SqliteIncidents, SqliteGuards, SqliteRetention, SqliteTimers):
     single_process = True
 
     def __init__(self, path: str | Path, *, synchronous: str = "FULL",

@@ -132,6 +132,7 @@ class Stack:
         self.kubeconfig = sim.write_kubeconfig(str(tmp_path / "kubeconfig"))
         self.daemon: Daemon | None = None
         self.url = ""
+        self.start_time = self.clock.now()
 
     # -- lifecycle -------------------------------------------------------------------
     async def start(self, playbook_yaml: str, *, jira: bool = True,
