@@ -32,6 +32,7 @@ from remediator.errors import ConfigError, Problem
 from remediator.loader import check_policies, load_paths, playbook_needs
 from remediator.metrics import Metrics
 from remediator.ports import AlertsApi, ChatApi, ClusterApi, HttpApi, MetricsApi, TrackerApi
+from remediator.ports.pager import PagerApi
 from remediator.ports.sinks import Sink
 from remediator.ports.store import Store
 from remediator.server.auth import Credential
@@ -246,6 +247,7 @@ class Daemon:
             self.dependencies["slack"] = s.slack.base_url
         else:
             self.dependencies["slack"] = "not configured"
+        ports.pager = self._pager(http)
         if s.jira.url:
             from remediator.adapters.jira import JiraTickets
             pat = read_secret(s.jira.pat, s.jira.pat_file, "the Jira PAT")
@@ -257,6 +259,20 @@ class Daemon:
         else:
             self.dependencies["jira"] = "not configured"
         return ports
+
+    def _pager(self, http: aiohttp.ClientSession) -> PagerApi | None:
+        """PagerDuty's Events API v2 through the HTTP port, when services are configured."""
+        s = self.settings
+        if not s.pagerduty.services:
+            return None
+        from remediator.adapters.http import AiohttpPoster
+        from remediator.adapters.pagerduty import PagerDutyEvents
+        keys = {name: read_secret(svc.routing_key, svc.routing_key_file,
+                                  f"the routing key of PagerDuty service {name}") or ""
+                for name, svc in s.pagerduty.services.items()}
+        self.dependencies["pagerduty"] = s.pagerduty.events_url
+        return PagerDutyEvents(AiohttpPoster(http), keys, url=s.pagerduty.events_url,
+                               sleep=asyncio.sleep)
 
     def _sinks(self, ports: Ports) -> list[Sink]:
         """The given sinks, then console, Slack and Jira (each on its port) as configured."""
@@ -271,6 +287,9 @@ class Daemon:
                               rate=s.notify.slack_rate, burst=s.notify.slack_burst)
             slack.use_clock(SystemClock())         # Slack's limits are in real seconds
             sinks.append(slack)
+        if ports.pager is not None:
+            from remediator.notify.pagerduty import PagerDutySink
+            sinks.append(PagerDutySink(ports.pager))
         if ports.tickets is not None:
             from remediator.notify.jira import JiraSink
             jira = JiraSink(ports.tickets, s.jira.transition_on_close, rate=s.notify.jira_rate)
@@ -394,6 +413,9 @@ def server_config_from(s: Settings, dependencies: dict[str, str]) -> ServerConfi
         slack_signing_secret=read_secret(s.slack.signing_secret, s.slack.signing_secret_file,
                                          "the Slack signing secret"),
         slack_approvers=tuple(s.slack.approvers),
+        pagerduty_webhook_secret=read_secret(s.pagerduty.webhook_secret,
+                                             s.pagerduty.webhook_secret_file,
+                                             "the PagerDuty webhook secret"),
         dependencies=dict(dependencies))
 
 

@@ -283,6 +283,13 @@ def chain_page(view: IncidentView, policy: str, what: str, users: list[str],
     return text, [_section(text), button]
 
 
+def pager_summary(view: IncidentView) -> str:
+    """One line for a PagerDuty alert: what fires, and what remediator tried."""
+    tried = [s for s in view.steps if not s.action.startswith("escalate:")]
+    did = "; ".join(step_outcome(s) for s in tried) or "no automated step"
+    return clip(f"{headline(view)}: {view.summary or 'escalated'}. Tried: {did}", 1024)
+
+
 def handoff_message(kind: str, by: str) -> str:
     """A thread reply when a human acknowledged or released the incident."""
     if kind == "acknowledged":

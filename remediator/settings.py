@@ -234,6 +234,9 @@ class EscalationTargets(Group):
     slack_channel: str | None = Field(default=None,
                                       description="Where the page is posted (else "
                                                   "slack.default_channel).")
+    pagerduty: str | None = Field(default=None, min_length=1,
+                                  description="A service of pagerduty.services: an alert is "
+                                              "triggered there (dedup key: the incident id).")
 
     @field_validator("slack_users")
     @classmethod
@@ -263,9 +266,9 @@ class EscalationLevel(Group):
     @model_validator(mode="after")
     def _coherent(self) -> EscalationLevel:
         t = self.targets
-        if not (t.slack_users or t.slack_groups or t.slack_channel):
-            raise ValueError("a level needs at least one target (slack_users, slack_groups "
-                             "or slack_channel)")
+        if not (t.slack_users or t.slack_groups or t.slack_channel or t.pagerduty):
+            raise ValueError("a level needs at least one target (slack_users, slack_groups, "
+                             "slack_channel or pagerduty)")
         late = [r for r in self.reminders if r <= 0 or r >= self.ack_within]
         if late:
             raise ValueError(f"reminders must fall within ack_within ({self.ack_within:g}s): "
@@ -286,6 +289,23 @@ class EscalationSettings(Group):
                                           "references with `- policy: NAME`.")
     tick: Duration = Field(default=5.0, gt=0,
                            description="Seconds between looks for chain timers that fell due.")
+
+
+class PagerDutyService(Group):
+    routing_key: SecretStr | None = None
+    routing_key_file: Path | None = Field(default=None, description="File holding the "
+                                                                    "service's routing key.")
+
+
+class PagerDutySettings(Group):
+    events_url: str = Field(default="https://events.pagerduty.com",
+                            description="Events API v2 base URL.")
+    services: dict[str, PagerDutyService] = Field(
+        default_factory=dict, description="Services escalation levels page, by name.")
+    webhook_secret: SecretStr | None = None
+    webhook_secret_file: Path | None = Field(
+        default=None, description="The v3 webhook subscription's signing secret: "
+                                  "POST /api/v1/pagerduty/webhook is served when set.")
 
 
 class HealthSettings(Group):
@@ -319,8 +339,20 @@ class Settings(BaseSettings):
     jira: JiraSettings = Field(default_factory=JiraSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
     escalation: EscalationSettings = Field(default_factory=EscalationSettings)
+    pagerduty: PagerDutySettings = Field(default_factory=PagerDutySettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+
+    @model_validator(mode="after")
+    def _pagerduty_services(self) -> Settings:
+        for name, policy in self.escalation.policies.items():
+            for i, level in enumerate(policy.levels):
+                service = level.targets.pagerduty
+                if service is not None and service not in self.pagerduty.services:
+                    raise ValueError(f"escalation.policies.{name}.levels.{i}.targets."
+                                     f"pagerduty: unknown service {service!r} (not in "
+                                     "pagerduty.services)")
+        return self
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings],

@@ -833,7 +833,7 @@ async def test_sqlite_upgrades_a_file_made_before_schema_versions(
                               "ORDER BY version").fetchall()
         db.close()
         assert versions == [(1, "initial"), (2, "incident_leases"), (3, "sink_leases"),
-                            (4, "retention"), (5, "incident_pages")]
+                            (4, "retention"), (5, "incident_pages"), (6, "chain_timers")]
 
 
 @pytest.mark.parametrize("old_version", [1, 2])
@@ -873,7 +873,7 @@ async def test_postgres_adopts_a_schema_made_before_schema_versions(old_version:
         rows = await conn.fetch("SELECT version FROM schema_version ORDER BY version")
     finally:
         await conn.close()
-    assert [r[0] for r in rows] == [1, 2, 3, 4, 5]
+    assert [r[0] for r in rows] == [1, 2, 3, 4, 5, 6]
 
 
 # --- PostgreSQL: wake-ups across replicas ------------------------------------------------

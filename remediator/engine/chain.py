@@ -20,6 +20,7 @@ its users and user groups, with an Acknowledge button (``rendering.chain_page``)
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Mapping
 from datetime import timedelta
@@ -28,11 +29,13 @@ from remediator import rendering as render
 from remediator.clock import Clock
 from remediator.engine.handoff import ack_of
 from remediator.engine.supervisor import Supervisor
+from remediator.errors import PermanentError
 from remediator.model.incident import IncidentView, TimelineEntry
 from remediator.model.records import ChainTimer
 from remediator.ports.chat import SLACK_SINK, ChatApi
+from remediator.ports.pager import PAGED_SERVICES, PAGERDUTY_SINK, PagerApi
 from remediator.ports.store import Store
-from remediator.settings import EscalationPolicy
+from remediator.settings import EscalationPolicy, EscalationTargets
 
 log = logging.getLogger("remediator.engine")
 
@@ -70,11 +73,13 @@ def message_key(channel: str, ts: str) -> str:
 class Chains:
     def __init__(self, store: Store, clock: Clock, policies: Mapping[str, EscalationPolicy],
                  *, chat: Callable[[], ChatApi | None], default_channel: str | None,
-                 owner: str, lease: float, tick: float) -> None:
+                 owner: str, lease: float, tick: float,
+                 pager: Callable[[], PagerApi | None] = lambda: None) -> None:
         self.store = store
         self.clock = clock
         self.policies = policies
         self.chat = chat
+        self.pager = pager
         self.default_channel = default_channel
         self.owner = owner
         self.lease = lease
@@ -129,10 +134,7 @@ class Chains:
             if view is not None:
                 await self._note(t.incident_id, f"escalation policy {t.policy!r} stopped: {why}")
             return
-        if await self.store.sink_get(t.incident_id, page_key(t)) is None:
-            await self._page(view, policy, t)
-            await self.store.sink_set(t.incident_id, page_key(t),
-                                      self.clock.now().isoformat())
+        await self._page(view, policy, t)
         after = next_timer(policy, t)
         if await self.store.advance_timer(t, self.owner, after) and after is None:
             await self._note(t.incident_id, f"escalation policy {t.policy!r}: every level "
@@ -152,24 +154,59 @@ class Chains:
         return None
 
     async def _page(self, view: IncidentView, policy: EscalationPolicy, t: ChainTimer) -> None:
-        level = policy.levels[t.level]
+        """Page the level's targets, each channel once per position (a page recorded as
+        sent is not sent again when the timer is fired again after a crash)."""
+        targets = policy.levels[t.level].targets
         what = (f"level {t.level + 1} of {len(policy.levels)}"
                 + (f", reminder {t.step}" if t.step else "")
                 + (f", round {t.round + 1}" if t.round else ""))
+        data = {"policy": t.policy, "level": t.level, "round": t.round, "step": t.step}
+        if targets.slack_users or targets.slack_groups or targets.slack_channel:
+            key = page_key(t) + ".slack"
+            if await self.store.sink_get(t.incident_id, key) is None:
+                said = await self._slack(view, t.policy, what, targets)
+                await self.store.sink_set(t.incident_id, key, self.clock.now().isoformat())
+                await self._note(view.id, f"escalation policy {t.policy!r} {what}: {said}",
+                                 **data)
+        if targets.pagerduty and t.step == 0:      # a reminder is PagerDuty's own business
+            key = page_key(t) + ".pagerduty"
+            if await self.store.sink_get(t.incident_id, key) is None:
+                said = await self._pagerduty(view, targets.pagerduty)
+                await self.store.sink_set(t.incident_id, key, self.clock.now().isoformat())
+                await self._note(view.id, f"escalation policy {t.policy!r} {what}: {said}",
+                                 **data)
+
+    async def _slack(self, view: IncidentView, policy: str, what: str,
+                     targets: EscalationTargets) -> str:
         chat = self.chat()
-        channel = level.targets.slack_channel or self.default_channel
+        channel = targets.slack_channel or self.default_channel
         if chat is None or not channel:
-            await self._note(view.id, f"escalation policy {t.policy!r} {what} could not be "
-                                      "paged: Slack (or a channel) is not configured")
-            return
-        text, blocks = render.chain_page(view, t.policy, what, level.targets.slack_users,
-                                         level.targets.slack_groups)
+            return "could not page in Slack: Slack (or a channel) is not configured"
+        text, blocks = render.chain_page(view, policy, what, targets.slack_users,
+                                         targets.slack_groups)
         posted = await chat.post(channel, text, blocks=blocks)
         await self.store.sink_set(view.id, message_key(posted.channel, posted.ts), "1")
-        who = [*level.targets.slack_users, *level.targets.slack_groups]
-        await self._note(view.id, f"escalation policy {t.policy!r} {what}: paged "
-                                  f"{', '.join(who) or 'the channel'} in {channel}",
-                         policy=t.policy, level=t.level, round=t.round, step=t.step)
+        who = [*targets.slack_users, *targets.slack_groups]
+        return f"paged {', '.join(who) or 'the channel'} in {channel}"
+
+    async def _pagerduty(self, view: IncidentView, service: str) -> str:
+        """Trigger the PagerDuty alert of the incident (dedup key: its id), with what was
+        tried; the service is remembered so that an ack or the close follows there."""
+        pager = self.pager()
+        if pager is None:
+            return f"could not page PagerDuty service {service!r}: PagerDuty is not configured"
+        try:
+            await pager.event(service, "trigger", view.id, summary=render.pager_summary(view),
+                              details={"incident": view.id, "playbook": view.playbook,
+                                       "target": str(view.target or ""),
+                                       "tried": [render.step_outcome(s) for s in view.steps]})
+        except PermanentError as exc:
+            return f"PagerDuty service {service!r} refused the page: {exc}"
+        state = f"{PAGERDUTY_SINK}:{PAGED_SERVICES}"
+        paged = json.loads(await self.store.sink_get(view.id, state) or "[]")
+        if service not in paged:
+            await self.store.sink_set(view.id, state, json.dumps([*paged, service]))
+        return f"triggered PagerDuty service {service!r}"
 
     async def _note(self, incident_id: str, message: str, **data: object) -> None:
         now = self.clock.now()

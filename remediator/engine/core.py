@@ -107,7 +107,7 @@ class Engine:
         self._gauges_at = float("-inf")
         self.chains = Chains(store, clock, dict(policies or {}), chat=lambda: self.ports.chat,
                              default_channel=default_channel, owner=self.owner,
-                             lease=cfg.lease, tick=chain_tick)
+                             lease=cfg.lease, tick=chain_tick, pager=lambda: self.ports.pager)
         self.deps = RunDeps(
             store=store, clock=clock, metrics=self.metrics, settings=cfg,
             playbooks=self.playbooks, catalogue=catalogue, ports=self.ports,

@@ -134,6 +134,12 @@ class Handoffs:
         self.wake(incident_id)
         return Handoff(incident_id, who, now)
 
+    async def note(self, incident_id: str, message: str) -> None:
+        """A timeline note about the incident's hand-off (e.g. resolved in PagerDuty)."""
+        now = self.clock.now()
+        await self.store.journal(incident_id, now, timeline=(
+            TimelineEntry(at=now, kind="ack", message=message),))
+
     async def refused(self, incident_id: str, who: str, reason: str, *,
                       via: str = "slack") -> None:
         """Journal an acknowledgement that was refused (who tried, and why)."""

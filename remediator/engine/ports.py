@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from remediator.ports import AlertsApi, ChatApi, ClusterApi, HttpApi, MetricsApi, TrackerApi
+from remediator.ports.pager import PagerApi
 
 
 @dataclass
@@ -16,3 +17,4 @@ class Ports:
     tickets: TrackerApi | None = None     # Jira
     chat: ChatApi | None = None           # Slack
     http: HttpApi | None = None           # for http.post
+    pager: PagerApi | None = None         # PagerDuty Events API v2 (escalation policies)

@@ -14,6 +14,7 @@ Not here: what an acknowledgement does (``engine/handoff.py``).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -21,7 +22,16 @@ from aiohttp import web
 
 from remediator.engine.chain import message_key
 from remediator.engine.handoff import Handoff, HandoffError
-from remediator.notify.interactions import Interaction, NotAllowed, check_allowed, message_refusal
+from remediator.notify.interactions import (
+    Interaction,
+    InteractionError,
+    NotAllowed,
+    ReplayGuard,
+    SignatureError,
+    check_allowed,
+    message_refusal,
+)
+from remediator.notify.pagerduty import parse_pagerduty_webhook, verify_pagerduty_signature
 from remediator.ports.chat import SLACK_SINK
 from remediator.server.auth import Principal, Right
 
@@ -38,6 +48,8 @@ class Api(Protocol):
     def config(self) -> Any: ...
 
     def caller(self, request: web.Request, right: Right) -> Principal | web.Response: ...
+
+    async def read_body(self, request: web.Request) -> bytes: ...
 
     async def _check_groups(self, user_id: str, allowed: Sequence[str],
                             not_listed: NotAllowed) -> web.Response | None: ...
@@ -79,8 +91,50 @@ def add_routes(app: web.Application, api: Api) -> None:
             return _failure(exc)
         return web.json_response(_answer(done, "released"))
 
+    replays = ReplayGuard()
+
+    async def pagerduty(request: web.Request) -> web.Response:
+        return await pagerduty_webhook(api, request, replays)
+
     app.router.add_post("/api/v1/incidents/{id}/ack", ack)
     app.router.add_post("/api/v1/incidents/{id}/release", release)
+    app.router.add_post("/api/v1/pagerduty/webhook", pagerduty)
+
+
+async def pagerduty_webhook(api: Api, request: web.Request,
+                            replays: ReplayGuard) -> web.Response:
+    """A PagerDuty v3 webhook: signature verified, within five minutes, each event once
+    (else 401); ``incident.acknowledged`` acknowledges the incident whose id is the
+    PagerDuty incident's key, ``incident.resolved`` too (humans have it: remediator
+    keeps off the target until its alerts resolve) with a note; anything else is
+    answered 200 and ignored (PagerDuty disables a subscription that keeps failing)."""
+    secret = api.config.pagerduty_webhook_secret
+    if not secret:
+        return web.json_response({"error": "PagerDuty webhooks are not configured"},
+                                 status=404)
+    body = await api.read_body(request)
+    try:
+        verify_pagerduty_signature(secret, body,
+                                   request.headers.get("X-PagerDuty-Signature", ""))
+        event = parse_pagerduty_webhook(body, time.time())
+        replays.check(event.event_id, time.time())
+    except SignatureError as exc:
+        return web.json_response({"error": str(exc)}, status=401)
+    except InteractionError as exc:
+        return web.json_response({"error": str(exc)}, status=400)
+    if event.event_type not in ("incident.acknowledged", "incident.resolved"):
+        return web.json_response({"ignored": f"event type {event.event_type}"})
+    who = f"{event.agent} (pagerduty)"
+    try:
+        done = await api.engine.acknowledge(event.incident_key, who, via="pagerduty")
+    except HandoffError as exc:
+        return web.json_response({"ignored": str(exc)})
+    if event.event_type == "incident.resolved":
+        await api.engine.handoffs.note(event.incident_key, f"resolved in PagerDuty by "
+                                       f"{event.agent}: humans have it until its alerts "
+                                       "resolve")
+    return web.json_response({"incident": done.incident_id, "acknowledged": True,
+                              "by": done.by, "already": done.already})
 
 
 async def slack_ack(api: Api, interaction: Interaction) -> web.Response:
