@@ -32,6 +32,7 @@ from remediator.errors import ConfigError, Problem
 from remediator.loader import check_policies, load_paths, playbook_needs
 from remediator.metrics import Metrics
 from remediator.ports import AlertsApi, ChatApi, ClusterApi, HttpApi, MetricsApi, TrackerApi
+from remediator.ports.alerts import SilencesApi
 from remediator.ports.pager import PagerApi
 from remediator.ports.sinks import Sink
 from remediator.ports.store import Store
@@ -235,6 +236,7 @@ class Daemon:
             from remediator.adapters.alertmanager import AlertmanagerApi
             alerts: AlertsApi = AlertmanagerApi(s.alertmanager_url, http)
             ports.alerts = alerts
+            ports.silences = _silences(alerts)
             self.dependencies["alertmanager"] = s.alertmanager_url
         else:
             self.dependencies["alertmanager"] = ("not configured: alert_resolved waits for a "
@@ -417,6 +419,14 @@ def server_config_from(s: Settings, dependencies: dict[str, str]) -> ServerConfi
                                              s.pagerduty.webhook_secret_file,
                                              "the PagerDuty webhook secret"),
         dependencies=dict(dependencies))
+
+
+def _silences(alerts: AlertsApi) -> SilencesApi:
+    """The Alertmanager adapter as the silences port too (mypy proves it conforms)."""
+    from remediator.adapters.alertmanager import AlertmanagerApi
+    assert isinstance(alerts, AlertmanagerApi)
+    silences: SilencesApi = alerts
+    return silences
 
 
 def _cluster_probe(cluster: ClusterApi | None, timeout: float) -> Probe | None:

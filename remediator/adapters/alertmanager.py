@@ -9,13 +9,21 @@ The listing is cached for ``cache_ttl`` seconds and concurrent callers share one
 request, so that many incidents polling at once cost one request. Errors become
 TemporaryError (network, timeout, 5xx, an unreadable body) or PermanentError
 (4xx: a wrong URL or missing credentials), with the cause chained.
+
+Silences (``SilencesApi``): ``POST /api/v2/silences`` with one equality matcher per
+label of the alert (``isRegex: false, isEqual: true``), ``DELETE
+/api/v2/silence/{id}`` to expire one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 
@@ -75,3 +83,52 @@ class AlertmanagerApi:
                                  f"got {type(body).__name__}")
         return frozenset(str(a["fingerprint"]) for a in body
                          if isinstance(a, dict) and a.get("fingerprint"))
+
+    # --- silences (API v2) -----------------------------------------------------------
+
+    async def create_silence(self, labels: Mapping[str, str], *, starts_at: datetime,
+                             ends_at: datetime, created_by: str, comment: str) -> str:
+        body = {"matchers": [{"name": k, "value": v, "isRegex": False, "isEqual": True}
+                             for k, v in sorted(labels.items())],
+                "startsAt": _stamp(starts_at), "endsAt": _stamp(ends_at),
+                "createdBy": created_by, "comment": comment}
+        answer = await self._call("POST", "/api/v2/silences", body)
+        if not isinstance(answer, dict) or not answer.get("silenceID"):
+            raise TemporaryError(f"Alertmanager POST /api/v2/silences: no silenceID in "
+                                 f"{str(answer)[:200]}")
+        return str(answer["silenceID"])
+
+    async def expire_silence(self, silence_id: str) -> None:
+        try:
+            await self._call("DELETE", f"/api/v2/silence/{quote(silence_id, safe='')}", None)
+        except PermanentError as exc:
+            if "404" not in str(exc):
+                raise
+        except TemporaryError as exc:           # Alertmanager answers 500 for one expired
+            if "already expired" not in str(exc):
+                raise
+
+    async def _call(self, method: str, path: str, body: Any) -> Any:
+        endpoint = f"{self.url}{path}"
+        try:
+            async with self.session.request(
+                    method, endpoint, json=body, headers={"Accept": "application/json"},
+                    timeout=aiohttp.ClientTimeout(total=self.timeout)) as resp:
+                text = await resp.text(errors="replace")
+                if resp.status >= 400:
+                    message = f"Alertmanager {method} {endpoint}: HTTP {resp.status}: " \
+                              f"{text[:200]}"
+                    if resp.status >= 500 or resp.status == 429:
+                        raise TemporaryError(message)
+                    raise PermanentError(message)
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise TemporaryError(f"Alertmanager at {self.url} unreachable: "
+                                 f"{type(exc).__name__}: {exc}") from exc
+        try:
+            return json.loads(text) if text.strip() else None
+        except ValueError:
+            return None
+
+
+def _stamp(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

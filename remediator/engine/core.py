@@ -87,7 +87,8 @@ class Engine:
             store, sinks, clock, self.metrics, owner=self.owner, shared=self.shared_store,
             lease=self.settings.lease)
         cfg = self.settings
-        self.handoffs = Handoffs(store, clock, self.metrics, self.notifications, self.wake)
+        self.handoffs = Handoffs(store, clock, self.metrics, self.notifications, self.wake,
+                                 silences=lambda: self.ports.silences)
         self.guards = Guards(store, clock, self.metrics, holder=self.handoffs.holder,
                              allow_namespaces=tuple(cfg.allow_namespaces),
                              deny_namespaces=tuple(cfg.deny_namespaces),

@@ -16,6 +16,7 @@ from remediator.engine import action
 from remediator.engine.handoff import ack_of
 from remediator.engine.outcomes import RunInterrupted
 from remediator.engine.run import Run, StepTimedOut
+from remediator.engine.silences import lift
 from remediator.errors import ActionError
 from remediator.model.incident import ALERTS_IN_VIEW, IncidentState, StepRecord, StepStatus
 from remediator.model.playbook import Escalation
@@ -27,6 +28,7 @@ _SETTLED = (StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.SKIPPED, StepSta
 async def escalate(run: Run, reason: str, *, guard: str = "exhausted",
                    run_actions: bool = True) -> None:
     run.deps.metrics.escalations.labels(run.view.playbook, guard).inc()
+    await lift_run(run, "escalating")          # never escalate under a silence
     mark = {"escalation": "pending" if run_actions else "suppressed"}
     run.view.context.update(mark)
     await run.journal.state(IncidentState.ESCALATED, reason, context=mark)
@@ -46,6 +48,7 @@ async def run_escalation(run: Run) -> None:
     fresh = await store.get_incident(run.id, alert_limit=ALERTS_IN_VIEW)
     if fresh is not None:
         run.attach(fresh)
+    await lift_run(run, "escalating")          # resumed after a crash: lifted first
     ack = ack_of(run.view)
     if ack is not None:          # a human has it already: nobody else is paged
         await run.journal.note("escalate", f"escalation stopped: acknowledged by {ack['by']}")
@@ -140,3 +143,9 @@ async def _escalate_one(run: Run, esc: Escalation, rec: StepRecord, *, retries: 
                            level=logging.WARNING if failed else logging.INFO)
     await run.journal.emit(EventKind.STEP, step=rec)
     return True
+
+
+async def lift_run(run: Run, why: str) -> None:
+    """Expire the incident's Alertmanager silences (see ``engine/silences.py``)."""
+    await lift(run.deps.store, run.deps.ports.silences, run.clock, run.id, run.view.context,
+               why)

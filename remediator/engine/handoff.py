@@ -26,8 +26,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from remediator.clock import Clock
+from remediator.engine.silences import lift
 from remediator.metrics import Metrics
 from remediator.model.incident import IncidentView, TargetRef, TimelineEntry
+from remediator.ports.alerts import SilencesApi
 from remediator.ports.sinks import EventKind
 from remediator.ports.store import Store
 
@@ -72,12 +74,14 @@ def ack_of(view: IncidentView) -> dict[str, Any] | None:
 
 class Handoffs:
     def __init__(self, store: Store, clock: Clock, metrics: Metrics,
-                 notifications: Notifications, wake: Callable[[str], None]) -> None:
+                 notifications: Notifications, wake: Callable[[str], None],
+                 silences: Callable[[], SilencesApi | None] = lambda: None) -> None:
         self.store = store
         self.clock = clock
         self.metrics = metrics
         self.notifications = notifications
         self.wake = wake
+        self.silences = silences
 
     async def _open_view(self, incident_id: str) -> IncidentView:
         view = await self.store.get_incident(incident_id, alert_limit=1)
@@ -106,6 +110,8 @@ class Handoffs:
         if view.target is not None:
             await self.store.set_flag(hold_flag(view.target), json.dumps(
                 {"incident": incident_id, "by": who, "at": now.isoformat()}))
+        await lift(self.store, self.silences(), self.clock, incident_id, view.context,
+                   f"acknowledged by {who}")
         self.metrics.time_to_acknowledge.labels(view.playbook).observe(mtta)
         log.info("incident acknowledged by %s", who, extra={"incident": incident_id})
         await self.notifications.emit(EventKind.ACKNOWLEDGED, incident_id,

@@ -13,8 +13,10 @@ on start it reads the journal back (``step.run_step`` resumes a step mid-way).
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from remediator.engine import ladder
-from remediator.engine.escalation import escalate, run_escalation
+from remediator.engine.escalation import escalate, lift_run, run_escalation
 from remediator.engine.health import note_dependencies_in
 from remediator.engine.outcomes import (
     CloseResolved,
@@ -27,7 +29,9 @@ from remediator.engine.outcomes import (
     StepOutcome,
 )
 from remediator.engine.run import Run
+from remediator.engine.silences import CREATED_BY
 from remediator.engine.step import run_step
+from remediator.errors import PermanentError, TemporaryError
 from remediator.model.incident import ALERTS_IN_VIEW, IncidentState, StepRecord
 from remediator.ports.sinks import EventKind
 
@@ -65,6 +69,7 @@ class IncidentRun(Run):
     async def close_resolved(self) -> None:
         """The alerts resolved: recovered if a step changed the cluster, else resolved."""
         view = self.view
+        await lift_run(self, "the alerts resolved")
         state = ladder.closing_state(view.steps, escalated=view.state == IncidentState.ESCALATED)
         if state == IncidentState.RECOVERED:
             await self.journal.state(state, "the alert resolved after remediation")
@@ -97,6 +102,7 @@ class IncidentRun(Run):
             await self.take_target_lock()
         if self.view.state != IncidentState.AWAITING_APPROVAL:
             await self.journal.state(IncidentState.REMEDIATING)
+        await silence(self)
         await self.climb()
 
     async def climb(self) -> None:
@@ -116,6 +122,7 @@ class IncidentRun(Run):
                         self.view.steps.append(rec)
                     last = (index, await run_step(self, step, rec))
                 case Recover(step=index):
+                    await lift_run(self, "recovered")
                     await self.journal.state(IncidentState.RECOVERED,
                                              f"recovered at step {steps[index].name!r}")
                     self.record_recovery()
@@ -143,3 +150,34 @@ class IncidentRun(Run):
             await self.wait(self.deps.settings.lock_retry_interval)
             if await self.firing() == 0:
                 raise RunInterrupted(Interruption.RESOLVED, "resolved waiting for the lock")
+
+
+async def silence(run: Run) -> None:
+    """Silence the incident's firing alerts (once; nothing when the playbook does not ask
+    or Alertmanager is not configured, which is noted)."""
+    spec = run.pb.spec.silence
+    if spec is None or run.dry_run or run.view.context.get("silences") is not None:
+        return
+    api = run.deps.ports.silences
+    if api is None:
+        await run.journal.note("silence", "no silence: alertmanager_url is not configured")
+        await run.journal.context({"silences": []})
+        return
+    now = run.clock.now()
+    comment = (f"remediator is remediating incident {run.id} (playbook {run.view.playbook}"
+               f"{', ' + str(run.view.target) if run.view.target else ''}); expired when it "
+               "recovers, escalates or is acknowledged")
+    ids: list[str] = []
+    for alert in run.view.alerts:
+        if alert.get("status") != "firing":
+            continue
+        try:
+            ids.append(await api.create_silence(
+                alert["labels"], starts_at=now, ends_at=now + timedelta(seconds=spec.for_),
+                created_by=CREATED_BY, comment=comment))
+        except (TemporaryError, PermanentError) as exc:
+            await run.journal.note("silence", f"could not silence an alert: {exc}")
+    await run.journal.context({"silences": ids})
+    if ids:
+        await run.journal.note("silence", f"Alertmanager silenced while remediating: "
+                                          f"{', '.join(ids)}", silences=ids)

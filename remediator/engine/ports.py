@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from remediator.ports import AlertsApi, ChatApi, ClusterApi, HttpApi, MetricsApi, TrackerApi
+from remediator.ports.alerts import SilencesApi
 from remediator.ports.pager import PagerApi
 
 
@@ -18,3 +19,4 @@ class Ports:
     chat: ChatApi | None = None           # Slack
     http: HttpApi | None = None           # for http.post
     pager: PagerApi | None = None         # PagerDuty Events API v2 (escalation policies)
+    silences: SilencesApi | None = None   # Alertmanager's silences (playbook `silence:`)

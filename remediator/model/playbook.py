@@ -148,6 +148,14 @@ class Escalation(Strict):
         return self
 
 
+class Silence(Strict):
+    """``silence: {while: remediating}``: Alertmanager keeps quiet about the incident's
+    alerts while remediator works on them (at most ``for``)."""
+
+    while_: Literal["remediating"] = Field(alias="while")
+    for_: Duration = Field(default=3600.0, gt=0, alias="for")
+
+
 class Guards(Strict):
     cooldown: Duration = 0.0
     max_runs_per_hour: int | None = Field(default=None, ge=1)
@@ -180,6 +188,7 @@ class Spec(Strict):
     steps: list[Step] = Field(default_factory=list)
     escalate: list[Escalation] = Field(default_factory=list)
     notify: Notify = Field(default_factory=Notify)
+    silence: Silence | None = None
 
     @model_validator(mode="after")
     def _something_to_do(self) -> Spec:
