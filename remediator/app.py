@@ -276,6 +276,18 @@ class Daemon:
         return PagerDutyEvents(AiohttpPoster(http), keys, url=s.pagerduty.events_url,
                                sleep=asyncio.sleep)
 
+    def _webhooks(self, ports: Ports) -> list[Sink]:
+        """A sink per ``notify.webhooks`` entry, POSTing through the HTTP port."""
+        from remediator.notify.webhooks import WebhookSink
+        out: list[Sink] = []
+        for hook in self.settings.notify.webhooks:
+            secret = read_secret(hook.secret, hook.secret_file,
+                                 f"the secret of webhook {hook.name}") or ""
+            assert ports.http is not None
+            out.append(WebhookSink(hook.name, ports.http, hook.url, secret,
+                                   events=hook.events))
+        return out
+
     def _sinks(self, ports: Ports) -> list[Sink]:
         """The given sinks, then console, Slack and Jira (each on its port) as configured."""
         s = self.settings
@@ -292,6 +304,7 @@ class Daemon:
         if ports.pager is not None:
             from remediator.notify.pagerduty import PagerDutySink
             sinks.append(PagerDutySink(ports.pager))
+        sinks += self._webhooks(ports)
         if ports.tickets is not None:
             from remediator.notify.jira import JiraSink
             jira = JiraSink(ports.tickets, s.jira.transition_on_close, rate=s.notify.jira_rate)

@@ -214,9 +214,31 @@ class StormSettings(Group):
                              description="Seconds over which incidents are counted.")
 
 
+class WebhookSettings(Group):
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$",
+                      description="Names the sink (its delivery state and metrics).")
+    url: str = Field(min_length=1, description="Where the events are POSTed.")
+    secret: SecretStr | None = None
+    secret_file: Path | None = Field(default=None, description="File holding the HMAC "
+                                                               "secret.")
+    events: list[Literal["opened", "state", "step", "approval_requested",
+                         "approval_decided", "escalated", "closed", "acknowledged",
+                         "released"]] = Field(
+        default_factory=list, description="Event kinds to send (empty: every one).")
+
+    @model_validator(mode="after")
+    def _secret(self) -> WebhookSettings:
+        if self.secret is None and self.secret_file is None:
+            raise ValueError("a webhook needs secret_file (its HMAC signing secret)")
+        return self
+
+
 class NotifySettings(Group):
     console: bool = Field(default=True, description="Print every incident event on stdout.")
     storm: StormSettings = Field(default_factory=StormSettings)
+    webhooks: list[WebhookSettings] = Field(
+        default_factory=list, description="Lifecycle webhooks: incidents' events POSTed, "
+                                          "signed, through the outbox.")
     slack_rate: float = Field(default=1.0, gt=0,
                               description="Slack calls a second per channel (Slack: about "
                                           "one message a second in a channel).")

@@ -100,3 +100,18 @@ def test_next_timer_walks_reminders_levels_and_rounds() -> None:
         t = next_timer(POLICY, t)
     assert seen == [(0, 0, 0, 0), (0, 0, 1, 1), (0, 0, 2, 3), (0, 1, 0, 5),
                     (1, 0, 0, 15), (1, 0, 1, 16), (1, 0, 2, 18), (1, 1, 0, 20)]
+
+
+def test_a_webhook_without_a_secret_or_with_an_unknown_event_is_named(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("notify:\n  webhooks:\n    - {name: itsm, url: 'http://x/h'}\n")
+    code, out, _ = run(capsys, "check", "--config", str(config), str(tmp_path))
+    assert code == 1
+    assert out.splitlines()[0] == (f"{config}:3: notify.webhooks.0: a webhook needs "
+                                   "secret_file (its HMAC signing secret)")
+    config.write_text("notify:\n  webhooks:\n    - {name: itsm, url: 'http://x/h',\n"
+                      "       secret_file: /s, events: [opend]}\n")
+    code, out, _ = run(capsys, "check", "--config", str(config), str(tmp_path))
+    assert code == 1
+    assert "notify.webhooks.0.events.0" in out.splitlines()[0]
