@@ -60,8 +60,9 @@ def next_timer(policy: EscalationPolicy, t: ChainTimer) -> ChainTimer | None:
 
 
 def page_key(t: ChainTimer) -> str:
-    """The sink-state key recording that ``t``'s page went out."""
-    return f"chain.paged.{t.round}.{t.level}.{t.step}"
+    """The sink-state key recording that ``t``'s page went out (its level's start in it:
+    a chain restarted after a release pages again)."""
+    return f"chain.paged.{t.round}.{t.level}.{t.step}.{t.level_at.isoformat()}"
 
 
 def message_key(channel: str, ts: str) -> str:
@@ -103,6 +104,11 @@ class Chains:
         running is left as it is)."""
         if await self.store.get_timer(incident_id) is not None:
             return
+        now = self.clock.now()
+        await self.store.set_timer(ChainTimer(incident_id, policy, 0, 0, 0, now, now))
+
+    async def restart(self, incident_id: str, policy: str) -> None:
+        """Page the chain again from its first level, now (after a release)."""
         now = self.clock.now()
         await self.store.set_timer(ChainTimer(incident_id, policy, 0, 0, 0, now, now))
 

@@ -39,6 +39,7 @@ from remediator.engine.slots import RESUMED, FairSlots, Slot
 from remediator.engine.supervisor import Supervisor
 from remediator.engine.verification import Verifier
 from remediator.metrics import Metrics
+from remediator.model.incident import IncidentState
 from remediator.model.playbook import Playbook
 from remediator.ports.sinks import Sink
 from remediator.ports.store import Store
@@ -272,9 +273,17 @@ class Engine:
         return await self.handoffs.acknowledge(incident_id, who, via=via)
 
     async def release(self, incident_id: str, who: str, *, via: str = "api") -> Handoff:
-        """Undo an acknowledgement: automation may act on the target again. Raises
+        """Undo an acknowledgement: automation may act on the target again, and an
+        escalated incident's on-call chain pages again from its first level. Raises
         ``HandoffError`` (``not_found``, ``closed``, ``not_acknowledged``)."""
-        return await self.handoffs.release(incident_id, who, via=via)
+        done = await self.handoffs.release(incident_id, who, via=via)
+        view = await self.store.get_incident(incident_id, alert_limit=1)
+        pb = self.playbooks.get(view.playbook) if view is not None else None
+        if view is not None and pb is not None and view.state == IncidentState.ESCALATED:
+            for esc in pb.spec.escalate:
+                if esc.policy is not None and esc.policy in self.chains.policies:
+                    await self.chains.restart(incident_id, esc.policy)
+        return done
 
     async def refresh_gauges(self) -> None:
         """Gauges the store knows best (several replicas share it), read when scraped,

@@ -131,3 +131,17 @@ async def test_a_restart_mid_chain_resumes_exactly(stack: Stack) -> None:
     assert pages(stack) == [ALICE, ALICE + "+r", SRE]
     await at(stack, 15)                      # level 3 on time: not skipped
     assert pages(stack) == [ALICE, ALICE + "+r", SRE, BOB]
+
+
+async def test_a_release_pages_the_chain_again_from_level_one(stack: Stack) -> None:
+    incident_id = await escalated(stack)
+    stack.start_time = stack.clock.now()
+    await at(stack, 0)
+    await stack.engine.acknowledge(incident_id, "alice")
+    await at(stack, 30)
+    assert pages(stack) == [ALICE]                       # stopped by the ack
+    await stack.engine.release(incident_id, "alice")
+    await at(stack, 30)
+    assert pages(stack) == [ALICE, ALICE]                # level 1 again, at once
+    await at(stack, 35)
+    assert pages(stack) == [ALICE, ALICE, ALICE + "+r", SRE]
