@@ -34,7 +34,7 @@ from remediator.metrics import Metrics
 from remediator.ports import AlertsApi, ChatApi, ClusterApi, HttpApi, MetricsApi, TrackerApi
 from remediator.ports.sinks import Sink
 from remediator.ports.store import Store
-from remediator.server.auth import Credential
+from remediator.server.auth import Credential, Sso
 from remediator.server.http import ServerConfig, build_app
 from remediator.server.limits import GuardedSite, Limits
 from remediator.settings import Settings, read_secret
@@ -281,12 +281,15 @@ class Daemon:
             log.warning("the webhook endpoint has NO authentication: set server.auth.users "
                         "(or server.auth.token_file) before exposing it beyond localhost")
         app, self._api = build_app(engine, server_config, self.health)
+        from remediator import console
+        console.setup(app, self._api)
         # aiohttp's keep-alive timer bounds the wait for every request head after the first
         # (the guard bounds the first): one knob, server.header_timeout
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=5,
                                      keepalive_timeout=server_config.header_timeout)
         await self._runner.setup()
         host, _, port = s.server.listen.rpartition(":")
+        check_exposure(host, server_config)
         site = GuardedSite(self._runner, host, int(port),
                            Limits(header_timeout=server_config.header_timeout,
                                   max_connections=server_config.max_connections))
@@ -366,6 +369,23 @@ def log_missing_needs(playbooks: list[Any], ports: Ports) -> None:
                 extra={"playbook": pb.name, "missing": sorted(missing)})
 
 
+def check_exposure(host: str, config: ServerConfig) -> None:
+    """Refuse to listen beyond loopback with no auth at all (the console would be open
+    to the network), unless ``server.auth.insecure`` says that is meant."""
+    import ipaddress
+    if config.authenticator().configured or config.sso.configured or config.insecure:
+        return
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ConfigError([Problem(
+            "server.listen", None,
+            f"{host!r} is not a loopback address and no auth is configured: set "
+            "server.auth.users (or server.auth.sso), or server.auth.insecure: true")])
+
+
 def server_config_from(s: Settings, dependencies: dict[str, str]) -> ServerConfig:
     """``ServerConfig`` from the settings, every secret read from its file."""
     auth = s.server.auth
@@ -389,7 +409,11 @@ def server_config_from(s: Settings, dependencies: dict[str, str]) -> ServerConfi
         slack_signing_secret=read_secret(s.slack.signing_secret, s.slack.signing_secret_file,
                                          "the Slack signing secret"),
         slack_approvers=tuple(s.slack.approvers),
-        dependencies=dict(dependencies))
+        dependencies=dict(dependencies),
+        sso=Sso.of(auth.sso.header, auth.sso.trusted_sources, auth.sso.roles,
+                   auth.sso.default_role),
+        session_ttl=auth.session_ttl, secure_cookie=auth.secure_cookie,
+        insecure=auth.insecure)
 
 
 def _cluster_probe(cluster: ClusterApi | None, timeout: float) -> Probe | None:

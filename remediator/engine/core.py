@@ -29,6 +29,7 @@ from remediator.engine.contract import Catalogue
 from remediator.engine.guards import Guards
 from remediator.engine.incident import IncidentRun
 from remediator.engine.intake import Intake, IntakeGate
+from remediator.engine.manual import Manual
 from remediator.engine.notifications import Notifications
 from remediator.engine.ports import Ports
 from remediator.engine.routing import Router
@@ -99,6 +100,8 @@ class Engine:
         self._lost: set[str] = set()
         self._crashes: dict[str, int] = {}
         self._gauges_at = float("-inf")
+        self.manual = Manual(store, clock, self.notifications, self.wake,
+                             lambda i: i in self._runs and not self._runs[i].done())
         self.deps = RunDeps(
             store=store, clock=clock, metrics=self.metrics, settings=cfg,
             playbooks=self.playbooks, catalogue=catalogue, ports=self.ports,
