@@ -136,6 +136,8 @@ async def stream(request: web.Request, api: Api, hub: EventHub) -> web.StreamRes
                 if len(rows) < BATCH:
                     break
             await _follow(sse, queue, sent)
+    except ConnectionError:                               # the client went away
+        log.debug("event stream client %s left", request.remote)
     finally:
         hub.unsubscribe(queue)
     return sse

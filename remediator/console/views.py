@@ -102,14 +102,15 @@ class Views:
         view = await self.store.get_incident(incident_id, alert_limit=ALERTS_SHOWN)
         if view is None:
             raise web.HTTPNotFound(reason=f"no incident {incident_id!r}")
+        pb = self.api.engine.playbooks.get(view.playbook)
         approval = None
         if view.state == IncidentState.AWAITING_APPROVAL:
-            waiting = [s for s in view.steps if s.status in (StepStatus.PENDING,)]
-            for step in waiting:
-                approval = await self.store.pending_approval(view.id, step.index)
+            done = {s.index for s in view.steps if s.status not in (StepStatus.PENDING,)}
+            count = len(pb.spec.steps) if pb else len(view.steps)
+            for index in (i for i in range(count) if i not in done):
+                approval = await self.store.pending_approval(view.id, index)
                 if approval is not None:
                     break
-        pb = self.api.engine.playbooks.get(view.playbook)
         verify = {}
         if pb is not None:
             verify = {i: s.verify for i, s in enumerate(pb.spec.steps) if s.verify}

@@ -14,7 +14,7 @@ from remediator.errors import ConfigError
 from remediator.model.incident import IncidentState, TimelineEntry
 from remediator.server.http import ServerConfig
 
-from .conftest import HOOK, OPERATOR, T0, VIEWER, Console, Make
+from .conftest import HOOK, OPERATOR, T0, VIEWER, Make
 
 XSS = "<script>alert(1)</script>"
 LABELS = {"alertname": "HighErrorRate", "namespace": "prod", "deployment": "api"}
@@ -23,11 +23,13 @@ LABELS = {"alertname": "HighErrorRate", "namespace": "prod", "deployment": "api"
 async def test_pages_need_a_login_and_a_wrong_token_is_refused(make_console: Make) -> None:
     c = await make_console()
     resp = await c.client.get("/", allow_redirects=False)
-    assert resp.status == 303 and resp.headers["Location"].startswith("/login?next=")
+    assert resp.status == 303
+    assert resp.headers["Location"].startswith("/login?next=")
     page = await c.client.get("/login")
     csrf = (await page.text()).split('name="csrf" value="')[1].split('"')[0]
     bad = await c.client.post("/login", data={"token": "nope", "csrf": csrf})
-    assert bad.status == 401 and "not a console user" in await bad.text()
+    assert bad.status == 401
+    assert "not a console user" in await bad.text()
     hook = await c.client.post("/login", data={"token": HOOK, "csrf": csrf})
     assert hook.status == 401                      # a webhook credential cannot read
     no_csrf = await c.client.post("/login", data={"token": VIEWER})
@@ -36,7 +38,8 @@ async def test_pages_need_a_login_and_a_wrong_token_is_refused(make_console: Mak
     cookie = c.client.session.cookie_jar.filter_cookies(c.client.make_url("/"))
     assert "remediator_session" in cookie
     resp = await c.client.get("/")
-    assert resp.status == 200 and "vera" in await resp.text()
+    assert resp.status == 200
+    assert "vera" in await resp.text()
 
 
 async def test_session_cookie_is_httponly_and_strict(make_console: Make) -> None:
@@ -46,7 +49,9 @@ async def test_session_cookie_is_httponly_and_strict(make_console: Make) -> None
     resp = await c.client.post("/login", data={"token": OPERATOR, "csrf": csrf},
                                allow_redirects=False)
     header = resp.headers["Set-Cookie"]
-    assert "HttpOnly" in header and "SameSite=Strict" in header and "Max-Age=43200" in header
+    assert "HttpOnly" in header
+    assert "SameSite=Strict" in header
+    assert "Max-Age=43200" in header
     assert "Secure" not in header                 # plain HTTP, secure_cookie: auto
 
 
@@ -55,11 +60,13 @@ async def test_csrf_and_roles_on_form_posts(make_console: Make) -> None:
     await c.login(VIEWER)
     csrf = await c.csrf()
     no_token = await c.client.post("/status/pause", data={"reason": "x"})
-    assert no_token.status == 403 and "CSRF" in await no_token.text()
+    assert no_token.status == 403
+    assert "CSRF" in await no_token.text()
     wrong = await c.client.post("/status/pause", data={"reason": "x", "csrf": "x" + csrf})
     assert wrong.status == 403
     viewer = await c.client.post("/status/pause", data={"reason": "x", "csrf": csrf})
-    assert viewer.status == 403 and "may not" in await viewer.text()
+    assert viewer.status == 403
+    assert "may not" in await viewer.text()
     assert await c.engine.guards.paused() is None
     c.client.session.cookie_jar.clear()
     await c.login(OPERATOR)
@@ -68,13 +75,16 @@ async def test_csrf_and_roles_on_form_posts(make_console: Make) -> None:
                              allow_redirects=False)
     assert ok.status == 303
     paused = await c.engine.guards.paused()
-    assert paused is not None and paused.by == "otto (console)"
+    assert paused is not None
+    assert paused.by == "otto (console)"
     assert paused.reason == "deploy freeze"
     page = await (await c.client.get("/status")).text()
-    assert "PAUSED" in page and "deploy freeze" in page
+    assert "PAUSED" in page
+    assert "deploy freeze" in page
     ok = await c.client.post("/status/resume", data={"reason": "done", "csrf": csrf},
                              allow_redirects=False)
-    assert ok.status == 303 and await c.engine.guards.paused() is None
+    assert ok.status == 303
+    assert await c.engine.guards.paused() is None
 
 
 async def test_viewer_cannot_approve(make_console: Make) -> None:
@@ -84,7 +94,8 @@ async def test_viewer_cannot_approve(make_console: Make) -> None:
     csrf = await c.csrf(f"/incidents/{incident}")
     resp = await c.client.post(f"/incidents/{incident}/approve",
                                data={"csrf": csrf, "approval": "apr-x"})
-    assert resp.status == 403 and "may not" in await resp.text()
+    assert resp.status == 403
+    assert "may not" in await resp.text()
 
 
 async def test_unknown_incident_is_a_404_page(make_console: Make) -> None:
@@ -105,7 +116,8 @@ async def test_label_values_render_as_text(make_console: Make) -> None:
         assert XSS not in body, path
     body = await (await c.client.get(f"/incidents/{incident}")).text()
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body
-    assert 'href="https://prom/graph?g0.expr=up"' in body and 'href="https://rb/x"' in body
+    assert 'href="https://prom/graph?g0.expr=up"' in body
+    assert 'href="https://rb/x"' in body
 
 
 async def test_the_list_filters_counts_and_pages(make_console: Make) -> None:
@@ -114,13 +126,16 @@ async def test_the_list_filters_counts_and_pages(make_console: Make) -> None:
     await c.store.journal(ids[0], T0, state=IncidentState.ESCALATED)
     await c.login(VIEWER)
     body = await (await c.client.get("/")).text()
-    assert "all <b>60</b>" in body and "escalated <b>1</b>" in body
-    assert body.count('href="/incidents/') == 50 and "older »" in body
+    assert "all <b>60</b>" in body
+    assert "escalated <b>1</b>" in body
+    assert body.count('href="/incidents/') == 50
+    assert "older »" in body
     older = body.split('cursor=')[1].split('"')[0]
     page2 = await (await c.client.get(f"/?cursor={older}")).text()
     assert page2.count('href="/incidents/') == 10
     one = await (await c.client.get("/?state=escalated")).text()
-    assert one.count('href="/incidents/') == 1 and ids[0] in one
+    assert one.count('href="/incidents/') == 1
+    assert ids[0] in one
     none = await (await c.client.get("/?namespace=staging")).text()
     assert "No incidents match" in none
     text = await (await c.client.get(f"/?q={ids[5]}")).text()
@@ -139,12 +154,14 @@ async def test_retry_and_close_from_the_console_are_journaled(make_console: Make
     await c.store.journal(incident, T0, state=IncidentState.ESCALATED, context={
         "escalation": "done"})
     page = await (await c.client.get(f"/incidents/{incident}")).text()
-    assert 'id="retry"' in page and 'id="close"' in page
+    assert 'id="retry"' in page
+    assert 'id="close"' in page
     resp = await c.client.post(f"/incidents/{incident}/close",
                                data={"csrf": csrf, "reason": "fixed by hand"})
     assert resp.status == 200
     view = await c.store.get_incident(incident)
-    assert view is not None and view.state == IncidentState.RESOLVED
+    assert view is not None
+    assert view.state == IncidentState.RESOLVED
     assert view.timeline[-1].message == "closed by otto (console): fixed by hand"
     assert "closed by otto (console): fixed by hand" in await resp.text()
 
@@ -164,7 +181,8 @@ async def test_retry_and_resolve_in_the_json_api(make_console: Make) -> None:
     resp = await c.client.post(f"/api/v1/incidents/{incident}/retry", headers=auth)
     assert resp.status == 200, await resp.text()
     view = await c.store.get_incident(incident)
-    assert view is not None and view.state == IncidentState.REMEDIATING
+    assert view is not None
+    assert view.state == IncidentState.REMEDIATING
     assert view.timeline[-1].data == {"act": "retry", "by": "otto (api)"}
 
 
@@ -189,7 +207,8 @@ async def test_events_resume_from_last_event_id(make_console: Make) -> None:
     first = (await c.store.timeline_after(0, 10))[0][0]
     headers = {"Authorization": f"Bearer {VIEWER}", "Last-Event-ID": str(first)}
     resp = await c.client.get("/api/v1/events", headers=headers)
-    assert resp.status == 200 and resp.content_type == "text/event-stream"
+    assert resp.status == 200
+    assert resp.content_type == "text/event-stream"
     seen: list[dict[str, object]] = []
     async with asyncio.timeout(10):
         while len(seen) < 2:

@@ -1,0 +1,156 @@
+"""The console in headless Chromium against a running daemon on the simulated cluster:
+log in, the list, an incident followed live (no reload) from firing to verified, an
+approval from the page (and a viewer refused), pause and resume, and a hostile label
+rendered as text. Each page is saved as a PNG under the test's tmp dir (path printed)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from selenium.common.exceptions import NoAlertPresentException
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from .conftest import TOKENS, Running
+
+XSS = "<script>alert(1)</script>"
+
+
+def shot(browser: Any, tmp_path: Path, name: str) -> Path:
+    path = tmp_path / f"{name}.png"
+    browser.save_screenshot(str(path))
+    print(f"screenshot: {path}")
+    return path
+
+
+def wait_for(browser: Any, check: Callable[[Any], Any], timeout: float = 60) -> Any:
+    return WebDriverWait(browser, timeout, poll_frequency=0.2).until(check)
+
+
+def login(browser: Any, daemon: Running, user: str) -> None:
+    browser.delete_all_cookies()
+    browser.get(f"{daemon.url}/")
+    assert "/login" in browser.current_url                     # sent to the login form
+    browser.find_element(By.NAME, "token").send_keys(TOKENS[user])
+    browser.find_element(By.CSS_SELECTOR, "form button.primary").click()
+    wait_for(browser, lambda b: b.find_element(By.CSS_SELECTOR, ".me .user").text
+             .startswith(user))
+
+
+def mark(browser: Any) -> None:
+    """A marker a reload would wipe: the page must still carry it at the end."""
+    browser.execute_script("window.__noReload = 42;")
+
+
+def not_reloaded(browser: Any) -> bool:
+    return bool(browser.execute_script("return window.__noReload === 42;"))
+
+
+def newest_incident(browser: Any, daemon: Running, playbook: str) -> str:
+    browser.get(f"{daemon.url}/?playbook={playbook}")
+    link = wait_for(browser, lambda b: b.find_elements(By.CSS_SELECTOR,
+                                                       "table.list a[href^='/incidents/']"))
+    return str(link[0].get_attribute("href"))
+
+
+def state_of(browser: Any) -> str:
+    return str(browser.find_element(By.CSS_SELECTOR, ".head .pill.big").text)
+
+
+def test_login_list_and_follow_an_incident_live(daemon: Running, browser: Any,
+                                                tmp_path: Path) -> None:
+    login(browser, daemon, "vera")
+    shot(browser, tmp_path, "list-empty")
+    mark(browser)
+    daemon.alert("HighErrorRate")
+    # the list shows the new incident without a reload
+    row = wait_for(browser, lambda b: b.find_elements(By.CSS_SELECTOR,
+                                                      "table.list a[href^='/incidents/']"))
+    assert not_reloaded(browser)
+    row[0].click()
+    wait_for(browser, lambda b: b.find_elements(By.CSS_SELECTOR, ".head .pill.big"))
+    mark(browser)
+    seen = {state_of(browser)}
+    assert seen & {"open", "remediating"}, seen
+    shot(browser, tmp_path, "incident-remediating")
+    deadline = time.monotonic() + 90
+    while "recovered" not in seen and time.monotonic() < deadline:
+        time.sleep(0.2)
+        seen.add(state_of(browser))
+    assert "recovered" in seen, seen
+    assert not_reloaded(browser)                     # it all arrived through the stream
+    steps = browser.find_elements(By.CSS_SELECTOR, "ol.steps li.step")
+    assert "succeeded" in steps[1].text and "restart" in steps[1].text
+    assert "rollout" in steps[1].text.lower()
+    timeline = browser.find_element(By.CSS_SELECTOR, "ol.events").text
+    assert "opened" in timeline and "recovered" in timeline
+    shot(browser, tmp_path, "incident-recovered")
+    browser.get(f"{daemon.url}/")
+    assert "recovered" in browser.find_element(By.CSS_SELECTOR, "table.list").text
+    shot(browser, tmp_path, "list")
+
+
+def test_a_viewer_cannot_approve_and_an_operator_can(daemon: Running, browser: Any,
+                                                     tmp_path: Path) -> None:
+    login(browser, daemon, "vera")
+    daemon.alert("NeedsApproval", pod_hash="1")
+    href = newest_incident(browser, daemon, "gated-restart")
+    browser.get(href)
+    try:
+        button = wait_for(browser, lambda b: b.find_elements(By.ID, "approve"), timeout=20)
+    except Exception:
+        print(browser.find_element(By.TAG_NAME, "main").text)
+        raise
+    button[0].click()
+    assert "403" in browser.find_element(By.TAG_NAME, "h1").text
+    assert "may not" in browser.find_element(By.CSS_SELECTOR, ".error-page").text
+    shot(browser, tmp_path, "viewer-refused")
+    login(browser, daemon, "otto")
+    browser.get(href)
+    mark(browser)
+    shot(browser, tmp_path, "incident-awaiting-approval")
+    browser.find_element(By.ID, "approve").click()
+    flash = wait_for(browser, lambda b: b.find_elements(By.CSS_SELECTOR, ".flash"))
+    assert "approved by otto (console)" in flash[0].text
+    mark(browser)
+    wait_for(browser, lambda b: state_of(b) == "recovered", timeout=90)
+    assert not_reloaded(browser)
+    assert "approved by otto (console)" in browser.find_element(By.CSS_SELECTOR,
+                                                                "ol.events").text
+    shot(browser, tmp_path, "incident-approved")
+
+
+def test_pause_and_resume(daemon: Running, browser: Any, tmp_path: Path) -> None:
+    login(browser, daemon, "otto")
+    browser.get(f"{daemon.url}/status")
+    browser.find_element(By.NAME, "reason").send_keys("database migration")
+    browser.find_element(By.ID, "pause").click()
+    wait_for(browser, lambda b: "PAUSED" in b.find_element(By.CSS_SELECTOR, ".automation").text)
+    assert "otto (console)" in browser.find_element(By.CSS_SELECTOR, ".automation").text
+    assert "database migration" in browser.find_element(By.CSS_SELECTOR, ".automation").text
+    shot(browser, tmp_path, "status-paused")
+    browser.find_element(By.NAME, "reason").send_keys("migration done")
+    browser.find_element(By.ID, "resume").click()
+    wait_for(browser, lambda b: "running" in b.find_element(By.CSS_SELECTOR, ".automation").text)
+    assert daemon.call(daemon.daemon.engine.guards.paused()) is None
+    shot(browser, tmp_path, "status")
+    browser.get(f"{daemon.url}/playbooks")
+    assert "restart-api" in browser.find_element(By.TAG_NAME, "main").text
+    shot(browser, tmp_path, "playbooks")
+
+
+def test_a_hostile_label_renders_as_text(daemon: Running, browser: Any,
+                                         tmp_path: Path) -> None:
+    login(browser, daemon, "vera")
+    daemon.alert("NeedsApproval", pod_hash="2", note=XSS)
+    href = newest_incident(browser, daemon, "gated-restart")
+    browser.get(href)
+    labels = wait_for(browser, lambda b: b.find_elements(By.CSS_SELECTOR, ".labels"))
+    with pytest.raises(NoAlertPresentException):
+        browser.switch_to.alert.accept()
+    assert f"note={XSS}" in labels[0].text
+    shot(browser, tmp_path, "incident-hostile-label")
