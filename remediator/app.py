@@ -138,7 +138,7 @@ class Daemon:
         await self.engine.start()
         self._upkeep(self.engine, store, sinks)
         self._api.ready = True
-        log.info("remediator ready on %s", self.url,
+        log.info("remediator ready on %s; web console at %s/", self.url, self.url,
                  extra={"dry_run": s.engine.dry_run, "dependencies": self.dependencies})
         return self.url
 

@@ -47,5 +47,17 @@ def safe_url(url: Any) -> str:
     return text if text.startswith(("http://", "https://")) else ""
 
 
+def iso(text: Any) -> str:
+    """An ISO timestamp string (as the flags and health report keep them) for a person."""
+    if not text:
+        return "—"
+    try:
+        at = datetime.fromisoformat(str(text))
+    except ValueError:
+        return str(text)
+    return clock(at)
+
+
 FILTERS: dict[str, Callable[..., Any]] = {
-    "ago": ago, "span": span, "took": took, "clock": clock, "hms": hms, "safe_url": safe_url}
+    "ago": ago, "span": span, "took": took, "clock": clock, "hms": hms, "safe_url": safe_url,
+    "iso": iso}
