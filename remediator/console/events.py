@@ -41,6 +41,7 @@ log = logging.getLogger("remediator.console")
 POLL_SECONDS = 0.5
 BATCH = 500
 QUEUE_LIMIT = 10_000
+IDLE_CHECK = 15.0      # seconds without an event after which a client's connection is checked
 Row = tuple[int, str, TimelineEntry]
 
 
@@ -145,7 +146,12 @@ async def stream(request: web.Request, api: Api, hub: EventHub) -> web.StreamRes
 
 async def _follow(sse: Any, queue: asyncio.Queue[Row | None], sent: int) -> None:
     while True:
-        row = await queue.get()
+        try:
+            row = await asyncio.wait_for(queue.get(), IDLE_CHECK)
+        except TimeoutError:          # nothing to send: is the client still there?
+            if not sse.is_connected():
+                return
+            continue
         if row is None:
             await sse.send(json.dumps({"after": sent}), event="reset")
             return

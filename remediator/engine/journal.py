@@ -66,6 +66,8 @@ class RunJournal:
                                  summary=summary, timeline=(*before, entry))
         if not state.active:
             self.closed = True
+        for note in before:
+            self.logged(note)
         self.logged(entry)
         kind = EventKind.STATE
         if state.closed:

@@ -128,6 +128,6 @@ def browser() -> Iterator[Any]:
                 "--window-size=1360,1000", "--force-device-scale-factor=1"):
         options.add_argument(arg)
     driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-    driver.set_page_load_timeout(30)
+    driver.set_page_load_timeout(90)
     yield driver
     driver.quit()

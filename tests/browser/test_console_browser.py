@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from selenium.common.exceptions import NoAlertPresentException
+from selenium.common.exceptions import NoAlertPresentException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -29,6 +29,30 @@ def shot(browser: Any, tmp_path: Path, name: str) -> Path:
 
 def wait_for(browser: Any, check: Callable[[Any], Any], timeout: float = 60) -> Any:
     return WebDriverWait(browser, timeout, poll_frequency=0.2).until(check)
+
+
+def click(browser: Any, by: str, selector: str, timeout: float = 60) -> None:
+    """Click the first match, again if the live update swapped it out meanwhile."""
+    def attempt(b: Any) -> bool:
+        try:
+            found = b.find_elements(by, selector)
+            if found:
+                found[0].click()
+                return True
+        except StaleElementReferenceException:
+            pass
+        return False
+    wait_for(browser, attempt, timeout)
+
+
+def text_of(browser: Any, selector: str) -> str:
+    """The text of the first match, read again if a live update replaced it."""
+    def attempt(b: Any) -> str | bool:
+        try:
+            return str(b.find_element(By.CSS_SELECTOR, selector).text)
+        except StaleElementReferenceException:
+            return False
+    return str(wait_for(browser, attempt, 30))
 
 
 def login(browser: Any, daemon: Running, user: str) -> None:
@@ -58,7 +82,7 @@ def newest_incident(browser: Any, daemon: Running, playbook: str) -> str:
 
 
 def state_of(browser: Any) -> str:
-    return str(browser.find_element(By.CSS_SELECTOR, ".head .pill.big").text)
+    return text_of(browser, ".head .pill.big")
 
 
 def test_login_list_and_follow_an_incident_live(daemon: Running, browser: Any,
@@ -68,10 +92,10 @@ def test_login_list_and_follow_an_incident_live(daemon: Running, browser: Any,
     mark(browser)
     daemon.alert("HighErrorRate")
     # the list shows the new incident without a reload
-    row = wait_for(browser, lambda b: b.find_elements(By.CSS_SELECTOR,
-                                                      "table.list a[href^='/incidents/']"))
+    wait_for(browser, lambda b: b.find_elements(By.CSS_SELECTOR,
+                                                "table.list a[href^='/incidents/']"))
     assert not_reloaded(browser)
-    row[0].click()
+    click(browser, By.CSS_SELECTOR, "table.list a[href^='/incidents/']")
     wait_for(browser, lambda b: b.find_elements(By.CSS_SELECTOR, ".head .pill.big"))
     mark(browser)
     seen = {state_of(browser)}
@@ -83,14 +107,16 @@ def test_login_list_and_follow_an_incident_live(daemon: Running, browser: Any,
         seen.add(state_of(browser))
     assert "recovered" in seen, seen
     assert not_reloaded(browser)                     # it all arrived through the stream
-    steps = browser.find_elements(By.CSS_SELECTOR, "ol.steps li.step")
-    assert "succeeded" in steps[1].text and "restart" in steps[1].text
-    assert "rollout" in steps[1].text.lower()
-    timeline = browser.find_element(By.CSS_SELECTOR, "ol.events").text
-    assert "opened" in timeline and "recovered" in timeline
+    restart = text_of(browser, "ol.steps li.step:nth-child(2)")
+    assert "succeeded" in restart
+    assert "restart" in restart
+    assert "rollout" in restart.lower()
+    timeline = text_of(browser, "ol.events")
+    assert "opened" in timeline
+    assert "recovered" in timeline
     shot(browser, tmp_path, "incident-recovered")
     browser.get(f"{daemon.url}/")
-    assert "recovered" in browser.find_element(By.CSS_SELECTOR, "table.list").text
+    assert "recovered" in text_of(browser, "table.list")
     shot(browser, tmp_path, "list")
 
 
@@ -100,27 +126,22 @@ def test_a_viewer_cannot_approve_and_an_operator_can(daemon: Running, browser: A
     daemon.alert("NeedsApproval", pod_hash="1")
     href = newest_incident(browser, daemon, "gated-restart")
     browser.get(href)
-    try:
-        button = wait_for(browser, lambda b: b.find_elements(By.ID, "approve"), timeout=20)
-    except Exception:
-        print(browser.find_element(By.TAG_NAME, "main").text)
-        raise
-    button[0].click()
-    assert "403" in browser.find_element(By.TAG_NAME, "h1").text
-    assert "may not" in browser.find_element(By.CSS_SELECTOR, ".error-page").text
+    click(browser, By.ID, "approve")
+    wait_for(browser, lambda b: b.find_elements(By.CSS_SELECTOR, ".error-page"))
+    assert "403" in text_of(browser, "h1")
+    assert "may not" in text_of(browser, ".error-page")
     shot(browser, tmp_path, "viewer-refused")
     login(browser, daemon, "otto")
     browser.get(href)
     mark(browser)
     shot(browser, tmp_path, "incident-awaiting-approval")
-    browser.find_element(By.ID, "approve").click()
+    click(browser, By.ID, "approve")
     flash = wait_for(browser, lambda b: b.find_elements(By.CSS_SELECTOR, ".flash"))
     assert "approved by otto (console)" in flash[0].text
     mark(browser)
     wait_for(browser, lambda b: state_of(b) == "recovered", timeout=90)
     assert not_reloaded(browser)
-    assert "approved by otto (console)" in browser.find_element(By.CSS_SELECTOR,
-                                                                "ol.events").text
+    assert "approved by otto (console)" in text_of(browser, "ol.events")
     shot(browser, tmp_path, "incident-approved")
 
 
@@ -128,29 +149,31 @@ def test_pause_and_resume(daemon: Running, browser: Any, tmp_path: Path) -> None
     login(browser, daemon, "otto")
     browser.get(f"{daemon.url}/status")
     browser.find_element(By.NAME, "reason").send_keys("database migration")
-    browser.find_element(By.ID, "pause").click()
-    wait_for(browser, lambda b: "PAUSED" in b.find_element(By.CSS_SELECTOR, ".automation").text)
-    assert "otto (console)" in browser.find_element(By.CSS_SELECTOR, ".automation").text
-    assert "database migration" in browser.find_element(By.CSS_SELECTOR, ".automation").text
+    click(browser, By.ID, "pause")
+    wait_for(browser, lambda b: "PAUSED" in text_of(b, ".automation"))
+    assert "otto (console)" in text_of(browser, ".automation")
+    assert "database migration" in text_of(browser, ".automation")
     shot(browser, tmp_path, "status-paused")
+    wait_for(browser, lambda b: b.find_elements(By.ID, "resume"))
     browser.find_element(By.NAME, "reason").send_keys("migration done")
-    browser.find_element(By.ID, "resume").click()
-    wait_for(browser, lambda b: "running" in b.find_element(By.CSS_SELECTOR, ".automation").text)
+    click(browser, By.ID, "resume")
+    wait_for(browser, lambda b: "running" in text_of(b, ".automation"))
     assert daemon.call(daemon.daemon.engine.guards.paused()) is None
     shot(browser, tmp_path, "status")
     browser.get(f"{daemon.url}/playbooks")
-    assert "restart-api" in browser.find_element(By.TAG_NAME, "main").text
+    assert "restart-api" in text_of(browser, "main")
     shot(browser, tmp_path, "playbooks")
 
 
 def test_a_hostile_label_renders_as_text(daemon: Running, browser: Any,
                                          tmp_path: Path) -> None:
     login(browser, daemon, "vera")
-    daemon.alert("NeedsApproval", pod_hash="2", note=XSS)
+    daemon.alert("NeedsApproval", deployment="web", note=XSS)
     href = newest_incident(browser, daemon, "gated-restart")
     browser.get(href)
-    labels = wait_for(browser, lambda b: b.find_elements(By.CSS_SELECTOR, ".labels"))
+    wait_for(browser, lambda b: b.find_elements(By.CSS_SELECTOR, ".labels"))
     with pytest.raises(NoAlertPresentException):
         browser.switch_to.alert.accept()
-    assert f"note={XSS}" in labels[0].text
+    assert f"note={XSS}" in text_of(browser, ".labels")
+    assert "deployment=web" in text_of(browser, ".labels")
     shot(browser, tmp_path, "incident-hostile-label")
