@@ -10,8 +10,9 @@ server on this loop) is asked ``--requests`` times (after 10 warm-up ones) for:
 
 * baseline: ``GET /api/v1/incidents?limit=50`` (JSON summaries of one page);
 * ``GET /`` (the list page, 50 rows, counts per state, last step per row);
-* ``GET /?state=escalated`` and ``GET /?namespace=prod&q=app-9`` (a text filter,
-  which scans up to 2,000 incidents);
+* ``GET /?state=escalated``, ``GET /?namespace=prod&q=app-9`` (a text filter that
+  matches soon) and ``GET /?q=no-such-text`` (one that matches nothing: the page scans
+  its limit, 1,000 incidents);
 * ``GET /incidents/{id}`` (alerts, ladder, timeline) and its live fragment.
 
 Latency at the client (request to body read). Writes
@@ -77,7 +78,7 @@ def line(name: str, ms: list[float], base: float | None) -> dict[str, Any]:
     out = {"case": name, "requests": len(ms), "p50_ms": round(pct(ms, 50), 2),
            "p99_ms": round(pct(ms, 99), 2), "max_ms": round(max(ms), 2)}
     ratio = f"  x{out['p50_ms'] / base:.1f} of the baseline's p50" if base else ""
-    print(f"{name:<42} p50 {out['p50_ms']:>7.2f} ms  p99 {out['p99_ms']:>7.2f} ms  "
+    print(f"{name:<46} p50 {out['p50_ms']:>7.2f} ms  p99 {out['p99_ms']:>7.2f} ms  "
           f"max {out['max_ms']:>7.2f} ms{ratio}", flush=True)
     return out
 
@@ -103,6 +104,7 @@ async def measure(args: argparse.Namespace, db: Path) -> list[dict[str, Any]]:
              ("console: GET /", "/"),
              ("console: GET /?state=escalated", "/?state=escalated"),
              ("console: GET /?namespace=prod&q=app-9", "/?namespace=prod&q=app-9"),
+             ("console: GET /?q=no-such-text (scans 1,000)", "/?q=no-such-text"),
              ("console: GET /incidents/{id}", f"/incidents/{target}"),
              ("console: GET /incidents/{id}?fragment=1", f"/incidents/{target}?fragment=1")]
     results: list[dict[str, Any]] = []

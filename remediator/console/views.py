@@ -21,7 +21,7 @@ from remediator.server.http import Api
 from remediator.server.paging import CursorError, decode_cursor, encode_cursor
 
 PAGE_SIZE = 50
-SCAN_LIMIT = 2000
+SCAN_LIMIT = 1000
 ALERTS_SHOWN = 100
 LIVE = {"incidents.html", "incident.html", "status.html"}    # with a *_live.html part
 
