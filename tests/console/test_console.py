@@ -229,3 +229,28 @@ async def test_events_resume_from_last_event_id(make_console: Make) -> None:
     resp.close()
     anon = await c.client.get("/api/v1/events")
     assert anon.status == 401
+
+
+async def test_sso_header_only_from_trusted_sources(make_console: Make) -> None:
+    from remediator.server.auth import Sso
+
+    from .conftest import USERS
+    trusted = ServerConfig(users=USERS, sso=Sso.of("X-Forwarded-User", ["127.0.0.0/8"],
+                                                   {"alice": "operator"}, None))
+    c = await make_console(trusted)
+    resp = await c.client.get("/", headers={"X-Forwarded-User": "alice"})
+    assert resp.status == 200
+    assert "alice" in await resp.text()
+    unknown = await c.client.get("/", headers={"X-Forwarded-User": "mallory"},
+                                 allow_redirects=False)
+    assert unknown.status == 303                   # no role: not let in
+    other = ServerConfig(users=USERS, sso=Sso.of("X-Forwarded-User", ["10.0.0.0/8"],
+                                                 {"alice": "operator"}, None))
+    d = await make_console(other)
+    resp = await d.client.get("/", headers={"X-Forwarded-User": "alice"},
+                              allow_redirects=False)
+    assert resp.status == 303                      # not from the proxy: log in
+    api = await d.client.get("/api/v1/incidents", headers={"X-Forwarded-User": "alice"})
+    assert api.status == 401
+    ok = await d.client.get("/api/v1/incidents", headers={"Authorization": f"Bearer {VIEWER}"})
+    assert ok.status == 200                        # API tokens keep working
