@@ -7,6 +7,7 @@ what happened.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 from urllib.parse import quote
@@ -19,6 +20,7 @@ from remediator.server.auth import Right
 from remediator.server.http import MAX_TEXT_BYTES, Api
 
 log = logging.getLogger("remediator.console")
+RESUMED_FLAG = "console.resumed"      # who resumed automation last, why, when (status page)
 
 
 def _text(form: Any, name: str) -> str:
@@ -81,6 +83,9 @@ class Actions:
         who, form = await self.access.check(request, Right.OPERATE)
         reason = _text(form, "reason") or "resumed from the console"
         await self.engine.guards.resume()
+        await self.engine.store.set_flag(RESUMED_FLAG, json.dumps(
+            {"by": f"{who.name} (console)", "reason": reason,
+             "at": self.engine.clock.now().isoformat()}))
         log.warning("automation resumed by %s (console): %s", who.name, reason)
         return back("/status", f"Automation resumed by {who.name}: {reason}")
 

@@ -78,13 +78,14 @@ class EventHub:
 
     async def subscribe(self) -> tuple[asyncio.Queue[Row | None], int]:
         """A queue of every entry after the returned position."""
-        if self.position is None:
-            self.position = await self.store.last_timeline_id()
-        queue: asyncio.Queue[Row | None] = asyncio.Queue()
-        self.queues.add(queue)
         if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name="console-events")
-        return queue, self.position
+            position = await self.store.last_timeline_id()    # nobody was following
+            if self._task is None or self._task.done():
+                self.position = position
+                self._task = asyncio.create_task(self._run(), name="console-events")
+        queue: asyncio.Queue[Row | None] = asyncio.Queue()
+        self.queues.add(queue)       # before the poller's first turn (no await since)
+        return queue, self.position or 0
 
     def unsubscribe(self, queue: asyncio.Queue[Row | None]) -> None:
         self.queues.discard(queue)

@@ -9,6 +9,7 @@ its "older" link carries on from where the scan stopped).
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -16,6 +17,7 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from remediator.console.access import ACCESS, Access
+from remediator.console.actions import RESUMED_FLAG
 from remediator.model.incident import IncidentState, IncidentSummary, StepStatus
 from remediator.server.http import Api
 from remediator.server.paging import CursorError, decode_cursor, encode_cursor
@@ -126,8 +128,10 @@ class Views:
         guards = engine.guards
         spent = await self.store.mutations_since(
             now - timedelta(seconds=guards.action_budget_window))
+        resumed = await self.store.get_flag(RESUMED_FLAG)
         return render(request, "status.html", {
             "deps": self.api.health.report(), "paused": paused,
+            "resumed": json.loads(resumed) if resumed and not paused else None,
             "budget": guards.action_budget, "spent": spent,
             "left": max(0, guards.action_budget - spent),
             "window": guards.action_budget_window, "running": engine.running,

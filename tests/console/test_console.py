@@ -85,6 +85,9 @@ async def test_csrf_and_roles_on_form_posts(make_console: Make) -> None:
                              allow_redirects=False)
     assert ok.status == 303
     assert await c.engine.guards.paused() is None
+    page = await (await c.client.get("/status")).text()
+    assert "Last resumed by <b>otto (console)</b>" in page
+    assert ": done</p>" in page
 
 
 async def test_viewer_cannot_approve(make_console: Make) -> None:
