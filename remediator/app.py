@@ -36,7 +36,7 @@ from remediator.ports.alerts import SilencesApi
 from remediator.ports.pager import PagerApi
 from remediator.ports.sinks import Sink
 from remediator.ports.store import Store
-from remediator.server.auth import Credential
+from remediator.server.auth import Credential, Sso
 from remediator.server.http import ServerConfig, build_app
 from remediator.server.limits import GuardedSite, Limits
 from remediator.settings import Settings, read_secret
@@ -145,7 +145,7 @@ class Daemon:
         await self.engine.start()
         self._upkeep(self.engine, store, sinks)
         self._api.ready = True
-        log.info("remediator ready on %s", self.url,
+        log.info("remediator ready on %s; web console at %s/", self.url, self.url,
                  extra={"dry_run": s.engine.dry_run, "dependencies": self.dependencies})
         return self.url
 
@@ -320,12 +320,15 @@ class Daemon:
             log.warning("the webhook endpoint has NO authentication: set server.auth.users "
                         "(or server.auth.token_file) before exposing it beyond localhost")
         app, self._api = build_app(engine, server_config, self.health)
+        from remediator import console
+        console.setup(app, self._api)
         # aiohttp's keep-alive timer bounds the wait for every request head after the first
         # (the guard bounds the first): one knob, server.header_timeout
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=5,
                                      keepalive_timeout=server_config.header_timeout)
         await self._runner.setup()
         host, _, port = s.server.listen.rpartition(":")
+        check_exposure(host, server_config)
         site = GuardedSite(self._runner, host, int(port),
                            Limits(header_timeout=server_config.header_timeout,
                                   max_connections=server_config.max_connections))
@@ -405,6 +408,23 @@ def log_missing_needs(playbooks: list[Any], ports: Ports) -> None:
                 extra={"playbook": pb.name, "missing": sorted(missing)})
 
 
+def check_exposure(host: str, config: ServerConfig) -> None:
+    """Refuse to listen beyond loopback with no auth at all (the console would be open
+    to the network), unless ``server.auth.insecure`` says that is meant."""
+    import ipaddress
+    if config.authenticator().configured or config.sso.configured or config.insecure:
+        return
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ConfigError([Problem(
+            "server.listen", None,
+            f"{host!r} is not a loopback address and no auth is configured: set "
+            "server.auth.users (or server.auth.sso), or server.auth.insecure: true")])
+
+
 def server_config_from(s: Settings, dependencies: dict[str, str]) -> ServerConfig:
     """``ServerConfig`` from the settings, every secret read from its file."""
     auth = s.server.auth
@@ -431,7 +451,11 @@ def server_config_from(s: Settings, dependencies: dict[str, str]) -> ServerConfi
         pagerduty_webhook_secret=read_secret(s.pagerduty.webhook_secret,
                                              s.pagerduty.webhook_secret_file,
                                              "the PagerDuty webhook secret"),
-        dependencies=dict(dependencies))
+        dependencies=dict(dependencies),
+        sso=Sso.of(auth.sso.header, auth.sso.trusted_sources, auth.sso.roles,
+                   auth.sso.default_role),
+        session_ttl=auth.session_ttl, secure_cookie=auth.secure_cookie,
+        insecure=auth.insecure)
 
 
 def _silences(alerts: AlertsApi) -> SilencesApi:

@@ -141,6 +141,7 @@ async def run_demo(keep: str | None = None) -> int:
                 return 1
             _say("the incident's timeline (GET /api/v1/incidents/{id})")
             print(render_incident(incident))
+            _say(f"the incident in the web console: {url}/incidents/{incident['id']}")
             return 0 if incident["state"] == "recovered" else 1
     finally:
         await daemon.stop()

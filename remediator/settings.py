@@ -38,9 +38,9 @@ class UserSettings(Group):
 
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$",
                       description="Who acts with this token (journaled as the actor).")
-    role: Literal["webhook", "viewer", "operator"] = Field(
-        description="webhook: POST alerts only; viewer: read APIs; operator: read, pause, "
-                    "resume, approve, reject.")
+    role: Literal["webhook", "viewer", "operator", "admin"] = Field(
+        description="webhook: POST alerts only; viewer: read APIs and the console; operator: "
+                    "also pause, resume, approve, reject, retry, close; admin: everything.")
     token_file: Path | None = Field(default=None, description="File holding the token.")
     token: SecretStr | None = Field(default=None, description="The token (prefer token_file).")
 
@@ -49,6 +49,34 @@ class UserSettings(Group):
         if (self.token is None) == (self.token_file is None):
             raise ValueError(f"user {self.name!r}: set exactly one of token_file and token")
         return self
+
+
+ConsoleRole = Literal["viewer", "operator", "admin"]
+
+
+class SsoSettings(Group):
+    """A trusted SSO proxy (e.g. oauth2-proxy) in front of the console."""
+
+    header: str = Field(default="X-Forwarded-User", min_length=1,
+                        description="The header carrying the proxy's authenticated user.")
+    trusted_sources: list[str] = Field(
+        default_factory=list, description="Addresses or CIDR networks of the proxy; the header "
+                                          "is ignored from any other peer. Empty: SSO is off.")
+    roles: dict[str, ConsoleRole] = Field(
+        default_factory=dict, description="SSO user -> role (viewer, operator, admin).")
+    default_role: ConsoleRole | None = Field(
+        default=None, description="Role of an SSO user not in roles (null: refused).")
+
+    @field_validator("trusted_sources")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        import ipaddress
+        for source in v:
+            try:
+                ipaddress.ip_network(source, strict=False)
+            except ValueError:
+                raise ValueError(f"{source!r} is not an address or a CIDR network") from None
+        return v
 
 
 class AuthSettings(Group):
@@ -61,7 +89,16 @@ class AuthSettings(Group):
     basic_password_file: Path | None = None
     users: list[UserSettings] = Field(
         default_factory=list, description="Named credentials with roles (webhook, viewer, "
-                                          "operator); give Alertmanager a webhook one.")
+                                          "operator, admin); give Alertmanager a webhook one. "
+                                          "The console's login takes a user's token.")
+    insecure: bool = Field(default=False, description="Allow listening on a non-loopback "
+                                                      "address with no auth configured.")
+    session_ttl: Duration = Field(default=43200.0, gt=0,
+                                  description="Seconds a console login session lasts.")
+    secure_cookie: Literal["auto", "always", "never"] = Field(
+        default="auto", description="The session cookie's Secure flag: auto sets it when the "
+                                    "request came over TLS (or X-Forwarded-Proto: https).")
+    sso: SsoSettings = Field(default_factory=SsoSettings)
 
     @model_validator(mode="after")
     def _unique_names(self) -> AuthSettings:

@@ -989,3 +989,64 @@ async def test_concurrent_timer_claims_never_share_a_timer(store: Store) -> None
     claimed = await asyncio.gather(*(store.claim_timers(f"r{i}", NOW, 30, 5) for i in range(6)))
     ids = [t.incident_id for batch in claimed for t in batch]
     assert sorted(ids) == [f"inc-{i:02d}" for i in range(20)]       # each exactly once
+# --- by hand (the console, the API) and the journal as a stream --------------------------
+
+async def test_restart_ladder_sets_the_old_steps_aside(store: Store) -> None:
+    [out] = await store.ingest([firing()], NOW)
+    inc = out.created[0]
+    entry = TimelineEntry(at=NOW, kind="manual", message="retried", data={"by": "otto"})
+    assert not await store.restart_ladder(inc, NOW, entry)        # open, not escalated
+    step = StepRecord(index=0, name="restart", action="kubernetes.rollout_restart",
+                      status=StepStatus.FAILED)
+    await store.journal(inc, NOW, step=("ladder", step), state=IncidentState.ESCALATED,
+                        context={"escalation": "done", "keep": 1})
+    await store.save_step(inc, "escalate", StepRecord(index=0, name="page",
+                                                      action="escalate:slack.notify"), NOW)
+    assert await store.restart_ladder(inc, NOW, entry)
+    view = await store.get_incident(inc)
+    assert view is not None
+    assert view.state == IncidentState.REMEDIATING
+    assert view.steps == []
+    assert view.context == {"keep": 1}
+    assert view.timeline[-1].message == "retried"
+    await store.journal(inc, NOW, state=IncidentState.ESCALATED)
+    assert await store.restart_ladder(inc, NOW, entry)          # a second retry: @2
+    assert await store.last_steps([inc]) == {}
+
+
+async def test_close_by_hand_only_an_escalated_incident(store: Store) -> None:
+    [out] = await store.ingest([firing()], NOW)
+    inc = out.created[0]
+    entry = TimelineEntry(at=NOW, kind="manual", message="closed by otto", data={})
+    assert not await store.close_by_hand(inc, NOW, "closed by otto", entry)
+    await store.journal(inc, NOW, state=IncidentState.ESCALATED)
+    assert await store.acquire_target("Deployment prod/api", inc) is None
+    assert await store.close_by_hand(inc, NOW, "closed by otto", entry)
+    view = await store.get_incident(inc)
+    assert view is not None
+    assert (view.state, view.summary, view.closed_at) == (IncidentState.RESOLVED,
+                                                          "closed by otto", NOW)
+    assert await store.acquire_target("Deployment prod/api", "other") is None
+    assert await store.count_by_state() == {"resolved": 1}
+
+
+async def test_timeline_after_reads_every_incident_in_id_order(store: Store) -> None:
+    assert await store.last_timeline_id() == 0
+    outs = await store.ingest([firing("aaaaaaaaaaaaaaa1", key="k1"),
+                               firing("aaaaaaaaaaaaaaa2", key="k2")], NOW)
+    a, b = outs[0].created[0], outs[1].created[0]
+    for n, inc in enumerate((a, b, a)):
+        await store.add_timeline(inc, TimelineEntry(at=NOW, kind="step", message=f"m{n}",
+                                                    data={"n": n}))
+    rows = await store.timeline_after(0, 10)
+    assert [(r[1], r[2].message, r[2].data) for r in rows] == [
+        (a, "m0", {"n": 0}), (b, "m1", {"n": 1}), (a, "m2", {"n": 2})]
+    ids = [r[0] for r in rows]
+    assert ids == sorted(ids)
+    assert await store.last_timeline_id() == ids[-1]
+    assert [r[2].message for r in await store.timeline_after(ids[0], 1)] == ["m1"]
+    step = StepRecord(index=1, name="b", action="wait", status=StepStatus.APPLIED)
+    await store.save_step(a, "ladder", StepRecord(index=0, name="a", action="wait"), NOW)
+    await store.save_step(a, "ladder", step, NOW)
+    assert await store.last_steps([a, b]) == {a: step}
+    assert await store.count_by_state() == {"open": 2}

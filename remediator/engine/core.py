@@ -31,6 +31,7 @@ from remediator.engine.guards import Guards
 from remediator.engine.handoff import Handoff, Handoffs
 from remediator.engine.incident import IncidentRun
 from remediator.engine.intake import Intake, IntakeGate
+from remediator.engine.manual import Manual
 from remediator.engine.notifications import Notifications
 from remediator.engine.ports import Ports
 from remediator.engine.routing import Router
@@ -110,6 +111,8 @@ class Engine:
         self.chains = Chains(store, clock, dict(policies or {}), chat=lambda: self.ports.chat,
                              default_channel=default_channel, owner=self.owner,
                              lease=cfg.lease, tick=chain_tick, pager=lambda: self.ports.pager)
+        self.manual = Manual(store, clock, self.notifications, self.wake,
+                             lambda i: i in self._runs and not self._runs[i].done())
         self.deps = RunDeps(
             store=store, clock=clock, metrics=self.metrics, settings=cfg,
             playbooks=self.playbooks, catalogue=catalogue, ports=self.ports,

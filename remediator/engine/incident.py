@@ -32,7 +32,7 @@ from remediator.engine.run import Run
 from remediator.engine.silences import CREATED_BY
 from remediator.engine.step import run_step
 from remediator.errors import PermanentError, TemporaryError
-from remediator.model.incident import ALERTS_IN_VIEW, IncidentState, StepRecord
+from remediator.model.incident import ALERTS_IN_VIEW, IncidentState, StepRecord, TimelineEntry
 from remediator.ports.sinks import EventKind
 
 
@@ -85,13 +85,18 @@ class IncidentRun(Run):
 
     async def remediate(self) -> None:
         view, deps = self.view, self.deps
+        opened: tuple[TimelineEntry, ...] = ()
         if view.state == IncidentState.OPEN and not any(s.started_at for s in view.steps):
             await self.journal.emit(EventKind.OPENED)
+            opened = (self.journal.entry("opened", f"incident opened: {view.total_alerts} "
+                                                   f"alert(s), playbook {view.playbook}"),)
             if view.context.get("error"):
+                await self.journal.note("opened", opened[0].message)
                 await escalate(self, str(view.context["error"]), guard="target")
                 return
             refused = await deps.guards.at_start(view, self.pb)
             if refused is not None:
+                await self.journal.note("opened", opened[0].message)
                 await self.journal.note("guard", f"refused by {refused.guard}: "
                                                  f"{refused.reason}", guard=refused.guard)
                 deps.metrics.guard_refusals.labels(refused.guard).inc()
@@ -101,7 +106,7 @@ class IncidentRun(Run):
         if view.target is not None:
             await self.take_target_lock()
         if self.view.state != IncidentState.AWAITING_APPROVAL:
-            await self.journal.state(IncidentState.REMEDIATING)
+            await self.journal.state(IncidentState.REMEDIATING, before=opened)
         await silence(self)
         await self.climb()
 

@@ -49,9 +49,11 @@ class RunJournal:
         self.logged(entry)
 
     async def state(self, state: IncidentState, summary: str | None = None, *,
-                    context: dict[str, Any] | None = None) -> None:
+                    context: dict[str, Any] | None = None,
+                    before: tuple[TimelineEntry, ...] = ()) -> None:
         """Write the state and its timeline note in one write; ``context`` is merged into
-        the incident's context in that same write, before the state."""
+        the incident's context in that same write, before the state; ``before``: timeline
+        entries written in that write ahead of the state's."""
         await self.give_way()
         if self.view.state == state and summary is None:
             if context is not None:
@@ -59,11 +61,13 @@ class RunJournal:
             return
         self.view.state = state
         entry = self.entry("state", f"incident {state.value}" + (f": {summary}" if summary
-                                                                  else ""))
+                                                                  else ""), state=state.value)
         await self.store.journal(self.id, self.clock.now(), context=context, state=state,
-                                 summary=summary, timeline=(entry,))
+                                 summary=summary, timeline=(*before, entry))
         if not state.active:
             self.closed = True
+        for note in before:
+            self.logged(note)
         self.logged(entry)
         kind = EventKind.STATE
         if state.closed:

@@ -54,6 +54,7 @@ __all__ = [
     "JournalStore",
     "LeaseStore",
     "LifecycleStore",
+    "ManualStore",
     "OutboxStore",
     "PageKey",
     "Reservation",
@@ -170,6 +171,46 @@ class JournalStore(Protocol):
         ``set_state(incident_id, state, now, summary=summary)``, then ``add_timeline`` of
         each entry; each part as the method of that name does it. An incident run makes
         one write of a change and its timeline note instead of two."""
+        ...
+
+
+class ManualStore(Protocol):
+    """What a person does to an incident by hand (the console, the API), and the journal
+    read as one stream of events (the console's live updates)."""
+
+    async def restart_ladder(self, incident_id: str, now: datetime,
+                             entry: TimelineEntry) -> bool:
+        """An escalated incident back to ``remediating`` with its ladder from the first
+        step: its ladder and escalation step records are kept but set aside (their phase
+        becomes ``ladder@N``/``escalate@N``, no longer in views), the context's
+        ``escalation`` mark dropped, ``entry`` added to its timeline; one transaction.
+        False (nothing changed) when the incident is not escalated."""
+        ...
+
+    async def close_by_hand(self, incident_id: str, now: datetime, summary: str,
+                            entry: TimelineEntry) -> bool:
+        """An escalated incident closed as ``resolved`` with ``summary``, its target lock
+        dropped and ``entry`` on its timeline; one transaction. False when it is not
+        escalated."""
+        ...
+
+    async def timeline_after(self, after: int, limit: int
+                             ) -> list[tuple[int, str, TimelineEntry]]:
+        """Timeline entries of every incident with an id greater than ``after``, oldest
+        first: ``(id, incident id, entry)``. Ids only grow."""
+        ...
+
+    async def last_timeline_id(self) -> int:
+        """The greatest timeline id (0 when there is none)."""
+        ...
+
+    async def count_by_state(self) -> dict[str, int]:
+        """How many incidents are in each state (states with none are left out)."""
+        ...
+
+    async def last_steps(self, incident_ids: Sequence[str]) -> dict[str, StepRecord]:
+        """The ladder step of highest index journaled for each of ``incident_ids`` (those
+        with none are left out)."""
         ...
 
 
@@ -326,6 +367,6 @@ class RetentionStore(Protocol):
         ...
 
 
-class Store(LifecycleStore, IntakeStore, IncidentStore, JournalStore, LeaseStore,
+class Store(LifecycleStore, IntakeStore, IncidentStore, JournalStore, ManualStore, LeaseStore,
             GuardStore, OutboxStore, ApprovalStore, RetentionStore, TimerStore, Protocol):
     """Every role: what a backend implements and what the daemon is handed."""

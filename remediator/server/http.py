@@ -41,6 +41,7 @@ from pydantic import TypeAdapter
 
 from remediator.engine.core import Engine
 from remediator.engine.health import DependencyHealth
+from remediator.engine.manual import ManualRefused, NoIncident
 from remediator.model.alerts import WebhookError, parse_webhook
 from remediator.model.incident import IncidentSummary
 from remediator.notify.interactions import (
@@ -58,7 +59,7 @@ from remediator.ports.chat import SLACK_SINK
 from remediator.ports.store import ApprovalRecord
 from remediator.rendering import ACK_ACTION
 from remediator.server import oncall
-from remediator.server.auth import Authenticator, Credential, Principal, Right
+from remediator.server.auth import Authenticator, Credential, Principal, Right, Sso
 from remediator.server.paging import CursorError, decode_cursor, encode_cursor
 from remediator.settings import ServerSettings
 
@@ -97,6 +98,10 @@ class ServerConfig:
     # how long the members of a Slack user group (S…) on an allow-list are reused
     slack_group_cache_seconds: float = 60.0
     dependencies: dict[str, str] = field(default_factory=dict)   # name → state, for /readyz
+    sso: Sso = field(default_factory=Sso)      # a trusted SSO proxy (the console)
+    session_ttl: float = 43200.0
+    secure_cookie: str = "auto"
+    insecure: bool = False
 
     def authenticator(self) -> Authenticator:
         tokens = list(self.users)
@@ -146,6 +151,9 @@ class Api:
         # Slack user group id → (valid until, on the engine clock; member user ids)
         self._group_members: dict[str, tuple[datetime, frozenset[str]]] = {}
         self._group_locks: dict[str, asyncio.Lock] = {}
+        # the console's session (cookie or SSO header) of a request without an
+        # Authorization header: read routes accept it (set by ``console.setup``)
+        self.session_of: Callable[[web.Request], Principal | None] | None = None
 
     # --- auth and bodies -----------------------------------------------------------
 
@@ -154,7 +162,11 @@ class Api:
 
     def caller(self, request: web.Request, right: Right) -> Principal | web.Response:
         """The authenticated caller if their role grants ``right``; else the 401/403."""
-        who = self.auth.identify(request.headers.get("Authorization", ""))
+        header = request.headers.get("Authorization", "")
+        who = self.auth.identify(header)
+        if who is None and not header and self.session_of is not None \
+                and right is Right.READ:
+            who = self.session_of(request)
         if who is None:
             return web.json_response({"error": "unauthorized"}, status=401,
                                      headers={"WWW-Authenticate": 'Bearer realm="remediator"'})
@@ -330,6 +342,28 @@ class Api:
         by = f"{who.name} (api)" + (f": {comment}" if comment else "")
         decided, text = await self._decide(approval, approved, by)
         return web.json_response({"text": text}, status=200 if decided else 409)
+
+    async def manual(self, request: web.Request) -> web.Response:
+        """``POST /api/v1/incidents/{id}/retry|resolve`` (optional ``reason`` for resolve):
+        an escalated incident's ladder run again from its first step, or the incident
+        closed by hand; by the credential's name. 404 unknown, 409 not escalated."""
+        who = self.caller(request, Right.OPERATE)
+        if isinstance(who, web.Response):
+            return who
+        data = await self.read_json(request)
+        incident_id = request.match_info["id"]
+        by = f"{who.name} (api)"
+        try:
+            if request.match_info["act"] == "retry":
+                text = await self.engine.manual.retry(incident_id, by)
+            else:
+                text = await self.engine.manual.close(incident_id, by,
+                                                      text_field(data, "reason", ""))
+        except NoIncident:
+            return error(404, f"no incident {incident_id!r}")
+        except ManualRefused as exc:
+            return error(409, str(exc))
+        return web.json_response({"text": text})
 
     async def _decide(self, approval: ApprovalRecord, approved: bool,
                       who: str) -> tuple[bool, str]:
@@ -536,6 +570,7 @@ def build_app(engine: Engine, config: ServerConfig,
     app.router.add_post("/api/v1/pause", api.pause)
     app.router.add_post("/api/v1/resume", api.resume)
     app.router.add_post("/api/v1/approvals/{id}/{decision:approve|reject}", api.decide)
+    app.router.add_post("/api/v1/incidents/{id}/{act:retry|resolve}", api.manual)
     app.router.add_get("/api/v1/status", api.status)
     app.router.add_post("/api/v1/slack/interactions", api.slack_interactions)
     oncall.add_routes(app, api)

@@ -110,7 +110,8 @@ class PgIncidents(PgBase):
                     "WHERE ia.incident_id=$1", incident_id)
                 view.alert_count, view.firing_count = counts["total"], counts["firing"]
             view.steps = [StepRecord.model_validate_json(s["record"]) for s in await c.fetch(
-                "SELECT record FROM steps WHERE incident_id=$1 ORDER BY phase DESC, idx",
+                "SELECT record FROM steps WHERE incident_id=$1 AND phase IN "
+                "('ladder', 'escalate') ORDER BY phase DESC, idx",
                 incident_id)]
             view.timeline = [
                 TimelineEntry(at=t["at"], kind=t["kind"], message=t["message"],
@@ -246,6 +247,70 @@ class PgIncidents(PgBase):
 
     # the one-part methods above call it by this name, so that a wrapper put on an
     # instance's journal() (the store-traffic tests count calls) sees only its own callers
+
+    async def restart_ladder(self, incident_id: str, now: datetime,
+                             entry: TimelineEntry) -> bool:
+        done = False
+
+        async def run(c: Conn) -> None:
+            nonlocal done
+            got = await c.fetchval(
+                "UPDATE incidents SET state='remediating', closed_at=NULL, updated_at=$2, "
+                "context = context - 'escalation' WHERE id=$1 AND state='escalated' "
+                "RETURNING id", incident_id, now)
+            if got is None:
+                return
+            tries = await c.fetchval("SELECT count(DISTINCT phase) FROM steps WHERE "
+                                     "incident_id=$1 AND phase LIKE 'ladder@%'", incident_id)
+            await c.execute("UPDATE steps SET phase = phase || '@' || $2::text WHERE "
+                            "incident_id=$1 AND phase IN ('ladder', 'escalate')",
+                            incident_id, str(int(tries) + 1))
+            await c.execute(_TIMELINE_SQL, incident_id, entry.at, entry.kind, entry.message,
+                            json.dumps(entry.data, default=str))
+            done = True
+        await self._tx(run)
+        return done
+
+    async def close_by_hand(self, incident_id: str, now: datetime, summary: str,
+                            entry: TimelineEntry) -> bool:
+        done = False
+
+        async def run(c: Conn) -> None:
+            nonlocal done
+            got = await c.fetchval(
+                "UPDATE incidents SET state='resolved', closed_at=$2, updated_at=$2, "
+                "summary=$3 WHERE id=$1 AND state='escalated' RETURNING id",
+                incident_id, now, summary)
+            if got is None:
+                return
+            await c.execute("DELETE FROM target_locks WHERE incident_id=$1", incident_id)
+            await c.execute(_TIMELINE_SQL, incident_id, entry.at, entry.kind, entry.message,
+                            json.dumps(entry.data, default=str))
+            done = True
+        await self._tx(run)
+        return done
+
+    async def timeline_after(self, after: int, limit: int
+                             ) -> list[tuple[int, str, TimelineEntry]]:
+        return [(int(t["id"]), t["incident_id"],
+                 TimelineEntry(at=t["at"], kind=t["kind"], message=t["message"],
+                               data=json.loads(t["data"])))
+                for t in await self._fetch("SELECT * FROM timeline WHERE id > $1 ORDER BY id "
+                                           "LIMIT $2", after, limit)]
+
+    async def last_timeline_id(self) -> int:
+        return int(await self._fetchval("SELECT coalesce(max(id), 0) FROM timeline"))
+
+    async def count_by_state(self) -> dict[str, int]:
+        return {r[0]: int(r[1]) for r in await self._fetch(
+            "SELECT state, count(*) FROM incidents GROUP BY state")}
+
+    async def last_steps(self, incident_ids: Sequence[str]) -> dict[str, StepRecord]:
+        if not incident_ids:
+            return {}
+        return {r[0]: StepRecord.model_validate_json(r[1]) for r in await self._fetch(
+            "SELECT incident_id, record FROM steps WHERE incident_id = ANY($1::text[]) "
+            "AND phase='ladder' ORDER BY incident_id, idx", list(incident_ids))}
 
     async def list_alerts(self, *, outcome: str | None = None,
                           limit: int = 100) -> list[dict[str, Any]]:

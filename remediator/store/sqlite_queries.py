@@ -114,7 +114,8 @@ class SqliteIncidents(SqliteBase):
                 "WHERE ia.incident_id=?", (incident_id,)).fetchone()
             view.alert_count, view.firing_count = int(total), int(firing)
         if full:
-            steps = c.execute("SELECT * FROM steps WHERE incident_id=? ORDER BY phase DESC, idx",
+            steps = c.execute("SELECT * FROM steps WHERE incident_id=? AND phase IN "
+                              "('ladder', 'escalate') ORDER BY phase DESC, idx",
                               (incident_id,)).fetchall()
             view.steps = [StepRecord.model_validate_json(s["record"]) for s in steps]
             view.timeline = [
@@ -246,6 +247,69 @@ class SqliteIncidents(SqliteBase):
 
     # the one-part methods above call it by this name, so that a wrapper put on an
     # instance's journal() (the store-traffic tests count calls) sees only its own callers
+
+    async def restart_ladder(self, incident_id: str, now: datetime,
+                             entry: TimelineEntry) -> bool:
+        now_ts = ts(now)
+
+        def run(c: sqlite3.Connection) -> bool:
+            cur = c.execute("UPDATE incidents SET state='remediating', closed_at=NULL, "
+                            "updated_at=?, context=json_remove(context, '$.escalation') "
+                            "WHERE id=? AND state='escalated'", (now_ts, incident_id))
+            if cur.rowcount != 1:
+                return False
+            tries = c.execute("SELECT count(DISTINCT phase) FROM steps WHERE incident_id=? "
+                              "AND phase LIKE 'ladder@%'", (incident_id,)).fetchone()[0]
+            c.execute("UPDATE steps SET phase = phase || '@' || ? WHERE incident_id=? "
+                      "AND phase IN ('ladder', 'escalate')", (int(tries) + 1, incident_id))
+            c.execute("INSERT INTO timeline(incident_id, at, kind, message, data) "
+                      "VALUES (?,?,?,?,?)", (incident_id, ts(entry.at), entry.kind,
+                                             entry.message, _JSON.encode(entry.data)))
+            return True
+        return await self._write(run)
+
+    async def close_by_hand(self, incident_id: str, now: datetime, summary: str,
+                            entry: TimelineEntry) -> bool:
+        now_ts = ts(now)
+
+        def run(c: sqlite3.Connection) -> bool:
+            cur = c.execute("UPDATE incidents SET state='resolved', closed_at=?, updated_at=?, "
+                            "summary=? WHERE id=? AND state='escalated'",
+                            (now_ts, now_ts, summary, incident_id))
+            if cur.rowcount != 1:
+                return False
+            c.execute("DELETE FROM target_locks WHERE incident_id=?", (incident_id,))
+            c.execute("INSERT INTO timeline(incident_id, at, kind, message, data) "
+                      "VALUES (?,?,?,?,?)", (incident_id, ts(entry.at), entry.kind,
+                                             entry.message, _JSON.encode(entry.data)))
+            return True
+        return await self._write(run)
+
+    async def timeline_after(self, after: int, limit: int
+                             ) -> list[tuple[int, str, TimelineEntry]]:
+        return await self._read(lambda c: [
+            (int(t["id"]), t["incident_id"],
+             TimelineEntry(at=dt(t["at"]), kind=t["kind"], message=t["message"],
+                           data=json.loads(t["data"])))
+            for t in c.execute("SELECT * FROM timeline WHERE id > ? ORDER BY id LIMIT ?",
+                               (after, limit))])
+
+    async def last_timeline_id(self) -> int:
+        return await self._read(lambda c: int(c.execute(
+            "SELECT coalesce(max(id), 0) FROM timeline").fetchone()[0]))
+
+    async def count_by_state(self) -> dict[str, int]:
+        return await self._read(lambda c: {r[0]: int(r[1]) for r in c.execute(
+            "SELECT state, count(*) FROM incidents GROUP BY state")})
+
+    async def last_steps(self, incident_ids: Sequence[str]) -> dict[str, StepRecord]:
+        if not incident_ids:
+            return {}
+        marks = ",".join("?" * len(incident_ids))
+        return await self._read(lambda c: {r[0]: StepRecord.model_validate_json(r[1]) for r in
+                                           c.execute(
+            f"SELECT incident_id, record FROM steps WHERE incident_id IN ({marks}) "
+            "AND phase='ladder' ORDER BY incident_id, idx", list(incident_ids))})
 
     async def list_alerts(self, *, outcome: str | None = None,
                           limit: int = 100) -> list[dict[str, Any]]:

@@ -116,6 +116,7 @@ async def test_missing_target_path_journal_logs_and_store_traffic(
     assert page is not None
     assert jira["args"]["summary"] == "errors on gone"
     assert [(e.kind, e.message) for e in inc.timeline] == [
+        ("opened", "incident opened: 1 alert(s), playbook missing"),
         ("state", "incident remediating"),
         ("step", f"step 'restart' failed: {errors[0]}"),
         ("step", f"step 'scale out' failed: {errors[1]}"),
@@ -123,7 +124,7 @@ async def test_missing_target_path_journal_logs_and_store_traffic(
         ("state", "incident escalated: every step was tried and the alert is still firing"),
         ("escalate", f"jira.incident: dry-run: would {jira['description']}"),
         ("escalate", "slack.page: dry-run: would page @oncall in #oncall")]
-    assert [e.data for e in inc.timeline[1:4]] == [
+    assert [e.data for e in inc.timeline[2:5]] == [
         {"step": "restart"}, {"step": "scale out"}, {"step": "roll back"}]
     # every timeline entry is logged once, after it was written, with its extras
     logged = [(getattr(r, "kind", None), r.getMessage()) for r in caplog.records

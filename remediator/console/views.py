@@ -1,0 +1,160 @@
+"""The console's pages: the incident list, one incident, status, playbooks.
+
+Each page is a whole HTML document; with ``?fragment=1`` only its live part (what the
+event stream's script swaps in). The list filters by state and playbook in the store
+(keyset pages, ``incident_page``); namespace and free text are applied to those rows,
+reading at most ``SCAN_LIMIT`` incidents for one page (the page then ends early and
+its "older" link carries on from where the scan stopped).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+import aiohttp_jinja2
+from aiohttp import web
+
+from remediator.console.access import ACCESS, Access
+from remediator.console.actions import RESUMED_FLAG
+from remediator.model.incident import IncidentState, IncidentSummary, StepStatus
+from remediator.server.http import Api
+from remediator.server.paging import CursorError, decode_cursor, encode_cursor
+
+PAGE_SIZE = 50
+SCAN_LIMIT = 1000
+ALERTS_SHOWN = 100
+LIVE = {"incidents.html", "incident.html", "status.html"}    # with a *_live.html part
+
+
+def render(request: web.Request, name: str, context: dict[str, Any],
+           status: int = 200) -> web.Response:
+    context["now"] = request.app[ACCESS].api.engine.clock.now()
+    if request.query.get("fragment") and name in LIVE:
+        name = name.replace(".html", "_live.html")
+    return aiohttp_jinja2.render_template(name, request, context, status=status)
+
+
+def _matches(row: IncidentSummary, namespace: str, text: str) -> bool:
+    if namespace and (row.target is None or row.target.namespace != namespace):
+        return False
+    if text:
+        hay = " ".join((row.id, row.key, row.playbook, str(row.target or ""), row.summary,
+                        row.state.value)).lower()
+        return text.lower() in hay
+    return True
+
+
+class Views:
+    def __init__(self, api: Api) -> None:
+        self.api = api
+        self.store = api.engine.store
+
+    async def incidents(self, request: web.Request) -> web.Response:
+        q = request.query
+        state = q.get("state") or None
+        if state is not None and state not in set(IncidentState):
+            raise web.HTTPBadRequest(reason=f"state must be one of {', '.join(IncidentState)}")
+        playbook = q.get("playbook") or None
+        namespace = (q.get("namespace") or "").strip()
+        text = (q.get("q") or "").strip()
+        filters = {k: v for k, v in (("state", state), ("playbook", playbook),
+                                     ("namespace", namespace), ("q", text)) if v}
+        after = None
+        if q.get("cursor"):
+            try:
+                after = decode_cursor(q["cursor"], filters)
+            except CursorError as exc:
+                raise web.HTTPBadRequest(reason=f"bad cursor: {exc}") from None
+        rows, last = await self._scan(state, playbook, namespace, text, after)
+        steps = await self.store.last_steps([r.id for r in rows])
+        counts = await self.store.count_by_state()
+        return render(request, "incidents.html", {
+            "rows": rows, "steps": steps, "counts": counts, "states": list(IncidentState),
+            "total": sum(counts.values()), "filters": filters,
+            "playbooks": sorted(self.api.engine.playbooks),
+            "next_cursor": encode_cursor(last, filters) if last is not None else None})
+
+    async def _scan(self, state: str | None, playbook: str | None, namespace: str,
+                    text: str, after: Any) -> tuple[list[IncidentSummary], Any]:
+        if not namespace and not text:
+            return await self.store.incident_page(state=state, playbook=playbook,
+                                                  after=after, limit=PAGE_SIZE)
+        found: list[IncidentSummary] = []
+        scanned = 0
+        while True:
+            page, last = await self.store.incident_page(state=state, playbook=playbook,
+                                                        after=after, limit=200)
+            for row in page:
+                scanned += 1
+                if _matches(row, namespace, text):
+                    found.append(row)
+                    if len(found) == PAGE_SIZE:
+                        more = row is not page[-1] or last is not None
+                        return found, ((row.created_at, row.id) if more else None)
+            if last is None:
+                return found, None
+            after = last
+            if scanned >= SCAN_LIMIT:
+                return found, last
+
+    async def incident(self, request: web.Request) -> web.Response:
+        incident_id = request.match_info["id"]
+        view = await self.store.get_incident(incident_id, alert_limit=ALERTS_SHOWN)
+        if view is None:
+            raise web.HTTPNotFound(reason=f"no incident {incident_id!r}")
+        pb = self.api.engine.playbooks.get(view.playbook)
+        approval = None
+        if view.state == IncidentState.AWAITING_APPROVAL:
+            done = {s.index for s in view.steps if s.status not in (StepStatus.PENDING,)}
+            count = len(pb.spec.steps) if pb else len(view.steps)
+            for index in (i for i in range(count) if i not in done):
+                approval = await self.store.pending_approval(view.id, index)
+                if approval is not None:
+                    break
+        verify = {}
+        if pb is not None:
+            verify = {i: s.verify for i, s in enumerate(pb.spec.steps) if s.verify}
+        return render(request, "incident.html", {
+            "inc": view, "approval": approval, "verify": verify, "playbook": pb,
+            "msg": request.query.get("msg", "")[:300],
+            "step_count": len(pb.spec.steps) if pb else len(view.steps)})
+
+    async def status(self, request: web.Request) -> web.Response:
+        engine = self.api.engine
+        paused = await engine.guards.paused()
+        now = engine.clock.now()
+        guards = engine.guards
+        spent = await self.store.mutations_since(
+            now - timedelta(seconds=guards.action_budget_window))
+        resumed = await self.store.get_flag(RESUMED_FLAG)
+        return render(request, "status.html", {
+            "deps": self.api.health.report(), "paused": paused,
+            "resumed": json.loads(resumed) if resumed and not paused else None,
+            "budget": guards.action_budget, "spent": spent,
+            "left": max(0, guards.action_budget - spent),
+            "window": guards.action_budget_window, "running": engine.running,
+            "dry_run": engine.settings.dry_run, "msg": request.query.get("msg", "")[:300]})
+
+    async def playbooks(self, request: web.Request) -> web.Response:
+        items = []
+        for pb in self.api.engine.playbook_list:
+            recent, _ = await self.store.incident_page(playbook=pb.metadata.name, limit=20)
+            ended = [r for r in recent if r.state.closed or r.state == IncidentState.ESCALATED]
+            good = [r for r in ended if r.state == IncidentState.RECOVERED]
+            items.append({"pb": pb, "recent": recent, "ended": len(ended),
+                          "rate": (100 * len(good) // len(ended)) if ended else None,
+                          "warnings": [str(w) for w in getattr(pb, "_warnings", [])]})
+        return render(request, "playbooks.html", {"items": items})
+
+
+def routes(app: web.Application, api: Api, access: Access) -> None:
+    views = Views(api)
+    app.router.add_get("/", views.incidents)
+    app.router.add_get("/incidents/{id}", views.incident)
+    app.router.add_get("/status", views.status)
+    app.router.add_get("/playbooks", views.playbooks)
+    app.router.add_get("/login", access.login_form)
+    app.router.add_post("/login", access.login)
+    app.router.add_post("/logout", access.logout)
