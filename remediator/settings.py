@@ -132,6 +132,15 @@ class StoreSettings(Group):
         return v or None          # 0: forever, like null
 
 
+class DiagnosisSettings(Group):
+    enabled: bool = Field(default=True,
+                          description="Diagnose the target when an incident opens and before "
+                                      "each step (read-only calls).")
+    window: Duration = Field(default=1800.0, gt=0,
+                             description="A rollout this long before the first alert is "
+                                         "a recent change.")
+
+
 class EngineSettings(Group):
     dry_run: bool = Field(default=False, description="Journal every action as 'would do'.")
     max_parallel: int = Field(default=32, ge=1, description="Incidents worked on at once.")
@@ -167,6 +176,7 @@ class EngineSettings(Group):
     owner: str | None = Field(default=None,
                               description="This replica's name in leases (default: host, "
                                           "process id and a random part).")
+    diagnosis: DiagnosisSettings = Field(default_factory=DiagnosisSettings)
 
 
 class KubernetesSettings(Group):

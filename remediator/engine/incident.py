@@ -13,7 +13,7 @@ on start it reads the journal back (``step.run_step`` resumes a step mid-way).
 
 from __future__ import annotations
 
-from remediator.engine import ladder
+from remediator.engine import diagnosis, ladder
 from remediator.engine.escalation import escalate, run_escalation
 from remediator.engine.health import note_dependencies_in
 from remediator.engine.outcomes import (
@@ -92,6 +92,7 @@ class IncidentRun(Run):
                 deps.metrics.guard_refusals.labels(refused.guard).inc()
                 await escalate(self, refused.reason, guard=refused.guard)
                 return
+            self.diagnosis = await diagnosis.diagnose(self, diagnosis.OPENED)
         if view.target is not None:
             await self.take_target_lock()
         if self.view.state != IncidentState.AWAITING_APPROVAL:

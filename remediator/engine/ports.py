@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from remediator.ports import AlertsApi, ChatApi, ClusterApi, HttpApi, MetricsApi, TrackerApi
+from remediator.ports.inspect import ClusterInspector
 
 
 @dataclass
@@ -16,3 +17,4 @@ class Ports:
     tickets: TrackerApi | None = None     # Jira
     chat: ChatApi | None = None           # Slack
     http: HttpApi | None = None           # for http.post
+    inspect: ClusterInspector | None = None   # diagnosis: events, nodes, PDBs, previous logs
