@@ -32,6 +32,7 @@ from remediator.errors import ConfigError, Problem
 from remediator.loader import load_paths, playbook_needs
 from remediator.metrics import Metrics
 from remediator.ports import AlertsApi, ChatApi, ClusterApi, HttpApi, MetricsApi, TrackerApi
+from remediator.ports.inspect import ClusterInspector
 from remediator.ports.sinks import Sink
 from remediator.ports.store import Store
 from remediator.server.auth import Credential
@@ -216,6 +217,7 @@ class Daemon:
         poster: HttpApi = AiohttpPoster(http)
         ports = Ports(http=poster)
         ports.cluster = await self._cluster()
+        ports.inspect = _inspector(ports.cluster)
         if s.prometheus.url:
             from remediator.adapters.prometheus import PrometheusMetrics
             metrics: MetricsApi = PrometheusMetrics(s.prometheus.url,
@@ -390,6 +392,16 @@ def server_config_from(s: Settings, dependencies: dict[str, str]) -> ServerConfi
                                          "the Slack signing secret"),
         slack_approvers=tuple(s.slack.approvers),
         dependencies=dict(dependencies))
+
+
+def _inspector(cluster: ClusterApi | None) -> ClusterInspector | None:
+    """Diagnosis's extra reads (events, nodes, PDBs, logs), on the cluster's own client."""
+    from remediator.adapters.kubernetes import KubernetesCluster
+    if not isinstance(cluster, KubernetesCluster):
+        return None
+    from remediator.adapters.k8s_inspect import KubernetesInspector
+    inspector: ClusterInspector = KubernetesInspector(cluster)
+    return inspector
 
 
 def _cluster_probe(cluster: ClusterApi | None, timeout: float) -> Probe | None:

@@ -11,6 +11,15 @@ from typing import Protocol
 
 from remediator.ports.cluster import KubeObject
 
+#: (API group, resource, verb) of the calls a ClusterInspector makes, for the RBAC Role
+#: (diagnosis also uses ClusterApi's reads: workloads, ReplicaSets, pods, HPAs)
+API_PERMISSIONS: tuple[tuple[str, str, str], ...] = (
+    ("", "events", "list"), ("", "pods/log", "get"), ("policy", "poddisruptionbudgets", "list"),
+)
+#: not granted by the shipped Role (no nodes at all, by policy): without it, ``read_node``
+#: answers 403 and the diagnosis names the node it could not read
+OPTIONAL_PERMISSIONS: tuple[tuple[str, str, str], ...] = (("", "nodes", "get"),)
+
 
 class ClusterInspector(Protocol):
     async def list_events(self, namespace: str, kind: str, name: str) -> list[KubeObject]:
