@@ -33,6 +33,7 @@ from remediator.loader import load_paths, playbook_needs
 from remediator.metrics import Metrics
 from remediator.ports import AlertsApi, ChatApi, ClusterApi, HttpApi, MetricsApi, TrackerApi
 from remediator.ports.inspect import ClusterInspector
+from remediator.ports.model import ModelApi
 from remediator.ports.sinks import Sink
 from remediator.ports.store import Store
 from remediator.server.auth import Credential
@@ -218,6 +219,7 @@ class Daemon:
         ports = Ports(http=poster)
         ports.cluster = await self._cluster()
         ports.inspect = _inspector(ports.cluster)
+        ports.model = _model(s, http)
         if s.prometheus.url:
             from remediator.adapters.prometheus import PrometheusMetrics
             metrics: MetricsApi = PrometheusMetrics(s.prometheus.url,
@@ -392,6 +394,19 @@ def server_config_from(s: Settings, dependencies: dict[str, str]) -> ServerConfi
                                          "the Slack signing secret"),
         slack_approvers=tuple(s.slack.approvers),
         dependencies=dict(dependencies))
+
+
+def _model(s: Settings, http: aiohttp.ClientSession) -> ModelApi | None:
+    """The optional model that summarises findings (an OpenAI-compatible endpoint)."""
+    m = s.diagnosis_model
+    if not m.url:
+        return None
+    from remediator.adapters.openai_chat import OpenAIChat
+    model: ModelApi = OpenAIChat(m.url, m.model, http, timeout=m.timeout,
+                                 api_key=read_secret(m.api_key, m.api_key_file,
+                                                     "the model's API key"),
+                                 max_tokens=m.max_tokens)
+    return model
 
 
 def _inspector(cluster: ClusterApi | None) -> ClusterInspector | None:

@@ -97,6 +97,11 @@ def findings_lines(diagnosis: Mapping[str, Any] | None) -> list[str]:
     if not diagnosis.get("findings"):
         lines.append("  none")
     lines += [f"  (not read: {p})" for p in diagnosis.get("problems") or []]
+    said = diagnosis.get("summary") or {}
+    if said.get("text"):
+        lines.append(f"  summary by {said.get('model')} (checked): {said['text']}")
+    elif said:
+        lines.append(f"  (model summary not shown: {said.get('discarded') or said.get('error')})")
     return lines
 
 

@@ -273,6 +273,10 @@ def diagnosis_lines(view: IncidentView, limit: int = 6) -> list[str]:
     lines = [f"[{f.get('id')}] {f.get('summary')}" for f in findings[:limit]]
     if len(findings) > limit:
         lines.append(f"… and {len(findings) - limit} more")
+    said = record.get("summary")
+    if isinstance(said, Mapping) and said.get("text"):
+        lines.append(f"Summary by {said.get('model')} (checked: cites only these findings): "
+                     f"{said['text']}")
     return lines or ["no findings"]
 
 

@@ -18,10 +18,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from remediator.diagnosis import analyze
+from remediator.diagnosis import analyze, summary
 from remediator.diagnosis.collector import collect
 from remediator.engine.outcomes import Refused
 from remediator.engine.run import Run
+from remediator.errors import PermanentError, TemporaryError
 from remediator.model.incident import StepRecord, StepStatus
 from remediator.model.playbook import Step
 from remediator.ports.sinks import EventKind
@@ -68,7 +69,41 @@ async def diagnose(run: Run, moment: str) -> dict[str, Any] | None:
     await run.journal.context({KIND: record})
     if moment == OPENED or [f.get("id") for f in before] != ids:
         await run.journal.note(KIND, _message(moment, record), moment=moment, findings=ids)
+    if moment == OPENED and findings:
+        await summarise(run, record)
     return record
+
+
+async def summarise(run: Run, record: dict[str, Any]) -> None:
+    """Ask the model (if one is configured) for a summary of the findings; keep it only
+    if every finding id it cites exists. Whatever happens is journaled; nothing else
+    changes (the summary never chooses an action)."""
+    model = run.deps.ports.model
+    if model is None:
+        return
+    ids = [f["id"] for f in record["findings"]]
+    alerts = [str((a.get("labels") or {}).get("alertname", "")) for a in run.view.alerts]
+    messages = summary.prompt(str(run.view.target), alerts, record["findings"])
+    try:
+        answer = await model.complete(messages)
+    except (TemporaryError, PermanentError) as exc:
+        result: dict[str, Any] = {"model": model.name, "error": str(exc)}
+        note = f"model summary not made (the incident goes on): {exc}"
+    except Exception as exc:                 # a bug: journaled, remediation goes on
+        log.exception("model summary failed", extra={"incident": run.id})
+        result, note = {"model": model.name, "error": repr(exc)}, \
+            f"model summary not made (the incident goes on): {exc!r}"
+    else:
+        checked = summary.check(answer, ids)
+        if checked.text is None:
+            result = {"model": model.name, "discarded": checked.reason}
+            note = f"model summary discarded (the incident goes on): {checked.reason}"
+        else:
+            result = {"model": model.name, "text": checked.text, "cited": list(checked.cited)}
+            note = f"model summary ({model.name}): {checked.text}"
+    record["summary"] = result
+    await run.journal.context({KIND: record})
+    await run.journal.note(KIND, note, summary=result)
 
 
 async def before_step(run: Run, step: Step, rec: StepRecord,

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from remediator.ports import AlertsApi, ChatApi, ClusterApi, HttpApi, MetricsApi, TrackerApi
 from remediator.ports.inspect import ClusterInspector
+from remediator.ports.model import ModelApi
 
 
 @dataclass
@@ -18,3 +19,4 @@ class Ports:
     chat: ChatApi | None = None           # Slack
     http: HttpApi | None = None           # for http.post
     inspect: ClusterInspector | None = None   # diagnosis: events, nodes, PDBs, previous logs
+    model: ModelApi | None = None         # diagnosis: an optional summary of the findings
