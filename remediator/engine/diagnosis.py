@@ -64,8 +64,12 @@ async def diagnose(run: Run, moment: str) -> dict[str, Any] | None:
         return None
     record = {"at": run.clock.now().isoformat(), "moment": moment,
               "findings": [f.to_dict() for f in findings], "problems": list(snap.problems)}
-    before = (run.view.context.get(KIND) or {}).get("findings") or []
+    previous = run.view.context.get(KIND) or {}
+    before = previous.get("findings") or []
     ids = [f.id for f in findings]
+    said = previous.get("summary")
+    if said and all(c in ids for c in said.get("cited") or []):
+        record["summary"] = said            # the summary stands while what it cites does
     await run.journal.context({KIND: record})
     if moment == OPENED or [f.get("id") for f in before] != ids:
         await run.journal.note(KIND, _message(moment, record), moment=moment, findings=ids)

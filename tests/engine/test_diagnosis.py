@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -13,9 +14,11 @@ from typing import Any
 import pytest
 
 from remediator.adapters.k8s_inspect import KubernetesInspector
+from remediator.adapters.openai_chat import OpenAIChat
 from remediator.model.incident import IncidentState, StepStatus, TargetRef
 from remediator.settings import DiagnosisSettings, EngineSettings
 from remediator.simulator import Simulator
+from remediator.testing.fake_openai import FakeOpenAI
 
 from .rig import AUTH, Rig, alert
 
@@ -148,3 +151,48 @@ async def test_diagnosis_off_means_when_steps_are_skipped_and_said_so(
     rollback = inc.steps[1]
     assert rollback.result == \
         "skipped: when {finding: recent_rollout}: no diagnosis was made"
+
+
+def _cite_first(messages: list[dict[str, Any]]) -> str:
+    findings = json.loads(messages[-1]["content"])["findings"]
+    return f"A rollout just before the alert broke the pods [{findings[0]['id']}]."
+
+
+@pytest.mark.parametrize(("behaviour", "says"), [
+    ("good", "model summary (qwen): A rollout just before the alert broke the pods "
+             "[recent_rollout:"),
+    ("nonsense", "model summary discarded (the incident goes on): it cites findings that do "
+                 "not exist: db_down:pg-0"),
+    ("down", "model summary not made (the incident goes on): model at "),
+    ("slow", "model summary not made (the incident goes on): model at "),
+])
+async def test_the_model_summary_is_checked_and_never_changes_the_incident(
+        rig: Rig, sim: Simulator, behaviour: str, says: str) -> None:
+    fake = FakeOpenAI(_cite_first if behaviour != "nonsense"
+                      else (lambda messages: "The database is down [db_down:pg-0]."))
+    await fake.start()
+    try:
+        if behaviour == "down":
+            await fake.down()
+        if behaviour == "slow":
+            fake.delay = 2.0
+        await rig.start(PLAYBOOK)
+        rig.engine.ports.inspect = KubernetesInspector(rig.cluster)
+        rig.engine.ports.model = OpenAIChat(fake.base_url, "qwen", rig.http, timeout=0.3)
+        firing = await bad_rollout(rig, sim)
+        async with ticking(sim):
+            await rig.post([firing])
+            await rig.settle(30)
+    finally:
+        await fake.stop()
+    inc = await rig.only_incident()
+    # the same story as without a model: skipped restart, rollback, recovered
+    assert inc.state == IncidentState.RECOVERED
+    assert [s.status for s in inc.steps] == [StepStatus.SKIPPED, StepStatus.SUCCEEDED]
+    notes = [t.message for t in inc.timeline if t.kind == "diagnosis"]
+    assert any(n.startswith(says) for n in notes), notes
+    said = inc.context["diagnosis"]["summary"]
+    assert ("text" in said) == (behaviour == "good")
+    if behaviour != "down":
+        [request] = fake.requests
+        assert "fatal: config key" in request["messages"][1]["content"]
