@@ -81,7 +81,7 @@ async def test_adapter_speaks_the_wire_contract(fake: FakeOpenAI) -> None:
             await model.complete([{"role": "user", "content": "hi"}])
         fake.fail(None)
         fake.delay = 1.0
-        with pytest.raises(TemporaryError, match="no answer within 0.2s"):
+        with pytest.raises(TemporaryError, match=r"no answer within 0\.2s"):
             await OpenAIChat(fake.base_url, "m", http, api_key="k-1",
                              timeout=0.2).complete([{"role": "user", "content": "hi"}])
         await fake.down()
