@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -108,11 +109,12 @@ async def _pod_details(inspector: ClusterInspector, target: TargetRef, pods: lis
     first few unhealthy pods."""
     ns = target.namespace
     sick = [p for p in pods if _unhealthy(p)][:MAX_POD_DETAILS]
-    logs = await asyncio.gather(*(_logs(inspector, ns, p, reader) for p in sick))
     names = [(target.kind, target.name)] + [("Pod", p["metadata"]["name"]) for p in sick]
-    events = await asyncio.gather(*(
-        reader.read(f"the events of {kind} {ns}/{name}",
-                    inspector.list_events(ns, kind, name), []) for kind, name in names))
+    logs, events = await asyncio.gather(
+        asyncio.gather(*(_logs(inspector, ns, p, reader) for p in sick)),
+        asyncio.gather(*(reader.read(f"the events of {kind} {ns}/{name}",
+                                     inspector.list_events(ns, kind, name), [])
+                         for kind, name in names)))
     return ({p["metadata"]["name"]: lines for p, lines in zip(sick, logs, strict=True)},
             [e for group in events for e in group])
 
@@ -120,20 +122,26 @@ async def _pod_details(inspector: ClusterInspector, target: TargetRef, pods: lis
 async def _around(cluster: ClusterApi, inspector: ClusterInspector | None, target: TargetRef,
                   pods: list[KubeObject], reader: _Reader) -> dict[str, Any]:
     """The HPA that scales the target, nodes of its pods, PDBs selecting them."""
-    hpas = await reader.read(f"the HPAs of {target.namespace}",
-                             cluster.list_hpas(target.namespace), [])
+    hpas_call = reader.read(f"the HPAs of {target.namespace}",
+                            cluster.list_hpas(target.namespace), [])
+    nodes: list[KubeObject | None] = []
+    pdbs: list[KubeObject] = []
+    if inspector is None:
+        reader.problems.append("events, nodes, PDBs and logs not read: no inspector")
+        hpas = await hpas_call
+    else:
+        names = sorted({p["spec"]["nodeName"] for p in pods
+                        if (p.get("spec") or {}).get("nodeName")})[:MAX_NODES]
+        hpas, found, pdbs = await asyncio.gather(
+            hpas_call,
+            asyncio.gather(*(reader.read(f"Node {n}", inspector.read_node(n), None)
+                             for n in names)),
+            reader.read(f"the PodDisruptionBudgets of {target.namespace}",
+                        inspector.list_pdbs(target.namespace), []))
+        nodes = list(found)
     hpa = next((h for h in hpas if ((h.get("spec") or {}).get("scaleTargetRef") or {})
                 .get("name") == target.name and (h["spec"]["scaleTargetRef"].get("kind")
                                                   == target.kind)), None)
-    if inspector is None:
-        reader.problems.append("events, nodes, PDBs and logs not read: no inspector")
-        return {"hpa": hpa, "nodes": [], "pdbs": []}
-    names = sorted({p["spec"]["nodeName"] for p in pods
-                    if (p.get("spec") or {}).get("nodeName")})[:MAX_NODES]
-    nodes, pdbs = await asyncio.gather(
-        asyncio.gather(*(reader.read(f"Node {n}", inspector.read_node(n), None) for n in names)),
-        reader.read(f"the PodDisruptionBudgets of {target.namespace}",
-                    inspector.list_pdbs(target.namespace), []))
     labels = [(p.get("metadata") or {}).get("labels") or {} for p in pods]
     pdbs = [b for b in pdbs if any(s.selects((b.get("spec") or {}).get("selector"), lb)
                                    for lb in labels)]
@@ -143,22 +151,29 @@ async def _around(cluster: ClusterApi, inspector: ClusterInspector | None, targe
 async def collect(cluster: ClusterApi, inspector: ClusterInspector | None, target: TargetRef,
                   alerts: Sequence[dict[str, Any]], now: datetime, *,
                   window_seconds: float = 1800.0) -> s.Snapshot:
-    """A snapshot of ``target`` as the cluster shows it now (read-only)."""
+    """A snapshot of ``target`` as the cluster shows it now (read-only). When the target
+    itself cannot be read there is nothing around it to read: the snapshot says why."""
     reader = _Reader()
     obj, rss, pods = await _workload(cluster, target, reader)
-    logs: dict[str, dict[str, str]] = {}
-    events: list[KubeObject] = []
-    if inspector is not None:
-        logs, events = await _pod_details(inspector, target, pods, reader)
-    around = await _around(cluster, inspector, target, pods, reader)
+    snap = s.Snapshot(target=target, taken_at=now,
+                      alerts=tuple(s.alert_from(a) for a in alerts),
+                      window_seconds=window_seconds)
+    if obj is None and not pods:
+        return replace(snap, problems=tuple(reader.problems))
+    details: Any = _pod_details(inspector, target, pods, reader) if inspector is not None \
+        else _nothing()
+    (logs, events), around = await asyncio.gather(
+        details, _around(cluster, inspector, target, pods, reader))
     desired, ready = _replicas(obj, pods)
-    return s.Snapshot(
-        target=target, taken_at=now, desired_replicas=desired, ready_replicas=ready,
+    return replace(
+        snap, desired_replicas=desired, ready_replicas=ready,
         revisions=tuple(s.revision_from(r) for r in rss),
         pods=tuple(s.pod_from(p, logs.get(p["metadata"]["name"])) for p in pods),
         events=tuple(s.event_from(e) for e in events),
         nodes=tuple(s.node_from(n) for n in around["nodes"]),
         hpa=s.hpa_from(around["hpa"]) if around["hpa"] else None,
-        pdbs=tuple(s.pdb_from(b) for b in around["pdbs"]),
-        alerts=tuple(s.alert_from(a) for a in alerts), window_seconds=window_seconds,
-        problems=tuple(reader.problems))
+        pdbs=tuple(s.pdb_from(b) for b in around["pdbs"]), problems=tuple(reader.problems))
+
+
+async def _nothing() -> tuple[dict[str, dict[str, str]], list[KubeObject]]:
+    return {}, []

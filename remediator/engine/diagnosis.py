@@ -70,9 +70,9 @@ async def diagnose(run: Run, moment: str) -> dict[str, Any] | None:
     said = previous.get("summary")
     if said and all(c in ids for c in said.get("cited") or []):
         record["summary"] = said            # the summary stands while what it cites does
-    await run.journal.context({KIND: record})
-    if moment == OPENED or [f.get("id") for f in before] != ids:
-        await run.journal.note(KIND, _message(moment, record), moment=moment, findings=ids)
+    notes = ((run.journal.entry(KIND, _message(moment, record), moment=moment, findings=ids),)
+             if moment == OPENED or [f.get("id") for f in before] != ids else ())
+    await run.journal.context({KIND: record}, notes=notes)       # one write
     if moment == OPENED and findings:
         await summarise(run, record)
     return record
@@ -106,8 +106,8 @@ async def summarise(run: Run, record: dict[str, Any]) -> None:
             result = {"model": model.name, "text": checked.text, "cited": list(checked.cited)}
             note = f"model summary ({model.name}): {checked.text}"
     record["summary"] = result
-    await run.journal.context({KIND: record})
-    await run.journal.note(KIND, note, summary=result)
+    await run.journal.context({KIND: record},
+                              notes=(run.journal.entry(KIND, note, summary=result),))
 
 
 async def before_step(run: Run, step: Step, rec: StepRecord,
