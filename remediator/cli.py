@@ -240,7 +240,8 @@ def _secret_problems(settings: Any, source: str) -> list[Any]:
           for i, u in enumerate(s.server.auth.users)],
         ("slack.token_file", s.slack.token_file),
         ("slack.signing_secret_file", s.slack.signing_secret_file),
-        ("jira.api_token_file", s.jira.api_token_file), ("jira.pat_file", s.jira.pat_file)]
+        ("jira.api_token_file", s.jira.api_token_file), ("jira.pat_file", s.jira.pat_file),
+        ("diagnosis_model.api_key_file", s.diagnosis_model.api_key_file)]
     problems = []
     for name, path in fields:
         if path is None:
