@@ -188,6 +188,9 @@ def root_message(view: IncidentView) -> tuple[str, list[dict[str, Any]], list[di
     if view.steps:
         ladder = "  ".join(f"{STEP_EMOJI[s.status]} {slack_escape(s.name)}" for s in view.steps)
         details.append(_context(f"Steps: {ladder}"))
+    found = diagnosis_lines(view, limit=3)
+    if found:
+        details.append(_context("Diagnosis: " + "\n".join(slack_escape(f) for f in found)))
     link_text = " · ".join(_slack_link(t, u) for t, u in links(view))
     if link_text:
         details.append(_context(link_text))

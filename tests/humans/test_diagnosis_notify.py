@@ -11,7 +11,7 @@ from remediator.adapters.jira import JiraTickets
 from remediator.adapters.slack import SlackChat
 from remediator.engine.contract import RunContext
 from remediator.model.incident import IncidentState
-from remediator.rendering import diagnosis_lines
+from remediator.rendering import diagnosis_lines, root_message
 from remediator.testing.fake_jira import FakeJira
 from remediator.testing.fake_slack import FakeSlack
 
@@ -61,3 +61,15 @@ def test_without_a_diagnosis_nothing_is_added() -> None:
     assert diagnosis_lines(make_view()) == []
     empty = {"diagnosis": {"findings": [], "problems": []}}
     assert diagnosis_lines(make_view(context=empty)) == ["no findings"]
+
+
+def test_the_thread_root_shows_the_findings() -> None:
+    _, _, [attachment] = root_message(make_view(context=CONTEXT))
+    [diagnosis] = [b for b in attachment["blocks"] if b["type"] == "context"
+                   and b["elements"][0]["text"].startswith("Diagnosis: ")]
+    text = diagnosis["elements"][0]["text"]
+    assert text.startswith("Diagnosis: [recent_rollout:api-4] rollout of api: image "
+                           "example/api:1.2.0 → example/api:1.3.0")
+    assert "\n[crash_loop:api-4-x/api] container api" in text
+    _, _, [plain] = root_message(make_view())
+    assert not any("Diagnosis" in str(b) for b in plain["blocks"])
