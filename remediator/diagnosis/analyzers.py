@@ -29,10 +29,20 @@ def _alert_name(snap: Snapshot) -> str:
     return dated[0].name if dated else ""
 
 
+def _restart(new: Revision, old: Revision) -> bool:
+    """Only the restartedAt annotation changed: a restart (``kubectl rollout restart``,
+    or remediator's own), not a change of what runs."""
+    return (new.images == old.images and new.config_hashes == old.config_hashes
+            and new.restarted_at != old.restarted_at)
+
+
 def _recent(snap: Snapshot) -> tuple[Revision, Revision | None, float] | None:
-    """The newest revision if it was created within the window before the first alert,
-    the one before it, and how long before the alert it was created."""
+    """The newest revision that changed what runs (restarts skipped), if it was created
+    within the window before the first alert; the one before it; and how long before
+    the alert it was created."""
     revs = sorted((r for r in snap.revisions if r.number > 0), key=lambda r: r.number)
+    while len(revs) > 1 and _restart(revs[-1], revs[-2]):
+        revs.pop()
     if not revs or revs[-1].created is None:
         return None
     newest = revs[-1]

@@ -16,6 +16,7 @@ from remediator.model.incident import TargetRef
 from remediator.ports.cluster import KubeObject
 
 REVISION = "deployment.kubernetes.io/revision"
+RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"     # kubectl rollout restart (and ours)
 #: template annotations that carry a ConfigMap/Secret hash (Helm's ``checksum/config``,
 #: ``configHash``, ``config-hash``, ``secret-hash``, …)
 CONFIG_HASH = re.compile(r"checksum|config-?hash|secret-?hash|confighash", re.IGNORECASE)
@@ -49,6 +50,7 @@ class Revision:
     config_hashes: dict[str, str]
     created: datetime | None
     replicas: int = 0
+    restarted_at: str | None = None         # the template's restartedAt annotation
 
 
 @dataclass(frozen=True)
@@ -177,7 +179,8 @@ def revision_from(rs: KubeObject) -> Revision:
                     config_hashes={k: str(v) for k, v in sorted(annotations.items())
                                    if CONFIG_HASH.search(k)},
                     created=parse_time(meta.get("creationTimestamp")),
-                    replicas=int((rs.get("spec") or {}).get("replicas") or 0))
+                    replicas=int((rs.get("spec") or {}).get("replicas") or 0),
+                    restarted_at=annotations.get(RESTARTED_AT))
 
 
 def _container(status: KubeObject, spec: KubeObject | None) -> Container:

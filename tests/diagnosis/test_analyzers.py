@@ -25,10 +25,11 @@ T0 = datetime(2026, 8, 1, 10, 0, tzinfo=UTC)
 TARGET = TargetRef(kind="Deployment", namespace="prod", name="api")
 
 
-def rev(n: int, image: str, *, ago: float, hashes: dict[str, str] | None = None) -> Revision:
+def rev(n: int, image: str, *, ago: float, hashes: dict[str, str] | None = None,
+        restarted: str | None = None) -> Revision:
     return Revision(ref=f"ReplicaSet prod/api-{n}", name=f"api-{n}", number=n,
                     images=(image,), config_hashes=hashes or {},
-                    created=T0 - timedelta(seconds=ago))
+                    created=T0 - timedelta(seconds=ago), restarted_at=restarted)
 
 
 def pod(name: str = "api-1", *, phase: str = "Running", ready: bool = False, node: str = "n1",
@@ -53,6 +54,12 @@ CASES = [
      ["recent_rollout:api-3"],
      "rollout of api: image example/api:1.2.0 → example/api:1.3.0 (revision 2 → 3), 2m "
      "before the first alert (HighErrorRate)"),
+    ("a restart after the rollout is not the change", a.recent_rollout,
+     snap(revisions=(rev(2, "a:1", ago=86400), rev(3, "a:2", ago=300),
+                     rev(4, "a:2", ago=30, restarted="2026-08-01T09:59:30Z"))),
+     ["recent_rollout:api-3"], "image a:1 → a:2 (revision 2 → 3), 5m"),
+    ("a restart alone is not a rollout", a.recent_rollout,
+     snap(revisions=(rev(2, "a:1", ago=86400), rev(3, "a:1", ago=60, restarted="x"))), [], None),
     ("rollout an hour before: not recent", a.recent_rollout,
      snap(revisions=(rev(2, "a:1", ago=86400), rev(3, "a:2", ago=3600))), [], None),
     ("rollout after the alert: not a cause", a.recent_rollout,
