@@ -201,7 +201,8 @@ def start_simulator(tmp: Path, deployments: int) -> tuple[Proc, str, Path]:
 
 def write_config(tmp: Path, *, store: Path | str, port: int, kubeconfig: Path | None,
                  dry_run: bool, console: bool = False, budget: int = 20,
-                 log_level: str = "INFO", max_parallel: int = 32) -> Path:
+                 log_level: str = "INFO", max_parallel: int = 32,
+                 diagnosis: bool | None = None) -> Path:
     k8s = (f"kubernetes: {{mode: kubeconfig, kubeconfig: '{kubeconfig}'}}" if kubeconfig
            else "kubernetes: {mode: none}")
     cfg = tmp / f"config-{port}.yaml"
@@ -209,7 +210,8 @@ def write_config(tmp: Path, *, store: Path | str, port: int, kubeconfig: Path | 
 server: {{listen: "127.0.0.1:{port}"}}
 store: {{path: "{store}", synchronous: FULL}}
 playbooks: ["{PLAYBOOKS}"]
-engine: {{dry_run: {str(dry_run).lower()}, action_budget: {budget}, max_parallel: {max_parallel}}}
+engine: {{dry_run: {str(dry_run).lower()}, action_budget: {budget}, max_parallel: {max_parallel}{
+    "" if diagnosis is None else f", diagnosis: {{enabled: {str(diagnosis).lower()}}}"}}}
 {k8s}
 notify: {{console: {str(console).lower()}}}
 log: {{level: {log_level}, format: json}}

@@ -21,7 +21,15 @@ is not started at all (``--max-parallel 32`` shows it: most incidents see no cal
 
 Target: p99 < 50 ms.
 
+Diagnosis (issue #22) runs when an incident opens, before its first step: its first
+call is the diagnosis's GET of the Deployment, and the first *action* call is the next
+call on that path (the step planning the restart). ``--diagnosis both`` runs the whole
+measurement twice in one invocation, diagnosis off then on (``engine.diagnosis.enabled``),
+and reports the first action call of each (with diagnosis off it is the first call) and
+the difference of their p99s (target: diagnosis adds < 20 ms p99).
+
     .venv/bin/python bench/reaction.py [--incidents 300] [--gap 0.05] [--max-parallel 1024]
+                                       [--diagnosis on|off|both]
 """
 
 from __future__ import annotations
@@ -63,14 +71,36 @@ def post(url: str, body: bytes) -> tuple[float, int]:
         return sent, resp.status
 
 
-def run(incidents: int = 300, gap: float = 0.05, max_parallel: int = 1024) -> dict[str, Any]:
+def _timings(calls: list[dict[str, Any]]
+             ) -> tuple[dict[int, float], dict[int, float], dict[int, list[float]]]:
+    """Per incident: its first call, first write, and every call on its Deployment's path."""
+    first: dict[int, float] = {}
+    first_write: dict[int, float] = {}
+    on_path: dict[int, list[float]] = {}
+    for call in calls:
+        path = call["path"]
+        if "/deployments/svc-" not in path:
+            continue
+        name = path.split("/deployments/", 1)[1].split("/", 1)[0]
+        i = int(name.removeprefix("svc-"))
+        at = datetime.fromisoformat(call["at"]).timestamp()
+        first.setdefault(i, at)
+        on_path.setdefault(i, []).append(at)
+        if call["method"] in ("PATCH", "PUT", "POST", "DELETE"):
+            first_write.setdefault(i, at)
+    return first, first_write, on_path
+
+
+def run(incidents: int = 300, gap: float = 0.05, max_parallel: int = 1024,
+        diagnosis: bool | None = None) -> dict[str, Any]:
     tmp = tmpdir("reaction")
     sim, sim_url, kubeconfig = start_simulator(tmp, SIM_DEPLOYMENTS)
     with sim:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         cfg = write_config(tmp, store=tmp / "reaction.db", port=port, kubeconfig=kubeconfig,
-                           dry_run=False, budget=1_000_000, max_parallel=max_parallel)
+                           dry_run=False, budget=1_000_000, max_parallel=max_parallel,
+                           diagnosis=diagnosis)
         with start_daemon(cfg, "remediator-reaction") as daemon:
             wait_ready(url, daemon)
             # warm-up: one incident whose timings are not counted
@@ -86,24 +116,18 @@ def run(incidents: int = 300, gap: float = 0.05, max_parallel: int = 1024) -> di
             status, data = http_get(sim_url + "/sim/v1/calls?all=1", timeout=60)
             if status != 200 or data is None:
                 raise RuntimeError(f"simulator call log: HTTP {status}")
-    first: dict[int, float] = {}
-    first_write: dict[int, float] = {}
-    for call in data["calls"]:
-        path = call["path"]
-        if "/deployments/svc-" not in path:
-            continue
-        name = path.split("/deployments/", 1)[1].split("/", 1)[0]
-        i = int(name.removeprefix("svc-"))
-        at = datetime.fromisoformat(call["at"]).timestamp()
-        first.setdefault(i, at)
-        if call["method"] in ("PATCH", "PUT", "POST", "DELETE"):
-            first_write.setdefault(i, at)
+    first, first_write, on_path = _timings(data["calls"])
     reactions = [first[i] - sent_at[i] for i in range(1, incidents + 1) if i in first]
     writes = [first_write[i] - sent_at[i] for i in range(1, incidents + 1) if i in first_write]
     missing = [dep_name(i) for i in range(1, incidents + 1) if i not in first]
     r = summary_ms(reactions)
     w = summary_ms(writes)
+    nth = 1 if diagnosis else 0          # the opening diagnosis reads the Deployment once
+    acts = [on_path[i][nth] - sent_at[i] for i in range(1, incidents + 1)
+            if len(on_path.get(i, ())) > nth]
+    a = summary_ms(acts)
     data_out = {"incidents": incidents, "gap_s": gap, "max_parallel": max_parallel,
+                "diagnosis": diagnosis, "first_action_call": a,
                 "first_call": r, "first_write": w,
                 "no_call_seen": missing[:20], "no_call_count": len(missing),
                 "target": {"p99_ms_max": 50}, "met": {"p99": r["p99_ms"] < 50}}
@@ -114,6 +138,9 @@ def run(incidents: int = 300, gap: float = 0.05, max_parallel: int = 1024) -> di
         ("first API call p99", f"{r['p99_ms']:.1f} ms", "< 50 ms",
          "yes" if r["p99_ms"] < 50 else "NO"),
         ("first API call max", f"{r['max_ms']:.1f} ms", "", ""),
+        ("first action call p50 / p99",
+         f"{a['p50_ms']:.1f} / {a['p99_ms']:.1f} ms (diagnosis "
+         f"{'default' if diagnosis is None else 'on' if diagnosis else 'off'})", "", ""),
         ("first write (PATCH) p50 / max",
          f"{w['p50_ms']:.1f} / {w['max_ms']:.1f} ms (n={w['n']})", "", ""),
     ]))
@@ -126,8 +153,24 @@ def main() -> int:
     parser.add_argument("--incidents", type=int, default=300)
     parser.add_argument("--gap", type=float, default=0.05)
     parser.add_argument("--max-parallel", type=int, default=1024)
+    parser.add_argument("--diagnosis", choices=["on", "off", "both"], default=None)
     args = parser.parse_args()
-    run(args.incidents, args.gap, args.max_parallel)
+    if args.diagnosis != "both":
+        run(args.incidents, args.gap, args.max_parallel,
+            None if args.diagnosis is None else args.diagnosis == "on")
+        return 0
+    off = run(args.incidents, args.gap, args.max_parallel, False)["first_action_call"]
+    on = run(args.incidents, args.gap, args.max_parallel, True)["first_action_call"]
+    added = on["p99_ms"] - off["p99_ms"]
+    print(table([
+        ("first action call p50: off / on", f"{off['p50_ms']:.1f} / {on['p50_ms']:.1f} ms",
+         "", ""),
+        ("first action call p99: off / on", f"{off['p99_ms']:.1f} / {on['p99_ms']:.1f} ms",
+         "", ""),
+        ("diagnosis adds (p99)", f"{added:.1f} ms", "< 20 ms", "yes" if added < 20 else "NO"),
+    ]))
+    save("reaction-diagnosis", {"off": off, "on": on, "added_p99_ms": added,
+                                "met": added < 20})
     return 0
 
 

@@ -33,6 +33,8 @@ from remediator.loader import check_policies, load_paths, playbook_needs
 from remediator.metrics import Metrics
 from remediator.ports import AlertsApi, ChatApi, ClusterApi, HttpApi, MetricsApi, TrackerApi
 from remediator.ports.alerts import SilencesApi
+from remediator.ports.inspect import ClusterInspector
+from remediator.ports.model import ModelApi
 from remediator.ports.pager import PagerApi
 from remediator.ports.sinks import Sink
 from remediator.ports.store import Store
@@ -223,6 +225,8 @@ class Daemon:
         poster: HttpApi = AiohttpPoster(http)
         ports = Ports(http=poster)
         ports.cluster = await self._cluster()
+        ports.inspect = _inspector(ports.cluster)
+        ports.model = _model(s, http)
         if s.prometheus.url:
             from remediator.adapters.prometheus import PrometheusMetrics
             metrics: MetricsApi = PrometheusMetrics(s.prometheus.url,
@@ -250,17 +254,22 @@ class Daemon:
         else:
             self.dependencies["slack"] = "not configured"
         ports.pager = self._pager(http)
-        if s.jira.url:
-            from remediator.adapters.jira import JiraTickets
-            pat = read_secret(s.jira.pat, s.jira.pat_file, "the Jira PAT")
-            token = read_secret(s.jira.api_token, s.jira.api_token_file, "the Jira API token")
-            tickets: TrackerApi = JiraTickets(s.jira.url, email=s.jira.email, api_token=token,
-                                              pat=pat)
-            ports.tickets = tickets
-            self.dependencies["jira"] = s.jira.url
-        else:
-            self.dependencies["jira"] = "not configured"
+        ports.tickets = self._tickets()
         return ports
+
+    def _tickets(self) -> TrackerApi | None:
+        """Jira, when configured (a PAT, or an e-mail and API token)."""
+        s = self.settings
+        if not s.jira.url:
+            self.dependencies["jira"] = "not configured"
+            return None
+        from remediator.adapters.jira import JiraTickets
+        pat = read_secret(s.jira.pat, s.jira.pat_file, "the Jira PAT")
+        token = read_secret(s.jira.api_token, s.jira.api_token_file, "the Jira API token")
+        tickets: TrackerApi = JiraTickets(s.jira.url, email=s.jira.email, api_token=token,
+                                          pat=pat)
+        self.dependencies["jira"] = s.jira.url
+        return tickets
 
     def _pager(self, http: aiohttp.ClientSession) -> PagerApi | None:
         """PagerDuty's Events API v2 through the HTTP port, when services are configured."""
@@ -464,6 +473,29 @@ def _silences(alerts: AlertsApi) -> SilencesApi:
     assert isinstance(alerts, AlertmanagerApi)
     silences: SilencesApi = alerts
     return silences
+
+
+def _model(s: Settings, http: aiohttp.ClientSession) -> ModelApi | None:
+    """The optional model that summarises findings (an OpenAI-compatible endpoint)."""
+    m = s.diagnosis_model
+    if not m.url:
+        return None
+    from remediator.adapters.openai_chat import OpenAIChat
+    model: ModelApi = OpenAIChat(m.url, m.model, http, timeout=m.timeout,
+                                 api_key=read_secret(m.api_key, m.api_key_file,
+                                                     "the model's API key"),
+                                 max_tokens=m.max_tokens)
+    return model
+
+
+def _inspector(cluster: ClusterApi | None) -> ClusterInspector | None:
+    """Diagnosis's extra reads (events, nodes, PDBs, logs), on the cluster's own client."""
+    from remediator.adapters.kubernetes import KubernetesCluster
+    if not isinstance(cluster, KubernetesCluster):
+        return None
+    from remediator.adapters.k8s_inspect import KubernetesInspector
+    inspector: ClusterInspector = KubernetesInspector(cluster)
+    return inspector
 
 
 def _cluster_probe(cluster: ClusterApi | None, timeout: float) -> Probe | None:

@@ -1,5 +1,5 @@
 """The ``remediator`` command: serve | check | dry-run | simulator | demo | incidents |
-fire | approve | reject | ack | release."""
+fire | approve | reject | ack | release | diagnose."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from remediator.cli_client import DEFAULT_URL, URL_ENV, Client, CliError
 from remediator.cli_views import STATES
-from remediator.errors import ConfigError, TemplateError
+from remediator.errors import ConfigError, PermanentError, TemplateError
 
 T = TypeVar("T")
 
@@ -73,7 +73,21 @@ def _parser() -> argparse.ArgumentParser:
     inc.add_argument("--iterations", type=int, default=0, metavar="N",
                      help="with --watch: stop after N refreshes (0: never)")
     _client_parsers(sub)
+    _diagnose_parser(sub)
     return p
+
+
+def _diagnose_parser(sub: Any) -> None:
+    diag = sub.add_parser("diagnose", help="diagnose a live target (read-only): what changed, "
+                                           "what its pods, nodes and autoscalers say")
+    diag.add_argument("target", metavar="NAMESPACE/KIND/NAME",
+                      help="e.g. prod/Deployment/api (kind: Deployment, StatefulSet, "
+                           "DaemonSet, Pod)")
+    diag.add_argument("--kubeconfig", metavar="FILE")
+    diag.add_argument("--context", metavar="NAME")
+    diag.add_argument("--window", default="30m", metavar="DURATION",
+                      help="a rollout this long ago is a recent change (default 30m)")
+    diag.add_argument("--output", choices=["text", "json"], default="text")
 
 
 def _daemon_flags(p: argparse.ArgumentParser) -> None:
@@ -128,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
             return _incidents(args)
         if args.command in ("fire", "approve", "reject", "ack", "release"):
             return _client_command(args)
+        if args.command == "diagnose":
+            return asyncio.run(_diagnose(args))
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
@@ -235,7 +251,8 @@ def _secret_problems(settings: Any, source: str) -> list[Any]:
           for i, u in enumerate(s.server.auth.users)],
         ("slack.token_file", s.slack.token_file),
         ("slack.signing_secret_file", s.slack.signing_secret_file),
-        ("jira.api_token_file", s.jira.api_token_file), ("jira.pat_file", s.jira.pat_file)]
+        ("jira.api_token_file", s.jira.api_token_file), ("jira.pat_file", s.jira.pat_file),
+        ("diagnosis_model.api_key_file", s.diagnosis_model.api_key_file)]
     problems = []
     for name, path in fields:
         if path is None:
@@ -352,6 +369,45 @@ def _dry_run_directory(args: argparse.Namespace, playbooks: list[Any]) -> int:
     if args.output == "json":
         print(json.dumps(out, indent=2, default=str))
     return 0 if ok else 1
+
+
+async def _diagnose(args: argparse.Namespace) -> int:
+    """``remediator diagnose NAMESPACE/KIND/NAME``: collect, analyze, print (read-only)."""
+    from remediator.adapters.k8s_inspect import KubernetesInspector
+    from remediator.adapters.kubernetes import KubernetesCluster
+    from remediator.cli_views import findings_lines
+    from remediator.diagnosis import analyze
+    from remediator.diagnosis.collector import collect
+    from remediator.model.durations import parse_duration
+    from remediator.model.incident import TargetRef
+    parts = args.target.split("/")
+    try:
+        if len(parts) != 3 or not all(parts):
+            raise ValueError("give NAMESPACE/KIND/NAME, e.g. prod/Deployment/api")
+        if parts[1] not in ("Deployment", "StatefulSet", "DaemonSet", "Pod"):
+            raise ValueError(f"kind {parts[1]!r}: one of Deployment, StatefulSet, DaemonSet, "
+                             "Pod")
+        target = TargetRef(namespace=parts[0], kind=parts[1], name=parts[2])
+        window = parse_duration(args.window)
+    except (ValueError, ValidationError) as exc:
+        print(f"remediator diagnose: {args.target!r}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        cluster = await KubernetesCluster.connect(kubeconfig=args.kubeconfig,
+                                                  context=args.context)
+    except PermanentError as exc:
+        print(f"remediator diagnose: {exc}", file=sys.stderr)
+        return 1
+    try:
+        snap = await collect(cluster, KubernetesInspector(cluster), target, [], _now(),
+                             window_seconds=window)
+    finally:
+        await cluster.close()
+    findings = [f.to_dict() for f in analyze(snap)]
+    record = {"moment": f"{target}, now", "findings": findings, "problems": list(snap.problems)}
+    print(json.dumps(record, indent=2) if args.output == "json"
+          else "\n".join(findings_lines(record)))
+    return 0
 
 
 def _now() -> Any:

@@ -84,6 +84,27 @@ def _step_lines(steps: Iterable[Mapping[str, Any]], colour: bool) -> list[str]:
     return lines
 
 
+def findings_lines(diagnosis: Mapping[str, Any] | None) -> list[str]:
+    """The findings of a diagnosis record (``context.diagnosis``), one a line, each with
+    its id and the objects it rests on; then what could not be read."""
+    if not diagnosis:
+        return []
+    lines = [f"findings ({diagnosis.get('moment', '?')}):"]
+    for f in diagnosis.get("findings") or []:
+        lines.append(f"  [{f.get('id')}] {f.get('summary')}")
+        if f.get("evidence"):
+            lines.append(f"      evidence: {', '.join(f['evidence'])}")
+    if not diagnosis.get("findings"):
+        lines.append("  none")
+    lines += [f"  (not read: {p})" for p in diagnosis.get("problems") or []]
+    said = diagnosis.get("summary") or {}
+    if said.get("text"):
+        lines.append(f"  summary by {said.get('model')} (checked): {said['text']}")
+    elif said:
+        lines.append(f"  (model summary not shown: {said.get('discarded') or said.get('error')})")
+    return lines
+
+
 def incident_story(inc: Mapping[str, Any], now: datetime, *, colour: bool = False) -> str:
     """One incident as a person reads it: what, where, how long, the steps, the
     timeline with times relative to its start."""
@@ -99,6 +120,7 @@ def incident_story(inc: Mapping[str, Any], now: datetime, *, colour: bool = Fals
         lines.append(f"  {alert.get('status')}  {labels.get('alertname', '?')}  "
                      + ", ".join(f"{k}={v}" for k, v in sorted(labels.items())
                                  if k != "alertname")[:120])
+    lines += findings_lines((inc.get("context") or {}).get("diagnosis"))
     steps = [s for s in inc.get("steps", []) if not str(s.get("action")).startswith("escalate:")]
     escalations = [s for s in inc.get("steps", []) if str(s.get("action")).startswith("escalate:")]
     if steps:

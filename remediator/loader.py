@@ -186,6 +186,11 @@ def _check_steps(pb: Playbook, found: Found) -> None:
                           f"verify.timeout ({v.timeout:g}s): it bounds the action, its retries "
                           "and the verification together, so the verification could never "
                           "finish; raise it, or leave it out (2m plus verify.timeout)"))
+        for field in ("when", "skip_if"):
+            if getattr(step, field) is not None and spec.target is None:
+                found.append((("spec", "steps", i, field),
+                              f"'{field}' steers the step by the diagnosis of the target: "
+                              "the playbook needs a target"))
         if v is not None and v.rollout and (spec.target is None or spec.target.kind == "Pod"):
             found.append((("spec", "steps", i, "verify", "rollout"),
                           "'rollout: complete' needs a Deployment, StatefulSet or DaemonSet "

@@ -189,6 +189,9 @@ def root_message(view: IncidentView) -> tuple[str, list[dict[str, Any]], list[di
     if view.steps:
         ladder = "  ".join(f"{STEP_EMOJI[s.status]} {slack_escape(s.name)}" for s in view.steps)
         details.append(_context(f"Steps: {ladder}"))
+    found = diagnosis_lines(view, limit=3)
+    if found:
+        details.append(_context("Diagnosis: " + "\n".join(slack_escape(f) for f in found)))
     link_text = " · ".join(_slack_link(t, u) for t, u in links(view))
     if link_text:
         details.append(_context(link_text))
@@ -317,6 +320,23 @@ def target_context_lines(view: IncidentView, limit: int = 10) -> list[str]:
     return lines
 
 
+def diagnosis_lines(view: IncidentView, limit: int = 6) -> list[str]:
+    """The findings of the latest diagnosis (``context["diagnosis"]``), one a line with
+    its id: ``[oom_killed:api-7d9-x/api] container api … was OOMKilled (…)``."""
+    record = view.context.get("diagnosis")
+    if not isinstance(record, Mapping):
+        return []
+    findings = [f for f in record.get("findings") or [] if isinstance(f, Mapping)]
+    lines = [f"[{f.get('id')}] {f.get('summary')}" for f in findings[:limit]]
+    if len(findings) > limit:
+        lines.append(f"… and {len(findings) - limit} more")
+    said = record.get("summary")
+    if isinstance(said, Mapping) and said.get("text"):
+        lines.append(f"Summary by {said.get('model')} (checked: cites only these findings): "
+                     f"{said['text']}")
+    return lines or ["no findings"]
+
+
 def page_message(view: IncidentView, mention: str, note: str | None = None
                  ) -> tuple[str, list[dict[str, Any]]]:
     """The on-call page: who, what, links, cluster context, what was tried."""
@@ -332,13 +352,17 @@ def page_message(view: IncidentView, mention: str, note: str | None = None
         body.append(link_text)
     tried = [f"{STEP_EMOJI[s.status]} {slack_escape(step_outcome(s))}" for s in view.steps]
     context = [slack_escape(line) for line in target_context_lines(view)]
+    found = [f"• {slack_escape(line)}" for line in diagnosis_lines(view)]
     text = "\n".join(body)
     blocks = [_section(text)]
+    if found:
+        blocks.append(_section("*Diagnosis*\n" + "\n".join(found)))
     if tried:
         blocks.append(_section("*What was tried*\n" + "\n".join(tried)))
     if context:
         blocks.append(_section("*Target*\n```" + "\n".join(context)[:2900] + "```"))
-    full = "\n".join([text, *(["What was tried:", *tried] if tried else []), *context])
+    full = "\n".join([text, *(["Diagnosis:", *found] if found else []),
+                      *(["What was tried:", *tried] if tried else []), *context])
     return clip(full, 3900), blocks
 
 
@@ -382,6 +406,9 @@ def incident_report(view: IncidentView) -> str:
            f"{wiki_escape(view.target or 'none')}  *State:* {label}"
            + ("  *Dry run:* yes" if view.dry_run else ""),
            f"*Incident:* {wiki_escape(view.id)} (key {wiki_escape(view.key)})", ""]
+    found = diagnosis_lines(view)
+    if found:
+        out += ["h2. Diagnosis", *(f"* {wiki_escape(line)}" for line in found), ""]
     out.append("h2. Alerts")
     for alert in view.alerts:
         status = alert.get("status", "")

@@ -169,6 +169,26 @@ class StoreSettings(Group):
         return v or None          # 0: forever, like null
 
 
+class DiagnosisSettings(Group):
+    enabled: bool = Field(default=True,
+                          description="Diagnose the target when an incident opens and before "
+                                      "each step (read-only calls).")
+    window: Duration = Field(default=1800.0, gt=0,
+                             description="A rollout this long before the first alert is "
+                                         "a recent change.")
+
+
+class ModelSettings(Group):
+    url: str | None = Field(default=None,
+                            description="An OpenAI-compatible endpoint's base URL, e.g. "
+                                        "http://vllm.ai:8000/v1 (unset: no model summary).")
+    model: str = Field(default="", description="The model name the endpoint serves.")
+    api_key: SecretStr | None = None
+    api_key_file: Path | None = None
+    timeout: Duration = Field(default=10.0, gt=0, description="Longest wait for an answer.")
+    max_tokens: int = Field(default=300, ge=16, le=4096)
+
+
 class EngineSettings(Group):
     dry_run: bool = Field(default=False, description="Journal every action as 'would do'.")
     max_parallel: int = Field(default=32, ge=1, description="Incidents worked on at once.")
@@ -204,6 +224,7 @@ class EngineSettings(Group):
     owner: str | None = Field(default=None,
                               description="This replica's name in leases (default: host, "
                                           "process id and a random part).")
+    diagnosis: DiagnosisSettings = Field(default_factory=DiagnosisSettings)
 
 
 class KubernetesSettings(Group):
@@ -394,6 +415,7 @@ class Settings(BaseSettings):
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
     alertmanager_url: str | None = None
+    diagnosis_model: ModelSettings = Field(default_factory=ModelSettings)
     slack: SlackSettings = Field(default_factory=SlackSettings)
     jira: JiraSettings = Field(default_factory=JiraSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)

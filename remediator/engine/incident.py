@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from remediator.engine import ladder
+from remediator.engine import diagnosis, ladder
 from remediator.engine.escalation import escalate, lift_run, run_escalation
 from remediator.engine.health import note_dependencies_in
 from remediator.engine.outcomes import (
@@ -103,6 +103,7 @@ class IncidentRun(Run):
                 await escalate(self, refused.reason, guard=refused.guard,
                                run_actions=refused.run_escalation)
                 return
+            self.diagnosis = await diagnosis.diagnose(self, diagnosis.OPENED)
         if view.target is not None:
             await self.take_target_lock()
         if self.view.state != IncidentState.AWAITING_APPROVAL:

@@ -87,10 +87,14 @@ class RunJournal:
         for entry in timeline:
             self.logged(entry, level)
 
-    async def context(self, patch: dict[str, Any]) -> None:
-        """Merge ``patch`` into the incident's context (store and view)."""
-        await self.store.journal(self.id, self.clock.now(), context=patch)
+    async def context(self, patch: dict[str, Any], *,
+                      notes: tuple[TimelineEntry, ...] = ()) -> None:
+        """Merge ``patch`` into the incident's context (store and view); with ``notes``,
+        those timeline entries in the same write."""
+        await self.store.journal(self.id, self.clock.now(), context=patch, timeline=notes)
         self.view.context.update(patch)
+        for entry in notes:
+            self.logged(entry)
 
     async def emit(self, kind: EventKind, *, step: StepRecord | None = None,
                    message: str = "") -> None:

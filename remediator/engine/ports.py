@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from remediator.ports import AlertsApi, ChatApi, ClusterApi, HttpApi, MetricsApi, TrackerApi
 from remediator.ports.alerts import SilencesApi
+from remediator.ports.inspect import ClusterInspector
+from remediator.ports.model import ModelApi
 from remediator.ports.pager import PagerApi
 
 
@@ -20,3 +22,5 @@ class Ports:
     http: HttpApi | None = None           # for http.post
     pager: PagerApi | None = None         # PagerDuty Events API v2 (escalation policies)
     silences: SilencesApi | None = None   # Alertmanager's silences (playbook `silence:`)
+    inspect: ClusterInspector | None = None   # diagnosis: events, nodes, PDBs, previous logs
+    model: ModelApi | None = None         # diagnosis: an optional summary of the findings

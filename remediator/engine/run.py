@@ -83,6 +83,12 @@ class Run:
         self.journal = RunJournal(incident_id, deps.store, deps.clock, deps.notifications,
                                   deps.give_way)
         self.deadline: datetime | None = None        # the current step's timeout
+        self.diagnosis: dict[str, Any] | None = None  # made on opening, for the first step
+
+    def take_diagnosis(self) -> dict[str, Any] | None:
+        """The diagnosis made when the incident opened, once (the first step reuses it)."""
+        record, self.diagnosis = self.diagnosis, None
+        return record
 
     @property
     def clock(self) -> Clock:

@@ -19,7 +19,7 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from remediator.engine import action, approvals
+from remediator.engine import action, approvals, diagnosis
 from remediator.engine.contract import Intent
 from remediator.engine.outcomes import (
     Applied,
@@ -46,6 +46,9 @@ async def run_step(run: Run, step: Step, rec: StepRecord) -> StepOutcome:
     """Run (or resume) one step to its outcome."""
     try:
         if rec.status == StepStatus.PENDING:
+            steered = await diagnosis.before_step(run, step, rec, run.take_diagnosis())
+            if steered is not None:
+                return steered
             refused = await _admit(run, step, rec)
             if refused is not None:
                 return refused

@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from remediator.model.durations import Duration
+from remediator.model.findings import FINDING_KINDS
 
 #: Seconds a step's action and its retries may take when the step sets no ``timeout``
 #: (its verification's own timeout comes on top).
@@ -104,6 +105,19 @@ class Approval(Strict):
         return v
 
 
+class FindingCondition(Strict):
+    """``{finding: recent_rollout}``: the diagnosis before the step found this kind."""
+
+    finding: str
+
+    @field_validator("finding")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        if v not in FINDING_KINDS:
+            raise ValueError(f"unknown finding kind {v!r} (known: {', '.join(FINDING_KINDS)})")
+        return v
+
+
 class Step(Strict):
     name: str = Field(min_length=1, max_length=100)
     action: str
@@ -114,6 +128,10 @@ class Step(Strict):
     # The action, its retries and its verification together; None: ACTION_TIMEOUT plus
     # the verification's own timeout.
     timeout: Duration | None = None
+    # steered by the diagnosis made before the step: run only when / skip when it found
+    # this kind of finding (the decision and the finding behind it are journaled)
+    when: FindingCondition | None = None
+    skip_if: FindingCondition | None = None
 
     @field_validator("timeout")
     @classmethod

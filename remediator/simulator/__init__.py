@@ -8,6 +8,7 @@ The real kubernetes_asyncio client and kubectl talk to it over HTTP. Modules:
 * ``controller`` deployment/replica-set/pod loops on an injected clock; bad images
 * ``api``        the REST handlers; ``discovery`` the discovery documents
 * ``control``    ``/sim/v1/…`` fault injection, call log, bad images; auth middleware
+* ``conditions`` what diagnosis reads: nodes, PDB status, pod states per image, pod logs
 * ``metrics``    ``/metrics`` (http_requests_total and kube-state-metrics gauges)
 * ``seed``       the seed format and the default example cluster
 * ``server``     ``Simulator``: wires it together, start/stop, kubeconfig

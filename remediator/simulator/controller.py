@@ -55,6 +55,9 @@ class Controller:
         self.tick_seconds = tick_seconds
         self._suffix = itertools.count(1)
         self.on_tick: list[Callable[[float], None]] = []
+        # diagnosis conditions (``conditions``): a pod's status after the kubelet's, by age
+        self.pod_hooks: list[Callable[[Obj, float], None]] = []
+        self.after_reconcile: list[Callable[[], None]] = []
         self._last_tick = clock.now()
 
     def is_bad(self, template: Obj) -> bool:
@@ -91,6 +94,8 @@ class Controller:
         for kind in (STS, DS):
             for w in self.store.list(kind):
                 self._workload(w)
+        for hook in self.after_reconcile:
+            hook()
 
     def _collect_garbage(self) -> None:
         for rt, owner_rt in ((RS, DEPLOY), (POD, RS)):
@@ -291,6 +296,8 @@ class Controller:
         before = pod.get("status", {}).get("containerStatuses") or [{}]
         pod["status"] = o.pod_status(pod, started=started, now=rfc3339(self.clock), ready=ready,
                                      bad=bad, restarts=restarts)
+        for pod_hook in self.pod_hooks:
+            pod_hook(pod, age)
         if bad and restarts > before[0].get("restartCount", 0):
             name = pod["spec"]["containers"][0]["name"]
             self._event(pod, "BackOff", f"Back-off restarting failed container {name} in pod "

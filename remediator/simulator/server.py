@@ -27,6 +27,7 @@ from aiohttp import web
 from remediator.clock import Clock, SystemClock
 from remediator.simulator import objects as o
 from remediator.simulator.api import KubeApi
+from remediator.simulator.conditions import Conditions
 from remediator.simulator.control import Control
 from remediator.simulator.controller import DEPLOY, POD, RS, Controller
 from remediator.simulator.metrics import Metrics
@@ -51,6 +52,8 @@ class Simulator:
         self._runner: web.AppRunner | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._tempdir: str | None = None
+        self.conditions = Conditions(self.store, self.controller, self.clock)
+        self.conditions.seed_nodes(self.seed.nodes)
         self._load_seed()
 
     # --- seeding ----------------------------------------------------------------------
@@ -100,7 +103,8 @@ class Simulator:
         app = web.Application(middlewares=[self.control.middleware],
                               client_max_size=4 * 1024 * 1024)
         app.add_routes([*self.control.routes(), web.get("/metrics", self._metrics),
-                        web.get("/healthz", self._healthz), *self.api.routes()])
+                        web.get("/healthz", self._healthz), *self.conditions.routes(),
+                        *self.api.routes()])
         return app
 
     async def _metrics(self, request: web.Request) -> web.Response:

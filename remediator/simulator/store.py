@@ -68,6 +68,11 @@ RESOURCES: tuple[ResourceType, ...] = (
     ResourceType("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler",
                  verbs=_RW, short_names=("hpa",), subresources=("status",), has_generation=True),
     ResourceType("coordination.k8s.io", "v1", "leases", "Lease", verbs=_RW),
+    # read by diagnosis (remediator.simulator.conditions)
+    ResourceType("", "v1", "nodes", "Node", namespaced=False, verbs=_RW, short_names=("no",),
+                 subresources=("status",)),
+    ResourceType("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", verbs=_RW,
+                 short_names=("pdb",), subresources=("status",), has_generation=True),
 )
 
 

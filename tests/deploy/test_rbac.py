@@ -67,7 +67,8 @@ def _used() -> set[Permission]:
         assert len(entry) == 3, f"API_PERMISSIONS entry {entry!r}: want (group, resource, verb)"
         assert all(isinstance(part, str) for part in entry), entry
         used.add(entry)
-    return used
+    # diagnosis's extra reads (remediator.ports.inspect)
+    return used | set(importlib.import_module("remediator.ports.inspect").API_PERMISSIONS)
 
 
 def _base_role() -> dict[str, Any]:

@@ -31,7 +31,7 @@ from remediator.model.incident import (
 )
 from remediator.model.playbook import Step
 from remediator.ports.store import AlertRecord, IngestItem, Routing
-from remediator.settings import EngineSettings
+from remediator.settings import DiagnosisSettings, EngineSettings
 from remediator.store.sqlite import SqliteStore
 
 from .rig import T0, Rig, alert
@@ -86,7 +86,9 @@ def count_calls(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
 
 async def test_missing_target_path_journal_logs_and_store_traffic(
         rig: Rig, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    await rig.start(MISSING, EngineSettings(dry_run=True, retry_base=5.0))
+    # (the exact traffic of the path without diagnosis; tests/diagnosis journals that)
+    await rig.start(MISSING, EngineSettings(dry_run=True, retry_base=5.0,
+                                            diagnosis=DiagnosisSettings(enabled=False)))
     calls = count_calls(rig, monkeypatch)
     dumps = Counter[str]()
     real_dump = IncidentView.model_dump

@@ -1,0 +1,213 @@
+"""What diagnosis reads, simulated: nodes and their conditions, PodDisruptionBudget
+status, pod status variants and the previous container's log.
+
+* Nodes ``node-1`` … ``node-N`` (the seed's ``nodes``), Ready, no pressure.
+* ``GET|POST|DELETE /sim/v1/pod-states``: every pod running ``image`` shows ``state``:
+  POST ``{"image": "example/api:1.3.0", "state": "OOMKilled", "exit_code": 137,
+  "message": "…", "log": "last line of the previous container"}``; states are
+  ``OOMKilled``, ``CrashLoopBackOff``, ``ImagePullBackOff``, ``Pending`` (unschedulable,
+  ``message`` the scheduler's), ``Unready`` (running, readiness probe failing).
+  DELETE ``{"image": …}``.
+* ``POST /sim/v1/nodes/{name}/conditions`` ``{"type": "MemoryPressure", "status": "True",
+  "message": "…"}`` (``Ready``/``False`` makes the node NotReady).
+* ``GET /api/v1/namespaces/{ns}/pods/{name}/log`` (``container``, ``previous``,
+  ``tailLines``): the log line a pod state set, ``text/plain``, as the kubelet answers;
+  the real 400 when there is no previous container.
+* PodDisruptionBudgets created through the API get the status the disruption
+  controller computes (``currentHealthy``, ``desiredHealthy``, ``disruptionsAllowed``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from aiohttp import web
+
+from remediator.clock import Clock
+from remediator.simulator import objects as o
+from remediator.simulator.api import error_response, respond
+from remediator.simulator.controller import POD, Controller, is_ready
+from remediator.simulator.store import ApiError, Obj, Store, by_kind, rfc3339
+from remediator.simulator.store import selector_string as label_string
+
+NODE, PDB = by_kind("Node"), by_kind("PodDisruptionBudget")
+STATES = ("OOMKilled", "CrashLoopBackOff", "ImagePullBackOff", "Pending", "Unready")
+UNSCHEDULABLE = "0/3 nodes are available: 3 Insufficient memory. preemption: 0/3 nodes are " \
+                "available: 3 No preemption victims found for incoming pod."
+
+
+@dataclass
+class PodState:
+    image: str
+    state: str
+    exit_code: int | None = None
+    message: str | None = None
+    log: str | None = None
+
+
+def node(name: str, now: str) -> Obj:
+    conditions = [{"type": t, "status": s, "reason": r, "message": m,
+                   "lastHeartbeatTime": now, "lastTransitionTime": now}
+                  for t, s, r, m in (
+                      ("MemoryPressure", "False", "KubeletHasSufficientMemory",
+                       "kubelet has sufficient memory available"),
+                      ("DiskPressure", "False", "KubeletHasNoDiskPressure",
+                       "kubelet has no disk pressure"),
+                      ("PIDPressure", "False", "KubeletHasSufficientPID",
+                       "kubelet has sufficient PID available"),
+                      ("Ready", "True", "KubeletReady", "kubelet is posting ready status"))]
+    return {"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name,
+                                                  "kubernetes.io/os": "linux"}},
+            "spec": {}, "status": {"conditions": conditions,
+                                   "capacity": {"cpu": "4", "memory": "16Gi", "pods": "110"}}}
+
+
+class Conditions:
+    def __init__(self, store: Store, controller: Controller, clock: Clock) -> None:
+        self.store, self.controller, self.clock = store, controller, clock
+        self.states: dict[str, PodState] = {}
+        controller.pod_hooks.append(self.pod)
+        controller.after_reconcile.append(self.pdbs)
+
+    def seed_nodes(self, count: int) -> None:
+        for i in range(1, count + 1):
+            self.store.create(NODE, None, node(f"node-{i}", rfc3339(self.clock)))
+
+    # --- pods ----------------------------------------------------------------------------
+
+    def state_of(self, pod: Obj) -> PodState | None:
+        for c in pod["spec"].get("containers") or []:
+            if c.get("image") in self.states:
+                return self.states[c["image"]]
+        return None
+
+    def pod(self, pod: Obj, age: float) -> None:
+        """Make the pod's status show its image's state (a controller pod hook)."""
+        state = self.state_of(pod)
+        if state is None:
+            return
+        status, now = pod["status"], rfc3339(self.clock)
+        started = pod["metadata"]["creationTimestamp"]
+        restarts = int(age // self.controller.crash_seconds) + 1
+        for cond in status["conditions"]:
+            if cond["type"] in ("Ready", "ContainersReady"):
+                cond["status"] = "False"
+        for cs in status["containerStatuses"]:
+            cs.update(ready=False, started=False, restartCount=0, lastState={})
+            if state.state in ("OOMKilled", "CrashLoopBackOff"):
+                oom = state.state == "OOMKilled"
+                code = state.exit_code if state.exit_code is not None else (137 if oom else 1)
+                cs["restartCount"] = restarts
+                cs["state"] = {"waiting": {"reason": "CrashLoopBackOff", "message":
+                                           f"back-off 5m0s restarting failed container="
+                                           f"{cs['name']} pod={pod['metadata']['name']}"}}
+                cs["lastState"] = {"terminated": {"exitCode": code,
+                                                  "reason": "OOMKilled" if oom else "Error",
+                                                  "startedAt": started, "finishedAt": now}}
+            elif state.state == "ImagePullBackOff":
+                cs["state"] = {"waiting": {"reason": "ImagePullBackOff", "message":
+                                           f'Back-off pulling image "{cs["image"]}"'}}
+            elif state.state == "Unready":
+                cs.update(started=True)
+        if state.state in ("ImagePullBackOff", "Pending"):
+            status["phase"] = "Pending"
+        if state.state == "Pending":
+            status.pop("containerStatuses", None)
+            for cond in status["conditions"]:
+                if cond["type"] == "PodScheduled":
+                    cond.update(status="False", reason="Unschedulable",
+                                message=state.message or UNSCHEDULABLE)
+
+    def log(self, pod: Obj, container: str, previous: bool) -> str | None:
+        state = self.state_of(pod)
+        if state is None:
+            return None if previous else ""
+        if previous and state.state not in ("OOMKilled", "CrashLoopBackOff"):
+            return None
+        return (state.log or "") + "\n" if state.log else ""
+
+    # --- PodDisruptionBudgets -------------------------------------------------------
+
+    def pdbs(self) -> None:
+        for pdb in self.store.list(PDB):
+            ns, spec = pdb["metadata"]["namespace"], pdb.get("spec") or {}
+            pods = self.store.list(POD, ns, labels=label_string(spec.get("selector") or {}))
+            healthy = sum(1 for p in pods if is_ready(p))
+            if "minAvailable" in spec:
+                desired = o.resolve_int_or_percent(spec["minAvailable"], len(pods),
+                                                   round_up=True)
+            else:
+                unavailable = o.resolve_int_or_percent(spec.get("maxUnavailable", 1), len(pods),
+                                                       round_up=True)
+                desired = len(pods) - unavailable
+            status = {"observedGeneration": pdb["metadata"].get("generation", 1),
+                      "currentHealthy": healthy, "desiredHealthy": max(0, desired),
+                      "expectedPods": len(pods),
+                      "disruptionsAllowed": max(0, healthy - max(0, desired))}
+            if pdb.get("status") != status:
+                pdb["status"] = status
+                self.store.update(PDB, pdb, subresource="status", check_version=False)
+
+    # --- HTTP ----------------------------------------------------------------------------
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.get("/sim/v1/pod-states", self.get_states),
+                web.post("/sim/v1/pod-states", self.set_state),
+                web.delete("/sim/v1/pod-states", self.clear_state),
+                web.post("/sim/v1/nodes/{name}/conditions", self.set_node_condition),
+                web.get("/api/v1/namespaces/{namespace}/pods/{name}/log", self.read_log)]
+
+    async def get_states(self, request: web.Request) -> web.Response:
+        return respond({"states": [asdict(s) for s in self.states.values()]})
+
+    async def set_state(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        try:
+            state = PodState(**body)
+        except TypeError as err:
+            return respond({"error": f"invalid pod state: {err}"}, 400)
+        if state.state not in STATES or not state.image:
+            return respond({"error": f"state must be one of {', '.join(STATES)}, "
+                                     "with an image"}, 400)
+        self.states[state.image] = state
+        self.controller.reconcile()
+        return respond(asdict(state), 201)
+
+    async def clear_state(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.states.pop(str((body or {}).get("image")), None)
+        self.controller.reconcile()
+        return await self.get_states(request)
+
+    async def set_node_condition(self, request: web.Request) -> web.Response:
+        name, body = request.match_info["name"], await request.json()
+        obj = self.store.find(NODE, None, name)
+        if obj is None:
+            return error_response(ApiError(404, f'nodes "{name}" not found'))
+        kind, value = body.get("type"), body.get("status")
+        cond = next((c for c in obj["status"]["conditions"] if c["type"] == kind), None)
+        if cond is None or value not in ("True", "False", "Unknown"):
+            return respond({"error": "give type (Ready, MemoryPressure, DiskPressure, "
+                                     "PIDPressure) and status (True, False, Unknown)"}, 400)
+        cond.update(status=value, message=body.get("message") or cond["message"],
+                    reason=body.get("reason") or cond["reason"],
+                    lastTransitionTime=rfc3339(self.clock))
+        return respond(self.store.update(NODE, obj, subresource="status", check_version=False))
+
+    async def read_log(self, request: web.Request) -> web.Response:
+        ns, name = request.match_info["namespace"], request.match_info["name"]
+        pod = self.store.find(POD, ns, name)
+        if pod is None:
+            return error_response(ApiError(404, f'pods "{name}" not found'))
+        container = request.query.get("container") or pod["spec"]["containers"][0]["name"]
+        previous = request.query.get("previous") in ("true", "1")
+        text = self.log(pod, container, previous)
+        if text is None:
+            return error_response(ApiError(400, f'previous terminated container "{container}" '
+                                                f'in pod "{name}" not found'))
+        tail = request.query.get("tailLines")
+        if tail and tail.isdigit():
+            text = "".join(text.splitlines(keepends=True)[-int(tail):])
+        return web.Response(text=text, content_type="text/plain")
+
