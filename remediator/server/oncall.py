@@ -22,6 +22,7 @@ from aiohttp import web
 
 from remediator.engine.chain import message_key
 from remediator.engine.handoff import Handoff, HandoffError
+from remediator.engine.manual import ManualRefused, NoIncident
 from remediator.notify.interactions import (
     Interaction,
     InteractionError,
@@ -105,9 +106,9 @@ async def pagerduty_webhook(api: Api, request: web.Request,
                             replays: ReplayGuard) -> web.Response:
     """A PagerDuty v3 webhook: signature verified, within five minutes, each event once
     (else 401); ``incident.acknowledged`` acknowledges the incident whose id is the
-    PagerDuty incident's key, ``incident.resolved`` too (humans have it: remediator
-    keeps off the target until its alerts resolve) with a note; anything else is
-    answered 200 and ignored (PagerDuty disables a subscription that keeps failing)."""
+    PagerDuty incident's key, ``incident.resolved`` too and closes it by hand when it is
+    escalated (else humans have it: remediator keeps off the target until its alerts
+    resolve, with a note); anything else is answered 200 and ignored (PagerDuty disables a subscription that keeps failing)."""
     secret = api.config.pagerduty_webhook_secret
     if not secret:
         return web.json_response({"error": "PagerDuty webhooks are not configured"},
@@ -125,6 +126,13 @@ async def pagerduty_webhook(api: Api, request: web.Request,
     if event.event_type not in ("incident.acknowledged", "incident.resolved"):
         return web.json_response({"ignored": f"event type {event.event_type}"})
     who = f"{event.agent} (pagerduty)"
+    if event.event_type == "incident.resolved":
+        try:    # an escalated incident is closed by hand; one still running is held
+            text = await api.engine.manual.close(event.incident_key, who,
+                                                 "resolved in PagerDuty")
+            return web.json_response({"incident": event.incident_key, "closed": text})
+        except (ManualRefused, NoIncident):
+            pass
     try:
         done = await api.engine.acknowledge(event.incident_key, who, via="pagerduty")
     except HandoffError as exc:

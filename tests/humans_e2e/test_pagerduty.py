@@ -1,7 +1,8 @@
 """PagerDuty as an escalation target, through the whole daemon: a level pages the
 service (dedup key: the incident id, a summary of what was tried); a signed v3
 ``incident.acknowledged`` webhook acknowledges the incident (forged, stale and replayed
-ones get 401) and stops the chain; the acknowledgement and the close are sent back to
+ones get 401) and stops the chain; ``incident.resolved`` closes an escalated incident;
+the acknowledgement and the close are sent back to
 PagerDuty through the outbox."""
 
 from __future__ import annotations
@@ -90,3 +91,26 @@ async def test_pagerduty_page_ack_webhook_and_sync(stack: Stack, pd: FakePagerDu
     await stack.settle()
     assert (await stack.incident()).state == IncidentState.RESOLVED
     assert pd.alerts == {incident_id: "resolved"}
+
+
+async def test_pagerduty_resolved_webhook_closes_an_escalated_incident(
+        stack: Stack, pd: FakePagerDuty) -> None:
+    await stack.start(PB, settings=settings(pd))
+    await stack.post([alert()])
+
+    async def handed_over() -> bool:
+        views = await stack.incidents()
+        return bool(views) and views[0].context.get("escalation") == "done"
+    await stack.until(handed_over, "the escalation")
+    incident_id = (await stack.incident()).id
+    assert (await stack.incident()).state == IncidentState.ESCALATED
+    await stack.engine.chains.tick()
+    assert pd.alerts == {incident_id: "triggered"}
+    status, answer = await send(stack, webhook("incident.resolved", incident_id,
+                                               agent="Alice Oncall"))
+    assert status == 200, answer
+    inc = await stack.incident()
+    assert inc.state == IncidentState.RESOLVED
+    assert inc.summary == "closed by Alice Oncall (pagerduty): resolved in PagerDuty"
+    await stack.drained()
+    assert pd.alerts == {incident_id: "resolved"}                  # synced back
