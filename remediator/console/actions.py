@@ -1,6 +1,6 @@
-"""The console's form posts: approve, reject, retry, close an incident; pause and
-resume automation. Each needs the operator right and the form's CSRF token (else a
-403 page), is done by the signed-in person's name with " (console)", is journaled
+"""The console's form posts: approve, reject, retry, close, acknowledge, release an
+incident; pause and resume automation. Each needs the operator right and the form's
+CSRF token (else a 403 page), is done by the signed-in person's name with " (console)", is journaled
 (the approval, the manual act, the pause flag) and answers 303 back to the page with
 what happened.
 """
@@ -15,6 +15,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from remediator.console.access import Access, see_other
+from remediator.engine.handoff import HandoffError
 from remediator.engine.manual import ManualRefused, NoIncident
 from remediator.server.auth import Right
 from remediator.server.http import MAX_TEXT_BYTES, Api
@@ -72,6 +73,27 @@ class Actions:
             text = str(exc)
         return back(page, text)
 
+    async def handoff(self, request: web.Request) -> web.StreamResponse:
+        """Acknowledge (the chain stops; automation keeps off the target) or release."""
+        who, _ = await self.access.check(request, Right.OPERATE)
+        incident_id = request.match_info["id"]
+        page = f"/incidents/{quote(incident_id)}"
+        by = f"{who.name} (console)"
+        try:
+            if request.match_info["act"] == "ack":
+                done = await self.engine.acknowledge(incident_id, by, via="console")
+                text = (f"Already acknowledged by {done.by}." if done.already else
+                        f"Acknowledged by {done.by}: paging stopped, automation keeps off "
+                        "the target until it is resolved or released.")
+            else:
+                done = await self.engine.release(incident_id, by, via="console")
+                text = f"Released by {done.by}: automation may act on the target again."
+        except HandoffError as exc:
+            if exc.code == "not_found":
+                raise web.HTTPNotFound(reason=f"no incident {incident_id!r}") from None
+            text = str(exc)
+        return back(page, text)
+
     async def pause(self, request: web.Request) -> web.StreamResponse:
         who, form = await self.access.check(request, Right.OPERATE)
         reason = _text(form, "reason") or "paused from the console"
@@ -94,5 +116,6 @@ def routes(app: web.Application, api: Api, access: Access) -> None:
     actions = Actions(api, access)
     app.router.add_post("/incidents/{id}/{decision:approve|reject}", actions.decide)
     app.router.add_post("/incidents/{id}/{act:retry|close}", actions.manual)
+    app.router.add_post("/incidents/{id}/{act:ack|release}", actions.handoff)
     app.router.add_post("/status/pause", actions.pause)
     app.router.add_post("/status/resume", actions.resume)

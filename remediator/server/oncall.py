@@ -108,7 +108,8 @@ async def pagerduty_webhook(api: Api, request: web.Request,
     (else 401); ``incident.acknowledged`` acknowledges the incident whose id is the
     PagerDuty incident's key, ``incident.resolved`` too and closes it by hand when it is
     escalated (else humans have it: remediator keeps off the target until its alerts
-    resolve, with a note); anything else is answered 200 and ignored (PagerDuty disables a subscription that keeps failing)."""
+    resolve, with a note); anything else is answered 200 and ignored (PagerDuty
+    disables a subscription that keeps failing)."""
     secret = api.config.pagerduty_webhook_secret
     if not secret:
         return web.json_response({"error": "PagerDuty webhooks are not configured"},

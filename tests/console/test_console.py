@@ -1,6 +1,7 @@
 """The console without a browser: login and sessions, CSRF, roles, 404 pages, HTML
 escaping of attacker-controlled labels, the pages' content, retry/resolve (console
-and JSON API), the exposure check, and the event stream's resume."""
+and JSON API), acknowledge/release from the console, the exposure check, and the event
+stream's resume."""
 
 from __future__ import annotations
 
@@ -167,6 +168,37 @@ async def test_retry_and_close_from_the_console_are_journaled(make_console: Make
     assert view.state == IncidentState.RESOLVED
     assert view.timeline[-1].message == "closed by otto (console): fixed by hand"
     assert "closed by otto (console): fixed by hand" in await resp.text()
+
+
+async def test_acknowledge_and_release_from_the_console(make_console: Make) -> None:
+    c = await make_console()
+    incident = await c.incident(LABELS)
+    await c.login(VIEWER)
+    csrf = await c.csrf(f"/incidents/{incident}")
+    assert (await c.client.post(f"/incidents/{incident}/ack", data={"csrf": csrf})).status == 403
+    await c.client.post("/logout", data={"csrf": csrf})
+    await c.login(OPERATOR)
+    csrf = await c.csrf(f"/incidents/{incident}")
+    page = await (await c.client.get(f"/incidents/{incident}")).text()
+    assert 'id="ack"' in page
+    assert 'id="release"' not in page
+    assert (await c.client.post(f"/incidents/{incident}/ack", data={})).status == 403  # no CSRF
+    resp = await c.client.post(f"/incidents/{incident}/ack", data={"csrf": csrf})
+    assert resp.status == 200
+    page = await resp.text()
+    assert "Acknowledged by otto (console)" in page
+    assert 'id="release"' in page
+    view = await c.store.get_incident(incident)
+    assert view is not None
+    assert view.context["ack"]["by"] == "otto (console)"
+    assert view.context["ack"]["via"] == "console"
+    resp = await c.client.post(f"/incidents/{incident}/release", data={"csrf": csrf})
+    assert "Released by otto (console)" in await resp.text()
+    view = await c.store.get_incident(incident)
+    assert view is not None
+    assert not view.context.get("ack")
+    missing = await c.client.post("/incidents/inc-nope/ack", data={"csrf": csrf})
+    assert missing.status == 404
 
 
 async def test_retry_and_resolve_in_the_json_api(make_console: Make) -> None:
