@@ -201,6 +201,24 @@ async def test_acknowledge_and_release_from_the_console(make_console: Make) -> N
     assert missing.status == 404
 
 
+async def test_the_incident_page_shows_the_diagnosis(make_console: Make) -> None:
+    c = await make_console()
+    incident = await c.incident(LABELS)
+    await c.login(VIEWER)
+    page = await (await c.client.get(f"/incidents/{incident}")).text()
+    assert "What the robot saw" not in page                        # no diagnosis yet
+    await c.store.journal(incident, T0, context={"diagnosis": {
+        "moment": "opened", "problems": ["nodes: 403 forbidden"],
+        "findings": [{"id": "recent_rollout:prod/api", "summary": f"image a:1 → {XSS}",
+                      "evidence": ["ReplicaSet prod/api-2"]}]}})
+    page = await (await c.client.get(f"/incidents/{incident}")).text()
+    assert "What the robot saw" in page
+    assert "recent_rollout:prod/api" in page
+    assert "image a:1 → &lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "evidence: ReplicaSet prod/api-2" in page
+    assert "not read: nodes: 403 forbidden" in page
+
+
 async def test_retry_and_resolve_in_the_json_api(make_console: Make) -> None:
     c = await make_console()
     incident = await c.incident(LABELS)
