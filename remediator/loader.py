@@ -113,7 +113,7 @@ def _check_target_names(pb: Playbook, found: Found) -> None:
     target = pb.spec.target
     if target is None:
         return
-    if not is_template(target.namespace):
+    if target.namespace and not is_template(target.namespace):
         try:
             check_dns1123_label(target.namespace, "namespace")
         except ValueError as exc:
@@ -183,7 +183,8 @@ def _check_steps(pb: Playbook, found: Found) -> None:
                           f"verify.timeout ({v.timeout:g}s): it bounds the action, its retries "
                           "and the verification together, so the verification could never "
                           "finish; raise it, or leave it out (2m plus verify.timeout)"))
-        if v is not None and v.rollout and (spec.target is None or spec.target.kind == "Pod"):
+        if v is not None and v.rollout and (spec.target is None
+                                           or spec.target.kind in ("Pod", "Node")):
             found.append((("spec", "steps", i, "verify", "rollout"),
                           "'rollout: complete' needs a Deployment, StatefulSet or DaemonSet "
                           "target"))

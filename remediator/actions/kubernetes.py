@@ -36,6 +36,8 @@ API_PERMISSIONS: tuple[tuple[str, str, str], ...] = (
     ("", "pods", "get"), ("", "pods", "list"), ("", "pods", "delete"),
     ("", "events", "list"),
     ("autoscaling", "horizontalpodautoscalers", "list"),
+    ("", "nodes", "get"), ("", "nodes", "list"), ("", "nodes", "patch"),
+    ("", "pods/eviction", "create"),
 )
 
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"

@@ -27,9 +27,11 @@ from remediator.errors import PermanentError, TemporaryError
 from remediator.model.incident import TargetRef
 from remediator.ports.cluster import (
     WORKLOADS,
+    Eviction,
     KubeObject,
     RolloutStatus,
     TargetContext,
+    eviction_body,
     selector_string,
 )
 
@@ -282,6 +284,40 @@ class KubernetesCluster:
             raise
         return True
 
+    # --- nodes and evictions -------------------------------------------------------------
+
+    async def read_node(self, name: str) -> Obj:
+        obj: Obj = await self._call(f"get Node {name}", self.core.read_node, name)
+        return obj
+
+    async def list_nodes(self) -> list[Obj]:
+        return _items(await self._call("list Nodes", self.core.list_node))
+
+    async def patch_node(self, name: str, patch: Obj) -> Obj:
+        obj: Obj = await self._call(f"patch Node {name}", self.core.patch_node, name, patch,
+                                    _content_type="application/strategic-merge-patch+json")
+        return obj
+
+    async def list_pods_on_node(self, node: str) -> list[Obj]:
+        return _items(await self._call(
+            f"list Pods on Node {node}", self.core.list_pod_for_all_namespaces,
+            field_selector=f"spec.nodeName={node}"))
+
+    async def evict_pod(self, namespace: str, name: str) -> Eviction:
+        try:
+            await self._call(f"evict Pod {namespace}/{name}",
+                             self.core.create_namespaced_pod_eviction, name, namespace,
+                             eviction_body(namespace, name))
+        except (PermanentError, TemporaryError) as err:
+            if _status(err) == 404:
+                return Eviction("gone")
+            if _status(err) == 429:
+                cause = err.__cause__
+                assert isinstance(cause, ApiException)
+                return Eviction("blocked", _eviction_message(cause))
+            raise
+        return Eviction("evicted")
+
     async def list_events(self, namespace: str) -> list[Obj]:
         return _items(await self._call(f"list Events in {namespace}",
                                        self.core.list_namespaced_event, namespace))
@@ -312,6 +348,17 @@ class KubernetesCluster:
         events.sort(key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
         return TargetContext(events=[_event_line(e) for e in events[-RECENT_EVENTS:]],
                              pods=[_pod_summary(p) for p in pods])
+
+
+def _eviction_message(err: ApiException) -> str:
+    """The server's message and the PodDisruptionBudget's cause, in words."""
+    try:
+        body = json.loads(err.body or b"")
+        causes = [str(c.get("message")) for c in (body.get("details") or {}).get("causes") or []
+                  if c.get("message")]
+    except (TypeError, ValueError, AttributeError):
+        causes = []
+    return "; ".join([_server_message(err), *causes])
 
 
 def _event_line(e: Obj) -> str:

@@ -147,7 +147,7 @@ def render_target(pb: Playbook, context: Mapping[str, Any]) -> TargetRef | None:
     if t is None:
         return None
     return TargetRef(kind=t.kind,
-                     namespace=render_namespace(t.namespace, context),
+                     namespace=render_namespace(t.namespace, context) if t.namespace else "",
                      name=render_name(t.name, context, f"{t.kind} name"))
 
 

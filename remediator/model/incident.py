@@ -54,6 +54,8 @@ class TargetRef(BaseModel, frozen=True):
     name: str
 
     def __str__(self) -> str:
+        if not self.namespace:                    # cluster-scoped: a Node
+            return f"{self.kind} {self.name}"
         return f"{self.kind} {self.namespace}/{self.name}"
 
 

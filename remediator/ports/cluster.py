@@ -34,6 +34,15 @@ class RolloutStatus:
     message: str
 
 
+@dataclass(frozen=True)
+class Eviction:
+    """The answer to one Eviction: ``evicted``, ``gone`` (no such pod, or another pod by
+    that name now) or ``blocked`` (429: a PodDisruptionBudget does not allow it now)."""
+
+    outcome: str
+    message: str = ""
+
+
 @dataclass
 class TargetContext:
     """What a human wants to see about the target: recent events and pod restarts."""
@@ -102,9 +111,37 @@ class ClusterApi(Protocol):
         """Delete a pod (only the one with ``uid``, if given). False if it was already gone."""
         ...
 
+    async def read_node(self, name: str) -> KubeObject:
+        """The Node."""
+        ...
+
+    async def list_nodes(self) -> list[KubeObject]:
+        """Every Node of the cluster."""
+        ...
+
+    async def patch_node(self, name: str, patch: KubeObject) -> KubeObject:
+        """Strategic-merge patch the Node (as kubectl cordon does); the result."""
+        ...
+
+    async def list_pods_on_node(self, node: str) -> list[KubeObject]:
+        """The pods of every namespace bound to ``node`` (field selector spec.nodeName)."""
+        ...
+
+    async def evict_pod(self, namespace: str, name: str) -> Eviction:
+        """POST the pod's eviction subresource (policy/v1 Eviction)."""
+        ...
+
+
+def eviction_body(namespace: str, name: str) -> KubeObject:
+    """The policy/v1 Eviction kubectl drain posts."""
+    return {"apiVersion": "policy/v1", "kind": "Eviction",
+            "metadata": {"name": name, "namespace": namespace}}
+
 
 def api_path(kind: str, namespace: str, name: str = "", subresource: str = "") -> str:
     """The REST path of an object, as in the Intent's ``api_calls``."""
+    if kind == "Node":
+        return "/".join(p for p in ("/api/v1/nodes", name, subresource) if p)
     plural = WORKLOADS.get(kind) or {"Pod": "pods", "ReplicaSet": "replicasets"}[kind]
     prefix = "/api/v1" if kind == "Pod" else "/apis/apps/v1"
     path = f"{prefix}/namespaces/{namespace}/{plural}"

@@ -64,6 +64,11 @@ class Simulator:
             obj = o.namespace(ns)
             obj["metadata"]["creationTimestamp"] = self._ago(86400 * 30)
             store.create(by_kind("Namespace"), None, obj)
+        for n in range(1, seed.nodes + 1):
+            name = f"node-{n}"
+            node = o.node(name, ready=name not in seed.unready_nodes, now=self._ago(86400 * 30))
+            node["metadata"]["creationTimestamp"] = self._ago(86400 * 30)
+            store.create(by_kind("Node"), None, node)
         for ds in seed.deployments:
             images = [*ds.history, ds.image]
             d = o.deployment(ds.namespace, ds.name, replicas=ds.replicas, image=ds.image,
@@ -87,6 +92,10 @@ class Simulator:
             for ws in group:
                 w = o.workload(kind, ws.namespace, ws.name, replicas=ws.replicas, image=ws.image)
                 store.create(by_kind(kind), ws.namespace, w)
+        for ps in seed.pdbs:
+            store.create(by_kind("PodDisruptionBudget"), ps.namespace, o.pdb(
+                ps.namespace, ps.name, ps.selector, min_available=ps.min_available,
+                max_unavailable=ps.max_unavailable))
         for hs in seed.hpas:
             store.create(by_kind("HorizontalPodAutoscaler"), hs.namespace,
                          o.hpa(hs.namespace, hs.name, kind=hs.kind, target=hs.target,
