@@ -21,8 +21,9 @@ GOOD = DATA / "good"
 DUPLICATES = DATA / "duplicate-names"
 MARKER = "<- mistake"
 
-_KNOWN_ACTIONS = ("http.post, jira.incident, kubernetes.delete_pod, kubernetes.restart, "
-                  "kubernetes.rollback, kubernetes.scale, slack.notify, slack.page, wait")
+_KNOWN_ACTIONS = ("http.post, jira.incident, kubernetes.cordon, kubernetes.delete_pod, "
+                  "kubernetes.drain, kubernetes.restart, kubernetes.rollback, kubernetes.scale, "
+                  "kubernetes.uncordon, slack.notify, slack.page, wait")
 
 # file name → the message expected after "file:line: ".
 EXPECTED: dict[str, str] = {

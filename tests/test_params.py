@@ -10,7 +10,9 @@ from pydantic import ValidationError
 
 from remediator.actions import registry
 from remediator.actions.params import (
+    CordonParams,
     DeletePodParams,
+    DrainParams,
     HttpPostParams,
     JiraIncidentParams,
     RestartParams,
@@ -18,6 +20,7 @@ from remediator.actions.params import (
     ScaleParams,
     SlackNotifyParams,
     SlackPageParams,
+    UncordonParams,
     WaitParams,
 )
 from remediator.engine.contract import Params
@@ -64,6 +67,11 @@ OK: list[tuple[type[Params], dict[str, Any], dict[str, Any]]] = [
     (WaitParams, {"duration": "1h"}, {"duration": 3600.0}),
     (WaitParams, {"duration": "500ms"}, {"duration": 0.5}),
     (WaitParams, {"duration": 30}, {"duration": 30.0}),
+    (CordonParams, {"min_ready_nodes": 2}, {"min_ready_nodes": 2, "min_ready_percent": None}),
+    (CordonParams, {"min_ready_percent": 67}, {"min_ready_percent": 67}),
+    (UncordonParams, {}, {}),
+    (DrainParams, {"min_ready_nodes": 3, "timeout": "5m", "delete_emptydir_data": True},
+     {"timeout": 300.0, "retry_interval": 5.0, "delete_emptydir_data": True, "force": False}),
 ]
 
 BAD: list[tuple[type[Params], dict[str, Any], tuple[Any, ...], str]] = [
@@ -113,6 +121,17 @@ BAD: list[tuple[type[Params], dict[str, Any], tuple[Any, ...], str]] = [
     (DeletePodParams, {"max_pods": 51}, ("max_pods",), "less than or equal to 50"),
     (DeletePodParams, {"grace_period_seconds": -1}, ("grace_period_seconds",),
      "greater than or equal to 0"),
+    # nodes
+    (CordonParams, {}, (), "give exactly one of 'min_ready_nodes' or 'min_ready_percent'"),
+    (CordonParams, {"min_ready_nodes": 1, "min_ready_percent": 50}, (), "give exactly one"),
+    (CordonParams, {"min_ready_percent": 101}, ("min_ready_percent",),
+     "less than or equal to 100"),
+    (UncordonParams, {"min_ready_nodes": 1}, ("min_ready_nodes",),
+     "Extra inputs are not permitted"),
+    (DrainParams, {"min_ready_nodes": -1}, ("min_ready_nodes",), "greater than or equal to 0"),
+    (DrainParams, {"min_ready_nodes": 1, "timeout": "2h"}, ("timeout",), "at most 1h"),
+    (DrainParams, {"min_ready_nodes": 1, "retry_interval": 0}, ("retry_interval",),
+     "more than 0s"),
     # jira
     (JiraIncidentParams, {}, ("project",), "Field required"),
     (JiraIncidentParams, {"project": ""}, ("project",), "at least 1 character"),

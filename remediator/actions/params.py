@@ -207,7 +207,7 @@ class DrainParams(_NodeFloor):
         default=False, description="Evict pods with emptyDir volumes (their data is lost).")
     force: bool = Field(default=False,
                         description="Evict pods that no controller will recreate.")
-    timeout: Duration = 300.0
+    timeout: Duration = Field(default=90.0, description="How long to wait out PDBs (429s).")
     retry_interval: Duration = 5.0
 
     @field_validator("timeout")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -88,7 +89,8 @@ async def test_cordon_is_kubectls_patch_and_replays_to_nothing(sim: Simulator,
         ("PATCH", "/api/v1/nodes/node-1", "application/strategic-merge-patch+json",
          {"spec": {"unschedulable": True}})] * 2
     again = await Cordon().plan(ctx, CordonParams(min_ready_nodes=2))
-    assert again.noop and again.api_calls == []
+    assert again.noop
+    assert again.api_calls == []
     # new pods go elsewhere
     sim.store.delete(POD, "prod", pods_on(sim, "node-1")[0])
     sim.controller.reconcile()
@@ -147,13 +149,15 @@ async def test_drain_skips_daemonset_and_mirror_pods_and_waits_out_the_pdb(
     assert pods_on(sim, "node-1") == ["agent-node-1", "kube-proxy-node-1"]
     evictions = [c for c in sim.control.calls if c["path"].endswith("/eviction")]
     # the PDB allows one at a time: the second waited (429) until the replacement was Ready
-    assert [c["status"] for c in evictions][0] == 201
-    assert 429 in [c["status"] for c in evictions] and evictions[-1]["status"] == 201
+    assert evictions[0]["status"] == 201
+    assert 429 in [c["status"] for c in evictions]
+    assert evictions[-1]["status"] == 201
     assert all(c["body"]["kind"] == "Eviction" for c in evictions)
     # replay after a crash: the pods are gone (by uid), nothing is evicted twice
     before = len(sim.control.writes())
     again = await Drain().apply(ctx, intent)
-    assert again.details["evicted"] == [] and len(again.details["already_gone"]) == 2
+    assert again.details["evicted"] == []
+    assert len(again.details["already_gone"]) == 2
     assert [w["path"] for w in sim.control.writes()[before:]] == ["/api/v1/nodes/node-1"]
 
 
@@ -265,3 +269,44 @@ async def test_our_cordon_uncordon_and_drain_send_what_kubectl_sends(
                {k: m[3][k] for k in ("apiVersion", "kind")}
     out = await kubectl("get", "nodes", "-o", "jsonpath={.items[*].spec.unschedulable}")
     assert out.split() == ["true", "true"]
+
+
+NODE_PLAYBOOK = """\
+apiVersion: remediator/v1
+kind: Playbook
+metadata: {{name: nodes}}
+spec:
+  match: ['alertname="X"']
+  target: {{kind: Node, {target}name: "{{{{ labels.node }}}}"}}
+  steps:
+    - name: drain
+      action: kubernetes.drain
+      with: {{min_ready_nodes: 2, timeout: {timeout}}}
+"""
+
+
+@pytest.mark.parametrize(("target", "timeout", "message"), [
+    ("namespace: prod, ", "1m", "a Node is cluster-scoped: give no 'namespace'"),
+    ("", "5m", "the drain's timeout (300s) does not fit in the step's time for its action "
+               "(120s): raise the step's 'timeout' or lower this one"),
+])
+def test_node_playbooks_are_checked_at_load_time(target: str, timeout: str,
+                                                 message: str) -> None:
+    from remediator.errors import ConfigError
+    from remediator.loader import load
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load(NODE_PLAYBOOK.format(target=target, timeout=timeout), "nodes.yaml")
+    [pb] = load(NODE_PLAYBOOK.format(target="", timeout="1m"), "nodes.yaml")
+    assert pb.spec.target is not None
+    assert pb.spec.target.namespace == ""
+
+
+def test_a_workload_target_still_needs_a_namespace() -> None:
+    from remediator.errors import ConfigError
+    from remediator.loader import load
+    text = NODE_PLAYBOOK.format(target="", timeout="1m").replace(
+        "kind: Node", "kind: Deployment").replace("kubernetes.drain", "kubernetes.restart"
+                                                  ).replace("{min_ready_nodes: 2, timeout: 1m}",
+                                                            "{}")
+    with pytest.raises(ConfigError, match="a Deployment target needs a 'namespace'"):
+        load(text, "x.yaml")
