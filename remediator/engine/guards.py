@@ -52,7 +52,11 @@ class Guards:
 
     async def _start_refusal(self, view: IncidentView, pb: Playbook) -> tuple[str, str] | None:
         now = self.clock.now()
-        if view.target is not None:
+        if view.target is not None and not view.target.namespace:
+            if self.allow_namespaces:     # a Node: cordon and drain reach every namespace
+                return "namespace", (f"{view.target} is cluster-scoped: acting on it reaches "
+                                     "pods of every namespace, beyond the namespace allow list")
+        elif view.target is not None:
             ns = view.target.namespace
             if ns in self.deny_namespaces:
                 return "namespace", f"namespace {ns!r} is on the deny list"
