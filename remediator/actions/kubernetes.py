@@ -37,7 +37,10 @@ API_PERMISSIONS: tuple[tuple[str, str, str], ...] = (
     ("", "events", "list"),
     ("autoscaling", "horizontalpodautoscalers", "list"),
     ("", "nodes", "get"), ("", "nodes", "list"), ("", "nodes", "patch"),
-    ("", "pods/eviction", "create"),
+    ("", "pods/eviction", "create"), ("", "pods", "patch"),
+    ("networking.k8s.io", "networkpolicies", "create"),
+    ("networking.k8s.io", "networkpolicies", "list"),
+    ("networking.k8s.io", "networkpolicies", "delete"),
 )
 
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"

@@ -223,3 +223,28 @@ class DrainParams(_NodeFloor):
         if v <= 0 or v > 300:
             raise ValueError("must be more than 0s and at most 5m")
         return v
+
+
+class IsolatePodParams(Params):
+    """Take the alert's pod (default: its ``pod`` label) out of its Deployment and its
+    Services by relabelling it; delete it once the incident has closed and ``keep_for``
+    has passed."""
+
+    pod: str | None = None
+    keep_for: Duration = 3600.0
+    max_isolated: int = Field(default=1, ge=1, le=10,
+                              description="Isolated pods of one target at a time.")
+
+    @field_validator("keep_for")
+    @classmethod
+    def _keep_for(cls, v: float) -> float:
+        if v < 0 or v > 7 * 86400:
+            raise ValueError("must be between 0s and 7d")
+        return v
+
+
+class NetworkIsolateParams(Params):
+    """Cut the alert's pod off the network: a NetworkPolicy denying all ingress and
+    egress to a quarantine label put on the pod; removed when the incident closes."""
+
+    pod: str | None = None

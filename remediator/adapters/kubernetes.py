@@ -140,6 +140,14 @@ class KubernetesCluster:
         self.apps = client.AppsV1Api(api_client)
         self.core = client.CoreV1Api(api_client)
         self.autoscaling = client.AutoscalingV2Api(api_client)
+        self._networking: Any = None
+
+    @property
+    def networking(self) -> Any:
+        """NetworkingV1Api, made on first use (only network_isolate needs it)."""
+        if self._networking is None:
+            self._networking = client.NetworkingV1Api(self.api_client)
+        return self._networking
 
     @classmethod
     async def connect(cls, *, kubeconfig: str | None = None, context: str | None = None,
@@ -317,6 +325,50 @@ class KubernetesCluster:
                 return Eviction("blocked", _eviction_message(cause))
             raise
         return Eviction("evicted")
+
+    # --- isolation -------------------------------------------------------------------
+
+    async def list_all_pods(self, selector: str) -> list[Obj]:
+        return _items(await self._call(f"list Pods ({selector})",
+                                       self.core.list_pod_for_all_namespaces,
+                                       label_selector=selector))
+
+    async def patch_pod(self, namespace: str, name: str, patch: Obj) -> Obj | None:
+        try:
+            obj: Obj = await self._call(f"patch Pod {namespace}/{name}",
+                                        self.core.patch_namespaced_pod, name, namespace, patch,
+                                        _content_type="application/merge-patch+json")
+        except PermanentError as err:
+            if _status(err) == 404:
+                return None
+            raise
+        return obj
+
+    async def create_network_policy(self, namespace: str, body: Obj) -> bool:
+        name = (body.get("metadata") or {}).get("name")
+        try:
+            await self._call(f"create NetworkPolicy {namespace}/{name}",
+                             self.networking.create_namespaced_network_policy, namespace, body)
+        except TemporaryError as err:
+            if _status(err) == 409:
+                return False                     # AlreadyExists: made before a crash
+            raise
+        return True
+
+    async def list_network_policies(self, selector: str) -> list[Obj]:
+        return _items(await self._call(
+            f"list NetworkPolicies ({selector})",
+            self.networking.list_network_policy_for_all_namespaces, label_selector=selector))
+
+    async def delete_network_policy(self, namespace: str, name: str) -> bool:
+        try:
+            await self._call(f"delete NetworkPolicy {namespace}/{name}",
+                             self.networking.delete_namespaced_network_policy, name, namespace)
+        except PermanentError as err:
+            if _status(err) == 404:
+                return False
+            raise
+        return True
 
     async def list_events(self, namespace: str) -> list[Obj]:
         return _items(await self._call(f"list Events in {namespace}",

@@ -31,6 +31,7 @@ from remediator.engine.incident import IncidentRun
 from remediator.engine.intake import Intake, IntakeGate
 from remediator.engine.notifications import Notifications
 from remediator.engine.ports import Ports
+from remediator.engine.quarantine import Quarantine, undone_on_close
 from remediator.engine.routing import Router
 from remediator.engine.run import RunDeps
 from remediator.engine.slots import RESUMED, FairSlots, Slot
@@ -104,7 +105,9 @@ class Engine:
             playbooks=self.playbooks, catalogue=catalogue, ports=self.ports,
             guards=self.guards, approvers=tuple(approvers),
             verifier=Verifier(clock, self.ports.metrics, self.ports.cluster),
-            notifications=self.notifications, give_way=self.gate.give_way,
+            notifications=self.notifications,
+            quarantine=Quarantine(self.ports.cluster, store, clock, self.tasks),
+            give_way=self.gate.give_way,
             stopping=lambda: self.stopping, lost=self.lost)
 
     @property
@@ -112,6 +115,11 @@ class Engine:
         """True when other replicas may use the same store (leases are renewed and
         unclaimed incidents are looked for)."""
         return not getattr(self.store, "single_process", True)
+
+    def _isolates(self) -> bool:
+        """Whether a loaded playbook uses an action whose marks are undone on close."""
+        return any(undone_on_close(self.deps.catalogue, step.action)
+                   for pb in self.playbooks.values() for step in pb.spec.steps)
 
     def lost(self, incident_id: str) -> bool:
         """True when this replica lost the incident's lease (another one may run it)."""
@@ -125,6 +133,8 @@ class Engine:
             await self.store.release_all()     # leases of this process's previous run
         else:
             self.tasks.start(self._scan(), name="incident-scan")
+        if self._isolates():
+            self.tasks.start(self.deps.quarantine.sweep(), name="quarantine-sweep")
         paused = await self.guards.paused()
         self.metrics.automation_paused.set(1 if paused else 0)
         resumed = await self.store.active_incident_ids()

@@ -23,6 +23,7 @@ from remediator.clock import Clock
 from remediator.engine.contract import IncidentSnapshot, RunContext
 from remediator.engine.journal import RunJournal
 from remediator.engine.outcomes import Interruption, RunInterrupted
+from remediator.engine.quarantine import Quarantine
 from remediator.engine.routing import template_context
 from remediator.engine.slots import Slot
 from remediator.metrics import Metrics
@@ -62,6 +63,7 @@ class RunDeps:
     approvers: tuple[str, ...]                  # who may approve when a step names none
     verifier: Verifier
     notifications: Notifications
+    quarantine: Quarantine                      # isolation undone when an incident closes
     give_way: Callable[[], Awaitable[None]]     # the intake goes first (see IntakeGate)
     stopping: Callable[[], bool]
     lost: Callable[[str], bool]                  # this replica lost the incident's lease

@@ -131,6 +131,35 @@ class ClusterApi(Protocol):
         """POST the pod's eviction subresource (policy/v1 Eviction)."""
         ...
 
+    async def list_all_pods(self, selector: str) -> list[KubeObject]:
+        """The pods of every namespace matching ``selector``."""
+        ...
+
+    async def patch_pod(self, namespace: str, name: str, patch: KubeObject) -> KubeObject | None:
+        """Merge-patch the pod (labels, annotations); None if it does not exist."""
+        ...
+
+    async def create_network_policy(self, namespace: str, body: KubeObject) -> bool:
+        """Create the NetworkPolicy; False if one by that name exists already."""
+        ...
+
+    async def list_network_policies(self, selector: str) -> list[KubeObject]:
+        """The NetworkPolicies of every namespace matching ``selector``."""
+        ...
+
+    async def delete_network_policy(self, namespace: str, name: str) -> bool:
+        """Delete the NetworkPolicy; False if it was already gone."""
+        ...
+
+
+# What the isolation actions put on objects, and what the engine looks for when an
+# incident closes (remediator.engine.quarantine).
+INCIDENT_LABEL = "remediator.io/incident"
+ISOLATED_LABEL = "remediator.io/isolated"           # on a pod taken out of its workload
+QUARANTINE_LABEL = "remediator.io/quarantine"       # on a pod a NetworkPolicy cuts off
+DELETE_AFTER = "remediator.io/delete-after"         # RFC 3339: an isolated pod's keep_for
+MANAGED_BY = {"app.kubernetes.io/managed-by": "remediator"}
+
 
 def eviction_body(namespace: str, name: str) -> KubeObject:
     """The policy/v1 Eviction kubectl drain posts."""
@@ -142,8 +171,10 @@ def api_path(kind: str, namespace: str, name: str = "", subresource: str = "") -
     """The REST path of an object, as in the Intent's ``api_calls``."""
     if kind == "Node":
         return "/".join(p for p in ("/api/v1/nodes", name, subresource) if p)
-    plural = WORKLOADS.get(kind) or {"Pod": "pods", "ReplicaSet": "replicasets"}[kind]
-    prefix = "/api/v1" if kind == "Pod" else "/apis/apps/v1"
+    plural = WORKLOADS.get(kind) or {"Pod": "pods", "ReplicaSet": "replicasets",
+                                     "NetworkPolicy": "networkpolicies"}[kind]
+    prefix = {"Pod": "/api/v1", "NetworkPolicy": "/apis/networking.k8s.io/v1"}.get(
+        kind, "/apis/apps/v1")
     path = f"{prefix}/namespaces/{namespace}/{plural}"
     return "/".join(p for p in (path, name, subresource) if p)
 

@@ -302,7 +302,7 @@ class Controller:
     # --- replica sets and pods --------------------------------------------------------
 
     def _replicaset(self, rs: Obj) -> None:
-        pods = self.owned(POD, rs)
+        pods = self._release(rs, self.owned(POD, rs))
         want = _replicas(rs)
         ns = rs["metadata"]["namespace"]
         for _ in range(want - len(pods)):
@@ -317,6 +317,21 @@ class Controller:
             pods.sort(key=lambda p: (is_ready(p), p["metadata"]["creationTimestamp"]))
             for pod in pods[: len(pods) - want]:
                 self.store.delete(POD, ns, pod["metadata"]["name"])
+
+    def _release(self, rs: Obj, pods: list[Obj]) -> list[Obj]:
+        """Pods whose labels no longer match the ReplicaSet's selector are released
+        (their controller reference removed), as the real controller does; the rest."""
+        match = parse_label_selector(selector_string(rs["spec"].get("selector") or {}))
+        kept = []
+        for pod in pods:
+            if match(pod["metadata"].get("labels") or {}):
+                kept.append(pod)
+                continue
+            pod["metadata"]["ownerReferences"] = [
+                r for r in pod["metadata"].get("ownerReferences") or []
+                if r.get("uid") != rs["metadata"]["uid"]]
+            self.store.update(POD, pod, check_version=False)
+        return kept
 
     def _pod(self, pod: Obj) -> None:
         if not pod["spec"].get("nodeName"):
