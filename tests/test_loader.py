@@ -22,7 +22,8 @@ DUPLICATES = DATA / "duplicate-names"
 MARKER = "<- mistake"
 
 _KNOWN_ACTIONS = ("http.post, jira.incident, kubernetes.cordon, kubernetes.delete_pod, "
-                  "kubernetes.drain, kubernetes.restart, kubernetes.rollback, kubernetes.scale, "
+                  "kubernetes.drain, kubernetes.isolate_pod, kubernetes.network_isolate, "
+                  "kubernetes.restart, kubernetes.rollback, kubernetes.scale, "
                   "kubernetes.uncordon, slack.notify, slack.page, wait")
 
 # file name → the message expected after "file:line: ".

@@ -57,6 +57,9 @@ SAMPLES: list[tuple[dict[str, str], str, TargetRef | None]] = [
      "node-pressure-drain", TargetRef(kind="Node", namespace="", name="worker-3")),
     ({"alertname": "NodeCordonedButHealthy", "severity": "info", "node": "worker-3"},
      "node-uncordon", TargetRef(kind="Node", namespace="", name="worker-3")),
+    ({"alertname": "PodUnexpectedEgress", "severity": "critical", "namespace": "shop",
+      "deployment": "checkout", "pod": "checkout-7d9c8b6f5-x2x4q"},
+     "pod-quarantine", TargetRef(kind="Deployment", namespace="shop", name="checkout")),
 ]
 
 # Alerts no shipped playbook may act on.

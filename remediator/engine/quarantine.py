@@ -51,10 +51,10 @@ class Quarantine:
         if self.cluster is None:
             return
         try:
-            await self._lift(f"{INCIDENT_LABEL}={incident_id},{QUARANTINE_LABEL}")
             for pod in await self.cluster.list_all_pods(
                     f"{INCIDENT_LABEL}={incident_id},{ISOLATED_LABEL}"):
                 await self._expire(pod)
+            await self._lift(incident_id)
         except (TemporaryError, PermanentError) as err:
             log.warning("could not undo the isolation of incident %s (retried at the next "
                         "start): %s", incident_id, err)
@@ -64,7 +64,7 @@ class Quarantine:
         if self.cluster is None:
             return
         try:
-            found = await self.cluster.list_network_policies(QUARANTINE_LABEL)
+            found = list(await self.cluster.list_network_policies(QUARANTINE_LABEL))
             found += await self.cluster.list_all_pods(ISOLATED_LABEL)
             incidents = {(o["metadata"].get("labels") or {}).get(INCIDENT_LABEL, "")
                          for o in found}
@@ -75,13 +75,18 @@ class Quarantine:
         except (TemporaryError, PermanentError) as err:
             log.warning("could not look for isolation left by closed incidents: %s", err)
 
-    async def _lift(self, selector: str) -> None:
+    async def _lift(self, incident_id: str) -> None:
+        """Delete the incident's NetworkPolicies and their pods' quarantine label; a pod
+        that is also isolated and kept for debugging stays cut off until it is deleted."""
         assert self.cluster is not None
-        for policy in await self.cluster.list_network_policies(selector):
+        for policy in await self.cluster.list_network_policies(
+                f"{INCIDENT_LABEL}={incident_id},{QUARANTINE_LABEL}"):
             meta = policy["metadata"]
             value = (meta.get("labels") or {}).get(QUARANTINE_LABEL, "")
-            for pod in await self.cluster.list_pods(meta["namespace"],
-                                                    f"{QUARANTINE_LABEL}={value}"):
+            pods = await self.cluster.list_pods(meta["namespace"], f"{QUARANTINE_LABEL}={value}")
+            if any(p["metadata"]["uid"] in self._timers for p in pods):
+                continue
+            for pod in pods:
                 await self.cluster.patch_pod(meta["namespace"], pod["metadata"]["name"],
                                              {"metadata": {"labels": {QUARANTINE_LABEL: None}}})
             await self.cluster.delete_network_policy(meta["namespace"], meta["name"])
@@ -105,6 +110,9 @@ class Quarantine:
         try:
             await self.clock.sleep(wait)
             await self._delete(pod)
+            self._timers.discard(pod["metadata"]["uid"])
+            incident = (pod["metadata"].get("labels") or {}).get(INCIDENT_LABEL, "")
+            await self._lift(incident)
         except (TemporaryError, PermanentError) as err:
             log.warning("could not delete isolated pod %s/%s (retried at the next start): %s",
                         pod["metadata"]["namespace"], pod["metadata"]["name"], err)

@@ -86,11 +86,13 @@ def test_no_wildcards_or_dangerous_grants() -> None:
         assert resource not in {"secrets", "configmaps", "pods/exec", "pods/attach",
                                 "nodes/proxy", "serviceaccounts/token"}, (group, resource, verb)
         # cordon and drain patch spec.unschedulable; nothing may create, replace or
-        # delete a Node, and the only thing created is an Eviction
+        # delete a Node; what is created is an Eviction or a quarantine NetworkPolicy
         if resource == "nodes":
             assert verb in {"get", "list", "patch"}, (group, resource, verb)
         if verb == "create":
-            assert (group, resource) == ("", "pods/eviction"), (group, resource, verb)
+            assert (group, resource) in {("", "pods/eviction"),
+                                         ("networking.k8s.io", "networkpolicies")}, (
+                group, resource, verb)
 
 
 def test_every_permission_the_actions_use_is_granted() -> None:

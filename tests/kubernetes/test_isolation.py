@@ -170,3 +170,28 @@ async def test_the_start_sweep_undoes_what_closed_incidents_left(
     finally:
         await tasks.close()
         await store.close()
+
+
+async def test_a_pod_both_isolated_and_cut_off_stays_cut_off_until_deleted(
+        sim: Simulator, make_ctx: Ctx, cluster: KubernetesCluster, clock: FakeClock,
+        tmp_path: object) -> None:
+    victim = api_pods(sim)[0]
+    ctx = with_pod(make_ctx, victim)
+    await NetworkIsolate().apply(ctx, await NetworkIsolate().plan(ctx, NetworkIsolateParams()))
+    await IsolatePod().apply(ctx, await IsolatePod().plan(ctx, IsolatePodParams(keep_for="30s")))
+    store = SqliteStore(f"{tmp_path}/r.db")
+    await store.open()
+    tasks = Supervisor()
+    try:
+        await Quarantine(cluster, store, clock, tasks).incident_closed("inc-1")
+        assert len(sim.store.list(NETPOL, "prod")) == 1     # still cut off while kept
+        await clock.advance(31)
+        for _ in range(50):
+            if not sim.store.list(NETPOL, "prod"):
+                break
+            await asyncio.sleep(0.02)
+        assert sim.store.find(POD, "prod", victim) is None
+        assert sim.store.list(NETPOL, "prod") == []
+    finally:
+        await tasks.close()
+        await store.close()
