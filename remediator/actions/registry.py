@@ -24,7 +24,7 @@ CATALOGUE: dict[str, ActionSpec] = {
                    mutates_cluster=True, ports=("cluster",),
                    implementation="remediator.actions.kubernetes:Scale"),
         ActionSpec("kubernetes.rollback", p.RollbackParams, "rollout undo (kubectl semantics)",
-                   needs_target=True, target_kinds=("Deployment",), mutates_cluster=True,
+                   needs_target=True, target_kinds=_WORKLOADS, mutates_cluster=True,
                    ports=("cluster",),
                    implementation="remediator.actions.kubernetes:Rollback"),
         ActionSpec("kubernetes.delete_pod", p.DeletePodParams, "delete the alert's pod(s)",

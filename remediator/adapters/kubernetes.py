@@ -261,6 +261,11 @@ class KubernetesCluster:
         return await self._read_or_none(f"get ReplicaSet {namespace}/{name}",
                                         self.apps.read_namespaced_replica_set, name, namespace)
 
+    async def list_controller_revisions(self, namespace: str, selector: str) -> list[Obj]:
+        return _items(await self._call(
+            f"list ControllerRevisions in {namespace} ({selector})",
+            self.apps.list_namespaced_controller_revision, namespace, label_selector=selector))
+
     # --- pods and events ----------------------------------------------------------------
 
     async def list_pods(self, namespace: str, selector: str) -> list[Obj]:

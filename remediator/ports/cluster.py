@@ -111,6 +111,11 @@ class ClusterApi(Protocol):
         """Delete a pod (only the one with ``uid``, if given). False if it was already gone."""
         ...
 
+    async def list_controller_revisions(self, namespace: str,
+                                        selector: str) -> list[KubeObject]:
+        """The ControllerRevisions (StatefulSet and DaemonSet history) matching ``selector``."""
+        ...
+
     async def read_node(self, name: str) -> KubeObject:
         """The Node."""
         ...

@@ -35,6 +35,7 @@ from remediator.simulator.store import (
 DEPLOY, RS, POD, EVENT = (by_kind(k) for k in ("Deployment", "ReplicaSet", "Pod", "Event"))
 STS, DS = by_kind("StatefulSet"), by_kind("DaemonSet")
 NODE, PDB = by_kind("Node"), by_kind("PodDisruptionBudget")
+CR = by_kind("ControllerRevision")
 
 
 def parse_time(value: str) -> datetime:
@@ -127,7 +128,7 @@ class Controller:
         self.store.update(PDB, pdb, subresource="status", check_version=False)
 
     def _collect_garbage(self) -> None:
-        for rt, owner_rt in ((RS, DEPLOY), (POD, RS)):
+        for rt, owner_rt in ((RS, DEPLOY), (POD, RS), (CR, STS), (CR, DS)):
             owners = {x["metadata"]["uid"] for x in self.store.list(owner_rt)}
             for obj in self.store.list(rt):
                 uid = controller_uid(obj)
@@ -381,9 +382,25 @@ class Controller:
         rs["status"] = {k: v for k, v in status.items() if v or k == "replicas"}
         self.store.update(RS, rs, subresource="status", check_version=False)
 
+    def _history(self, w: Obj) -> str:
+        """The workload's ControllerRevisions: one per distinct template, the current one
+        with the highest revision (an old template coming back gets a new number, as the
+        real controllers do). The current revision's name."""
+        crs = self.owned(CR, w)
+        wanted = o.strip_hash(w["spec"]["template"])
+        current = next((c for c in crs if o.strip_hash(o.revision_template(c)) == wanted), None)
+        top = max((int(c.get("revision", 0)) for c in crs), default=0)
+        if current is None:
+            current = self.store.create(CR, w["metadata"]["namespace"],
+                                        o.controller_revision(w, w["spec"]["template"], top + 1))
+        elif int(current.get("revision", 0)) < top:
+            current["revision"] = top + 1
+            current = self.store.update(CR, current, check_version=False)
+        return str(current["metadata"]["name"])
+
     def _workload(self, w: Obj) -> None:
         spec = w["spec"]
-        rev = f"{w['metadata']['name']}-{o.template_hash(spec['template'])}"
+        rev = self._history(w)
         bad = self.is_bad(spec["template"])
         if w["kind"] == "StatefulSet":
             n = spec.get("replicas", 1)

@@ -295,3 +295,25 @@ def pdb(namespace: str, name: str, selector: dict[str, str], *,
         spec["minAvailable"] = 1 if min_available is None else min_available
     return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
             "metadata": {"name": name, "namespace": namespace}, "spec": spec, "status": {}}
+
+
+def controller_revision(owner: Obj, template: Obj, revision: int) -> Obj:
+    """A StatefulSet's or DaemonSet's ControllerRevision: the template as a strategic
+    merge patch that replaces it (what ``kubectl rollout undo`` applies)."""
+    h = template_hash(template)
+    hash_label = "controller-revision-hash" if owner["kind"] == "DaemonSet" \
+        else "controller.kubernetes.io/hash"
+    labels = {**((owner["spec"].get("selector") or {}).get("matchLabels") or {}),
+              hash_label: h}
+    return {"apiVersion": "apps/v1", "kind": "ControllerRevision",
+            "metadata": {"name": f"{owner['metadata']['name']}-{h}",
+                         "namespace": owner["metadata"]["namespace"], "labels": labels,
+                         "ownerReferences": [owner_ref(owner)]},
+            "data": {"spec": {"template": {**copy.deepcopy(template), "$patch": "replace"}}},
+            "revision": revision}
+
+
+def revision_template(cr: Obj) -> Obj:
+    t = copy.deepcopy(((cr.get("data") or {}).get("spec") or {}).get("template") or {})
+    t.pop("$patch", None)
+    return t

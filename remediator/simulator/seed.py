@@ -11,7 +11,8 @@ deployments:
   - {namespace: prod, name: api, replicas: 3, image: example/api:1.2.0,
      history: [example/api:1.0.0, example/api:1.1.0],   # older revisions, oldest first
      paused: false, progress_deadline_seconds: 600, max_surge: 25%, max_unavailable: 25%}
-statefulsets: [{namespace: prod, name: db, replicas: 2, image: postgres:16}]
+statefulsets: [{namespace: prod, name: db, replicas: 2, image: postgres:16,
+                history: [postgres:15]}]      # older ControllerRevisions, oldest first
 daemonsets: [{namespace: prod, name: agent, image: example/agent:1}]
 hpas: [{namespace: prod, name: web, kind: Deployment, target: web,
         min_replicas: 2, max_replicas: 10}]
@@ -52,6 +53,7 @@ class WorkloadSeed(_Strict):
     name: str
     replicas: int = Field(default=1, ge=0)
     image: str
+    history: list[str] = Field(default_factory=list)   # older revisions' images, oldest first
 
 
 class HpaSeed(_Strict):

@@ -91,7 +91,12 @@ class Simulator:
         for kind, group in (("StatefulSet", seed.statefulsets), ("DaemonSet", seed.daemonsets)):
             for ws in group:
                 w = o.workload(kind, ws.namespace, ws.name, replicas=ws.replicas, image=ws.image)
-                store.create(by_kind(kind), ws.namespace, w)
+                w = store.create(by_kind(kind), ws.namespace, w, generation=len(ws.history) + 1)
+                for i, image in enumerate(ws.history, start=1):
+                    template = copy.deepcopy(w["spec"]["template"])
+                    template["spec"]["containers"][0]["image"] = image
+                    store.create(by_kind("ControllerRevision"), ws.namespace,
+                                 o.controller_revision(w, template, i))
         for ps in seed.pdbs:
             store.create(by_kind("PodDisruptionBudget"), ps.namespace, o.pdb(
                 ps.namespace, ps.name, ps.selector, min_available=ps.min_available,
