@@ -90,7 +90,8 @@ def _check_templates(pb: Playbook, raw: dict[str, Any], found: Found, warned: Fo
     template_sites: list[tuple[Loc, str]] = []
     if spec.target is not None:
         template_sites += [(("spec", "target", "namespace"), spec.target.namespace),
-                           (("spec", "target", "name"), spec.target.name)]
+                           (("spec", "target", "name"), spec.target.name),
+                           (("spec", "target", "cluster"), spec.target.cluster)]
     for i, step in enumerate(spec.steps):
         template_sites += _walk_strings(raw["spec"]["steps"][i].get("with", {}),
                                         ("spec", "steps", i, "with"))
@@ -119,6 +120,11 @@ def _check_target_names(pb: Playbook, found: Found) -> None:
             check_dns1123_label(target.namespace, "namespace")
         except ValueError as exc:
             found.append((("spec", "target", "namespace"), str(exc)))
+    if target.cluster and not is_template(target.cluster):
+        try:
+            check_dns1123_label(target.cluster, "cluster name")
+        except ValueError as exc:
+            found.append((("spec", "target", "cluster"), str(exc)))
     if not is_template(target.name):
         try:
             check_dns1123_subdomain(target.name, "name")

@@ -87,7 +87,8 @@ class Engine:
                              allow_namespaces=tuple(cfg.allow_namespaces),
                              deny_namespaces=tuple(cfg.deny_namespaces),
                              action_budget=cfg.action_budget,
-                             action_budget_window=cfg.action_budget_window)
+                             action_budget_window=cfg.action_budget_window,
+                             clusters=tuple(self.ports.clusters))
         self.gate = IntakeGate(cfg.intake_priority)
         self.intake = Intake(store, self.router, clock, self.metrics, gate=self.gate,
                              wake=self.wake, dry_run=cfg.dry_run)
@@ -104,9 +105,10 @@ class Engine:
             store=store, clock=clock, metrics=self.metrics, settings=cfg,
             playbooks=self.playbooks, catalogue=catalogue, ports=self.ports,
             guards=self.guards, approvers=tuple(approvers),
-            verifier=Verifier(clock, self.ports.metrics, self.ports.cluster),
+            verifier=Verifier(clock, self.ports.metrics, self.ports.cluster,
+                              clusters=self.ports.clusters),
             notifications=self.notifications,
-            quarantine=Quarantine(self.ports.cluster, store, clock, self.tasks),
+            quarantine=Quarantine(self.ports.every_cluster(), store, clock, self.tasks),
             give_way=self.gate.give_way,
             stopping=lambda: self.stopping, lost=self.lost)
 

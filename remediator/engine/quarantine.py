@@ -41,58 +41,56 @@ def undone_on_close(catalogue: Catalogue, action: str) -> bool:
 
 
 class Quarantine:
-    def __init__(self, cluster: ClusterApi | None, store: Store, clock: Clock,
+    def __init__(self, clusters: list[ClusterApi], store: Store, clock: Clock,
                  tasks: Supervisor) -> None:
-        self.cluster, self.store, self.clock, self.tasks = cluster, store, clock, tasks
+        self.clusters, self.store, self.clock, self.tasks = clusters, store, clock, tasks
         self._timers: set[str] = set()
 
     async def incident_closed(self, incident_id: str) -> None:
         """Lift the incident's network quarantine; delete (or time) its isolated pods."""
-        if self.cluster is None:
-            return
-        try:
-            for pod in await self.cluster.list_all_pods(
-                    f"{INCIDENT_LABEL}={incident_id},{ISOLATED_LABEL}"):
-                await self._expire(pod)
-            await self._lift(incident_id)
-        except (TemporaryError, PermanentError) as err:
-            log.warning("could not undo the isolation of incident %s (retried at the next "
-                        "start): %s", incident_id, err)
+        for cluster in self.clusters:
+            try:
+                for pod in await cluster.list_all_pods(
+                        f"{INCIDENT_LABEL}={incident_id},{ISOLATED_LABEL}"):
+                    await self._expire(cluster, pod)
+                await self._lift(cluster, incident_id)
+            except (TemporaryError, PermanentError) as err:
+                log.warning("could not undo the isolation of incident %s (retried at the next "
+                            "start): %s", incident_id, err)
 
     async def sweep(self) -> None:
         """At start: undo what belongs to incidents that closed (or are gone)."""
-        if self.cluster is None:
-            return
-        try:
-            found = list(await self.cluster.list_network_policies(QUARANTINE_LABEL))
-            found += await self.cluster.list_all_pods(ISOLATED_LABEL)
+        for cluster in self.clusters:
+            try:
+                found = list(await cluster.list_network_policies(QUARANTINE_LABEL))
+                found += await cluster.list_all_pods(ISOLATED_LABEL)
+            except (TemporaryError, PermanentError) as err:
+                log.warning("could not look for isolation left by closed incidents: %s", err)
+                continue
             incidents = {(o["metadata"].get("labels") or {}).get(INCIDENT_LABEL, "")
                          for o in found}
             for incident_id in sorted(incidents):
                 view = await self.store.get_incident(incident_id) if incident_id else None
                 if view is None or view.state.closed:
                     await self.incident_closed(incident_id)
-        except (TemporaryError, PermanentError) as err:
-            log.warning("could not look for isolation left by closed incidents: %s", err)
 
-    async def _lift(self, incident_id: str) -> None:
+    async def _lift(self, cluster: ClusterApi, incident_id: str) -> None:
         """Delete the incident's NetworkPolicies and their pods' quarantine label; a pod
         that is also isolated and kept for debugging stays cut off until it is deleted."""
-        assert self.cluster is not None
-        for policy in await self.cluster.list_network_policies(
+        for policy in await cluster.list_network_policies(
                 f"{INCIDENT_LABEL}={incident_id},{QUARANTINE_LABEL}"):
             meta = policy["metadata"]
             value = (meta.get("labels") or {}).get(QUARANTINE_LABEL, "")
-            pods = await self.cluster.list_pods(meta["namespace"], f"{QUARANTINE_LABEL}={value}")
+            pods = await cluster.list_pods(meta["namespace"], f"{QUARANTINE_LABEL}={value}")
             if any(p["metadata"]["uid"] in self._timers for p in pods):
                 continue
             for pod in pods:
-                await self.cluster.patch_pod(meta["namespace"], pod["metadata"]["name"],
-                                             {"metadata": {"labels": {QUARANTINE_LABEL: None}}})
-            await self.cluster.delete_network_policy(meta["namespace"], meta["name"])
+                await cluster.patch_pod(meta["namespace"], pod["metadata"]["name"],
+                                        {"metadata": {"labels": {QUARANTINE_LABEL: None}}})
+            await cluster.delete_network_policy(meta["namespace"], meta["name"])
             log.info("lifted network quarantine %s/%s", meta["namespace"], meta["name"])
 
-    async def _expire(self, pod: KubeObject) -> None:
+    async def _expire(self, cluster: ClusterApi, pod: KubeObject) -> None:
         meta = pod["metadata"]
         raw = (meta.get("annotations") or {}).get(DELETE_AFTER, "")
         try:
@@ -101,28 +99,27 @@ class Quarantine:
         except ValueError:
             wait = 0.0                                  # no valid time: due now
         if wait <= 0:
-            await self._delete(pod)
+            await self._delete(cluster, pod)
         elif meta["uid"] not in self._timers and not self.tasks.closed:
             self._timers.add(meta["uid"])
-            self.tasks.start(self._later(pod, wait), name=f"expire-{meta['name']}")
+            self.tasks.start(self._later(cluster, pod, wait), name=f"expire-{meta['name']}")
 
-    async def _later(self, pod: KubeObject, wait: float) -> None:
+    async def _later(self, cluster: ClusterApi, pod: KubeObject, wait: float) -> None:
         try:
             await self.clock.sleep(wait)
-            await self._delete(pod)
+            await self._delete(cluster, pod)
             self._timers.discard(pod["metadata"]["uid"])
             incident = (pod["metadata"].get("labels") or {}).get(INCIDENT_LABEL, "")
-            await self._lift(incident)
+            await self._lift(cluster, incident)
         except (TemporaryError, PermanentError) as err:
             log.warning("could not delete isolated pod %s/%s (retried at the next start): %s",
                         pod["metadata"]["namespace"], pod["metadata"]["name"], err)
         finally:
             self._timers.discard(pod["metadata"]["uid"])
 
-    async def _delete(self, pod: KubeObject) -> None:
-        assert self.cluster is not None
+    async def _delete(self, cluster: ClusterApi, pod: KubeObject) -> None:
         meta = pod["metadata"]
-        if await self.cluster.delete_pod(meta["namespace"], meta["name"], uid=meta["uid"]):
+        if await cluster.delete_pod(meta["namespace"], meta["name"], uid=meta["uid"]):
             log.info("deleted isolated pod %s/%s (kept for debugging until %s)",
                      meta["namespace"], meta["name"],
                      (meta.get("annotations") or {}).get(DELETE_AFTER))

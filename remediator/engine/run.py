@@ -170,7 +170,7 @@ class Run:
         return RunContext(
             incident_id=self.id, incident_key=self.view.key, playbook=self.view.playbook,
             step=step_name, target=self.view.target, alerts=list(alerts), clock=self.clock,
-            cluster=ports.cluster if "cluster" in declared else None,
+            cluster=ports.cluster_for(self.view.target) if "cluster" in declared else None,
             tickets=ports.tickets if "tickets" in declared else None,
             chat=ports.chat if "chat" in declared else None,
             http=ports.http if "http" in declared else None,

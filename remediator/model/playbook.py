@@ -145,6 +145,7 @@ class Target(Strict):
     kind: Literal["Deployment", "StatefulSet", "DaemonSet", "Pod", "Node"]
     namespace: str = ""               # none for a Node (cluster-scoped), required otherwise
     name: str = Field(min_length=1)
+    cluster: str = ""                 # kubernetes.clusters' name (template); "": the default
 
     @model_validator(mode="after")
     def _scope(self) -> Target:

@@ -129,7 +129,7 @@ async def test_quarantine_is_undone_when_the_incident_closes(
     await store.open()
     tasks = Supervisor()
     try:
-        q = Quarantine(cluster, store, clock, tasks)
+        q = Quarantine([cluster], store, clock, tasks)
         await q.incident_closed("inc-other")               # another incident's: untouched
         assert sim.store.list(NETPOL, "prod")
         await q.incident_closed("inc-1")
@@ -165,7 +165,7 @@ async def test_the_start_sweep_undoes_what_closed_incidents_left(
     await store.open()
     tasks = Supervisor()
     try:
-        await Quarantine(cluster, store, clock, tasks).sweep()
+        await Quarantine([cluster], store, clock, tasks).sweep()
         assert sim.store.list(NETPOL, "prod") == []
     finally:
         await tasks.close()
@@ -183,7 +183,7 @@ async def test_a_pod_both_isolated_and_cut_off_stays_cut_off_until_deleted(
     await store.open()
     tasks = Supervisor()
     try:
-        await Quarantine(cluster, store, clock, tasks).incident_closed("inc-1")
+        await Quarantine([cluster], store, clock, tasks).incident_closed("inc-1")
         assert len(sim.store.list(NETPOL, "prod")) == 1     # still cut off while kept
         await clock.advance(31)
         for _ in range(50):
