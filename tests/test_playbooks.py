@@ -60,6 +60,11 @@ SAMPLES: list[tuple[dict[str, str], str, TargetRef | None]] = [
     ({"alertname": "PodUnexpectedEgress", "severity": "critical", "namespace": "shop",
       "deployment": "checkout", "pod": "checkout-7d9c8b6f5-x2x4q"},
      "pod-quarantine", TargetRef(kind="Deployment", namespace="shop", name="checkout")),
+    ({"alertname": "KubeStatefulSetUpdateNotRolledOut", "severity": "warning",
+      "namespace": "data", "statefulset": "postgres", "cluster": "eu-west",
+      "job": "kube-state-metrics"},
+     "statefulset-rollback",
+     TargetRef(kind="StatefulSet", namespace="data", name="postgres", cluster="eu-west")),
 ]
 
 # Alerts no shipped playbook may act on.
