@@ -310,3 +310,53 @@ def test_a_workload_target_still_needs_a_namespace() -> None:
                                                             "{}")
     with pytest.raises(ConfigError, match="a Deployment target needs a 'namespace'"):
         load(text, "x.yaml")
+
+
+async def test_simulator_nodes_pdbs_and_the_eviction_subresource(clock: FakeClock) -> None:
+    import aiohttp
+    seed = Seed(nodes=3, unready_nodes=["node-3"],
+                deployments=[DeploymentSeed(namespace="prod", name="api", replicas=4,
+                                            image="example/api:1")],
+                pdbs=[PdbSeed(namespace="prod", name="api", selector={"app": "api"},
+                              max_unavailable=1)])
+    sim = Simulator(seed, clock=clock)
+    await sim.start()
+    try:
+        node3 = sim.store.get(NODE, None, "node-3")
+        assert [c["status"] for c in node3["status"]["conditions"] if c["type"] == "Ready"] \
+            == ["Unknown"]
+        before = {p["metadata"]["name"] for p in sim.store.list(POD, "prod")}
+        victim = sorted(before)[0]
+        sim.store.delete(POD, "prod", victim)
+        sim.controller.reconcile()
+        await asyncio.sleep(0.05)              # the controller's loop waits on the clock
+        await clock.advance(5)
+        [new] = [p for p in sim.store.list(POD, "prod") if p["metadata"]["name"] not in before]
+        assert new["spec"]["nodeName"] in ("node-1", "node-2")     # not the NotReady node
+        status = sim.store.get(PDB, "prod", "api")["status"]
+        assert (status["expectedPods"], status["currentHealthy"], status["desiredHealthy"],
+                status["disruptionsAllowed"]) == (4, 4, 3, 1)
+        pods = sorted(p["metadata"]["name"] for p in sim.store.list(POD, "prod"))
+        headers = {"Authorization": f"Bearer {sim.token}"}
+        async with aiohttp.ClientSession(headers=headers) as http:
+            async def evict(name: str, body: Any = None) -> tuple[int, Any]:
+                async with http.post(f"{sim.url}/api/v1/namespaces/prod/pods/{name}/eviction",
+                                     json=body or {"apiVersion": "policy/v1",
+                                                   "kind": "Eviction",
+                                                   "metadata": {"name": name}}) as r:
+                    return r.status, await r.json()
+            assert (await evict(pods[0]))[0] == 201
+            code, body = await evict(pods[1])
+            assert code == 429
+            assert body["reason"] == "TooManyRequests"
+            assert body["details"]["causes"][0]["reason"] == "DisruptionBudget"
+            assert (await evict("nope"))[0] == 404
+            assert (await evict(pods[1], {"kind": "Pod"}))[0] == 400
+            sim.store.create(PDB, "prod", {"metadata": {"name": "second"}, "spec": {
+                "selector": {"matchLabels": {"app": "api"}}, "minAvailable": 0}})
+            sim.controller.reconcile()
+            code, body = await evict(pods[1])
+            assert code == 500
+            assert "more than one PodDisruptionBudget" in body["message"]
+    finally:
+        await sim.stop()
