@@ -1,7 +1,8 @@
 """The Kubernetes REST API of the simulator (aiohttp handlers).
 
 Serves discovery, get/list/watch/create/update/patch/delete on every resource in
-``store.RESOURCES``, and the ``scale`` and ``status`` subresources. Answers
+``store.RESOURCES``, the ``scale`` and ``status`` subresources, and ``pods/eviction``
+(``disruption``). Answers
 errors as ``Status`` objects with the real reasons and messages. Every write
 runs the controller's ``reconcile()`` before the response is sent.
 
