@@ -5,6 +5,8 @@ log shows it). Real processes, as in test_crash."""
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -114,3 +116,90 @@ async def test_sigkill_mid_drain_evicts_each_pod_once(
     assert sorted(evicted) == sorted(planned)           # each planned pod once, no other
     cordons = [c for c in calls if c["path"] == "/api/v1/nodes/node-1"]
     assert {str(c["body"]) for c in cordons} == {"{'spec': {'unschedulable': True}}"}
+
+
+SEED = """
+nodes: 3
+deployments:
+  - {namespace: prod, name: api, replicas: 4, image: example/api:1}
+statefulsets:
+  - {namespace: prod, name: db, replicas: 2, image: "postgres:16", history: ["postgres:15"]}
+"""
+TARGET_API = '{kind: Deployment, namespace: prod, name: api}'
+CASES = {
+    # action: (target, params, alert labels, (method, path regex of the slow call))
+    "kubernetes.cordon": ('{kind: Node, name: node-1}', "{min_ready_nodes: 1}", {},
+                          ("PATCH", "/nodes/node-1$")),
+    "kubernetes.network_isolate": (TARGET_API, "{}", {"pod": "POD"},
+                                   ("POST", "/networkpolicies$")),
+    "kubernetes.isolate_pod": (TARGET_API, "{keep_for: 1h}", {"pod": "POD"},
+                               ("PATCH", "/pods/api-")),
+    "kubernetes.rollback": ('{kind: StatefulSet, namespace: prod, name: db}', "{}", {},
+                            ("PATCH", "/statefulsets/db$")),
+}
+
+
+@pytest.mark.parametrize("action", sorted(CASES))
+async def test_sigkill_between_intent_and_outcome_acts_once(
+        tmp_path: Path, http: aiohttp.ClientSession, action: str) -> None:
+    target, params, labels, (method, path) = CASES[action]
+    sim = SimProc(tmp_path, SEED)
+    try:
+        await sim.ready(http)
+        pods = [c for c in await sim.pods(http, "prod") if c.startswith("api-")]
+        labels = {k: (pods[0] if v == "POD" else v) for k, v in labels.items()}
+        playbook = (f"apiVersion: remediator/v1\nkind: Playbook\nmetadata: {{name: once}}\n"
+                    f"spec:\n  match: ['alertname=\"Once\"']\n  target: {target}\n"
+                    f"  steps:\n    - name: act\n      action: {action}\n"
+                    f"      with: {params}\n")
+        config = daemon_config(tmp_path, sim.kubeconfig, playbook)
+        async with http.post(f"{sim.url}/sim/v1/faults", json={
+                "method": method, "path": path, "latency": 3.0, "count": 1}) as r:
+            assert r.status == 201
+        first = DaemonProc(tmp_path, config, "first")
+        try:
+            await first.ready(http)
+            status, _ = await post(http, first.url, [alert("Once", **labels)])
+            assert status == 200
+
+            async def in_flight() -> dict[str, Any] | None:
+                step = await first_step(http, first)
+                calls = [c for c in await sim.calls(http) if c["method"] == method
+                         and re.search(path, c["path"])]
+                return step if step and step["status"] == "intent" and calls else None
+
+            await until(in_flight, 15)
+            first.kill()
+        finally:
+            first.ensure_dead()
+        second = DaemonProc(tmp_path, config, "second")
+        try:
+            await second.ready(http)
+
+            async def done() -> dict[str, Any] | None:
+                step = await first_step(http, second)
+                return step if step and step["status"] not in ("intent", "pending") else None
+
+            step = await until(done, 30)
+            assert step["status"] == "succeeded", step
+        finally:
+            second.terminate()
+            assert second.wait(15) == 0
+            second.ensure_dead()
+        calls = [c for c in await sim.calls(http) if c["method"] == method
+                 and re.search(path, c["path"])]
+        succeeded = [c for c in calls if 200 <= c["status"] < 300]
+        # done once: a replay either found it done (no call) or repeated the very same
+        # idempotent call (the cordon patch, the rollback patch)
+        assert {json.dumps(c["body"], sort_keys=True) for c in succeeded} == \
+            {json.dumps(calls[0]["body"], sort_keys=True)}
+        if action in ("kubernetes.network_isolate", "kubernetes.isolate_pod"):
+            assert len(succeeded) == 1, calls
+        if action == "kubernetes.rollback":
+            db = await sim.get(http, "/apis/apps/v1/namespaces/prod/statefulsets/db")
+            assert db["spec"]["template"]["spec"]["containers"][0]["image"] == "postgres:15"
+            revisions = await sim.get(
+                http, "/apis/apps/v1/namespaces/prod/controllerrevisions")
+            assert sorted(cr["revision"] for cr in revisions["items"]) == [2, 3]
+    finally:
+        sim.stop()
