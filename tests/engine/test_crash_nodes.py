@@ -139,6 +139,44 @@ CASES = {
 }
 
 
+async def kill_mid_step_then_finish(tmp_path: Path, http: aiohttp.ClientSession,
+                                    sim: SimProc, config: dict[str, Any],
+                                    firing: dict[str, Any], method: str,
+                                    path: str) -> dict[str, Any]:
+    """Run a daemon until the step's intent is journaled and its (slow) call is in flight,
+    SIGKILL it, start another and wait for the step's end; that step."""
+    first = DaemonProc(tmp_path, config, "first")
+    try:
+        await first.ready(http)
+        status, _ = await post(http, first.url, [firing])
+        assert status == 200
+
+        async def in_flight() -> dict[str, Any] | None:
+            step = await first_step(http, first)
+            calls = [c for c in await sim.calls(http) if c["method"] == method
+                     and re.search(path, c["path"])]
+            return step if step and step["status"] == "intent" and calls else None
+
+        await until(in_flight, 15)
+        first.kill()
+    finally:
+        first.ensure_dead()
+    second = DaemonProc(tmp_path, config, "second")
+    try:
+        await second.ready(http)
+
+        async def done() -> dict[str, Any] | None:
+            step = await first_step(http, second)
+            return step if step and step["status"] not in ("intent", "pending") else None
+
+        step: dict[str, Any] = await until(done, 30)
+    finally:
+        second.terminate()
+        assert second.wait(15) == 0
+        second.ensure_dead()
+    return step
+
+
 @pytest.mark.parametrize("action", sorted(CASES))
 async def test_sigkill_between_intent_and_outcome_acts_once(
         tmp_path: Path, http: aiohttp.ClientSession, action: str) -> None:
@@ -156,36 +194,9 @@ async def test_sigkill_between_intent_and_outcome_acts_once(
         async with http.post(f"{sim.url}/sim/v1/faults", json={
                 "method": method, "path": path, "latency": 3.0, "count": 1}) as r:
             assert r.status == 201
-        first = DaemonProc(tmp_path, config, "first")
-        try:
-            await first.ready(http)
-            status, _ = await post(http, first.url, [alert("Once", **labels)])
-            assert status == 200
-
-            async def in_flight() -> dict[str, Any] | None:
-                step = await first_step(http, first)
-                calls = [c for c in await sim.calls(http) if c["method"] == method
-                         and re.search(path, c["path"])]
-                return step if step and step["status"] == "intent" and calls else None
-
-            await until(in_flight, 15)
-            first.kill()
-        finally:
-            first.ensure_dead()
-        second = DaemonProc(tmp_path, config, "second")
-        try:
-            await second.ready(http)
-
-            async def done() -> dict[str, Any] | None:
-                step = await first_step(http, second)
-                return step if step and step["status"] not in ("intent", "pending") else None
-
-            step = await until(done, 30)
-            assert step["status"] == "succeeded", step
-        finally:
-            second.terminate()
-            assert second.wait(15) == 0
-            second.ensure_dead()
+        step = await kill_mid_step_then_finish(tmp_path, http, sim, config,
+                                               alert("Once", **labels), method, path)
+        assert step["status"] == "succeeded", step
         calls = [c for c in await sim.calls(http) if c["method"] == method
                  and re.search(path, c["path"])]
         succeeded = [c for c in calls if 200 <= c["status"] < 300]
