@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import shutil
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -195,3 +198,29 @@ async def test_a_pod_both_isolated_and_cut_off_stays_cut_off_until_deleted(
     finally:
         await tasks.close()
         await store.close()
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+async def test_kubectl_sees_the_quarantine(sim: Simulator, make_ctx: Ctx, kubeconfig: str,
+                                           tmp_path: Path) -> None:
+    victim = api_pods(sim)[0]
+    ctx = with_pod(make_ctx, victim)
+    intent = await NetworkIsolate().plan(ctx, NetworkIsolateParams())
+    await NetworkIsolate().apply(ctx, intent)
+    value = intent.args["label"]["metadata"]["labels"]["remediator.io/quarantine"]
+    env = {**os.environ, "KUBECONFIG": kubeconfig, "HOME": str(tmp_path)}
+    kubectl = shutil.which("kubectl")
+    assert kubectl is not None
+    proc = await asyncio.create_subprocess_exec(
+        kubectl, "get", "networkpolicies", "-n", "prod", "-o",
+        "jsonpath={.items[*].spec.podSelector.matchLabels}", env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    assert json.loads(out) == {"remediator.io/quarantine": value}
+    proc = await asyncio.create_subprocess_exec(
+        kubectl, "get", "pods", "-n", "prod", "-l", f"remediator.io/quarantine={value}",
+        "-o", "name", env=env, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert out.decode().split() == [f"pod/{victim}"], err.decode()
