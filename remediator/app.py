@@ -227,6 +227,7 @@ class Daemon:
         ports.cluster = await self._cluster()
         ports.inspect = _inspector(ports.cluster)
         ports.model = _model(s, http)
+        ports.clusters = await self._named_clusters()
         if s.prometheus.url:
             from remediator.adapters.prometheus import PrometheusMetrics
             metrics: MetricsApi = PrometheusMetrics(s.prometheus.url,
@@ -379,6 +380,25 @@ class Daemon:
         self._closers.insert(0, cluster.close)
         self.dependencies["kubernetes"] = mode
         return cluster
+
+    async def _named_clusters(self) -> dict[str, ClusterApi]:
+        """kubernetes.clusters, each connected; one that cannot be is left out (its targets
+        escalate as an unknown cluster) and said so."""
+        from remediator.adapters.kubernetes import KubernetesCluster
+        out: dict[str, ClusterApi] = {}
+        for name, c in self.settings.kubernetes.clusters.items():
+            try:
+                cluster = await KubernetesCluster.connect(
+                    kubeconfig=c.kubeconfig, context=c.context, in_cluster=c.in_cluster)
+            except Exception as exc:
+                self.dependencies[f"kubernetes.{name}"] = f"unavailable: {exc}"
+                log.error("Kubernetes cluster %s is unavailable (%s): its targets escalate",
+                          name, exc)
+                continue
+            self._closers.insert(0, cluster.close)
+            self.dependencies[f"kubernetes.{name}"] = c.kubeconfig or "in-cluster"
+            out[name] = cluster
+        return out
 
     async def stop(self) -> None:
         if self._api is not None:

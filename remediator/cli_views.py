@@ -36,9 +36,13 @@ def _when(value: str | None) -> datetime | None:
 
 
 def target_text(target: Mapping[str, Any] | None) -> str:
+    """As ``TargetRef`` prints it: ``Deployment prod/api``, ``Node node-1``,
+    ``… in cluster east``."""
     if not target:
         return "-"
-    return f"{target.get('kind')} {target.get('namespace')}/{target.get('name')}"
+    ns, cluster = target.get("namespace"), target.get("cluster")
+    where = f"{ns}/{target.get('name')}" if ns else str(target.get("name"))
+    return f"{target.get('kind')} {where}" + (f" in cluster {cluster}" if cluster else "")
 
 
 def _cut(text: str, width: int) -> str:

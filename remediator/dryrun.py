@@ -11,6 +11,7 @@ from remediator.engine.verification import promql_context
 from remediator.errors import TemplateError
 from remediator.matching import first_failure
 from remediator.model.alerts import Alert
+from remediator.model.incident import TargetRef
 from remediator.model.playbook import Playbook, Verify
 from remediator.templating import compile_template, render_value
 
@@ -98,8 +99,7 @@ def render_text(pb: Playbook, plans: list[dict[str, Any]]) -> str:
             continue
         lines.append("  matches")
         t = plan["target"]
-        lines.append(f"  target: {t['kind']} {t['namespace']}/{t['name']}" if t
-                     else "  target: (none)")
+        lines.append(f"  target: {TargetRef.model_validate(t)}" if t else "  target: (none)")
         lines.append(f"  incident key: {plan['incident_key']}" + (
             "" if t else f" (group_by: {_grouping(pb)})"))
         g = plan["guards"]
@@ -143,9 +143,8 @@ def _grouping(pb: Playbook) -> str:
 
 
 def render_incident(data: dict[str, Any]) -> str:
-    target = data.get("target") or {}
-    where = f"{target.get('kind')} {target.get('namespace')}/{target.get('name')}" \
-        if target else "-"
+    target = data.get("target")
+    where = str(TargetRef.model_validate(target)) if target else "-"
     lines = [f"incident {data['id']}  {data['state']}  playbook {data['playbook']}  {where}"]
     if data.get("summary"):
         lines.append(f"  {data['summary']}")

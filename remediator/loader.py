@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from remediator.actions import registry
+from remediator.actions.params import DrainParams
 from remediator.errors import ConfigError, Problem, TemplateError
 from remediator.located import (
     Loc,
@@ -32,7 +33,7 @@ from remediator.located import (
 )
 from remediator.matching import MatcherError, parse_matchers
 from remediator.model.names import check_dns1123_label, check_dns1123_subdomain
-from remediator.model.playbook import Playbook
+from remediator.model.playbook import Playbook, Step
 from remediator.templating import compile_template, is_template, template_warnings
 
 # --- rules beyond the schema -------------------------------------------------------
@@ -89,7 +90,8 @@ def _check_templates(pb: Playbook, raw: dict[str, Any], found: Found, warned: Fo
     template_sites: list[tuple[Loc, str]] = []
     if spec.target is not None:
         template_sites += [(("spec", "target", "namespace"), spec.target.namespace),
-                           (("spec", "target", "name"), spec.target.name)]
+                           (("spec", "target", "name"), spec.target.name),
+                           (("spec", "target", "cluster"), spec.target.cluster)]
     for i, step in enumerate(spec.steps):
         template_sites += _walk_strings(raw["spec"]["steps"][i].get("with", {}),
                                         ("spec", "steps", i, "with"))
@@ -115,11 +117,16 @@ def _check_target_names(pb: Playbook, found: Found) -> None:
     target = pb.spec.target
     if target is None:
         return
-    if not is_template(target.namespace):
+    if target.namespace and not is_template(target.namespace):
         try:
             check_dns1123_label(target.namespace, "namespace")
         except ValueError as exc:
             found.append((("spec", "target", "namespace"), str(exc)))
+    if target.cluster and not is_template(target.cluster):
+        try:
+            check_dns1123_label(target.cluster, "cluster name")
+        except ValueError as exc:
+            found.append((("spec", "target", "cluster"), str(exc)))
     if not is_template(target.name):
         try:
             check_dns1123_subdomain(target.name, "name")
@@ -191,10 +198,29 @@ def _check_steps(pb: Playbook, found: Found) -> None:
                 found.append((("spec", "steps", i, field),
                               f"'{field}' steers the step by the diagnosis of the target: "
                               "the playbook needs a target"))
-        if v is not None and v.rollout and (spec.target is None or spec.target.kind == "Pod"):
+        _check_drain_fits(step, i, found)
+        if v is not None and v.rollout and (spec.target is None
+                                           or spec.target.kind in ("Pod", "Node")):
             found.append((("spec", "steps", i, "verify", "rollout"),
                           "'rollout: complete' needs a Deployment, StatefulSet or DaemonSet "
                           "target"))
+
+
+def _check_drain_fits(step: Step, i: int, found: Found) -> None:
+    """kubernetes.drain waits out PodDisruptionBudgets for its ``timeout``: that wait must
+    fit in the step's own timeout, or the step would be cut off first."""
+    if step.action != "kubernetes.drain":
+        return
+    try:
+        drain_timeout = DrainParams.model_validate(step.params).timeout
+    except ValueError:
+        return                          # already reported by the params check
+    room = step.effective_timeout - (step.verify.timeout if step.verify else 0.0)
+    if drain_timeout >= room:
+        found.append((("spec", "steps", i, "with", "timeout"),
+                      f"the drain's timeout ({drain_timeout:g}s) does not fit in the step's "
+                      f"time for its action ({room:g}s): raise the step's 'timeout' or lower "
+                      "this one"))
 
 
 def _check_raw(data: dict[str, Any], schema_errors: set[Loc]) -> Found:

@@ -27,6 +27,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from remediator.errors import ConfigError, Problem
 from remediator.located import Loc, documents, phrase
 from remediator.model.durations import Duration
+from remediator.model.names import check_dns1123_label
 
 
 class Group(BaseModel):
@@ -227,6 +228,24 @@ class EngineSettings(Group):
     diagnosis: DiagnosisSettings = Field(default_factory=DiagnosisSettings)
 
 
+class ClusterSettings(Group):
+    """One more cluster a playbook's ``target.cluster`` may name."""
+
+    kubeconfig: str | None = Field(default=None, description="Its kubeconfig file.")
+    context: str | None = Field(default=None, description="The context in that kubeconfig.")
+    in_cluster: bool = Field(default=False,
+                             description="The cluster remediator runs in (service account).")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ClusterSettings:
+        if self.in_cluster == (self.kubeconfig is not None):
+            raise ValueError("give either 'kubeconfig' (and optionally 'context') or "
+                             "'in_cluster: true'")
+        if self.in_cluster and self.context is not None:
+            raise ValueError("'context' applies to a kubeconfig only")
+        return self
+
+
 class KubernetesSettings(Group):
     mode: Literal["auto", "in-cluster", "kubeconfig", "simulator", "none"] = Field(
         default="auto", description="auto: in-cluster when running in a pod, else the "
@@ -234,6 +253,17 @@ class KubernetesSettings(Group):
     kubeconfig: str | None = None
     context: str | None = None
     simulator_seed: str | None = Field(default=None, description="Seed file for mode simulator.")
+    clusters: dict[str, ClusterSettings] = Field(
+        default_factory=dict,
+        description="Further clusters by name, for a playbook's target.cluster (the "
+                    "cluster above is the default one, for targets naming none).")
+
+    @field_validator("clusters")
+    @classmethod
+    def _cluster_names(cls, v: dict[str, ClusterSettings]) -> dict[str, ClusterSettings]:
+        for name in v:
+            check_dns1123_label(name, "cluster name")
+        return v
 
 
 class PrometheusSettings(Group):

@@ -568,3 +568,10 @@ def render_name(source: str, context: Mapping[str, Any], what: str = "name") -> 
 def render_namespace(source: str, context: Mapping[str, Any], what: str = "namespace") -> str:
     """Render a namespace and insist it is a DNS-1123 label (at most 63 characters)."""
     return _render_checked(source, context, what, check_dns1123_label)
+
+
+def render_cluster(source: str, context: Mapping[str, Any]) -> str:
+    """Render a target's cluster name: empty means the default cluster, anything else
+    must be a DNS-1123 label (a name under kubernetes.clusters)."""
+    return _render_checked(source, context, "cluster name",
+                           lambda value, what: value and check_dns1123_label(value, what))

@@ -21,8 +21,10 @@ GOOD = DATA / "good"
 DUPLICATES = DATA / "duplicate-names"
 MARKER = "<- mistake"
 
-_KNOWN_ACTIONS = ("http.post, jira.incident, kubernetes.delete_pod, kubernetes.restart, "
-                  "kubernetes.rollback, kubernetes.scale, slack.notify, slack.page, wait")
+_KNOWN_ACTIONS = ("http.post, jira.incident, kubernetes.cordon, kubernetes.delete_pod, "
+                  "kubernetes.drain, kubernetes.isolate_pod, kubernetes.network_isolate, "
+                  "kubernetes.restart, kubernetes.rollback, kubernetes.scale, "
+                  "kubernetes.uncordon, slack.notify, slack.page, wait")
 
 # file name → the message expected after "file:line: ".
 EXPECTED: dict[str, str] = {
@@ -247,12 +249,14 @@ def test_unknown_param_in_with_suggests_the_right_one() -> None:
 
 def test_action_kind_mismatch() -> None:
     text = (GOOD / "05-statefulset.yaml").read_text().replace(
-        "kubernetes.restart", "kubernetes.rollback")
+        "kubernetes.restart", "kubernetes.cordon")
     with pytest.raises(ConfigError) as info:
         load(text, source="p.yaml")
     assert [p.message for p in info.value.problems] == [
-        "steps[0].action: kubernetes.rollback cannot act on a StatefulSet "
-        "(it acts on: Deployment)"]
+        "steps[0].with: give exactly one of 'min_ready_nodes' or 'min_ready_percent' (the "
+        "healthy-node floor cordoning must not break)",
+        "steps[0].action: kubernetes.cordon cannot act on a StatefulSet "
+        "(it acts on: Node)"]
 
 
 def test_load_is_pure_and_names_its_source() -> None:

@@ -10,14 +10,19 @@ from pydantic import ValidationError
 
 from remediator.actions import registry
 from remediator.actions.params import (
+    CordonParams,
     DeletePodParams,
+    DrainParams,
     HttpPostParams,
+    IsolatePodParams,
     JiraIncidentParams,
+    NetworkIsolateParams,
     RestartParams,
     RollbackParams,
     ScaleParams,
     SlackNotifyParams,
     SlackPageParams,
+    UncordonParams,
     WaitParams,
 )
 from remediator.engine.contract import Params
@@ -64,6 +69,16 @@ OK: list[tuple[type[Params], dict[str, Any], dict[str, Any]]] = [
     (WaitParams, {"duration": "1h"}, {"duration": 3600.0}),
     (WaitParams, {"duration": "500ms"}, {"duration": 0.5}),
     (WaitParams, {"duration": 30}, {"duration": 30.0}),
+    (CordonParams, {"min_ready_nodes": 2}, {"min_ready_nodes": 2, "min_ready_percent": None}),
+    (CordonParams, {"min_ready_percent": 67}, {"min_ready_percent": 67}),
+    (UncordonParams, {}, {}),
+    (IsolatePodParams, {}, {"pod": None, "keep_for": 3600.0, "max_isolated": 1}),
+    (IsolatePodParams, {"pod": "{{ labels.pod }}", "keep_for": "24h", "max_isolated": 2},
+     {"keep_for": 86400.0, "max_isolated": 2}),
+    (NetworkIsolateParams, {"pod": "{{ labels.instance_pod }}"},
+     {"pod": "{{ labels.instance_pod }}"}),
+    (DrainParams, {"min_ready_nodes": 3, "timeout": "5m", "delete_emptydir_data": True},
+     {"timeout": 300.0, "retry_interval": 5.0, "delete_emptydir_data": True, "force": False}),
 ]
 
 BAD: list[tuple[type[Params], dict[str, Any], tuple[Any, ...], str]] = [
@@ -113,6 +128,22 @@ BAD: list[tuple[type[Params], dict[str, Any], tuple[Any, ...], str]] = [
     (DeletePodParams, {"max_pods": 51}, ("max_pods",), "less than or equal to 50"),
     (DeletePodParams, {"grace_period_seconds": -1}, ("grace_period_seconds",),
      "greater than or equal to 0"),
+    # nodes
+    (CordonParams, {}, (), "give exactly one of 'min_ready_nodes' or 'min_ready_percent'"),
+    (CordonParams, {"min_ready_nodes": 1, "min_ready_percent": 50}, (), "give exactly one"),
+    (CordonParams, {"min_ready_percent": 101}, ("min_ready_percent",),
+     "less than or equal to 100"),
+    (UncordonParams, {"min_ready_nodes": 1}, ("min_ready_nodes",),
+     "Extra inputs are not permitted"),
+    (DrainParams, {"min_ready_nodes": -1}, ("min_ready_nodes",), "greater than or equal to 0"),
+    (DrainParams, {"min_ready_nodes": 1, "timeout": "2h"}, ("timeout",), "at most 1h"),
+    (DrainParams, {"min_ready_nodes": 1, "retry_interval": 0}, ("retry_interval",),
+     "more than 0s"),
+    (IsolatePodParams, {"keep_for": "8d"}, ("keep_for",), "must be between 0s and 7d"),
+    (IsolatePodParams, {"max_isolated": 0}, ("max_isolated",), "greater than or equal to 1"),
+    (IsolatePodParams, {"max_isolated": 11}, ("max_isolated",), "less than or equal to 10"),
+    (NetworkIsolateParams, {"selector": {"a": "b"}}, ("selector",),
+     "Extra inputs are not permitted"),
     # jira
     (JiraIncidentParams, {}, ("project",), "Field required"),
     (JiraIncidentParams, {"project": ""}, ("project",), "at least 1 character"),

@@ -3,6 +3,7 @@ the file, line and field (or the environment variable) it came from."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -104,3 +105,22 @@ def test_the_example_config_names_every_setting() -> None:
                 break
             node = node[part]
     assert missing == []
+
+
+@pytest.mark.parametrize(("clusters", "message"), [
+    ("  clusters:\n    east: {kubeconfig: /k, in_cluster: true}\n",
+     "give either 'kubeconfig' (and optionally 'context') or 'in_cluster: true'"),
+    ("  clusters:\n    east: {}\n", "give either 'kubeconfig'"),
+    ("  clusters:\n    East_1: {in_cluster: true}\n",
+     "cluster name 'East_1' is not a valid DNS-1123 label"),
+])
+def test_named_clusters_are_checked(tmp_path: Path, clusters: str, message: str) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("kubernetes:\n" + clusters)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_settings(config)
+    config.write_text("kubernetes:\n  clusters:\n    east: {kubeconfig: /k, context: e}\n"
+                      "    here: {in_cluster: true}\n")
+    s = load_settings(config)
+    assert sorted(s.kubernetes.clusters) == ["east", "here"]
+    assert s.kubernetes.clusters["east"].context == "e"

@@ -33,9 +33,15 @@ API_PERMISSIONS: tuple[tuple[str, str, str], ...] = (
     ("apps", "statefulsets/scale", "get"), ("apps", "statefulsets/scale", "patch"),
     ("apps", "daemonsets", "get"), ("apps", "daemonsets", "patch"),
     ("apps", "replicasets", "get"), ("apps", "replicasets", "list"),
+    ("apps", "controllerrevisions", "list"),
     ("", "pods", "get"), ("", "pods", "list"), ("", "pods", "delete"),
     ("", "events", "list"),
     ("autoscaling", "horizontalpodautoscalers", "list"),
+    ("", "nodes", "get"), ("", "nodes", "list"), ("", "nodes", "patch"),
+    ("", "pods/eviction", "create"), ("", "pods", "patch"),
+    ("networking.k8s.io", "networkpolicies", "create"),
+    ("networking.k8s.io", "networkpolicies", "list"),
+    ("networking.k8s.io", "networkpolicies", "delete"),
 )
 
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
@@ -216,65 +222,96 @@ def _image(template: Mapping[str, Any]) -> str:
 
 
 class Rollback:
-    """kubectl rollout undo, to a revision resolved at plan time."""
+    """kubectl rollout undo, to a revision resolved at plan time: a Deployment's from its
+    ReplicaSets, a StatefulSet's or DaemonSet's from its ControllerRevisions."""
 
     name: ClassVar[str] = "kubernetes.rollback"
     params = RollbackParams
-    KINDS = ("Deployment",)
+    KINDS = ("Deployment", "StatefulSet", "DaemonSet")
 
     async def plan(self, ctx: RunContext, params: RollbackParams) -> Intent:
         cluster, t = _cluster(ctx), _target(ctx, self.KINDS, self.name)
         d = await cluster.read_workload(t)
+        if t.kind != "Deployment":
+            return await self._plan_history(cluster, t, d, params)
         uid = d["metadata"]["uid"]
         rss = [rs for rs in await cluster.list_replicasets(
             t.namespace, selector_string(d["spec"].get("selector"))) if _controlled_by(rs, uid)]
-        chosen, revision = self._choose(rss, params.revision, t, d["spec"]["template"])
+        revisions = [(rev, rs, rs["spec"]["template"]) for rs in rss
+                     if (rev := _revision(rs)) is not None]
+        chosen, revision, _ = self._choose(revisions, params.revision, t, d["spec"]["template"])
         if d["spec"].get("paused"):
             raise PermanentError(f"you cannot rollback a paused deployment ({t}); resume it first "
                                  "with 'kubectl rollout resume' and try again")
         template = _without_hash(chosen["spec"]["template"])
         current_rev = ((d["metadata"].get("annotations") or {}).get(REVISION)) or "?"
         if template == _without_hash(d["spec"]["template"]):
-            return Intent(action=self.name, noop=True, args={**_where(t), "revision": revision},
-                          description=f"roll back {t} to revision {revision}: skipped (current "
-                                      f"template already matches revision {revision})")
+            return self._skipped(t, revision)
         annotations = {k: v for k, v in (d["metadata"].get("annotations") or {}).items()
                        if k in ANNOTATIONS_TO_SKIP}
         annotations.update({k: v for k, v in (chosen["metadata"].get("annotations") or {}).items()
                             if k not in ANNOTATIONS_TO_SKIP})
         patch = [{"op": "replace", "path": "/spec/template", "value": template},
                  {"op": "replace", "path": "/metadata/annotations", "value": annotations}]
-        before, after = _image(d["spec"]["template"]), _image(template)
-        change = f"{before} → {after}" if before != after else \
-            f"the template of revision {revision}, same image {after}"
         return Intent(
             action=self.name,
             description=f"roll back {t} from revision {current_rev} to revision {revision} "
-                        f"({change})",
+                        f"({_change(d['spec']['template'], template, revision)})",
             args={**_where(t), "revision": revision, "replicaset": chosen["metadata"]["name"],
-                  "template": template, "patch": patch},
+                  "template": template, "patch": patch,
+                  "content_type": "application/json-patch+json"},
+            api_calls=[f"PATCH {api_path(t.kind, t.namespace, t.name)} {_json(patch)}"])
+
+    def _skipped(self, t: TargetRef, revision: int) -> Intent:
+        return Intent(action=self.name, noop=True, args={**_where(t), "revision": revision},
+                      description=f"roll back {t} to revision {revision}: skipped (current "
+                                  f"template already matches revision {revision})")
+
+    async def _plan_history(self, cluster: ClusterApi, t: TargetRef, obj: dict[str, Any],
+                            params: RollbackParams) -> Intent:
+        """kubectl's StatefulSet/DaemonSet rollbacker: the chosen ControllerRevision's data
+        (the template with ``$patch: replace``) as a strategic merge patch."""
+        uid = obj["metadata"]["uid"]
+        crs = [cr for cr in await cluster.list_controller_revisions(
+            t.namespace, selector_string(obj["spec"].get("selector"))) if _controlled_by(cr, uid)]
+        revisions = [(int(cr.get("revision") or 0), cr, _revision_template(cr)) for cr in crs]
+        chosen, revision, template = self._choose(revisions, params.revision, t,
+                                                  obj["spec"]["template"])
+        if _without_hash(template) == _without_hash(obj["spec"]["template"]):
+            return self._skipped(t, revision)
+        patch = chosen.get("data") or {}
+        current = max((r for r, _, _ in revisions), default=0)
+        return Intent(
+            action=self.name,
+            description=f"roll back {t} from revision {current} to revision {revision} "
+                        f"({_change(obj['spec']['template'], template, revision)})",
+            args={**_where(t), "revision": revision,
+                  "controllerrevision": chosen["metadata"]["name"],
+                  "template": _without_hash(template), "patch": patch,
+                  "content_type": "application/strategic-merge-patch+json"},
             api_calls=[f"PATCH {api_path(t.kind, t.namespace, t.name)} {_json(patch)}"])
 
     @staticmethod
-    def _choose(rss: list[dict[str, Any]], wanted: int | str, t: TargetRef,
-                current: Mapping[str, Any]) -> tuple[dict[str, Any], int]:
+    def _choose(revisions: list[tuple[int, dict[str, Any], dict[str, Any]]],
+                wanted: int | str, t: TargetRef,
+                current: Mapping[str, Any]) -> tuple[dict[str, Any], int, dict[str, Any]]:
         """kubectl's choice, with one deliberate difference for ``previous``: revisions
         whose template differs from the current one only by kubectl's ``restartedAt``
         annotation are passed over. Otherwise the usual ladder (restart, then roll back)
         would "roll back" to the very template that was just restarted."""
-        revisions = sorted(((rev, rs) for rs in rss if (rev := _revision(rs)) is not None),
-                           key=lambda pair: pair[0], reverse=True)
+        ordered = sorted(revisions, key=lambda r: r[0], reverse=True)
         if isinstance(wanted, int):
-            for rev, rs in revisions:
+            for rev, obj, template in ordered:
                 if rev == wanted:
-                    return rs, rev
+                    return obj, rev, template
             raise PermanentError(f"unable to find specified revision {wanted} in history of {t}")
-        if len(revisions) < 2:
-            raise PermanentError(f'no rollout history found for deployment "{t.name}" ({t})')
+        if len(ordered) < 2:
+            raise PermanentError(f'no rollout history found for {t.kind.lower()} "{t.name}" '
+                                 f"({t})")
         now = _essence(current)
-        for rev, rs in revisions[1:]:
-            if _essence(rs["spec"]["template"]) != now:
-                return rs, rev
+        for rev, obj, template in ordered[1:]:
+            if _essence(template) != now:
+                return obj, rev, template
         raise PermanentError(f"no earlier revision of {t} differs from the current template "
                              "other than by restarts: nothing to roll back to")
 
@@ -285,11 +322,24 @@ class Rollback:
         if _without_hash(d["spec"]["template"]) == intent.args["template"]:
             return ActionResult(summary=f"{t} already runs the template of revision {revision}",
                                 details={"revision": revision, "skipped": True})
-        await cluster.patch_workload(t, intent.args["patch"],
-                                     content_type="application/json-patch+json")
+        await cluster.patch_workload(t, intent.args["patch"], content_type=intent.args.get(
+            "content_type", "application/json-patch+json"))
+        source = {k: intent.args[k] for k in ("replicaset", "controllerrevision")
+                  if k in intent.args}
         return ActionResult(summary=f"rolled back {t} to revision {revision}",
-                            details={"revision": revision,
-                                     "replicaset": intent.args["replicaset"]})
+                            details={"revision": revision, **source})
+
+
+def _revision_template(cr: Mapping[str, Any]) -> dict[str, Any]:
+    template = dict(((cr.get("data") or {}).get("spec") or {}).get("template") or {})
+    template.pop("$patch", None)
+    return template
+
+
+def _change(before: Mapping[str, Any], after: Mapping[str, Any], revision: int) -> str:
+    old, new = _image(before), _image(after)
+    return f"{old} → {new}" if old != new else \
+        f"the template of revision {revision}, same image {new}"
 
 
 def _ready(pod: Mapping[str, Any]) -> bool:

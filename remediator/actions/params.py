@@ -173,3 +173,78 @@ class WaitParams(Params):
         if v <= 0 or v > 3600:
             raise ValueError("must be more than 0s and at most 1h")
         return v
+
+
+class _NodeFloor(Params):
+    """The healthy-node floor: exactly one of ``min_ready_nodes`` or ``min_ready_percent``.
+    A node counts as healthy when it is Ready and schedulable (not cordoned)."""
+
+    min_ready_nodes: int | None = Field(default=None, ge=0)
+    min_ready_percent: int | None = Field(default=None, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _one_floor(self) -> _NodeFloor:
+        if (self.min_ready_nodes is None) == (self.min_ready_percent is None):
+            raise ValueError("give exactly one of 'min_ready_nodes' or 'min_ready_percent' "
+                             "(the healthy-node floor cordoning must not break)")
+        return self
+
+
+class CordonParams(_NodeFloor):
+    """kubectl cordon: mark the target Node unschedulable, unless the floor would break."""
+
+
+class UncordonParams(Params):
+    """kubectl uncordon: mark the target Node schedulable again."""
+
+
+class DrainParams(_NodeFloor):
+    """kubectl drain --ignore-daemonsets: cordon, then evict every pod through the Eviction
+    API (PodDisruptionBudgets respected, a 429 retried every ``retry_interval`` until
+    ``timeout``). Mirror and DaemonSet pods are skipped."""
+
+    delete_emptydir_data: bool = Field(
+        default=False, description="Evict pods with emptyDir volumes (their data is lost).")
+    force: bool = Field(default=False,
+                        description="Evict pods that no controller will recreate.")
+    timeout: Duration = Field(default=90.0, description="How long to wait out PDBs (429s).")
+    retry_interval: Duration = 5.0
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, v: float) -> float:
+        if v <= 0 or v > 3600:
+            raise ValueError("must be more than 0s and at most 1h")
+        return v
+
+    @field_validator("retry_interval")
+    @classmethod
+    def _interval(cls, v: float) -> float:
+        if v <= 0 or v > 300:
+            raise ValueError("must be more than 0s and at most 5m")
+        return v
+
+
+class IsolatePodParams(Params):
+    """Take the alert's pod (default: its ``pod`` label) out of its Deployment and its
+    Services by relabelling it; delete it once the incident has closed and ``keep_for``
+    has passed."""
+
+    pod: str | None = None
+    keep_for: Duration = 3600.0
+    max_isolated: int = Field(default=1, ge=1, le=10,
+                              description="Isolated pods of one target at a time.")
+
+    @field_validator("keep_for")
+    @classmethod
+    def _keep_for(cls, v: float) -> float:
+        if v < 0 or v > 7 * 86400:
+            raise ValueError("must be between 0s and 7d")
+        return v
+
+
+class NetworkIsolateParams(Params):
+    """Cut the alert's pod off the network: a NetworkPolicy denying all ingress and
+    egress to a quarantine label put on the pod; removed when the incident closes."""
+
+    pod: str | None = None

@@ -27,9 +27,11 @@ from remediator.errors import PermanentError, TemporaryError
 from remediator.model.incident import TargetRef
 from remediator.ports.cluster import (
     WORKLOADS,
+    Eviction,
     KubeObject,
     RolloutStatus,
     TargetContext,
+    eviction_body,
     selector_string,
 )
 
@@ -138,6 +140,14 @@ class KubernetesCluster:
         self.apps = client.AppsV1Api(api_client)
         self.core = client.CoreV1Api(api_client)
         self.autoscaling = client.AutoscalingV2Api(api_client)
+        self._networking: Any = None
+
+    @property
+    def networking(self) -> Any:
+        """NetworkingV1Api, made on first use (only network_isolate needs it)."""
+        if self._networking is None:
+            self._networking = client.NetworkingV1Api(self.api_client)
+        return self._networking
 
     @classmethod
     async def connect(cls, *, kubeconfig: str | None = None, context: str | None = None,
@@ -251,6 +261,11 @@ class KubernetesCluster:
         return await self._read_or_none(f"get ReplicaSet {namespace}/{name}",
                                         self.apps.read_namespaced_replica_set, name, namespace)
 
+    async def list_controller_revisions(self, namespace: str, selector: str) -> list[Obj]:
+        return _items(await self._call(
+            f"list ControllerRevisions in {namespace} ({selector})",
+            self.apps.list_namespaced_controller_revision, namespace, label_selector=selector))
+
     # --- pods and events ----------------------------------------------------------------
 
     async def list_pods(self, namespace: str, selector: str) -> list[Obj]:
@@ -278,6 +293,84 @@ class KubernetesCluster:
             cause = err.__cause__
             if _status(err) == 404 or (_status(err) == 409 and isinstance(cause, ApiException)
                                        and "Precondition failed" in _server_message(cause)):
+                return False
+            raise
+        return True
+
+    # --- nodes and evictions -------------------------------------------------------------
+
+    async def read_node(self, name: str) -> Obj:
+        obj: Obj = await self._call(f"get Node {name}", self.core.read_node, name)
+        return obj
+
+    async def list_nodes(self) -> list[Obj]:
+        return _items(await self._call("list Nodes", self.core.list_node))
+
+    async def patch_node(self, name: str, patch: Obj) -> Obj:
+        obj: Obj = await self._call(f"patch Node {name}", self.core.patch_node, name, patch,
+                                    _content_type="application/strategic-merge-patch+json")
+        return obj
+
+    async def list_pods_on_node(self, node: str) -> list[Obj]:
+        return _items(await self._call(
+            f"list Pods on Node {node}", self.core.list_pod_for_all_namespaces,
+            field_selector=f"spec.nodeName={node}"))
+
+    async def evict_pod(self, namespace: str, name: str) -> Eviction:
+        try:
+            await self._call(f"evict Pod {namespace}/{name}",
+                             self.core.create_namespaced_pod_eviction, name, namespace,
+                             eviction_body(namespace, name))
+        except (PermanentError, TemporaryError) as err:
+            if _status(err) == 404:
+                return Eviction("gone")
+            if _status(err) == 429:
+                cause = err.__cause__
+                assert isinstance(cause, ApiException)
+                return Eviction("blocked", _eviction_message(cause))
+            raise
+        return Eviction("evicted")
+
+    # --- isolation -------------------------------------------------------------------
+
+    async def list_all_pods(self, selector: str) -> list[Obj]:
+        return _items(await self._call(f"list Pods ({selector})",
+                                       self.core.list_pod_for_all_namespaces,
+                                       label_selector=selector))
+
+    async def patch_pod(self, namespace: str, name: str, patch: Obj) -> Obj | None:
+        try:
+            obj: Obj = await self._call(f"patch Pod {namespace}/{name}",
+                                        self.core.patch_namespaced_pod, name, namespace, patch,
+                                        _content_type="application/merge-patch+json")
+        except PermanentError as err:
+            if _status(err) == 404:
+                return None
+            raise
+        return obj
+
+    async def create_network_policy(self, namespace: str, body: Obj) -> bool:
+        name = (body.get("metadata") or {}).get("name")
+        try:
+            await self._call(f"create NetworkPolicy {namespace}/{name}",
+                             self.networking.create_namespaced_network_policy, namespace, body)
+        except TemporaryError as err:
+            if _status(err) == 409:
+                return False                     # AlreadyExists: made before a crash
+            raise
+        return True
+
+    async def list_network_policies(self, selector: str) -> list[Obj]:
+        return _items(await self._call(
+            f"list NetworkPolicies ({selector})",
+            self.networking.list_network_policy_for_all_namespaces, label_selector=selector))
+
+    async def delete_network_policy(self, namespace: str, name: str) -> bool:
+        try:
+            await self._call(f"delete NetworkPolicy {namespace}/{name}",
+                             self.networking.delete_namespaced_network_policy, name, namespace)
+        except PermanentError as err:
+            if _status(err) == 404:
                 return False
             raise
         return True
@@ -312,6 +405,17 @@ class KubernetesCluster:
         events.sort(key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
         return TargetContext(events=[_event_line(e) for e in events[-RECENT_EVENTS:]],
                              pods=[_pod_summary(p) for p in pods])
+
+
+def _eviction_message(err: ApiException) -> str:
+    """The server's message and the PodDisruptionBudget's cause, in words."""
+    try:
+        body = json.loads(err.body or b"")
+        causes = [str(c.get("message")) for c in (body.get("details") or {}).get("causes") or []
+                  if c.get("message")]
+    except (TypeError, ValueError, AttributeError):
+        causes = []
+    return "; ".join([_server_message(err), *causes])
 
 
 def _event_line(e: Obj) -> str:

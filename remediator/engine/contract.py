@@ -146,6 +146,9 @@ class ActionSpec:
     mutates_cluster: bool = False       # subject to dry-run, the kill switch, the budget, the lock
     ports: tuple[PortName, ...] = ()    # the ports its RunContext carries
     implementation: str = ""            # "module:ClassName", imported on first use
+    # it leaves marks in the cluster that the engine undoes when the incident closes
+    # (engine/quarantine.py)
+    undone_on_close: bool = False
 
 
 class Catalogue(Protocol):

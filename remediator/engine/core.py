@@ -34,6 +34,7 @@ from remediator.engine.intake import Intake, IntakeGate
 from remediator.engine.manual import Manual
 from remediator.engine.notifications import Notifications
 from remediator.engine.ports import Ports
+from remediator.engine.quarantine import Quarantine, undone_on_close
 from remediator.engine.routing import Router
 from remediator.engine.run import RunDeps
 from remediator.engine.slots import RESUMED, FairSlots, Slot
@@ -95,7 +96,8 @@ class Engine:
                              allow_namespaces=tuple(cfg.allow_namespaces),
                              deny_namespaces=tuple(cfg.deny_namespaces),
                              action_budget=cfg.action_budget,
-                             action_budget_window=cfg.action_budget_window)
+                             action_budget_window=cfg.action_budget_window,
+                             clusters=tuple(self.ports.clusters))
         self.gate = IntakeGate(cfg.intake_priority)
         self.intake = Intake(store, self.router, clock, self.metrics, gate=self.gate,
                              wake=self.wake, dry_run=cfg.dry_run)
@@ -117,8 +119,11 @@ class Engine:
             store=store, clock=clock, metrics=self.metrics, settings=cfg,
             playbooks=self.playbooks, catalogue=catalogue, ports=self.ports,
             guards=self.guards, approvers=tuple(approvers),
-            verifier=Verifier(clock, self.ports.metrics, self.ports.cluster),
-            notifications=self.notifications, give_way=self.gate.give_way,
+            verifier=Verifier(clock, self.ports.metrics, self.ports.cluster,
+                              clusters=self.ports.clusters),
+            notifications=self.notifications,
+            quarantine=Quarantine(self.ports.every_cluster(), store, clock, self.tasks),
+            give_way=self.gate.give_way,
             stopping=lambda: self.stopping, lost=self.lost, chains=self.chains)
 
     @property
@@ -126,6 +131,11 @@ class Engine:
         """True when other replicas may use the same store (leases are renewed and
         unclaimed incidents are looked for)."""
         return not getattr(self.store, "single_process", True)
+
+    def _isolates(self) -> bool:
+        """Whether a loaded playbook uses an action whose marks are undone on close."""
+        return any(undone_on_close(self.deps.catalogue, step.action)
+                   for pb in self.playbooks.values() for step in pb.spec.steps)
 
     def lost(self, incident_id: str) -> bool:
         """True when this replica lost the incident's lease (another one may run it)."""
@@ -140,6 +150,8 @@ class Engine:
             await self.store.release_all()     # leases of this process's previous run
         else:
             self.tasks.start(self._scan(), name="incident-scan")
+        if self._isolates():
+            self.tasks.start(self.deps.quarantine.sweep(), name="quarantine-sweep")
         paused = await self.guards.paused()
         self.metrics.automation_paused.set(1 if paused else 0)
         resumed = await self.store.active_incident_ids()

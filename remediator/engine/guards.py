@@ -40,7 +40,7 @@ class Guards:
                  allow_namespaces: tuple[str, ...] = (), deny_namespaces: tuple[str, ...] = (),
                  action_budget: int = 20, action_budget_window: float = 600.0,
                  holder: Callable[[TargetRef | None], Awaitable[dict[str, Any] | None]]
-                 | None = None) -> None:
+                 | None = None, clusters: tuple[str, ...] = ()) -> None:
         self.store = store
         self.holder = holder
         self.clock = clock
@@ -49,6 +49,7 @@ class Guards:
         self.deny_namespaces = deny_namespaces
         self.action_budget = action_budget
         self.action_budget_window = action_budget_window
+        self.clusters = clusters          # the named clusters (besides the default one)
 
     async def at_start(self, view: IncidentView, pb: Playbook) -> Refused | None:
         """Whether the incident may be remediated at all; a refusal escalates."""
@@ -83,7 +84,16 @@ class Guards:
 
     async def _start_refusal(self, view: IncidentView, pb: Playbook) -> tuple[str, str] | None:
         now = self.clock.now()
-        if view.target is not None:
+        if view.target is not None and view.target.cluster \
+                and view.target.cluster not in self.clusters:
+            known = ", ".join(self.clusters) or "none"
+            return "cluster", (f"unknown cluster {view.target.cluster!r} for {view.target} "
+                               f"(kubernetes.clusters names: {known})")
+        if view.target is not None and not view.target.namespace:
+            if self.allow_namespaces:     # a Node: cordon and drain reach every namespace
+                return "namespace", (f"{view.target} is cluster-scoped: acting on it reaches "
+                                     "pods of every namespace, beyond the namespace allow list")
+        elif view.target is not None:
             ns = view.target.namespace
             if ns in self.deny_namespaces:
                 return "namespace", f"namespace {ns!r} is on the deny list"

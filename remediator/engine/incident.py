@@ -28,6 +28,7 @@ from remediator.engine.outcomes import (
     RunStep,
     StepOutcome,
 )
+from remediator.engine.quarantine import undone_on_close
 from remediator.engine.run import Run
 from remediator.engine.silences import CREATED_BY
 from remediator.engine.step import run_step
@@ -65,6 +66,10 @@ class IncidentRun(Run):
             if (self.view.target is not None and not self.view.state.active
                     and not self.journal.closed):
                 await self.deps.store.release_target(str(self.view.target), self.id)
+            if self.view.state.closed and any(
+                    undone_on_close(self.deps.catalogue, s.action)
+                    for s in self.view.steps if s.intends_change):
+                await self.deps.quarantine.incident_closed(self.id)
 
     async def close_resolved(self) -> None:
         """The alerts resolved: recovered if a step changed the cluster, else resolved."""

@@ -21,7 +21,13 @@ from remediator.model.alerts import Alert
 from remediator.model.incident import TargetRef
 from remediator.model.playbook import GROUP_BY_ALL, Playbook
 from remediator.ports.store import Routing
-from remediator.templating import compile_template, is_template, render_name, render_namespace
+from remediator.templating import (
+    compile_template,
+    is_template,
+    render_cluster,
+    render_name,
+    render_namespace,
+)
 
 #: memo entries kept before a memo is emptied and refilled (bounds memory whatever the
 #: cardinality of the labels that matter)
@@ -109,7 +115,7 @@ def _target_inputs(pb: Playbook) -> tuple[str, ...] | None:
             return None
         return tuple(group_by)
     names: list[str] = []
-    for source in (target.namespace, target.name):
+    for source in (target.namespace, target.name, target.cluster):
         if not is_template(source):
             continue
         try:
@@ -147,8 +153,9 @@ def render_target(pb: Playbook, context: Mapping[str, Any]) -> TargetRef | None:
     if t is None:
         return None
     return TargetRef(kind=t.kind,
-                     namespace=render_namespace(t.namespace, context),
-                     name=render_name(t.name, context, f"{t.kind} name"))
+                     namespace=render_namespace(t.namespace, context) if t.namespace else "",
+                     name=render_name(t.name, context, f"{t.kind} name"),
+                     cluster=render_cluster(t.cluster, context))
 
 
 def route(pb: Playbook, labels: Mapping[str, str], annotations: Mapping[str, str],
@@ -165,7 +172,8 @@ def route(pb: Playbook, labels: Mapping[str, str], annotations: Mapping[str, str
                        dry_run or pb.spec.guards.dry_run, notify,
                        error=f"target not rendered: {exc}")
     key = (group_key(pb, labels, fingerprint) if target is None
-           else f"{pb.name}/{target.kind}/{target.namespace}/{target.name}")
+           else f"{pb.name}/{target.kind}/{target.namespace}/{target.name}"
+           + (f"@{target.cluster}" if target.cluster else ""))
     return Routing(pb.name, key, target, dry_run or pb.spec.guards.dry_run, notify)
 
 

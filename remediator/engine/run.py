@@ -23,6 +23,7 @@ from remediator.clock import Clock
 from remediator.engine.contract import IncidentSnapshot, RunContext
 from remediator.engine.journal import RunJournal
 from remediator.engine.outcomes import Interruption, RunInterrupted
+from remediator.engine.quarantine import Quarantine
 from remediator.engine.routing import template_context
 from remediator.engine.slots import Slot
 from remediator.metrics import Metrics
@@ -63,6 +64,7 @@ class RunDeps:
     approvers: tuple[str, ...]                  # who may approve when a step names none
     verifier: Verifier
     notifications: Notifications
+    quarantine: Quarantine                      # isolation undone when an incident closes
     give_way: Callable[[], Awaitable[None]]     # the intake goes first (see IntakeGate)
     stopping: Callable[[], bool]
     lost: Callable[[str], bool]                  # this replica lost the incident's lease
@@ -176,7 +178,7 @@ class Run:
         return RunContext(
             incident_id=self.id, incident_key=self.view.key, playbook=self.view.playbook,
             step=step_name, target=self.view.target, alerts=list(alerts), clock=self.clock,
-            cluster=ports.cluster if "cluster" in declared else None,
+            cluster=ports.cluster_for(self.view.target) if "cluster" in declared else None,
             tickets=ports.tickets if "tickets" in declared else None,
             chat=ports.chat if "chat" in declared else None,
             http=ports.http if "http" in declared else None,

@@ -98,10 +98,12 @@ def _shown(values: list[float]) -> str:
 
 class Verifier:
     def __init__(self, clock: Clock, metrics: MetricsApi | None,
-                 cluster: ClusterApi | None, alerts: AlertsApi | None = None) -> None:
+                 cluster: ClusterApi | None, alerts: AlertsApi | None = None, *,
+                 clusters: Mapping[str, ClusterApi] | None = None) -> None:
         self.clock = clock
         self.metrics = metrics
         self.cluster = cluster
+        self.clusters = dict(clusters or {})
         self.alerts = alerts
 
     async def run(self, verify: Verify, *, context: Mapping[str, Any],
@@ -170,11 +172,13 @@ class Verifier:
             ok = ok and held
             notes.append(f"promql: {text}")
         if verify.rollout is not None:
-            if self.cluster is None or target is None:
+            cluster = self.cluster if target is None or not target.cluster \
+                else self.clusters.get(target.cluster)
+            if cluster is None or target is None:
                 return False, ("no Kubernetes cluster is configured (kubernetes.mode): a "
                                "rollout check cannot hold"), True
             try:
-                status = await self.cluster.rollout_status(target)
+                status = await cluster.rollout_status(target)
             except ActionError as exc:
                 return False, f"rollout status unavailable: {exc}", False
             if status.failed:

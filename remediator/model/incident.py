@@ -52,9 +52,11 @@ class TargetRef(BaseModel, frozen=True):
     kind: str
     namespace: str
     name: str
+    cluster: str = ""           # a name under settings' kubernetes.clusters; "": the default
 
     def __str__(self) -> str:
-        return f"{self.kind} {self.namespace}/{self.name}"
+        where = f"{self.namespace}/{self.name}" if self.namespace else self.name  # a Node: none
+        return f"{self.kind} {where}" + (f" in cluster {self.cluster}" if self.cluster else "")
 
 
 class StepRecord(BaseModel):

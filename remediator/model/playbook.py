@@ -181,9 +181,18 @@ class Guards(Strict):
 
 
 class Target(Strict):
-    kind: Literal["Deployment", "StatefulSet", "DaemonSet", "Pod"]
-    namespace: str = Field(min_length=1)
+    kind: Literal["Deployment", "StatefulSet", "DaemonSet", "Pod", "Node"]
+    namespace: str = ""               # none for a Node (cluster-scoped), required otherwise
     name: str = Field(min_length=1)
+    cluster: str = ""                 # kubernetes.clusters' name (template); "": the default
+
+    @model_validator(mode="after")
+    def _scope(self) -> Target:
+        if self.kind == "Node" and self.namespace:
+            raise ValueError("a Node is cluster-scoped: give no 'namespace'")
+        if self.kind != "Node" and not self.namespace:
+            raise ValueError(f"a {self.kind} target needs a 'namespace'")
+        return self
 
 
 class SlackNotify(Strict):

@@ -34,6 +34,15 @@ class RolloutStatus:
     message: str
 
 
+@dataclass(frozen=True)
+class Eviction:
+    """The answer to one Eviction: ``evicted``, ``gone`` (no such pod, or another pod by
+    that name now) or ``blocked`` (429: a PodDisruptionBudget does not allow it now)."""
+
+    outcome: str
+    message: str = ""
+
+
 @dataclass
 class TargetContext:
     """What a human wants to see about the target: recent events and pod restarts."""
@@ -102,11 +111,75 @@ class ClusterApi(Protocol):
         """Delete a pod (only the one with ``uid``, if given). False if it was already gone."""
         ...
 
+    async def list_controller_revisions(self, namespace: str,
+                                        selector: str) -> list[KubeObject]:
+        """The ControllerRevisions (StatefulSet and DaemonSet history) matching ``selector``."""
+        ...
+
+    async def read_node(self, name: str) -> KubeObject:
+        """The Node."""
+        ...
+
+    async def list_nodes(self) -> list[KubeObject]:
+        """Every Node of the cluster."""
+        ...
+
+    async def patch_node(self, name: str, patch: KubeObject) -> KubeObject:
+        """Strategic-merge patch the Node (as kubectl cordon does); the result."""
+        ...
+
+    async def list_pods_on_node(self, node: str) -> list[KubeObject]:
+        """The pods of every namespace bound to ``node`` (field selector spec.nodeName)."""
+        ...
+
+    async def evict_pod(self, namespace: str, name: str) -> Eviction:
+        """POST the pod's eviction subresource (policy/v1 Eviction)."""
+        ...
+
+    async def list_all_pods(self, selector: str) -> list[KubeObject]:
+        """The pods of every namespace matching ``selector``."""
+        ...
+
+    async def patch_pod(self, namespace: str, name: str, patch: KubeObject) -> KubeObject | None:
+        """Merge-patch the pod (labels, annotations); None if it does not exist."""
+        ...
+
+    async def create_network_policy(self, namespace: str, body: KubeObject) -> bool:
+        """Create the NetworkPolicy; False if one by that name exists already."""
+        ...
+
+    async def list_network_policies(self, selector: str) -> list[KubeObject]:
+        """The NetworkPolicies of every namespace matching ``selector``."""
+        ...
+
+    async def delete_network_policy(self, namespace: str, name: str) -> bool:
+        """Delete the NetworkPolicy; False if it was already gone."""
+        ...
+
+
+# What the isolation actions put on objects, and what the engine looks for when an
+# incident closes (remediator.engine.quarantine).
+INCIDENT_LABEL = "remediator.io/incident"
+ISOLATED_LABEL = "remediator.io/isolated"           # on a pod taken out of its workload
+QUARANTINE_LABEL = "remediator.io/quarantine"       # on a pod a NetworkPolicy cuts off
+DELETE_AFTER = "remediator.io/delete-after"         # RFC 3339: an isolated pod's keep_for
+MANAGED_BY = {"app.kubernetes.io/managed-by": "remediator"}
+
+
+def eviction_body(namespace: str, name: str) -> KubeObject:
+    """The policy/v1 Eviction kubectl drain posts."""
+    return {"apiVersion": "policy/v1", "kind": "Eviction",
+            "metadata": {"name": name, "namespace": namespace}}
+
 
 def api_path(kind: str, namespace: str, name: str = "", subresource: str = "") -> str:
     """The REST path of an object, as in the Intent's ``api_calls``."""
-    plural = WORKLOADS.get(kind) or {"Pod": "pods", "ReplicaSet": "replicasets"}[kind]
-    prefix = "/api/v1" if kind == "Pod" else "/apis/apps/v1"
+    if kind == "Node":
+        return "/".join(p for p in ("/api/v1/nodes", name, subresource) if p)
+    plural = WORKLOADS.get(kind) or {"Pod": "pods", "ReplicaSet": "replicasets",
+                                     "NetworkPolicy": "networkpolicies"}[kind]
+    prefix = {"Pod": "/api/v1", "NetworkPolicy": "/apis/networking.k8s.io/v1"}.get(
+        kind, "/apis/apps/v1")
     path = f"{prefix}/namespaces/{namespace}/{plural}"
     return "/".join(p for p in (path, name, subresource) if p)
 

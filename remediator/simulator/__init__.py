@@ -5,7 +5,9 @@ The real kubernetes_asyncio client and kubectl talk to it over HTTP. Modules:
 * ``store``      objects, versions, selectors, watches (no HTTP)
 * ``patching``   strategic-merge, merge and JSON patch
 * ``objects``    builders of complete object shapes
-* ``controller`` deployment/replica-set/pod loops on an injected clock; bad images
+* ``controller`` deployment/replica-set/pod loops on an injected clock; bad images;
+                 the scheduler (Ready, uncordoned nodes), PDB status, ControllerRevisions
+* ``disruption`` the ``pods/eviction`` subresource, honouring PodDisruptionBudgets
 * ``api``        the REST handlers; ``discovery`` the discovery documents
 * ``control``    ``/sim/v1/…`` fault injection, call log, bad images; auth middleware
 * ``conditions`` what diagnosis reads: nodes, PDB status, pod states per image, pod logs

@@ -1,7 +1,8 @@
 """The Kubernetes REST API of the simulator (aiohttp handlers).
 
 Serves discovery, get/list/watch/create/update/patch/delete on every resource in
-``store.RESOURCES``, and the ``scale`` and ``status`` subresources. Answers
+``store.RESOURCES``, the ``scale`` and ``status`` subresources, and ``pods/eviction``
+(``disruption``). Answers
 errors as ``Status`` objects with the real reasons and messages. Every write
 runs the controller's ``reconcile()`` before the response is sent.
 
@@ -18,7 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from remediator.clock import Clock
-from remediator.simulator import discovery
+from remediator.simulator import discovery, disruption
 from remediator.simulator.controller import Controller
 from remediator.simulator.patching import PatchError, json_patch, merge_patch, strategic_merge_patch
 from remediator.simulator.store import (
@@ -113,6 +114,11 @@ class KubeApi:
     async def _handle(self, request: web.Request, rt: ResourceType, ns: str | None,
                       name: str | None, sub: str | None) -> web.StreamResponse:
         method, q = request.method, request.query
+        if sub == "eviction":
+            if method != "POST" or name is None or ns is None:
+                raise ApiError(405, "the server does not allow this method on pods/eviction")
+            return respond(disruption.evict(self.store, self.controller, ns, name,
+                                            await self._body(request)), 201)
         if method == "GET" and name is None:
             if q.get("watch", "").lower() in ("true", "1"):
                 return await self._watch(request, rt, ns)

@@ -1,7 +1,7 @@
-"""What diagnosis reads, simulated: nodes and their conditions, PodDisruptionBudget
-status, pod status variants and the previous container's log.
+"""What diagnosis reads, simulated: node conditions, pod status variants and the
+previous container's log (the Nodes themselves and PodDisruptionBudget status are the
+controller's, ``simulator/controller.py``).
 
-* Nodes ``node-1`` … ``node-N`` (the seed's ``nodes``), Ready, no pressure.
 * ``GET|POST|DELETE /sim/v1/pod-states``: every pod running ``image`` shows ``state``:
   POST ``{"image": "example/api:1.3.0", "state": "OOMKilled", "exit_code": 137,
   "message": "…", "log": "last line of the previous container"}``; states are
@@ -13,8 +13,6 @@ status, pod status variants and the previous container's log.
 * ``GET /api/v1/namespaces/{ns}/pods/{name}/log`` (``container``, ``previous``,
   ``tailLines``): the log line a pod state set, ``text/plain``, as the kubelet answers;
   the real 400 when there is no previous container.
-* PodDisruptionBudgets created through the API get the status the disruption
-  controller computes (``currentHealthy``, ``desiredHealthy``, ``disruptionsAllowed``).
 """
 
 from __future__ import annotations
@@ -24,11 +22,9 @@ from dataclasses import asdict, dataclass
 from aiohttp import web
 
 from remediator.clock import Clock
-from remediator.simulator import objects as o
 from remediator.simulator.api import error_response, respond
-from remediator.simulator.controller import POD, Controller, is_ready
+from remediator.simulator.controller import POD, Controller
 from remediator.simulator.store import ApiError, Obj, Store, by_kind, rfc3339
-from remediator.simulator.store import selector_string as label_string
 
 NODE, PDB = by_kind("Node"), by_kind("PodDisruptionBudget")
 STATES = ("OOMKilled", "CrashLoopBackOff", "ImagePullBackOff", "Pending", "Unready")
@@ -45,34 +41,11 @@ class PodState:
     log: str | None = None
 
 
-def node(name: str, now: str) -> Obj:
-    conditions = [{"type": t, "status": s, "reason": r, "message": m,
-                   "lastHeartbeatTime": now, "lastTransitionTime": now}
-                  for t, s, r, m in (
-                      ("MemoryPressure", "False", "KubeletHasSufficientMemory",
-                       "kubelet has sufficient memory available"),
-                      ("DiskPressure", "False", "KubeletHasNoDiskPressure",
-                       "kubelet has no disk pressure"),
-                      ("PIDPressure", "False", "KubeletHasSufficientPID",
-                       "kubelet has sufficient PID available"),
-                      ("Ready", "True", "KubeletReady", "kubelet is posting ready status"))]
-    return {"apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name,
-                                                  "kubernetes.io/os": "linux"}},
-            "spec": {}, "status": {"conditions": conditions,
-                                   "capacity": {"cpu": "4", "memory": "16Gi", "pods": "110"}}}
-
-
 class Conditions:
     def __init__(self, store: Store, controller: Controller, clock: Clock) -> None:
         self.store, self.controller, self.clock = store, controller, clock
         self.states: dict[str, PodState] = {}
         controller.pod_hooks.append(self.pod)
-        controller.after_reconcile.append(self.pdbs)
-
-    def seed_nodes(self, count: int) -> None:
-        for i in range(1, count + 1):
-            self.store.create(NODE, None, node(f"node-{i}", rfc3339(self.clock)))
 
     # --- pods ----------------------------------------------------------------------------
 
@@ -126,28 +99,6 @@ class Conditions:
         if previous and state.state not in ("OOMKilled", "CrashLoopBackOff"):
             return None
         return (state.log or "") + "\n" if state.log else ""
-
-    # --- PodDisruptionBudgets -------------------------------------------------------
-
-    def pdbs(self) -> None:
-        for pdb in self.store.list(PDB):
-            ns, spec = pdb["metadata"]["namespace"], pdb.get("spec") or {}
-            pods = self.store.list(POD, ns, labels=label_string(spec.get("selector") or {}))
-            healthy = sum(1 for p in pods if is_ready(p))
-            if "minAvailable" in spec:
-                desired = o.resolve_int_or_percent(spec["minAvailable"], len(pods),
-                                                   round_up=True)
-            else:
-                unavailable = o.resolve_int_or_percent(spec.get("maxUnavailable", 1), len(pods),
-                                                       round_up=True)
-                desired = len(pods) - unavailable
-            status = {"observedGeneration": pdb["metadata"].get("generation", 1),
-                      "currentHealthy": healthy, "desiredHealthy": max(0, desired),
-                      "expectedPods": len(pods),
-                      "disruptionsAllowed": max(0, healthy - max(0, desired))}
-            if pdb.get("status") != status:
-                pdb["status"] = status
-                self.store.update(PDB, pdb, subresource="status", check_version=False)
 
     # --- HTTP ----------------------------------------------------------------------------
 

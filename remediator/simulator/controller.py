@@ -22,10 +22,20 @@ from typing import Any
 
 from remediator.clock import Clock
 from remediator.simulator import objects as o
-from remediator.simulator.store import ApiError, Obj, Store, by_kind, rfc3339
+from remediator.simulator.store import (
+    ApiError,
+    Obj,
+    Store,
+    by_kind,
+    parse_label_selector,
+    rfc3339,
+    selector_string,
+)
 
 DEPLOY, RS, POD, EVENT = (by_kind(k) for k in ("Deployment", "ReplicaSet", "Pod", "Event"))
 STS, DS = by_kind("StatefulSet"), by_kind("DaemonSet")
+NODE, PDB = by_kind("Node"), by_kind("PodDisruptionBudget")
+CR = by_kind("ControllerRevision")
 
 
 def parse_time(value: str) -> datetime:
@@ -94,11 +104,36 @@ class Controller:
         for kind in (STS, DS):
             for w in self.store.list(kind):
                 self._workload(w)
+        for pdb in self.store.list(PDB):
+            self._pdb(pdb)
         for hook in self.after_reconcile:
             hook()
 
+    def node_for(self, n: int) -> str | None:
+        """The scheduler: round robin over the Ready nodes that are not cordoned."""
+        names = [x["metadata"]["name"] for x in self.store.list(NODE) if o.schedulable(x)]
+        return names[n % len(names)] if names else None
+
+    def _pdb(self, pdb: Obj) -> None:
+        meta = pdb["metadata"]
+        match = parse_label_selector(selector_string((pdb.get("spec") or {}).get("selector")
+                                                     or {}))
+        pods = [p for p in self.store.list(POD, meta["namespace"])
+                if match(p["metadata"].get("labels") or {})]
+        status = o.pdb_status(pdb, pods, is_ready)
+        old = (pdb.get("status") or {}).get("conditions") or [{}]
+        if old[0].get("status") == status["conditions"][0]["status"]:
+            status["conditions"][0]["lastTransitionTime"] = old[0]["lastTransitionTime"]
+        else:
+            status["conditions"][0]["lastTransitionTime"] = rfc3339(self.clock)
+        status["disruptedPods"] = (pdb.get("status") or {}).get("disruptedPods") or {}
+        status["disruptedPods"] = {k: v for k, v in status["disruptedPods"].items()
+                                   if any(p["metadata"]["name"] == k for p in pods)} or None
+        pdb["status"] = {k: v for k, v in status.items() if v is not None}
+        self.store.update(PDB, pdb, subresource="status", check_version=False)
+
     def _collect_garbage(self) -> None:
-        for rt, owner_rt in ((RS, DEPLOY), (POD, RS)):
+        for rt, owner_rt in ((RS, DEPLOY), (POD, RS), (CR, STS), (CR, DS)):
             owners = {x["metadata"]["uid"] for x in self.store.list(owner_rt)}
             for obj in self.store.list(rt):
                 uid = controller_uid(obj)
@@ -273,21 +308,45 @@ class Controller:
     # --- replica sets and pods --------------------------------------------------------
 
     def _replicaset(self, rs: Obj) -> None:
-        pods = self.owned(POD, rs)
+        pods = self._release(rs, self.owned(POD, rs))
         want = _replicas(rs)
         ns = rs["metadata"]["namespace"]
         for _ in range(want - len(pods)):
             n = next(self._suffix)
             suffix = o.safe_encode(f"{rs['metadata']['uid']}/pod-{n}".encode(), 5)
-            pod = self.store.create(POD, ns, o.pod(rs, suffix, f"node-{n % self.nodes + 1}"))
-            self._event(pod, "Scheduled", f"Successfully assigned {ns}/{pod['metadata']['name']}"
-                        f" to {pod['spec']['nodeName']}", component="default-scheduler")
+            pod = self.store.create(POD, ns, o.pod(rs, suffix, self.node_for(n)))
+            if pod["spec"].get("nodeName"):
+                self._event(pod, "Scheduled", f"Successfully assigned {ns}/"
+                            f"{pod['metadata']['name']} to {pod['spec']['nodeName']}",
+                            component="default-scheduler")
         if len(pods) > want:
             pods.sort(key=lambda p: (is_ready(p), p["metadata"]["creationTimestamp"]))
             for pod in pods[: len(pods) - want]:
                 self.store.delete(POD, ns, pod["metadata"]["name"])
 
+    def _release(self, rs: Obj, pods: list[Obj]) -> list[Obj]:
+        """Pods whose labels no longer match the ReplicaSet's selector are released
+        (their controller reference removed), as the real controller does; the rest."""
+        match = parse_label_selector(selector_string(rs["spec"].get("selector") or {}))
+        kept = []
+        for pod in pods:
+            if match(pod["metadata"].get("labels") or {}):
+                kept.append(pod)
+                continue
+            pod["metadata"]["ownerReferences"] = [
+                r for r in pod["metadata"].get("ownerReferences") or []
+                if r.get("uid") != rs["metadata"]["uid"]]
+            self.store.update(POD, pod, check_version=False)
+        return kept
+
     def _pod(self, pod: Obj) -> None:
+        if not pod["spec"].get("nodeName"):
+            node = self.node_for(next(self._suffix))
+            if node is None:
+                self._unschedulable(pod)
+                return
+            pod["spec"]["nodeName"] = node
+            pod = self.store.update(POD, pod, check_version=False)
         started = pod["metadata"]["creationTimestamp"]
         age = (self.clock.now() - parse_time(started)).total_seconds()
         bad = self.is_bad(pod)
@@ -308,6 +367,20 @@ class Controller:
         with contextlib.suppress(ApiError):
             self.store.update(POD, pod, subresource="status", check_version=False)
 
+    def _unschedulable(self, pod: Obj) -> None:
+        now, total = rfc3339(self.clock), len(self.store.list(NODE))
+        status = {"phase": "Pending", "qosClass": "BestEffort", "conditions": [
+            {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+             "message": f"0/{total} nodes are available: no Ready node without "
+                        "node.kubernetes.io/unschedulable.",
+             "lastProbeTime": None, "lastTransitionTime": now}]}
+        if (pod.get("status") or {}).get("conditions") and \
+                pod["status"]["conditions"][0].get("reason") == "Unschedulable":
+            return
+        pod["status"] = status
+        with contextlib.suppress(ApiError):
+            self.store.update(POD, pod, subresource="status", check_version=False)
+
     def _replicaset_status(self, rs: Obj) -> None:
         pods = self.owned(POD, rs)
         ready = sum(1 for p in pods if is_ready(p))
@@ -316,9 +389,25 @@ class Controller:
         rs["status"] = {k: v for k, v in status.items() if v or k == "replicas"}
         self.store.update(RS, rs, subresource="status", check_version=False)
 
+    def _history(self, w: Obj) -> str:
+        """The workload's ControllerRevisions: one per distinct template, the current one
+        with the highest revision (an old template coming back gets a new number, as the
+        real controllers do). The current revision's name."""
+        crs = self.owned(CR, w)
+        wanted = o.strip_hash(w["spec"]["template"])
+        current = next((c for c in crs if o.strip_hash(o.revision_template(c)) == wanted), None)
+        top = max((int(c.get("revision", 0)) for c in crs), default=0)
+        if current is None:
+            current = self.store.create(CR, w["metadata"]["namespace"],
+                                        o.controller_revision(w, w["spec"]["template"], top + 1))
+        elif int(current.get("revision", 0)) < top:
+            current["revision"] = top + 1
+            current = self.store.update(CR, current, check_version=False)
+        return str(current["metadata"]["name"])
+
     def _workload(self, w: Obj) -> None:
         spec = w["spec"]
-        rev = f"{w['metadata']['name']}-{o.template_hash(spec['template'])}"
+        rev = self._history(w)
         bad = self.is_bad(spec["template"])
         if w["kind"] == "StatefulSet":
             n = spec.get("replicas", 1)

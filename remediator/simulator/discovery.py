@@ -70,6 +70,10 @@ def resource_list(group: str, version: str) -> dict[str, Any] | None:
                                   "namespaced": rt.namespaced, "group": "autoscaling",
                                   "version": "v1", "kind": "Scale",
                                   "verbs": ["get", "patch", "update"]})
+            elif sub == "eviction":
+                resources.append({"name": f"{rt.plural}/eviction", "singularName": "",
+                                  "namespaced": True, "group": "policy", "version": "v1",
+                                  "kind": "Eviction", "verbs": ["create"]})
             else:
                 resources.append({"name": f"{rt.plural}/{sub}", "singularName": "",
                                   "namespaced": rt.namespaced, "kind": rt.kind,

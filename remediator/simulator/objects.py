@@ -122,10 +122,11 @@ def replicaset(deploy: Obj, template: Obj, revision: int, replicas: int) -> Obj:
             "status": {"replicas": 0, "observedGeneration": 1}}
 
 
-def pod(rs: Obj, suffix: str, node: str) -> Obj:
+def pod(rs: Obj, suffix: str, node: str | None) -> Obj:
     tmpl = rs["spec"]["template"]
     spec = copy.deepcopy(tmpl.get("spec") or {})
-    spec["nodeName"] = node
+    if node:
+        spec["nodeName"] = node
     spec.setdefault("serviceAccountName", "default")
     return {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": f"{rs['metadata']['name']}-{suffix}",
@@ -217,3 +218,102 @@ def resolve_int_or_percent(value: int | str | None, total: int, *, round_up: boo
         scaled = int(value[:-1]) * total
         return -(-scaled // 100) if round_up else scaled // 100
     return int(value)
+
+
+MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
+
+
+def node(name: str, *, ready: bool = True, now: str) -> Obj:
+    """A Node as the kubelet registers it (Ready, schedulable)."""
+    flag, reason = ("True", "KubeletReady") if ready else ("Unknown", "NodeStatusUnknown")
+    conditions = [{"type": t, "status": "False", "reason": r, "message": m,
+                   "lastHeartbeatTime": now, "lastTransitionTime": now}
+                  for t, r, m in (("MemoryPressure", "KubeletHasSufficientMemory",
+                                   "kubelet has sufficient memory available"),
+                                  ("DiskPressure", "KubeletHasNoDiskPressure",
+                                   "kubelet has no disk pressure"),
+                                  ("PIDPressure", "KubeletHasSufficientPID",
+                                   "kubelet has sufficient PID available"))]
+    conditions.append({"type": "Ready", "status": flag, "reason": reason,
+                       "message": "kubelet is posting ready status" if ready
+                       else "Kubelet stopped posting node status.",
+                       "lastHeartbeatTime": now, "lastTransitionTime": now})
+    resources = {"cpu": "4", "memory": "16Gi", "pods": "110", "ephemeral-storage": "100Gi"}
+    return {"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "labels": {
+                "kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64"}},
+            "spec": {"podCIDR": "10.244.0.0/24"},
+            "status": {"conditions": conditions, "capacity": dict(resources),
+                       "allocatable": dict(resources),
+                       "addresses": [{"type": "Hostname", "address": name}],
+                       "nodeInfo": {"kubeletVersion": "v1.32.0", "kubeProxyVersion": "v1.32.0",
+                                    "containerRuntimeVersion": "containerd://1.7.0",
+                                    "osImage": "Simulated Linux", "kernelVersion": "6.1.0",
+                                    "operatingSystem": "linux", "architecture": "amd64",
+                                    "machineID": name, "systemUUID": name, "bootID": name}}}
+
+
+def node_ready(node_obj: Obj) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in (node_obj.get("status") or {}).get("conditions") or [])
+
+
+def schedulable(node_obj: Obj) -> bool:
+    return node_ready(node_obj) and not (node_obj.get("spec") or {}).get("unschedulable")
+
+
+def pdb_status(pdb: Obj, pods: list[Obj], ready: Any) -> Obj:
+    """The disruption controller's status of a PodDisruptionBudget over its pods
+    (expected pods: those that exist and are not terminating)."""
+    spec = pdb.get("spec") or {}
+    expected = len(pods)
+    healthy = sum(1 for p in pods if ready(p))
+    if spec.get("maxUnavailable") is not None:
+        desired = max(expected - resolve_int_or_percent(spec["maxUnavailable"], expected,
+                                                         round_up=True), 0)
+    else:
+        desired = resolve_int_or_percent(spec.get("minAvailable", 1), expected, round_up=True)
+    allowed = max(healthy - desired, 0)
+    return {"observedGeneration": pdb["metadata"].get("generation", 1),
+            "currentHealthy": healthy, "desiredHealthy": desired, "expectedPods": expected,
+            "disruptionsAllowed": allowed,
+            "conditions": [{"type": "DisruptionAllowed",
+                            "status": "True" if allowed else "False",
+                            "reason": "SufficientPods" if allowed else "InsufficientPods",
+                            "message": "", "observedGeneration":
+                                pdb["metadata"].get("generation", 1),
+                            "lastTransitionTime": "2026-01-01T00:00:00Z"}]}
+
+
+def pdb(namespace: str, name: str, selector: dict[str, str], *,
+        min_available: int | str | None = None, max_unavailable: int | str | None = None) -> Obj:
+    spec: Obj = {"selector": {"matchLabels": dict(selector)}}
+    if max_unavailable is not None:
+        spec["maxUnavailable"] = max_unavailable
+    else:
+        spec["minAvailable"] = 1 if min_available is None else min_available
+    return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+            "metadata": {"name": name, "namespace": namespace}, "spec": spec, "status": {}}
+
+
+def controller_revision(owner: Obj, template: Obj, revision: int) -> Obj:
+    """A StatefulSet's or DaemonSet's ControllerRevision: the template as a strategic
+    merge patch that replaces it (what ``kubectl rollout undo`` applies)."""
+    h = template_hash(template)
+    hash_label = "controller-revision-hash" if owner["kind"] == "DaemonSet" \
+        else "controller.kubernetes.io/hash"
+    labels = {**((owner["spec"].get("selector") or {}).get("matchLabels") or {}),
+              hash_label: h}
+    return {"apiVersion": "apps/v1", "kind": "ControllerRevision",
+            "metadata": {"name": f"{owner['metadata']['name']}-{h}",
+                         "namespace": owner["metadata"]["namespace"], "labels": labels,
+                         "ownerReferences": [owner_ref(owner)]},
+            "data": {"spec": {"template": {**copy.deepcopy(template), "$patch": "replace"}}},
+            "revision": revision}
+
+
+def revision_template(cr: Obj) -> Obj:
+    t = copy.deepcopy(((cr.get("data") or {}).get("spec") or {}).get("template") or {})
+    t.pop("$patch", None)
+    return t

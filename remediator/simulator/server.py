@@ -53,7 +53,6 @@ class Simulator:
         self._loop_task: asyncio.Task[None] | None = None
         self._tempdir: str | None = None
         self.conditions = Conditions(self.store, self.controller, self.clock)
-        self.conditions.seed_nodes(self.seed.nodes)
         self._load_seed()
 
     # --- seeding ----------------------------------------------------------------------
@@ -67,6 +66,11 @@ class Simulator:
             obj = o.namespace(ns)
             obj["metadata"]["creationTimestamp"] = self._ago(86400 * 30)
             store.create(by_kind("Namespace"), None, obj)
+        for n in range(1, seed.nodes + 1):
+            name = f"node-{n}"
+            node = o.node(name, ready=name not in seed.unready_nodes, now=self._ago(86400 * 30))
+            node["metadata"]["creationTimestamp"] = self._ago(86400 * 30)
+            store.create(by_kind("Node"), None, node)
         for ds in seed.deployments:
             images = [*ds.history, ds.image]
             d = o.deployment(ds.namespace, ds.name, replicas=ds.replicas, image=ds.image,
@@ -89,7 +93,16 @@ class Simulator:
         for kind, group in (("StatefulSet", seed.statefulsets), ("DaemonSet", seed.daemonsets)):
             for ws in group:
                 w = o.workload(kind, ws.namespace, ws.name, replicas=ws.replicas, image=ws.image)
-                store.create(by_kind(kind), ws.namespace, w)
+                w = store.create(by_kind(kind), ws.namespace, w, generation=len(ws.history) + 1)
+                for i, image in enumerate(ws.history, start=1):
+                    template = copy.deepcopy(w["spec"]["template"])
+                    template["spec"]["containers"][0]["image"] = image
+                    store.create(by_kind("ControllerRevision"), ws.namespace,
+                                 o.controller_revision(w, template, i))
+        for ps in seed.pdbs:
+            store.create(by_kind("PodDisruptionBudget"), ps.namespace, o.pdb(
+                ps.namespace, ps.name, ps.selector, min_available=ps.min_available,
+                max_unavailable=ps.max_unavailable))
         for hs in seed.hpas:
             store.create(by_kind("HorizontalPodAutoscaler"), hs.namespace,
                          o.hpa(hs.namespace, hs.name, kind=hs.kind, target=hs.target,

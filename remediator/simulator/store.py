@@ -55,7 +55,10 @@ _RW = ("get", "list", "watch", "create", "update", "patch", "delete")
 RESOURCES: tuple[ResourceType, ...] = (
     ResourceType("", "v1", "namespaces", "Namespace", namespaced=False, verbs=_RW,
                  short_names=("ns",)),
-    ResourceType("", "v1", "pods", "Pod", verbs=_RW, short_names=("po",)),
+    ResourceType("", "v1", "nodes", "Node", namespaced=False, verbs=_RW, short_names=("no",),
+                 subresources=("status",)),
+    ResourceType("", "v1", "pods", "Pod", verbs=_RW, short_names=("po",),
+                 subresources=("eviction",)),
     ResourceType("", "v1", "events", "Event", verbs=_RW, short_names=("ev",)),
     ResourceType("apps", "v1", "deployments", "Deployment", verbs=_RW, short_names=("deploy",),
                  subresources=("scale", "status"), has_generation=True),
@@ -65,14 +68,14 @@ RESOURCES: tuple[ResourceType, ...] = (
                  subresources=("scale", "status"), has_generation=True),
     ResourceType("apps", "v1", "daemonsets", "DaemonSet", verbs=_RW, short_names=("ds",),
                  subresources=("status",), has_generation=True),
+    ResourceType("apps", "v1", "controllerrevisions", "ControllerRevision", verbs=_RW),
+    ResourceType("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", verbs=_RW,
+                 short_names=("pdb",), subresources=("status",), has_generation=True),
+    ResourceType("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", verbs=_RW,
+                 short_names=("netpol",), has_generation=True),
     ResourceType("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler",
                  verbs=_RW, short_names=("hpa",), subresources=("status",), has_generation=True),
     ResourceType("coordination.k8s.io", "v1", "leases", "Lease", verbs=_RW),
-    # read by diagnosis (remediator.simulator.conditions)
-    ResourceType("", "v1", "nodes", "Node", namespaced=False, verbs=_RW, short_names=("no",),
-                 subresources=("status",)),
-    ResourceType("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", verbs=_RW,
-                 short_names=("pdb",), subresources=("status",), has_generation=True),
 )
 
 

@@ -28,14 +28,18 @@ def free_port() -> int:
 
 
 class SimProc:
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, seed: str | None = None) -> None:
         self.kubeconfig = str(tmp / "sim.kubeconfig")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(tmp / "sim.log", "wb")  # noqa: SIM115
+        extra: list[str] = []
+        if seed is not None:
+            (tmp / "seed.yaml").write_text(seed)
+            extra = ["--seed", str(tmp / "seed.yaml")]
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "remediator.simulator", "--listen",
-             f"127.0.0.1:{self.port}", "--kubeconfig-out", self.kubeconfig],
+             f"127.0.0.1:{self.port}", "--kubeconfig-out", self.kubeconfig, *extra],
             cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
 
     async def ready(self, http: aiohttp.ClientSession) -> None:
@@ -44,6 +48,19 @@ class SimProc:
         while not await asyncio.to_thread(os.path.exists, self.kubeconfig):
             assert time.monotonic() < deadline, "no kubeconfig written"
             await asyncio.sleep(0.05)
+
+    async def get(self, http: aiohttp.ClientSession, path: str) -> dict[str, Any]:
+        text = await asyncio.to_thread(Path(self.kubeconfig).read_text)
+        token = yaml.safe_load(text)["users"][0]["user"]["token"]
+        async with http.get(f"{self.url}{path}",
+                            headers={"Authorization": f"Bearer {token}"}) as r:
+            assert r.status == 200
+            data: dict[str, Any] = await r.json()
+            return data
+
+    async def pods(self, http: aiohttp.ClientSession, ns: str) -> list[str]:
+        listing = await self.get(http, f"/api/v1/namespaces/{ns}/pods")
+        return sorted(p["metadata"]["name"] for p in listing["items"])
 
     async def calls(self, http: aiohttp.ClientSession) -> list[dict[str, Any]]:
         async with http.get(f"{self.url}/sim/v1/calls") as r:

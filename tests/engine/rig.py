@@ -174,12 +174,14 @@ class Rig:
 
     async def start(self, playbooks: str, config: EngineSettings | None = None,
                     server_config: ServerConfig | None = None,
-                    catalogue: Catalogue = registry) -> Rig:
+                    catalogue: Catalogue = registry,
+                    clusters: dict[str, Any] | None = None) -> Rig:
         self.store = SqliteStore(self.db)
         await self.store.open()
         self.engine = Engine(store=self.store, playbooks=load(playbooks), clock=self.clock,
                              ports=Ports(cluster=self.cluster, metrics=self.metrics,
-                                         http=AiohttpPoster(self.http)),
+                                         http=AiohttpPoster(self.http),
+                                         clusters=clusters or {}),
                              catalogue=catalogue,
                              settings=config or EngineSettings(retry_base=5.0))
         app, self.api = build_app(self.engine, server_config or ServerConfig(bearer_token=TOKEN))
