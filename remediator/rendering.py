@@ -388,3 +388,13 @@ def step_comment(step: StepRecord, note: str = "") -> str:
             lines.append(f"* {title}: {wiki_escape(value)}")
     return "\n".join(lines)
 
+
+
+# -- evidence ---------------------------------------------------------------------------
+def incident_evidence(view: IncidentView) -> dict[str, Any]:
+    """What the incident's verifications saw, step by step and poll by poll (JSON)."""
+    return {"incident": view.id, "state": view.state.value, "verification": [
+        {"index": s.index, "step": s.name, "action": s.action, "status": s.status.value,
+         "summary": s.verify, "poll_count": s.poll_count,
+         "polls": [p.model_dump(mode="json") for p in s.polls]}
+        for s in view.steps if s.poll_count or s.verify]}

@@ -56,6 +56,7 @@ from remediator.notify.interactions import (
 )
 from remediator.ports.chat import SLACK_SINK
 from remediator.ports.store import ApprovalRecord
+from remediator.rendering import incident_evidence
 from remediator.server.auth import Authenticator, Credential, Principal, Right
 from remediator.server.paging import CursorError, decode_cursor, encode_cursor
 from remediator.settings import ServerSettings
@@ -267,6 +268,17 @@ class Api:
         if view is None:
             return error(404, f"no incident {request.match_info['id']!r}")
         return web.json_response(view.model_dump(mode="json"))
+
+    async def evidence(self, request: web.Request) -> web.Response:
+        """What the incident's verifications saw, poll by poll (the values, what they
+        needed, how long they held) and what was collected from the cluster."""
+        who = self.caller(request, Right.READ)
+        if isinstance(who, web.Response):
+            return who
+        view = await self.engine.store.get_incident(request.match_info["id"], alert_limit=1)
+        if view is None:
+            return error(404, f"no incident {request.match_info['id']!r}")
+        return web.json_response(incident_evidence(view))
 
     async def alert_list(self, request: web.Request) -> web.Response:
         who = self.caller(request, Right.READ)
@@ -528,6 +540,7 @@ def build_app(engine: Engine, config: ServerConfig,
     app.router.add_get("/api/v1/alerts", api.alert_list)
     app.router.add_get("/api/v1/incidents", api.incidents)
     app.router.add_get("/api/v1/incidents/{id}", api.incident)
+    app.router.add_get("/api/v1/incidents/{id}/evidence", api.evidence)
     app.router.add_post("/api/v1/pause", api.pause)
     app.router.add_post("/api/v1/resume", api.resume)
     app.router.add_post("/api/v1/approvals/{id}/{decision:approve|reject}", api.decide)

@@ -1,0 +1,118 @@
+"""Explainable verification through the whole engine: every poll is journaled on the
+step record (the rendered query, the values, what it needs, how long it held), the
+API returns it, and the escalation and the CLI say it in words."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from remediator.cli_views import incident_story
+from remediator.errors import TemporaryError
+from remediator.model.incident import IncidentState
+from remediator.rendering import incident_report, page_message
+
+from .rig import AUTH, Rig, alert
+
+QUERY = 'deployment:http_errors:ratio_rate1m{deployment="api"} < 0.05'
+LHS = 'deployment:http_errors:ratio_rate1m{deployment="api"}'
+WORDS = "error ratio 0.12 (needs < 0.05 for 2m; held 0s) — not verified after 10m"
+
+
+def playbook(hook: str) -> str:
+    return f"""
+apiVersion: remediator/v1
+kind: Playbook
+metadata: {{name: evidence}}
+spec:
+  match: ['alertname="HighErrorRate"']
+  target: {{kind: Deployment, namespace: "{{{{ labels.namespace }}}}",
+           name: "{{{{ labels.deployment }}}}"}}
+  steps:
+    - name: restart
+      action: kubernetes.restart
+      verify:
+        promql: 'deployment:http_errors:ratio_rate1m{{deployment="{{{{ target.name }}}}"}} < 0.05'
+        name: error ratio
+        for: 2m
+        timeout: 10m
+        interval: 1m
+  escalate:
+    - action: http.post
+      with: {{url: "{hook}", json: {{incident: "{{{{ incident.id }}}}"}}}}
+"""
+
+
+class RatioMetrics:
+    """Prometheus answering like a real one: the filter drops the series at 0.12."""
+
+    def __init__(self, down: bool = False) -> None:
+        self.down = down
+        self.queries: list[str] = []
+
+    async def query(self, promql: str) -> list[dict[str, Any]]:
+        self.queries.append(promql)
+        if self.down:
+            raise TemporaryError("Prometheus query failed: connection refused")
+        if promql == LHS:
+            return [{"metric": {"deployment": "api"}, "value": [0, "0.12"]}]
+        return []
+
+
+async def test_an_escalation_says_what_verification_saw(rig: Rig) -> None:
+    rig.metrics = RatioMetrics()      # type: ignore[assignment]
+    await rig.start(playbook(rig.hooks.url))
+    await rig.post([alert()])
+    await rig.settle()
+    inc = await rig.only_incident()
+    assert inc.state == IncidentState.ESCALATED
+    step = inc.steps[0]
+    assert step.verify == WORDS
+    assert step.poll_count == len(step.polls) == 11          # 0, 1m, …, 10m
+    poll = step.polls[0]
+    assert poll.verdict == "not_met"
+    assert poll.held_for == 0
+    assert poll.needs_for == 120
+    assert poll.promql is not None
+    assert poll.promql.query == QUERY
+    assert poll.promql.lhs == LHS
+    assert poll.promql.lhs_samples[0].value == "0.12"
+    assert poll.promql.lhs_samples[0].labels == {"deployment": "api"}
+    assert [p.at for p in step.polls] == sorted(p.at for p in step.polls)
+
+    # the API: in the incident, and on its own route
+    assert rig.client is not None
+    resp = await rig.client.get(f"/api/v1/incidents/{inc.id}", headers=AUTH)
+    body = await resp.json()
+    assert body["steps"][0]["polls"][0]["promql"]["lhs_samples"][0]["value"] == "0.12"
+    resp = await rig.client.get(f"/api/v1/incidents/{inc.id}/evidence", headers=AUTH)
+    evidence = await resp.json()
+    assert resp.status == 200
+    [verification] = evidence["verification"]
+    assert verification["summary"] == WORDS
+    assert verification["poll_count"] == 11
+    assert verification["polls"][-1]["text"] == "error ratio 0.12 (needs < 0.05 for 2m; " \
+                                                "held 0s)"
+    resp = await rig.client.get("/api/v1/incidents/nope/evidence", headers=AUTH)
+    assert resp.status == 404
+    resp = await rig.client.get(f"/api/v1/incidents/{inc.id}/evidence")
+    assert resp.status == 401
+
+    # in words: the page, the Jira report and the CLI's story
+    text, _ = page_message(inc, "@oncall")
+    assert WORDS.replace("<", "&lt;") in text                  # Slack's escaping
+    assert WORDS in incident_report(inc)
+    assert WORDS in incident_story(body, datetime.now(UTC))
+
+
+async def test_prometheus_down_is_journaled_as_such(rig: Rig) -> None:
+    rig.metrics = RatioMetrics(down=True)      # type: ignore[assignment]
+    await rig.start(playbook(rig.hooks.url))
+    await rig.post([alert()])
+    await rig.settle()
+    step = (await rig.only_incident()).steps[0]
+    assert {p.verdict for p in step.polls} == {"unavailable"}
+    assert all(p.promql is not None and p.promql.samples == [] and p.promql.lhs_samples == []
+               for p in step.polls)
+    assert step.verify == ("error ratio: Prometheus unavailable, no value (Prometheus query "
+                           "failed: connection refused) — not verified after 10m")
