@@ -34,6 +34,7 @@ API_PERMISSIONS: tuple[tuple[str, str, str], ...] = (
     ("apps", "daemonsets", "get"), ("apps", "daemonsets", "patch"),
     ("apps", "replicasets", "get"), ("apps", "replicasets", "list"),
     ("", "pods", "get"), ("", "pods", "list"), ("", "pods", "delete"),
+    ("", "pods/log", "get"),                # evidence: the logs of failing pods
     ("", "events", "list"),
     ("autoscaling", "horizontalpodautoscalers", "list"),
 )

@@ -102,6 +102,19 @@ class ClusterApi(Protocol):
         """Delete a pod (only the one with ``uid``, if given). False if it was already gone."""
         ...
 
+    async def read_pod_log(self, namespace: str, name: str, *, container: str | None = None,
+                           previous: bool = False, tail_lines: int | None = None,
+                           limit_bytes: int | None = None) -> str | None:
+        """A container's log (``kubectl logs``): the last ``tail_lines`` lines, at most
+        ``limit_bytes``; ``previous``: of its last terminated instance. None when the pod
+        is gone, or has no previous instance."""
+        ...
+
+    async def object_events(self, namespace: str, kind: str, name: str) -> list[str]:
+        """The events whose involvedObject is ``kind`` ``namespace/name``, oldest first,
+        one line each."""
+        ...
+
 
 def api_path(kind: str, namespace: str, name: str = "", subresource: str = "") -> str:
     """The REST path of an object, as in the Intent's ``api_calls``."""

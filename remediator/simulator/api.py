@@ -1,7 +1,8 @@
 """The Kubernetes REST API of the simulator (aiohttp handlers).
 
 Serves discovery, get/list/watch/create/update/patch/delete on every resource in
-``store.RESOURCES``, and the ``scale`` and ``status`` subresources. Answers
+``store.RESOURCES``, the ``scale`` and ``status`` subresources, and pods' ``log``
+(``logs.py``). Answers
 errors as ``Status`` objects with the real reasons and messages. Every write
 runs the controller's ``reconcile()`` before the response is sent.
 
@@ -20,6 +21,7 @@ from aiohttp import web
 from remediator.clock import Clock
 from remediator.simulator import discovery
 from remediator.simulator.controller import Controller
+from remediator.simulator.logs import pod_log
 from remediator.simulator.patching import PatchError, json_patch, merge_patch, strategic_merge_patch
 from remediator.simulator.store import (
     ApiError,
@@ -121,6 +123,11 @@ class KubeApi:
             return respond({"apiVersion": rt.api_version, "kind": f"{rt.kind}List",
                             "metadata": {"resourceVersion": str(self.store.resource_version)},
                             "items": items})
+        if sub == "log" and name is not None:
+            if method != "GET":
+                raise ApiError(405, f"the server does not allow this method on {rt.qualified}")
+            text = pod_log(self.store.get(rt, ns, name), dict(q), self.clock.now())
+            return web.Response(text=text, content_type="text/plain")
         if method == "GET" and name is not None:
             obj = self.store.get(rt, ns, name)
             return respond(self._scale(rt, obj) if sub == "scale" else obj)

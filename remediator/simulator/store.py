@@ -55,7 +55,8 @@ _RW = ("get", "list", "watch", "create", "update", "patch", "delete")
 RESOURCES: tuple[ResourceType, ...] = (
     ResourceType("", "v1", "namespaces", "Namespace", namespaced=False, verbs=_RW,
                  short_names=("ns",)),
-    ResourceType("", "v1", "pods", "Pod", verbs=_RW, short_names=("po",)),
+    ResourceType("", "v1", "pods", "Pod", verbs=_RW, short_names=("po",),
+                 subresources=("log",)),
     ResourceType("", "v1", "events", "Event", verbs=_RW, short_names=("ev",)),
     ResourceType("apps", "v1", "deployments", "Deployment", verbs=_RW, short_names=("deploy",),
                  subresources=("scale", "status"), has_generation=True),
