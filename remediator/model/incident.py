@@ -101,6 +101,31 @@ class VerifyPoll(BaseModel):
     text: str = ""                             # the poll in words
 
 
+class EvidenceItem(BaseModel):
+    """One thing collected from the cluster for an incident: a container's log (redacted,
+    capped) or an object's events."""
+
+    at: datetime
+    kind: Literal["logs", "events"]
+    moment: str                                # "escalation", or "after step 'restart'"
+    namespace: str
+    pod: str | None = None                     # logs: the pod; events: the object's name
+    object_kind: str = "Pod"
+    container: str | None = None
+    previous: bool = False                     # the last terminated instance
+    text: str = ""
+    truncated: bool = False                    # cut to the byte cap
+    redacted: int = 0                          # matches of the redaction patterns replaced
+
+    @property
+    def title(self) -> str:
+        """``logs of pod shop/cart-1 container app (previous)``."""
+        if self.kind == "events":
+            return f"events of {self.object_kind.lower()} {self.namespace}/{self.pod}"
+        what = f"logs of pod {self.namespace}/{self.pod} container {self.container}"
+        return what + (" (previous)" if self.previous else "")
+
+
 class StepRecord(BaseModel):
     index: int
     name: str
