@@ -19,11 +19,17 @@ description have limits).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from remediator.model.incident import IncidentState, IncidentView, StepRecord, StepStatus
+from remediator.model.incident import (
+    EvidenceItem,
+    IncidentState,
+    IncidentView,
+    StepRecord,
+    StepStatus,
+)
 
 # state → (emoji, label, colour of the attachment bar)
 STATE_STYLE: dict[IncidentState, tuple[str, str, str]] = {
@@ -391,10 +397,14 @@ def step_comment(step: StepRecord, note: str = "") -> str:
 
 
 # -- evidence ---------------------------------------------------------------------------
-def incident_evidence(view: IncidentView) -> dict[str, Any]:
-    """What the incident's verifications saw, step by step and poll by poll (JSON)."""
+def incident_evidence(view: IncidentView, collected: Sequence[EvidenceItem] = ()
+                      ) -> dict[str, Any]:
+    """What the incident's verifications saw, step by step and poll by poll, and what
+    was collected from the cluster (logs, events), as JSON."""
     return {"incident": view.id, "state": view.state.value, "verification": [
         {"index": s.index, "step": s.name, "action": s.action, "status": s.status.value,
          "summary": s.verify, "poll_count": s.poll_count,
          "polls": [p.model_dump(mode="json") for p in s.polls]}
-        for s in view.steps if s.poll_count or s.verify]}
+        for s in view.steps if s.poll_count or s.verify],
+        "collected": [dict(item.model_dump(mode="json"), title=item.title)
+                      for item in collected]}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from remediator.engine import action
+from remediator.engine import action, evidence
 from remediator.engine.outcomes import RunInterrupted
 from remediator.engine.run import Run, StepTimedOut
 from remediator.errors import ActionError
@@ -29,6 +29,7 @@ async def escalate(run: Run, reason: str, *, guard: str = "exhausted",
     mark = {"escalation": "pending" if run_actions else "suppressed"}
     run.view.context.update(mark)
     await run.journal.state(IncidentState.ESCALATED, reason, context=mark)
+    await evidence.gather(run, ("logs", "events"), "escalation")
     if not run_actions:
         await run.journal.note("escalate", "escalation actions suppressed: automation is "
                                            "paused and the storm was already escalated once")

@@ -19,7 +19,7 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from remediator.engine import action, approvals
+from remediator.engine import action, approvals, evidence
 from remediator.engine.contract import Intent
 from remediator.engine.outcomes import (
     Applied,
@@ -53,7 +53,10 @@ async def run_step(run: Run, step: Step, rec: StepRecord) -> StepOutcome:
                 return Interrupted(Interruption.RESOLVED)
         run.deadline = (rec.started_at or run.clock.now()) + timedelta(
             seconds=step.effective_timeout)
-        return await _act_and_verify(run, step, rec)
+        outcome = await _act_and_verify(run, step, rec)
+        run.deadline = None
+        await evidence.gather(run, step.collect, f"after step {step.name!r}")
+        return outcome
     except RunInterrupted as exc:
         if exc.outcome.why == Interruption.RESOLVED and rec.status == StepStatus.INTENT \
                 and rec.intent is not None and not rec.intends_change:

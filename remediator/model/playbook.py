@@ -116,6 +116,8 @@ class Step(Strict):
     verify: Verify | None = None
     approval: Approval | None = None
     retries: int = Field(default=3, ge=0, le=20)
+    # what to collect from the cluster once the step ended (the target's failing pods)
+    collect: list[Literal["logs", "events"]] = Field(default_factory=list)
     # The action, its retries and its verification together; None: ACTION_TIMEOUT plus
     # the verification's own timeout.
     timeout: Duration | None = None

@@ -278,7 +278,8 @@ class Api:
         view = await self.engine.store.get_incident(request.match_info["id"], alert_limit=1)
         if view is None:
             return error(404, f"no incident {request.match_info['id']!r}")
-        return web.json_response(incident_evidence(view))
+        collected = await self.engine.store.list_evidence(view.id)
+        return web.json_response(incident_evidence(view, collected))
 
     async def alert_list(self, request: web.Request) -> web.Response:
         who = self.caller(request, Right.READ)
