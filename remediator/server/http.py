@@ -39,7 +39,9 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import TypeAdapter
 
+from remediator.adapters.graphs import MatplotlibRenderer
 from remediator.engine.core import Engine
+from remediator.engine.graphs import ALERT_GRAPH, incident_graphs
 from remediator.engine.health import DependencyHealth
 from remediator.model.alerts import WebhookError, parse_webhook
 from remediator.model.incident import IncidentSummary
@@ -55,6 +57,7 @@ from remediator.notify.interactions import (
     verify_slack_signature,
 )
 from remediator.ports.chat import SLACK_SINK
+from remediator.ports.graphs import GraphRenderer
 from remediator.ports.store import ApprovalRecord
 from remediator.rendering import incident_evidence
 from remediator.server.auth import Authenticator, Credential, Principal, Right
@@ -140,6 +143,7 @@ class Api:
         self.ready = False
         self.accepting = True
         self.write_failure: str | None = None   # the last store write's error, until one works
+        self.graphs: GraphRenderer = MatplotlibRenderer()
         self.replays = ReplayGuard()
         # Slack user group id → (valid until, on the engine clock; member user ids)
         self._group_members: dict[str, tuple[datetime, frozenset[str]]] = {}
@@ -280,6 +284,29 @@ class Api:
             return error(404, f"no incident {request.match_info['id']!r}")
         collected = await self.engine.store.list_evidence(view.id)
         return web.json_response(incident_evidence(view, collected))
+
+    async def graph(self, request: web.Request) -> web.Response:
+        """The incident's graph as a PNG: ``?of=verification`` (the default: the value
+        its verification compared, else the alert's) or ``?of=alert`` (the alert's
+        own expression)."""
+        who = self.caller(request, Right.READ)
+        if isinstance(who, web.Response):
+            return who
+        view = await self.engine.store.get_incident(request.match_info["id"])
+        if view is None:
+            return error(404, f"no incident {request.match_info['id']!r}")
+        of = request.query.get("of", "verification")
+        if of not in ("verification", "alert"):
+            return error(400, f"of must be 'verification' or 'alert', not {of!r}")
+        graphs = await incident_graphs(view, self.engine.ports.metrics, self.engine.clock.now())
+        if of == "alert":
+            graphs = [g for g in graphs if g.title == ALERT_GRAPH]
+        if not graphs:
+            return error(404, "no graph: no step of this incident polled Prometheus, and its "
+                              "alerts' generatorURL carries no expression (g0.expr)")
+        png = await self.graphs.render(graphs[0])
+        return web.Response(body=png, content_type="image/png",
+                            headers={"Cache-Control": "no-store"})
 
     async def alert_list(self, request: web.Request) -> web.Response:
         who = self.caller(request, Right.READ)
@@ -542,6 +569,7 @@ def build_app(engine: Engine, config: ServerConfig,
     app.router.add_get("/api/v1/incidents", api.incidents)
     app.router.add_get("/api/v1/incidents/{id}", api.incident)
     app.router.add_get("/api/v1/incidents/{id}/evidence", api.evidence)
+    app.router.add_get("/api/v1/incidents/{id}/graph.png", api.graph)
     app.router.add_post("/api/v1/pause", api.pause)
     app.router.add_post("/api/v1/resume", api.resume)
     app.router.add_post("/api/v1/approvals/{id}/{decision:approve|reject}", api.decide)

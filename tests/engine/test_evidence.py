@@ -4,12 +4,17 @@ API returns it, and the escalation and the CLI say it in words."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import io
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
+from remediator.adapters.graphs import MatplotlibRenderer
 from remediator.cli_views import incident_story
+from remediator.engine.graphs import incident_graphs
 from remediator.errors import TemporaryError
 from remediator.model.incident import IncidentState
+from remediator.ports.graphs import HEIGHT, WIDTH
 from remediator.rendering import incident_report, page_message
 
 from .rig import AUTH, Rig, alert
@@ -49,6 +54,16 @@ class RatioMetrics:
     def __init__(self, down: bool = False) -> None:
         self.down = down
         self.queries: list[str] = []
+        self.ranges: list[tuple[str, datetime, datetime, float]] = []
+
+    async def query_range(self, promql: str, start: datetime, end: datetime,
+                          step: float) -> list[dict[str, Any]]:
+        self.ranges.append((promql, start, end, step))
+        if self.down:
+            raise TemporaryError("Prometheus query failed: connection refused")
+        n = int((end - start).total_seconds() // step)
+        return [{"metric": {"deployment": "api"},
+                 "values": [[start.timestamp() + i * step, "0.12"] for i in range(n)]}]
 
     async def query(self, promql: str) -> list[dict[str, Any]]:
         self.queries.append(promql)
@@ -116,3 +131,60 @@ async def test_prometheus_down_is_journaled_as_such(rig: Rig) -> None:
                for p in step.polls)
     assert step.verify == ("error ratio: Prometheus unavailable, no value (Prometheus query "
                            "failed: connection refused) — not verified after 10m")
+
+
+def _png_size(png: bytes) -> tuple[int, int]:
+    from PIL import Image
+    with Image.open(io.BytesIO(png)) as image:
+        image.verify()
+        return image.size
+
+
+async def test_the_graph_of_an_incident(rig: Rig) -> None:
+    metrics = RatioMetrics()
+    rig.metrics = metrics      # type: ignore[assignment]
+    await rig.start(playbook(rig.hooks.url))
+    a = alert()
+    a["generatorURL"] = ("http://prom:9090/graph?g0.expr=" + quote(
+        'deployment:http_errors:ratio_rate1m{deployment="api"} > 0.05') + "&g0.tab=1")
+    await rig.post([a])
+    await rig.settle()
+    inc = await rig.only_incident()
+    assert rig.client is not None
+    resp = await rig.client.get(f"/api/v1/incidents/{inc.id}/graph.png", headers=AUTH)
+    assert resp.status == 200
+    assert resp.content_type == "image/png"
+    assert _png_size(await resp.read()) == (WIDTH, HEIGHT)
+    # the verification's value over [first alert − 30m, now]
+    [(_, start, end, step)] = [r for r in metrics.ranges if r[0] == LHS]
+    assert start == inc.first_alert_at - timedelta(minutes=30)
+    assert end == rig.clock.now() and step >= 15
+    resp = await rig.client.get(f"/api/v1/incidents/{inc.id}/graph.png?of=alert",
+                                headers=AUTH)
+    assert resp.status == 200
+    assert metrics.ranges[-1][0] == ('deployment:http_errors:ratio_rate1m{deployment="api"} '
+                                     '> 0.05')
+    resp = await rig.client.get(f"/api/v1/incidents/{inc.id}/graph.png?of=x", headers=AUTH)
+    assert resp.status == 400
+    resp = await rig.client.get(f"/api/v1/incidents/{inc.id}/graph.png")
+    assert resp.status == 401
+
+    specs = await incident_graphs(inc, metrics, rig.clock.now())
+    assert [g.threshold for g in specs] == [0.05, None]
+    assert [m[1] for m in specs[0].marks] == ["1. restart"]
+    assert specs[0].series[0].label == "deployment=api"
+
+
+async def test_without_prometheus_the_graph_draws_the_journaled_polls(rig: Rig) -> None:
+    rig.metrics = RatioMetrics()      # type: ignore[assignment]
+    await rig.start(playbook(rig.hooks.url))
+    await rig.post([alert()])
+    await rig.settle()
+    inc = await rig.only_incident()
+    down = RatioMetrics(down=True)
+    [spec] = await incident_graphs(inc, down, rig.clock.now())     # no g0.expr: one graph
+    assert "the journaled values" in spec.note
+    assert [v for _, v in spec.series[0].points] == [0.12] * 11      # one per poll
+    [spec] = await incident_graphs(inc, None, rig.clock.now())
+    assert spec.note.startswith("Prometheus not configured")
+    assert _png_size(await MatplotlibRenderer().render(spec)) == (WIDTH, HEIGHT)
