@@ -28,8 +28,9 @@ async def escalate(run: Run, reason: str, *, guard: str = "exhausted",
     run.deps.metrics.escalations.labels(run.view.playbook, guard).inc()
     mark = {"escalation": "pending" if run_actions else "suppressed"}
     run.view.context.update(mark)
-    await run.journal.state(IncidentState.ESCALATED, reason, context=mark)
+    # stored before the escalation's notification, which shares it with humans
     await evidence.gather(run, ("logs", "events"), "escalation")
+    await run.journal.state(IncidentState.ESCALATED, reason, context=mark)
     if not run_actions:
         await run.journal.note("escalate", "escalation actions suppressed: automation is "
                                            "paused and the storm was already escalated once")
