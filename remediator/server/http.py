@@ -59,7 +59,7 @@ from remediator.notify.interactions import (
 from remediator.ports.chat import SLACK_SINK
 from remediator.ports.graphs import GraphRenderer
 from remediator.ports.store import ApprovalRecord
-from remediator.rendering import incident_evidence
+from remediator.rendering import incident_evidence, postmortem
 from remediator.server.auth import Authenticator, Credential, Principal, Right
 from remediator.server.paging import CursorError, decode_cursor, encode_cursor
 from remediator.settings import ServerSettings
@@ -284,6 +284,19 @@ class Api:
             return error(404, f"no incident {request.match_info['id']!r}")
         collected = await self.engine.store.list_evidence(view.id)
         return web.json_response(incident_evidence(view, collected))
+
+    async def postmortem(self, request: web.Request) -> web.Response:
+        """A postmortem draft of the incident, in Markdown."""
+        who = self.caller(request, Right.READ)
+        if isinstance(who, web.Response):
+            return who
+        view = await self.engine.store.get_incident(request.match_info["id"])
+        if view is None:
+            return error(404, f"no incident {request.match_info['id']!r}")
+        collected = await self.engine.store.list_evidence(view.id)
+        api = f"{request.scheme}://{request.host}"
+        return web.Response(text=postmortem(view, collected, api=api),
+                            content_type="text/markdown", charset="utf-8")
 
     async def graph(self, request: web.Request) -> web.Response:
         """The incident's graph as a PNG: ``?of=verification`` (the default: the value
@@ -568,8 +581,9 @@ def build_app(engine: Engine, config: ServerConfig,
     app.router.add_get("/api/v1/alerts", api.alert_list)
     app.router.add_get("/api/v1/incidents", api.incidents)
     app.router.add_get("/api/v1/incidents/{id}", api.incident)
-    app.router.add_get("/api/v1/incidents/{id}/evidence", api.evidence)
-    app.router.add_get("/api/v1/incidents/{id}/graph.png", api.graph)
+    for tail, handler in (("evidence", api.evidence), ("graph.png", api.graph),
+                          ("postmortem", api.postmortem)):
+        app.router.add_get(f"/api/v1/incidents/{{id}}/{tail}", handler)
     app.router.add_post("/api/v1/pause", api.pause)
     app.router.add_post("/api/v1/resume", api.resume)
     app.router.add_post("/api/v1/approvals/{id}/{decision:approve|reject}", api.decide)

@@ -4,20 +4,25 @@ API returns it, and the escalation and the CLI say it in words."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import pytest
+
 from remediator.adapters.graphs import MatplotlibRenderer
+from remediator.cli import main
 from remediator.cli_views import incident_story
 from remediator.engine.graphs import incident_graphs
 from remediator.errors import TemporaryError
-from remediator.model.incident import IncidentState
+from remediator.model.incident import IncidentState, IncidentView, TimelineEntry
 from remediator.ports.graphs import HEIGHT, WIDTH
-from remediator.rendering import incident_report, page_message
+from remediator.rendering import incident_report, page_message, postmortem
 
-from .rig import AUTH, Rig, alert
+from .rig import AUTH, TOKEN, Rig, alert, resolved
 
 QUERY = 'deployment:http_errors:ratio_rate1m{deployment="api"} < 0.05'
 LHS = 'deployment:http_errors:ratio_rate1m{deployment="api"}'
@@ -189,3 +194,73 @@ async def test_without_prometheus_the_graph_draws_the_journaled_polls(rig: Rig) 
     [spec] = await incident_graphs(inc, None, rig.clock.now())
     assert spec.note.startswith("Prometheus not configured")
     assert _png_size(await MatplotlibRenderer().render(spec)) == (WIDTH, HEIGHT)
+
+
+async def test_a_postmortem_draft(rig: Rig, tmp_path: Path,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    rig.metrics = RatioMetrics()      # type: ignore[assignment]
+    await rig.start(playbook(rig.hooks.url))
+    await rig.post([alert()])
+    await rig.settle()
+    inc = await rig.only_incident()
+    assert rig.client is not None
+    resp = await rig.client.get(f"/api/v1/incidents/{inc.id}/postmortem", headers=AUTH)
+    assert resp.status == 200
+    assert resp.content_type == "text/markdown"
+    text = await resp.text()
+    for needle in ("# Postmortem (draft): HighErrorRate on Deployment prod/api",
+                   "## Summary", "## Impact", "- Alerts: 1 (HighErrorRate); 1 still firing",
+                   "- MTTD (first alert → incident opened): 1m00s",
+                   "- MTTR (first alert → resolved): not resolved yet",
+                   "## Timeline", "## What was tried",
+                   "1. **restart** (`kubernetes.restart`): failed",
+                   f"   - verification: {WORDS}", "   - 11 polls; the last: error ratio 0.12",
+                   "## Evidence", f"/api/v1/incidents/{inc.id}/graph.png",
+                   "## Contributing factors", "## Action items", "- [ ] _To be written._"):
+        assert needle in text, f"{needle!r} not in:\n{text}"
+    assert "MTTA" not in text                      # no human acted
+    resp = await rig.client.get("/api/v1/incidents/nope/postmortem", headers=AUTH)
+    assert resp.status == 404
+
+    # resolved: the MTTR is there
+    await rig.post([resolved(alert())])
+    await rig.settle()
+    resp = await rig.client.get(f"/api/v1/incidents/{inc.id}/postmortem", headers=AUTH)
+    assert "- MTTR (first alert → resolved): 1" in await resp.text()
+
+    # the CLI prints it, or writes it to a file
+    token = tmp_path / "token"
+    token.write_text(TOKEN)
+    url = str(rig.client.make_url("/")).rstrip("/")
+    code = await asyncio.to_thread(main, ["postmortem", inc.id, "--url", url,
+                                          "--token-file", str(token)])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert out.out.startswith("# Postmortem (draft)")
+    assert WORDS in out.out
+    target = tmp_path / "pm.md"
+    code = await asyncio.to_thread(main, ["postmortem", inc.id, "--url", url, "--token-file",
+                                          str(token), "--output", str(target)])
+    assert code == 0
+    assert target.read_text().startswith("# Postmortem (draft)")
+    code = await asyncio.to_thread(main, ["postmortem", "nope", "--url", url,
+                                          "--token-file", str(token)])
+    assert code == 1
+    assert "no incident 'nope'" in capsys.readouterr().err
+
+
+def test_mtta_is_the_first_human_decision() -> None:
+    t0 = datetime(2026, 8, 1, 10, 0, tzinfo=UTC)
+    view = IncidentView(id="inc-1", key="k", playbook="pb", target=None,
+                        state=IncidentState.RECOVERED, created_at=t0 + timedelta(seconds=30),
+                        updated_at=t0, first_alert_at=t0,
+                        closed_at=t0 + timedelta(minutes=9), timeline=[
+                            TimelineEntry(at=t0 + timedelta(minutes=1), kind="approval",
+                                          message="step 'x' waits for approval"),
+                            TimelineEntry(at=t0 + timedelta(minutes=4), kind="approval",
+                                          message="step 'x' approved by alice",
+                                          data={"by": "alice (U0ALICE)"})])
+    text = postmortem(view)
+    assert "- MTTD (first alert → incident opened): 30s" in text
+    assert "- MTTA (first alert → first human decision): 4m00s" in text
+    assert "- MTTR (first alert → resolved): 9m00s" in text
