@@ -28,8 +28,10 @@ async def escalate(run: Run, reason: str, *, guard: str = "exhausted",
     run.deps.metrics.escalations.labels(run.view.playbook, guard).inc()
     mark = {"escalation": "pending" if run_actions else "suppressed"}
     run.view.context.update(mark)
-    # stored before the escalation's notification, which shares it with humans
-    await evidence.gather(run, ("logs", "events"), "escalation")
+    # stored before the escalation's notification, which shares it with humans (not in a
+    # storm whose escalation is suppressed: thousands of incidents would read the cluster)
+    if run_actions:
+        await evidence.gather(run, ("logs", "events"), "escalation")
     await run.journal.state(IncidentState.ESCALATED, reason, context=mark)
     if not run_actions:
         await run.journal.note("escalate", "escalation actions suppressed: automation is "

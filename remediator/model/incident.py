@@ -151,6 +151,12 @@ class StepRecord(BaseModel):
         if len(self.polls) > POLLS_KEPT:
             del self.polls[1]
 
+    def slim(self) -> StepRecord:
+        """This record with its latest poll only (notification events carry it: the
+        polls are read from the store by those who need them)."""
+        return self if len(self.polls) <= 1 else self.model_copy(
+            update={"polls": self.polls[-1:]})
+
     @property
     def intends_change(self) -> bool:
         """Its journaled intent changes the cluster (the ``mutates`` mark)."""

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 from remediator.clock import Clock
 from remediator.engine.graphs import incident_graphs
-from remediator.model.incident import EvidenceItem, IncidentView
+from remediator.model.incident import ALERTS_IN_VIEW, EvidenceItem, IncidentView
 from remediator.ports.graphs import GraphRenderer
 from remediator.ports.metrics import MetricsApi
-from remediator.ports.store import EvidenceStore
+from remediator.ports.store import Store
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -56,7 +56,7 @@ def logs_file(incident_id: str, items: list[EvidenceItem],
 
 
 class EvidenceFiles:
-    def __init__(self, store: EvidenceStore, metrics: MetricsApi | None,
+    def __init__(self, store: Store, metrics: MetricsApi | None,
                  renderer: GraphRenderer, clock: Clock) -> None:
         self.store = store
         self.metrics = metrics
@@ -64,6 +64,9 @@ class EvidenceFiles:
         self.clock = clock
 
     async def graphs(self, view: IncidentView) -> list[FileAttachment]:
+        """The incident's graphs, from its stored record (an event's snapshot carries
+        only each step's latest poll)."""
+        view = await self.store.get_incident(view.id, alert_limit=ALERTS_IN_VIEW) or view
         out = []
         for n, spec in enumerate(await incident_graphs(view, self.metrics, self.clock.now())):
             png = await self.renderer.render(spec)
