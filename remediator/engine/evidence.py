@@ -16,6 +16,7 @@ and the escalation goes on.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ from remediator.settings import EvidenceSettings
 
 if TYPE_CHECKING:
     from remediator.engine.run import Run
+
+log = logging.getLogger("remediator.engine")
 
 REDACTED = "[REDACTED]"
 #: event lines kept per object
@@ -173,8 +176,14 @@ async def gather(run: Run, what: Sequence[str], moment: str) -> None:
     if cluster is None or target is None or not what:
         return
     cfg = run.deps.settings.evidence
-    got = await Collector(cluster, cfg).collect(target, what=what, moment=moment,
-                                                now=run.clock.now())
+    try:
+        got = await Collector(cluster, cfg).collect(target, what=what, moment=moment,
+                                                    now=run.clock.now())
+    except Exception as exc:    # a bug here must not hold up the escalation
+        log.exception("collecting evidence for %s failed", target, extra={"incident": run.id})
+        await run.journal.note("evidence", f"{moment}: could not collect: "
+                                           f"{type(exc).__name__}: {exc}")
+        return
     if got.items:
         await run.deps.store.add_evidence(run.id, got.items, keep=cfg.max_items)
     await run.journal.note("evidence", f"{moment}: {got.summary()}",
