@@ -40,6 +40,10 @@ async def test_graphs_and_logs_in_the_thread_and_the_ticket(stack: Stack) -> Non
     await stack.post([alert()])
     await escalated(stack)
     [root] = stack.slack.roots("#ops-alerts")
+    # the thread says in words what verification saw
+    replies = [m.text for m in stack.slack.replies(root.channel, root.ts)]
+    assert any('verify: scaled_ok{deployment="api"} no series (needs a sample; held 0s) '
+               "— not verified after 2m" in r for r in replies), replies
     files = stack.slack.thread_files(root.channel, root.ts)
     pngs = [f for f in files if f.filename.endswith(".png")]
     logs = [f for f in files if f.filename.endswith("-logs.txt")]
