@@ -71,7 +71,9 @@ def render_png(spec: GraphSpec) -> bytes:
 class MatplotlibRenderer:
     """Implements ``GraphRenderer``; at most ``parallel`` graphs drawn at once."""
 
-    def __init__(self, parallel: int = 2) -> None:
+    PARALLEL = 2
+
+    def __init__(self, parallel: int = PARALLEL) -> None:
         self._slots = asyncio.Semaphore(parallel)
 
     async def render(self, spec: GraphSpec) -> bytes:
