@@ -412,10 +412,12 @@ def incident_evidence(view: IncidentView, collected: Sequence[EvidenceItem] = ()
 
 # -- postmortem -------------------------------------------------------------------------
 def time_to_acknowledge(view: IncidentView) -> timedelta | None:
-    """From the first alert's start to the first human decision (an approval approved or
-    rejected); None when no human acted."""
+    """From the first alert's start to the first human act: an acknowledgement (a timeline
+    ``ack`` entry carrying ``mtta_seconds``) or an approval approved or rejected; None
+    when no human acted."""
     for entry in view.timeline:
-        if entry.kind == "approval" and entry.data.get("by"):
+        if (entry.kind == "approval" and entry.data.get("by")) or \
+                (entry.kind == "ack" and "mtta_seconds" in entry.data):
             return max(timedelta(0), entry.at - (view.first_alert_at or view.created_at))
     return None
 
@@ -450,7 +452,7 @@ def postmortem(view: IncidentView, collected: Sequence[EvidenceItem] = (), *,
            f"- MTTD (first alert → incident opened): {duration(time_to_detect(view))}"]
     mtta = time_to_acknowledge(view)
     if mtta is not None:
-        out.append(f"- MTTA (first alert → first human decision): {duration(mtta)}")
+        out.append(f"- MTTA (first alert → first human ack or decision): {duration(mtta)}")
     mttr = time_to_recover(view)
     out += [f"- MTTR (first alert → resolved): "
             f"{duration(mttr) if mttr is not None else 'not resolved yet'}", "",

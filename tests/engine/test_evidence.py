@@ -262,5 +262,10 @@ def test_mtta_is_the_first_human_decision() -> None:
                                           data={"by": "alice (U0ALICE)"})])
     text = postmortem(view)
     assert "- MTTD (first alert → incident opened): 30s" in text
-    assert "- MTTA (first alert → first human decision): 4m00s" in text
+    assert "- MTTA (first alert → first human ack or decision): 4m00s" in text
     assert "- MTTR (first alert → resolved): 9m00s" in text
+    # an acknowledgement (the handoff's timeline entry) before it counts first
+    view.timeline.insert(1, TimelineEntry(at=t0 + timedelta(minutes=2), kind="ack",
+                                          message="acknowledged by bob",
+                                          data={"by": "bob", "mtta_seconds": 120.0}))
+    assert "- MTTA (first alert → first human ack or decision): 2m00s" in postmortem(view)
