@@ -135,7 +135,7 @@ class Daemon:
         log_missing_needs(playbooks, ports)
         metrics = Metrics()
         self.health = self._watch(ports, http, store, metrics)
-        sinks = self._sinks(ports)
+        sinks = self._sinks(ports, store)
         self.engine = Engine(store=store, playbooks=playbooks, clock=self.clock,
                              catalogue=registry, ports=ports, settings=s.engine,
                              metrics=metrics, sinks=sinks, approvers=s.slack.approvers,
@@ -298,17 +298,23 @@ class Daemon:
                                    events=hook.events))
         return out
 
-    def _sinks(self, ports: Ports) -> list[Sink]:
-        """The given sinks, then console, Slack and Jira (each on its port) as configured."""
+    def _sinks(self, ports: Ports, store: Store) -> list[Sink]:
+        """The given sinks, then console, Slack and Jira (each on its port) as configured;
+        Slack and Jira get the incident's graphs and collected logs as files."""
         s = self.settings
         sinks = list(self.sinks)
+        files = None
+        if ports.chat is not None or ports.tickets is not None:
+            from remediator.adapters.graphs import MatplotlibRenderer
+            from remediator.notify.files import EvidenceFiles
+            files = EvidenceFiles(store, ports.metrics, MatplotlibRenderer(), SystemClock())
         if s.notify.console:
             from remediator.notify.console import ConsoleSink
             sinks.append(ConsoleSink(sys.stdout))
         if ports.chat is not None:
             from remediator.notify.slack import SlackSink
             slack = SlackSink(ports.chat, s.slack.default_channel,
-                              rate=s.notify.slack_rate, burst=s.notify.slack_burst)
+                              rate=s.notify.slack_rate, burst=s.notify.slack_burst, files=files)
             slack.use_clock(SystemClock())         # Slack's limits are in real seconds
             sinks.append(slack)
         if ports.pager is not None:
@@ -317,7 +323,8 @@ class Daemon:
         sinks += self._webhooks(ports)
         if ports.tickets is not None:
             from remediator.notify.jira import JiraSink
-            jira = JiraSink(ports.tickets, s.jira.transition_on_close, rate=s.notify.jira_rate)
+            jira = JiraSink(ports.tickets, s.jira.transition_on_close, rate=s.notify.jira_rate,
+                            files=files)
             jira.use_clock(SystemClock())
             sinks.append(jira)
         return sinks

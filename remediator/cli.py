@@ -108,6 +108,10 @@ def _client_parsers(sub: Any) -> None:
                       help="wait for the incident to close and print its story")
     fire.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS",
                       help="with --wait: give up after this long")
+    pm = sub.add_parser("postmortem", help="a postmortem draft of an incident (Markdown)")
+    pm.add_argument("id", metavar="ID", help="the incident id")
+    pm.add_argument("--output", metavar="FILE", help="write it to FILE instead of stdout")
+    _daemon_flags(pm)
     for verb, what in (("approve", "approve"), ("reject", "reject")):
         a = sub.add_parser(verb, help=f"{what} a step that waits for a human")
         a.add_argument("id", metavar="ID", help="an incident id (its pending approval) or "
@@ -140,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(run_demo(args.keep))
         if args.command == "incidents":
             return _incidents(args)
-        if args.command in ("fire", "approve", "reject", "ack", "release"):
+        if args.command in ("fire", "approve", "reject", "ack", "release", "postmortem"):
             return _client_command(args)
         if args.command == "diagnose":
             return asyncio.run(_diagnose(args))
@@ -439,12 +443,33 @@ def _client_command(args: argparse.Namespace) -> int:
             from remediator.cli_client import handoff
             print(handoff(client, args.id, args.command))
             return 0
+        if args.command == "postmortem":
+            return _postmortem(args, client)
         from remediator.cli_client import decide
         print(decide(client, args.id, args.command == "approve", args.reason))
         return 0
     except CliError as exc:
         print(f"remediator {args.command}: {exc}", file=sys.stderr)
         return 1
+
+
+def _postmortem(args: argparse.Namespace, client: Client) -> int:
+    from urllib.parse import quote
+    try:
+        text = client.text(f"/api/v1/incidents/{quote(args.id, safe='')}/postmortem")
+    except CliError as exc:
+        if "HTTP 404" in str(exc):
+            raise CliError(f"no incident {args.id!r} at {client.url}") from exc
+        raise
+    if args.output:
+        try:
+            Path(args.output).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise CliError(f"{args.output}: cannot write: {exc.strerror}") from exc
+        print(f"wrote the postmortem draft of {args.id} to {args.output}")
+    else:
+        sys.stdout.write(text)
+    return 0
 
 
 def _fire(args: argparse.Namespace, client: Client) -> int:

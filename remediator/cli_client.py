@@ -63,8 +63,15 @@ class Client:
     def get(self, path: str) -> Any:
         return self.call("GET", path)
 
+    def text(self, path: str) -> str:
+        """The text answer of ``GET path`` (Markdown, …); raises ``CliError`` with one line."""
+        return self._send("GET", path, None).decode("utf-8", "replace")
+
     def call(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
         """The JSON answer of ``method path``; raises ``CliError`` with one line."""
+        return json.loads(self._send(method, path, body))
+
+    def _send(self, method: str, path: str, body: Mapping[str, Any] | None) -> bytes:
         headers = {"Content-Type": "application/json"} if body is not None else {}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
@@ -73,7 +80,8 @@ class Client:
                                      method=method)
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                return json.load(resp)
+                answer: bytes = resp.read()
+                return answer
         except urllib.error.HTTPError as exc:
             raise CliError(self._refusal(exc)) from exc
         except OSError as exc:

@@ -79,7 +79,9 @@ def _step_lines(steps: Iterable[Mapping[str, Any]], colour: bool) -> list[str]:
         started, finished = _when(step.get("started_at")), _when(step.get("finished_at"))
         if started and finished:
             took = f" in {human_duration((finished - started).total_seconds())}"
-        word = step.get("error") or step.get("verify") or step.get("result") or ""
+        polls = step.get("polls") or []
+        seen = f"{polls[-1].get('text')} (poll {step.get('poll_count')})" if polls else ""
+        word = step.get("error") or step.get("verify") or seen or step.get("result") or ""
         attempts = step.get("attempts") or 0
         tries = f", {attempts} tries" if attempts > 1 else ""
         lines.append(f"  {step.get('name')} ({step.get('action')}): "

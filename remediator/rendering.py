@@ -19,11 +19,17 @@ description have limits).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from remediator.model.incident import IncidentState, IncidentView, StepRecord, StepStatus
+from remediator.model.incident import (
+    EvidenceItem,
+    IncidentState,
+    IncidentView,
+    StepRecord,
+    StepStatus,
+)
 
 # state → (emoji, label, colour of the attachment bar)
 STATE_STYLE: dict[IncidentState, tuple[str, str, str]] = {
@@ -469,3 +475,107 @@ def step_comment(step: StepRecord, note: str = "") -> str:
             lines.append(f"* {title}: {wiki_escape(value)}")
     return "\n".join(lines)
 
+
+
+# -- evidence ---------------------------------------------------------------------------
+def incident_evidence(view: IncidentView, collected: Sequence[EvidenceItem] = ()
+                      ) -> dict[str, Any]:
+    """What the incident's verifications saw, step by step and poll by poll, and what
+    was collected from the cluster (logs, events), as JSON."""
+    return {"incident": view.id, "state": view.state.value, "verification": [
+        {"index": s.index, "step": s.name, "action": s.action, "status": s.status.value,
+         "summary": s.verify, "poll_count": s.poll_count,
+         "polls": [p.model_dump(mode="json") for p in s.polls]}
+        for s in view.steps if s.poll_count or s.verify],
+        "collected": [dict(item.model_dump(mode="json"), title=item.title)
+                      for item in collected]}
+
+
+# -- postmortem -------------------------------------------------------------------------
+def time_to_acknowledge(view: IncidentView) -> timedelta | None:
+    """From the first alert's start to the first human act: an acknowledgement (a timeline
+    ``ack`` entry carrying ``mtta_seconds``) or an approval approved or rejected; None
+    when no human acted."""
+    for entry in view.timeline:
+        if (entry.kind == "approval" and entry.data.get("by")) or \
+                (entry.kind == "ack" and "mtta_seconds" in entry.data):
+            return max(timedelta(0), entry.at - (view.first_alert_at or view.created_at))
+    return None
+
+
+def _md(text: object) -> str:
+    """One line of Markdown table or list text: no newlines, no pipes breaking a row."""
+    return " ".join(clip(str(text), WIKI_VALUE_MAX).split()).replace("|", "\\|")
+
+
+def postmortem(view: IncidentView, collected: Sequence[EvidenceItem] = (), *,
+               api: str = "") -> str:
+    """A postmortem draft in Markdown: summary, impact, MTTD/MTTA/MTTR, timeline, what
+    was tried with the values verification saw, evidence, and the sections humans
+    write. ``api``: the base URL of the links to the graph and the evidence."""
+    _, label, _ = STATE_STYLE[view.state]
+    end = view.closed_at
+    lasted = duration(end - (view.first_alert_at or view.created_at)) if end else "still open"
+    names = sorted({alert_name(a) for a in view.alerts})
+    out = [f"# Postmortem (draft): {_md(headline(view))}", "",
+           f"_Drafted by remediator from incident `{view.id}` ({label.lower()}). "
+           "Check and complete it before sharing._", "",
+           "## Summary", "", _md(view.summary or headline(view)), "",
+           f"Playbook `{view.playbook}` on {_md(view.target or 'no target')}: "
+           f"{label.lower()}.", "",
+           "## Impact", "",
+           f"- Alerts: {view.total_alerts} ({', '.join(_md(n) for n in names) or 'none'}); "
+           f"{view.firing_count} still firing",
+           f"- Target: {_md(view.target or 'none')}",
+           f"- Duration: {lasted} (first alert {_when(view.first_alert_at)}, "
+           f"closed {_when(end)})", "",
+           "## Timing", "",
+           f"- MTTD (first alert → incident opened): {duration(time_to_detect(view))}"]
+    mtta = time_to_acknowledge(view)
+    if mtta is not None:
+        out.append(f"- MTTA (first alert → first human ack or decision): {duration(mtta)}")
+    mttr = time_to_recover(view)
+    out += [f"- MTTR (first alert → resolved): "
+            f"{duration(mttr) if mttr is not None else 'not resolved yet'}", "",
+            "## Timeline", "", "| time (UTC) | what |", "|---|---|"]
+    out += [f"| {_when(t.at)[:19]} | {_md(t.message)} |" for t in view.timeline]
+    out += ["", "## What was tried", ""]
+    out += _tried(view) or ["No step ran."]
+    out += ["", "## Evidence", ""]
+    out += _evidence_links(view, collected, api)
+    out += ["", "## Contributing factors", "", "_To be written._", "",
+            "## Action items", "", "- [ ] _To be written._", ""]
+    return "\n".join(out)
+
+
+def _tried(view: IncidentView) -> list[str]:
+    out: list[str] = []
+    for n, s in enumerate(view.steps, start=1):
+        out.append(f"{n}. **{_md(s.name)}** (`{s.action}`): {s.status.value}"
+                   + (f" — {_md(s.result or s.error)}" if s.result or s.error else ""))
+        if s.verify:
+            out.append(f"   - verification: {_md(s.verify)}")
+        if s.poll_count:
+            values = [p.text for p in s.polls if p.text]
+            shown = "; ".join(_md(v) for v in values[-3:])
+            out.append(f"   - {s.poll_count} polls; the last: {shown}")
+    return out
+
+
+def _evidence_links(view: IncidentView, collected: Sequence[EvidenceItem],
+                    api: str) -> list[str]:
+    base = f"{api.rstrip('/')}/api/v1/incidents/{view.id}"
+    out = [f"- Graph of the verification: {base}/graph.png",
+           f"- Graph of the alert's expression: {base}/graph.png?of=alert",
+           f"- Polls and collected logs (JSON): {base}/evidence"]
+    out += [f"- {_md(title)}: {url}" for title, url in links(view)]
+    for item in collected:
+        notes = [n for n, on in (("cut", item.truncated),
+                                 (f"{item.redacted} redacted", item.redacted)) if on]
+        lines = item.text.rstrip().splitlines()
+        out.append(f"- {_md(item.title)} ({item.moment}"
+                   + (f"; {', '.join(notes)}" if notes else "") + f"): {len(lines)} lines")
+        if item.kind == "logs" and lines:
+            excerpt = "\n".join(f"      {line}" for line in lines[-5:])
+            out += ["", "  ```", excerpt.replace("```", "'''"), "  ```"]
+    return out

@@ -10,6 +10,7 @@ logged. Every field has a default and says its unit.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -190,6 +191,44 @@ class ModelSettings(Group):
     max_tokens: int = Field(default=300, ge=16, le=4096)
 
 
+#: What the evidence collector blanks out of pod logs by default: bearer tokens, a
+#: ``password=``/``password:`` value, AWS access key ids and secret keys.
+DEFAULT_REDACT = [
+    r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+",
+    r"""(?i)(passw(?:or)?d\s*[=:]\s*)[^\s&;,"']+""",
+    r"\b((?:AKIA|ASIA))[A-Z0-9]{16}\b",
+    r"(?i)(aws_secret_access_key\s*[=:]\s*)[A-Za-z0-9/+=]{40}",
+]
+
+
+class EvidenceSettings(Group):
+    """What is collected from the cluster when an incident escalates (and after a step
+    with ``collect``): the logs and events of its failing pods."""
+
+    log_lines: int = Field(default=100, ge=1, le=5000,
+                           description="Last lines of each container's log.")
+    log_bytes: int = Field(default=16384, ge=256, le=1048576,
+                           description="Most bytes of log kept per pod (all its containers).")
+    max_pods: int = Field(default=3, ge=1, le=20, description="Failing pods looked at.")
+    max_items: int = Field(default=60, ge=1, le=1000,
+                           description="Most collected items (logs, events) kept per incident.")
+    redact: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_REDACT),
+        description="Regular expressions whose matches are replaced by [REDACTED] in "
+                    "collected logs; a first group, if any, is kept (the 'password=' part).")
+
+    @field_validator("redact")
+    @classmethod
+    def _patterns(cls, v: list[str]) -> list[str]:
+        for pattern in v:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"redact pattern {pattern!r} is not a regular expression: "
+                                 f"{exc}") from None
+        return v
+
+
 class EngineSettings(Group):
     dry_run: bool = Field(default=False, description="Journal every action as 'would do'.")
     max_parallel: int = Field(default=32, ge=1, description="Incidents worked on at once.")
@@ -226,6 +265,7 @@ class EngineSettings(Group):
                               description="This replica's name in leases (default: host, "
                                           "process id and a random part).")
     diagnosis: DiagnosisSettings = Field(default_factory=DiagnosisSettings)
+    evidence: EvidenceSettings = Field(default_factory=EvidenceSettings)
 
 
 class ClusterSettings(Group):

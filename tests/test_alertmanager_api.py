@@ -314,7 +314,7 @@ async def test_holds_once_no_firing_alert_is_listed(via_run: bool) -> None:
     verdict, polls = await _verify(fake, on_wait=clear, via_run=via_run)
     assert verdict.held
     assert not verdict.resolved
-    assert verdict.summary == "held: Alertmanager no longer lists the alert"
+    assert verdict.summary == "Alertmanager no longer lists the alert — verified"
     assert polls == 3
     assert "cccc" not in fake.asked                      # already resolved: not asked about
 
@@ -322,8 +322,8 @@ async def test_holds_once_no_firing_alert_is_listed(via_run: bool) -> None:
 async def test_still_listed_does_not_hold() -> None:
     verdict, _ = await _verify(FakeAlerts({"bbbb"}))
     assert not verdict.held
-    assert verdict.summary == ("did not hold within 2m: alert still firing "
-                               "(1 of 2 listed by Alertmanager)")
+    assert verdict.summary == ("alert still firing (1 of 2 listed by Alertmanager) — "
+                               "not verified after 2m")
 
 
 async def test_an_api_that_is_down_is_not_a_verdict() -> None:
@@ -342,7 +342,7 @@ async def test_an_api_that_is_down_is_not_a_verdict() -> None:
 async def test_without_the_api_only_a_resolved_webhook_counts() -> None:
     verdict, _ = await _verify(None)
     assert not verdict.held
-    assert verdict.summary == "did not hold within 2m: alert still firing"
+    assert verdict.summary == "alert still firing — not verified after 2m"
 
     clock = FakeClock(auto_advance=True)
     verdict = await Verifier(clock, None, None, FakeAlerts({"aaaa"})).run(

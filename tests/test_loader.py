@@ -36,8 +36,8 @@ EXPECTED: dict[str, str] = {
         "description: unknown field; allowed here: apiVersion, kind, metadata, spec",
     "typo-retires.yaml":
         "steps[0].retires: unknown field (did you mean 'retries'?); "
-        "allowed here: name, action, with, verify, approval, retries, timeout, when, "
-        "skip_if",
+        "allowed here: name, action, with, verify, approval, retries, collect, timeout, "
+        "when, skip_if",
     "unknown-action.yaml":
         f"steps[0].action: unknown action 'kubernetes.restrat' (known: {_KNOWN_ACTIONS}) "
         "(did you mean 'kubernetes.restart'?)",

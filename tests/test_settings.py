@@ -48,7 +48,7 @@ def test_bad_values_name_file_line_and_field(tmp_path: Path) -> None:
                    "action_budget", "action_budget_window", "retry_base", "retry_max",
                    "call_timeout", "lock_retry_interval", "escalation_retries",
                    "escalation_retry_for", "intake_priority", "lease", "scan_interval",
-                   "owner", "diagnosis"]),
+                   "owner", "diagnosis", "evidence"]),
     ]
 
 

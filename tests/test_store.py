@@ -19,6 +19,7 @@ import pytest
 from ha.pgserver import shared_server
 
 from remediator.model.incident import (
+    EvidenceItem,
     IncidentState,
     StepRecord,
     StepStatus,
@@ -34,6 +35,7 @@ from remediator.ports.store import (
     Routing,
     Store,
 )
+from remediator.store.migrations import STEPS
 from remediator.store.postgres import PostgresStore
 from remediator.store.sqlite import SqliteStore
 
@@ -273,6 +275,28 @@ async def test_one_callers_bad_data_fails_only_that_caller(store: Store) -> None
 
 
 # --- incidents and the journal ---------------------------------------------------------
+
+async def test_evidence_is_kept_per_incident_latest_first_capped(store: Store) -> None:
+    [a] = await store.ingest([firing()], NOW)
+    [b] = await store.ingest([firing("bbbbbbbbbbbbbbb2", key="pb/Deployment/prod/web")], NOW)
+    inc, other = a.incident_ids[0], b.incident_ids[0]
+
+    def item(n: int) -> EvidenceItem:
+        return EvidenceItem(at=NOW + timedelta(seconds=n), kind="logs", moment="escalation",
+                            namespace="prod", pod=f"api-{n}", container="app",
+                            text=f"line {n}\npanic: ✗", redacted=n)
+
+    await store.add_evidence(inc, [item(1), item(2)], keep=3)
+    await store.add_evidence(other, [item(9)], keep=3)
+    await store.add_evidence(inc, [item(3), item(4)], keep=3)
+    kept = await store.list_evidence(inc)
+    assert [e.pod for e in kept] == ["api-2", "api-3", "api-4"]     # the latest 3, in order
+    assert kept[0] == item(2)                                       # all fields round-trip
+    assert [e.pod for e in await store.list_evidence(other)] == ["api-9"]
+    assert await store.list_evidence("nope") == []
+    await store.add_evidence(inc, [], keep=1)
+    assert [e.pod for e in await store.list_evidence(inc)] == ["api-4"]
+
 
 async def test_journal_steps_timeline_context(store: Store) -> None:
     [out] = await store.ingest([firing()], NOW)
@@ -833,7 +857,9 @@ async def test_sqlite_upgrades_a_file_made_before_schema_versions(
                               "ORDER BY version").fetchall()
         db.close()
         assert versions == [(1, "initial"), (2, "incident_leases"), (3, "sink_leases"),
-                            (4, "retention"), (5, "incident_pages"), (6, "chain_timers")]
+                            (4, "retention"), (5, "incident_pages"), (6, "chain_timers"),
+                            (7, "evidence")]
+        assert versions == [(s.version, s.name) for s in STEPS]
 
 
 @pytest.mark.parametrize("old_version", [1, 2])
@@ -842,7 +868,6 @@ async def test_postgres_adopts_a_schema_made_before_schema_versions(old_version:
     tables and incident leases, 2: sink leases); they are adopted, data kept."""
     import asyncpg  # type: ignore[import-untyped]
 
-    from remediator.store.migrations import STEPS
 
     url = shared_server().create_schema("legacy")
     conn = await asyncpg.connect(url)
@@ -873,7 +898,7 @@ async def test_postgres_adopts_a_schema_made_before_schema_versions(old_version:
         rows = await conn.fetch("SELECT version FROM schema_version ORDER BY version")
     finally:
         await conn.close()
-    assert [r[0] for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert [r[0] for r in rows] == [s.version for s in STEPS]
 
 
 # --- PostgreSQL: wake-ups across replicas ------------------------------------------------

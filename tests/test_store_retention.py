@@ -19,7 +19,7 @@ from test_store import NOW, T0, TARGET, OpenStore, firing, open_store, resolved_
 from remediator.clock import FakeClock
 from remediator.engine.supervisor import Supervisor
 from remediator.metrics import Metrics
-from remediator.model.incident import IncidentState, StepRecord, TimelineEntry
+from remediator.model.incident import EvidenceItem, IncidentState, StepRecord, TimelineEntry
 from remediator.ports.store import ApprovalRecord, Routing, Store
 from remediator.store.postgres import PostgresStore
 from remediator.store.retention import Retention
@@ -43,6 +43,9 @@ async def _incident(store: Store, fp: str, key: str, at: datetime) -> str:
         id=f"apr-{fp}", incident_id=inc, step_index=0, requested_at=at,
         expires_at=at + timedelta(minutes=15), approvers=("U1",)))
     await store.sink_set(inc, "slack:ts", "1.0")
+    await store.add_evidence(inc, [EvidenceItem(at=at, kind="logs", moment="escalation",
+                                                namespace="prod", pod="api-1", text="x")],
+                             keep=5)
     event = await store.append_event(inc, "opened", at)
     for sink in SINKS:
         await store.mark_delivered(sink, event)
@@ -82,11 +85,13 @@ async def test_prune_deletes_old_closed_incidents_and_keeps_the_rest(store: Stor
         assert (len(view.alerts), len(view.steps), len(view.timeline)) == (1, 1, 1)
         assert await store.pending_approval(kept, 0) is not None
         assert await store.sink_get(kept, "slack:ts") == "1.0"
+        assert len(await store.list_evidence(kept)) == 1
+    assert await store.list_evidence(old) == []
     assert await store.get_approval("apr-" + "a" * 16) is None
     assert await store.sink_get(old, "slack:ts") is None
     assert {k: v for k, v in counts.items() if k in ("incidents", "alerts", "steps",
-                                                     "approvals", "sink_state")} == {
-        "incidents": 1, "alerts": 1, "steps": 1, "approvals": 1, "sink_state": 1}
+                                                     "approvals", "sink_state", "evidence")} == {
+        "incidents": 1, "alerts": 1, "steps": 1, "approvals": 1, "sink_state": 1, "evidence": 1}
     assert counts["timeline"] >= 1
     # the firing episodes of open incidents stay duplicates when re-delivered
     for fp, key in (("c" * 16, "pb/escalated"), ("d" * 16, "pb/running")):

@@ -7,8 +7,15 @@ from typing import Any
 import pytest
 
 from remediator.clock import FakeClock
-from remediator.engine.verification import NO_SERIES, Verifier, comparison_lhs, samples_hold
+from remediator.engine.verification import (
+    NO_SERIES,
+    Verdict,
+    Verifier,
+    comparison_lhs,
+    samples_hold,
+)
 from remediator.errors import TemporaryError
+from remediator.model.incident import VerifyPoll
 from remediator.model.playbook import Verify
 
 QUERY = ('deployment:http_errors:ratio_rate1m{namespace="shop",deployment="api"} < 0.05')
@@ -48,52 +55,122 @@ class FakeMetrics:
         return list(answer)
 
 
-async def _summary(metrics: FakeMetrics, promql: str = QUERY) -> str:
+async def _run(metrics: FakeMetrics, promql: str = QUERY, **extra: Any
+               ) -> tuple[Verdict, list[VerifyPoll]]:
     clock = FakeClock(auto_advance=True)
+    polls: list[VerifyPoll] = []
 
     async def firing() -> int:
         return 1
 
-    verify = Verify.model_validate({"promql": promql, "timeout": "30s", "interval": "10s"})
+    async def on_poll(poll: VerifyPoll) -> None:
+        polls.append(poll)
+
+    verify = Verify.model_validate({"promql": promql, "timeout": "30s", "interval": "10s",
+                                    **extra})
     verdict = await Verifier(clock, metrics, None).run(
         verify, context={}, target=None, started_at=clock.now(), firing=firing,
-        wait=clock.sleep)
+        wait=clock.sleep, on_poll=on_poll)
+    return verdict, polls
+
+
+async def _summary(metrics: FakeMetrics, promql: str = QUERY) -> str:
+    verdict, _ = await _run(metrics, promql)
     assert not verdict.held
     return verdict.summary
 
 
-def _sample(value: str) -> dict[str, Any]:
-    return {"metric": {}, "value": [1785578400, value]}
+def _sample(value: str, **labels: str) -> dict[str, Any]:
+    return {"metric": labels, "value": [1785578400, value]}
 
 
 async def test_the_left_side_is_reported() -> None:
     metrics = FakeMetrics({QUERY: [], LHS: [_sample("0.1234")]})
     assert await _summary(metrics) == (
-        "did not hold within 30s: promql: condition not met (the query returned no series; "
-        "the left side is now 0.1234)")
+        f"{LHS} 0.1234 (needs < 0.05; held 0s) — not verified after 30s")
     assert metrics.queries[:2] == [QUERY, LHS]
+
+
+async def test_the_words_of_the_issue() -> None:
+    """A named check, held for ``for``: the value, what it needs, how long it held."""
+    metrics = FakeMetrics({QUERY: [], LHS: [_sample("0.12")]})
+    verdict, polls = await _run(metrics, name="error ratio", timeout="10m", interval="1m",
+                                **{"for": "2m"})
+    assert verdict.summary == ("error ratio 0.12 (needs < 0.05 for 2m; held 0s) — "
+                               "not verified after 10m")
+    assert len(polls) == 11           # at 0, 1m, …, 10m
+    first = polls[0]
+    assert first.verdict == "not_met"
+    assert first.held_for == 0
+    assert first.needs_for == 120
+    assert first.promql is not None
+    assert first.promql.query == QUERY
+    assert first.promql.comparison == "< 0.05"
+    assert first.promql.series == 0
+    assert first.promql.lhs == LHS
+    assert [s.value for s in first.promql.lhs_samples] == ["0.12"]
+
+
+async def test_each_poll_says_how_long_it_has_held() -> None:
+    ok = [_sample("0.01", pod="a")]
+    metrics = FakeMetrics({QUERY: ok})
+    verdict, polls = await _run(metrics, timeout="5m", **{"for": "30s"})
+    assert verdict.held
+    assert [p.held_for for p in polls] == [0, 10, 20, 30]
+    assert [p.verdict for p in polls] == ["holds"] * 4
+    assert polls[-1].promql is not None
+    assert polls[-1].promql.samples[0].labels == {"pod": "a"}
+    assert verdict.summary == f"{LHS} 0.01 (needs < 0.05 for 30s; held 30s) — verified"
+
+
+async def test_at_most_ten_series_are_journaled() -> None:
+    many = [_sample(str(i / 100), pod=f"p{i}") for i in range(25)]
+    _, polls = await _run(FakeMetrics({"ratio > 0": many}), "ratio > 0")
+    assert polls[0].promql is not None
+    assert polls[0].promql.series == 25
+    assert len(polls[0].promql.samples) == 10
+
+
+async def test_prometheus_down_is_journaled_as_such_not_as_a_value() -> None:
+    metrics = FakeMetrics({QUERY: TemporaryError("Prometheus query failed: connection "
+                                                 "refused")})
+    verdict, polls = await _run(metrics)
+    assert {p.verdict for p in polls} == {"unavailable"}
+    assert polls[0].promql is not None
+    assert polls[0].promql.samples == []
+    assert polls[0].promql.error == "Prometheus query failed: connection refused"
+    assert verdict.summary == (f"{LHS}: Prometheus unavailable, no value (Prometheus query "
+                               "failed: connection refused) — not verified after 30s")
 
 
 async def test_several_series_on_the_left() -> None:
     metrics = FakeMetrics({QUERY: [], LHS: [_sample(v) for v in ("0.1", "0.2", "0.3", "0.4")]})
-    assert (await _summary(metrics)).endswith("the left side is now 0.1, 0.2, 0.3, …)")
+    assert (await _summary(metrics)).startswith(f"{LHS} 0.1, 0.2, 0.3, … (needs < 0.05;")
 
 
 async def test_no_series_on_the_left_either() -> None:
     metrics = FakeMetrics({QUERY: [], LHS: []})
-    assert (await _summary(metrics)).endswith(
-        "(the query returned no series; its left side has no series either)")
+    assert (await _summary(metrics)).startswith(f"{LHS} no series (needs < 0.05;")
 
 
 async def test_a_failing_left_query_keeps_the_plain_wording() -> None:
     metrics = FakeMetrics({QUERY: [], LHS: TemporaryError("Prometheus down")})
-    assert await _summary(metrics) == f"did not hold within 30s: promql: {NO_SERIES}"
+    assert await _summary(metrics) == (f"{LHS} no series (needs < 0.05; held 0s) — "
+                                       "not verified after 30s")
 
 
 async def test_no_extra_query_when_it_is_not_a_simple_comparison() -> None:
     metrics = FakeMetrics({"up": []})
-    assert await _summary(metrics, "up") == f"did not hold within 30s: promql: {NO_SERIES}"
+    assert await _summary(metrics, "up") == ("up no series (needs a sample; held 0s) — "
+                                             "not verified after 30s")
     assert set(metrics.queries) == {"up"}
+
+
+async def test_a_nan_sample_is_a_value_that_does_not_hold() -> None:
+    metrics = FakeMetrics({"x == 1": [_sample("NaN")]})
+    verdict, polls = await _run(metrics, "x == 1")
+    assert polls[0].verdict == "not_met"
+    assert verdict.summary.startswith("x NaN (needs == 1; held 0s)")
 
 
 async def test_a_check_whose_dependency_is_not_configured_fails_at_once() -> None:

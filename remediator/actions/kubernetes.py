@@ -35,6 +35,7 @@ API_PERMISSIONS: tuple[tuple[str, str, str], ...] = (
     ("apps", "replicasets", "get"), ("apps", "replicasets", "list"),
     ("apps", "controllerrevisions", "list"),
     ("", "pods", "get"), ("", "pods", "list"), ("", "pods", "delete"),
+    ("", "pods/log", "get"),                # evidence: the logs of failing pods
     ("", "events", "list"),
     ("autoscaling", "horizontalpodautoscalers", "list"),
     ("", "nodes", "get"), ("", "nodes", "list"), ("", "nodes", "patch"),

@@ -21,6 +21,7 @@ description) are applied here too, so that a long alert never fails a create.
 from __future__ import annotations
 
 import asyncio
+import io
 import re
 import threading
 import weakref
@@ -162,6 +163,11 @@ class JiraTickets:
     async def comment(self, key: str, body: str) -> None:
         text = truncate(body, DESCRIPTION_LIMIT)
         await self._run(f"comment on {key}", lambda c: c.add_comment(key, text))
+
+    async def attach(self, key: str, filename: str, content: bytes) -> None:
+        """The client's ``add_attachment``: multipart, with ``X-Atlassian-Token: no-check``."""
+        await self._run(f"attach {filename} to {key}", lambda c: c.add_attachment(
+            key, io.BytesIO(content), filename=filename))
 
     async def transition(self, key: str, name: str, *, comment: str | None = None) -> bool:
         """Apply the transition called ``name`` (or leading to a status called ``name``).

@@ -178,6 +178,16 @@ class KubernetesCluster:
     async def _call(self, what: str, method: Callable[..., Awaitable[Any]], *args: Any,
                     **kwargs: Any) -> Any:
         """``method(*args, **kwargs)``'s JSON body; an error mapped by ``map_api_error``."""
+        body, status = await self._body(what, method, *args, **kwargs)
+        try:
+            return _parse(body) if body else None
+        except ValueError as err:
+            raise PermanentError(f"{what}: HTTP {status} with a body that is not "
+                                 f"JSON: {body[:200]!r}") from err
+
+    async def _body(self, what: str, method: Callable[..., Awaitable[Any]], *args: Any,
+                    **kwargs: Any) -> tuple[bytes, int]:
+        """``method(*args, **kwargs)``'s raw body and status (2xx only)."""
         try:
             response = await method(*args, _preload_content=False,
                                     _request_timeout=self.timeout, **kwargs)
@@ -197,11 +207,7 @@ class KubernetesCluster:
             error.body = body.decode("utf-8", "replace")
             error.headers = response.headers
             raise map_api_error(error, what) from error
-        try:
-            return _parse(body) if body else None
-        except ValueError as err:
-            raise PermanentError(f"{what}: HTTP {response.status} with a body that is not "
-                                 f"JSON: {body[:200]!r}") from err
+        return body, response.status
 
     async def _read_or_none(self, what: str, method: Callable[..., Awaitable[Any]],
                             *args: Any) -> Obj | None:
@@ -378,6 +384,35 @@ class KubernetesCluster:
     async def list_events(self, namespace: str) -> list[Obj]:
         return _items(await self._call(f"list Events in {namespace}",
                                        self.core.list_namespaced_event, namespace))
+
+    async def read_pod_log(self, namespace: str, name: str, *, container: str | None = None,
+                           previous: bool = False, tail_lines: int | None = None,
+                           limit_bytes: int | None = None) -> str | None:
+        """``kubectl logs [--previous] --tail N --limit-bytes B``: the text, or None when
+        the pod is gone or (``previous``) has no terminated container."""
+        kwargs: dict[str, Any] = {"previous": previous}
+        for key, value in (("container", container), ("tail_lines", tail_lines),
+                           ("limit_bytes", limit_bytes)):
+            if value is not None:
+                kwargs[key] = value
+        what = f"read the {'previous ' if previous else ''}log of Pod {namespace}/{name}" + \
+            (f" container {container}" if container else "")
+        try:
+            body, _ = await self._body(what, self.core.read_namespaced_pod_log, name,
+                                       namespace, **kwargs)
+        except PermanentError as err:
+            if _status(err) == 404 or (previous and _status(err) == 400):
+                return None
+            raise
+        return body.decode("utf-8", "replace")
+
+    async def object_events(self, namespace: str, kind: str, name: str) -> list[str]:
+        """The events of one object, oldest first, as lines (``kubectl describe``'s)."""
+        events = _items(await self._call(
+            f"list Events of {kind} {namespace}/{name}", self.core.list_namespaced_event,
+            namespace, field_selector=f"involvedObject.kind={kind},involvedObject.name={name}"))
+        events.sort(key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
+        return [_event_line(e) for e in events]
 
     # --- the ClusterApi port ------------------------------------------------------------
 

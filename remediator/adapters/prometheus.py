@@ -9,6 +9,7 @@ verification keeps polling) or PermanentError (400 bad_data: the query is wrong)
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from typing import Any
 
 import requests
@@ -32,8 +33,19 @@ class PrometheusMetrics:
         self.last_ok: bool | None = None
 
     async def query(self, promql: str) -> list[dict[str, Any]]:
+        result = await self._ask(promql, self._client.custom_query, promql)
+        return list(result) if isinstance(result, list) else [{"value": result}]
+
+    async def query_range(self, promql: str, start: datetime, end: datetime,
+                          step: float) -> list[dict[str, Any]]:
+        """``/api/v1/query_range``: the matrix of ``promql`` from ``start`` to ``end``."""
+        result = await self._ask(promql, self._client.custom_query_range, promql,
+                                 start_time=start, end_time=end, step=f"{max(1.0, step):g}s")
+        return list(result) if isinstance(result, list) else []
+
+    async def _ask(self, promql: str, call: Any, *args: Any, **kwargs: Any) -> Any:
         try:
-            result = await asyncio.to_thread(self._client.custom_query, promql)
+            result = await asyncio.to_thread(call, *args, **kwargs)
         except PrometheusApiClientException as exc:
             self.last_ok = True
             text = str(exc)
@@ -46,4 +58,4 @@ class PrometheusMetrics:
             raise TemporaryError(f"Prometheus at {self.url} unreachable: "
                                  f"{type(exc).__name__}") from exc
         self.last_ok = True
-        return list(result) if isinstance(result, list) else [{"value": result}]
+        return result

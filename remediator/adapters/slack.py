@@ -125,6 +125,16 @@ class SlackChat:
                                 blocks=list(blocks or []), attachments=_list(attachments))
         return PostedMessage(str(data["channel"]), str(data["ts"]))
 
+    async def upload(self, channel: str, thread_ts: str, filename: str, content: bytes, *,
+                     title: str, comment: str | None = None) -> str:
+        """``files_upload_v2``: files.getUploadURLExternal, the bytes POSTed to the URL it
+        gave, files.completeUploadExternal with ``thread_ts``."""
+        data = await self._call("files.upload_v2", channel=channel, thread_ts=thread_ts,
+                                filename=filename, content=content, title=title,
+                                initial_comment=comment)
+        files = data.get("files") or [{}]
+        return str(files[0].get("id", ""))
+
     async def usergroup_members(self, group_id: str) -> list[str]:
         """``usergroups.users.list``: the user ids (``U…``) in the user group ``group_id``
         (``S…``). An unknown group is a ``PermanentError`` (``no_such_subteam``)."""
@@ -154,6 +164,8 @@ class SlackChat:
                 response = await web.chat_update(**args)
             elif method == "usergroups.users.list":
                 response = await web.usergroups_users_list(**args)
+            elif method == "files.upload_v2":
+                response = await web.files_upload_v2(**args)
             else:
                 response = await web.chat_postMessage(**args)
         except SlackApiError as exc:

@@ -51,11 +51,14 @@ async def diagnose(run: Run, moment: str) -> dict[str, Any] | None:
     """Diagnose the incident's target now; the record journaled (None: no diagnosis,
     because it is off, there is no cluster or target, or it failed)."""
     settings = run.deps.settings.diagnosis
-    cluster, target = run.deps.ports.cluster, run.view.target
+    target = run.view.target
+    cluster = run.deps.ports.cluster_for(target)        # the target's own cluster
     if not settings.enabled or cluster is None or target is None:
         return None
+    # the extra reads (events, nodes, PDBs, logs) are wired for the default cluster only
+    inspect = run.deps.ports.inspect if not target.cluster else None
     try:
-        snap = await collect(cluster, run.deps.ports.inspect, target, run.view.alerts,
+        snap = await collect(cluster, inspect, target, run.view.alerts,
                              run.clock.now(), window_seconds=settings.window)
         findings = analyze(snap)
     except Exception as exc:             # a bug in the diagnosis must not stop remediation

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from remediator.engine import action
+from remediator.engine import action, evidence
 from remediator.engine.handoff import ack_of
 from remediator.engine.outcomes import RunInterrupted
 from remediator.engine.run import Run, StepTimedOut
@@ -31,6 +31,10 @@ async def escalate(run: Run, reason: str, *, guard: str = "exhausted",
     await lift_run(run, "escalating")          # never escalate under a silence
     mark = {"escalation": "pending" if run_actions else "suppressed"}
     run.view.context.update(mark)
+    # stored before the escalation's notification, which shares it with humans (not in a
+    # storm whose escalation is suppressed: thousands of incidents would read the cluster)
+    if run_actions:
+        await evidence.gather(run, ("logs", "events"), "escalation")
     await run.journal.state(IncidentState.ESCALATED, reason, context=mark)
     if not run_actions:
         await run.journal.note("escalate", "escalation actions suppressed: automation is "

@@ -194,7 +194,9 @@ class Notifications:
         if storm is not None:
             storm.states[view.id] = view.state.value
             view.context["storm"] = storm.summary()
-        event = NotificationEvent(kind=kind, at=now, incident=view, step=step,
+        view.steps = [s.slim() for s in view.steps]        # the outbox keeps every event
+        event = NotificationEvent(kind=kind, at=now, incident=view,
+                                  step=step.slim() if step is not None else None,
                                   message=message)
         event.id = await self.store.append_event(incident_id, event.model_dump_json(), now)
         # Early delivery is for what a human must act on. An incident in a storm is

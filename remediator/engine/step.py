@@ -19,7 +19,7 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from remediator.engine import action, approvals, diagnosis
+from remediator.engine import action, approvals, diagnosis, evidence
 from remediator.engine.contract import Intent
 from remediator.engine.outcomes import (
     Applied,
@@ -35,7 +35,7 @@ from remediator.engine.outcomes import (
 from remediator.engine.run import Run, StepTimedOut
 from remediator.errors import PermanentError
 from remediator.model.durations import human_duration
-from remediator.model.incident import IncidentState, StepRecord, StepStatus
+from remediator.model.incident import IncidentState, StepRecord, StepStatus, VerifyPoll
 from remediator.model.playbook import Step
 from remediator.ports.sinks import EventKind
 
@@ -56,7 +56,10 @@ async def run_step(run: Run, step: Step, rec: StepRecord) -> StepOutcome:
                 return Interrupted(Interruption.RESOLVED)
         run.deadline = (rec.started_at or run.clock.now()) + timedelta(
             seconds=step.effective_timeout)
-        return await _act_and_verify(run, step, rec)
+        outcome = await _act_and_verify(run, step, rec)
+        run.deadline = None
+        await evidence.gather(run, step.collect, f"after step {step.name!r}")
+        return outcome
     except RunInterrupted as exc:
         if exc.outcome.why == Interruption.RESOLVED and rec.status == StepStatus.INTENT \
                 and rec.intent is not None and not rec.intends_change:
@@ -215,10 +218,15 @@ async def verify_step(run: Run, step: Step, rec: StepRecord) -> StepOutcome:
     firing = ([{"fingerprint": fp, "status": "firing"}
                for fp in await deps.store.firing_fingerprints(run.id)]
               if step.verify.alert_resolved else [])
+
+    async def journal_poll(poll: VerifyPoll) -> None:
+        rec.add_poll(poll)               # the values seen, durable with the step record
+        await run.journal.step("ladder", rec)
+
     verdict = await deps.verifier.run(
         step.verify, context=run.template_context(), target=run.view.target,
         started_at=rec.verify_started_at, firing=run.firing, wait=run.wait,
-        alerts=deps.ports.alerts, incident_alerts=firing)
+        alerts=deps.ports.alerts, incident_alerts=firing, on_poll=journal_poll)
     took = (run.clock.now() - rec.verify_started_at).total_seconds()
     deps.metrics.verify_duration.labels("held" if verdict.held else "failed").observe(took)
     rec.verify, rec.finished_at = verdict.summary, run.clock.now()

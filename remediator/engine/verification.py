@@ -20,12 +20,18 @@ import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from remediator.clock import Clock
 from remediator.errors import ActionError, TemplateError
 from remediator.model.durations import human_duration
-from remediator.model.incident import TargetRef
+from remediator.model.incident import (
+    SERIES_KEPT,
+    PromqlPoll,
+    SeriesValue,
+    TargetRef,
+    VerifyPoll,
+)
 from remediator.model.playbook import Verify
 from remediator.ports import AlertsApi, ClusterApi, MetricsApi
 from remediator.templating import compile_template
@@ -33,11 +39,27 @@ from remediator.templating import compile_template
 _BOOL = re.compile(r"\bbool\b")
 # ``<lhs> <op> <number>`` as the whole expression: the number is the last token.
 _SCALAR_COMPARISON = re.compile(
-    r"^(?P<lhs>.+?)\s*(?:==|!=|>=|<=|>|<)\s*"
+    r"^(?P<lhs>.+?)\s*(?P<op>==|!=|>=|<=|>|<)\s*"
     r"(?P<rhs>[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)\s*$", re.DOTALL)
 # Operators that bind more loosely than a comparison: ``a and b < 1`` is ``a and (b < 1)``.
 _LOOSER = re.compile(r"\b(?:and|or|unless)\b", re.IGNORECASE)
 NO_SERIES = "condition not met (the query returned no series)"
+#: the most characters of a query used as the name of its value
+NAME_MAX = 80
+
+OnPoll = Callable[[VerifyPoll], Awaitable[None]]
+
+
+@dataclass
+class _Check:
+    """What one poll of every check found."""
+
+    ok: bool = True
+    fatal: str | None = None           # it can no longer hold: why
+    unavailable: bool = False          # a dependency could not be asked
+    promql: PromqlPoll | None = None
+    rollout: str | None = None
+    alerts: str | None = None
 
 
 @dataclass(frozen=True)
@@ -92,8 +114,70 @@ def comparison_lhs(expr: str) -> str | None:
         lhs.count("{") == lhs.count("}") else None
 
 
-def _shown(values: list[float]) -> str:
-    return ", ".join(f"{v:g}" for v in values[:3]) + (", …" if len(values) > 3 else "")
+def comparison_parts(expr: str) -> tuple[str | None, str | None]:
+    """(left side of a filtering comparison or None, the comparison in words: "< 0.05",
+    "bool", or None when any sample holds)."""
+    if _BOOL.search(expr):
+        return None, "bool"
+    lhs = comparison_lhs(expr)
+    m = _SCALAR_COMPARISON.match(expr.strip())
+    if lhs is None or m is None:
+        return None, None
+    return lhs, f"{m.group('op')} {m.group('rhs')}"
+
+
+def series_values(result: Sequence[Mapping[str, Any]]) -> list[SeriesValue]:
+    """The first ``SERIES_KEPT`` series of an instant-query result, as journaled."""
+    out = []
+    for sample in result[:SERIES_KEPT]:
+        metric = sample.get("metric")
+        raw = sample.get("value")
+        value = raw[1] if isinstance(raw, list | tuple) and len(raw) > 1 else raw
+        out.append(SeriesValue(labels={str(k): str(v) for k, v in dict(
+            metric if isinstance(metric, Mapping) else {}).items()}, value=str(value)))
+    return out
+
+
+def _values(samples: Sequence[SeriesValue], total: int) -> str:
+    shown = []
+    for s in samples[:3]:
+        try:
+            value = float(s.value)
+        except ValueError:
+            value = math.nan
+        shown.append(f"{value:g}" if math.isfinite(value) else s.value)
+    return ", ".join(shown) + (", …" if total > 3 else "")
+
+
+def promql_words(p: PromqlPoll, name: str | None, hold_for: float, held: float) -> str:
+    """``error ratio 0.12 (needs < 0.05 for 2m; held 0s)``."""
+    label = name or p.lhs or comparison_lhs(p.query) or p.query
+    if len(label) > NAME_MAX:
+        label = label[:NAME_MAX - 1] + "…"
+    if p.error is not None:
+        return f"{label}: Prometheus unavailable, no value ({p.error})"
+    if p.samples:
+        values = _values(p.samples, p.series)
+    elif p.lhs_samples:
+        values = _values(p.lhs_samples, p.lhs_series)
+    else:
+        values = "no series"
+    needs = {None: "a sample", "bool": "1 on every series"}.get(p.comparison, p.comparison)
+    hold = f" for {human_duration(hold_for)}" if hold_for else ""
+    return f"{label} {values} (needs {needs}{hold}; held {human_duration(held)})"
+
+
+def make_poll(verify: Verify, check: _Check, at: datetime, held: float) -> VerifyPoll:
+    """The journal entry of one poll, with its words."""
+    verdict: Literal["holds", "not_met", "unavailable", "failed"] = (
+        "failed" if check.fatal is not None else "unavailable" if check.unavailable
+        else "holds" if check.ok else "not_met")
+    words = [promql_words(check.promql, verify.name, verify.hold_for, held)
+             if check.promql is not None else None, check.rollout, check.alerts]
+    text = "; ".join(w for w in words if w) or (check.fatal or "")
+    return VerifyPoll(at=at, verdict=verdict, held_for=held, needs_for=verify.hold_for,
+                      promql=check.promql, rollout=check.rollout, alerts=check.alerts,
+                      text=text)
 
 
 class Verifier:
@@ -111,9 +195,11 @@ class Verifier:
                   firing: Callable[[], Awaitable[int]],
                   wait: Callable[[float], Awaitable[None]],
                   alerts: AlertsApi | None = None,
-                  incident_alerts: Sequence[Mapping[str, Any]] = ()) -> Verdict:
+                  incident_alerts: Sequence[Mapping[str, Any]] = (),
+                  on_poll: OnPoll | None = None) -> Verdict:
         """Poll until every check holds (for ``for``), the timeout passes, or the alerts
-        resolve. ``wait`` sleeps but returns early when the incident is woken.
+        resolve. ``wait`` sleeps but returns early when the incident is woken; every
+        poll (the values seen, how long they have held) is handed to ``on_poll``.
 
         ``alerts`` (else the one given at construction) is asked about the firing
         ones among ``incident_alerts`` (webhook-shaped: ``fingerprint``, ``status``)
@@ -129,104 +215,102 @@ class Verifier:
                 return Verdict(False, False, f"promql not rendered: {exc}")
         deadline = started_at.timestamp() + verify.timeout
         held_since: float | None = None
-        last = "not checked yet"
         while True:
             if await firing() == 0:
                 return Verdict(True, True, "the alert resolved")
-            ok, last, fatal = await self._check(verify, query, target, alerts_api,
-                                                fingerprints)
+            check = await self._check(verify, query, target, alerts_api, fingerprints)
             now = self.clock.now().timestamp()
-            if fatal:
-                return Verdict(False, False, last)
-            if ok:
-                held_since = now if held_since is None else held_since
-                if now - held_since >= verify.hold_for:
-                    held = f" for {human_duration(now - held_since)}" if verify.hold_for else ""
-                    return Verdict(True, False, f"held{held}: {last}")
-            else:
-                held_since = None
+            held_since = (held_since if held_since is not None else now) if check.ok else None
+            poll = make_poll(verify, check, self.clock.now(),
+                             0.0 if held_since is None else now - held_since)
+            if on_poll is not None:
+                await on_poll(poll)
+            if check.fatal is not None:
+                return Verdict(False, False, check.fatal)
+            if check.ok and poll.held_for >= verify.hold_for:
+                return Verdict(True, False, f"{poll.text} — verified")
             if now >= deadline:
-                return Verdict(False, False, f"did not hold within "
-                                             f"{human_duration(verify.timeout)}: {last}")
+                return Verdict(False, False, f"{poll.text} — not verified after "
+                                             f"{human_duration(verify.timeout)}")
             await wait(min(verify.interval, max(0.0, deadline - now)))
 
     async def _check(self, verify: Verify, query: str | None, target: TargetRef | None,
                      alerts: AlertsApi | None = None,
-                     fingerprints: Sequence[str] = ()) -> tuple[bool, str, bool]:
-        """(holds, description, fatal). Fatal means it can no longer hold: the rollout
+                     fingerprints: Sequence[str] = ()) -> _Check:
+        """One poll of every check. ``fatal`` means it can no longer hold: the rollout
         failed, or the check's dependency is not configured (it fails at once with that
         reason instead of polling until the timeout)."""
-        notes: list[str] = []
-        ok = True
+        out = _Check()
         if query is not None:
             if self.metrics is None:       # it cannot come up: settings are read at start
-                return False, ("Prometheus is not configured (prometheus.url): a promql "
-                               "check cannot hold"), True
-            try:
-                result = await self.metrics.query(query)
-            except ActionError as exc:
-                return False, f"Prometheus query failed: {exc}", False
-            held, text = samples_hold(query, result)
-            if not result:
-                text = await self._explain_empty(query, text)
-            ok = ok and held
-            notes.append(f"promql: {text}")
+                return _Check(False, fatal="Prometheus is not configured (prometheus.url): "
+                                           "a promql check cannot hold")
+            out.promql, out.ok = await self._promql(query)
+            out.unavailable = out.promql.error is not None
         if verify.rollout is not None:
             cluster = self.cluster if target is None or not target.cluster \
                 else self.clusters.get(target.cluster)
             if cluster is None or target is None:
-                return False, ("no Kubernetes cluster is configured (kubernetes.mode): a "
-                               "rollout check cannot hold"), True
+                return _Check(False, fatal="no Kubernetes cluster is configured "
+                                           "(kubernetes.mode): a rollout check cannot hold")
             try:
                 status = await cluster.rollout_status(target)
             except ActionError as exc:
-                return False, f"rollout status unavailable: {exc}", False
-            if status.failed:
-                return False, f"rollout failed: {status.message}", True
-            ok = ok and status.done
-            notes.append(f"rollout: {status.message}")
+                out.ok, out.unavailable = False, True
+                out.rollout = f"rollout status unavailable: {exc}"
+            else:
+                if status.failed:
+                    return _Check(False, fatal=f"rollout failed: {status.message}",
+                                  rollout=f"rollout failed: {status.message}")
+                out.ok = out.ok and status.done
+                out.rollout = f"rollout: {status.message}"
         if verify.alert_resolved:
-            held, text = await self._alerts_gone(alerts, fingerprints)
-            ok = ok and held
-            notes.append(text)
-        return ok, "; ".join(notes), False
+            held, out.alerts, down = await self._alerts_gone(alerts, fingerprints)
+            out.ok = out.ok and held
+            out.unavailable = out.unavailable or down
+        return out
 
-    async def _explain_empty(self, query: str, text: str) -> str:
-        """For ``<lhs> <op> <number>`` that filtered every series out, add the left
-        side's current value(s). Best effort: any doubt leaves ``text`` as it is."""
-        lhs = comparison_lhs(query)
-        if lhs is None or self.metrics is None:
-            return text
+    async def _promql(self, query: str) -> tuple[PromqlPoll, bool]:
+        """(what it saw, whether it holds). For ``<lhs> <op> <number>`` that filtered
+        every series out, also the left side's current value(s) (best effort: a failure
+        leaves them out)."""
+        assert self.metrics is not None
+        lhs, comparison = comparison_parts(query)
+        poll = PromqlPoll(query=query, comparison=comparison)
         try:
-            result = await self.metrics.query(lhs)
+            result = await self.metrics.query(query)
+        except ActionError as exc:
+            poll.error = str(exc)
+            return poll, False
+        poll.series, poll.samples = len(result), series_values(result)
+        holds = samples_hold(query, result)[0]
+        if result or lhs is None:
+            return poll, holds
+        try:
+            left = await self.metrics.query(lhs)
         except ActionError:
-            return text
-        values: list[float] = []
-        for sample in result:
-            try:
-                values.append(float(sample["value"][1]))
-            except (KeyError, TypeError, ValueError, IndexError):
-                return text
-        if not values:
-            return text[:-1] + "; its left side has no series either)"
-        return text[:-1] + f"; the left side is now {_shown(values)})"
+            return poll, holds
+        poll.lhs, poll.lhs_series, poll.lhs_samples = lhs, len(left), series_values(left)
+        return poll, holds
 
     @staticmethod
     async def _alerts_gone(alerts: AlertsApi | None,
-                           fingerprints: Sequence[str]) -> tuple[bool, str]:
-        """Whether Alertmanager lists none of ``fingerprints`` any more. An API that is
-        down is not a verdict: it does not hold, and the reason is reported."""
+                           fingerprints: Sequence[str]) -> tuple[bool, str, bool]:
+        """(held, words, unavailable): whether Alertmanager lists none of
+        ``fingerprints`` any more. An API that is down is not a verdict: it does not
+        hold, and the reason is reported."""
         if alerts is None or not fingerprints:
-            return False, "alert still firing"
+            return False, "alert still firing", False
         still: list[str] = []
         for fingerprint in fingerprints:
             try:
                 if await alerts.is_firing(fingerprint):
                     still.append(fingerprint)
             except ActionError as exc:
-                return False, f"alert still firing (Alertmanager API unavailable: {exc})"
+                return (False, f"alert still firing (Alertmanager API unavailable: {exc})",
+                        True)
         if still:
             return False, f"alert still firing ({len(still)} of {len(fingerprints)} " \
-                          f"listed by Alertmanager)"
-        return True, "Alertmanager no longer lists the alert"
+                          f"listed by Alertmanager)", False
+        return True, "Alertmanager no longer lists the alert", False
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -59,6 +59,75 @@ class TargetRef(BaseModel, frozen=True):
         return f"{self.kind} {where}" + (f" in cluster {self.cluster}" if self.cluster else "")
 
 
+#: Polls of one verification kept on its step record (the first and the latest ones),
+#: and the series of one query kept in a poll.
+POLLS_KEPT = 30
+SERIES_KEPT = 10
+
+
+class SeriesValue(BaseModel):
+    """One series of an instant-query result: its labels and its value as Prometheus
+    sent it (a string: "NaN" and "+Inf" are values too)."""
+
+    labels: dict[str, str] = Field(default_factory=dict)
+    value: str
+
+
+class PromqlPoll(BaseModel):
+    """What one promql check saw: the rendered query and the values it returned."""
+
+    query: str
+    series: int = 0                            # series returned (only the first are kept)
+    samples: list[SeriesValue] = Field(default_factory=list)
+    # a filtering comparison (``lhs < 0.05``) that dropped every series: its left side,
+    # queried on its own, and the values it has now
+    lhs: str | None = None
+    lhs_series: int = 0
+    lhs_samples: list[SeriesValue] = Field(default_factory=list)
+    comparison: str | None = None              # "< 0.05", "bool", None: any sample holds
+    error: str | None = None                   # Prometheus could not be asked: no value
+
+
+class VerifyPoll(BaseModel):
+    """One poll of a step's verification, journaled on the step record."""
+
+    at: datetime
+    # holds: every check held on this poll; not_met: one did not; unavailable: a
+    # dependency could not be asked (not a value); failed: it can no longer hold
+    verdict: Literal["holds", "not_met", "unavailable", "failed"]
+    held_for: float = 0.0                      # seconds the checks have held so far
+    needs_for: float = 0.0                     # seconds they must hold (``for``)
+    promql: PromqlPoll | None = None
+    rollout: str | None = None
+    alerts: str | None = None
+    text: str = ""                             # the poll in words
+
+
+class EvidenceItem(BaseModel):
+    """One thing collected from the cluster for an incident: a container's log (redacted,
+    capped) or an object's events."""
+
+    at: datetime
+    kind: Literal["logs", "events"]
+    moment: str                                # "escalation", or "after step 'restart'"
+    namespace: str
+    pod: str | None = None                     # logs: the pod; events: the object's name
+    object_kind: str = "Pod"
+    container: str | None = None
+    previous: bool = False                     # the last terminated instance
+    text: str = ""
+    truncated: bool = False                    # cut to the byte cap
+    redacted: int = 0                          # matches of the redaction patterns replaced
+
+    @property
+    def title(self) -> str:
+        """``logs of pod shop/cart-1 container app (previous)``."""
+        if self.kind == "events":
+            return f"events of {self.object_kind.lower()} {self.namespace}/{self.pod}"
+        what = f"logs of pod {self.namespace}/{self.pod} container {self.container}"
+        return what + (" (previous)" if self.previous else "")
+
+
 class StepRecord(BaseModel):
     index: int
     name: str
@@ -70,8 +139,25 @@ class StepRecord(BaseModel):
     error: str | None = None
     verify: str | None = None                 # human summary of the verification
     verify_started_at: datetime | None = None
+    # the verification's polls (at most POLLS_KEPT: the first, then the latest), and
+    # how many there were in all
+    polls: list[VerifyPoll] = Field(default_factory=list)
+    poll_count: int = 0
     started_at: datetime | None = None
     finished_at: datetime | None = None
+
+    def add_poll(self, poll: VerifyPoll) -> None:
+        """Keep ``poll``: the first poll stays, then the latest ``POLLS_KEPT - 1``."""
+        self.poll_count += 1
+        self.polls.append(poll)
+        if len(self.polls) > POLLS_KEPT:
+            del self.polls[1]
+
+    def slim(self) -> StepRecord:
+        """This record with its latest poll only (notification events carry it: the
+        polls are read from the store by those who need them)."""
+        return self if len(self.polls) <= 1 else self.model_copy(
+            update={"polls": self.polls[-1:]})
 
     @property
     def intends_change(self) -> bool:

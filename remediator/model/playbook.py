@@ -65,6 +65,9 @@ class Verify(Strict):
     """How to tell that a step worked. At least one check; all given must hold."""
 
     promql: str | None = Field(default=None, min_length=1)
+    # what the promql measures, in words ("error ratio"): how the journal and the
+    # notifications name its value; default: the query's left side
+    name: str | None = Field(default=None, min_length=1, max_length=100)
     hold_for: Duration = Field(default=0.0, alias="for")
     rollout: Literal["complete"] | None = None
     alert_resolved: bool = False
@@ -75,6 +78,8 @@ class Verify(Strict):
     def _coherent(self) -> Verify:
         if self.promql is None and self.rollout is None and not self.alert_resolved:
             raise ValueError("give at least one of 'promql', 'rollout' or 'alert_resolved'")
+        if self.name is not None and self.promql is None:
+            raise ValueError("'name' applies to 'promql' only")
         if self.hold_for and self.promql is None:
             raise ValueError("'for' applies to 'promql' only")
         if self.timeout <= 0:
@@ -125,6 +130,8 @@ class Step(Strict):
     verify: Verify | None = None
     approval: Approval | None = None
     retries: int = Field(default=3, ge=0, le=20)
+    # what to collect from the cluster once the step ended (the target's failing pods)
+    collect: list[Literal["logs", "events"]] = Field(default_factory=list)
     # The action, its retries and its verification together; None: ACTION_TIMEOUT plus
     # the verification's own timeout.
     timeout: Duration | None = None

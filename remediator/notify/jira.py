@@ -24,10 +24,12 @@ an incident whose snapshot lost its context still reach the ticket.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from remediator import rendering as render
 from remediator.clock import Clock
 from remediator.engine.notifications import Pacer
+from remediator.model.incident import IncidentState
 from remediator.ports.sinks import (
     EventKind,
     NotificationEvent,
@@ -36,6 +38,9 @@ from remediator.ports.sinks import (
     remember_delivered,
 )
 from remediator.ports.tracker import TrackerApi
+
+if TYPE_CHECKING:
+    from remediator.notify.files import EvidenceFiles
 
 _LAST = "jira.last_event"
 _KEY = "jira.key"
@@ -47,10 +52,14 @@ class JiraSink:
     name = "jira"
 
     def __init__(self, tickets: TrackerApi, transition_on_close: str | None = "Done", *,
-                 rate: float = 1.0, burst: float = 5.0) -> None:
+                 rate: float = 1.0, burst: float = 5.0,
+                 files: EvidenceFiles | None = None) -> None:
         """``transition_on_close``: the transition (or target status) applied when an
-        incident recovers or resolves; None leaves the ticket to humans."""
+        incident recovers or resolves; None leaves the ticket to humans. ``files``: the
+        graphs and collected logs attached to the ticket once the incident escalated
+        (the ticket is made by the escalation), and the graphs when it closes."""
         self.tickets = tickets
+        self.files = files
         self.transition_on_close = transition_on_close
         self.rate = rate
         self.burst = burst
@@ -72,7 +81,31 @@ class JiraSink:
                 await self._pacer.acquire("jira")
             await state.set(incident, _KEY, key)
             await self._deliver(event, key)
+            await self._attach(event, state, key)
         await remember_delivered(event, state, _LAST)
+
+    async def _attach(self, event: NotificationEvent, state: SinkState, key: str) -> None:
+        """Attach the evidence files, each once: at the first event that knows the ticket
+        once the incident escalated, and when it closes."""
+        view = event.incident
+        if self.files is None:
+            return
+        if event.kind is EventKind.CLOSED:
+            moment, files = "closed", await self.files.graphs(view)
+        elif view.state is IncidentState.ESCALATED and not await state.get(
+                view.id, "jira.files.escalated"):
+            moment, files = "escalated", await self.files.for_escalation(view)
+        else:
+            return
+        for f in files:
+            done = f"jira.file.{moment}.{f.filename}"
+            if await state.get(view.id, done):
+                continue
+            if self._pacer is not None:
+                await self._pacer.acquire("jira")
+            await self.tickets.attach(key, f.filename, f.content)
+            await state.set(view.id, done, "1")
+        await state.set(view.id, f"jira.files.{moment}", "1")
 
     async def _deliver(self, event: NotificationEvent, key: str) -> None:
         view = event.incident

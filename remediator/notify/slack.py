@@ -39,7 +39,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from remediator import rendering as render
 from remediator.clock import Clock
@@ -61,6 +61,9 @@ from remediator.ports.sinks import (
     remember_delivered,
 )
 
+if TYPE_CHECKING:
+    from remediator.notify.files import EvidenceFiles
+
 _LAST = "slack.last_event"
 _CHANNEL = SLACK_ROOT_CHANNEL      # SinkState keys of the thread's root,
 _ROOT = SLACK_ROOT_TS              # read by slack.notify after a restart
@@ -73,10 +76,14 @@ class SlackSink:
     name = SLACK_SINK
 
     def __init__(self, chat: ChatApi, default_channel: str | None = None, *,
-                 rate: float = 1.0, burst: float = 3.0) -> None:
+                 rate: float = 1.0, burst: float = 3.0,
+                 files: EvidenceFiles | None = None) -> None:
         """``rate``: calls a second per channel (Slack: about 1 message a second in a
-        channel), with bursts of ``burst``; pacing starts with ``use_clock``."""
+        channel), with bursts of ``burst``; pacing starts with ``use_clock``. ``files``:
+        the graphs (and at escalation the collected logs) shared in the thread when the
+        incident escalates and when it closes."""
         self.chat = chat
+        self.files = files
         self.default_channel = default_channel
         self.rate = rate
         self.burst = burst
@@ -155,6 +162,8 @@ class SlackSink:
             emoji = render.STATE_STYLE[event.incident.state][0]
             text = f"{emoji} {render.slack_escape(event.message)}"
             await self._upsert_reply(state, incident, f"event.{event.id}", root, text, None)
+        if event.kind in (EventKind.ESCALATED, EventKind.CLOSED):
+            await self._share_files(event, state, root)
 
         if remember:
             await remember_delivered(event, state, _LAST)
@@ -174,6 +183,24 @@ class SlackSink:
             by = event.message.split(" by ", 1)[-1]
             await self._upsert_reply(state, incident, f"event.{event.id}", root,
                                      render.handoff_message(event.kind.value, by), None)
+
+    async def _share_files(self, event: NotificationEvent, state: SinkState,
+                           root: PostedMessage) -> None:
+        """Upload the evidence files to the thread, each once (``files_upload_v2``)."""
+        if self.files is None:
+            return
+        view = event.incident
+        escalated = event.kind is EventKind.ESCALATED
+        files = await (self.files.for_escalation(view) if escalated
+                       else self.files.graphs(view))
+        for f in files:
+            key = f"slack.file.{event.kind.value}.{f.filename}"
+            if await state.get(view.id, key):
+                continue
+            await self._pace(root.channel)
+            file_id = await self.chat.upload(root.channel, root.ts, f.filename, f.content,
+                                             title=f.title)
+            await state.set(view.id, key, file_id or "shared")
 
     async def _storm_message(self, event: NotificationEvent, storm: Mapping[str, Any],
                              state: SinkState) -> None:

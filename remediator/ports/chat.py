@@ -49,6 +49,11 @@ class ChatApi(Protocol):
         """Edit a message in place (``channel`` must be the id ``post`` returned)."""
         ...
 
+    async def upload(self, channel: str, thread_ts: str, filename: str, content: bytes, *,
+                     title: str, comment: str | None = None) -> str:
+        """Share a file in the thread of ``thread_ts`` (``channel``: the id); its file id."""
+        ...
+
     async def usergroup_members(self, group_id: str) -> list[str]:
         """The user ids (``U…``) in the user group ``group_id`` (``S…``)."""
         ...

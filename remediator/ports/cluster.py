@@ -157,6 +157,20 @@ class ClusterApi(Protocol):
         ...
 
 
+    async def read_pod_log(self, namespace: str, name: str, *, container: str | None = None,
+                           previous: bool = False, tail_lines: int | None = None,
+                           limit_bytes: int | None = None) -> str | None:
+        """A container's log (``kubectl logs``): the last ``tail_lines`` lines, at most
+        ``limit_bytes``; ``previous``: of its last terminated instance. None when the pod
+        is gone, or has no previous instance."""
+        ...
+
+    async def object_events(self, namespace: str, kind: str, name: str) -> list[str]:
+        """The events whose involvedObject is ``kind`` ``namespace/name``, oldest first,
+        one line each."""
+        ...
+
+
 # What the isolation actions put on objects, and what the engine looks for when an
 # incident closes (remediator.engine.quarantine).
 INCIDENT_LABEL = "remediator.io/incident"

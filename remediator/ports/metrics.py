@@ -1,4 +1,5 @@
-"""The metrics port: a Prometheus instant query, for ``promql`` verifications.
+"""The metrics port: a Prometheus instant query, for ``promql`` verifications, and a
+range query, for the graphs of an incident.
 
 Holds ``MetricsApi`` only. Not here: the client (``remediator.adapters.prometheus``)
 or what a result means (``remediator.engine.verify``).
@@ -6,6 +7,7 @@ or what a result means (``remediator.engine.verify``).
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Protocol
 
 # One sample of an instant vector, as Prometheus sends it: {"metric": {…}, "value": [t, "v"]}
@@ -17,4 +19,10 @@ class MetricsApi(Protocol):
         """An instant query; returns ``data.result`` (a vector's samples). Raises
         ``TemporaryError`` (server down, 5xx, timeout) or ``PermanentError`` (the query
         is wrong)."""
+        ...
+
+    async def query_range(self, promql: str, start: datetime, end: datetime,
+                          step: float) -> list[Sample]:
+        """A range query; returns ``data.result`` (a matrix: {"metric", "values": [[t,
+        "v"], …]}). Raises as ``query``."""
         ...

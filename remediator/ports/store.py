@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from remediator.model.incident import (
+    EvidenceItem,
     IncidentState,
     IncidentSummary,
     IncidentView,
@@ -336,7 +337,7 @@ class TimerStore(Protocol):
 
 #: The tables a retention pass deletes from, in the order it reports them.
 PRUNED_TABLES = ("incidents", "incident_alerts", "alerts", "steps", "timeline", "approvals",
-                 "sink_state", "outbox", "deliveries", "budget")
+                 "sink_state", "outbox", "deliveries", "budget", "evidence")
 
 
 class RetentionStore(Protocol):
@@ -367,6 +368,20 @@ class RetentionStore(Protocol):
         ...
 
 
+class EvidenceStore(Protocol):
+    """What was collected from the cluster for an incident (pod logs, events)."""
+
+    async def add_evidence(self, incident_id: str, items: Sequence[EvidenceItem], *,
+                           keep: int) -> None:
+        """Append ``items`` (in one transaction); then keep the incident's latest ``keep``."""
+        ...
+
+    async def list_evidence(self, incident_id: str) -> list[EvidenceItem]:
+        """The incident's items, oldest first."""
+        ...
+
+
 class Store(LifecycleStore, IntakeStore, IncidentStore, JournalStore, ManualStore, LeaseStore,
-            GuardStore, OutboxStore, ApprovalStore, RetentionStore, TimerStore, Protocol):
+            GuardStore, OutboxStore, ApprovalStore, RetentionStore, TimerStore, EvidenceStore,
+            Protocol):
     """Every role: what a backend implements and what the daemon is handed."""

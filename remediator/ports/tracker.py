@@ -61,6 +61,10 @@ class TrackerApi(Protocol):
     async def comment(self, key: str, body: str) -> None:
         ...
 
+    async def attach(self, key: str, filename: str, content: bytes) -> None:
+        """Attach a file to the issue (``POST /rest/api/2/issue/{key}/attachments``)."""
+        ...
+
     async def transition(self, key: str, name: str, *, comment: str | None = None) -> bool:
         """Apply the transition called ``name`` (or leading to a status called ``name``).
         False, doing nothing, when the issue is already in status ``name``."""

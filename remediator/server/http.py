@@ -39,7 +39,9 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import TypeAdapter
 
+from remediator.adapters.graphs import MatplotlibRenderer
 from remediator.engine.core import Engine
+from remediator.engine.graphs import ALERT_GRAPH, incident_graphs
 from remediator.engine.health import DependencyHealth
 from remediator.engine.manual import ManualRefused, NoIncident
 from remediator.model.alerts import WebhookError, parse_webhook
@@ -56,8 +58,9 @@ from remediator.notify.interactions import (
     verify_slack_signature,
 )
 from remediator.ports.chat import SLACK_SINK
+from remediator.ports.graphs import GraphRenderer
 from remediator.ports.store import ApprovalRecord
-from remediator.rendering import ACK_ACTION
+from remediator.rendering import ACK_ACTION, incident_evidence, postmortem
 from remediator.server import oncall
 from remediator.server.auth import Authenticator, Credential, Principal, Right, Sso
 from remediator.server.paging import CursorError, decode_cursor, encode_cursor
@@ -147,6 +150,7 @@ class Api:
         self.ready = False
         self.accepting = True
         self.write_failure: str | None = None   # the last store write's error, until one works
+        self.graphs: GraphRenderer = MatplotlibRenderer()
         self.replays = ReplayGuard()
         # Slack user group id → (valid until, on the engine clock; member user ids)
         self._group_members: dict[str, tuple[datetime, frozenset[str]]] = {}
@@ -282,6 +286,54 @@ class Api:
         if view is None:
             return error(404, f"no incident {request.match_info['id']!r}")
         return web.json_response(view.model_dump(mode="json"))
+
+    async def evidence(self, request: web.Request) -> web.Response:
+        """What the incident's verifications saw, poll by poll (the values, what they
+        needed, how long they held) and what was collected from the cluster."""
+        who = self.caller(request, Right.READ)
+        if isinstance(who, web.Response):
+            return who
+        view = await self.engine.store.get_incident(request.match_info["id"], alert_limit=1)
+        if view is None:
+            return error(404, f"no incident {request.match_info['id']!r}")
+        collected = await self.engine.store.list_evidence(view.id)
+        return web.json_response(incident_evidence(view, collected))
+
+    async def postmortem(self, request: web.Request) -> web.Response:
+        """A postmortem draft of the incident, in Markdown."""
+        who = self.caller(request, Right.READ)
+        if isinstance(who, web.Response):
+            return who
+        view = await self.engine.store.get_incident(request.match_info["id"])
+        if view is None:
+            return error(404, f"no incident {request.match_info['id']!r}")
+        collected = await self.engine.store.list_evidence(view.id)
+        api = f"{request.scheme}://{request.host}"
+        return web.Response(text=postmortem(view, collected, api=api),
+                            content_type="text/markdown", charset="utf-8")
+
+    async def graph(self, request: web.Request) -> web.Response:
+        """The incident's graph as a PNG: ``?of=verification`` (the default: the value
+        its verification compared, else the alert's) or ``?of=alert`` (the alert's
+        own expression)."""
+        who = self.caller(request, Right.READ)
+        if isinstance(who, web.Response):
+            return who
+        view = await self.engine.store.get_incident(request.match_info["id"])
+        if view is None:
+            return error(404, f"no incident {request.match_info['id']!r}")
+        of = request.query.get("of", "verification")
+        if of not in ("verification", "alert"):
+            return error(400, f"of must be 'verification' or 'alert', not {of!r}")
+        graphs = await incident_graphs(view, self.engine.ports.metrics, self.engine.clock.now())
+        if of == "alert":
+            graphs = [g for g in graphs if g.title == ALERT_GRAPH]
+        if not graphs:
+            return error(404, "no graph: no step of this incident polled Prometheus, and its "
+                              "alerts' generatorURL carries no expression (g0.expr)")
+        png = await self.graphs.render(graphs[0])
+        return web.Response(body=png, content_type="image/png",
+                            headers={"Cache-Control": "no-store"})
 
     async def alert_list(self, request: web.Request) -> web.Response:
         who = self.caller(request, Right.READ)
@@ -564,17 +616,23 @@ def build_app(engine: Engine, config: ServerConfig,
 
     app = web.Application(client_max_size=config.max_body_bytes, middlewares=[errors])
     webhook = app.router.add_post("/api/v1/alerts", api.alerts)
-    app.router.add_get("/api/v1/alerts", api.alert_list)
-    app.router.add_get("/api/v1/incidents", api.incidents)
-    app.router.add_get("/api/v1/incidents/{id}", api.incident)
-    app.router.add_post("/api/v1/pause", api.pause)
-    app.router.add_post("/api/v1/resume", api.resume)
-    app.router.add_post("/api/v1/approvals/{id}/{decision:approve|reject}", api.decide)
-    app.router.add_post("/api/v1/incidents/{id}/{act:retry|resolve}", api.manual)
-    app.router.add_get("/api/v1/status", api.status)
-    app.router.add_post("/api/v1/slack/interactions", api.slack_interactions)
+    routes: list[tuple[str, str, Handler]] = [
+        ("GET", "/api/v1/alerts", api.alert_list),
+        ("GET", "/api/v1/incidents", api.incidents),
+        ("GET", "/api/v1/incidents/{id}", api.incident),
+        ("GET", "/api/v1/incidents/{id}/evidence", api.evidence),
+        ("GET", "/api/v1/incidents/{id}/graph.png", api.graph),
+        ("GET", "/api/v1/incidents/{id}/postmortem", api.postmortem),
+        ("POST", "/api/v1/pause", api.pause),
+        ("POST", "/api/v1/resume", api.resume),
+        ("POST", "/api/v1/approvals/{id}/{decision:approve|reject}", api.decide),
+        ("POST", "/api/v1/incidents/{id}/{act:retry|resolve}", api.manual),
+        ("GET", "/api/v1/status", api.status),
+        ("POST", "/api/v1/slack/interactions", api.slack_interactions),
+        ("GET", "/healthz", api.healthz),
+        ("GET", "/readyz", api.readyz),
+        ("GET", "/metrics", api.metrics)]
+    for method, path, handler in routes:
+        app.router.add_route(method, path, handler)
     oncall.add_routes(app, api)
-    app.router.add_get("/healthz", api.healthz)
-    app.router.add_get("/readyz", api.readyz)
-    app.router.add_get("/metrics", api.metrics)
     return app, api

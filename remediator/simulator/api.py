@@ -1,8 +1,8 @@
 """The Kubernetes REST API of the simulator (aiohttp handlers).
 
 Serves discovery, get/list/watch/create/update/patch/delete on every resource in
-``store.RESOURCES``, the ``scale`` and ``status`` subresources, and ``pods/eviction``
-(``disruption``). Answers
+``store.RESOURCES``, the ``scale`` and ``status`` subresources, ``pods/eviction``
+(``disruption``) and pods' ``log`` (``logs.py``). Answers
 errors as ``Status`` objects with the real reasons and messages. Every write
 runs the controller's ``reconcile()`` before the response is sent.
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -21,6 +22,7 @@ from aiohttp import web
 from remediator.clock import Clock
 from remediator.simulator import discovery, disruption
 from remediator.simulator.controller import Controller
+from remediator.simulator.logs import pod_log
 from remediator.simulator.patching import PatchError, json_patch, merge_patch, strategic_merge_patch
 from remediator.simulator.store import (
     ApiError,
@@ -53,6 +55,8 @@ class KubeApi:
     def __init__(self, store: Store, controller: Controller, clock: Clock) -> None:
         self.store, self.controller, self.clock = store, controller, clock
         self.server_address = "127.0.0.1:0"
+        # the last line a crashed container logged, if a simulated pod state set one
+        self.last_log_line: Callable[[Obj], str | None] = lambda pod: None
 
     def routes(self) -> list[web.RouteDef]:
         return [web.get("/version", self.version), web.get("/api", self.core),
@@ -127,6 +131,12 @@ class KubeApi:
             return respond({"apiVersion": rt.api_version, "kind": f"{rt.kind}List",
                             "metadata": {"resourceVersion": str(self.store.resource_version)},
                             "items": items})
+        if sub == "log" and name is not None:
+            if method != "GET":
+                raise ApiError(405, f"the server does not allow this method on {rt.qualified}")
+            pod = self.store.get(rt, ns, name)
+            text = pod_log(pod, dict(q), self.clock.now(), self.last_log_line(pod))
+            return web.Response(text=text, content_type="text/plain")
         if method == "GET" and name is not None:
             obj = self.store.get(rt, ns, name)
             return respond(self._scale(rt, obj) if sub == "scale" else obj)

@@ -10,9 +10,8 @@ controller's, ``simulator/controller.py``).
   DELETE ``{"image": …}``.
 * ``POST /sim/v1/nodes/{name}/conditions`` ``{"type": "MemoryPressure", "status": "True",
   "message": "…"}`` (``Ready``/``False`` makes the node NotReady).
-* ``GET /api/v1/namespaces/{ns}/pods/{name}/log`` (``container``, ``previous``,
-  ``tailLines``): the log line a pod state set, ``text/plain``, as the kubelet answers;
-  the real 400 when there is no previous container.
+* A crashed container's log (``logs.py``, the API's ``pods/{name}/log``) ends with the
+  ``log`` line its pod state set.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ from aiohttp import web
 
 from remediator.clock import Clock
 from remediator.simulator.api import error_response, respond
-from remediator.simulator.controller import POD, Controller
+from remediator.simulator.controller import Controller
 from remediator.simulator.store import ApiError, Obj, Store, by_kind, rfc3339
 
 NODE, PDB = by_kind("Node"), by_kind("PodDisruptionBudget")
@@ -92,13 +91,13 @@ class Conditions:
                     cond.update(status="False", reason="Unschedulable",
                                 message=state.message or UNSCHEDULABLE)
 
-    def log(self, pod: Obj, container: str, previous: bool) -> str | None:
+    def last_log_line(self, pod: Obj) -> str | None:
+        """The line a crashed container of ``pod`` ended its log with (its pod state's),
+        served by the API's log route (``logs.py``)."""
         state = self.state_of(pod)
-        if state is None:
-            return None if previous else ""
-        if previous and state.state not in ("OOMKilled", "CrashLoopBackOff"):
+        if state is None or state.state not in ("OOMKilled", "CrashLoopBackOff"):
             return None
-        return (state.log or "") + "\n" if state.log else ""
+        return state.log
 
     # --- HTTP ----------------------------------------------------------------------------
 
@@ -106,8 +105,7 @@ class Conditions:
         return [web.get("/sim/v1/pod-states", self.get_states),
                 web.post("/sim/v1/pod-states", self.set_state),
                 web.delete("/sim/v1/pod-states", self.clear_state),
-                web.post("/sim/v1/nodes/{name}/conditions", self.set_node_condition),
-                web.get("/api/v1/namespaces/{namespace}/pods/{name}/log", self.read_log)]
+                web.post("/sim/v1/nodes/{name}/conditions", self.set_node_condition)]
 
     async def get_states(self, request: web.Request) -> web.Response:
         return respond({"states": [asdict(s) for s in self.states.values()]})
@@ -145,20 +143,3 @@ class Conditions:
                     reason=body.get("reason") or cond["reason"],
                     lastTransitionTime=rfc3339(self.clock))
         return respond(self.store.update(NODE, obj, subresource="status", check_version=False))
-
-    async def read_log(self, request: web.Request) -> web.Response:
-        ns, name = request.match_info["namespace"], request.match_info["name"]
-        pod = self.store.find(POD, ns, name)
-        if pod is None:
-            return error_response(ApiError(404, f'pods "{name}" not found'))
-        container = request.query.get("container") or pod["spec"]["containers"][0]["name"]
-        previous = request.query.get("previous") in ("true", "1")
-        text = self.log(pod, container, previous)
-        if text is None:
-            return error_response(ApiError(400, f'previous terminated container "{container}" '
-                                                f'in pod "{name}" not found'))
-        tail = request.query.get("tailLines")
-        if tail and tail.isdigit():
-            text = "".join(text.splitlines(keepends=True)[-int(tail):])
-        return web.Response(text=text, content_type="text/plain")
-

@@ -77,7 +77,8 @@ def resource_list(group: str, version: str) -> dict[str, Any] | None:
             else:
                 resources.append({"name": f"{rt.plural}/{sub}", "singularName": "",
                                   "namespaced": rt.namespaced, "kind": rt.kind,
-                                  "verbs": ["get", "patch", "update"]})
+                                  "verbs": ["get"] if sub == "log" else
+                                  ["get", "patch", "update"]})
     if not resources:
         return None
     gv = f"{group}/{version}" if group else version

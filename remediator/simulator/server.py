@@ -53,6 +53,7 @@ class Simulator:
         self._loop_task: asyncio.Task[None] | None = None
         self._tempdir: str | None = None
         self.conditions = Conditions(self.store, self.controller, self.clock)
+        self.api.last_log_line = self.conditions.last_log_line
         self._load_seed()
 
     # --- seeding ----------------------------------------------------------------------

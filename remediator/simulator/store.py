@@ -58,7 +58,7 @@ RESOURCES: tuple[ResourceType, ...] = (
     ResourceType("", "v1", "nodes", "Node", namespaced=False, verbs=_RW, short_names=("no",),
                  subresources=("status",)),
     ResourceType("", "v1", "pods", "Pod", verbs=_RW, short_names=("po",),
-                 subresources=("eviction",)),
+                 subresources=("eviction", "log")),
     ResourceType("", "v1", "events", "Event", verbs=_RW, short_names=("ev",)),
     ResourceType("apps", "v1", "deployments", "Deployment", verbs=_RW, short_names=("deploy",),
                  subresources=("scale", "status"), has_generation=True),

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from remediator.model.incident import (
+    EvidenceItem,
     IncidentState,
     IncidentSummary,
     IncidentView,
@@ -320,6 +321,26 @@ class PgIncidents(PgBase):
         else:
             rows = await self._fetch("SELECT * FROM alerts ORDER BY id DESC LIMIT $1", limit)
         return [_alert_dict(r) for r in rows]
+
+    # --- evidence -------------------------------------------------------------------
+
+    async def add_evidence(self, incident_id: str, items: Sequence[EvidenceItem], *,
+                           keep: int) -> None:
+        rows = [(incident_id, item.at, item.kind, item.model_dump_json()) for item in items]
+
+        async def run(c: Conn) -> None:
+            if rows:
+                await c.executemany("INSERT INTO evidence(incident_id, at, kind, record) "
+                                    "VALUES ($1,$2,$3,$4)", rows)
+            await c.execute("DELETE FROM evidence WHERE incident_id=$1 AND id NOT IN (SELECT "
+                            "id FROM evidence WHERE incident_id=$1 ORDER BY id DESC LIMIT $2)",
+                            incident_id, keep)
+        await self._tx(run)
+
+    async def list_evidence(self, incident_id: str) -> list[EvidenceItem]:
+        rows = await self._fetch("SELECT record FROM evidence WHERE incident_id=$1 ORDER BY id",
+                                 incident_id)
+        return [EvidenceItem.model_validate_json(r["record"]) for r in rows]
 
 
 _MERGE_CONTEXT_SQL = ("UPDATE incidents SET context = context || $2::jsonb, updated_at=$3 "

@@ -50,7 +50,8 @@ def _incidents_batch(cutoff: datetime, batch: int) -> Batch:
             "SELECT DISTINCT alert_id FROM incident_alerts WHERE incident_id = ANY($1::text[])",
             ids)]
         n: Counts = {}
-        for table in ("timeline", "steps", "approvals", "sink_state", "incident_alerts"):
+        for table in ("timeline", "steps", "approvals", "sink_state", "incident_alerts",
+                      "evidence"):
             n[table] = _rows(await c.execute(
                 f"DELETE FROM {table} WHERE incident_id = ANY($1::text[])", ids))
         await c.execute("DELETE FROM target_locks WHERE incident_id = ANY($1::text[])", ids)

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from remediator.model.incident import (
+    EvidenceItem,
     IncidentState,
     IncidentSummary,
     IncidentView,
@@ -199,6 +200,24 @@ class SqliteIncidents(SqliteBase):
     async def save_step(self, incident_id: str, phase: str, step: StepRecord,
                         now: datetime) -> None:
         await self.journal(incident_id, now, step=(phase, step))
+
+    async def add_evidence(self, incident_id: str, items: Sequence[EvidenceItem], *,
+                           keep: int) -> None:
+        rows = [(incident_id, ts(item.at), item.kind, item.model_dump_json()) for item in items]
+
+        def run(c: sqlite3.Connection) -> None:
+            c.executemany("INSERT INTO evidence(incident_id, at, kind, record) "
+                          "VALUES (?,?,?,?)", rows)
+            c.execute("DELETE FROM evidence WHERE incident_id=? AND id NOT IN (SELECT id FROM "
+                      "evidence WHERE incident_id=? ORDER BY id DESC LIMIT ?)",
+                      (incident_id, incident_id, keep))
+        await self._write(run)
+
+    async def list_evidence(self, incident_id: str) -> list[EvidenceItem]:
+        def run(c: sqlite3.Connection) -> list[EvidenceItem]:
+            return [EvidenceItem.model_validate_json(r[0]) for r in c.execute(
+                "SELECT record FROM evidence WHERE incident_id=? ORDER BY id", (incident_id,))]
+        return await self._read(run)
 
     async def add_timeline(self, incident_id: str, entry: TimelineEntry) -> None:
         await self.journal(incident_id, entry.at, timeline=(entry,))

@@ -67,7 +67,8 @@ def _incidents_batch(cutoff: str, batch: int) -> Batch:
         alert_ids = [r[0] for r in c.execute(
             f"SELECT DISTINCT alert_id FROM incident_alerts WHERE incident_id IN ({marks})", ids)]
         n: Counts = {}
-        for table in ("timeline", "steps", "approvals", "sink_state", "incident_alerts"):
+        for table in ("timeline", "steps", "approvals", "sink_state", "incident_alerts",
+                      "evidence"):
             n[table] = c.execute(f"DELETE FROM {table} WHERE incident_id IN ({marks})",
                                  ids).rowcount
         c.execute(f"DELETE FROM target_locks WHERE incident_id IN ({marks})", ids)

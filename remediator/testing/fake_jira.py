@@ -12,7 +12,10 @@ It answers what pycontribs ``jira`` 3.10 sends for the calls remediator makes:
   summary, labels, description), ``GET /rest/api/2/issue/{key}``;
 * ``GET|POST /rest/api/2/issue/{key}/comment``;
 * ``GET|POST /rest/api/2/issue/{key}/transitions`` over a small workflow
-  (Open → In Progress → Done → Reopen).
+  (Open → In Progress → Done → Reopen);
+* ``POST /rest/api/2/issue/{key}/attachments``: multipart ``file`` parts, only with
+  ``X-Atlassian-Token: no-check`` (else 403 "XSRF check failed", as Jira answers);
+  200 with the list of attachments made.
 
 Auth: Cloud wants basic ``email:api_token``; Data Center a bearer PAT (basic
 also accepted). Faults: ``fail(times, status, retry_after)`` and
@@ -28,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 from remediator.testing.server import FakeServer
 
@@ -47,12 +50,21 @@ _CLAUSE = re.compile(r'^\s*(\w+)\s*(!=|=)\s*(?:"((?:[^"\\]|\\.)*)"|([\w.-]+))\s*
 
 
 @dataclass
+class FakeAttachment:
+    id: str
+    filename: str
+    mime_type: str
+    data: bytes
+
+
+@dataclass
 class FakeIssue:
     id: str
     key: str
     fields: dict[str, Any]
     comments: list[dict[str, Any]] = field(default_factory=list)
     transitions: list[str] = field(default_factory=list)     # names of transitions applied
+    attachments: list[FakeAttachment] = field(default_factory=list)
 
     @property
     def status(self) -> str:
@@ -100,6 +112,7 @@ class FakeJira(FakeServer):
         r.add_post("/rest/api/2/issue/{key}/comment", self._add_comment)
         r.add_get("/rest/api/2/issue/{key}/transitions", self._transitions)
         r.add_post("/rest/api/2/issue/{key}/transitions", self._transition)
+        r.add_post("/rest/api/2/issue/{key}/attachments", self._attach)
         return app
 
     # -- faults ----------------------------------------------------------------------
@@ -302,6 +315,30 @@ class FakeJira(FakeServer):
                                      status=400)
         comment = self._comment(issue, body)
         return web.json_response(comment, status=201)
+
+    async def _attach(self, request: web.Request) -> web.Response:
+        issue = self._find(request.match_info["key"])
+        if request.headers.get("X-Atlassian-Token", "").lower() != "no-check":
+            return web.Response(status=403, text="XSRF check failed", content_type="text/plain")
+        if not request.content_type.startswith("multipart/"):
+            raise _json_error(415, "the request must be multipart/form-data")
+        made = []
+        reader = await request.multipart()
+        async for part in reader:
+            if not isinstance(part, BodyPartReader) or part.name != "file":
+                continue
+            data = bytes(await part.read())
+            attachment = FakeAttachment(str(next(self._ids)), part.filename or "file",
+                                        part.headers.get("Content-Type",
+                                                         "application/octet-stream"), data)
+            issue.attachments.append(attachment)
+            made.append({"self": self._url(f"attachment/{attachment.id}"), "id": attachment.id,
+                         "filename": attachment.filename, "size": len(data),
+                         "mimeType": attachment.mime_type, "created": _jtime(self.now),
+                         "content": self._url(f"attachment/content/{attachment.id}")})
+        if not made:
+            raise _json_error(400, "no file part named 'file'")
+        return web.json_response(made)
 
     def _comment(self, issue: FakeIssue, body: str) -> dict[str, Any]:
         cid = str(next(self._ids))

@@ -16,7 +16,13 @@ Faults: ``rate_limit(times, retry_after)``, ``fail(times, status, method=None)``
 (5xx; with ``method``, only calls to that method fail), and ``down()``/``up()``
 (the listener closes: connection refused, state kept).
 
-Not here: conversations.*, files, reactions, interactivity (see
+Files, as ``files_upload_v2`` does it: ``files.getUploadURLExternal`` (``filename``,
+``length``) → an ``upload_url`` and ``file_id``; the bytes POSTed to that URL
+(their length must match); ``files.completeUploadExternal`` (``files`` =
+``[{"id", "title"}]``, ``channel_id``, ``thread_ts``, ``initial_comment``) shares
+them. ``files`` holds every shared file with its bytes.
+
+Not here: conversations.*, reactions, interactivity (see
 ``remediator.notify.interactions`` for the inbound side).
 """
 
@@ -32,6 +38,19 @@ from aiohttp import web
 from remediator.testing.server import FakeServer
 
 _TEXT_LIMIT = 40_000
+
+
+@dataclass
+class SlackFile:
+    """A file shared by files.completeUploadExternal, with the bytes uploaded."""
+
+    id: str
+    filename: str
+    title: str
+    data: bytes
+    channel: str
+    thread_ts: str | None
+    initial_comment: str | None
 
 
 @dataclass
@@ -75,6 +94,8 @@ class FakeSlack(FakeServer):
         self.messages: list[SlackMessage] = []
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self._ts = itertools.count(1)
+        self.files: list[SlackFile] = []
+        self._pending: dict[str, dict[str, Any]] = {}      # file id → filename, length, data
         self._rate_limits: list[int] = []          # Retry-After of each pending 429
         self._failures: list[tuple[int, str | None]] = []   # (5xx status, only this method)
 
@@ -83,6 +104,7 @@ class FakeSlack(FakeServer):
         app = web.Application()
         app.router.add_post("/api/{method}", self._handle)
         app.router.add_get("/api/{method}", self._handle)
+        app.router.add_post("/upload/{file_id}", self._upload)
         return app
 
     @property
@@ -148,6 +170,8 @@ class FakeSlack(FakeServer):
             "chat.postMessage": self._post_message,
             "chat.update": self._update,
             "usergroups.users.list": self._usergroup_users,
+            "files.getUploadURLExternal": self._upload_url,
+            "files.completeUploadExternal": self._complete_upload,
         }.get(method)
         if handler is None:
             return _error("unknown_method")
@@ -201,6 +225,63 @@ class FakeSlack(FakeServer):
         if group not in self.groups:
             return _error("no_such_subteam")
         return _ok({"users": list(self.groups[group])})
+
+    # -- files ---------------------------------------------------------------------
+    def _upload_url(self, args: dict[str, Any]) -> web.Response:
+        filename, length = args.get("filename"), args.get("length")
+        if not filename or length in (None, ""):
+            return _error("invalid_arguments")
+        try:
+            size = int(length)
+        except (TypeError, ValueError):
+            return _error("invalid_arguments")
+        if size <= 0:
+            return _error("invalid_arguments")
+        file_id = f"F{len(self._pending) + 1:08d}"
+        self._pending[file_id] = {"filename": str(filename), "length": size, "data": None}
+        return _ok({"upload_url": f"{self.root_url}/upload/{file_id}", "file_id": file_id})
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        pending = self._pending.get(request.match_info["file_id"])
+        data = await request.read()
+        if pending is None:
+            return web.Response(status=404, text="unknown upload")
+        if len(data) != pending["length"]:
+            return web.Response(status=400, text=f"length {len(data)} != {pending['length']}")
+        pending["data"] = data
+        return web.Response(text=f"OK - {len(data)}")
+
+    def _complete_upload(self, args: dict[str, Any]) -> web.Response:
+        files = args.get("files")
+        if isinstance(files, str):
+            try:
+                files = json.loads(files)
+            except json.JSONDecodeError:
+                return _error("invalid_json")
+        if not isinstance(files, list) or not files:
+            return _error("invalid_arguments")
+        channel = self._resolve(str(args.get("channel_id") or ""))
+        if args.get("channel_id") and channel is None:
+            return _error("channel_not_found")
+        thread_ts = args.get("thread_ts")
+        if thread_ts and (channel is None or self.message(channel, str(thread_ts)) is None):
+            return _error("invalid_thread_ts")
+        shared = []
+        for item in files:
+            pending = self._pending.get(str(item.get("id")))
+            if pending is None or pending["data"] is None:
+                return _error("file_not_found")
+            shared.append(SlackFile(str(item["id"]), pending["filename"],
+                                    str(item.get("title") or pending["filename"]),
+                                    pending["data"], channel or "", thread_ts,
+                                    args.get("initial_comment")))
+        self.files.extend(shared)
+        return _ok({"files": [{"id": f.id, "name": f.filename, "title": f.title}
+                              for f in shared]})
+
+    def thread_files(self, channel: str, thread_ts: str) -> list[SlackFile]:
+        cid = self._resolve(channel)
+        return [f for f in self.files if f.channel == cid and f.thread_ts == thread_ts]
 
     def _resolve(self, channel: str) -> str | None:
         """A channel name (with or without '#') or id → its id; None if unknown."""

@@ -122,14 +122,20 @@ async def test_a_bad_rollout_is_diagnosed_and_rolled_back_because_of_it(
 
 
 async def test_without_the_finding_the_when_step_is_skipped(rig: Rig, sim: Simulator) -> None:
-    """No rollout before the alert: the restart runs (nothing to skip it), the rollback's
-    ``when`` is not met, so it is skipped and the incident escalates."""
+    """No rollout before the alert: the restart runs (nothing to skip it) and does not
+    help (the pods never become ready), the rollback's ``when`` is not met, so it is
+    skipped and the incident escalates."""
     await rig.start(PLAYBOOK)
     rig.engine.ports.inspect = KubernetesInspector(rig.cluster)
+    async with rig.http.post(f"{sim.url}/sim/v1/pod-states", headers={
+            "Authorization": f"Bearer {sim.token}"}, json={
+            "image": "example/api:1.2.0", "state": "Unready"}) as r:
+        assert r.status == 201
     async with ticking(sim):
         await rig.post([alert(starts_at=sim.clock.now() + timedelta(seconds=1))])
         await rig.settle(30)
     inc = await rig.only_incident()
+    assert inc.state == IncidentState.ESCALATED, [t.message for t in inc.timeline]
     restart, rollback = inc.steps[:2]
     assert restart.status != StepStatus.SKIPPED          # nothing skipped it: it acted
     assert restart.intent is not None

@@ -117,7 +117,12 @@ async def test_missing_target_path_journal_logs_and_store_traffic(
     assert jira is not None
     assert page is not None
     assert jira["args"]["summary"] == "errors on gone"
-    assert [(e.kind, e.message) for e in inc.timeline] == [
+    # what could not be collected at escalation (the target is gone) is said once
+    [gathered] = [e for e in inc.timeline if e.kind == "evidence"]
+    assert gathered.message.startswith("escalation: collected 0 logs of 0 failing pods and "
+                                       "0 event lists; could not read: the pods of "
+                                       "Deployment prod/gone: ")
+    assert [(e.kind, e.message) for e in inc.timeline if e.kind != "evidence"] == [
         ("opened", "incident opened: 1 alert(s), playbook missing"),
         ("state", "incident remediating"),
         ("step", f"step 'restart' failed: {errors[0]}"),
@@ -133,10 +138,11 @@ async def test_missing_target_path_journal_logs_and_store_traffic(
               if r.name == "remediator.engine" and getattr(r, "incident", None) == inc.id]
     assert logged == [(e.kind, e.message) for e in inc.timeline]
 
-    # Each change and its note went to the store together: no note was written alone,
-    # and no more journal writes than notes plus the escalation's "done" mark; reads
+    # Each change and its note went to the store together: no note was written alone
+    # (but the evidence note, which goes with no change of the incident's record), and
+    # no more journal writes than notes plus the escalation's "done" mark; reads
     # only where something may have changed (the run, the escalation, its 2nd action).
-    assert calls["note alone"] == 0, calls
+    assert calls["note alone"] == 1, calls
     assert calls["journal"] <= len(inc.timeline) + 1, calls
     assert calls["get_incident"] <= 3, calls
     # no action read ctx.incident on this path: the incident was never dumped

@@ -30,7 +30,8 @@ from remediator.store.migrations import (
     v0003_sink_leases,
     v0004_retention,
     v0005_incident_pages,
-    v0007_chain_timers,
+    v0006_chain_timers,
+    v0007_evidence,
 )
 
 log = logging.getLogger("remediator.store")
@@ -46,7 +47,7 @@ class Step:
 
 STEPS = [Step(n, m.NAME, m.SQLITE, m.POSTGRES) for n, m in enumerate(
     (v0001_initial, v0002_incident_leases, v0003_sink_leases, v0004_retention,
-     v0005_incident_pages, v0007_chain_timers), start=1)]
+     v0005_incident_pages, v0006_chain_timers, v0007_evidence), start=1)]
 LATEST = STEPS[-1].version
 
 _SQLITE_TABLE = ("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
