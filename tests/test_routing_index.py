@@ -97,7 +97,7 @@ def test_only_candidates_are_tried() -> None:
     positions = router._candidates({"alertname": "Err", "instance": "10.0.0.2:80"})
     names = [ALL[p].name for p in positions]
     assert names == sorted(names, key=[pb.name for pb in ALL].index)      # load order
-    assert "inst-a" not in names and "sev" not in names and "sev-esc" not in names
+    assert not {"inst-a", "sev", "sev-esc"} & set(names)
     # err-2 is indexed under err-2's rarer namespace="shop"; absent under team=""
     assert {"inst-b", "err", "group", "neg-only", "ci", "catch-all", "absent"} <= set(names)
 
