@@ -108,3 +108,17 @@ async def test_the_adapter_itself_does_not_retry(prom: FakePrometheus) -> None:
     with pytest.raises(TemporaryError, match="503"):
         await PrometheusMetrics(prom.base_url, timeout=5).query(Q)
     assert prom.calls[Q] == 1
+
+
+async def test_an_answer_ages_from_when_it_was_asked(prom: FakePrometheus) -> None:
+    """A poller whose query took long asks again one interval after it asked: it gets a
+    fresh answer, not the one it received a moment ago."""
+    ticks = Ticks()
+    metrics = shared(prom, ticks, window=5.0)
+    slow = asyncio.ensure_future(metrics.query(Q))
+    await asyncio.sleep(0.01)
+    ticks.now = 104.0                         # answered 4 s after it was asked
+    await slow
+    ticks.now = 105.0                         # the next poll, one interval after
+    await metrics.query(Q)
+    assert prom.calls[Q] == 2

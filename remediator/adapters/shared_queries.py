@@ -5,7 +5,7 @@ recording rule, or the same target folded from many alerts), each polling at its
 phase of the same interval. ``SharedQueries`` wraps the real adapter:
 
 * a query already in flight is not sent again: every caller awaits the same request;
-* an answer is reused for ``window`` seconds after it arrived (``prometheus.share_window``;
+* an answer is reused for ``window`` seconds after it was asked for (``prometheus.share_window``;
   0 turns it off), so callers spread over an interval no longer than the window cost
   one query per interval;
 * at most ``max_concurrency`` distinct queries are in flight at once
@@ -55,6 +55,7 @@ class SharedQueries:
         return list(await asyncio.shield(pending))
 
     async def _send(self, promql: str) -> list[Sample]:
+        asked = self._monotonic()
         try:
             async with self._limit:
                 self.sent += 1
@@ -62,7 +63,9 @@ class SharedQueries:
             if self.window > 0:
                 if len(self._answers) >= SWEEP_AT:
                     self._sweep()
-                self._answers[promql] = (self._monotonic(), result)
+                # aged from when it was asked: a caller asking again one window after its
+                # own (slow) request gets a fresh answer, never its own old one
+                self._answers[promql] = (asked, result)
             return result
         finally:
             del self._inflight[promql]
