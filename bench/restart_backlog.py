@@ -141,7 +141,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             out["reaction_after_restart_ms"] = react(url, sim_url, 2, 10**7)
             time.sleep(10)
             out["rss_10s_mb"], out["peak_rss_mb"] = rss_mb(daemon.pid)
-            status, data = http_get(url + "/api/v1/status")
+            _status, data = http_get(url + "/api/v1/status")
             out["running_at_10s"] = data.get("running_incidents") if data else None
         log = (Path(__file__).parent / "results" / "restart-backlog-2.log").read_text()
         for line in log.splitlines():

@@ -26,34 +26,35 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import rss_mb, start_simulator
 from remediator.app import Daemon
-from remediator.settings import load_settings
+from remediator.settings import Settings, load_settings
 
 
-async def main_async(args: argparse.Namespace) -> None:
+def prepare(args: argparse.Namespace, work: Path, kubeconfig: Path) -> Settings:
+    """A copy of the kept store and config in ``work``, pointed at ``kubeconfig``."""
     src = Path(args.dir)
-    work = Path(tempfile.mkdtemp(prefix="remediator-bench-holders-"))
     for f in src.glob("backlog.db*"):
         shutil.copy(f, work / f.name)
     cfg = next(src.glob("config-*.yaml"))
-    sim, _url, kubeconfig = start_simulator(work, 3)
     text = cfg.read_text().replace(str(src / "backlog.db"), str(work / "backlog.db"))
     text = re.sub(r"kubeconfig: '[^']*'", f"kubeconfig: '{kubeconfig}'", text)
     (work / cfg.name).write_text(text)
-    settings = load_settings(work / cfg.name)
+    return load_settings(work / cfg.name)
+
+
+async def main_async(args: argparse.Namespace, settings: Settings) -> None:
     if not args.no_trace:
         tracemalloc.start(args.frames)
     daemon = Daemon(settings)
-    with sim:
-        await daemon.start()
-        for second in range(int(args.seconds)):
-            await asyncio.sleep(1)
-            print(f"{second + 1:3d} s: RSS {rss_mb(os.getpid())[0]:.0f} MB, "
-                  f"{len(asyncio.all_tasks())} tasks, running {daemon.engine.running}")
-        if args.maps:
-            print_maps()
-        if not args.no_trace:
-            await report(args)
-        await daemon.stop()
+    await daemon.start()
+    for second in range(int(args.seconds)):
+        await asyncio.sleep(1)
+        print(f"{second + 1:3d} s: RSS {rss_mb(os.getpid())[0]:.0f} MB, "
+              f"{len(asyncio.all_tasks())} tasks, running {daemon.engine.running}")
+    if args.maps:
+        print_maps()
+    if not args.no_trace:
+        await report(args)
+    await daemon.stop()
 
 
 def print_maps() -> None:
@@ -91,7 +92,11 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=1)
     parser.add_argument("--maps", action="store_true", help="largest mappings at the end")
     parser.add_argument("--no-trace", action="store_true", help="RSS over time only")
-    asyncio.run(main_async(parser.parse_args()))
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="remediator-bench-holders-"))
+    sim, _url, kubeconfig = start_simulator(work, 3)
+    with sim:
+        asyncio.run(main_async(args, prepare(args, work, kubeconfig)))
     return 0
 
 

@@ -200,8 +200,16 @@ def report(data: dict[str, Any]) -> None:
     if "remediator_500" in data:
         r5, r7 = data["remediator_500"], data["remediator"]
         rows.append(("500 / 7 playbooks throughput", f"{r5['rps'] / r7['rps']:.2f}", "", ""))
+    met: dict[str, bool] = {}
     if base and "remediator" in data:
         data["ratio"] = data["remediator"]["rps"] / base["rps"]
+        met["ratio_vs_bare_0.5"] = data["ratio"] >= 0.5
+    if "remediator" in data:
+        met["p99_under_20ms"] = data["remediator"]["p99_ms"] < 20.0
+    if "remediator_500" in data:
+        met["500_playbooks_within_10pct"] = (
+            data["remediator_500"]["rps"] >= 0.9 * data["remediator"]["rps"])
+    data["met"] = met
     print(table(rows))
     for key in ("remediator", "remediator_500"):
         prof = data.get(key, {}).get("profile")
