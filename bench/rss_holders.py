@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import os
 import re
 import shutil
@@ -49,12 +50,24 @@ async def main_async(args: argparse.Namespace, settings: Settings) -> None:
     for second in range(int(args.seconds)):
         await asyncio.sleep(1)
         print(f"{second + 1:3d} s: RSS {rss_mb(os.getpid())[0]:.0f} MB, "
+              f"SQLite {sqlite_mb():.1f} MB, "
+              f"traced {tracemalloc.get_traced_memory()[0] / 2**20:.1f} MB, "
               f"{len(asyncio.all_tasks())} tasks, running {daemon.engine.running}")
     if args.maps:
         print_maps()
     if not args.no_trace:
         await report(args)
     await daemon.stop()
+
+
+def sqlite_mb() -> float:
+    """SQLite's own heap (``sqlite3_memory_used``) of the library ``_sqlite3`` links."""
+    try:
+        lib = ctypes.CDLL("libsqlite3.so.0")
+    except OSError:
+        return float("nan")
+    lib.sqlite3_memory_used.restype = ctypes.c_int64
+    return float(lib.sqlite3_memory_used()) / 2**20
 
 
 def print_maps() -> None:
