@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from remediator.adapters import shared_queries
 from remediator.adapters.prometheus import PrometheusMetrics
 from remediator.adapters.shared_queries import SharedQueries
 from remediator.errors import PermanentError, TemporaryError
@@ -43,6 +44,7 @@ async def test_concurrent_identical_queries_are_sent_once(prom: FakePrometheus) 
     metrics = shared(prom, Ticks())
     results = await asyncio.gather(*[metrics.query(Q) for _ in range(200)])
     assert prom.calls[Q] == 1
+    assert (metrics.sent, metrics.shared) == (1, 199)
     assert all(r == results[0] for r in results)
     assert float(results[0][0]["value"][1]) == 0.01
 
@@ -122,3 +124,16 @@ async def test_an_answer_ages_from_when_it_was_asked(prom: FakePrometheus) -> No
     ticks.now = 105.0                         # the next poll, one interval after
     await metrics.query(Q)
     assert prom.calls[Q] == 2
+
+
+async def test_expired_answers_are_swept(prom: FakePrometheus,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shared_queries, "SWEEP_AT", 3)
+    ticks = Ticks()
+    metrics = shared(prom, ticks, window=5.0)
+    for i in range(3):
+        await metrics.query(f"up{{i=\"{i}\"}}")
+    assert len(metrics._answers) == 3
+    ticks.now += 5.0                          # all three expired
+    await metrics.query("up")
+    assert list(metrics._answers) == ["up"]
