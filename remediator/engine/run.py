@@ -145,17 +145,25 @@ class Run:
             raise StepTimedOut
 
     async def _sleep_or_wake(self, seconds: float) -> None:
+        # One helper task per waiting run, not two: the sleep, when it ends, sets the wake
+        # event the run waits on (``wait`` clears it afterwards either way). Thousands of
+        # incidents waiting for approvals or verifications each hold this.
+        wake = self.wake
+
+        def slept(done: asyncio.Future[None]) -> None:
+            if not done.cancelled():
+                wake.set()
+
         sleeper = asyncio.ensure_future(self.clock.sleep(seconds))
-        waker = asyncio.ensure_future(self.wake.wait())
+        sleeper.add_done_callback(slept)
         if self.slot is not None:
             self.slot.give()                    # waiting is not working
         self._shed_alerts()
         try:
-            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+            await wake.wait()
         finally:
-            for task in (sleeper, waker):
-                task.cancel()
-            await asyncio.gather(sleeper, waker, return_exceptions=True)
+            sleeper.cancel()
+            await asyncio.gather(sleeper, return_exceptions=True)
             if self.slot is not None:
                 await self.slot.take()
 
