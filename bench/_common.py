@@ -202,14 +202,17 @@ def start_simulator(tmp: Path, deployments: int) -> tuple[Proc, str, Path]:
 def write_config(tmp: Path, *, store: Path | str, port: int, kubeconfig: Path | None,
                  dry_run: bool, console: bool = False, budget: int = 20,
                  log_level: str = "INFO", max_parallel: int = 32,
-                 diagnosis: bool | None = None) -> Path:
+                 diagnosis: bool | None = None,
+                 playbooks: list[Path | None] | None = None) -> Path:
+    """``playbooks``: directories in load order (None: the shipped ones), default those."""
+    dirs = ", ".join(f'"{d or PLAYBOOKS}"' for d in (playbooks or [None]))
     k8s = (f"kubernetes: {{mode: kubeconfig, kubeconfig: '{kubeconfig}'}}" if kubeconfig
            else "kubernetes: {mode: none}")
     cfg = tmp / f"config-{port}.yaml"
     cfg.write_text(f"""\
 server: {{listen: "127.0.0.1:{port}"}}
 store: {{path: "{store}", synchronous: FULL}}
-playbooks: ["{PLAYBOOKS}"]
+playbooks: [{dirs}]
 engine: {{dry_run: {str(dry_run).lower()}, action_budget: {budget}, max_parallel: {max_parallel}{
     "" if diagnosis is None else f", diagnosis: {{enabled: {str(diagnosis).lower()}}}"}}}
 {k8s}

@@ -1,4 +1,4 @@
-"""Run every benchmark in turn (startup, intake, reaction, storm, peer) and print a summary.
+"""Run every benchmark in turn (startup, intake, wrk, reaction, storm, peer) and print a summary.
 
 Each one starts what it needs on 127.0.0.1, runs a bounded load, stops what it
 started and writes bench/results/NAME.json; this script then writes
@@ -26,10 +26,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import intake, peer, reaction, startup, storm
+from bench import intake, peer, reaction, startup, storm, wrk_intake
 from bench._common import PG_SYNC, RESULTS, STORES, machine, result_name, table
 
-ORDER = ("startup", "intake", "reaction", "storm", "peer")
+ORDER = ("startup", "intake", "wrk", "reaction", "storm", "peer")
 STORE_AWARE = ("intake", "storm")
 
 
@@ -57,6 +57,10 @@ def main() -> int:
                 results[name] = intake.run(store=args.store, pg_sync=args.pg_sync)
             elif name == "reaction":
                 results[name] = reaction.run()
+            elif name == "wrk":
+                results[name] = wrk_intake.run(argparse.Namespace(
+                    seconds=10.0, warmup=2.0, connections=32, many_playbooks=True,
+                    profile=False, skip_baseline=False))
             elif name == "storm":
                 results[name] = storm.run(args.store, args.pg_sync)
             else:

@@ -230,8 +230,10 @@ class Daemon:
         ports.clusters = await self._named_clusters()
         if s.prometheus.url:
             from remediator.adapters.prometheus import PrometheusMetrics
-            metrics: MetricsApi = PrometheusMetrics(s.prometheus.url,
-                                                    timeout=s.prometheus.timeout)
+            from remediator.adapters.shared_queries import SharedQueries
+            metrics: MetricsApi = SharedQueries(
+                PrometheusMetrics(s.prometheus.url, timeout=s.prometheus.timeout),
+                window=s.prometheus.share_window, max_concurrency=s.prometheus.max_concurrency)
             ports.metrics = metrics
             self.dependencies["prometheus"] = s.prometheus.url
         else:

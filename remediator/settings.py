@@ -309,6 +309,11 @@ class KubernetesSettings(Group):
 class PrometheusSettings(Group):
     url: str | None = Field(default=None, description="e.g. http://prometheus:9090")
     timeout: Duration = 10.0
+    share_window: Duration = Field(
+        default=5.0, ge=0,
+        description="an identical query's answer is shared for this long (0: off)")
+    max_concurrency: int = Field(default=16, ge=1,
+                                 description="distinct queries in flight at once")
 
 
 class SlackSettings(Group):

@@ -16,6 +16,7 @@ import requests
 from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from remediator.errors import PermanentError, TemporaryError
 
@@ -28,8 +29,10 @@ class PrometheusMetrics:
         adapter = HTTPAdapter(max_retries=0)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
+        # PrometheusConnect mounts its own adapter on the URL (retrying 5xx and refused
+        # connections with a 1 s backoff) over the session's: no retries there either
         self._client = PrometheusConnect(url=self.url, disable_ssl=False, session=session,
-                                         timeout=timeout)
+                                         timeout=timeout, retry=Retry(total=0))
         self.last_ok: bool | None = None
 
     async def query(self, promql: str) -> list[dict[str, Any]]:

@@ -100,7 +100,7 @@ async def plan(run: Run, action_name: str, step_name: str, raw_params: object, r
     spec = run.deps.catalogue.get(action_name)
     params = spec.params.model_validate(render_value(raw_params, run.template_context()))
     action = run.deps.catalogue.implementation(action_name)
-    ctx = run.run_context(step_name, action_name)
+    ctx = await run.run_context(step_name, action_name)
     return await with_retries(run, f"{action_name} (plan)", retries,
                               lambda: action.plan(ctx, params), until=until)
 
@@ -109,7 +109,7 @@ async def apply(run: Run, action_name: str, step_name: str, intent: Intent, retr
                 rec: StepRecord | None = None, *, until: datetime | None = None
                 ) -> ActionResult:
     action = run.deps.catalogue.implementation(action_name)
-    ctx = run.run_context(step_name, action_name)
+    ctx = await run.run_context(step_name, action_name)
     return await with_retries(run, action_name, retries, lambda: action.apply(ctx, intent),
                               rec, until=until)
 

@@ -17,10 +17,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from remediator.errors import TemplateError
+from remediator.matching import Matcher
 from remediator.model.alerts import Alert
 from remediator.model.incident import TargetRef
 from remediator.model.playbook import GROUP_BY_ALL, Playbook
 from remediator.ports.store import Routing
+from remediator.re2 import literal_alternatives
 from remediator.templating import (
     compile_template,
     is_template,
@@ -56,6 +58,7 @@ class Router:
         self._select_inputs = tuple(sorted({m.name for _, matchers, _ in self._table
                                             for m in matchers}))
         self._selected: dict[tuple[str | None, ...], list[Playbook]] = {}
+        self._index, self._unindexed = _match_index(self._table)
         self._route_inputs = {pb.name: _target_inputs(pb) for pb in playbooks}
         self._routed: dict[tuple[Any, ...], Routing] = {}
 
@@ -64,7 +67,9 @@ class Router:
         chosen = self._selected.get(key)
         if chosen is None:
             chosen = []
-            for pb, matchers, keep_going in self._table:
+            table = self._table
+            for position in self._candidates(labels):
+                pb, matchers, keep_going = table[position]
                 if all(m.matches(labels) for m in matchers):
                     chosen.append(pb)
                     if not keep_going:
@@ -73,6 +78,19 @@ class Router:
                 self._selected.clear()
             self._selected[key] = chosen
         return chosen
+
+    def _candidates(self, labels: Mapping[str, str]) -> list[int]:
+        """Positions (load order) of the playbooks that may match ``labels``: the ones
+        whose indexed label has the alert's value (absent counts as ""), and the rest."""
+        found = self._unindexed
+        extra: list[int] = []
+        for name, by_value in self._index.items():
+            hit = by_value.get(labels.get(name, ""))
+            if hit:
+                extra += hit
+        if not extra:
+            return found
+        return sorted(found + extra) if found else sorted(extra)
 
     def route(self, pb: Playbook, labels: Mapping[str, str], annotations: Mapping[str, str],
               alert: Mapping[str, Any], *, dry_run: bool, fingerprint: str) -> Routing:
@@ -102,6 +120,46 @@ class Router:
                     self._routed[key] = routing
             out.append(routing)
         return tuple(out)
+
+
+def _index_entries(matchers: Sequence[Matcher]) -> list[tuple[str, tuple[str, ...]]]:
+    """Each (label, values) one of ``matchers`` requires the label to be in: ``name="v"``
+    (``""``: absent or empty) and ``name=~"a|b"`` of plain literals (anchored, so it holds
+    for exactly those values)."""
+    entries: list[tuple[str, tuple[str, ...]]] = []
+    for m in matchers:
+        if m.op == "=":
+            entries.append((m.name, (m.value,)))
+        elif m.op == "=~":
+            literals = literal_alternatives(m.value)
+            if literals is not None:
+                entries.append((m.name, tuple(dict.fromkeys(literals))))
+    return entries
+
+
+def _match_index(table: Sequence[tuple[Playbook, tuple[Matcher, ...], bool]]
+                 ) -> tuple[dict[str, dict[str, list[int]]], list[int]]:
+    """label → value → positions of the playbooks indexed under it; positions of the
+    playbooks that require no label to hold given values. Each playbook is indexed under
+    one of its entries, the one fewest playbooks share (an ``instance="…"`` rather than an
+    ``alertname`` common to many), so a lookup yields few candidates."""
+    options = [_index_entries(matchers) for _, matchers, _ in table]
+    shared: dict[tuple[str, str], int] = {}
+    for entries in options:
+        for name, wanted in entries:
+            for value in wanted:
+                shared[name, value] = shared.get((name, value), 0) + 1
+    index: dict[str, dict[str, list[int]]] = {}
+    unindexed: list[int] = []
+    for position, entries in enumerate(options):
+        if not entries:
+            unindexed.append(position)
+            continue
+        name, wanted = min(entries, key=lambda e: sum(shared[e[0], v] for v in e[1]))
+        by_value = index.setdefault(name, {})
+        for value in wanted:
+            by_value.setdefault(value, []).append(position)
+    return index, unindexed
 
 
 def _target_inputs(pb: Playbook) -> tuple[str, ...] | None:

@@ -27,7 +27,7 @@ from remediator.engine.quarantine import Quarantine
 from remediator.engine.routing import template_context
 from remediator.engine.slots import Slot
 from remediator.metrics import Metrics
-from remediator.model.incident import IncidentView
+from remediator.model.incident import ALERTS_IN_VIEW, IncidentView
 from remediator.model.playbook import Playbook
 from remediator.ports.store import Store
 from remediator.settings import EngineSettings
@@ -86,6 +86,7 @@ class Run:
                                   deps.give_way)
         self.deadline: datetime | None = None        # the current step's timeout
         self.diagnosis: dict[str, Any] | None = None  # made on opening, for the first step
+        self._alerts_shed = False       # the view keeps only its first alert (see wait)
 
     def take_diagnosis(self) -> dict[str, Any] | None:
         """The diagnosis made when the incident opened, once (the first step reuses it)."""
@@ -103,6 +104,26 @@ class Run:
     def attach(self, view: IncidentView) -> None:
         self.view = view
         self.journal.view = view
+        self._alerts_shed = False
+
+    def _shed_alerts(self) -> None:
+        """A waiting run keeps only the first of its view's alerts (the templates'
+        ``alert``): thousands of incidents waiting for approvals or verifications then
+        hold one alert each, not up to ``ALERTS_IN_VIEW``. An action after the wait reads
+        them again (``run_context``)."""
+        if len(self.view.alerts) > 1:
+            del self.view.alerts[1:]
+            self._alerts_shed = True
+
+    async def _alerts(self) -> list[dict[str, Any]]:
+        if self._alerts_shed:
+            fresh = await self.deps.store.get_incident(self.id, alert_limit=ALERTS_IN_VIEW)
+            if fresh is not None:
+                self.view.alerts = fresh.alerts
+                self.view.alert_count, self.view.firing_count = (fresh.alert_count,
+                                                                 fresh.firing_count)
+            self._alerts_shed = False
+        return self.view.alerts
 
     async def firing(self) -> int:
         return await self.deps.store.firing_alert_count(self.id)
@@ -134,16 +155,25 @@ class Run:
             raise StepTimedOut
 
     async def _sleep_or_wake(self, seconds: float) -> None:
+        # One helper task per waiting run, not two: the sleep, when it ends, sets the wake
+        # event the run waits on (``wait`` clears it afterwards either way). Thousands of
+        # incidents waiting for approvals or verifications each hold this.
+        wake = self.wake
+
+        def slept(done: asyncio.Future[None]) -> None:
+            if not done.cancelled():
+                wake.set()
+
         sleeper = asyncio.ensure_future(self.clock.sleep(seconds))
-        waker = asyncio.ensure_future(self.wake.wait())
+        sleeper.add_done_callback(slept)
         if self.slot is not None:
             self.slot.give()                    # waiting is not working
+        self._shed_alerts()
         try:
-            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+            await wake.wait()
         finally:
-            for task in (sleeper, waker):
-                task.cancel()
-            await asyncio.gather(sleeper, waker, return_exceptions=True)
+            sleeper.cancel()
+            await asyncio.gather(sleeper, return_exceptions=True)
             if self.slot is not None:
                 await self.slot.take()
 
@@ -168,12 +198,12 @@ class Run:
                                           "playbook": self.view.playbook},
                                 target=self.view.target)
 
-    def run_context(self, step_name: str, action: str) -> RunContext:
+    async def run_context(self, step_name: str, action: str) -> RunContext:
         """What an action gets: the target, the alerts, the clock, an interruptible wait,
         a journal note, and the ports its spec declares. Never the engine."""
         ports = self.deps.ports
         declared = self.deps.catalogue.get(action).ports
-        alerts: Sequence[Mapping[str, Any]] = self.view.alerts
+        alerts: Sequence[Mapping[str, Any]] = await self._alerts()
         store = self.deps.store
         return RunContext(
             incident_id=self.id, incident_key=self.view.key, playbook=self.view.playbook,

@@ -242,3 +242,53 @@ async def test_alert_resolved_asks_about_every_firing_alert_not_only_the_view(
     assert alerts_api.asked == sorted(r.fingerprint for r in records[2:])
     assert "no longer lists" in (rec.verify or "")
     await store.close()
+
+
+PAUSE_THEN_RESTART = """
+apiVersion: remediator/v1
+kind: Playbook
+metadata: {name: pause-then-restart}
+spec:
+  match: ['alertname="HighErrorRate"']
+  target: {kind: Deployment, namespace: "{{ labels.namespace }}",
+           name: "{{ labels.deployment }}"}
+  steps:
+    - {name: pause, action: wait, with: {duration: 10m}}
+    - name: restart
+      action: kubernetes.restart
+      with: {reason: "HighErrorRate {{ labels.deployment }}"}
+      verify: {alert_resolved: true, timeout: 1m}
+  escalate: [{action: slack.notify, with: {text: x}}]
+"""
+
+
+async def test_a_waiting_run_holds_one_alert_and_an_action_after_it_gets_them_all(
+        rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Thousands of waiting incidents (approvals, verifications) must not each hold
+    their alerts: while a run waits its view keeps the first alert only (the templates'
+    ``alert``), and the next action's context reads them again, with what arrived
+    meanwhile."""
+    await rig.start(PAUSE_THEN_RESTART)
+    during_wait: list[int] = []
+    real_sleep = Run._sleep_or_wake
+
+    async def sleep(self: Run, seconds: float) -> None:
+        await real_sleep(self, seconds)
+        during_wait.append(len(self.view.alerts))
+        if len(during_wait) == 1:          # an alert arrives while the run waits
+            await rig.post([alert(instance="late")])
+    monkeypatch.setattr(Run, "_sleep_or_wake", sleep)
+    restart = registry.implementation("kubernetes.restart")
+    real_plan = restart.plan
+    given: list[list[str]] = []
+
+    async def plan(ctx: RunContext, params: Any) -> Intent:
+        given.append(sorted(a["labels"].get("instance", "") for a in ctx.alerts))
+        return await real_plan(ctx, params)
+    monkeypatch.setattr(restart, "plan", plan)
+    await rig.post([alert(instance=str(i)) for i in range(3)])
+    await rig.settle()
+    monkeypatch.undo()
+    assert during_wait
+    assert set(during_wait) == {1}
+    assert given[0] == ["0", "1", "2", "late"]

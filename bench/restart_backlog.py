@@ -1,0 +1,178 @@
+"""After a restart with thousands of open incidents: ready time, RSS, and how long a NEW
+incident's first step waits behind the resumed backlog.
+
+Phase 1: ``remediator serve`` (durable SQLite, the shipped playbooks, not dry-run, on the
+simulated cluster, ``engine.max_parallel: 1`` so that the engine works off almost none
+of it) receives ``--targets`` (default 10,000) HighErrorRate targets with
+``--alerts-per-target`` (default 10) firing alerts each, in webhooks of 100 alerts (8
+senders): 10,000 open incidents holding 100,000 alerts. First, before the storm, one
+new incident (svc-0001) is timed on the fresh daemon: the *baseline* reaction. Then the
+daemon is SIGKILLed.
+
+Phase 2: the daemon restarts on the same file with the default ``engine.max_parallel``
+(32) and resumes every open incident from the journal (the backlog's targets do not
+exist in the simulator: each resumed run reads its journal, plans, calls the cluster
+API (404) and moves on — real work per run). As soon as ``/readyz`` answers 200, one
+new HighErrorRate alert for svc-0002 (a Deployment that exists) is posted: its
+*reaction* is the time from the post to the simulator's first API call on its
+Deployment (the GET that plans the restart), both timestamps on this machine's clock.
+
+Printed: open incidents resumed, start → ready, the new incident's reaction after the
+restart against the baseline, the daemon's RSS (at ready, 10 s later, peak).
+Target (issue #20): the new incident never waits behind resumed ones (< 100 ms).
+
+    .venv/bin/python bench/restart_backlog.py [--targets 10000] [--alerts-per-target 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import (
+    alert,
+    free_port,
+    http_get,
+    rss_mb,
+    save,
+    start_daemon,
+    start_simulator,
+    table,
+    tmpdir,
+    wait_ready,
+    webhook,
+    write_config,
+)
+
+FIRST_BACKLOG = 1000     # backlog targets are svc-1000 …; svc-0001/2 are the new ones
+
+
+def post(url: str, body: bytes) -> tuple[float, int]:
+    req = urllib.request.Request(url + "/api/v1/alerts", data=body,
+                                 headers={"Content-Type": "application/json"})
+    sent = time.time()
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        resp.read()
+        return sent, resp.status
+
+
+def first_call(sim_url: str, dep: str, after: float, timeout: float = 60.0) -> float | None:
+    """Wall-clock time of the simulator's first API call on Deployment ``dep``."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        status, data = http_get(sim_url + "/sim/v1/calls?all=1", timeout=60)
+        if status == 200 and data:
+            for call in data["calls"]:
+                if f"/deployments/{dep}" in call["path"]:
+                    at = datetime.fromisoformat(call["at"]).timestamp()
+                    if at >= after:
+                        return at
+        time.sleep(0.05)
+    return None
+
+
+def react(url: str, sim_url: str, dep: int, i: int) -> float:
+    sent, status = post(url, json.dumps(webhook([alert(i, dep=dep)])).encode())
+    assert status == 200, status
+    at = first_call(sim_url, f"svc-{dep:04d}", sent)
+    return (at - sent) * 1e3 if at is not None else float("nan")
+
+
+def storm(url: str, targets: int, per_target: int) -> float:
+    bodies = []
+    batch: list[dict[str, Any]] = []
+    n = 0
+    for t in range(targets):
+        for k in range(per_target):
+            batch.append(alert(n, dep=FIRST_BACKLOG + t, instance=k))
+            n += 1
+            if len(batch) == 100:
+                bodies.append(json.dumps(webhook(batch)).encode())
+                batch = []
+    if batch:
+        bodies.append(json.dumps(webhook(batch)).encode())
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(lambda b: post(url, b)[1], bodies))
+    assert all(s == 200 for s in statuses), set(statuses)
+    return time.perf_counter() - t0
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    tmp = tmpdir("restart-backlog")
+    db = tmp / "backlog.db"
+    sim, sim_url, kubeconfig = start_simulator(tmp, 3)
+    out: dict[str, Any] = {"targets": args.targets, "alerts": args.targets * args.alerts_per_target}
+    with sim:
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        cfg1 = write_config(tmp, store=db, port=port, kubeconfig=kubeconfig, dry_run=False,
+                            budget=1_000_000, max_parallel=1)
+        with start_daemon(cfg1, "restart-backlog-1") as daemon:
+            wait_ready(url, daemon)
+            out["baseline_reaction_ms"] = react(url, sim_url, 1, 0)
+            out["storm_s"] = storm(url, args.targets, args.alerts_per_target)
+            out["phase1_rss_mb"] = rss_mb(daemon.pid)
+            daemon.kill9()
+        if args.keep:                      # the backlog as the restart finds it, for
+            keep = Path(args.keep)         # bench/rss_holders.py
+            keep.mkdir(parents=True, exist_ok=True)
+            for f in tmp.glob("backlog.db*"):
+                shutil.copy(f, keep / f.name)
+            write_config(keep, store=keep / "backlog.db", port=free_port(),
+                         kubeconfig=kubeconfig, dry_run=False, budget=1_000_000)
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        cfg2 = write_config(tmp, store=db, port=port, kubeconfig=kubeconfig, dry_run=False,
+                            budget=1_000_000)
+        with start_daemon(cfg2, "restart-backlog-2") as daemon:
+            out["ready_s"] = wait_ready(url, daemon, timeout=120)
+            out["rss_at_ready_mb"] = rss_mb(daemon.pid)[0]
+            out["reaction_after_restart_ms"] = react(url, sim_url, 2, 10**7)
+            time.sleep(10)
+            out["rss_10s_mb"], out["peak_rss_mb"] = rss_mb(daemon.pid)
+            _status, data = http_get(url + "/api/v1/status")
+            out["running_at_10s"] = data.get("running_incidents") if data else None
+        log = (Path(__file__).parent / "results" / "restart-backlog-2.log").read_text()
+        for line in log.splitlines():
+            if "resuming" in line and "open incidents" in line:
+                out["resumed"] = int(json.loads(line)["msg"].split()[1])
+    print(table([
+        ("open incidents resumed", str(out.get("resumed", "?")), "", ""),
+        ("storm to build the backlog", f"{out['storm_s']:.1f} s", "", ""),
+        ("start -> ready", f"{out['ready_s']:.2f} s", "< 2 s",
+         "yes" if out["ready_s"] < 2 else "NO"),
+        ("new incident: first API call, fresh daemon (baseline)",
+         f"{out['baseline_reaction_ms']:.0f} ms", "", ""),
+        ("new incident: first API call, right after restart",
+         f"{out['reaction_after_restart_ms']:.0f} ms", "< 100 ms",
+         "yes" if out["reaction_after_restart_ms"] < 100 else "NO"),
+        ("RSS at ready / 10 s later / peak",
+         f"{out['rss_at_ready_mb']:.0f} / {out['rss_10s_mb']:.0f} / {out['peak_rss_mb']:.0f} MB",
+         "< 150 MB", "yes" if out["peak_rss_mb"] < 150 else "NO"),
+    ]))
+    print(f"results: {save('restart-backlog', out)}")
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--targets", type=int, default=10_000)
+    parser.add_argument("--alerts-per-target", type=int, default=10)
+    parser.add_argument("--keep", help="copy the killed daemon's store and a config here")
+    run(parser.parse_args())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,84 @@
+"""A ``MetricsApi`` that sends an identical PromQL query once and shares the answer.
+
+Thousands of incidents of one playbook verify with the same query (a fleet-wide
+recording rule, or the same target folded from many alerts), each polling at its own
+phase of the same interval. ``SharedQueries`` wraps the real adapter:
+
+* a query already in flight is not sent again: every caller awaits the same request;
+* an answer is reused for ``window`` seconds after it was asked for (``prometheus.share_window``;
+  0 turns it off), so callers spread over an interval no longer than the window cost
+  one query per interval;
+* at most ``max_concurrency`` distinct queries are in flight at once
+  (``prometheus.max_concurrency``); the others wait their turn.
+
+Errors are shared by the callers of the failed request and never kept: the next caller
+asks again. A caller that is cancelled does not cancel the request for the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+from remediator.ports.metrics import MetricsApi, Sample
+
+#: answers kept before the expired ones are swept out
+SWEEP_AT = 1024
+
+
+class SharedQueries:
+    def __init__(self, inner: MetricsApi, *, window: float, max_concurrency: int,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.inner = inner
+        self.window = window
+        self._monotonic = monotonic
+        self._limit = asyncio.Semaphore(max_concurrency)
+        self._inflight: dict[str, asyncio.Future[list[Sample]]] = {}
+        self._answers: dict[str, tuple[float, list[Sample]]] = {}
+        self.sent = 0           # queries sent to the inner adapter
+        self.shared = 0         # calls answered by a request another caller made
+
+    async def query(self, promql: str) -> list[Sample]:
+        answer = self._answers.get(promql)
+        if answer is not None:
+            if self._monotonic() - answer[0] < self.window:
+                self.shared += 1
+                return list(answer[1])
+            del self._answers[promql]
+        pending = self._inflight.get(promql)
+        if pending is None:
+            pending = asyncio.ensure_future(self._send(promql))
+            self._inflight[promql] = pending
+        else:
+            self.shared += 1
+        return list(await asyncio.shield(pending))
+
+    async def _send(self, promql: str) -> list[Sample]:
+        asked = self._monotonic()
+        try:
+            async with self._limit:
+                self.sent += 1
+                result = await self.inner.query(promql)
+            if self.window > 0:
+                if len(self._answers) >= SWEEP_AT:
+                    self._sweep()
+                # aged from when it was asked: a caller asking again one window after its
+                # own (slow) request gets a fresh answer, never its own old one
+                self._answers[promql] = (asked, result)
+            return result
+        finally:
+            del self._inflight[promql]
+
+    async def query_range(self, promql: str, start: datetime, end: datetime,
+                          step: float) -> list[Sample]:
+        """Range queries (graphs) are rare and each asks its own window: passed through,
+        within the same concurrency cap."""
+        async with self._limit:
+            return await self.inner.query_range(promql, start, end, step)
+
+    def _sweep(self) -> None:
+        now = self._monotonic()
+        for key in [k for k, (at, _) in self._answers.items() if now - at >= self.window]:
+            del self._answers[key]

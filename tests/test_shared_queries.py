@@ -1,0 +1,150 @@
+"""``SharedQueries`` over the real Prometheus adapter (prometheus-api-client, over HTTP to
+``FakePrometheus``): identical queries in flight or within the window are sent once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from remediator.adapters import shared_queries
+from remediator.adapters.prometheus import PrometheusMetrics
+from remediator.adapters.shared_queries import SharedQueries
+from remediator.errors import PermanentError, TemporaryError
+from remediator.testing.fake_prometheus import FakePrometheus
+
+Q = 'deployment:http_errors:ratio_rate1m{namespace="shop",deployment="cart"} < 0.05'
+
+
+class Ticks:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def prom() -> AsyncIterator[FakePrometheus]:
+    fake = FakePrometheus(delay=0.05)
+    await fake.start()
+    fake.set(Q, 0.01)
+    yield fake
+    await fake.stop()
+
+
+def shared(prom: FakePrometheus, ticks: Ticks, window: float = 5.0,
+           max_concurrency: int = 16) -> SharedQueries:
+    return SharedQueries(PrometheusMetrics(prom.base_url, timeout=5), window=window,
+                         max_concurrency=max_concurrency, monotonic=ticks)
+
+
+async def test_concurrent_identical_queries_are_sent_once(prom: FakePrometheus) -> None:
+    metrics = shared(prom, Ticks())
+    results = await asyncio.gather(*[metrics.query(Q) for _ in range(200)])
+    assert prom.calls[Q] == 1
+    assert (metrics.sent, metrics.shared) == (1, 199)
+    assert all(r == results[0] for r in results)
+    assert float(results[0][0]["value"][1]) == 0.01
+
+
+async def test_answer_is_shared_within_the_window_then_asked_again(
+        prom: FakePrometheus) -> None:
+    ticks = Ticks()
+    metrics = shared(prom, ticks, window=5.0)
+    await metrics.query(Q)
+    for step in range(49):                   # 49 callers spread over the next 4.9 s
+        ticks.now = 100.0 + 0.1 * (step + 1)
+        await metrics.query(Q)
+    assert prom.calls[Q] == 1
+    prom.set(Q, 0.2)
+    ticks.now = 105.0                         # the window has passed: a fresh answer
+    assert float((await metrics.query(Q))[0]["value"][1]) == 0.2
+    assert prom.calls[Q] == 2
+
+
+async def test_different_queries_are_not_shared_and_window_zero_is_off(
+        prom: FakePrometheus) -> None:
+    metrics = shared(prom, Ticks(), window=0.0)
+    await metrics.query(Q)
+    await metrics.query(Q)
+    await metrics.query("up")
+    assert prom.calls == {Q: 2, "up": 1}
+
+
+async def test_errors_are_shared_but_not_kept(prom: FakePrometheus) -> None:
+    metrics = shared(prom, Ticks())
+    prom.fail(1)
+    outcomes = await asyncio.gather(*[metrics.query(Q) for _ in range(5)],
+                                    return_exceptions=True)
+    assert all(isinstance(o, TemporaryError) for o in outcomes), outcomes
+    assert prom.calls[Q] == 1
+    assert float((await metrics.query(Q))[0]["value"][1]) == 0.01
+    assert prom.calls[Q] == 2
+    with pytest.raises(PermanentError):
+        await metrics.query("")
+
+
+async def test_a_cancelled_caller_does_not_cancel_the_others(prom: FakePrometheus) -> None:
+    metrics = shared(prom, Ticks())
+    first = asyncio.ensure_future(metrics.query(Q))
+    second = asyncio.ensure_future(metrics.query(Q))
+    await asyncio.sleep(0.01)
+    first.cancel()
+    assert float((await second)[0]["value"][1]) == 0.01
+    assert prom.calls[Q] == 1
+
+
+async def test_distinct_queries_in_flight_are_capped(prom: FakePrometheus) -> None:
+    metrics = shared(prom, Ticks(), max_concurrency=2)
+    await asyncio.gather(*[metrics.query(f"up{{i=\"{i}\"}}") for i in range(6)])
+    assert sum(prom.calls.values()) == 6
+    assert prom.peak == 2
+
+
+async def test_the_adapter_itself_does_not_retry(prom: FakePrometheus) -> None:
+    """prometheus-api-client mounts its own retrying adapter (5xx, refused, 1 s backoff):
+    the engine's retry policy must be the only one."""
+    prom.fail(1)
+    with pytest.raises(TemporaryError, match="503"):
+        await PrometheusMetrics(prom.base_url, timeout=5).query(Q)
+    assert prom.calls[Q] == 1
+
+
+async def test_an_answer_ages_from_when_it_was_asked(prom: FakePrometheus) -> None:
+    """A poller whose query took long asks again one interval after it asked: it gets a
+    fresh answer, not the one it received a moment ago."""
+    ticks = Ticks()
+    metrics = shared(prom, ticks, window=5.0)
+    slow = asyncio.ensure_future(metrics.query(Q))
+    await asyncio.sleep(0.01)
+    ticks.now = 104.0                         # answered 4 s after it was asked
+    await slow
+    ticks.now = 105.0                         # the next poll, one interval after
+    await metrics.query(Q)
+    assert prom.calls[Q] == 2
+
+
+async def test_expired_answers_are_swept(prom: FakePrometheus,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shared_queries, "SWEEP_AT", 3)
+    ticks = Ticks()
+    metrics = shared(prom, ticks, window=5.0)
+    for i in range(3):
+        await metrics.query(f"up{{i=\"{i}\"}}")
+    assert len(metrics._answers) == 3
+    ticks.now += 5.0                          # all three expired
+    await metrics.query("up")
+    assert list(metrics._answers) == ["up"]
+
+
+async def test_range_queries_pass_through_each_time(prom: FakePrometheus) -> None:
+    from datetime import UTC, datetime, timedelta
+    metrics = shared(prom, Ticks())
+    end = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+    for _ in range(2):                       # a graph asks its own window: never shared
+        [series] = await metrics.query_range(Q, end - timedelta(minutes=1), end, 15)
+        assert [float(v) for _, v in series["values"]] == [0.01] * 5
+    assert prom.calls[f"range:{Q}"] == 2
+    assert (metrics.sent, metrics.shared) == (0, 0)
