@@ -72,33 +72,25 @@ def _failure(exc: HandoffError) -> web.Response:
 
 
 def add_routes(app: web.Application, api: Api) -> None:
-    async def ack(request: web.Request) -> web.Response:
+    async def handoff(request: web.Request) -> web.Response:
+        """``POST …/ack`` or ``…/release`` by an operator."""
         who = api.caller(request, Right.OPERATE)
         if isinstance(who, web.Response):
             return who
+        act = request.match_info["act"]
+        hand = api.engine.acknowledge if act == "ack" else api.engine.release
         try:
-            done = await api.engine.acknowledge(request.match_info["id"], who.name, via="api")
+            done = await hand(request.match_info["id"], who.name, via="api")
         except HandoffError as exc:
             return _failure(exc)
-        return web.json_response(_answer(done, "acknowledged"))
-
-    async def release(request: web.Request) -> web.Response:
-        who = api.caller(request, Right.OPERATE)
-        if isinstance(who, web.Response):
-            return who
-        try:
-            done = await api.engine.release(request.match_info["id"], who.name, via="api")
-        except HandoffError as exc:
-            return _failure(exc)
-        return web.json_response(_answer(done, "released"))
+        return web.json_response(_answer(done, "acknowledged" if act == "ack" else "released"))
 
     replays = ReplayGuard()
 
     async def pagerduty(request: web.Request) -> web.Response:
         return await pagerduty_webhook(api, request, replays)
 
-    app.router.add_post("/api/v1/incidents/{id}/ack", ack)
-    app.router.add_post("/api/v1/incidents/{id}/release", release)
+    app.router.add_post("/api/v1/incidents/{id}/{act:ack|release}", handoff)
     app.router.add_post("/api/v1/pagerduty/webhook", pagerduty)
 
 

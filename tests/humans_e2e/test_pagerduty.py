@@ -50,7 +50,8 @@ async def send(stack: Stack, body: bytes, sig: str | None = None) -> tuple[int, 
         return resp.status, await resp.json()
 
 
-async def test_pagerduty_page_ack_webhook_and_sync(stack: Stack, pd: FakePagerDuty) -> None:
+async def escalated(stack: Stack, pd: FakePagerDuty) -> str:
+    """The daemon started with the policy, one alert posted and handed to humans: its id."""
     await stack.start(PB, settings=settings(pd))
     await stack.post([alert()])
 
@@ -58,7 +59,11 @@ async def test_pagerduty_page_ack_webhook_and_sync(stack: Stack, pd: FakePagerDu
         views = await stack.incidents()
         return bool(views) and views[0].context.get("escalation") == "done"
     await stack.until(handed_over, "the escalation")
-    incident_id = (await stack.incident()).id
+    return (await stack.incident()).id
+
+
+async def test_pagerduty_page_ack_webhook_and_sync(stack: Stack, pd: FakePagerDuty) -> None:
+    incident_id = await escalated(stack, pd)
     await stack.engine.chains.tick()
     [page] = pd.pages
     assert page["dedup_key"] == incident_id
@@ -95,14 +100,7 @@ async def test_pagerduty_page_ack_webhook_and_sync(stack: Stack, pd: FakePagerDu
 
 async def test_pagerduty_resolved_webhook_closes_an_escalated_incident(
         stack: Stack, pd: FakePagerDuty) -> None:
-    await stack.start(PB, settings=settings(pd))
-    await stack.post([alert()])
-
-    async def handed_over() -> bool:
-        views = await stack.incidents()
-        return bool(views) and views[0].context.get("escalation") == "done"
-    await stack.until(handed_over, "the escalation")
-    incident_id = (await stack.incident()).id
+    incident_id = await escalated(stack, pd)
     assert (await stack.incident()).state == IncidentState.ESCALATED
     await stack.engine.chains.tick()
     assert pd.alerts == {incident_id: "triggered"}
