@@ -82,7 +82,7 @@ def _parse(body: bytes) -> Any:
     return json.loads(body, object_hook=_without_nulls)
 
 
-def _status(err: Exception) -> int | None:
+def status_of(err: Exception) -> int | None:
     """The HTTP status of the ApiException behind a mapped error."""
     cause = err.__cause__
     return int(cause.status or 0) if isinstance(cause, ApiException) else None
@@ -175,9 +175,10 @@ class KubernetesCluster:
     async def close(self) -> None:
         await self.api_client.close()
 
-    async def _call(self, what: str, method: Callable[..., Awaitable[Any]], *args: Any,
-                    **kwargs: Any) -> Any:
-        """``method(*args, **kwargs)``'s JSON body; an error mapped by ``map_api_error``."""
+    async def call(self, what: str, method: Callable[..., Awaitable[Any]], *args: Any,
+                   **kwargs: Any) -> Any:
+        """``method(*args, **kwargs)``'s JSON body; an error mapped by ``map_api_error``
+        (also for the adapters sharing this client, ``k8s_inspect``)."""
         body, status = await self._body(what, method, *args, **kwargs)
         try:
             return _parse(body) if body else None
@@ -212,9 +213,9 @@ class KubernetesCluster:
     async def _read_or_none(self, what: str, method: Callable[..., Awaitable[Any]],
                             *args: Any) -> Obj | None:
         try:
-            obj: Obj = await self._call(what, method, *args)
+            obj: Obj = await self.call(what, method, *args)
         except PermanentError as err:
-            if _status(err) == 404:
+            if status_of(err) == 404:
                 return None
             raise
         return obj
@@ -228,37 +229,37 @@ class KubernetesCluster:
     # --- workloads ----------------------------------------------------------------------
 
     async def read_workload(self, target: TargetRef) -> Obj:
-        obj: Obj = await self._call(f"get {target}", self._fn("read", target.kind),
+        obj: Obj = await self.call(f"get {target}", self._fn("read", target.kind),
                                     target.name, target.namespace)
         return obj
 
     async def patch_workload(self, target: TargetRef, patch: Obj | list[Any], *,
                              content_type: str) -> Obj:
-        obj: Obj = await self._call(f"patch {target}", self._fn("patch", target.kind),
+        obj: Obj = await self.call(f"patch {target}", self._fn("patch", target.kind),
                                     target.name, target.namespace, patch,
                                     _content_type=content_type)
         return obj
 
     async def read_scale(self, target: TargetRef) -> int:
-        scale = await self._call(f"get the scale of {target}",
+        scale = await self.call(f"get the scale of {target}",
                                  self._fn("read", target.kind, "_scale"),
                                  target.name, target.namespace)
         return _replicas(scale)
 
     async def patch_scale(self, target: TargetRef, replicas: int) -> int:
-        scale = await self._call(f"scale {target} to {replicas}",
+        scale = await self.call(f"scale {target} to {replicas}",
                                  self._fn("patch", target.kind, "_scale"),
                                  target.name, target.namespace, {"spec": {"replicas": replicas}},
                                  _content_type="application/merge-patch+json")
         return _replicas(scale)
 
     async def list_hpas(self, namespace: str) -> list[Obj]:
-        return _items(await self._call(
+        return _items(await self.call(
             f"list HorizontalPodAutoscalers in {namespace}",
             self.autoscaling.list_namespaced_horizontal_pod_autoscaler, namespace))
 
     async def list_replicasets(self, namespace: str, selector: str) -> list[Obj]:
-        return _items(await self._call(
+        return _items(await self.call(
             f"list ReplicaSets in {namespace} ({selector})",
             self.apps.list_namespaced_replica_set, namespace, label_selector=selector))
 
@@ -268,14 +269,14 @@ class KubernetesCluster:
                                         self.apps.read_namespaced_replica_set, name, namespace)
 
     async def list_controller_revisions(self, namespace: str, selector: str) -> list[Obj]:
-        return _items(await self._call(
+        return _items(await self.call(
             f"list ControllerRevisions in {namespace} ({selector})",
             self.apps.list_namespaced_controller_revision, namespace, label_selector=selector))
 
     # --- pods and events ----------------------------------------------------------------
 
     async def list_pods(self, namespace: str, selector: str) -> list[Obj]:
-        return _items(await self._call(
+        return _items(await self.call(
             f"list Pods in {namespace} ({selector})",
             self.core.list_namespaced_pod, namespace, label_selector=selector))
 
@@ -293,11 +294,11 @@ class KubernetesCluster:
         if uid:
             body["preconditions"] = {"uid": uid}
         try:
-            await self._call(f"delete Pod {namespace}/{name}", self.core.delete_namespaced_pod,
+            await self.call(f"delete Pod {namespace}/{name}", self.core.delete_namespaced_pod,
                              name, namespace, body=body)
         except (PermanentError, TemporaryError) as err:
             cause = err.__cause__
-            if _status(err) == 404 or (_status(err) == 409 and isinstance(cause, ApiException)
+            if status_of(err) == 404 or (status_of(err) == 409 and isinstance(cause, ApiException)
                                        and "Precondition failed" in _server_message(cause)):
                 return False
             raise
@@ -306,31 +307,31 @@ class KubernetesCluster:
     # --- nodes and evictions -------------------------------------------------------------
 
     async def read_node(self, name: str) -> Obj:
-        obj: Obj = await self._call(f"get Node {name}", self.core.read_node, name)
+        obj: Obj = await self.call(f"get Node {name}", self.core.read_node, name)
         return obj
 
     async def list_nodes(self) -> list[Obj]:
-        return _items(await self._call("list Nodes", self.core.list_node))
+        return _items(await self.call("list Nodes", self.core.list_node))
 
     async def patch_node(self, name: str, patch: Obj) -> Obj:
-        obj: Obj = await self._call(f"patch Node {name}", self.core.patch_node, name, patch,
+        obj: Obj = await self.call(f"patch Node {name}", self.core.patch_node, name, patch,
                                     _content_type="application/strategic-merge-patch+json")
         return obj
 
     async def list_pods_on_node(self, node: str) -> list[Obj]:
-        return _items(await self._call(
+        return _items(await self.call(
             f"list Pods on Node {node}", self.core.list_pod_for_all_namespaces,
             field_selector=f"spec.nodeName={node}"))
 
     async def evict_pod(self, namespace: str, name: str) -> Eviction:
         try:
-            await self._call(f"evict Pod {namespace}/{name}",
+            await self.call(f"evict Pod {namespace}/{name}",
                              self.core.create_namespaced_pod_eviction, name, namespace,
                              eviction_body(namespace, name))
         except (PermanentError, TemporaryError) as err:
-            if _status(err) == 404:
+            if status_of(err) == 404:
                 return Eviction("gone")
-            if _status(err) == 429:
+            if status_of(err) == 429:
                 cause = err.__cause__
                 assert isinstance(cause, ApiException)
                 return Eviction("blocked", _eviction_message(cause))
@@ -340,17 +341,17 @@ class KubernetesCluster:
     # --- isolation -------------------------------------------------------------------
 
     async def list_all_pods(self, selector: str) -> list[Obj]:
-        return _items(await self._call(f"list Pods ({selector})",
+        return _items(await self.call(f"list Pods ({selector})",
                                        self.core.list_pod_for_all_namespaces,
                                        label_selector=selector))
 
     async def patch_pod(self, namespace: str, name: str, patch: Obj) -> Obj | None:
         try:
-            obj: Obj = await self._call(f"patch Pod {namespace}/{name}",
+            obj: Obj = await self.call(f"patch Pod {namespace}/{name}",
                                         self.core.patch_namespaced_pod, name, namespace, patch,
                                         _content_type="application/merge-patch+json")
         except PermanentError as err:
-            if _status(err) == 404:
+            if status_of(err) == 404:
                 return None
             raise
         return obj
@@ -358,31 +359,31 @@ class KubernetesCluster:
     async def create_network_policy(self, namespace: str, body: Obj) -> bool:
         name = (body.get("metadata") or {}).get("name")
         try:
-            await self._call(f"create NetworkPolicy {namespace}/{name}",
+            await self.call(f"create NetworkPolicy {namespace}/{name}",
                              self.networking.create_namespaced_network_policy, namespace, body)
         except TemporaryError as err:
-            if _status(err) == 409:
+            if status_of(err) == 409:
                 return False                     # AlreadyExists: made before a crash
             raise
         return True
 
     async def list_network_policies(self, selector: str) -> list[Obj]:
-        return _items(await self._call(
+        return _items(await self.call(
             f"list NetworkPolicies ({selector})",
             self.networking.list_network_policy_for_all_namespaces, label_selector=selector))
 
     async def delete_network_policy(self, namespace: str, name: str) -> bool:
         try:
-            await self._call(f"delete NetworkPolicy {namespace}/{name}",
+            await self.call(f"delete NetworkPolicy {namespace}/{name}",
                              self.networking.delete_namespaced_network_policy, name, namespace)
         except PermanentError as err:
-            if _status(err) == 404:
+            if status_of(err) == 404:
                 return False
             raise
         return True
 
     async def list_events(self, namespace: str) -> list[Obj]:
-        return _items(await self._call(f"list Events in {namespace}",
+        return _items(await self.call(f"list Events in {namespace}",
                                        self.core.list_namespaced_event, namespace))
 
     async def read_pod_log(self, namespace: str, name: str, *, container: str | None = None,
@@ -401,14 +402,14 @@ class KubernetesCluster:
             body, _ = await self._body(what, self.core.read_namespaced_pod_log, name,
                                        namespace, **kwargs)
         except PermanentError as err:
-            if _status(err) == 404 or (previous and _status(err) == 400):
+            if status_of(err) == 404 or (previous and status_of(err) == 400):
                 return None
             raise
         return body.decode("utf-8", "replace")
 
     async def object_events(self, namespace: str, kind: str, name: str) -> list[str]:
         """The events of one object, oldest first, as lines (``kubectl describe``'s)."""
-        events = _items(await self._call(
+        events = _items(await self.call(
             f"list Events of {kind} {namespace}/{name}", self.core.list_namespaced_event,
             namespace, field_selector=f"involvedObject.kind={kind},involvedObject.name={name}"))
         events.sort(key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))

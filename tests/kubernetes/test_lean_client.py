@@ -238,7 +238,7 @@ async def test_every_response_is_released_and_mapped(
     cluster = KubernetesCluster.__new__(KubernetesCluster)
     cluster.timeout = 3.0
     seen: dict[str, Any] = {}
-    call = cluster._call("get Deployment shop/x", fake_method(response, seen), "x", "shop")
+    call = cluster.call("get Deployment shop/x", fake_method(response, seen), "x", "shop")
     if error is None:
         assert await call == {"kind": "Deployment"}
     else:
