@@ -45,7 +45,7 @@ from remediator.engine.graphs import ALERT_GRAPH, incident_graphs
 from remediator.engine.health import DependencyHealth
 from remediator.engine.manual import ManualRefused, NoIncident
 from remediator.model.alerts import WebhookError, parse_webhook
-from remediator.model.incident import IncidentSummary
+from remediator.model.incident import IncidentSummary, IncidentView
 from remediator.notify.interactions import (
     Interaction,
     InteractionError,
@@ -278,35 +278,38 @@ class Api:
                          next_cursor.encode(), b"}"))
         return web.Response(body=body, content_type="application/json")
 
-    async def incident(self, request: web.Request) -> web.Response:
+    async def _readable(self, request: web.Request,
+                        alert_limit: int | None = None) -> IncidentView | web.Response:
+        """The incident of ``{id}`` for a caller who may read, else the error to answer."""
         who = self.caller(request, Right.READ)
         if isinstance(who, web.Response):
             return who
-        view = await self.engine.store.get_incident(request.match_info["id"])
+        view = await self.engine.store.get_incident(request.match_info["id"],
+                                                    alert_limit=alert_limit)
         if view is None:
             return error(404, f"no incident {request.match_info['id']!r}")
+        return view
+
+    async def incident(self, request: web.Request) -> web.Response:
+        view = await self._readable(request)
+        if isinstance(view, web.Response):
+            return view
         return web.json_response(view.model_dump(mode="json"))
 
     async def evidence(self, request: web.Request) -> web.Response:
         """What the incident's verifications saw, poll by poll (the values, what they
         needed, how long they held) and what was collected from the cluster."""
-        who = self.caller(request, Right.READ)
-        if isinstance(who, web.Response):
-            return who
-        view = await self.engine.store.get_incident(request.match_info["id"], alert_limit=1)
-        if view is None:
-            return error(404, f"no incident {request.match_info['id']!r}")
+        view = await self._readable(request, alert_limit=1)
+        if isinstance(view, web.Response):
+            return view
         collected = await self.engine.store.list_evidence(view.id)
         return web.json_response(incident_evidence(view, collected))
 
     async def postmortem(self, request: web.Request) -> web.Response:
         """A postmortem draft of the incident, in Markdown."""
-        who = self.caller(request, Right.READ)
-        if isinstance(who, web.Response):
-            return who
-        view = await self.engine.store.get_incident(request.match_info["id"])
-        if view is None:
-            return error(404, f"no incident {request.match_info['id']!r}")
+        view = await self._readable(request)
+        if isinstance(view, web.Response):
+            return view
         collected = await self.engine.store.list_evidence(view.id)
         api = f"{request.scheme}://{request.host}"
         return web.Response(text=postmortem(view, collected, api=api),
@@ -316,12 +319,9 @@ class Api:
         """The incident's graph as a PNG: ``?of=verification`` (the default: the value
         its verification compared, else the alert's) or ``?of=alert`` (the alert's
         own expression)."""
-        who = self.caller(request, Right.READ)
-        if isinstance(who, web.Response):
-            return who
-        view = await self.engine.store.get_incident(request.match_info["id"])
-        if view is None:
-            return error(404, f"no incident {request.match_info['id']!r}")
+        view = await self._readable(request)
+        if isinstance(view, web.Response):
+            return view
         of = request.query.get("of", "verification")
         if of not in ("verification", "alert"):
             return error(400, f"of must be 'verification' or 'alert', not {of!r}")
