@@ -26,6 +26,7 @@ from remediator.model.incident import (
     TargetRef,
     TimelineEntry,
 )
+from remediator.model.records import pause_flag
 from remediator.ports.store import (
     AlertRecord,
     ApprovalRecord,
@@ -592,7 +593,30 @@ async def test_reserve_action_is_atomic_under_concurrency(store: Store) -> None:
     assert verdicts.count("paused") == 44
     assert {type(v) for v in verdicts} == {Reservation}
     assert await store.mutations_since(since) == 5
-    assert await store.get_flag("paused") == '{"kind": "budget"}'
+    # the default cluster's storm pauses the default cluster, not every cluster
+    assert await store.get_flag("paused:") == '{"kind": "budget"}'
+    assert await store.get_flag("paused") is None
+
+
+async def test_each_cluster_has_its_own_budget_and_pause(store: Store) -> None:
+    since = NOW - timedelta(minutes=10)
+    for _ in range(2):
+        assert await store.reserve_action("a", "s", NOW, since, 2, "tripA", "a") == "ok"
+    assert await store.reserve_action("a", "s", NOW, since, 2, "tripA", "a") == "tripped"
+    assert await store.get_flag(pause_flag("a")) == "tripA"
+    # cluster a's storm neither spends nor pauses cluster b, nor the default cluster
+    for cluster in ("b", ""):
+        assert await store.reserve_action("i", "s", NOW, since, 2, "p", cluster) == "ok"
+        assert await store.mutations_since(since, cluster) == 1
+    assert await store.mutations_since(since, "a") == 2
+    assert await store.reserve_action("a", "s", NOW, since, 2, "p", "a") == "paused"
+    # a cluster's manual pause stops only it; the global flag stops every cluster
+    await store.set_flag(pause_flag("b"), "manual")
+    assert await store.reserve_action("i", "s", NOW, since, 2, "p", "b") == "paused"
+    assert await store.reserve_action("i", "s", NOW, since, 2, "p", "") == "ok"
+    await store.set_flag("paused", "all")
+    assert await store.reserve_action("i", "s", NOW, since, 5, "p", "") == "paused"
+    assert await store.mutations_since(since, "") == 2
 
 
 async def test_reserve_action_window_slides(store: Store) -> None:
@@ -858,7 +882,7 @@ async def test_sqlite_upgrades_a_file_made_before_schema_versions(
         db.close()
         assert versions == [(1, "initial"), (2, "incident_leases"), (3, "sink_leases"),
                             (4, "retention"), (5, "incident_pages"), (6, "chain_timers"),
-                            (7, "evidence")]
+                            (7, "evidence"), (8, "budget_clusters")]
         assert versions == [(s.version, s.name) for s in STEPS]
 
 
