@@ -36,6 +36,14 @@ class Params(BaseModel):
 P = TypeVar("P", bound=Params)
 
 
+class Touched(BaseModel):
+    """A namespaced object an intent changes besides its target (a drain's pods)."""
+
+    kind: str
+    namespace: str
+    name: str
+
+
 class Intent(BaseModel):
     """What a step is about to do, computed before doing it; journaled verbatim."""
 
@@ -44,6 +52,9 @@ class Intent(BaseModel):
     args: dict[str, Any] = Field(default_factory=dict)   # everything apply() needs
     api_calls: list[str] = Field(default_factory=list)   # "PATCH /apis/apps/v1/…/scale {…}"
     noop: bool = False                         # the object is already in the desired state
+    # objects beyond the target it changes: the namespace guards check each before the
+    # intent is journaled (a Node's drain reaches pods of every namespace)
+    touches: list[Touched] = Field(default_factory=list)
 
 
 class ActionResult(BaseModel):

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from remediator.clock import Clock
-from remediator.engine.contract import ActionSpec
+from remediator.engine.contract import ActionSpec, Intent
 from remediator.engine.outcomes import Refused
 from remediator.metrics import Metrics
 from remediator.model.durations import human_duration
@@ -98,11 +98,9 @@ class Guards:
                 return "namespace", (f"{view.target} is cluster-scoped: acting on it reaches "
                                      "pods of every namespace, beyond the namespace allow list")
         elif view.target is not None:
-            ns = view.target.namespace
-            if ns in self.deny_namespaces:
-                return "namespace", f"namespace {ns!r} is on the deny list"
-            if self.allow_namespaces and ns not in self.allow_namespaces:
-                return "namespace", f"namespace {ns!r} is not on the allow list"
+            why = self.namespace_words(view.target.namespace)
+            if why is not None:
+                return "namespace", why
         cooldown = pb.spec.guards.cooldown
         if cooldown:
             last = await self.store.last_closed_at(view.key, acted_only=True)
@@ -120,6 +118,31 @@ class Guards:
                                              f"{view.target or view.key} in the last hour "
                                              f"(limit {limit})")
         return None
+
+    def namespace_words(self, ns: str) -> str | None:
+        """Why the namespace policy forbids acting in ``ns``; None when it allows it."""
+        if ns in self.deny_namespaces:
+            return f"namespace {ns!r} is on the deny list"
+        if self.allow_namespaces and ns not in self.allow_namespaces:
+            return f"namespace {ns!r} is not on the allow list"
+        return None
+
+    def intent_refusal(self, intent: Intent) -> tuple[Refused, dict[str, Any]] | None:
+        """A planned intent that would change objects (besides its target) in namespaces
+        the policy forbids — a drain evicting a ``kube-system`` pod — is refused whole,
+        before anything is journaled as intended or done; with the journal's data (the
+        first such object's ``namespace`` and its kind, e.g. ``pod``, and every one)."""
+        bad = [(t, why) for t in intent.touches
+               if (why := self.namespace_words(t.namespace)) is not None]
+        if not bad:
+            return None
+        first = bad[0][0]
+        listed = "; ".join(f"{t.kind} {t.namespace}/{t.name} ({why})" for t, why in bad)
+        reason = (f"{intent.action} would change {listed}: the namespace policy forbids it, "
+                  "nothing was done")
+        data: dict[str, Any] = {"namespace": first.namespace, first.kind.lower(): first.name,
+                                "objects": [f"{t.kind} {t.namespace}/{t.name}" for t, _ in bad]}
+        return Refused("namespace", reason, escalate=True), data
 
     async def before_step(self, view: IncidentView, spec: ActionSpec,
                           dry_run: bool) -> Refused | None:
