@@ -97,6 +97,7 @@ class ServerConfig:
     slack_team_id: str | None = None
     slack_signing_secret: str | None = None
     slack_approvers: tuple[str, ...] = ()
+    slack_acknowledgers: tuple[str, ...] | None = None     # None: the approvers
     pagerduty_webhook_secret: str | None = None     # serves /api/v1/pagerduty/webhook
     # how long the members of a Slack user group (S…) on an allow-list are reused
     slack_group_cache_seconds: float = 60.0
