@@ -160,6 +160,12 @@ class ActionSpec:
     # it leaves marks in the cluster that the engine undoes when the incident closes
     # (engine/quarantine.py)
     undone_on_close: bool = False
+    # (kind, why not): target kinds it refuses for a reason worth telling the author
+    why_not: tuple[tuple[str, str], ...] = ()
+
+    def refusal_of(self, kind: str) -> str | None:
+        """Why this action cannot act on a ``kind`` target, when it says why."""
+        return next((why for k, why in self.why_not if k == kind), None)
 
 
 class Catalogue(Protocol):
