@@ -1099,3 +1099,60 @@ async def test_timeline_after_reads_every_incident_in_id_order(store: Store) -> 
     await store.save_step(a, "ladder", step, NOW)
     assert await store.last_steps([a, b]) == {a: step}
     assert await store.count_by_state() == {"open": 2}
+
+
+async def _store_at_v7_with_a_reservation(backend: str, tmp_path: Path) -> Store:
+    """A database migrated to 0007 (before budgets per cluster) holding one reservation
+    of the action budget; the store that opens it."""
+    at = NOW - timedelta(minutes=1)
+    before = [s for s in STEPS if s.version <= 7]
+    if backend == "sqlite":
+        import sqlite3
+
+        from remediator.store.migrations import statements
+        path = tmp_path / "v7.db"
+        db = sqlite3.connect(path)
+        db.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, "
+                   "name TEXT NOT NULL, applied_at TEXT NOT NULL DEFAULT '')")
+        for step in before:
+            for stmt in statements(step.sqlite or ""):
+                db.execute(stmt)
+            db.execute("INSERT INTO schema_version(version, name) VALUES (?, ?)",
+                       (step.version, step.name))
+        db.execute("INSERT INTO budget(at, incident_id, step) VALUES (?, 'old', 's')",
+                   (at.isoformat(),))
+        db.commit()
+        db.close()
+        return SqliteStore(path)
+    import asyncpg
+
+    url = shared_server().create_schema("budget_v7")
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, "
+                           "name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+        for step in before:
+            if step.postgres:
+                await conn.execute(step.postgres)
+            await conn.execute("INSERT INTO schema_version(version, name) VALUES ($1, $2)",
+                               step.version, step.name)
+        await conn.execute("INSERT INTO budget(at, incident_id, step) VALUES ($1, 'old', 's')",
+                           at)
+    finally:
+        await conn.close()
+    return PostgresStore(url)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_reservations_made_before_clusters_count_for_the_default_cluster(
+        backend: str, tmp_path: Path) -> None:
+    store = await _store_at_v7_with_a_reservation(backend, tmp_path)
+    await store.open()
+    try:
+        since = NOW - timedelta(minutes=10)
+        assert await store.mutations_since(since) == 1             # the default cluster's
+        assert await store.mutations_since(since, "east") == 0
+        assert await store.reserve_action("i", "s", NOW, since, 1, "p") == "tripped"
+        assert await store.reserve_action("i", "s", NOW, since, 1, "p", "east") == "ok"
+    finally:
+        await store.close()
