@@ -486,6 +486,8 @@ def server_config_from(s: Settings, dependencies: dict[str, str]) -> ServerConfi
         slack_signing_secret=read_secret(s.slack.signing_secret, s.slack.signing_secret_file,
                                          "the Slack signing secret"),
         slack_approvers=tuple(s.slack.approvers),
+        slack_acknowledgers=(None if s.slack.acknowledgers is None
+                             else tuple(s.slack.acknowledgers)),
         pagerduty_webhook_secret=read_secret(s.pagerduty.webhook_secret,
                                              s.pagerduty.webhook_secret_file,
                                              "the PagerDuty webhook secret"),

@@ -167,9 +167,11 @@ def _check_actions(pb: Playbook, found: Found) -> None:
                 found.append(((*loc, "action"),
                               f"{action} acts on 'spec.target', which this playbook lacks"))
             elif action_spec.target_kinds and spec.target.kind not in action_spec.target_kinds:
+                why = action_spec.refusal_of(spec.target.kind)
                 found.append(((*loc, "action"),
                               f"{action} cannot act on a {spec.target.kind} "
-                              f"(it acts on: {', '.join(action_spec.target_kinds)})"))
+                              f"(it acts on: {', '.join(action_spec.target_kinds)})"
+                              + (f": {why}" if why else "")))
 
 
 def _check_steps(pb: Playbook, found: Found) -> None:

@@ -276,9 +276,11 @@ def escalated_message(view: IncidentView, note: str = "") -> tuple[str, list[dic
 
 
 def chain_page(view: IncidentView, policy: str, what: str, users: list[str],
-               groups: list[str]) -> tuple[str, list[dict[str, Any]]]:
+               groups: list[str], *, thread_link: str | None = None
+               ) -> tuple[str, list[dict[str, Any]]]:
     """A page of an escalation policy's level: its users and groups mentioned, the
-    incident, and an Acknowledge button (value: the incident id)."""
+    incident, a link to the incident's Slack thread (when the page is not in it) and an
+    Acknowledge button (value: the incident id)."""
     mentions = " ".join([*(f"<@{u}>" for u in users), *(f"<!subteam^{g}>" for g in groups)])
     lead = f":rotating_light: {mentions} " if mentions else ":rotating_light: "
     text = (f"{lead}*{slack_escape(headline(view))}* is escalated and nobody acknowledged "
@@ -286,6 +288,8 @@ def chain_page(view: IncidentView, policy: str, what: str, users: list[str],
             f"{slack_escape(what)}.\n{slack_escape(view.summary)}\n"
             f"Incident `{slack_escape(view.id)}`: acknowledge here or with "
             f"`remediator ack {slack_escape(view.id)}`.")
+    if thread_link:
+        text += f"\n<{thread_link}|The incident's thread>"
     button = {"type": "actions", "block_id": f"ack:{view.id}"[:255], "elements": [
         {"type": "button", "action_id": ACK_ACTION, "style": "primary", "value": view.id,
          "text": {"type": "plain_text", "text": "Acknowledge"}}]}

@@ -325,6 +325,9 @@ class SlackSettings(Group):
     signing_secret_file: Path | None = None
     approvers: list[str] = Field(default_factory=list,
                                  description="Slack user/group ids allowed to approve.")
+    acknowledgers: list[str] | None = Field(
+        default=None, description="Slack user/group ids allowed to click Acknowledge (null: "
+                                  "the approvers; [] allows nobody).")
 
 
 class JiraSettings(Group):

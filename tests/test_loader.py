@@ -259,6 +259,22 @@ def test_action_kind_mismatch() -> None:
         "(it acts on: Node)"]
 
 
+def test_isolate_pod_on_a_statefulset_says_why_not() -> None:
+    text = (GOOD / "05-statefulset.yaml").read_text().replace(
+        "kubernetes.restart", "kubernetes.isolate_pod").replace(
+        "verify: {rollout: complete, timeout: 15m}", "with: {pod: db-0}")
+    with pytest.raises(ConfigError) as info:
+        load(text, source="p.yaml")
+    [problem] = info.value.problems
+    assert problem.message.startswith(
+        "steps[0].action: kubernetes.isolate_pod cannot act on a StatefulSet (it acts on: "
+        "Deployment): a StatefulSet's pods have fixed names (db-0, db-1, …): relabelled "
+        "out, the isolated pod keeps its name, so the StatefulSet cannot start a "
+        "replacement (it needs that same name"), problem.message
+    assert "kubernetes.delete_pod" in problem.message
+    assert "kubernetes.network_isolate" in problem.message
+
+
 def test_load_is_pure_and_names_its_source() -> None:
     text = (GOOD / "05-statefulset.yaml").read_text()
     [pb] = load(text)

@@ -26,6 +26,7 @@ from remediator.model.incident import (
     TargetRef,
     TimelineEntry,
 )
+from remediator.model.records import pause_flag
 from remediator.ports.store import (
     AlertRecord,
     ApprovalRecord,
@@ -592,7 +593,30 @@ async def test_reserve_action_is_atomic_under_concurrency(store: Store) -> None:
     assert verdicts.count("paused") == 44
     assert {type(v) for v in verdicts} == {Reservation}
     assert await store.mutations_since(since) == 5
-    assert await store.get_flag("paused") == '{"kind": "budget"}'
+    # the default cluster's storm pauses the default cluster, not every cluster
+    assert await store.get_flag("paused:") == '{"kind": "budget"}'
+    assert await store.get_flag("paused") is None
+
+
+async def test_each_cluster_has_its_own_budget_and_pause(store: Store) -> None:
+    since = NOW - timedelta(minutes=10)
+    for _ in range(2):
+        assert await store.reserve_action("a", "s", NOW, since, 2, "tripA", "a") == "ok"
+    assert await store.reserve_action("a", "s", NOW, since, 2, "tripA", "a") == "tripped"
+    assert await store.get_flag(pause_flag("a")) == "tripA"
+    # cluster a's storm neither spends nor pauses cluster b, nor the default cluster
+    for cluster in ("b", ""):
+        assert await store.reserve_action("i", "s", NOW, since, 2, "p", cluster) == "ok"
+        assert await store.mutations_since(since, cluster) == 1
+    assert await store.mutations_since(since, "a") == 2
+    assert await store.reserve_action("a", "s", NOW, since, 2, "p", "a") == "paused"
+    # a cluster's manual pause stops only it; the global flag stops every cluster
+    await store.set_flag(pause_flag("b"), "manual")
+    assert await store.reserve_action("i", "s", NOW, since, 2, "p", "b") == "paused"
+    assert await store.reserve_action("i", "s", NOW, since, 2, "p", "") == "ok"
+    await store.set_flag("paused", "all")
+    assert await store.reserve_action("i", "s", NOW, since, 5, "p", "") == "paused"
+    assert await store.mutations_since(since, "") == 2
 
 
 async def test_reserve_action_window_slides(store: Store) -> None:
@@ -858,7 +882,7 @@ async def test_sqlite_upgrades_a_file_made_before_schema_versions(
         db.close()
         assert versions == [(1, "initial"), (2, "incident_leases"), (3, "sink_leases"),
                             (4, "retention"), (5, "incident_pages"), (6, "chain_timers"),
-                            (7, "evidence")]
+                            (7, "evidence"), (8, "budget_clusters")]
         assert versions == [(s.version, s.name) for s in STEPS]
 
 
@@ -1075,3 +1099,60 @@ async def test_timeline_after_reads_every_incident_in_id_order(store: Store) -> 
     await store.save_step(a, "ladder", step, NOW)
     assert await store.last_steps([a, b]) == {a: step}
     assert await store.count_by_state() == {"open": 2}
+
+
+async def _store_at_v7_with_a_reservation(backend: str, tmp_path: Path) -> Store:
+    """A database migrated to 0007 (before budgets per cluster) holding one reservation
+    of the action budget; the store that opens it."""
+    at = NOW - timedelta(minutes=1)
+    before = [s for s in STEPS if s.version <= 7]
+    if backend == "sqlite":
+        import sqlite3
+
+        from remediator.store.migrations import statements
+        path = tmp_path / "v7.db"
+        db = sqlite3.connect(path)
+        db.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, "
+                   "name TEXT NOT NULL, applied_at TEXT NOT NULL DEFAULT '')")
+        for step in before:
+            for stmt in statements(step.sqlite or ""):
+                db.execute(stmt)
+            db.execute("INSERT INTO schema_version(version, name) VALUES (?, ?)",
+                       (step.version, step.name))
+        db.execute("INSERT INTO budget(at, incident_id, step) VALUES (?, 'old', 's')",
+                   (at.isoformat(),))
+        db.commit()
+        db.close()
+        return SqliteStore(path)
+    import asyncpg
+
+    url = shared_server().create_schema("budget_v7")
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, "
+                           "name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+        for step in before:
+            if step.postgres:
+                await conn.execute(step.postgres)
+            await conn.execute("INSERT INTO schema_version(version, name) VALUES ($1, $2)",
+                               step.version, step.name)
+        await conn.execute("INSERT INTO budget(at, incident_id, step) VALUES ($1, 'old', 's')",
+                           at)
+    finally:
+        await conn.close()
+    return PostgresStore(url)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_reservations_made_before_clusters_count_for_the_default_cluster(
+        backend: str, tmp_path: Path) -> None:
+    store = await _store_at_v7_with_a_reservation(backend, tmp_path)
+    await store.open()
+    try:
+        since = NOW - timedelta(minutes=10)
+        assert await store.mutations_since(since) == 1             # the default cluster's
+        assert await store.mutations_since(since, "east") == 0
+        assert await store.reserve_action("i", "s", NOW, since, 1, "p") == "tripped"
+        assert await store.reserve_action("i", "s", NOW, since, 1, "p", "east") == "ok"
+    finally:
+        await store.close()

@@ -32,7 +32,7 @@ from remediator.actions.kubernetes import (
     _where,
     minimum_available,
 )
-from remediator.actions.params import IsolatePodParams, NetworkIsolateParams
+from remediator.actions.params import ISOLATE_STATEFULSET, IsolatePodParams, NetworkIsolateParams
 from remediator.engine.contract import ActionResult, Intent, RunContext
 from remediator.errors import PermanentError
 from remediator.model.incident import TargetRef
@@ -104,6 +104,9 @@ class IsolatePod:
     KINDS = ("Deployment",)
 
     async def plan(self, ctx: RunContext, params: IsolatePodParams) -> Intent:
+        if ctx.target is not None and ctx.target.kind == "StatefulSet":
+            raise PermanentError(f"{self.name} cannot act on a StatefulSet: "
+                                 f"{ISOLATE_STATEFULSET}")
         cluster, t = _cluster(ctx), _target(ctx, self.KINDS, self.name)
         mark = _label_value(t.name, "the workload name as a label value", self.name)
         owner = await cluster.read_workload(t)

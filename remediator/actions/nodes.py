@@ -7,7 +7,9 @@
 controller recreates (unless ``force``) and pods with emptyDir (unless
 ``delete_emptydir_data``), then POST a policy/v1 Eviction for each; a 429 (a
 PodDisruptionBudget does not allow it now) is retried on the run's clock until the
-timeout, then the step fails with the budget's message.
+timeout, then the step fails with the budget's message. The pods to evict are the
+intent's ``touches``: the engine refuses the whole drain (before cordoning) when one
+is in a namespace the guards deny.
 
 Cordon and drain keep a healthy-node floor: Ready and schedulable nodes, counted at
 plan time, must not fall below ``min_ready_nodes`` (or ``min_ready_percent`` of all
@@ -23,7 +25,7 @@ from typing import Any, ClassVar
 
 from remediator.actions.kubernetes import _cluster, _json
 from remediator.actions.params import CordonParams, DrainParams, UncordonParams, _NodeFloor
-from remediator.engine.contract import ActionResult, Intent, RunContext
+from remediator.engine.contract import ActionResult, Intent, RunContext, Touched
 from remediator.errors import PermanentError
 from remediator.model.names import check_dns1123_label, check_dns1123_subdomain
 from remediator.ports.cluster import ClusterApi, api_path, eviction_body
@@ -209,6 +211,8 @@ class Drain:
             action=self.name, noop=_cordoned(obj) and not pods, api_calls=calls,
             description=f"drain Node {node}: evict {names}"
                         + (f" (skipping {', '.join(skipped)})" if skipped else "") + floor,
+            touches=[Touched(kind="Pod", namespace=p["metadata"]["namespace"],
+                             name=p["metadata"]["name"]) for p in pods],
             args={"node": node, "cordon": not _cordoned(obj), "skipped": skipped,
                   "timeout": params.timeout, "retry_interval": params.retry_interval,
                   "pods": [{"namespace": p["metadata"]["namespace"],

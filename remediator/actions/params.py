@@ -248,3 +248,12 @@ class NetworkIsolateParams(Params):
     egress to a quarantine label put on the pod; removed when the incident closes."""
 
     pod: str | None = None
+
+
+# Why kubernetes.isolate_pod refuses a StatefulSet (the loader and the action say it)
+ISOLATE_STATEFULSET = (
+    "a StatefulSet's pods have fixed names (db-0, db-1, …): relabelled out, the isolated "
+    "pod keeps its name, so the StatefulSet cannot start a replacement (it needs that same "
+    "name, and the pod's volume claim) until the pod is deleted; isolating it would only "
+    "take a replica away. Use kubernetes.delete_pod (recreated under its name) or "
+    "kubernetes.network_isolate (its traffic cut off where it runs)")

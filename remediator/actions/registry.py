@@ -45,6 +45,7 @@ CATALOGUE: dict[str, ActionSpec] = {
                    "relabel the alert's pod out of its Deployment and Services",
                    needs_target=True, target_kinds=("Deployment",), mutates_cluster=True,
                    ports=("cluster",), undone_on_close=True,
+                   why_not=(("StatefulSet", p.ISOLATE_STATEFULSET),),
                    implementation="remediator.actions.isolation:IsolatePod"),
         ActionSpec("kubernetes.network_isolate", p.NetworkIsolateParams,
                    "deny all traffic to the alert's pod until the incident closes",

@@ -135,6 +135,10 @@ class SlackChat:
         files = data.get("files") or [{}]
         return str(files[0].get("id", ""))
 
+    async def permalink(self, channel: str, ts: str) -> str:
+        data = await self._call("chat.getPermalink", channel=channel, message_ts=ts)
+        return str(data["permalink"])
+
     async def usergroup_members(self, group_id: str) -> list[str]:
         """``usergroups.users.list``: the user ids (``U…``) in the user group ``group_id``
         (``S…``). An unknown group is a ``PermanentError`` (``no_such_subteam``)."""
@@ -166,6 +170,8 @@ class SlackChat:
                 response = await web.usergroups_users_list(**args)
             elif method == "files.upload_v2":
                 response = await web.files_upload_v2(**args)
+            elif method == "chat.getPermalink":
+                response = await web.chat_getPermalink(**args)
             else:
                 response = await web.chat_postMessage(**args)
         except SlackApiError as exc:

@@ -14,8 +14,17 @@ before the timer moves, so a replica that took over a timer whose holder died af
 paging does not page again; and the compare-and-set means a timer moved on by one
 replica is never moved again by another.
 
-Pages go to Slack through the chat port: a message in the level's channel mentioning
-its users and user groups, with an Acknowledge button (``rendering.chain_page``).
+Pages go to Slack through the chat port, mentioning the level's users and user groups,
+with an Acknowledge button (``rendering.chain_page``): a reply in the incident's thread
+when the level's channel is the incident's (as configured: the playbook's
+``notify.slack.channel``, else the default), else a top-level message in the level's
+channel with a link to the thread (``chat.getPermalink``); top-level without a link
+while the incident has no thread yet.
+
+PagerDuty is triggered on a level's page only, never on a reminder: a trigger with the
+same ``dedup_key`` (the incident id) while the alert is open is deduplicated by
+PagerDuty, so re-sending it would notify nobody; PagerDuty's own escalation policy and
+its notification rules remind its responders.
 """
 
 from __future__ import annotations
@@ -32,7 +41,13 @@ from remediator.engine.supervisor import Supervisor
 from remediator.errors import PermanentError
 from remediator.model.incident import IncidentView, TimelineEntry
 from remediator.model.records import ChainTimer
-from remediator.ports.chat import SLACK_SINK, ChatApi
+from remediator.ports.chat import (
+    SLACK_ROOT_CHANNEL,
+    SLACK_ROOT_TS,
+    SLACK_SINK,
+    ChatApi,
+    PostedMessage,
+)
 from remediator.ports.pager import PAGED_SERVICES, PAGERDUTY_SINK, PagerApi
 from remediator.ports.store import Store
 from remediator.settings import EscalationPolicy, EscalationTargets
@@ -184,16 +199,43 @@ class Chains:
 
     async def _slack(self, view: IncidentView, policy: str, what: str,
                      targets: EscalationTargets) -> str:
+        """The page: a reply in the incident's Slack thread when the level's channel is
+        the incident's; else top-level in the level's channel, linking to the thread."""
         chat = self.chat()
         channel = targets.slack_channel or self.default_channel
         if chat is None or not channel:
             return "could not page in Slack: Slack (or a channel) is not configured"
-        text, blocks = render.chain_page(view, policy, what, targets.slack_users,
-                                         targets.slack_groups)
-        posted = await chat.post(channel, text, blocks=blocks)
-        await self.store.sink_set(view.id, message_key(posted.channel, posted.ts), "1")
         who = [*targets.slack_users, *targets.slack_groups]
-        return f"paged {', '.join(who) or 'the channel'} in {channel}"
+        root = await self._thread(view, chat)
+        if root is not None and channel == self._incident_channel(view):
+            text, blocks = render.chain_page(view, policy, what, targets.slack_users,
+                                             targets.slack_groups)
+            posted = await chat.reply(root.channel, root.ts, text, blocks=blocks)
+            where = f"in the incident's thread in {channel}"
+        else:
+            link = await chat.permalink(root.channel, root.ts) if root is not None else None
+            text, blocks = render.chain_page(view, policy, what, targets.slack_users,
+                                             targets.slack_groups, thread_link=link)
+            posted = await chat.post(channel, text, blocks=blocks)
+            where = f"in {channel}" + (", linking to the incident's thread" if link else
+                                      " (the incident has no Slack thread yet)")
+        await self.store.sink_set(view.id, message_key(posted.channel, posted.ts), "1")
+        return f"paged {', '.join(who) or 'the channel'} {where}"
+
+    def _incident_channel(self, view: IncidentView) -> str | None:
+        """The channel of the incident's thread, as configured (the playbook's
+        notify.slack.channel, else the default): the Slack sink's choice."""
+        slack = view.notify.get("slack")
+        channel = slack.get("channel") if isinstance(slack, Mapping) else None
+        return str(channel) if channel else self.default_channel
+
+    async def _thread(self, view: IncidentView, chat: ChatApi) -> PostedMessage | None:
+        """The root of the incident's Slack thread (as the Slack sink recorded it)."""
+        channel = await self.store.sink_get(view.id, f"{SLACK_SINK}:{SLACK_ROOT_CHANNEL}")
+        ts = await self.store.sink_get(view.id, f"{SLACK_SINK}:{SLACK_ROOT_TS}")
+        if channel and ts:
+            return PostedMessage(channel, ts)
+        return chat.thread_of(view.id)
 
     async def _pagerduty(self, view: IncidentView, service: str) -> str:
         """Trigger the PagerDuty alert of the incident (dedup key: its id), with what was

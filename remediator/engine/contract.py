@@ -36,6 +36,14 @@ class Params(BaseModel):
 P = TypeVar("P", bound=Params)
 
 
+class Touched(BaseModel):
+    """A namespaced object an intent changes besides its target (a drain's pods)."""
+
+    kind: str
+    namespace: str
+    name: str
+
+
 class Intent(BaseModel):
     """What a step is about to do, computed before doing it; journaled verbatim."""
 
@@ -44,6 +52,9 @@ class Intent(BaseModel):
     args: dict[str, Any] = Field(default_factory=dict)   # everything apply() needs
     api_calls: list[str] = Field(default_factory=list)   # "PATCH /apis/apps/v1/…/scale {…}"
     noop: bool = False                         # the object is already in the desired state
+    # objects beyond the target it changes: the namespace guards check each before the
+    # intent is journaled (a Node's drain reaches pods of every namespace)
+    touches: list[Touched] = Field(default_factory=list)
 
 
 class ActionResult(BaseModel):
@@ -149,6 +160,12 @@ class ActionSpec:
     # it leaves marks in the cluster that the engine undoes when the incident closes
     # (engine/quarantine.py)
     undone_on_close: bool = False
+    # (kind, why not): target kinds it refuses for a reason worth telling the author
+    why_not: tuple[tuple[str, str], ...] = ()
+
+    def refusal_of(self, kind: str) -> str | None:
+        """Why this action cannot act on a ``kind`` target, when it says why."""
+        return next((why for k, why in self.why_not if k == kind), None)
 
 
 class Catalogue(Protocol):

@@ -152,8 +152,7 @@ class Engine:
             self.tasks.start(self._scan(), name="incident-scan")
         if self._isolates():
             self.tasks.start(self.deps.quarantine.sweep(), name="quarantine-sweep")
-        paused = await self.guards.paused()
-        self.metrics.automation_paused.set(1 if paused else 0)
+        self.metrics.automation_paused.set(1 if await self.guards.any_paused() else 0)
         resumed = await self.store.active_incident_ids()
         for incident_id in resumed:
             self.wake(incident_id)

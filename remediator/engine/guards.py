@@ -3,10 +3,12 @@
 At the start of an incident: the target's namespace must be allowed, the
 playbook's cooldown must have passed since the last incident on the same
 target that acted, and ``max_runs_per_hour`` must not be spent. Before every
-step that changes the cluster: automation must not be paused (the kill switch),
-and the global action budget must have room — when it is spent, automation
-pauses itself (a "remediation storm") and only the incident that tripped it
-escalates, once.
+step that changes the cluster: automation must not be paused (the kill switch,
+global or for the target's cluster), and the target's cluster's action budget must
+have room — when it is spent, automation in that cluster pauses itself (a
+"remediation storm") and only the incident that tripped it escalates, once. Each
+cluster (the default one is ``''``) has its own budget; a storm in one never
+pauses another.
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from remediator.clock import Clock
-from remediator.engine.contract import ActionSpec
+from remediator.engine.contract import ActionSpec, Intent
 from remediator.engine.outcomes import Refused
 from remediator.metrics import Metrics
 from remediator.model.durations import human_duration
 from remediator.model.incident import IncidentView, TargetRef
 from remediator.model.playbook import Playbook
+from remediator.model.records import GLOBAL_PAUSE, pause_flag
 from remediator.ports.store import Store
 
 
@@ -33,6 +36,7 @@ class PauseState:
     reason: str
     by: str
     at: str
+    cluster: str | None = None     # None: every cluster; "": the default one; or a name
 
 
 class Guards:
@@ -94,11 +98,9 @@ class Guards:
                 return "namespace", (f"{view.target} is cluster-scoped: acting on it reaches "
                                      "pods of every namespace, beyond the namespace allow list")
         elif view.target is not None:
-            ns = view.target.namespace
-            if ns in self.deny_namespaces:
-                return "namespace", f"namespace {ns!r} is on the deny list"
-            if self.allow_namespaces and ns not in self.allow_namespaces:
-                return "namespace", f"namespace {ns!r} is not on the allow list"
+            why = self.namespace_words(view.target.namespace)
+            if why is not None:
+                return "namespace", why
         cooldown = pb.spec.guards.cooldown
         if cooldown:
             last = await self.store.last_closed_at(view.key, acted_only=True)
@@ -117,6 +119,31 @@ class Guards:
                                              f"(limit {limit})")
         return None
 
+    def namespace_words(self, ns: str) -> str | None:
+        """Why the namespace policy forbids acting in ``ns``; None when it allows it."""
+        if ns in self.deny_namespaces:
+            return f"namespace {ns!r} is on the deny list"
+        if self.allow_namespaces and ns not in self.allow_namespaces:
+            return f"namespace {ns!r} is not on the allow list"
+        return None
+
+    def intent_refusal(self, intent: Intent) -> tuple[Refused, dict[str, Any]] | None:
+        """A planned intent that would change objects (besides its target) in namespaces
+        the policy forbids — a drain evicting a ``kube-system`` pod — is refused whole,
+        before anything is journaled as intended or done; with the journal's data (the
+        first such object's ``namespace`` and its kind, e.g. ``pod``, and every one)."""
+        bad = [(t, why) for t in intent.touches
+               if (why := self.namespace_words(t.namespace)) is not None]
+        if not bad:
+            return None
+        first = bad[0][0]
+        listed = "; ".join(f"{t.kind} {t.namespace}/{t.name} ({why})" for t, why in bad)
+        reason = (f"{intent.action} would change {listed}: the namespace policy forbids it, "
+                  "nothing was done")
+        data: dict[str, Any] = {"namespace": first.namespace, first.kind.lower(): first.name,
+                                "objects": [f"{t.kind} {t.namespace}/{t.name}" for t, _ in bad]}
+        return Refused("namespace", reason, escalate=True), data
+
     async def before_step(self, view: IncidentView, spec: ActionSpec,
                           dry_run: bool) -> Refused | None:
         """Whether a step may act. A refusal here escalates at once (the kill switch or a
@@ -128,40 +155,67 @@ class Guards:
             return held
         if not spec.mutates_cluster or dry_run:
             return None
+        cluster = view.target.cluster if view.target is not None else ""
         now = self.clock.now()
         since = now - timedelta(seconds=self.action_budget_window)
+        where = f" in cluster {cluster}" if cluster else ""
         pause = json.dumps({"kind": "budget", "by": "remediator", "at": now.isoformat(),
-                            "reason": f"action budget spent: {self.action_budget} actions in "
-                                      f"{self.action_budget_window:g}s"})
+                            "reason": f"action budget{where} spent: {self.action_budget} "
+                                      f"actions in {self.action_budget_window:g}s"})
         verdict = await self.store.reserve_action(view.id, spec.name, now, since,
-                                                  self.action_budget, pause)
+                                                  self.action_budget, pause, cluster)
         if verdict == "ok":
             return None
         if verdict == "tripped":
             self.metrics.automation_paused.set(1)
-            return Refused("budget", f"remediation storm: the action budget "
+            scope = f"in cluster {cluster}" if cluster else "in the default cluster"
+            return Refused("budget", f"remediation storm: the action budget {scope} "
                                      f"({self.action_budget} actions per "
                                      f"{human_duration(self.action_budget_window)}) is "
-                                     "spent; automation is paused until resumed",
+                                     f"spent; automation {scope} is paused until resumed",
                            escalate=True)
-        state = await self.paused()
+        state = await self.paused(cluster)
         reason = state.reason if state else "paused"
         return Refused("paused", f"automation is paused ({reason})", escalate=True,
                        run_escalation=state is None or state.kind != "budget")
 
-    async def paused(self) -> PauseState | None:
-        raw = await self.store.get_flag("paused")
-        if raw is None:
-            return None
-        data = json.loads(raw)
-        return PauseState(kind=data.get("kind", "manual"), reason=data.get("reason", ""),
-                          by=data.get("by", ""), at=data.get("at", ""))
+    def cluster_names(self) -> tuple[str, ...]:
+        """Every cluster a target may name: ``''`` (the default one), then the named ones."""
+        return ("", *self.clusters)
 
-    async def pause(self, reason: str, by: str, now: datetime) -> None:
-        await self.store.set_flag("paused", json.dumps(
+    async def paused(self, cluster: str | None = "") -> PauseState | None:
+        """The pause in effect for ``cluster``: the global kill switch first, else the
+        cluster's own (a manual pause of that cluster, or its spent budget). ``None``:
+        the global kill switch only."""
+        for flag in (GLOBAL_PAUSE,) if cluster is None else (GLOBAL_PAUSE, pause_flag(cluster)):
+            raw = await self.store.get_flag(flag)
+            if raw is not None:
+                data = json.loads(raw)
+                return PauseState(kind=data.get("kind", "manual"),
+                                  reason=data.get("reason", ""), by=data.get("by", ""),
+                                  at=data.get("at", ""),
+                                  cluster=None if flag == GLOBAL_PAUSE else cluster)
+        return None
+
+    async def pause(self, reason: str, by: str, now: datetime,
+                    cluster: str | None = None) -> None:
+        """The kill switch: every cluster (``cluster=None``) or one."""
+        flag = GLOBAL_PAUSE if cluster is None else pause_flag(cluster)
+        await self.store.set_flag(flag, json.dumps(
             {"kind": "manual", "reason": reason, "by": by, "at": now.isoformat()}))
         self.metrics.automation_paused.set(1)
 
-    async def resume(self) -> None:
-        await self.store.set_flag("paused", None)
-        self.metrics.automation_paused.set(0)
+    async def resume(self, cluster: str | None = None) -> None:
+        """Lift the pause of one cluster, or (``None``) every pause: the global kill
+        switch and each cluster's (manual or a spent budget)."""
+        flags = [pause_flag(cluster)] if cluster is not None else \
+            [GLOBAL_PAUSE, *(pause_flag(c) for c in self.cluster_names())]
+        for flag in flags:
+            await self.store.set_flag(flag, None)
+        self.metrics.automation_paused.set(1 if await self.any_paused() else 0)
+
+    async def any_paused(self) -> bool:
+        for cluster in self.cluster_names():
+            if await self.paused(cluster) is not None:
+                return True
+        return False

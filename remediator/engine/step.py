@@ -82,14 +82,8 @@ async def _admit(run: Run, step: Step, rec: StepRecord) -> Refused | None:
     now = run.clock.now()
     refusal = await deps.guards.before_step(run.view, spec, run.dry_run)
     if refusal is not None:
-        rec.status, rec.error, rec.started_at, rec.finished_at = \
-            StepStatus.SKIPPED, refusal.reason, now, now
-        await run.journal.step("ladder", rec, "guard", f"step {step.name!r} refused by "
-                               f"{refusal.guard}: {refusal.reason}", guard=refusal.guard)
-        deps.metrics.guard_refusals.labels(refusal.guard).inc()
-        deps.metrics.actions.labels(step.action, "refused").inc()
-        await run.journal.emit(EventKind.STEP, step=rec)
-        return refusal
+        rec.started_at = now
+        return await _refused(run, step, rec, refusal)
     if step.approval is not None and not run.dry_run:
         rejected = await approvals.obtain(run, step, rec)
         if rejected is not None:
@@ -111,6 +105,19 @@ async def _admit(run: Run, step: Step, rec: StepRecord) -> Refused | None:
     return None
 
 
+async def _refused(run: Run, step: Step, rec: StepRecord, refusal: Refused,
+                   **data: Any) -> Refused:
+    """Journal the step as refused by a guard (skipped, nothing done)."""
+    deps = run.deps
+    rec.status, rec.error, rec.finished_at = StepStatus.SKIPPED, refusal.reason, run.clock.now()
+    await run.journal.step("ladder", rec, "guard", f"step {step.name!r} refused by "
+                           f"{refusal.guard}: {refusal.reason}", guard=refusal.guard, **data)
+    deps.metrics.guard_refusals.labels(refusal.guard).inc()
+    deps.metrics.actions.labels(step.action, "refused").inc()
+    await run.journal.emit(EventKind.STEP, step=rec)
+    return refusal
+
+
 async def _act_and_verify(run: Run, step: Step, rec: StepRecord) -> StepOutcome:
     deps = run.deps
     if rec.status == StepStatus.PENDING:
@@ -119,6 +126,9 @@ async def _act_and_verify(run: Run, step: Step, rec: StepRecord) -> StepOutcome:
                                        step.retries)
         except action.PLAN_ERRORS as exc:
             return await failed(run, step, rec, f"could not plan: {action.reason(exc)}")
+        forbidden = deps.guards.intent_refusal(intent)
+        if forbidden is not None:
+            return await _refused(run, step, rec, forbidden[0], **forbidden[1])
         spec = deps.catalogue.get(step.action)
         rec.intent = {**intent.model_dump(), "mutates": spec.mutates_cluster
                       and not run.dry_run and not intent.noop}

@@ -75,9 +75,18 @@ class ApprovalRecord:
 class Reservation(StrEnum):
     """What ``reserve_action`` decided. A ``str``: ``verdict == "ok"`` still works."""
 
-    OK = "ok"              # one action reserved against the budget
-    TRIPPED = "tripped"    # the budget is spent: the ``paused`` flag was just set
-    PAUSED = "paused"      # automation was already paused: nothing reserved
+    OK = "ok"              # one action reserved against the cluster's budget
+    TRIPPED = "tripped"    # the cluster's budget is spent: its pause flag was just set
+    PAUSED = "paused"      # automation was already paused (everywhere or in the cluster)
+
+
+GLOBAL_PAUSE = "paused"    # the flag of the kill switch for every cluster
+
+
+def pause_flag(cluster: str) -> str:
+    """The flag that pauses one cluster (``''``: the default one). Cluster names are
+    DNS-1123 labels, so ``paused:<name>`` never collides with another flag."""
+    return f"{GLOBAL_PAUSE}:{cluster}"
 
 
 @dataclass(frozen=True)

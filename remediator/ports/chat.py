@@ -58,6 +58,11 @@ class ChatApi(Protocol):
         """The user ids (``U…``) in the user group ``group_id`` (``S…``)."""
         ...
 
+    async def permalink(self, channel: str, ts: str) -> str:
+        """The URL of the message ``ts`` in ``channel`` (the id), as Slack links it
+        (``chat.getPermalink``)."""
+        ...
+
     def remember_thread(self, incident_id: str, root: PostedMessage) -> None:
         """Record, in memory, the root message of an incident's thread."""
         ...

@@ -250,20 +250,26 @@ class LeaseStore(Protocol):
 
 
 class GuardStore(Protocol):
-    """What the safety guards read and reserve: cooldowns, run counts, the global action
-    budget, per-target locks and flags (``paused``)."""
+    """What the safety guards read and reserve: cooldowns, run counts, the action budget
+    of each cluster, per-target locks and flags (``paused``, ``paused:<cluster>``)."""
 
     async def last_closed_at(self, incident_key: str, *, acted_only: bool) -> datetime | None: ...
 
     async def runs_since(self, incident_key: str, since: datetime) -> int: ...
 
-    async def mutations_since(self, since: datetime) -> int: ...
+    async def mutations_since(self, since: datetime, cluster: str = "") -> int:
+        """Actions reserved against ``cluster``'s budget (``''``: the default cluster)
+        since ``since``."""
+        ...
 
     async def reserve_action(self, incident_id: str, step: str, now: datetime,
-                             since: datetime, budget: int, pause_value: str) -> Reservation:
-        """Atomically: "paused" if the ``paused`` flag is set; else "tripped" (and set the
-        flag to ``pause_value``) if ``budget`` actions were reserved since ``since``;
-        else reserve one and return "ok"."""
+                             since: datetime, budget: int, pause_value: str,
+                             cluster: str = "") -> Reservation:
+        """Atomically: "paused" if the global ``paused`` flag or ``cluster``'s
+        (``pause_flag(cluster)``) is set; else "tripped" (and set the cluster's flag to
+        ``pause_value``) if ``budget`` actions were reserved in ``cluster`` since
+        ``since``; else reserve one in ``cluster`` and return "ok". A cluster's
+        reservations never count against another's budget."""
         ...
 
     async def acquire_target(self, target: str, incident_id: str) -> str | None:

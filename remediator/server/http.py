@@ -97,6 +97,7 @@ class ServerConfig:
     slack_team_id: str | None = None
     slack_signing_secret: str | None = None
     slack_approvers: tuple[str, ...] = ()
+    slack_acknowledgers: tuple[str, ...] | None = None     # None: the approvers
     pagerduty_webhook_secret: str | None = None     # serves /api/v1/pagerduty/webhook
     # how long the members of a Slack user group (S…) on an allow-list are reused
     slack_group_cache_seconds: float = 60.0
@@ -348,36 +349,82 @@ class Api:
         return web.json_response({"alerts": rows})
 
     async def pause(self, request: web.Request) -> web.Response:
-        """The kill switch. ``by`` is the credential's name; a ``by`` in the body is ignored."""
+        """The kill switch: every cluster, or one with ``{"cluster": NAME}`` (``""``: the
+        default cluster). ``by`` is the credential's name; a ``by`` in the body is
+        ignored."""
         who = self.caller(request, Right.OPERATE)
         if isinstance(who, web.Response):
             return who
         data = await self.read_json(request)
         reason = text_field(data, "reason", "paused by an operator")
-        await self.engine.guards.pause(reason, who.name, self.engine.clock.now())
-        log.warning("automation paused by %s: %s", who.name, reason)
-        return web.json_response({"paused": True, "reason": reason, "by": who.name})
+        cluster = self._cluster_field(data)
+        await self.engine.guards.pause(reason, who.name, self.engine.clock.now(), cluster)
+        where = "everywhere" if cluster is None else f"in cluster {cluster or '(default)'}"
+        log.warning("automation paused %s by %s: %s", where, who.name, reason)
+        body: dict[str, Any] = {"paused": True, "reason": reason, "by": who.name}
+        if cluster is not None:
+            body["cluster"] = cluster
+        return web.json_response(body)
 
     async def resume(self, request: web.Request) -> web.Response:
+        """Lift every pause (the kill switch and each cluster's), or one cluster's with
+        ``{"cluster": NAME}``."""
         who = self.caller(request, Right.OPERATE)
         if isinstance(who, web.Response):
             return who
-        await self.engine.guards.resume()
-        log.warning("automation resumed by %s", who.name)
-        return web.json_response({"paused": False, "by": who.name})
+        cluster = self._cluster_field(await self.read_json(request))
+        await self.engine.guards.resume(cluster)
+        where = "everywhere" if cluster is None else f"in cluster {cluster or '(default)'}"
+        log.warning("automation resumed %s by %s", where, who.name)
+        body: dict[str, Any] = {"paused": False, "by": who.name}
+        if cluster is not None:
+            body["cluster"] = cluster
+        return web.json_response(body)
+
+    def _cluster_field(self, data: dict[str, Any]) -> str | None:
+        """``cluster`` of a pause/resume body: absent or null for every cluster, else a
+        name under kubernetes.clusters or ``""`` (the default cluster)."""
+        cluster = data.get("cluster")
+        if cluster is None:
+            return None
+        known = self.engine.guards.cluster_names()
+        if not isinstance(cluster, str) or cluster not in known:
+            names = ", ".join(repr(c) for c in known)
+            raise web.HTTPBadRequest(reason=f"cluster: {cluster!r} is not a cluster (known: "
+                                            f"{names}; \"\" is the default cluster)")
+        return cluster
 
     async def status(self, request: web.Request) -> web.Response:
         who = self.caller(request, Right.READ)
         if isinstance(who, web.Response):
             return who
-        paused = await self.engine.guards.paused()
+        # top level: the pause of the default cluster (or the global kill switch), as
+        # before clusters; "clusters": each one's budget and pause
+        paused = await self.engine.guards.paused("")
         return web.json_response({
             "paused": paused is not None,
-            "pause": paused.__dict__ if paused else None,     # kind, reason, by, at
+            "pause": paused.__dict__ if paused else None,     # kind, reason, by, at, cluster
+            "clusters": await self._cluster_status(),
             "running_incidents": self.engine.running,
             "playbooks": [pb.name for pb in self.engine.playbook_list],
             "dry_run": self.engine.settings.dry_run,
         })
+
+    async def _cluster_status(self) -> list[dict[str, Any]]:
+        """Per cluster: its action budget (spent and left in the current window) and the
+        pause in effect there (the global kill switch or its own)."""
+        guards = self.engine.guards
+        since = self.engine.clock.now() - timedelta(seconds=guards.action_budget_window)
+        out = []
+        for cluster in guards.cluster_names():
+            spent = await self.engine.store.mutations_since(since, cluster)
+            pause = await guards.paused(cluster)
+            out.append({"name": cluster, "default": cluster == "",
+                        "budget": guards.action_budget, "window": guards.action_budget_window,
+                        "spent": spent, "left": max(0, guards.action_budget - spent),
+                        "paused": pause is not None,
+                        "pause": pause.__dict__ if pause else None})
+        return out
 
     async def decide(self, request: web.Request) -> web.Response:
         """``POST /api/v1/approvals/{id}/approve|reject`` with an optional ``comment``: the

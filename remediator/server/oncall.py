@@ -6,7 +6,8 @@ one (or a release of an incident nobody acknowledged). Who acted is the credenti
 name. The Slack Acknowledge button (``slack_ack``) arrives through the Slack
 interactions route, already signature-checked and replay-checked there; here it must
 come from the escalation message remediator posted for the incident, in the configured
-workspace, by a user on the approvers' allow-list. A refused click is journaled.
+workspace, by a user on the acknowledgers' allow-list (``slack.acknowledgers``, else the
+approvers'). A refused click is journaled.
 
 Not here: what an acknowledgement does (``engine/handoff.py``).
 """
@@ -158,7 +159,9 @@ async def slack_ack(api: Api, interaction: Interaction) -> web.Response:
         await api.engine.handoffs.refused(incident_id, who, refusal, via="slack")
         return web.json_response({"response_type": "ephemeral", "replace_original": False,
                                   "text": refusal}, status=403)
-    allowed = api.config.slack_approvers
+    allowed = api.config.slack_acknowledgers
+    if allowed is None:
+        allowed = api.config.slack_approvers
     try:
         check_allowed(interaction.user_id, allowed)
     except NotAllowed as exc:

@@ -1,7 +1,7 @@
 """The PostgreSQL store's guard, outbox and approval roles.
 
-Methods of ``PostgresStore`` (a mixin over ``PgBase``). The global action budget is
-counted under ``pg_advisory_xact_lock(BUDGET_LOCK)``; the per-target lock is a
+Methods of ``PostgresStore`` (a mixin over ``PgBase``). The action budget (per
+cluster) is counted under ``pg_advisory_xact_lock(BUDGET_LOCK)``; the per-target lock is a
 primary key; cooldowns read the shared journal. Deciding an approval notifies the
 wake-up channel in the same statement, so that the replica waiting on it wakes at
 once. Not here: incidents and the journal (``pg_queries.py``).
@@ -13,7 +13,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from remediator.model.records import ApprovalRecord, Reservation
+from remediator.model.records import GLOBAL_PAUSE, ApprovalRecord, Reservation, pause_flag
 from remediator.store.pg_base import ATTEMPTS, BUDGET_LOCK, Conn, PgBase
 
 
@@ -35,23 +35,29 @@ class PgGuards(PgBase):
             "SELECT count(DISTINCT i.id) FROM incidents i JOIN steps s ON s.incident_id=i.id "
             "WHERE i.key=$1 AND s.mutating AND s.intent_at >= $2", incident_key, since))
 
-    async def mutations_since(self, since: datetime) -> int:
-        return int(await self._fetchval("SELECT count(*) FROM budget WHERE at >= $1", since))
+    async def mutations_since(self, since: datetime, cluster: str = "") -> int:
+        return int(await self._fetchval(
+            "SELECT count(*) FROM budget WHERE cluster=$1 AND at >= $2", cluster, since))
 
     async def reserve_action(self, incident_id: str, step: str, now: datetime,
-                             since: datetime, budget: int, pause_value: str) -> Reservation:
+                             since: datetime, budget: int, pause_value: str,
+                             cluster: str = "") -> Reservation:
+        flag = pause_flag(cluster)
+
         async def run(c: Conn) -> Reservation:
             # one reservation at a time, across every replica
             await c.execute("SELECT pg_advisory_xact_lock($1)", BUDGET_LOCK)
-            if await c.fetchval("SELECT 1 FROM flags WHERE name='paused'"):
+            if await c.fetchval("SELECT 1 FROM flags WHERE name IN ($1, $2)",
+                                GLOBAL_PAUSE, flag):
                 return Reservation.PAUSED
-            used = await c.fetchval("SELECT count(*) FROM budget WHERE at >= $1", since)
+            used = await c.fetchval(
+                "SELECT count(*) FROM budget WHERE cluster=$1 AND at >= $2", cluster, since)
             if used >= budget:
-                await c.execute("INSERT INTO flags(name, value) VALUES ('paused', $1) "
-                                "ON CONFLICT (name) DO NOTHING", pause_value)
+                await c.execute("INSERT INTO flags(name, value) VALUES ($1, $2) "
+                                "ON CONFLICT (name) DO NOTHING", flag, pause_value)
                 return Reservation.TRIPPED
-            await c.execute("INSERT INTO budget(at, incident_id, step) VALUES ($1,$2,$3)",
-                            now, incident_id, step)
+            await c.execute("INSERT INTO budget(at, incident_id, step, cluster) "
+                            "VALUES ($1,$2,$3,$4)", now, incident_id, step, cluster)
             return Reservation.OK
         return await self._tx(run)
 

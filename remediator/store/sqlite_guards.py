@@ -11,7 +11,7 @@ import json
 import sqlite3
 from datetime import datetime
 
-from remediator.model.records import ApprovalRecord, Reservation
+from remediator.model.records import GLOBAL_PAUSE, ApprovalRecord, Reservation, pause_flag
 from remediator.store.sqlite_base import SqliteBase, dt
 from remediator.store.sqlite_intake import ts
 
@@ -41,24 +41,29 @@ class SqliteGuards(SqliteBase):
             return int(row[0])
         return await self._read(run)
 
-    async def mutations_since(self, since: datetime) -> int:
+    async def mutations_since(self, since: datetime, cluster: str = "") -> int:
         def run(c: sqlite3.Connection) -> int:
-            row = c.execute("SELECT count(*) FROM budget WHERE at >= ?", (ts(since),)).fetchone()
+            row = c.execute("SELECT count(*) FROM budget WHERE cluster=? AND at >= ?",
+                            (cluster, ts(since))).fetchone()
             return int(row[0])
         return await self._read(run)
 
     async def reserve_action(self, incident_id: str, step: str, now: datetime,
-                             since: datetime, budget: int, pause_value: str) -> Reservation:
+                             since: datetime, budget: int, pause_value: str,
+                             cluster: str = "") -> Reservation:
+        flag = pause_flag(cluster)
+
         def run(c: sqlite3.Connection) -> Reservation:
-            if c.execute("SELECT 1 FROM flags WHERE name='paused'").fetchone():
+            if c.execute("SELECT 1 FROM flags WHERE name IN (?, ?)",
+                         (GLOBAL_PAUSE, flag)).fetchone():
                 return Reservation.PAUSED
-            used = c.execute("SELECT count(*) FROM budget WHERE at >= ?",
-                             (ts(since),)).fetchone()[0]
+            used = c.execute("SELECT count(*) FROM budget WHERE cluster=? AND at >= ?",
+                             (cluster, ts(since))).fetchone()[0]
             if used >= budget:
-                c.execute("INSERT INTO flags(name, value) VALUES ('paused', ?)", (pause_value,))
+                c.execute("INSERT INTO flags(name, value) VALUES (?, ?)", (flag, pause_value))
                 return Reservation.TRIPPED
-            c.execute("INSERT INTO budget(at, incident_id, step) VALUES (?,?,?)",
-                      (ts(now), incident_id, step))
+            c.execute("INSERT INTO budget(at, incident_id, step, cluster) VALUES (?,?,?,?)",
+                      (ts(now), incident_id, step, cluster))
             return Reservation.OK
         return await self._write(run)
 

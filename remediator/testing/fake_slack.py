@@ -1,7 +1,8 @@
 """A fake Slack Web API: an in-process aiohttp app driven by the real ``slack_sdk``.
 
 It speaks the wire contract that ``AsyncWebClient`` uses for ``auth.test``,
-``chat.postMessage``, ``chat.update`` and ``usergroups.users.list``: POST to
+``chat.postMessage``, ``chat.update``, ``chat.getPermalink`` (a reply's link carries
+``?thread_ts=…&cid=…``, as Slack's does) and ``usergroups.users.list``: POST to
 ``/api/<method>``, the bot token as ``Authorization: Bearer`` (or a ``token``
 field), arguments as JSON, form fields or query parameters
 (``blocks``/``attachments`` may be JSON strings in a form). Replies are HTTP 200
@@ -86,6 +87,7 @@ class FakeSlack(FakeServer):
         self.token = token
         self.team_id = team_id
         self.bot_user_id = bot_user_id
+        self.workspace_url = "https://fake-workspace.slack.com"
         self.channel_ids: dict[str, str] = {
             name: f"C{index:04d}{name.upper().replace('-', '')[:6]}"
             for index, name in enumerate(channels, start=1)
@@ -169,6 +171,7 @@ class FakeSlack(FakeServer):
             "auth.test": self._auth_test,
             "chat.postMessage": self._post_message,
             "chat.update": self._update,
+            "chat.getPermalink": self._permalink,
             "usergroups.users.list": self._usergroup_users,
             "files.getUploadURLExternal": self._upload_url,
             "files.completeUploadExternal": self._complete_upload,
@@ -202,6 +205,19 @@ class FakeSlack(FakeServer):
                            history=[text])
         self.messages.append(msg)
         return _ok({"channel": channel, "ts": msg.ts, "message": _wire(msg, self.bot_user_id)})
+
+    def _permalink(self, args: dict[str, Any]) -> web.Response:
+        """``chat.getPermalink``: a reply's link names its thread (``thread_ts``, ``cid``)."""
+        channel = self._resolve(str(args.get("channel", "")))
+        if channel is None:
+            return _error("channel_not_found")
+        msg = self.message(channel, str(args.get("message_ts", "")))
+        if msg is None:
+            return _error("message_not_found")
+        link = f"{self.workspace_url}/archives/{channel}/p{msg.ts.replace('.', '')}"
+        if msg.thread_ts is not None:
+            link += f"?thread_ts={msg.thread_ts}&cid={channel}"
+        return _ok({"channel": channel, "permalink": link})
 
     def _update(self, args: dict[str, Any]) -> web.Response:
         channel = self._resolve(str(args.get("channel", "")))

@@ -1,20 +1,23 @@
 """Several clusters: a playbook's target.cluster (templated from a label) picks the
 cluster the steps act on; locks and cooldowns are per cluster; an unknown cluster
-escalates with that reason."""
+escalates with that reason; each cluster has its own action budget and pause."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from remediator.adapters.kubernetes import KubernetesCluster
 from remediator.model.incident import IncidentState, StepStatus
+from remediator.settings import EngineSettings
 from remediator.simulator import Simulator
 from remediator.simulator.controller import DEPLOY
 
-from .rig import Rig, alert
+from .rig import AUTH, T0, Rig, alert
 
 PLAYBOOK = """
 apiVersion: remediator/v1
@@ -82,3 +85,100 @@ async def test_an_unknown_cluster_escalates_with_that_reason(
            "(kubernetes.clusters names: east)" in inc.summary
     assert rig.writes() == []
     assert east[0].control.writes() == []
+
+
+async def _api(rig: Rig, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    assert rig.client is not None
+    resp = await rig.client.request(method, path, headers={**AUTH, "Content-Type":
+                                                           "application/json"},
+                                    data=json.dumps(body) if body is not None else None)
+    return resp.status, await resp.json() if resp.status < 300 else await resp.text()
+
+
+def _cluster(status: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(c for c in status["clusters"] if c["name"] == name)
+
+
+async def test_each_cluster_has_its_own_budget(
+        rig: Rig, east: tuple[Simulator, KubernetesCluster]) -> None:
+    east_sim, east_cluster = east
+    await rig.start(PLAYBOOK, EngineSettings(action_budget=1, action_budget_window=86400),
+                    clusters={"east": east_cluster})
+    # the default cluster spends its one action, then its storm pauses it
+    await rig.post([alert(cluster="")])
+    await rig.settle()
+    await rig.post([alert(cluster="", deployment="web")])
+    await rig.settle()
+    storm = [i for i in await rig.incidents() if "remediation storm" in i.summary]
+    assert len(storm) == 1
+    assert "the action budget in the default cluster (1 actions per 1d) is spent" \
+        in storm[0].summary, storm[0].summary
+    # east's budget is untouched by the default cluster's storm: its restart runs
+    await rig.post([alert(cluster="east")])
+    await rig.settle()
+    east_inc = next(i for i in await rig.incidents()
+                    if i.target is not None and i.target.cluster == "east")
+    assert east_inc.steps[0].status == StepStatus.SUCCEEDED, east_inc.summary
+    assert restarted(east_sim)
+    assert await rig.store.mutations_since(T0, "") == 1
+    assert await rig.store.mutations_since(T0, "east") == 1
+    status, st = await _api(rig, "GET", "/api/v1/status")
+    assert status == 200
+    default, east_st = _cluster(st, ""), _cluster(st, "east")
+    assert (default["spent"], default["left"], default["paused"]) == (1, 0, True)
+    assert default["pause"]["kind"] == "budget"
+    assert default["pause"]["cluster"] == ""
+    assert (east_st["spent"], east_st["left"], east_st["paused"]) == (1, 0, False)
+    assert st["paused"] is True
+    assert st["pause"]["kind"] == "budget"
+    assert rig.engine.metrics.registry.get_sample_value("remediator_automation_paused") == 1
+
+
+async def test_pause_and_resume_one_cluster(
+        rig: Rig, east: tuple[Simulator, KubernetesCluster]) -> None:
+    east_sim, east_cluster = east
+    await rig.start(PLAYBOOK, clusters={"east": east_cluster})
+    status, body = await _api(rig, "POST", "/api/v1/pause", {"cluster": "west"})
+    assert status == 400
+    assert "'west' is not a cluster (known: '', 'east'" in body, body
+    status, body = await _api(rig, "POST", "/api/v1/pause",
+                              {"cluster": "east", "reason": "east freeze"})
+    assert (status, body["cluster"], body["paused"]) == (200, "east", True)
+    await rig.post([alert(cluster="east"), alert(cluster="")])
+    await rig.settle()
+    incs = {i.target.cluster: i for i in await rig.incidents() if i.target is not None}
+    assert incs["east"].state == IncidentState.ESCALATED
+    assert "automation is paused (east freeze)" in incs["east"].summary
+    assert east_sim.control.writes() == []
+    assert rig.sim is not None
+    assert restarted(rig.sim), incs[""].summary                # the default cluster acts
+    _, st = await _api(rig, "GET", "/api/v1/status")
+    assert st["paused"] is False
+    assert _cluster(st, "east")["pause"]["reason"] == "east freeze"
+    # resuming another cluster leaves east paused; resuming east lifts it
+    await _api(rig, "POST", "/api/v1/resume", {"cluster": ""})
+    _, st = await _api(rig, "GET", "/api/v1/status")
+    assert _cluster(st, "east")["paused"] is True
+    assert rig.engine.metrics.registry.get_sample_value("remediator_automation_paused") == 1
+    status, body = await _api(rig, "POST", "/api/v1/resume", {"cluster": "east"})
+    assert (status, body) == (200, {"paused": False, "by": "token", "cluster": "east"})
+    _, st = await _api(rig, "GET", "/api/v1/status")
+    assert not any(c["paused"] for c in st["clusters"])
+    assert rig.engine.metrics.registry.get_sample_value("remediator_automation_paused") == 0
+
+
+async def test_the_global_kill_switch_stops_every_cluster_and_resume_lifts_all(
+        rig: Rig, east: tuple[Simulator, KubernetesCluster]) -> None:
+    east_sim, east_cluster = east
+    await rig.start(PLAYBOOK, clusters={"east": east_cluster})
+    await _api(rig, "POST", "/api/v1/pause", {"cluster": "east"})
+    await _api(rig, "POST", "/api/v1/pause", {"reason": "all stop"})
+    await rig.post([alert(cluster="east"), alert(cluster="")])
+    await rig.settle()
+    assert all("automation is paused (all stop)" in i.summary for i in await rig.incidents())
+    assert rig.writes() == []
+    assert east_sim.control.writes() == []
+    await _api(rig, "POST", "/api/v1/resume")             # no cluster: every pause
+    _, st = await _api(rig, "GET", "/api/v1/status")
+    assert st["paused"] is False
+    assert not any(c["paused"] for c in st["clusters"])

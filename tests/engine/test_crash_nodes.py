@@ -102,7 +102,8 @@ async def test_sigkill_mid_drain_evicts_each_pod_once(
 
         async def done() -> dict[str, Any] | None:
             step = await first_step(http, second)
-            return step if step and step["status"] not in ("intent", "pending") else None
+            return step if step and step["status"] not in ("intent", "pending", "applied") \
+                else None   # applied: journaled just before succeeded
 
         step = await until(done, 30)
         assert step["status"] == "succeeded", step
@@ -167,7 +168,8 @@ async def kill_mid_step_then_finish(tmp_path: Path, http: aiohttp.ClientSession,
 
         async def done() -> dict[str, Any] | None:
             step = await first_step(http, second)
-            return step if step and step["status"] not in ("intent", "pending") else None
+            return step if step and step["status"] not in ("intent", "pending", "applied") \
+                else None   # applied: journaled just before succeeded
 
         step: dict[str, Any] = await until(done, 30)
     finally:

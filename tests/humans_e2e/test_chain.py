@@ -145,3 +145,50 @@ async def test_a_release_pages_the_chain_again_from_level_one(stack: Stack) -> N
     assert pages(stack) == [ALICE, ALICE]                # level 1 again, at once
     await at(stack, 35)
     assert pages(stack) == [ALICE, ALICE, ALICE + "+r", SRE]
+
+
+THREADED: dict[str, Any] = {"primary": {"levels": [
+    {"targets": {"slack_users": [ALICE], "slack_channel": "#ops-alerts"},
+     "ack_within": "5m", "reminders": ["2m"]},
+    {"targets": {"slack_groups": [SRE], "slack_channel": "#oncall"}, "ack_within": "10m"},
+]}}
+
+
+async def test_pages_in_the_incidents_channel_are_thread_replies(stack: Stack) -> None:
+    """Level 1 pages the incident's own channel: its page and reminder are replies in
+    the incident's thread; level 2 pages #oncall top-level, linking to that thread; the
+    Acknowledge button of a reply in the thread works."""
+    await stack.start(PB, settings={"escalation": {"policies": THREADED, "tick": "1d"}})
+    await stack.post([alert()])
+
+    async def threaded() -> bool:
+        views = await stack.incidents()
+        return bool(views) and views[0].context.get("escalation") == "done" \
+            and len(stack.slack.roots("#ops-alerts")) == 1
+    await stack.until(threaded, "the escalation and the incident's thread")
+    incident_id = (await stack.incident()).id
+    [root] = stack.slack.roots("#ops-alerts")
+    stack.start_time = stack.clock.now()
+    await at(stack, 0)
+    await at(stack, 2)
+    in_thread = [m for m in stack.slack.replies("#ops-alerts", root.ts) if ALICE in m.text]
+    assert len(in_thread) == 2                          # the page and its reminder
+    assert "reminder 1" in in_thread[1].text
+    assert stack.slack.roots("#ops-alerts") == [root]   # nothing top-level in the channel
+    await at(stack, 5)
+    [page] = stack.slack.roots("#oncall")
+    assert SRE in page.text
+    link = (f"https://fake-workspace.slack.com/archives/{root.channel}/"
+            f"p{root.ts.replace('.', '')}")
+    assert f"<{link}|The incident's thread>" in page.text
+    notes = [e.message for e in (await stack.incident()).timeline if e.kind == "escalate"]
+    assert any(f"paged {ALICE} in the incident's thread in #ops-alerts" in n for n in notes)
+    assert any(f"paged {SRE} in #oncall, linking to the incident's thread" in n
+               for n in notes), notes
+    status, reply = await stack.interact(click(incident_id, action="remediator_ack",
+                                               channel=root.channel,
+                                               message_ts=in_thread[0].ts))
+    assert status == 200, reply
+    inc = await stack.incident()
+    assert inc.context["ack"]["via"] == "slack"
+    assert await stack.engine.store.get_timer(incident_id) is None

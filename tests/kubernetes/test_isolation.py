@@ -22,7 +22,7 @@ from remediator.engine.supervisor import Supervisor
 from remediator.errors import PermanentError
 from remediator.simulator import Simulator
 from remediator.simulator.controller import POD
-from remediator.simulator.seed import DeploymentSeed, Seed
+from remediator.simulator.seed import DeploymentSeed, Seed, WorkloadSeed
 from remediator.simulator.store import by_kind
 from remediator.store.sqlite import SqliteStore
 
@@ -35,7 +35,9 @@ def seed() -> Seed:
     # 4 replicas with maxUnavailable 25%: one pod may be taken out; web: none may
     return Seed(deployments=[
         DeploymentSeed(namespace="prod", name="api", replicas=4, image="example/api:1"),
-        DeploymentSeed(namespace="prod", name="web", replicas=2, image="example/web:1")])
+        DeploymentSeed(namespace="prod", name="web", replicas=2, image="example/web:1")],
+        statefulsets=[WorkloadSeed(namespace="prod", name="db", replicas=2,
+                                   image="postgres:16")])
 
 
 def api_pods(sim: Simulator) -> list[str]:
@@ -80,6 +82,21 @@ async def test_isolate_pod_relabels_it_out_and_a_replacement_starts(
     with pytest.raises(PermanentError, match=r"1 pod\(s\) of Deployment prod/api are isolated "
                                              r"already .*max_isolated is 1"):
         await IsolatePod().plan(with_pod(make_ctx, api_pods(sim)[0]), IsolatePodParams())
+
+
+async def test_isolate_pod_refuses_a_statefulset_saying_why(sim: Simulator,
+                                                            make_ctx: Ctx) -> None:
+    """The replacement of a StatefulSet's pod needs the isolated pod's own name: the
+    refusal says so, and nothing is called."""
+    before = len(sim.control.writes())
+    with pytest.raises(PermanentError) as info:
+        await IsolatePod().plan(with_pod(make_ctx, "db-0", kind="StatefulSet", name="db"),
+                                IsolatePodParams())
+    assert str(info.value).startswith(
+        "kubernetes.isolate_pod cannot act on a StatefulSet: a StatefulSet's pods have "
+        "fixed names (db-0, db-1, …): relabelled out, the isolated pod keeps its name, so "
+        "the StatefulSet cannot start a replacement (it needs that same name")
+    assert len(sim.control.writes()) == before
 
 
 async def test_isolate_pod_keeps_the_available_minimum(sim: Simulator, make_ctx: Ctx,
