@@ -18,6 +18,7 @@ from aiohttp import web
 
 from remediator.console.access import ACCESS, Access
 from remediator.console.actions import RESUMED_FLAG
+from remediator.console.links import Links
 from remediator.model.incident import IncidentState, IncidentSummary, StepStatus
 from remediator.server.http import Api
 from remediator.server.paging import CursorError, decode_cursor, encode_cursor
@@ -47,8 +48,8 @@ def _matches(row: IncidentSummary, namespace: str, text: str) -> bool:
 
 
 class Views:
-    def __init__(self, api: Api) -> None:
-        self.api = api
+    def __init__(self, api: Api, links: Links) -> None:
+        self.api, self.links = api, links
         self.store = api.engine.store
 
     async def incidents(self, request: web.Request) -> web.Response:
@@ -116,8 +117,11 @@ class Views:
         verify = {}
         if pb is not None:
             verify = {i: s.verify for i, s in enumerate(pb.spec.steps) if s.verify}
+        links = await self.links.of(view.id, view.context,
+                                    [a.get("labels") or {} for a in view.alerts])
         return render(request, "incident.html", {
             "inc": view, "approval": approval, "verify": verify, "playbook": pb,
+            "links": links, "silence": self.links.silence,
             "msg": request.query.get("msg", "")[:300],
             "step_count": len(pb.spec.steps) if pb else len(view.steps)})
 
@@ -149,8 +153,8 @@ class Views:
         return render(request, "playbooks.html", {"items": items})
 
 
-def routes(app: web.Application, api: Api, access: Access) -> None:
-    views = Views(api)
+def routes(app: web.Application, api: Api, access: Access, links: Links) -> None:
+    views = Views(api, links)
     app.router.add_get("/", views.incidents)
     app.router.add_get("/incidents/{id}", views.incident)
     app.router.add_get("/status", views.status)
