@@ -18,6 +18,7 @@ from aiohttp import web
 
 from remediator.console.access import ACCESS, Access
 from remediator.console.actions import RESUMED_FLAG
+from remediator.console.checks import PlaybookCheck
 from remediator.console.links import Links
 from remediator.model.incident import IncidentState, IncidentSummary, StepStatus
 from remediator.server.http import Api
@@ -48,8 +49,8 @@ def _matches(row: IncidentSummary, namespace: str, text: str) -> bool:
 
 
 class Views:
-    def __init__(self, api: Api, links: Links) -> None:
-        self.api, self.links = api, links
+    def __init__(self, api: Api, links: Links, check: PlaybookCheck) -> None:
+        self.api, self.links, self.check = api, links, check
         self.store = api.engine.store
 
     async def incidents(self, request: web.Request) -> web.Response:
@@ -149,12 +150,18 @@ class Views:
             good = [r for r in ended if r.state == IncidentState.RECOVERED]
             items.append({"pb": pb, "recent": recent, "ended": len(ended),
                           "rate": (100 * len(good) // len(ended)) if ended else None,
-                          "warnings": [str(w) for w in getattr(pb, "_warnings", [])]})
-        return render(request, "playbooks.html", {"items": items})
+                          "warnings": [str(w) for w in pb.warnings]})
+        check = await self.check.report()
+        loaded = {pb.metadata.name for pb in self.api.engine.playbook_list}
+        return render(request, "playbooks.html", {
+            "items": items, "check": check,
+            "added": sorted(check.names - loaded) if check and check.ok else [],
+            "removed": sorted(loaded - check.names) if check and check.ok else []})
 
 
-def routes(app: web.Application, api: Api, access: Access, links: Links) -> None:
-    views = Views(api, links)
+def routes(app: web.Application, api: Api, access: Access, links: Links,
+           check: PlaybookCheck) -> None:
+    views = Views(api, links, check)
     app.router.add_get("/", views.incidents)
     app.router.add_get("/incidents/{id}", views.incident)
     app.router.add_get("/status", views.status)

@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from remediator import console
 from remediator.actions import registry
 from remediator.clock import FakeClock
+from remediator.console.checks import PlaybookCheck
 from remediator.console.links import LinkConfig
 from remediator.engine.core import Engine
 from remediator.loader import load
@@ -77,14 +78,14 @@ Make = Callable[..., Awaitable[Console]]
 async def make_console(tmp_path: Path) -> AsyncIterator[Make]:
     made: list[Console] = []
 
-    async def make(config: ServerConfig | None = None,
-                   links: LinkConfig | None = None) -> Console:
+    async def make(config: ServerConfig | None = None, links: LinkConfig | None = None,
+                   check: PlaybookCheck | None = None) -> Console:
         st = SqliteStore(tmp_path / f"c{len(made)}.db")
         await st.open()
         engine = Engine(store=st, playbooks=load(PLAYBOOK), clock=FakeClock(T0),
                         catalogue=registry)
         app, api = build_app(engine, config or ServerConfig(users=USERS))
-        console.setup(app, api, links)
+        console.setup(app, api, links, check)
         api.ready = True
         client = TestClient(TestServer(app))
         await client.start_server()
