@@ -1,10 +1,9 @@
 """The console's pages: the incident list, one incident, status, playbooks.
 
 Each page is a whole HTML document; with ``?fragment=1`` only its live part (what the
-event stream's script swaps in). The list filters by state and playbook in the store
-(keyset pages, ``incident_page``); namespace and free text are applied to those rows,
-reading at most ``SCAN_LIMIT`` incidents for one page (the page then ends early and
-its "older" link carries on from where the scan stopped).
+event stream's script swaps in). The list filters by state, playbook, the target's
+namespace and free text (a substring of id, key, playbook, target, summary and state,
+ASCII letters case-insensitive) in the store: keyset pages of ``incident_page``.
 """
 
 from __future__ import annotations
@@ -20,12 +19,11 @@ from remediator.console.access import ACCESS, Access
 from remediator.console.actions import RESUMED_FLAG
 from remediator.console.checks import PlaybookCheck
 from remediator.console.links import Links
-from remediator.model.incident import IncidentState, IncidentSummary, StepStatus
+from remediator.model.incident import IncidentState, StepStatus
 from remediator.server.http import Api
 from remediator.server.paging import CursorError, decode_cursor, encode_cursor
 
 PAGE_SIZE = 50
-SCAN_LIMIT = 1000
 ALERTS_SHOWN = 100
 LIVE = {"incidents.html", "incident.html", "status.html"}    # with a *_live.html part
 
@@ -36,16 +34,6 @@ def render(request: web.Request, name: str, context: dict[str, Any],
     if request.query.get("fragment") and name in LIVE:
         name = name.replace(".html", "_live.html")
     return aiohttp_jinja2.render_template(name, request, context, status=status)
-
-
-def _matches(row: IncidentSummary, namespace: str, text: str) -> bool:
-    if namespace and (row.target is None or row.target.namespace != namespace):
-        return False
-    if text:
-        hay = " ".join((row.id, row.key, row.playbook, str(row.target or ""), row.summary,
-                        row.state.value)).lower()
-        return text.lower() in hay
-    return True
 
 
 class Views:
@@ -69,7 +57,9 @@ class Views:
                 after = decode_cursor(q["cursor"], filters)
             except CursorError as exc:
                 raise web.HTTPBadRequest(reason=f"bad cursor: {exc}") from None
-        rows, last = await self._scan(state, playbook, namespace, text, after)
+        rows, last = await self.store.incident_page(
+            state=state, playbook=playbook, namespace=namespace or None, text=text or None,
+            after=after, limit=PAGE_SIZE)
         steps = await self.store.last_steps([r.id for r in rows])
         counts = await self.store.count_by_state()
         return render(request, "incidents.html", {
@@ -77,29 +67,6 @@ class Views:
             "total": sum(counts.values()), "filters": filters,
             "playbooks": sorted(self.api.engine.playbooks),
             "next_cursor": encode_cursor(last, filters) if last is not None else None})
-
-    async def _scan(self, state: str | None, playbook: str | None, namespace: str,
-                    text: str, after: Any) -> tuple[list[IncidentSummary], Any]:
-        if not namespace and not text:
-            return await self.store.incident_page(state=state, playbook=playbook,
-                                                  after=after, limit=PAGE_SIZE)
-        found: list[IncidentSummary] = []
-        scanned = 0
-        while True:
-            page, last = await self.store.incident_page(state=state, playbook=playbook,
-                                                        after=after, limit=200)
-            for row in page:
-                scanned += 1
-                if _matches(row, namespace, text):
-                    found.append(row)
-                    if len(found) == PAGE_SIZE:
-                        more = row is not page[-1] or last is not None
-                        return found, ((row.created_at, row.id) if more else None)
-            if last is None:
-                return found, None
-            after = last
-            if scanned >= SCAN_LIMIT:
-                return found, last
 
     async def incident(self, request: web.Request) -> web.Response:
         incident_id = request.match_info["id"]

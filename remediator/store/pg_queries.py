@@ -23,7 +23,7 @@ from remediator.model.incident import (
     TimelineEntry,
 )
 from remediator.model.records import count_alerts
-from remediator.ports.store import PageKey
+from remediator.ports.store import ASCII_LOWER, PageKey
 from remediator.store.pg_base import OPEN_STATES, Conn, PgBase
 
 _OPEN = list(OPEN_STATES)
@@ -143,7 +143,8 @@ class PgIncidents(PgBase):
             return views
 
     async def incident_page(self, *, state: str | None = None, playbook: str | None = None,
-                            after: PageKey | None = None, limit: int = 100
+                            after: PageKey | None = None, limit: int = 100,
+                            namespace: str | None = None, text: str | None = None
                             ) -> tuple[list[IncidentSummary], PageKey | None]:
         where: list[str] = []
         args: list[Any] = []
@@ -151,6 +152,11 @@ class PgIncidents(PgBase):
         def arg(value: Any) -> str:
             args.append(value)
             return f"${len(args)}"
+        if namespace:
+            where.append(f"(target::jsonb)->>'namespace' = {arg(namespace)}")
+        if text:                  # ASCII letters folded, nothing else (as SQLite's lower())
+            where.append(f"strpos(translate({_HAY}, '{_UPPER}', '{_UPPER.lower()}'), "
+                         f"{arg(text.translate(ASCII_LOWER))}) > 0")
         if state:
             where.append(f"state={arg(state)}")
         if playbook:
@@ -344,6 +350,17 @@ def _incident(row: Any) -> IncidentView:
         summary=row["summary"])
 
 
+# ports.store.search_hay in SQL: id key playbook str(target) summary state
+_UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_T = "((target::jsonb)->>'{}')"
+_TARGET = (f"CASE WHEN coalesce(target, '') = '' THEN '' ELSE {_T.format('kind')} || ' ' || "
+           f"CASE WHEN coalesce({_T.format('namespace')}, '') <> '' "
+           f"THEN {_T.format('namespace')} || '/' ELSE '' END || "
+           f"coalesce({_T.format('name')}, '') || "
+           f"CASE WHEN coalesce({_T.format('cluster')}, '') <> '' "
+           f"THEN ' in cluster ' || {_T.format('cluster')} ELSE '' END END")
+_HAY = (f"id || ' ' || key || ' ' || playbook || ' ' || {_TARGET} || ' ' || "
+        "coalesce(summary, '') || ' ' || state")
 _SUMMARY_COLUMNS = ("id, key, playbook, target, state, dry_run, created_at, updated_at, "
                     "closed_at, first_alert_at, summary")
 
