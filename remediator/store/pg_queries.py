@@ -164,6 +164,7 @@ class PgIncidents(PgBase):
         if after is not None:
             where.append(f"(created_at, id) < ({arg(after[0])}::timestamptz, {arg(after[1])})")
         sql = (f"SELECT {_SUMMARY_COLUMNS} FROM incidents "
+               + (_TARGET_RECORD if text else "")
                + (f"WHERE {' AND '.join(where)} " if where else "")
                + f"ORDER BY created_at DESC, id DESC LIMIT {arg(limit + 1)}")
         if self._pool is None:
@@ -352,13 +353,15 @@ def _incident(row: Any) -> IncidentView:
 
 # ports.store.search_hay in SQL: id key playbook str(target) summary state
 _UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-_T = "((target::jsonb)->>'{}')"
+_T = "t.{}"      # of _TARGET_RECORD: the target parsed once per row
 _TARGET = (f"CASE WHEN coalesce(target, '') = '' THEN '' ELSE {_T.format('kind')} || ' ' || "
            f"CASE WHEN coalesce({_T.format('namespace')}, '') <> '' "
            f"THEN {_T.format('namespace')} || '/' ELSE '' END || "
            f"coalesce({_T.format('name')}, '') || "
            f"CASE WHEN coalesce({_T.format('cluster')}, '') <> '' "
            f"THEN ' in cluster ' || {_T.format('cluster')} ELSE '' END END")
+_TARGET_RECORD = ("LEFT JOIN LATERAL jsonb_to_record(nullif(target, '')::jsonb) "
+                  "AS t(kind text, namespace text, name text, cluster text) ON true ")
 _HAY = (f"id || ' ' || key || ' ' || playbook || ' ' || {_TARGET} || ' ' || "
         "coalesce(summary, '') || ' ' || state")
 _SUMMARY_COLUMNS = ("id, key, playbook, target, state, dry_run, created_at, updated_at, "

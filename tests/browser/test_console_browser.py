@@ -177,3 +177,21 @@ def test_a_hostile_label_renders_as_text(daemon: Running, browser: Any,
     assert f"note={XSS}" in text_of(browser, ".labels")
     assert "deployment=web" in text_of(browser, ".labels")
     shot(browser, tmp_path, "incident-hostile-label")
+
+
+def test_acknowledge_from_the_page(daemon: Running, browser: Any, tmp_path: Path) -> None:
+    login(browser, daemon, "otto")
+    daemon.alert("NeedsApproval", namespace="staging")          # its own target
+    href = newest_incident(browser, daemon, "gated-restart")
+    browser.get(href)
+    wait_for(browser, lambda b: state_of(b) == "awaiting approval")
+    mute = browser.find_element(By.CSS_SELECTOR, "#link-silence").get_attribute("href")
+    assert mute.startswith("http://alertmanager.example:9093/#/silences/new?filter=")
+    assert "namespace%3D%22staging%22" in mute
+    shot(browser, tmp_path, "incident-before-ack")
+    click(browser, By.ID, "ack")
+    wait_for(browser, lambda b: "acknowledged by otto" in text_of(b, ".head .actions"))
+    assert not browser.find_elements(By.ID, "ack")
+    assert browser.find_elements(By.ID, "release")
+    wait_for(browser, lambda b: "acknowledged" in text_of(b, "ol.events"))
+    shot(browser, tmp_path, "incident-acknowledged")
