@@ -158,6 +158,7 @@ def run(store: str = "sqlite", pg_sync: str = "full", schedule: str = "open",
                 if pg_pid:
                     cpu_s["postgresql"] = tree_cpu_seconds(pg_pid) - cpu0[1]
                 settled_s, still_running = settle(url)
+                cpu_total = cpu_seconds(daemon.pid) - cpu0[0]
             records = result["records"]
             first = min(r["sent"] for r in records)
             last = max(r["done"] for r in records)
@@ -180,7 +181,7 @@ def run(store: str = "sqlite", pg_sync: str = "full", schedule: str = "open",
         "outcomes": dict(outcomes), "engine_waited_s": settled_s,
         "runs_in_progress_after": still_running,
         "incidents": n_incidents, "alerts_in_incidents": len(stored),
-        "cpu_s_during_storm": cpu_s,
+        "cpu_s_during_storm": cpu_s, "daemon_cpu_s_storm_to_settled": cpu_total,
         "rss_idle_mb": rss_idle, "rss_after_mb": cur, "peak_rss_mb": peak,
         "latency_p99_ms": sorted(r["latency"] for r in records)[int(len(records) * .99)] * 1e3,
         "targets_check": {"incidents": STORM_TARGETS, "peak_rss_mb_max": 200},
@@ -245,6 +246,8 @@ def compare_sse(args: argparse.Namespace) -> int:
             runs[n].append(run(args.store, args.pg_sync, args.schedule, sse=n))
     rate = {n: statistics.median(d["alerts_per_s"] for d in r) for n, r in runs.items()}
     ratio = rate[args.sse_clients] / rate[0]
+    cpu = {n: statistics.median(d["daemon_cpu_s_storm_to_settled"] for d in r)
+           for n, r in runs.items()}
     events = [e for d in runs[args.sse_clients] for e in d["sse_clients"].get("events", [])]
     connected = [d["sse_clients"].get("connected", 0) for d in runs[args.sse_clients]]
     summary = {"store": args.store, "rounds": args.rounds, "clients": args.sse_clients,
@@ -252,6 +255,10 @@ def compare_sse(args: argparse.Namespace) -> int:
                                 for n, r in runs.items()},
                "median_alerts_per_s": {str(n): round(v) for n, v in rate.items()},
                "ratio": ratio, "connected": connected,
+               "daemon_cpu_s_storm_to_settled": {
+                   str(n): [d["daemon_cpu_s_storm_to_settled"] for d in r]
+                   for n, r in runs.items()},
+               "daemon_cpu_ratio": cpu[args.sse_clients] / cpu[0],
                "events_per_client_min_max": [min(events, default=0), max(events, default=0)],
                "met": ratio > 0.9}
     path = save(result_name("storm", args.store, args.pg_sync) + "-sse-compare", summary)
@@ -259,6 +266,8 @@ def compare_sse(args: argparse.Namespace) -> int:
           f"{rate[0]:.0f} {summary['alerts_per_s']['0']}; with {args.sse_clients} SSE clients "
           f"{rate[args.sse_clients]:.0f} {summary['alerts_per_s'][str(args.sse_clients)]}; "
           f"ratio {ratio:.3f} (target > 0.9: {'yes' if ratio > 0.9 else 'NO'})")
+    print(f"daemon CPU s from the storm until settled (median): without {cpu[0]:.2f}, with "
+          f"{cpu[args.sse_clients]:.2f}: x{summary['daemon_cpu_ratio']:.3f}")
     print(f"clients connected per run: {connected}; events received per client: "
           f"{summary['events_per_client_min_max'][0]}..{summary['events_per_client_min_max'][1]}")
     print(f"results: {path}")

@@ -1,6 +1,6 @@
 """The event stream's fan-out: one poll and one encoding per journal entry for every
 client, what queued up written at once, in order, each entry once; a client that
-falls too far behind is marked for ``reset``."""
+falls too far behind is told to ``reset``."""
 
 from __future__ import annotations
 
@@ -81,16 +81,24 @@ async def test_many_clients_get_a_burst_once_each_in_order(
 async def test_a_client_too_far_behind_gets_reset(make_console: Make,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(events, "QUEUE_LIMIT", 5)
-    monkeypatch.setattr(events, "IDLE_CHECK", 0.05)
     c = await make_console()
     hub = c.client.app[HUB]
+    hub.poll = 0.01
     incident = await c.incident(LABELS)
-    queue, _ = await hub.subscribe()            # a client that never reads
-    entries = tuple(TimelineEntry(at=T0, kind="step", message=f"s{n}") for n in range(20))
+    behind, _ = await hub.subscribe()           # a client that does not read
+    entries = tuple(TimelineEntry(at=T0, kind="step", message=f"s{n}") for n in range(4))
     await c.store.journal(incident, T0, timeline=entries)
-    items = []
     async with asyncio.timeout(10):
-        while not items or items[-1] is not None:
-            items.append(await queue.get())
-    assert len(items) == 6                      # 5 entries, then the reset marker
-    hub.unsubscribe(queue)
+        while hub.base + len(hub.frames) < 4:
+            await hub.wakeup.wait()
+    ahead, _ = await hub.subscribe()
+    assert [json.loads(f[1].split(b"data: ")[1])["message"]
+            for f in hub.take(behind, 2) or []] == ["s0", "s1"]
+    await c.store.journal(incident, T0, timeline=entries)   # 8 in all: 3 dropped
+    async with asyncio.timeout(10):
+        while hub.base + len(hub.frames) < 8:
+            await hub.wakeup.wait()
+    assert hub.take(behind, 100) is None        # it missed dropped frames: reset
+    assert len(hub.take(ahead, 100) or []) == 4
+    hub.unsubscribe(behind)
+    hub.unsubscribe(ahead)
