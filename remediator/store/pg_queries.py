@@ -154,8 +154,8 @@ class PgIncidents(PgBase):
             return f"${len(args)}"
         if namespace:
             where.append(f"(target::jsonb)->>'namespace' = {arg(namespace)}")
-        if text:                  # ASCII letters folded, nothing else (as SQLite's lower())
-            where.append(f"strpos(translate({_HAY}, '{_UPPER}', '{_UPPER.lower()}'), "
+        if text:          # the C collation's lower() folds ASCII letters only, as SQLite's
+            where.append(f'strpos(lower(({_HAY}) COLLATE "C"), '
                          f"{arg(text.translate(ASCII_LOWER))}) > 0")
         if state:
             where.append(f"state={arg(state)}")
@@ -352,7 +352,6 @@ def _incident(row: Any) -> IncidentView:
 
 
 # ports.store.search_hay in SQL: id key playbook str(target) summary state
-_UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _T = "t.{}"      # of _TARGET_RECORD: the target parsed once per row
 _TARGET = (f"CASE WHEN coalesce(target, '') = '' THEN '' ELSE {_T.format('kind')} || ' ' || "
            f"CASE WHEN coalesce({_T.format('namespace')}, '') <> '' "
