@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from selenium.common.exceptions import NoAlertPresentException, StaleElementReferenceException
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -50,8 +51,13 @@ def text_of(browser: Any, selector: str) -> str:
     def attempt(b: Any) -> str | bool:
         try:
             return str(b.find_element(By.CSS_SELECTOR, selector).text)
-        except StaleElementReferenceException:
-            return False
+        except (StaleElementReferenceException, WebDriverException) as exc:
+            # a live update swapped the node out (chromedriver may say "does not belong
+            # to the document" instead of stale)
+            if isinstance(exc, StaleElementReferenceException) or \
+                    "does not belong to the document" in str(exc):
+                return False
+            raise
     return str(wait_for(browser, attempt, 30))
 
 
