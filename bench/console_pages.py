@@ -1,5 +1,6 @@
 """The web console's pages with many incidents: p99 of the list page and of an
-incident page, on SQLite, against the JSON list of the same rows as the baseline.
+incident page, on SQLite or PostgreSQL, against the JSON list of the same rows as the
+baseline.
 
 What it does, in process: a SQLite store with ``--incidents`` incidents (10
 playbooks, one in five escalated) holding ``--alerts-per`` alerts each, filled as
@@ -11,14 +12,17 @@ server on this loop) is asked ``--requests`` times (after 10 warm-up ones) for:
 * baseline: ``GET /api/v1/incidents?limit=50`` (JSON summaries of one page);
 * ``GET /`` (the list page, 50 rows, counts per state, last step per row);
 * ``GET /?state=escalated``, ``GET /?namespace=prod&q=app-9`` (a text filter that
-  matches soon) and ``GET /?q=no-such-text`` (one that matches nothing: the page scans
-  its limit, 1,000 incidents);
+  matches soon) and ``GET /?q=no-such-text`` (one that matches nothing: the store's
+  query reads every incident);
 * ``GET /incidents/{id}`` (alerts, ladder, timeline) and its live fragment.
 
-Latency at the client (request to body read). Writes
-``bench/results/console_pages.json``.
+Latency at the client (request to body read). ``--store postgresql``: a fresh database
+on a throw-away PostgreSQL server (tests/ha/pgserver.py on 127.0.0.1, fsync and
+synchronous_commit on, stopped at the end). Writes
+``bench/results/console_pages.json`` (``console_pages-postgresql.json``).
 
     .venv/bin/python bench/console_pages.py [--incidents 10000] [--alerts-per 10]
+                                            [--store sqlite|postgresql]
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aiohttp.test_utils import TestClient, TestServer
 
+from bench._common import STORES, result_name, store_for, store_label
 from bench.incident_pages import PLAYBOOK, START, fill, pct
 from remediator import console
 from remediator.actions import registry
@@ -46,12 +51,13 @@ from remediator.engine.core import Engine
 from remediator.loader import load
 from remediator.model.incident import StepRecord, StepStatus, TimelineEntry
 from remediator.server.http import ServerConfig, build_app
+from remediator.store.postgres import PostgresStore
 from remediator.store.sqlite import SqliteStore
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-async def journal_one(store: SqliteStore, incident_id: str) -> None:
+async def journal_one(store: Any, incident_id: str) -> None:
     at = START + timedelta(hours=1)
     for index, status in enumerate((StepStatus.FAILED, StepStatus.FAILED,
                                     StepStatus.SUCCEEDED)):
@@ -83,8 +89,8 @@ def line(name: str, ms: list[float], base: float | None) -> dict[str, Any]:
     return out
 
 
-async def measure(args: argparse.Namespace, db: Path) -> list[dict[str, Any]]:
-    store = SqliteStore(db)
+async def measure(args: argparse.Namespace, db: str) -> list[dict[str, Any]]:
+    store: Any = SqliteStore(Path(db)) if args.store == "sqlite" else PostgresStore(db)
     await store.open()
     t = time.perf_counter()
     await fill(store, args.incidents, args.alerts_per)
@@ -104,7 +110,7 @@ async def measure(args: argparse.Namespace, db: Path) -> list[dict[str, Any]]:
              ("console: GET /", "/"),
              ("console: GET /?state=escalated", "/?state=escalated"),
              ("console: GET /?namespace=prod&q=app-9", "/?namespace=prod&q=app-9"),
-             ("console: GET /?q=no-such-text (scans 1,000)", "/?q=no-such-text"),
+             ("console: GET /?q=no-such-text (matches none)", "/?q=no-such-text"),
              ("console: GET /incidents/{id}", f"/incidents/{target}"),
              ("console: GET /incidents/{id}?fragment=1", f"/incidents/{target}?fragment=1")]
     results: list[dict[str, Any]] = []
@@ -128,15 +134,18 @@ def main() -> None:
     parser.add_argument("--incidents", type=int, default=10_000)
     parser.add_argument("--alerts-per", type=int, default=10)
     parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--store", choices=STORES, default="sqlite")
     args = parser.parse_args()
     print(f"{platform.node()} {platform.machine()} python {platform.python_version()}, "
           f"{datetime.now(UTC):%Y-%m-%d}", flush=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        results = asyncio.run(measure(args, Path(tmp) / "console.db"))
+    with tempfile.TemporaryDirectory() as tmp, \
+            store_for(args.store, Path(tmp), "console") as (db, info):
+        print(f"store: {store_label(info)}", flush=True)
+        results = asyncio.run(measure(args, db))
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "console_pages.json").write_text(json.dumps(
-        {"incidents": args.incidents, "alerts_per": args.alerts_per, "results": results},
-        indent=2) + "\n")
+    (RESULTS / f"{result_name('console_pages', args.store)}.json").write_text(json.dumps(
+        {"incidents": args.incidents, "alerts_per": args.alerts_per, "store": info,
+         "results": results}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -24,14 +24,26 @@ Peak RSS is the daemon's VmHWM (/proc) after the storm has been worked off.
 
 Target: peak RSS < 200 MB; exactly 500 incidents.
 
+``--sse-clients N``: the console's cost. The storm runs ``--rounds`` times without and
+with N clients following ``GET /api/v1/events`` (a separate process, bench/_sse_clients.py,
+all connected before the first webhook, disconnected after the engine settled),
+alternating, each on a fresh daemon and store; prints the ratio of the median alerts/s
+with clients to without, and the events each client received. Target: ratio > 0.9.
+
     .venv/bin/python bench/storm.py [--store sqlite|postgresql] [--pg-sync full|off]
+                                    [--sse-clients 100 [--rounds 2]]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import statistics
 import sys
+import time
 from collections import Counter
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -39,11 +51,14 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import (
+    BENCH,
     PG_SYNC,
+    PY,
     SIM_DEPLOYMENTS,
     STORES,
     STORM_ALERTS_PER_TARGET,
     STORM_TARGETS,
+    Proc,
     cpu_seconds,
     free_port,
     http_get,
@@ -93,8 +108,33 @@ def incidents_and_alerts(url: str) -> tuple[int, set[tuple[str, str]]]:
     return len(ids), alerts
 
 
-def run(store: str = "sqlite", pg_sync: str = "full", schedule: str = "open"
-        ) -> dict[str, Any]:
+@contextlib.contextmanager
+def sse_clients(url: str, n: int, tmp: Path) -> Iterator[dict[str, Any]]:
+    """N event-stream clients connected (in their own process) for the block; their
+    counts (clients, connected, events per client) fill the dict on exit."""
+    found: dict[str, Any] = {}
+    if n == 0:
+        yield found
+        return
+    out = tmp / f"sse-{n}.json"
+    ready = Path(f"{out}.ready")
+    proc = Proc([PY, str(BENCH / "_sse_clients.py"), url + "/api/v1/events", str(n),
+                 str(out)], f"sse-clients-{n}")
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            if proc.popen.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"SSE clients did not connect (see {proc.log_path})")
+            time.sleep(0.05)
+        yield found
+    finally:
+        proc.stop(timeout=30)
+    if out.exists():
+        found.update(json.loads(out.read_text()))
+
+
+def run(store: str = "sqlite", pg_sync: str = "full", schedule: str = "open",
+        sse: int = 0) -> dict[str, Any]:
     tmp = tmpdir("storm")
     bodies, _keys = storm_bodies()
     bodies_file = tmp / "storm.jsonl"
@@ -110,12 +150,15 @@ def run(store: str = "sqlite", pg_sync: str = "full", schedule: str = "open"
             wait_ready(url, daemon)
             rss_idle = rss_mb(daemon.pid)[0]
             pg_pid = store_info.pop("server_pid", None)
-            cpu0 = cpu_seconds(daemon.pid), tree_cpu_seconds(pg_pid) if pg_pid else 0.0
-            result = run_load(storm_plan(url + "/api/v1/alerts", bodies_file,
-                                         schedule=schedule), tmp, "storm")
-            cpu_s = {"daemon": cpu_seconds(daemon.pid) - cpu0[0]}
-            if pg_pid:
-                cpu_s["postgresql"] = tree_cpu_seconds(pg_pid) - cpu0[1]
+            with sse_clients(url, sse, tmp) as followers:
+                cpu0 = cpu_seconds(daemon.pid), tree_cpu_seconds(pg_pid) if pg_pid else 0.0
+                result = run_load(storm_plan(url + "/api/v1/alerts", bodies_file,
+                                             schedule=schedule), tmp, "storm")
+                cpu_s = {"daemon": cpu_seconds(daemon.pid) - cpu0[0]}
+                if pg_pid:
+                    cpu_s["postgresql"] = tree_cpu_seconds(pg_pid) - cpu0[1]
+                settled_s, still_running = settle(url)
+                cpu_total = cpu_seconds(daemon.pid) - cpu0[0]
             records = result["records"]
             first = min(r["sent"] for r in records)
             last = max(r["done"] for r in records)
@@ -125,12 +168,12 @@ def run(store: str = "sqlite", pg_sync: str = "full", schedule: str = "open"
             for r in records:
                 if r["status"] == 200 and isinstance(r["body"], dict):
                     outcomes.update(r["body"].get("alerts", {}))
-            settled_s, still_running = settle(url)
             n_incidents, stored = incidents_and_alerts(url)
             cur, peak = rss_mb(daemon.pid)
     distinct = STORM_TARGETS * STORM_ALERTS_PER_TARGET
     data = {
         "store": store_info, "schedule": schedule, "webhooks": len(bodies),
+        "sse_clients": followers,
         "alerts": total_alerts,
         "distinct_alerts": distinct,
         "targets": STORM_TARGETS, "persisted_and_matched_s": persisted_s,
@@ -138,7 +181,7 @@ def run(store: str = "sqlite", pg_sync: str = "full", schedule: str = "open"
         "outcomes": dict(outcomes), "engine_waited_s": settled_s,
         "runs_in_progress_after": still_running,
         "incidents": n_incidents, "alerts_in_incidents": len(stored),
-        "cpu_s_during_storm": cpu_s,
+        "cpu_s_during_storm": cpu_s, "daemon_cpu_s_storm_to_settled": cpu_total,
         "rss_idle_mb": rss_idle, "rss_after_mb": cur, "peak_rss_mb": peak,
         "latency_p99_ms": sorted(r["latency"] for r in records)[int(len(records) * .99)] * 1e3,
         "targets_check": {"incidents": STORM_TARGETS, "peak_rss_mb_max": 200},
@@ -148,7 +191,7 @@ def run(store: str = "sqlite", pg_sync: str = "full", schedule: str = "open"
                 and outcomes.get("duplicate", 0) == total_alerts - distinct,
                 "rss": peak < 200},
     }
-    path = save(result_name("storm", store, pg_sync), data)
+    path = save(result_name("storm", store, pg_sync) + (f"-sse{sse}" if sse else ""), data)
     print(f"store: {store_label(store_info)}; bursts: {schedule} schedule")
     print(table([
         ("alerts posted (webhooks)", f"{total_alerts} ({len(bodies)})", "", ""),
@@ -184,8 +227,50 @@ def main() -> int:
     parser.add_argument("--pg-sync", choices=sorted(PG_SYNC), default="full",
                         help="PostgreSQL durability: full (fsync, synchronous_commit on) or "
                              "off (tests/ha/pgserver.py's settings)")
+    parser.add_argument("--sse-clients", type=int, default=0,
+                        help="also run the storm with this many event-stream clients "
+                             "connected, and print the throughput ratio")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="with --sse-clients: storms without and with clients, each")
     args = parser.parse_args()
-    run(args.store, args.pg_sync, args.schedule)
+    if not args.sse_clients:
+        run(args.store, args.pg_sync, args.schedule)
+        return 0
+    return compare_sse(args)
+
+
+def compare_sse(args: argparse.Namespace) -> int:
+    runs: dict[int, list[dict[str, Any]]] = {0: [], args.sse_clients: []}
+    for _ in range(args.rounds):
+        for n in runs:
+            runs[n].append(run(args.store, args.pg_sync, args.schedule, sse=n))
+    rate = {n: statistics.median(d["alerts_per_s"] for d in r) for n, r in runs.items()}
+    ratio = rate[args.sse_clients] / rate[0]
+    cpu = {n: statistics.median(d["daemon_cpu_s_storm_to_settled"] for d in r)
+           for n, r in runs.items()}
+    events = [e for d in runs[args.sse_clients] for e in d["sse_clients"].get("events", [])]
+    connected = [d["sse_clients"].get("connected", 0) for d in runs[args.sse_clients]]
+    summary = {"store": args.store, "rounds": args.rounds, "clients": args.sse_clients,
+               "alerts_per_s": {str(n): [round(d["alerts_per_s"]) for d in r]
+                                for n, r in runs.items()},
+               "median_alerts_per_s": {str(n): round(v) for n, v in rate.items()},
+               "ratio": ratio, "connected": connected,
+               "daemon_cpu_s_storm_to_settled": {
+                   str(n): [d["daemon_cpu_s_storm_to_settled"] for d in r]
+                   for n, r in runs.items()},
+               "daemon_cpu_ratio": cpu[args.sse_clients] / cpu[0],
+               "events_per_client_min_max": [min(events, default=0), max(events, default=0)],
+               "met": ratio > 0.9}
+    path = save(result_name("storm", args.store, args.pg_sync) + "-sse-compare", summary)
+    print(f"storm throughput (alerts/s, median of {args.rounds}): without clients "
+          f"{rate[0]:.0f} {summary['alerts_per_s']['0']}; with {args.sse_clients} SSE clients "
+          f"{rate[args.sse_clients]:.0f} {summary['alerts_per_s'][str(args.sse_clients)]}; "
+          f"ratio {ratio:.3f} (target > 0.9: {'yes' if ratio > 0.9 else 'NO'})")
+    print(f"daemon CPU s from the storm until settled (median): without {cpu[0]:.2f}, with "
+          f"{cpu[args.sse_clients]:.2f}: x{summary['daemon_cpu_ratio']:.3f}")
+    print(f"clients connected per run: {connected}; events received per client: "
+          f"{summary['events_per_client_min_max'][0]}..{summary['events_per_client_min_max'][1]}")
+    print(f"results: {path}")
     return 0
 
 

@@ -340,7 +340,10 @@ class Daemon:
                         "(or server.auth.token_file) before exposing it beyond localhost")
         app, self._api = build_app(engine, server_config, self.health)
         from remediator import console
-        console.setup(app, self._api)
+        from remediator.console.checks import PlaybookCheck
+        from remediator.console.links import LinkConfig
+        console.setup(app, self._api, LinkConfig.from_settings(s),
+                      PlaybookCheck(s.playbooks, s.escalation.policies))
         # aiohttp's keep-alive timer bounds the wait for every request head after the first
         # (the guard bounds the first): one knob, server.header_timeout
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=5,

@@ -321,6 +321,9 @@ class SlackSettings(Group):
     token_file: Path | None = None
     base_url: str = "https://slack.com/api/"
     default_channel: str | None = None
+    workspace_url: str | None = Field(
+        default=None, description="e.g. https://acme.slack.com: the console links each "
+                                  "incident to its Slack thread there.")
     signing_secret: SecretStr | None = None
     signing_secret_file: Path | None = None
     approvers: list[str] = Field(default_factory=list,
@@ -493,6 +496,9 @@ class Settings(BaseSettings):
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
     alertmanager_url: str | None = None
+    alertmanager_external_url: str | None = Field(
+        default=None, description="Alertmanager as a browser reaches it (the console's "
+                                  "silence links); unset: alertmanager_url.")
     diagnosis_model: ModelSettings = Field(default_factory=ModelSettings)
     slack: SlackSettings = Field(default_factory=SlackSettings)
     jira: JiraSettings = Field(default_factory=JiraSettings)

@@ -28,6 +28,7 @@ from remediator.model.incident import (
 )
 from remediator.model.records import pause_flag
 from remediator.ports.store import (
+    ASCII_LOWER,
     AlertRecord,
     ApprovalRecord,
     ChainTimer,
@@ -35,6 +36,7 @@ from remediator.ports.store import (
     Reservation,
     Routing,
     Store,
+    search_hay,
 )
 from remediator.store.migrations import STEPS
 from remediator.store.postgres import PostgresStore
@@ -472,6 +474,34 @@ async def test_incident_pages_filter_by_state_and_stay_stable_under_inserts(
     rest, after = await store.incident_page(after=after, limit=100)
     assert after is None
     assert [s.id for s in first + rest] == ids[::-1]
+
+
+async def test_incident_pages_filter_by_namespace_and_text(store: Store) -> None:
+    targets = [TARGET, TargetRef(kind="StatefulSet", namespace="db", name="pg", cluster="east"),
+               TargetRef(kind="Node", namespace="", name="node-7"), None]
+    ids = []
+    for n in range(12):
+        target = targets[n % 4]
+        routes = (Routing(f"pb{n % 3}", f"pb{n % 3}/k{n}", target),)
+        [out] = await store.ingest([firing(f"{n:016x}", routes=routes)],
+                                   NOW + timedelta(seconds=n))
+        ids.append(out.incident_ids[0])
+    await store.set_state(ids[5], IncidentState.ESCALATED, NOW, summary="Ärger: OOMKilled")
+    rows, _ = await store.incident_page(limit=100)
+    assert len(rows) == 12
+    for needle in ("prod/api", "DEPLOYMENT PROD", "statefulset db/pg in cluster east",
+                   "node node-7", "ESCALATED", "oomkilled", "Ärger", "ärger", "pb2/k",
+                   ids[7][-6:].upper(), "/k1 ", "no-such-text", "%", "_"):
+        expected = [r.id for r in rows if needle.translate(ASCII_LOWER) in search_hay(r)]
+        found = [i for _, i in await all_pages(store, 2, text=needle)]
+        assert found == expected, needle
+    assert [i for _, i in await all_pages(store, 100, text="ärger")] == []   # ASCII only
+    assert [i for _, i in await all_pages(store, 100, text="Ärger")] == [ids[5]]
+    db = [i for _, i in await all_pages(store, 1, namespace="db")]
+    assert db == [ids[n] for n in (9, 5, 1)]
+    assert [i for _, i in await all_pages(store, 2, namespace="db", text="east",
+                                          state="escalated")] == [ids[5]]
+    assert await all_pages(store, 2, namespace="nope") == []
 
 
 async def test_data_survives_reopening(open_store: OpenStore) -> None:

@@ -17,15 +17,20 @@ import jinja2
 from aiohttp import web
 
 from remediator.console.access import ACCESS, Access
+from remediator.console.checks import PlaybookCheck
 from remediator.console.events import EventHub
 from remediator.console.filters import FILTERS
+from remediator.console.links import LinkConfig, Links
 from remediator.server.http import Api
 
 HERE = Path(__file__).parent
 HUB: web.AppKey[EventHub] = web.AppKey("console_events", EventHub)
 
 
-def setup(app: web.Application, api: Api) -> Access:
+def setup(app: web.Application, api: Api, links: LinkConfig | None = None,
+          check: PlaybookCheck | None = None) -> Access:
+    """``links``: base URLs of Jira, Slack and Alertmanager for the incident pages;
+    ``check``: the playbook paths (and escalation policies) ``/playbooks`` checks."""
     from remediator.console import actions, events, views
     access = Access(api)
     app.middlewares.append(access.middleware)     # before the context processors' one
@@ -39,7 +44,8 @@ def setup(app: web.Application, api: Api) -> Access:
     hub = EventHub(api.engine.store)
     app[HUB] = hub
     api.session_of = access.session_principal
-    views.routes(app, api, access)
+    views.routes(app, api, access, Links(links or LinkConfig(), api.engine.store),
+                 check or PlaybookCheck())
     actions.routes(app, api, access)
     events.routes(app, api, hub)
     app.router.add_static("/static/", HERE / "static", name="static")

@@ -1,10 +1,9 @@
 """The console's pages: the incident list, one incident, status, playbooks.
 
 Each page is a whole HTML document; with ``?fragment=1`` only its live part (what the
-event stream's script swaps in). The list filters by state and playbook in the store
-(keyset pages, ``incident_page``); namespace and free text are applied to those rows,
-reading at most ``SCAN_LIMIT`` incidents for one page (the page then ends early and
-its "older" link carries on from where the scan stopped).
+event stream's script swaps in). The list filters by state, playbook, the target's
+namespace and free text (a substring of id, key, playbook, target, summary and state,
+ASCII letters case-insensitive) in the store: keyset pages of ``incident_page``.
 """
 
 from __future__ import annotations
@@ -18,12 +17,13 @@ from aiohttp import web
 
 from remediator.console.access import ACCESS, Access
 from remediator.console.actions import RESUMED_FLAG
-from remediator.model.incident import IncidentState, IncidentSummary, StepStatus
+from remediator.console.checks import PlaybookCheck
+from remediator.console.links import Links
+from remediator.model.incident import IncidentState, StepStatus
 from remediator.server.http import Api
 from remediator.server.paging import CursorError, decode_cursor, encode_cursor
 
 PAGE_SIZE = 50
-SCAN_LIMIT = 1000
 ALERTS_SHOWN = 100
 LIVE = {"incidents.html", "incident.html", "status.html"}    # with a *_live.html part
 
@@ -36,19 +36,9 @@ def render(request: web.Request, name: str, context: dict[str, Any],
     return aiohttp_jinja2.render_template(name, request, context, status=status)
 
 
-def _matches(row: IncidentSummary, namespace: str, text: str) -> bool:
-    if namespace and (row.target is None or row.target.namespace != namespace):
-        return False
-    if text:
-        hay = " ".join((row.id, row.key, row.playbook, str(row.target or ""), row.summary,
-                        row.state.value)).lower()
-        return text.lower() in hay
-    return True
-
-
 class Views:
-    def __init__(self, api: Api) -> None:
-        self.api = api
+    def __init__(self, api: Api, links: Links, check: PlaybookCheck) -> None:
+        self.api, self.links, self.check = api, links, check
         self.store = api.engine.store
 
     async def incidents(self, request: web.Request) -> web.Response:
@@ -67,7 +57,9 @@ class Views:
                 after = decode_cursor(q["cursor"], filters)
             except CursorError as exc:
                 raise web.HTTPBadRequest(reason=f"bad cursor: {exc}") from None
-        rows, last = await self._scan(state, playbook, namespace, text, after)
+        rows, last = await self.store.incident_page(
+            state=state, playbook=playbook, namespace=namespace or None, text=text or None,
+            after=after, limit=PAGE_SIZE)
         steps = await self.store.last_steps([r.id for r in rows])
         counts = await self.store.count_by_state()
         return render(request, "incidents.html", {
@@ -75,29 +67,6 @@ class Views:
             "total": sum(counts.values()), "filters": filters,
             "playbooks": sorted(self.api.engine.playbooks),
             "next_cursor": encode_cursor(last, filters) if last is not None else None})
-
-    async def _scan(self, state: str | None, playbook: str | None, namespace: str,
-                    text: str, after: Any) -> tuple[list[IncidentSummary], Any]:
-        if not namespace and not text:
-            return await self.store.incident_page(state=state, playbook=playbook,
-                                                  after=after, limit=PAGE_SIZE)
-        found: list[IncidentSummary] = []
-        scanned = 0
-        while True:
-            page, last = await self.store.incident_page(state=state, playbook=playbook,
-                                                        after=after, limit=200)
-            for row in page:
-                scanned += 1
-                if _matches(row, namespace, text):
-                    found.append(row)
-                    if len(found) == PAGE_SIZE:
-                        more = row is not page[-1] or last is not None
-                        return found, ((row.created_at, row.id) if more else None)
-            if last is None:
-                return found, None
-            after = last
-            if scanned >= SCAN_LIMIT:
-                return found, last
 
     async def incident(self, request: web.Request) -> web.Response:
         incident_id = request.match_info["id"]
@@ -116,8 +85,11 @@ class Views:
         verify = {}
         if pb is not None:
             verify = {i: s.verify for i, s in enumerate(pb.spec.steps) if s.verify}
+        links = await self.links.of(view.id, view.context,
+                                    [a.get("labels") or {} for a in view.alerts])
         return render(request, "incident.html", {
             "inc": view, "approval": approval, "verify": verify, "playbook": pb,
+            "links": links, "silence": self.links.silence,
             "msg": request.query.get("msg", "")[:300],
             "step_count": len(pb.spec.steps) if pb else len(view.steps)})
 
@@ -145,12 +117,18 @@ class Views:
             good = [r for r in ended if r.state == IncidentState.RECOVERED]
             items.append({"pb": pb, "recent": recent, "ended": len(ended),
                           "rate": (100 * len(good) // len(ended)) if ended else None,
-                          "warnings": [str(w) for w in getattr(pb, "_warnings", [])]})
-        return render(request, "playbooks.html", {"items": items})
+                          "warnings": [str(w) for w in pb.warnings]})
+        check = await self.check.report()
+        loaded = {pb.metadata.name for pb in self.api.engine.playbook_list}
+        return render(request, "playbooks.html", {
+            "items": items, "check": check,
+            "added": sorted(check.names - loaded) if check and check.ok else [],
+            "removed": sorted(loaded - check.names) if check and check.ok else []})
 
 
-def routes(app: web.Application, api: Api, access: Access) -> None:
-    views = Views(api)
+def routes(app: web.Application, api: Api, access: Access, links: Links,
+           check: PlaybookCheck) -> None:
+    views = Views(api, links, check)
     app.router.add_get("/", views.incidents)
     app.router.add_get("/incidents/{id}", views.incident)
     app.router.add_get("/status", views.status)

@@ -71,6 +71,17 @@ WakeCallback = Callable[[str], None]
 #: Where a page of the incident list ends: the last row's ``(created_at, id)``.
 PageKey = tuple[datetime, str]
 
+ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def search_hay(row: IncidentSummary) -> str:
+    """What ``incident_page(text=…)`` searches, as the stores build it in SQL: id, key,
+    playbook, target (as ``str(TargetRef)``), summary and state, space-separated, ASCII
+    letters lowered."""
+    return " ".join((row.id, row.key, row.playbook, str(row.target or ""), row.summary or "",
+                     row.state.value)).translate(ASCII_LOWER)
+
+
 
 class LifecycleStore(Protocol):
     """Opening (migrations included), closing, and the readiness probe."""
@@ -126,9 +137,12 @@ class IncidentStore(Protocol):
                              limit: int = 100) -> list[IncidentView]: ...
 
     async def incident_page(self, *, state: str | None = None, playbook: str | None = None,
-                            after: PageKey | None = None, limit: int = 100
+                            after: PageKey | None = None, limit: int = 100,
+                            namespace: str | None = None, text: str | None = None
                             ) -> tuple[list[IncidentSummary], PageKey | None]:
-        """Up to ``limit`` incidents (of ``state`` and ``playbook`` when given), newest
+        """Up to ``limit`` incidents (of ``state`` and ``playbook`` when given; of a
+        target in ``namespace``; whose ``search_hay`` contains ``text``, ASCII letters
+        compared case-insensitively, nothing else folded), newest
         first by ``(created_at, id)`` descending, and only those strictly after ``after``
         in that order: keyset pagination, stable under inserts (a new incident is newer
         than every page already read). Returns the rows and the key to pass as ``after``

@@ -24,7 +24,7 @@ from remediator.model.incident import (
     TimelineEntry,
 )
 from remediator.model.records import count_alerts
-from remediator.ports.store import PageKey
+from remediator.ports.store import ASCII_LOWER, PageKey
 from remediator.store.pg_base import OPEN_STATES, Conn, PgBase
 
 _OPEN = list(OPEN_STATES)
@@ -144,7 +144,8 @@ class PgIncidents(PgBase):
             return views
 
     async def incident_page(self, *, state: str | None = None, playbook: str | None = None,
-                            after: PageKey | None = None, limit: int = 100
+                            after: PageKey | None = None, limit: int = 100,
+                            namespace: str | None = None, text: str | None = None
                             ) -> tuple[list[IncidentSummary], PageKey | None]:
         where: list[str] = []
         args: list[Any] = []
@@ -152,6 +153,11 @@ class PgIncidents(PgBase):
         def arg(value: Any) -> str:
             args.append(value)
             return f"${len(args)}"
+        if namespace:
+            where.append(f"(target::jsonb)->>'namespace' = {arg(namespace)}")
+        if text:          # the C collation's lower() folds ASCII letters only, as SQLite's
+            where.append(f'strpos(lower(({_HAY}) COLLATE "C"), '
+                         f"{arg(text.translate(ASCII_LOWER))}) > 0")
         if state:
             where.append(f"state={arg(state)}")
         if playbook:
@@ -159,6 +165,7 @@ class PgIncidents(PgBase):
         if after is not None:
             where.append(f"(created_at, id) < ({arg(after[0])}::timestamptz, {arg(after[1])})")
         sql = (f"SELECT {_SUMMARY_COLUMNS} FROM incidents "
+               + (_TARGET_RECORD if text else "")
                + (f"WHERE {' AND '.join(where)} " if where else "")
                + f"ORDER BY created_at DESC, id DESC LIMIT {arg(limit + 1)}")
         if self._pool is None:
@@ -365,6 +372,18 @@ def _incident(row: Any) -> IncidentView:
         summary=row["summary"])
 
 
+# ports.store.search_hay in SQL: id key playbook str(target) summary state
+_T = "t.{}"      # of _TARGET_RECORD: the target parsed once per row
+_TARGET = (f"CASE WHEN coalesce(target, '') = '' THEN '' ELSE {_T.format('kind')} || ' ' || "
+           f"CASE WHEN coalesce({_T.format('namespace')}, '') <> '' "
+           f"THEN {_T.format('namespace')} || '/' ELSE '' END || "
+           f"coalesce({_T.format('name')}, '') || "
+           f"CASE WHEN coalesce({_T.format('cluster')}, '') <> '' "
+           f"THEN ' in cluster ' || {_T.format('cluster')} ELSE '' END END")
+_TARGET_RECORD = ("LEFT JOIN LATERAL jsonb_to_record(nullif(target, '')::jsonb) "
+                  "AS t(kind text, namespace text, name text, cluster text) ON true ")
+_HAY = (f"id || ' ' || key || ' ' || playbook || ' ' || {_TARGET} || ' ' || "
+        "coalesce(summary, '') || ' ' || state")
 _SUMMARY_COLUMNS = ("id, key, playbook, target, state, dry_run, created_at, updated_at, "
                     "closed_at, first_alert_at, summary")
 

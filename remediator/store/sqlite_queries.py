@@ -23,7 +23,7 @@ from remediator.model.incident import (
     TimelineEntry,
 )
 from remediator.model.records import count_alerts
-from remediator.ports.store import PageKey
+from remediator.ports.store import ASCII_LOWER, PageKey
 from remediator.store.sqlite_base import SqliteBase, dt
 from remediator.store.sqlite_intake import ACTIVE_SQL, OPEN_SQL, ts
 
@@ -140,10 +140,17 @@ class SqliteIncidents(SqliteBase):
         return await self._read(run)
 
     async def incident_page(self, *, state: str | None = None, playbook: str | None = None,
-                            after: PageKey | None = None, limit: int = 100
+                            after: PageKey | None = None, limit: int = 100,
+                            namespace: str | None = None, text: str | None = None
                             ) -> tuple[list[IncidentSummary], PageKey | None]:
         where: list[str] = []
         args: list[Any] = []
+        if namespace:
+            where.append("json_extract(target, '$.namespace')=?")
+            args.append(namespace)
+        if text:                  # SQLite's lower() folds ASCII letters only, as wanted
+            where.append(f"instr(lower({_HAY}), ?) > 0")
+            args.append(text.translate(ASCII_LOWER))
         if state:
             where.append("state=?")
             args.append(state)
@@ -353,6 +360,16 @@ _SAVE_STEP_SQL = (
 
 
 
+# ports.store.search_hay in SQL: id key playbook str(target) summary state
+_T = "json_extract(target, '$.{}')"
+_TARGET = (f"CASE WHEN coalesce(target, '') = '' THEN '' ELSE {_T.format('kind')} || ' ' || "
+           f"CASE WHEN coalesce({_T.format('namespace')}, '') != '' "
+           f"THEN {_T.format('namespace')} || '/' ELSE '' END || "
+           f"coalesce({_T.format('name')}, '') || "
+           f"CASE WHEN coalesce({_T.format('cluster')}, '') != '' "
+           f"THEN ' in cluster ' || {_T.format('cluster')} ELSE '' END END")
+_HAY = (f"id || ' ' || key || ' ' || playbook || ' ' || {_TARGET} || ' ' || "
+        "coalesce(summary, '') || ' ' || state")
 _SUMMARY_COLUMNS = ("id, key, playbook, target, state, dry_run, created_at, updated_at, "
                     "closed_at, first_alert_at, summary")
 

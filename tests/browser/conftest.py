@@ -69,6 +69,7 @@ class Running:
             "store": {"path": str(workdir / "remediator.db")},
             "playbooks": [str(workdir / "playbooks")],
             "kubernetes": {"mode": "simulator"},
+            "alertmanager_external_url": "http://alertmanager.example:9093",
             "notify": {"console": False},
             "log": {"level": "WARNING", "format": "text"}})
         self.loop = asyncio.new_event_loop()

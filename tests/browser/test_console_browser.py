@@ -11,7 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from selenium.common.exceptions import NoAlertPresentException, StaleElementReferenceException
+from selenium.common.exceptions import (
+    NoAlertPresentException,
+    StaleElementReferenceException,
+    WebDriverException,
+)
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -50,8 +54,13 @@ def text_of(browser: Any, selector: str) -> str:
     def attempt(b: Any) -> str | bool:
         try:
             return str(b.find_element(By.CSS_SELECTOR, selector).text)
-        except StaleElementReferenceException:
-            return False
+        except (StaleElementReferenceException, WebDriverException) as exc:
+            # a live update swapped the node out (chromedriver may say "does not belong
+            # to the document" instead of stale)
+            if isinstance(exc, StaleElementReferenceException) or \
+                    "does not belong to the document" in str(exc):
+                return False
+            raise
     return str(wait_for(browser, attempt, 30))
 
 
@@ -177,3 +186,21 @@ def test_a_hostile_label_renders_as_text(daemon: Running, browser: Any,
     assert f"note={XSS}" in text_of(browser, ".labels")
     assert "deployment=web" in text_of(browser, ".labels")
     shot(browser, tmp_path, "incident-hostile-label")
+
+
+def test_acknowledge_from_the_page(daemon: Running, browser: Any, tmp_path: Path) -> None:
+    login(browser, daemon, "otto")
+    daemon.alert("NeedsApproval", namespace="staging")          # its own target
+    href = newest_incident(browser, daemon, "gated-restart")
+    browser.get(href)
+    wait_for(browser, lambda b: state_of(b) == "awaiting approval")
+    mute = browser.find_element(By.CSS_SELECTOR, "#link-silence").get_attribute("href")
+    assert mute.startswith("http://alertmanager.example:9093/#/silences/new?filter=")
+    assert "namespace%3D%22staging%22" in mute
+    shot(browser, tmp_path, "incident-before-ack")
+    click(browser, By.ID, "ack")
+    wait_for(browser, lambda b: "acknowledged by otto" in text_of(b, ".head .actions"))
+    assert not browser.find_elements(By.ID, "ack")
+    assert browser.find_elements(By.ID, "release")
+    wait_for(browser, lambda b: "acknowledged" in text_of(b, "ol.events"))
+    shot(browser, tmp_path, "incident-acknowledged")

@@ -15,6 +15,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from remediator import console
 from remediator.actions import registry
 from remediator.clock import FakeClock
+from remediator.console.checks import PlaybookCheck
+from remediator.console.links import LinkConfig
 from remediator.engine.core import Engine
 from remediator.loader import load
 from remediator.model.incident import TargetRef
@@ -59,11 +61,11 @@ class Console:
         assert found is not None
         return found[1]
 
-    async def incident(self, labels: dict[str, str], n: int = 0) -> str:
+    async def incident(self, labels: dict[str, str], n: int = 0, key: str | None = None) -> str:
         item = IngestItem(AlertRecord(f"{n:016x}", T0, None, "firing", labels,
                                       {"summary": "errors", "runbook_url": "https://rb/x"},
                                       "https://prom/graph?g0.expr=up"),
-                          (Routing("waits", f"waits/{n}",
+                          (Routing("waits", key or f"waits/{n}",
                                    TargetRef(kind="Deployment", namespace="prod", name="api")),))
         [out] = await self.store.ingest([item], T0)
         return out.incident_ids[0]
@@ -76,13 +78,14 @@ Make = Callable[..., Awaitable[Console]]
 async def make_console(tmp_path: Path) -> AsyncIterator[Make]:
     made: list[Console] = []
 
-    async def make(config: ServerConfig | None = None) -> Console:
+    async def make(config: ServerConfig | None = None, links: LinkConfig | None = None,
+                   check: PlaybookCheck | None = None) -> Console:
         st = SqliteStore(tmp_path / f"c{len(made)}.db")
         await st.open()
         engine = Engine(store=st, playbooks=load(PLAYBOOK), clock=FakeClock(T0),
                         catalogue=registry)
         app, api = build_app(engine, config or ServerConfig(users=USERS))
-        console.setup(app, api)
+        console.setup(app, api, links, check)
         api.ready = True
         client = TestClient(TestServer(app))
         await client.start_server()
