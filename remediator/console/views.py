@@ -19,6 +19,7 @@ from remediator.console.access import ACCESS, Access
 from remediator.console.actions import RESUMED_FLAG
 from remediator.console.checks import PlaybookCheck
 from remediator.console.links import Links
+from remediator.engine.graphs import has_graph
 from remediator.model.incident import IncidentState, StepStatus
 from remediator.server.http import Api
 from remediator.server.paging import CursorError, decode_cursor, encode_cursor
@@ -90,6 +91,7 @@ class Views:
         return render(request, "incident.html", {
             "inc": view, "approval": approval, "verify": verify, "playbook": pb,
             "links": links, "silence": self.links.silence,
+            "graph": has_graph(view, self.api.engine.ports.metrics),
             "msg": request.query.get("msg", "")[:300],
             "step_count": len(pb.spec.steps) if pb else len(view.steps)})
 
@@ -107,6 +109,7 @@ class Views:
             "budget": guards.action_budget, "spent": spent,
             "left": max(0, guards.action_budget - spent),
             "window": guards.action_budget_window, "running": engine.running,
+            "clusters": await self.api.cluster_status(),
             "dry_run": engine.settings.dry_run, "msg": request.query.get("msg", "")[:300]})
 
     async def playbooks(self, request: web.Request) -> web.Response:

@@ -112,6 +112,14 @@ def _marks(view: IncidentView) -> tuple[tuple[float, str], ...]:
                  if s.started_at is not None and not s.action.startswith("escalate:"))
 
 
+def has_graph(view: IncidentView, metrics: MetricsApi | None) -> bool:
+    """Whether ``incident_graphs`` would draw anything (without asking Prometheus)."""
+    step = _verified_step(view)
+    if step is not None and verification_query(step) is not None:
+        return True
+    return metrics is not None and alert_expression(view) is not None
+
+
 async def incident_graphs(view: IncidentView, metrics: MetricsApi | None,
                           now: datetime) -> list[GraphSpec]:
     """The verification graph (if a step polled Prometheus), then the alert's."""

@@ -404,13 +404,13 @@ class Api:
         return web.json_response({
             "paused": paused is not None,
             "pause": paused.__dict__ if paused else None,     # kind, reason, by, at, cluster
-            "clusters": await self._cluster_status(),
+            "clusters": await self.cluster_status(),
             "running_incidents": self.engine.running,
             "playbooks": [pb.name for pb in self.engine.playbook_list],
             "dry_run": self.engine.settings.dry_run,
         })
 
-    async def _cluster_status(self) -> list[dict[str, Any]]:
+    async def cluster_status(self) -> list[dict[str, Any]]:
         """Per cluster: its action budget (spent and left in the current window) and the
         pause in effect there (the global kill switch or its own)."""
         guards = self.engine.guards

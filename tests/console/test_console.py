@@ -201,6 +201,31 @@ async def test_acknowledge_and_release_from_the_console(make_console: Make) -> N
     assert missing.status == 404
 
 
+async def test_the_incident_page_shows_the_verification_graph(make_console: Make) -> None:
+    from datetime import timedelta
+
+    from remediator.model.incident import PromqlPoll, SeriesValue, StepRecord, VerifyPoll
+    c = await make_console()
+    incident = await c.incident(LABELS)
+    await c.login(VIEWER)
+    page = await (await c.client.get(f"/incidents/{incident}")).text()
+    assert 'id="graph"' not in page                      # nothing polled Prometheus yet
+    query = 'rate(errors{deployment="api"}[5m]) < 0.05'
+    polls = [VerifyPoll(at=T0 + timedelta(seconds=15 * i), verdict="not_met",
+                        promql=PromqlPoll(query=query, series=1, comparison="< 0.05",
+                                          lhs='rate(errors{deployment="api"}[5m])',
+                                          lhs_samples=[SeriesValue(value=str(0.2 - i / 100))]))
+             for i in range(4)]
+    await c.store.save_step(incident, "ladder", StepRecord(
+        index=0, name="restart", action="kubernetes.restart", polls=polls), T0)
+    page = await (await c.client.get(f"/incidents/{incident}")).text()
+    assert f'src="/api/v1/incidents/{incident}/graph.png"' in page
+    graph = await c.client.get(f"/api/v1/incidents/{incident}/graph.png")  # the session reads
+    assert graph.status == 200
+    assert graph.content_type == "image/png"
+    assert (await graph.read()).startswith(b"\x89PNG")
+
+
 async def test_the_incident_page_shows_the_diagnosis(make_console: Make) -> None:
     c = await make_console()
     incident = await c.incident(LABELS)

@@ -175,7 +175,7 @@ class Rig:
     async def start(self, playbooks: str, config: EngineSettings | None = None,
                     server_config: ServerConfig | None = None,
                     catalogue: Catalogue = registry,
-                    clusters: dict[str, Any] | None = None) -> Rig:
+                    clusters: dict[str, Any] | None = None, console: bool = False) -> Rig:
         self.store = SqliteStore(self.db)
         await self.store.open()
         self.engine = Engine(store=self.store, playbooks=load(playbooks), clock=self.clock,
@@ -185,6 +185,9 @@ class Rig:
                              catalogue=catalogue,
                              settings=config or EngineSettings(retry_base=5.0))
         app, self.api = build_app(self.engine, server_config or ServerConfig(bearer_token=TOKEN))
+        if console:                     # the web console's pages too, as the daemon serves them
+            from remediator import console as pages
+            pages.setup(app, self.api)
         self.client = TestClient(TestServer(app))
         await self.client.start_server()
         await self.engine.start()

@@ -5,6 +5,7 @@ escalates with that reason; each cluster has its own action budget and pause."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from remediator.settings import EngineSettings
 from remediator.simulator import Simulator
 from remediator.simulator.controller import DEPLOY
 
-from .rig import AUTH, T0, Rig, alert
+from .rig import AUTH, T0, TOKEN, Rig, alert
 
 PLAYBOOK = """
 apiVersion: remediator/v1
@@ -137,7 +138,7 @@ async def test_each_cluster_has_its_own_budget(
 async def test_pause_and_resume_one_cluster(
         rig: Rig, east: tuple[Simulator, KubernetesCluster]) -> None:
     east_sim, east_cluster = east
-    await rig.start(PLAYBOOK, clusters={"east": east_cluster})
+    await rig.start(PLAYBOOK, clusters={"east": east_cluster}, console=True)
     status, body = await _api(rig, "POST", "/api/v1/pause", {"cluster": "west"})
     assert status == 400
     assert "'west' is not a cluster (known: '', 'east'" in body, body
@@ -155,6 +156,17 @@ async def test_pause_and_resume_one_cluster(
     _, st = await _api(rig, "GET", "/api/v1/status")
     assert st["paused"] is False
     assert _cluster(st, "east")["pause"]["reason"] == "east freeze"
+    assert rig.client is not None                          # the console's status page too
+    login = await (await rig.client.get("/login")).text()
+    csrf = re.search(r'name="csrf" value="([^"]+)"', login)
+    assert csrf is not None
+    await rig.client.post("/login", data={"token": TOKEN, "csrf": csrf[1], "next": "/"})
+    page = await (await rig.client.get("/status")).text()
+    assert '<table class="clusters">' in page, page[:3000]
+    rows = page[page.index('<table class="clusters">'):]
+    assert "<b>east</b>" in rows
+    assert "paused</span> east freeze" in rows
+    assert "<b>default</b>" in rows
     # resuming another cluster leaves east paused; resuming east lifts it
     await _api(rig, "POST", "/api/v1/resume", {"cluster": ""})
     _, st = await _api(rig, "GET", "/api/v1/status")
