@@ -292,3 +292,26 @@ async def test_a_waiting_run_holds_one_alert_and_an_action_after_it_gets_them_al
     assert during_wait
     assert set(during_wait) == {1}
     assert given[0] == ["0", "1", "2", "late"]
+
+
+async def test_a_waiting_run_holds_no_helper_task(rig: Rig) -> None:
+    """A waiting run is its own task and a timer entry of the clock: no sleeping helper
+    task per wait (10,000 incidents waiting held 10,000 of them)."""
+    rig.clock.auto_advance = False
+    await rig.start(PAUSE_THEN_RESTART)
+
+    def sleepers() -> list[str]:
+        return [t.get_name() for t in asyncio.all_tasks()
+                if "sleep" in getattr(t.get_coro(), "__qualname__", "")]
+    before = sleepers()
+    await rig.post([alert(deployment=f"d{i}") for i in range(4)])
+    for _ in range(500):                       # real time, bounded: every run is waiting
+        if rig.engine.running == 4 and rig.clock.pending() >= 4:
+            break
+        await asyncio.sleep(0.01)
+    assert rig.engine.running == 4
+    assert sleepers() == before
+    assert {s.state for s in await rig.incidents()} == {IncidentState.REMEDIATING}
+    await rig.clock.advance(601)               # the timers end the waits
+    await rig.settle()
+    assert all(any(step.name == "restart" for step in v.steps) for v in await rig.incidents())
