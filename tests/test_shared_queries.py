@@ -173,5 +173,6 @@ async def test_the_adapter_runs_its_queries_on_its_own_threads_and_connections(
     assert prom.calls[Q] == 36
     assert prom.peak <= 3
     assert 1 <= len(prom.clients) <= 3
-    assert threads and all(name.startswith("prometheus") for name in threads)
+    assert threads
+    assert all(name.startswith("prometheus") for name in threads)
     assert len(threads) <= 3

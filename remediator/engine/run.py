@@ -155,11 +155,15 @@ class Run:
 
     def _shed_alerts(self) -> None:
         """A waiting run keeps only the first of its view's alerts (the templates'
-        ``alert``): thousands of incidents waiting for approvals or verifications then
-        hold one alert each, not up to ``ALERTS_IN_VIEW``. An action after the wait reads
-        them again (``run_context``)."""
+        ``alert``) and none of its timeline (the engine never reads it; actions may,
+        through ``incident``): thousands of incidents waiting for approvals or
+        verifications then hold one alert each, not up to ``ALERTS_IN_VIEW`` and every
+        note so far. An action after the wait reads them again (``run_context``)."""
         if len(self.view.alerts) > 1:
             del self.view.alerts[1:]
+            self._alerts_shed = True
+        if self.view.timeline:
+            self.view.timeline = []
             self._alerts_shed = True
 
     async def _alerts(self) -> list[dict[str, Any]]:
@@ -167,6 +171,7 @@ class Run:
             fresh = await self.deps.store.get_incident(self.id, alert_limit=ALERTS_IN_VIEW)
             if fresh is not None:
                 self.view.alerts = fresh.alerts
+                self.view.timeline = fresh.timeline
                 self.view.alert_count, self.view.firing_count = (fresh.alert_count,
                                                                  fresh.firing_count)
             self._alerts_shed = False

@@ -270,20 +270,24 @@ async def test_a_waiting_run_holds_one_alert_and_an_action_after_it_gets_them_al
     meanwhile."""
     await rig.start(PAUSE_THEN_RESTART)
     during_wait: list[int] = []
+    timeline_during_wait: list[int] = []
     real_sleep = Run._sleep_or_wake
 
     async def sleep(self: Run, seconds: float) -> None:
         await real_sleep(self, seconds)
         during_wait.append(len(self.view.alerts))
+        timeline_during_wait.append(len(self.view.timeline))
         if len(during_wait) == 1:          # an alert arrives while the run waits
             await rig.post([alert(instance="late")])
     monkeypatch.setattr(Run, "_sleep_or_wake", sleep)
     restart = registry.implementation("kubernetes.restart")
     real_plan = restart.plan
     given: list[list[str]] = []
+    timelines: list[list[str]] = []
 
     async def plan(ctx: RunContext, params: Any) -> Intent:
         given.append(sorted(a["labels"].get("instance", "") for a in ctx.alerts))
+        timelines.append([t["kind"] for t in ctx.incident["timeline"]])
         return await real_plan(ctx, params)
     monkeypatch.setattr(restart, "plan", plan)
     await rig.post([alert(instance=str(i)) for i in range(3)])
@@ -292,6 +296,10 @@ async def test_a_waiting_run_holds_one_alert_and_an_action_after_it_gets_them_al
     assert during_wait
     assert set(during_wait) == {1}
     assert given[0] == ["0", "1", "2", "late"]
+    # nor its timeline while it waits; the action after the wait sees all of it again
+    assert set(timeline_during_wait) == {0}
+    assert "state" in timelines[0], timelines
+    assert len(timelines[0]) >= 2, timelines
 
 
 async def test_a_waiting_run_holds_no_helper_task(rig: Rig) -> None:
