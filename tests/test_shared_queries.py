@@ -176,3 +176,20 @@ async def test_the_adapter_runs_its_queries_on_its_own_threads_and_connections(
     assert threads
     assert all(name.startswith("prometheus") for name in threads)
     assert len(threads) <= 3
+
+
+async def test_many_live_answers_are_not_swept_on_every_query(
+        prom: FakePrometheus, monkeypatch: pytest.MonkeyPatch) -> None:
+    """More distinct queries in one window than SWEEP_AT: the answers are swept a
+    logarithmic number of times, not once per new answer (each sweep walks them all)."""
+    monkeypatch.setattr(shared_queries, "SWEEP_AT", 4)
+    ticks = Ticks()
+    metrics = shared(prom, ticks, window=5.0)
+    for i in range(64):                       # all within the window: nothing expires
+        await metrics.query(f"up{{i=\"{i}\"}}")
+    assert len(metrics._answers) == 64
+    assert metrics.sweeps <= 5                # at 4, 8, 16, 32 (and 64) answers
+    ticks.now += 5.0                          # all expired: the next sweep drops them
+    for i in range(70):
+        await metrics.query(f"down{{i=\"{i}\"}}")
+    assert all(k.startswith("down") for k in metrics._answers)
