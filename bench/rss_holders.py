@@ -7,7 +7,9 @@ then prints RSS, the traced total and the top allocation sites grouped by line (
 file), and stops it. A simulated cluster of its own (3 Deployments) stands in for the
 one the config pointed at, as in the benchmark.
 
-    .venv/bin/python bench/rss_holders.py DIR [--seconds 10] [--top 25]
+    .venv/bin/python bench/rss_holders.py DIR [--seconds 10] [--top 25] [--trim]
+
+``BENCH_REMEDIATOR_SRC=DIR`` runs the package of an older copy (before/after).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import tracemalloc
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if os.environ.get("BENCH_REMEDIATOR_SRC"):     # an older copy of the package (before/after)
+    sys.path.insert(0, os.environ["BENCH_REMEDIATOR_SRC"])
 
 from bench._common import rss_mb, start_simulator
 from remediator.app import Daemon
@@ -55,6 +59,11 @@ async def main_async(args: argparse.Namespace, settings: Settings) -> None:
               f"{len(asyncio.all_tasks())} tasks, running {daemon.engine.running}")
     if args.maps:
         print_maps()
+    if args.trim:
+        before = rss_mb(os.getpid())[0]
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        print(f"malloc_trim(0): RSS {before:.0f} -> {rss_mb(os.getpid())[0]:.0f} MB "
+              f"(freed by the allocator but kept, until trimmed)")
     if not args.no_trace:
         await report(args)
     await daemon.stop()
@@ -105,6 +114,8 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=1)
     parser.add_argument("--maps", action="store_true", help="largest mappings at the end")
     parser.add_argument("--no-trace", action="store_true", help="RSS over time only")
+    parser.add_argument("--trim", action="store_true",
+                        help="at the end, RSS before and after glibc's malloc_trim(0)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="remediator-bench-holders-"))
     sim, _url, kubeconfig = start_simulator(work, 3)

@@ -21,12 +21,17 @@ measures the port the verification calls.
 
     .venv/bin/python bench/shared_queries.py [--incidents 1000] [--distinct 1]
                                              [--interval 5] [--seconds 20]
+                                             [--workers 4] [--ports adapter shared]
+
+``BENCH_REMEDIATOR_SRC=DIR`` measures the package of an older copy (before/after).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
+import os
 import random
 import sys
 import time
@@ -34,6 +39,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if os.environ.get("BENCH_REMEDIATOR_SRC"):     # an older copy of the package (before/after)
+    sys.path.insert(0, os.environ["BENCH_REMEDIATOR_SRC"])
 
 from bench._common import pct, save, table
 from remediator.adapters.prometheus import PrometheusMetrics
@@ -66,7 +73,10 @@ async def one(port: str, args: argparse.Namespace) -> dict[str, Any]:
     await prom.start()
     for i in range(args.distinct):
         prom.set(query_of(i, args.distinct), 0.01)
-    adapter = PrometheusMetrics(prom.base_url, timeout=10)
+    # --workers: the adapter's own pool (builds that have one); else asyncio.to_thread
+    own_pool = "workers" in inspect.signature(PrometheusMetrics).parameters
+    adapter = (PrometheusMetrics(prom.base_url, timeout=10, workers=args.workers) if own_pool
+               else PrometheusMetrics(prom.base_url, timeout=10))
     metrics: MetricsApi = adapter if port == "adapter" else SharedQueries(
         adapter, window=args.interval, max_concurrency=16)
     loop = asyncio.get_running_loop()
@@ -93,10 +103,10 @@ async def one(port: str, args: argparse.Namespace) -> dict[str, Any]:
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     data: dict[str, Any] = {"incidents": args.incidents, "distinct": args.distinct,
                             "interval_s": args.interval, "seconds": args.seconds}
-    for port in ("adapter", "shared"):
+    for port in args.ports:
         data[port] = await one(port, args)
     rows = []
-    for port in ("adapter", "shared"):
+    for port in args.ports:
         r = data[port]
         rows.append((f"{port}: queries sent (per {args.interval:g}s interval)",
                      f"{r['queries']:,} ({r['queries_per_interval']:,.1f})",
@@ -116,6 +126,10 @@ def main() -> int:
     parser.add_argument("--distinct", type=int, default=1)
     parser.add_argument("--interval", type=float, default=5.0)
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--workers", type=int, default=4,
+                        help="the adapter's threads and connections (builds that have them)")
+    parser.add_argument("--ports", nargs="+", default=["adapter", "shared"],
+                        choices=["adapter", "shared"])
     args = parser.parse_args()
     asyncio.run(main_async(args))
     return 0

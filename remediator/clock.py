@@ -12,8 +12,15 @@ import asyncio
 import heapq
 import itertools
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
+
+
+class Timer(Protocol):
+    def cancel(self) -> object:
+        """Do not call back (a no-op once it has)."""
+        ...
 
 
 class Clock(Protocol):
@@ -25,6 +32,11 @@ class Clock(Protocol):
         """Wait ``seconds`` of this clock's time."""
         ...
 
+    def call_later(self, seconds: float, callback: Callable[[], object]) -> Timer:
+        """Call ``callback`` (on the running loop) after ``seconds`` of this clock's
+        time: a timer entry, no task or coroutine (thousands of waiting runs hold one)."""
+        ...
+
 
 class SystemClock:
     def now(self) -> datetime:
@@ -32,6 +44,9 @@ class SystemClock:
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds))
+
+    def call_later(self, seconds: float, callback: Callable[[], object]) -> Timer:
+        return asyncio.get_running_loop().call_later(max(0.0, seconds), callback)
 
 
 class FakeClock:
@@ -59,6 +74,17 @@ class FakeClock:
         finally:
             if not fut.done():
                 fut.cancel()
+
+    def call_later(self, seconds: float, callback: Callable[[], object]) -> Timer:
+        """A sleeper entry like ``sleep``'s, whose future calls ``callback`` when due."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        deadline = self._now + timedelta(seconds=max(0.0, seconds))
+        heapq.heappush(self._sleepers, (deadline, next(self._seq), fut))
+        fut.add_done_callback(lambda f: None if f.cancelled() else callback())
+        if self.auto_advance and (self._driver is None or self._driver.done()):
+            self._driver = loop.create_task(self._drive())
+        return fut
 
     def pending(self) -> int:
         return sum(1 for _, _, f in self._sleepers if not f.done())

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 
 import pytest
@@ -148,3 +149,47 @@ async def test_range_queries_pass_through_each_time(prom: FakePrometheus) -> Non
         assert [float(v) for _, v in series["values"]] == [0.01] * 5
     assert prom.calls[f"range:{Q}"] == 2
     assert (metrics.sent, metrics.shared) == (0, 0)
+
+
+async def test_the_adapter_runs_its_queries_on_its_own_threads_and_connections(
+        prom: FakePrometheus) -> None:
+    """Queries run on the adapter's ``workers`` threads (not asyncio's default pool),
+    each over one of as many kept-alive connections: never more at once, and no new
+    connection per query."""
+    adapter = PrometheusMetrics(prom.base_url, timeout=5, workers=3)
+    threads: set[str] = set()
+    real = adapter._client.custom_query
+
+    def spy(*args: object, **kwargs: object) -> object:
+        threads.add(threading.current_thread().name)
+        return real(*args, **kwargs)
+    adapter._client.custom_query = spy          # type: ignore[method-assign]
+    try:
+        for _ in range(3):
+            results = await asyncio.gather(*[adapter.query(Q) for _ in range(12)])
+            assert all(float(r[0]["value"][1]) == 0.01 for r in results)
+    finally:
+        adapter.close()
+    assert prom.calls[Q] == 36
+    assert prom.peak <= 3
+    assert 1 <= len(prom.clients) <= 3
+    assert threads
+    assert all(name.startswith("prometheus") for name in threads)
+    assert len(threads) <= 3
+
+
+async def test_many_live_answers_are_not_swept_on_every_query(
+        prom: FakePrometheus, monkeypatch: pytest.MonkeyPatch) -> None:
+    """More distinct queries in one window than SWEEP_AT: the answers are swept a
+    logarithmic number of times, not once per new answer (each sweep walks them all)."""
+    monkeypatch.setattr(shared_queries, "SWEEP_AT", 4)
+    ticks = Ticks()
+    metrics = shared(prom, ticks, window=5.0)
+    for i in range(64):                       # all within the window: nothing expires
+        await metrics.query(f"up{{i=\"{i}\"}}")
+    assert len(metrics._answers) == 64
+    assert metrics.sweeps <= 5                # at 4, 8, 16, 32 (and 64) answers
+    ticks.now += 5.0                          # all expired: the next sweep drops them
+    for i in range(70):
+        await metrics.query(f"down{{i=\"{i}\"}}")
+    assert all(k.startswith("down") for k in metrics._answers)

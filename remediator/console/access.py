@@ -123,7 +123,11 @@ class Access:
         return response
 
     async def context(self, request: web.Request) -> dict[str, Any]:
-        """What every template gets: who is looking, this object, the CSRF token."""
+        """What every template gets: who is looking, this object, the CSRF token.
+        aiohttp_jinja2 runs this on *every* request; the API, probes and metrics render
+        no template, so they skip it (it drew a CSRF token per webhook)."""
+        if request.path.startswith(NOT_CONSOLE):
+            return {}
         who = request.get(WHO)
         return {"who": who, "access": self, "csrf": self.csrf(request),
                 "may_operate": bool(who and who.may(Right.OPERATE))}

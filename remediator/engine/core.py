@@ -36,7 +36,7 @@ from remediator.engine.notifications import Notifications
 from remediator.engine.ports import Ports
 from remediator.engine.quarantine import Quarantine, undone_on_close
 from remediator.engine.routing import Router
-from remediator.engine.run import RunDeps
+from remediator.engine.run import RunDeps, WakeEvent
 from remediator.engine.slots import RESUMED, FairSlots, Slot
 from remediator.engine.supervisor import Supervisor
 from remediator.engine.verification import Verifier
@@ -103,7 +103,7 @@ class Engine:
                              wake=self.wake, dry_run=cfg.dry_run)
         self.stopping = False
         self._runs: dict[str, asyncio.Task[None]] = {}
-        self._wakes: dict[str, asyncio.Event] = {}
+        self._wakes: dict[str, WakeEvent] = {}
         self.slots = FairSlots(cfg.max_parallel)
         self._lanes: dict[str, str] = {}     # incident → the lane its next run waits in
         self._waiting = 0
@@ -165,7 +165,9 @@ class Engine:
         if self.stopping:
             return
         self._lanes.setdefault(incident_id, lane)
-        event = self._wakes.setdefault(incident_id, asyncio.Event())
+        event = self._wakes.get(incident_id)
+        if event is None:
+            event = self._wakes[incident_id] = WakeEvent()
         event.set()
         task = self._runs.get(incident_id)
         if task is None or task.done():
@@ -192,7 +194,7 @@ class Engine:
                 log.exception("looking for unclaimed incidents failed; trying again")
             await self.clock.sleep(cfg.scan_interval)
 
-    async def _renew(self, incident_id: str, event: asyncio.Event) -> None:
+    async def _renew(self, incident_id: str, event: WakeEvent) -> None:
         cfg = self.settings
         while True:
             await self.clock.sleep(cfg.lease / 3)

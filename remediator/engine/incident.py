@@ -38,6 +38,8 @@ from remediator.ports.sinks import EventKind
 
 
 class IncidentRun(Run):
+    __slots__ = ()
+
     async def run(self) -> None:
         note_dependencies_in(self.journal)      # a dependency down or back: in the timeline
         await self.deps.give_way()

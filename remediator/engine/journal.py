@@ -24,6 +24,8 @@ log = logging.getLogger("remediator.engine")
 
 
 class RunJournal:
+    __slots__ = ("clock", "closed", "give_way", "id", "notifications", "store", "view")
+
     def __init__(self, incident_id: str, store: Store, clock: Clock,
                  notifications: Notifications,
                  give_way: Callable[[], Awaitable[None]]) -> None:

@@ -29,6 +29,7 @@ class FakePrometheus(FakeServer):
         self.in_flight = 0
         self._failures = 0
         self.peak = 0           # most queries answered at once
+        self.clients: set[Any] = set()      # the (host, port) of each connection queried on
 
     def set(self, expr: str, value: float) -> None:
         self.values[expr] = value
@@ -88,6 +89,8 @@ class FakePrometheus(FakeServer):
                                       "error": "invalid parameter \"query\": empty"},
                                      status=400)
         self.calls[expr] += 1
+        self.clients.add(request.transport.get_extra_info("peername")
+                         if request.transport is not None else None)
         if self._failures:
             self._failures -= 1
             return web.json_response({"status": "error", "errorType": "timeout",
