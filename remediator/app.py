@@ -231,9 +231,14 @@ class Daemon:
         if s.prometheus.url:
             from remediator.adapters.prometheus import PrometheusMetrics
             from remediator.adapters.shared_queries import SharedQueries
+            prometheus = PrometheusMetrics(s.prometheus.url, timeout=s.prometheus.timeout)
+
+            async def close_prometheus() -> None:     # its worker threads and connections
+                prometheus.close()
+            self._closers.append(close_prometheus)
             metrics: MetricsApi = SharedQueries(
-                PrometheusMetrics(s.prometheus.url, timeout=s.prometheus.timeout),
-                window=s.prometheus.share_window, max_concurrency=s.prometheus.max_concurrency)
+                prometheus, window=s.prometheus.share_window,
+                max_concurrency=s.prometheus.max_concurrency)
             ports.metrics = metrics
             self.dependencies["prometheus"] = s.prometheus.url
         else:
