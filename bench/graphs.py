@@ -6,7 +6,7 @@ escalation's verification graph holds) as ``adapters.graphs.MatplotlibRenderer``
 warmed by one graph before the measure) while a ticker on the event loop sleeps 5 ms
 again and again and records how late each wake-up is. Baseline, in the same run: the
 same ticker with nothing drawing. For contrast, the same graphs drawn in worker threads
-(the renderer's fallback, and what it did before the pool) and on the event loop
+(``THREADS`` at once: what the daemon did before the pool; its fallback now) and on the event loop
 itself. Printed: render p50/p99 (ms; in processes: the round trip, in threads: the
 drawing), the ticker's lateness p50/p99 per mode and the ratios to the baseline.
 Bounded: a fixed number of graphs, nothing listens on a port.
@@ -25,6 +25,8 @@ from remediator.adapters.graphs import MatplotlibRenderer, render_png
 from remediator.ports.graphs import GraphSpec, Series
 
 T0 = 1_785_578_400.0
+#: graphs drawn at once in worker threads (the daemon before the process pool)
+THREADS = 2
 
 
 def spec(n: int) -> GraphSpec:
@@ -58,7 +60,7 @@ async def measure(graphs: int, mode: str, renderer: MatplotlibRenderer | None = 
     late: list[float] = []
     took: list[float] = []
     tick = asyncio.create_task(ticker(stop, late))
-    slots = asyncio.Semaphore(renderer.workers if renderer else MatplotlibRenderer.WORKERS)
+    slots = asyncio.Semaphore(renderer.workers if renderer else THREADS)
 
     def timed(n: int) -> None:          # the drawing itself, not the wait for a slot
         start = time.perf_counter()

@@ -21,6 +21,7 @@ import contextlib
 import io
 import logging
 import multiprocessing
+import os
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC
@@ -89,7 +90,6 @@ NICENESS = 10
 
 def _warm() -> None:
     """A worker's initializer: a lower priority, and matplotlib imported once."""
-    import os
     with contextlib.suppress(OSError, AttributeError):    # not everywhere; not needed
         os.nice(NICENESS)
     from matplotlib.backends import backend_agg  # noqa: F401
@@ -107,6 +107,7 @@ class MatplotlibRenderer:
         self.workers = workers
         self._slots = asyncio.Semaphore(max(1, workers))
         self._pool: ProcessPoolExecutor | None = None
+        self._niced: set[int] = set()
         self._threads = not processes          # True: draw in threads (the fallback)
         self.closed = False
 
@@ -140,13 +141,25 @@ class MatplotlibRenderer:
             pool = self._start_pool()
             if pool is not None:
                 try:
-                    return await asyncio.get_running_loop().run_in_executor(
-                        pool, render_png, spec)
+                    done = asyncio.get_running_loop().run_in_executor(pool, render_png, spec)
+                    self._lower_priority(pool)
+                    return await done
                 except (BrokenProcessPool, OSError) as exc:
                     if self.closed:
                         raise
                     self._fall_back(f"the process pool broke: {exc!r}")
             return await asyncio.to_thread(render_png, spec)
+
+    def _lower_priority(self, pool: ProcessPoolExecutor) -> None:
+        """Lower the priority of workers just started, from here: the worker's own
+        ``os.nice`` (its initializer) comes only after its interpreter has started and
+        imported the daemon's main module, which would compete with the event loop."""
+        procs = getattr(pool, "_processes", None) or {}   # pid → process (CPython's)
+        for pid in list(procs):
+            if pid not in self._niced:
+                self._niced.add(pid)
+                with contextlib.suppress(OSError, AttributeError):
+                    os.setpriority(os.PRIO_PROCESS, pid, NICENESS)
 
     async def close(self) -> None:
         """Stop the worker processes (waits for them to exit, off the event loop)."""
