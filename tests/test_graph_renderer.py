@@ -7,6 +7,8 @@ import asyncio
 import io
 import logging
 import multiprocessing
+import os
+import sys
 
 import pytest
 
@@ -71,3 +73,42 @@ async def test_a_pool_that_cannot_start_falls_back_to_threads_and_says_so(
     [record] = [r for r in caplog.records if r.name == "remediator.graphs"]
     assert "worker threads" in record.getMessage()
     assert "cannot start" in record.getMessage()
+
+
+KILLED_DAEMON = """
+import asyncio, os
+from remediator.adapters.graphs import MatplotlibRenderer
+from remediator.ports.graphs import GraphSpec, Series
+
+async def main():
+    renderer = MatplotlibRenderer()
+    await renderer.render(GraphSpec("t", "q", (Series("a", ((0.0, 1.0), (60.0, 2.0))),),
+                                    0.0, 60.0))
+    print(*renderer._pool._processes, flush=True)
+    os._exit(0)          # killed: no close()
+
+asyncio.run(main())
+"""
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def test_a_worker_ends_when_the_daemon_is_killed() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", KILLED_DAEMON, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL)
+    out = await asyncio.wait_for(proc.stdout.readline(), 60)   # type: ignore[union-attr]
+    await proc.wait()
+    [pid] = [int(p) for p in out.split()]
+    for _ in range(500):                               # bounded: the worker sees EOF at once
+        if not alive(pid):
+            break
+        await asyncio.sleep(0.01)
+    assert not alive(pid)
+    await proc.stdout.read()                           # type: ignore[union-attr]

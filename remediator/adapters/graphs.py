@@ -21,7 +21,9 @@ import contextlib
 import io
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
+import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC
@@ -89,10 +91,21 @@ NICENESS = 10
 
 
 def _warm() -> None:
-    """A worker's initializer: a lower priority, and matplotlib imported once."""
+    """A worker's initializer: it ends with the daemon, at a lower priority, with
+    matplotlib imported once."""
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_end_with, args=(parent.sentinel,), daemon=True,
+                         name="parent-watch").start()
     with contextlib.suppress(OSError, AttributeError):    # not everywhere; not needed
         os.nice(NICENESS)
     from matplotlib.backends import backend_agg  # noqa: F401
+
+
+def _end_with(sentinel: int) -> None:
+    """Exit as soon as the daemon is gone (killed: no ``close``), not linger."""
+    multiprocessing.connection.wait([sentinel])
+    os._exit(0)
 
 
 class MatplotlibRenderer:
