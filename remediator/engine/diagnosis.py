@@ -103,11 +103,12 @@ def _turn(incident_id: str) -> contextlib.AbstractAsyncContextManager[Any]:
 
 async def start_summary(run: Run, record: dict[str, Any]) -> None:
     """Ask for the model's summary in the background (the engine's supervisor owns the
-    task); without a supervisor (a run made by hand), wait for it here."""
-    if run.deps.ports.model is None:
-        return
+    task); without a supervisor (a run made by hand), wait for it here; not at all
+    when the engine is stopping."""
     tasks = run.deps.tasks
-    if tasks is None or tasks.closed:
+    if run.deps.ports.model is None or (tasks is not None and tasks.closed):
+        return
+    if tasks is None:
         await summarise(run, record)
         return
     _PENDING.setdefault(run.id, asyncio.Lock())
