@@ -30,8 +30,24 @@ all connected before the first webhook, disconnected after the engine settled),
 alternating, each on a fresh daemon and store; prints the ratio of the median alerts/s
 with clients to without, and the events each client received. Target: ratio > 0.9.
 
+``--evidence both`` (issue #16: evidence must not slow the storm) runs the storm three
+times per round (``--rounds``, default 2) in one invocation, on SQLite: no Slack
+("off"), the fake Slack with ``notify.graphs: false`` ("slack": threads and logs) and
+the fake Slack with graphs ("graphs"), with a playbook of its own
+(``EVIDENCE_PLAYBOOK``: a dry-run restart whose verification polls the fake Prometheus
+every 1 s and fails after 5 s, so every incident escalates). Every run has the fake
+Prometheus (bench/_fakes.py, own process); with the fake Slack each escalation posts
+to a thread (the first 20 incidents: the rest fold into the storm message) its logs
+and, in "graphs", the incident's graphs (drawn by the daemon's graph renderer). Once
+the storm has been worked into incidents and escalations start, ``--probes``
+webhooks, each a new HighErrorRate alert for a target of its own, are posted one at a
+time 50 ms apart; reaction = the probe incident's first step's start (its
+``started_at``) - the post time (same machine, same clock). Target: reaction p99 of
+"graphs" within 10% of "slack" (p99 over all rounds' probes).
+
     .venv/bin/python bench/storm.py [--store sqlite|postgresql] [--pg-sync full|off]
                                     [--sse-clients 100 [--rounds 2]]
+    .venv/bin/python bench/storm.py --evidence both [--probes 100]
 """
 
 from __future__ import annotations
@@ -42,6 +58,7 @@ import json
 import statistics
 import sys
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime
@@ -59,9 +76,12 @@ from bench._common import (
     STORM_ALERTS_PER_TARGET,
     STORM_TARGETS,
     Proc,
+    alert,
     cpu_seconds,
+    dep_name,
     free_port,
     http_get,
+    pct,
     result_name,
     rss_mb,
     run_load,
@@ -77,6 +97,7 @@ from bench._common import (
     tmpdir,
     tree_cpu_seconds,
     wait_ready,
+    webhook,
     write_config,
 )
 
@@ -217,6 +238,161 @@ def run(store: str = "sqlite", pg_sync: str = "full", schedule: str = "open",
     return data
 
 
+EVIDENCE_PLAYBOOK = """\
+apiVersion: remediator/v1
+kind: Playbook
+metadata: {name: storm-evidence}
+spec:
+  match: ['alertname="HighErrorRate"']
+  target: {kind: Deployment, namespace: "{{ labels.namespace }}",
+           name: "{{ labels.deployment }}"}
+  steps:
+    - name: restart
+      action: kubernetes.restart
+      verify:
+        promql: 'deployment:http_errors:ratio_rate1m{deployment="{{ target.name }}"} < 0.05'
+        for: 1s
+        timeout: 5s
+        interval: 1s
+"""
+#: the probes' deployments (the storm's are svc-0000 … svc-0499)
+PROBE_BASE = 7000
+
+
+def start_fakes(tmp: Path) -> tuple[Proc, dict[str, Any], Path]:
+    out = tmp / "fakes.json"
+    proc = Proc([PY, str(Path(__file__).parent / "_fakes.py"), str(out)], "storm-fakes")
+    for _ in range(300):
+        if out.exists() and out.read_text():
+            return proc, json.loads(out.read_text()), out
+        time.sleep(0.05)
+    proc.stop()
+    raise RuntimeError(f"the fake servers did not start: see {proc.log_path}")
+
+
+def post(url: str, body: bytes) -> float:
+    """POST the webhook; the wall time just before it is sent."""
+    req = urllib.request.Request(url, data=body, method="POST",
+                                 headers={"Content-Type": "application/json"})
+    sent = time.time()
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        resp.read()
+    return sent
+
+
+def escalated(url: str) -> int:
+    _, data = http_get(url + "/api/v1/incidents?state=escalated&limit=1000", timeout=60)
+    return len((data or {}).get("incidents") or [])
+
+
+def probe_reactions(url: str, sent: dict[str, float], wait: float = 60.0) -> list[float]:
+    """Each probe incident's first step start - its post time (ms), once all started."""
+    deadline = time.time() + wait
+    found: dict[str, float] = {}
+    while time.time() < deadline and len(found) < len(sent):
+        _, data = http_get(url + "/api/v1/incidents?limit=1000", timeout=60)
+        for row in (data or {}).get("incidents") or []:
+            name = str((row.get("target") or {}).get("name") or "")
+            if name in sent and name not in found:
+                _, inc = http_get(f"{url}/api/v1/incidents/{row['id']}", timeout=60)
+                steps = (inc or {}).get("steps") or []
+                if steps and steps[0].get("started_at"):
+                    began = datetime.fromisoformat(steps[0]["started_at"]).timestamp()
+                    found[name] = (began - sent[name]) * 1000
+        time.sleep(0.5)
+    return list(found.values())
+
+
+def run_evidence_one(mode: str, probes: int) -> dict[str, Any]:
+    """``mode``: "off" (no Slack), "slack" (Slack, ``notify.graphs: false``: the
+    thread and the logs, no graphs), "graphs" (Slack with its graphs)."""
+    tmp = tmpdir("storm-evidence")
+    bodies, _keys = storm_bodies()
+    bodies_file = tmp / "storm.jsonl"
+    bodies_file.write_bytes(b"\n".join(bodies))
+    books = tmp / "playbooks"
+    books.mkdir()
+    (books / "storm-evidence.yaml").write_text(EVIDENCE_PLAYBOOK)
+    sim, _sim_url, kubeconfig = start_simulator(tmp, SIM_DEPLOYMENTS)
+    fakes, where, out = start_fakes(tmp)
+    with sim, fakes:
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        cfg = write_config(tmp, store=tmp / "storm.db", port=port, kubeconfig=kubeconfig,
+                           dry_run=True, budget=1_000_000, max_parallel=1024,
+                           playbooks=[books])
+        extra = f"prometheus: {{url: '{where['prometheus']}'}}\n"
+        if mode != "off":
+            extra += (f"slack: {{token: '{where['token']}', base_url: '{where['slack']}/', "
+                      f"default_channel: '#ops-alerts'}}\n")
+        cfg.write_text(cfg.read_text().replace(
+            "notify: {console: false}",
+            f"notify: {{console: false, graphs: {str(mode == 'graphs').lower()}}}"))
+        cfg.write_text(cfg.read_text() + extra)
+        with start_daemon(cfg, f"remediator-storm-evidence-{mode}") as daemon:
+            wait_ready(url, daemon)
+            t0 = time.time()
+            result = run_load(storm_plan(url + "/api/v1/alerts", bodies_file), tmp, "storm")
+            while escalated(url) == 0 and time.time() - t0 < 60:
+                time.sleep(0.2)                   # escalations (and graphs) begin
+            sent: dict[str, float] = {}
+            for k in range(probes):
+                name = dep_name(PROBE_BASE + k)
+                body = json.dumps(webhook([alert(k, dep=PROBE_BASE + k)])).encode()
+                sent[name] = post(url + "/api/v1/alerts", body)
+                time.sleep(0.05)
+            probe_s = time.time() - t0
+            reactions = probe_reactions(url, sent)
+            n_escalated = escalated(url)
+            cpu = cpu_seconds(daemon.pid)
+        fakes.stop()
+    done = json.loads(Path(f"{out}.done").read_text()) if Path(f"{out}.done").exists() else {}
+    return {"mode": mode, "probes": probes, "probes_reacted": len(reactions),
+            "reactions_ms": reactions, "reaction_p50_ms": pct(reactions, 50),
+            "reaction_p99_ms": pct(reactions, 99),
+            "storm_s": max(r["done"] for r in result["records"]) - t0,
+            "probes_done_after_s": probe_s, "escalated_at_end": n_escalated,
+            "daemon_cpu_s": cpu, "slack": done}
+
+
+def run_evidence(probes: int, rounds: int) -> dict[str, Any]:
+    """Each round: off, Slack without graphs, Slack with graphs (alternating rounds
+    spread the shared machine's noise); p99s over all rounds' probes."""
+    runs: dict[str, list[dict[str, Any]]] = {"off": [], "slack": [], "graphs": []}
+    for _ in range(rounds):
+        for mode in runs:
+            runs[mode].append(run_evidence_one(mode, probes))
+            print(f"{mode}: p99 {runs[mode][-1]['reaction_p99_ms']:.1f} ms", flush=True)
+
+    def p(mode: str, q: float) -> float:
+        return pct([v for r in runs[mode] for v in r["reactions_ms"]], q)
+
+    ratio = p("graphs", 99) / max(p("slack", 99), 1e-3)
+    pngs = sum(r["slack"].get("pngs", 0) for r in runs["graphs"])
+    data = {"runs": runs, "ratio_p99_graphs_vs_no_graphs": ratio,
+            "met": {"reaction_p99_within_10pct": ratio <= 1.10, "graphs_drawn": pngs > 0,
+                    "no_graphs_when_off": not any(r["slack"].get("pngs")
+                                                  for r in runs["slack"])}}
+    path = save("storm_evidence", data)
+    print(table([
+        ("probe reaction p50: off / Slack / +graphs",
+         " / ".join(f"{p(m, 50):.1f}" for m in runs) + " ms", "", ""),
+        ("probe reaction p99: off / Slack / +graphs",
+         " / ".join(f"{p(m, 99):.1f}" for m in runs) + " ms",
+         "graphs <= 1.10 x Slack", "yes" if ratio <= 1.10 else "NO"),
+        ("probes reacted", " / ".join(str(sum(r["probes_reacted"] for r in runs[m]))
+                                      for m in runs), str(probes * rounds), ""),
+        ("PNGs uploaded (graphs)", str(pngs), "> 0", "yes" if pngs else "NO"),
+        ("Slack messages (Slack / +graphs)", " / ".join(
+            str(sum(r["slack"].get("messages", 0) for r in runs[m])) for m in ("slack", "graphs")),
+         "", ""),
+        ("daemon CPU s", " / ".join(f"{sum(r['daemon_cpu_s'] for r in runs[m]):.1f}"
+                                    for m in runs), "", ""),
+    ]))
+    print(f"results: {path}")
+    return data
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--schedule", choices=("open", "closed"), default="open",
@@ -231,8 +407,16 @@ def main() -> int:
                         help="also run the storm with this many event-stream clients "
                              "connected, and print the throughput ratio")
     parser.add_argument("--rounds", type=int, default=2,
-                        help="with --sse-clients: storms without and with clients, each")
+                        help="with --sse-clients: storms without and with clients, each; "
+                             "with --evidence: rounds of the three runs")
+    parser.add_argument("--evidence", choices=("both",), default=None,
+                        help="evidence off then on (fake Slack: graphs and logs at "
+                             "escalation); probe reaction p99 compared")
+    parser.add_argument("--probes", type=int, default=100)
     args = parser.parse_args()
+    if args.evidence:
+        run_evidence(args.probes, args.rounds)
+        return 0
     if not args.sse_clients:
         run(args.store, args.pg_sync, args.schedule)
         return 0

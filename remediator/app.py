@@ -33,6 +33,7 @@ from remediator.loader import check_policies, load_paths, playbook_needs
 from remediator.metrics import Metrics
 from remediator.ports import AlertsApi, ChatApi, ClusterApi, HttpApi, MetricsApi, TrackerApi
 from remediator.ports.alerts import SilencesApi
+from remediator.ports.graphs import GraphRenderer
 from remediator.ports.inspect import ClusterInspector
 from remediator.ports.model import ModelApi
 from remediator.ports.pager import PagerApi
@@ -117,6 +118,7 @@ class Daemon:
     _closers: list[Any] = field(default_factory=list)
     _runner: web.AppRunner | None = None
     _api: Any = None
+    _renderer: GraphRenderer | None = None
     dependencies: dict[str, str] = field(default_factory=dict)
     health: DependencyHealth | None = None
 
@@ -312,9 +314,9 @@ class Daemon:
         sinks = list(self.sinks)
         files = None
         if ports.chat is not None or ports.tickets is not None:
-            from remediator.adapters.graphs import MatplotlibRenderer
             from remediator.notify.files import EvidenceFiles
-            files = EvidenceFiles(store, ports.metrics, MatplotlibRenderer(), SystemClock())
+            files = EvidenceFiles(store, ports.metrics, self._graphs(), SystemClock(),
+                                  graphs=s.notify.graphs)
         if s.notify.console:
             from remediator.notify.console import ConsoleSink
             sinks.append(ConsoleSink(sys.stdout))
@@ -336,6 +338,15 @@ class Daemon:
             sinks.append(jira)
         return sinks
 
+    def _graphs(self) -> GraphRenderer:
+        """The one graph renderer (its worker processes start with the first graph) of
+        the notifications and the API; shut down when the daemon stops."""
+        if self._renderer is None:
+            from remediator.adapters.graphs import MatplotlibRenderer
+            self._renderer = MatplotlibRenderer()
+            self._closers.insert(0, self._renderer.close)
+        return self._renderer
+
     async def _serve(self, engine: Engine) -> None:
         """The HTTP server on ``server.listen``; sets ``self.url`` to where it is bound."""
         s = self.settings
@@ -343,7 +354,7 @@ class Daemon:
         if not server_config.authenticator().configured:
             log.warning("the webhook endpoint has NO authentication: set server.auth.users "
                         "(or server.auth.token_file) before exposing it beyond localhost")
-        app, self._api = build_app(engine, server_config, self.health)
+        app, self._api = build_app(engine, server_config, self.health, graphs=self._graphs())
         from remediator import console
         from remediator.console.checks import PlaybookCheck
         from remediator.console.links import LinkConfig

@@ -543,6 +543,8 @@ def postmortem(view: IncidentView, collected: Sequence[EvidenceItem] = (), *,
             f"{duration(mttr) if mttr is not None else 'not resolved yet'}", "",
             "## Timeline", "", "| time (UTC) | what |", "|---|---|"]
     out += [f"| {_when(t.at)[:19]} | {_md(t.message)} |" for t in view.timeline]
+    out += ["", "## Diagnosis", ""]
+    out += _diagnosis(view)
     out += ["", "## What was tried", ""]
     out += _tried(view) or ["No step ran."]
     out += ["", "## Evidence", ""]
@@ -550,6 +552,48 @@ def postmortem(view: IncidentView, collected: Sequence[EvidenceItem] = (), *,
     out += ["", "## Contributing factors", "", "_To be written._", "",
             "## Action items", "", "- [ ] _To be written._", ""]
     return "\n".join(out)
+
+
+def postmortem_comment(markdown: str) -> str:
+    """The postmortem draft as a Jira comment: its Markdown kept as it is (in a
+    ``{noformat}`` block, ready to copy), cut to fit Jira's 32,767 characters."""
+    head = "*Postmortem draft* (Markdown, drafted by remediator; check and complete it):\n"
+    body = clip(markdown.replace("{noformat}", "{ noformat }"),
+                JIRA_DESCRIPTION_MAX - len(head) - 40)
+    return f"{head}{{noformat}}\n{body}\n{{noformat}}"
+
+
+def _diagnosis(view: IncidentView) -> list[str]:
+    """The latest diagnosis's findings, each with its id and the objects it rests on,
+    then the model's summary (checked: cites only these findings) or why there is none."""
+    record = view.context.get("diagnosis")
+    if not isinstance(record, Mapping):
+        return ["No diagnosis was made."]
+    findings = [f for f in record.get("findings") or [] if isinstance(f, Mapping)]
+    out = [f"Findings of the diagnosis at {_md(record.get('moment') or 'n/a')} "
+           f"({_md(str(record.get('at') or 'n/a')[:19])}):", ""]
+    for f in findings:
+        out.append(f"- `{_md(f.get('id'))}`: {_md(f.get('summary'))}")
+        evidence = [str(e) for e in f.get("evidence") or []]
+        if evidence:
+            out.append(f"  - evidence: {', '.join(_md(e) for e in evidence[:10])}")
+    if not findings:
+        out.append("- no findings")
+    problems = [str(p) for p in record.get("problems") or []]
+    if problems:
+        out.append(f"- could not read: {'; '.join(_md(p) for p in problems[:5])}")
+    said = record.get("summary")
+    if isinstance(said, Mapping):
+        model = _md(said.get("model") or "the model")
+        if said.get("text"):
+            cited = ", ".join(f"`{_md(c)}`" for c in said.get("cited") or [])
+            out += ["", f"Summary by {model} (checked: it cites only these findings"
+                        + (f", {cited}" if cited else "") + f"): {_md(said['text'])}"]
+        elif said.get("discarded"):
+            out += ["", f"The summary by {model} was discarded: {_md(said['discarded'])}"]
+        elif said.get("error"):
+            out += ["", f"No summary by {model}: {_md(said['error'])}"]
+    return out
 
 
 def _tried(view: IncidentView) -> list[str]:

@@ -375,6 +375,9 @@ class WebhookSettings(Group):
 class NotifySettings(Group):
     console: bool = Field(default=True, description="Print every incident event on stdout.")
     storm: StormSettings = Field(default_factory=StormSettings)
+    graphs: bool = Field(default=True,
+                         description="Attach the incident's graphs (PNG, drawn in a worker "
+                                     "process) to its Slack thread and Jira ticket.")
     webhooks: list[WebhookSettings] = Field(
         default_factory=list, description="Lifecycle webhooks: incidents' events POSTed, "
                                           "signed, through the outbox.")

@@ -3,12 +3,15 @@
 ``no_leaked_tasks``: every asyncio test must leave no task of its own running once its
 fixtures are torn down. The engine owns its tasks in one ``Supervisor`` and stops them
 on ``stop()``; a task left behind is a run, a timer or a delivery loop nobody owns.
+It also fails a test that leaves a worker process of its own running (the graph
+renderer's pool must be shut down with whatever owns it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import multiprocessing
 from collections.abc import AsyncIterator
 
 import pytest
@@ -28,7 +31,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture
 async def no_leaked_tasks() -> AsyncIterator[None]:
     before = set(asyncio.all_tasks())
+    children = {p.pid for p in multiprocessing.active_children()}
     yield
+    _no_leaked_processes(children)
     mine = asyncio.current_task()
 
     def leaked() -> list[asyncio.Task[object]]:
@@ -43,3 +48,14 @@ async def no_leaked_tasks() -> AsyncIterator[None]:
     if left:
         names = ", ".join(sorted(f"{t.get_name()} ({t.get_coro()!r})" for t in left))
         pytest.fail(f"the test left {len(left)} asyncio task(s) running: {names}")
+
+
+def _no_leaked_processes(before: set[int | None]) -> None:
+    """Fail if a multiprocessing child started during the test is still running."""
+    left = [p for p in multiprocessing.active_children() if p.pid not in before]
+    if left:
+        for p in left:
+            p.kill()
+            p.join(5)
+        pytest.fail(f"the test left {len(left)} worker process(es) running: "
+                    + ", ".join(f"{p.name} (pid {p.pid})" for p in left))

@@ -124,7 +124,8 @@ class Engine:
             notifications=self.notifications,
             quarantine=Quarantine(self.ports.every_cluster(), store, clock, self.tasks),
             give_way=self.gate.give_way,
-            stopping=lambda: self.stopping, lost=self.lost, chains=self.chains)
+            stopping=lambda: self.stopping, lost=self.lost, chains=self.chains,
+            tasks=self.tasks)
 
     @property
     def shared_store(self) -> bool:

@@ -11,10 +11,20 @@ The latest diagnosis is the incident's ``context.diagnosis`` (``at``, ``moment``
 ``findings``, ``problems``); a timeline note (kind ``diagnosis``) is written when the
 incident opens and whenever the findings change. Diagnosis only reads: a cluster that
 cannot be read, or a bug in an analyzer, is journaled and the incident goes on.
+
+The model's summary (if a model is configured) is asked for when the incident opens,
+in a background task of the engine's supervisor: the first step does not wait for it.
+When it arrives it is journaled (a timeline note) and kept as
+``context.diagnosis.summary`` while the findings it cites stand; a diagnosis written
+meanwhile and the summary's write take turns (one lock per incident while a summary
+is pending), so neither overwrites the other. A summary still pending when the daemon
+stops is not asked for again.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -67,24 +77,55 @@ async def diagnose(run: Run, moment: str) -> dict[str, Any] | None:
         return None
     record = {"at": run.clock.now().isoformat(), "moment": moment,
               "findings": [f.to_dict() for f in findings], "problems": list(snap.problems)}
-    previous = run.view.context.get(KIND) or {}
-    before = previous.get("findings") or []
     ids = [f.id for f in findings]
-    said = previous.get("summary")
-    if said and all(c in ids for c in said.get("cited") or []):
-        record["summary"] = said            # the summary stands while what it cites does
-    notes = ((run.journal.entry(KIND, _message(moment, record), moment=moment, findings=ids),)
-             if moment == OPENED or [f.get("id") for f in before] != ids else ())
-    await run.journal.context({KIND: record}, notes=notes)       # one write
+    async with _turn(run.id):
+        previous = run.view.context.get(KIND) or {}
+        before = previous.get("findings") or []
+        said = previous.get("summary")
+        if said and all(c in ids for c in said.get("cited") or []):
+            record["summary"] = said        # the summary stands while what it cites does
+        notes = ((run.journal.entry(KIND, _message(moment, record), moment=moment,
+                                    findings=ids),)
+                 if moment == OPENED or [f.get("id") for f in before] != ids else ())
+        await run.journal.context({KIND: record}, notes=notes)       # one write
     if moment == OPENED and findings:
-        await summarise(run, record)
+        await start_summary(run, record)
     return record
+
+
+#: incident id → the lock a pending summary and the diagnoses take turns with
+_PENDING: dict[str, asyncio.Lock] = {}
+
+
+def _turn(incident_id: str) -> contextlib.AbstractAsyncContextManager[Any]:
+    return _PENDING.get(incident_id) or contextlib.nullcontext()
+
+
+async def start_summary(run: Run, record: dict[str, Any]) -> None:
+    """Ask for the model's summary in the background (the engine's supervisor owns the
+    task); without a supervisor (a run made by hand), wait for it here; not at all
+    when the engine is stopping."""
+    tasks = run.deps.tasks
+    if run.deps.ports.model is None or (tasks is not None and tasks.closed):
+        return
+    if tasks is None:
+        await summarise(run, record)
+        return
+    _PENDING.setdefault(run.id, asyncio.Lock())
+    tasks.start(summarise(run, record), name=f"diagnosis-summary-{run.id}")
 
 
 async def summarise(run: Run, record: dict[str, Any]) -> None:
     """Ask the model (if one is configured) for a summary of the findings; keep it only
     if every finding id it cites exists. Whatever happens is journaled; nothing else
     changes (the summary never chooses an action)."""
+    try:
+        await _summarise(run, record)
+    finally:
+        _PENDING.pop(run.id, None)
+
+
+async def _summarise(run: Run, record: dict[str, Any]) -> None:
     model = run.deps.ports.model
     if model is None:
         return
@@ -108,9 +149,22 @@ async def summarise(run: Run, record: dict[str, Any]) -> None:
         else:
             result = {"model": model.name, "text": checked.text, "cited": list(checked.cited)}
             note = f"model summary ({model.name}): {checked.text}"
-    record["summary"] = result
-    await run.journal.context({KIND: record},
-                              notes=(run.journal.entry(KIND, note, summary=result),))
+    await _keep(run, record, result, note)
+
+
+async def _keep(run: Run, asked: dict[str, Any], result: dict[str, Any], note: str) -> None:
+    """Journal the summary; keep it in the latest diagnosis (which may be newer than the
+    one it was asked for) if the findings it cites are still there."""
+    async with _turn(run.id):
+        latest = dict(run.view.context.get(KIND) or asked)
+        ids = {f.get("id") for f in latest.get("findings") or []}
+        if all(c in ids for c in result.get("cited") or []):
+            latest["summary"] = result
+            await run.journal.context({KIND: latest}, notes=(
+                run.journal.entry(KIND, note, summary=result),))
+        else:
+            await run.journal.note(KIND, note + " (not kept: a later diagnosis no longer "
+                                                "has the findings it cites)", summary=result)
 
 
 async def before_step(run: Run, step: Step, rec: StepRecord,

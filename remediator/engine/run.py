@@ -26,6 +26,7 @@ from remediator.engine.outcomes import Interruption, RunInterrupted
 from remediator.engine.quarantine import Quarantine
 from remediator.engine.routing import template_context
 from remediator.engine.slots import Slot
+from remediator.engine.supervisor import Supervisor
 from remediator.metrics import Metrics
 from remediator.model.incident import ALERTS_IN_VIEW, IncidentView
 from remediator.model.playbook import Playbook
@@ -113,6 +114,7 @@ class RunDeps:
     stopping: Callable[[], bool]
     lost: Callable[[str], bool]                  # this replica lost the incident's lease
     chains: Chains | None = None                 # on-call chains (escalation policies)
+    tasks: Supervisor | None = None              # background work of a run (model summary)
 
 
 class Run:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from remediator import rendering
 from remediator.clock import Clock
 from remediator.engine.graphs import incident_graphs
 from remediator.model.incident import ALERTS_IN_VIEW, EvidenceItem, IncidentView
@@ -57,15 +58,19 @@ def logs_file(incident_id: str, items: list[EvidenceItem],
 
 class EvidenceFiles:
     def __init__(self, store: Store, metrics: MetricsApi | None,
-                 renderer: GraphRenderer, clock: Clock) -> None:
+                 renderer: GraphRenderer, clock: Clock, *, graphs: bool = True) -> None:
+        """``graphs``: False attaches no graphs (``notify.graphs``), only the logs."""
         self.store = store
+        self.draw = graphs
         self.metrics = metrics
         self.renderer = renderer
         self.clock = clock
 
     async def graphs(self, view: IncidentView) -> list[FileAttachment]:
         """The incident's graphs, from its stored record (an event's snapshot carries
-        only each step's latest poll)."""
+        only each step's latest poll); none when ``notify.graphs`` is off."""
+        if not self.draw:
+            return []
         view = await self.store.get_incident(view.id, alert_limit=ALERTS_IN_VIEW) or view
         out = []
         for n, spec in enumerate(await incident_graphs(view, self.metrics, self.clock.now())):
@@ -77,3 +82,9 @@ class EvidenceFiles:
         """The graphs, then the logs and events collected at escalation."""
         return [*await self.graphs(view),
                 *logs_file(view.id, await self.store.list_evidence(view.id))]
+
+    async def postmortem(self, view: IncidentView) -> str:
+        """The postmortem draft (Markdown) of the stored incident, with its collected
+        logs and events."""
+        view = await self.store.get_incident(view.id, alert_limit=ALERTS_IN_VIEW) or view
+        return rendering.postmortem(view, await self.store.list_evidence(view.id))

@@ -8,6 +8,10 @@ event snapshot carries the key. The sink:
 * on ``CLOSED`` in state recovered/resolved, applies ``transition_on_close``
   (default "Done") with a closing comment; an issue already in that status is
   left alone;
+* on ``CLOSED`` (any way it closes), posts the incident's postmortem draft
+  (``rendering.postmortem``: timeline, MTTD/MTTA/MTTR, diagnosis, what was tried,
+  evidence) as one more comment, once per incident: the state key
+  ``jira.postmortem`` keeps it from being posted again after a restart;
 * does nothing for an incident without a ticket.
 
 Incidents in a notification storm (``context["storm"]``) share the storm's one
@@ -44,6 +48,7 @@ if TYPE_CHECKING:
 
 _LAST = "jira.last_event"
 _KEY = "jira.key"
+_POSTMORTEM = "jira.postmortem"
 
 
 class JiraSink:
@@ -82,6 +87,8 @@ class JiraSink:
             await state.set(incident, _KEY, key)
             await self._deliver(event, key)
             await self._attach(event, state, key)
+            if event.kind is EventKind.CLOSED:
+                await self._postmortem(event, state, key)
         await remember_delivered(event, state, _LAST)
 
     async def _attach(self, event: NotificationEvent, state: SinkState, key: str) -> None:
@@ -106,6 +113,18 @@ class JiraSink:
             await self.tickets.attach(key, f.filename, f.content)
             await state.set(view.id, done, "1")
         await state.set(view.id, f"jira.files.{moment}", "1")
+
+    async def _postmortem(self, event: NotificationEvent, state: SinkState, key: str) -> None:
+        """The postmortem draft as a comment, once per incident (even across restarts)."""
+        view = event.incident
+        if await state.get(view.id, _POSTMORTEM):
+            return
+        text = (await self.files.postmortem(view) if self.files is not None
+                else render.postmortem(view))
+        if self._pacer is not None:
+            await self._pacer.acquire("jira")
+        await self.tickets.comment(key, render.postmortem_comment(text))
+        await state.set(view.id, _POSTMORTEM, "1")
 
     async def _deliver(self, event: NotificationEvent, key: str) -> None:
         view = event.incident

@@ -41,3 +41,7 @@ class GraphRenderer(Protocol):
     async def render(self, spec: GraphSpec) -> bytes:
         """The PNG; drawn off the event loop."""
         ...
+
+    async def close(self) -> None:
+        """Release what drawing holds (worker processes); called when the daemon stops."""
+        ...

@@ -143,7 +143,8 @@ def text_field(data: Any, name: str, default: str) -> str:
 
 class Api:
     def __init__(self, engine: Engine, config: ServerConfig,
-                 health: DependencyHealth | None = None) -> None:
+                 health: DependencyHealth | None = None,
+                 graphs: GraphRenderer | None = None) -> None:
         self.engine = engine
         self.config = config
         self.health = health or _configured(engine, config)
@@ -151,7 +152,7 @@ class Api:
         self.ready = False
         self.accepting = True
         self.write_failure: str | None = None   # the last store write's error, until one works
-        self.graphs: GraphRenderer = MatplotlibRenderer()
+        self.graphs: GraphRenderer = graphs or MatplotlibRenderer()
         self.replays = ReplayGuard()
         # Slack user group id → (valid until, on the engine clock; member user ids)
         self._group_members: dict[str, tuple[datetime, frozenset[str]]] = {}
@@ -632,8 +633,11 @@ def _configured(engine: Engine, config: ServerConfig) -> DependencyHealth:
 
 
 def build_app(engine: Engine, config: ServerConfig,
-              health: DependencyHealth | None = None) -> tuple[web.Application, Api]:
-    api = Api(engine, config, health)
+              health: DependencyHealth | None = None, *,
+              graphs: GraphRenderer | None = None) -> tuple[web.Application, Api]:
+    """The API's application; ``graphs``: the renderer of ``graph.png`` (default: its
+    own, whose worker processes stop with the application)."""
+    api = Api(engine, config, health, graphs)
 
     @web.middleware
     async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -663,6 +667,10 @@ def build_app(engine: Engine, config: ServerConfig,
 
     app = web.Application(client_max_size=config.max_body_bytes, middlewares=[errors])
     webhook = app.router.add_post("/api/v1/alerts", api.alerts)
+    if graphs is None:                   # its own renderer: its workers end with the app
+        async def close_graphs(_: web.Application) -> None:
+            await api.graphs.close()
+        app.on_cleanup.append(close_graphs)
     routes: list[tuple[str, str, Handler]] = [
         ("GET", "/api/v1/alerts", api.alert_list),
         ("GET", "/api/v1/incidents", api.incidents),

@@ -10,7 +10,8 @@ It answers what pycontribs ``jira`` 3.10 sends for the calls remediator makes:
   ``status``, ``key`` joined by ``AND``; ``ORDER BY`` is accepted and ignored;
 * ``POST /rest/api/2/issue`` (201 ``{id, key, self}``, Jira's validation of
   summary, labels, description), ``GET /rest/api/2/issue/{key}``;
-* ``GET|POST /rest/api/2/issue/{key}/comment``;
+* ``GET|POST /rest/api/2/issue/{key}/comment`` (201 with the comment; 400 for an
+  empty body or one over 32,767 characters, as Jira answers);
 * ``GET|POST /rest/api/2/issue/{key}/transitions`` over a small workflow
   (Open → In Progress → Done → Reopen);
 * ``POST /rest/api/2/issue/{key}/attachments``: multipart ``file`` parts, only with
@@ -313,6 +314,10 @@ class FakeJira(FakeServer):
             return web.json_response({"errorMessages": [],
                                       "errors": {"comment": "Comment body can not be empty!"}},
                                      status=400)
+        if _jlen(body) > 32_767:
+            return web.json_response({"errorMessages": [], "errors": {
+                "comment": "The entered text is too long. It exceeds the allowed limit of "
+                           "32,767 characters."}}, status=400)
         comment = self._comment(issue, body)
         return web.json_response(comment, status=201)
 

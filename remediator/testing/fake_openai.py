@@ -7,8 +7,9 @@ answers ``{"id": "chatcmpl-…", "object": "chat.completion", "created", "model"
 ``{"error": {"message", "type": "invalid_request_error"}}``; a wrong key 401.
 
 ``answer``: a function of the messages → the content (default: cite nothing);
-``delay`` seconds before answering (timeouts); ``fail(status)`` for the next requests;
-``requests`` records every body received.
+``delay`` seconds before answering (timeouts); ``gate``: an ``asyncio.Event`` each
+answer waits for (a model as slow as the test wants, without real sleeps);
+``fail(status)`` for the next requests; ``requests`` records every body received.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class FakeOpenAI(FakeServer):
         self.answer: Answer = answer or (lambda messages: "No summary.")
         self.api_key = api_key
         self.delay = 0.0
+        self.gate: asyncio.Event | None = None
         self.failing: int | None = None
         self.requests: list[dict[str, Any]] = []
         self._ids = itertools.count(1)
@@ -69,6 +71,8 @@ class FakeOpenAI(FakeServer):
         self.requests.append(body)
         if self.delay:
             await asyncio.sleep(self.delay)
+        if self.gate is not None:
+            await self.gate.wait()
         if self.failing is not None:
             return self._error(self.failing, "The server had an error", "server_error")
         content = self.answer(messages)

@@ -15,7 +15,7 @@ import pytest
 
 from remediator.adapters.k8s_inspect import KubernetesInspector
 from remediator.adapters.openai_chat import OpenAIChat
-from remediator.model.incident import IncidentState, StepStatus, TargetRef
+from remediator.model.incident import IncidentState, IncidentView, StepStatus, TargetRef
 from remediator.settings import DiagnosisSettings, EngineSettings
 from remediator.simulator import Simulator
 from remediator.testing.fake_openai import FakeOpenAI
@@ -159,6 +159,76 @@ async def test_diagnosis_off_means_when_steps_are_skipped_and_said_so(
         "skipped: when {finding: recent_rollout}: no diagnosis was made"
 
 
+async def summary_arrived(rig: Rig, limit: float = 10.0) -> IncidentView:
+    """The incident once the model's summary (asked in the background) is journaled
+    (real time, bounded: the model is an HTTP server)."""
+    async def poll() -> IncidentView:
+        while True:
+            inc = await rig.only_incident()
+            if any(t.message.startswith("model summary") for t in inc.timeline):
+                return inc
+            await asyncio.sleep(0.02)
+    return await asyncio.wait_for(poll(), limit)
+
+
+async def test_the_first_action_does_not_wait_for_the_model_summary(
+        rig: Rig, sim: Simulator) -> None:
+    fake = FakeOpenAI(_cite_first)
+    fake.gate = asyncio.Event()                # the model answers when the test says so
+    await fake.start()
+    try:
+        await rig.start(PLAYBOOK)
+        rig.engine.ports.inspect = KubernetesInspector(rig.cluster)
+        rig.engine.ports.model = OpenAIChat(fake.base_url, "qwen", rig.http, timeout=60)
+        firing = await bad_rollout(rig, sim)
+        async with ticking(sim):
+            await rig.post([firing])
+            await rig.settle(30)
+            # the whole ladder ran while the model had the question and no answer yet
+            before = await rig.only_incident()
+            assert len(fake.requests) == 1
+            assert before.state == IncidentState.RECOVERED
+            assert [s.status for s in before.steps] == [StepStatus.SKIPPED,
+                                                        StepStatus.SUCCEEDED]
+            assert not any(t.message.startswith("model summary") for t in before.timeline)
+            assert "summary" not in before.context["diagnosis"]
+            fake.gate.set()
+            inc = await summary_arrived(rig)
+    finally:
+        await fake.stop()
+    messages = [t.message for t in inc.timeline]
+    [note] = [m for m in messages if m.startswith("model summary")]
+    assert note.startswith("model summary (qwen): A rollout just before the alert broke "
+                           "the pods [recent_rollout:")
+    rollback = next(i for i, t in enumerate(inc.timeline)
+                    if t.data.get("step") == "roll back")
+    assert rollback < messages.index(note)             # the action came first
+    said = inc.context["diagnosis"]["summary"]
+    assert said["cited"] == [inc.context["diagnosis"]["findings"][0]["id"]]
+
+
+async def test_a_summary_still_pending_when_the_engine_stops_is_cancelled(
+        rig: Rig, sim: Simulator) -> None:
+    fake = FakeOpenAI(_cite_first)
+    fake.gate = asyncio.Event()                # never answers
+    await fake.start()
+    try:
+        await rig.start(PLAYBOOK)
+        rig.engine.ports.inspect = KubernetesInspector(rig.cluster)
+        rig.engine.ports.model = OpenAIChat(fake.base_url, "qwen", rig.http, timeout=60)
+        firing = await bad_rollout(rig, sim)
+        async with ticking(sim):
+            await rig.post([firing])
+            await rig.settle(30)
+        assert len(fake.requests) == 1
+        await rig.stop(grace=0.1)              # the supervisor cancels it: no task left
+        assert not any(t.get_name().startswith("diagnosis-summary-")
+                       for t in asyncio.all_tasks())
+    finally:
+        fake.gate.set()
+        await fake.stop()
+
+
 def _cite_first(messages: list[dict[str, Any]]) -> str:
     findings = json.loads(messages[-1]["content"])["findings"]
     return f"A rollout just before the alert broke the pods [{findings[0]['id']}]."
@@ -189,9 +259,9 @@ async def test_the_model_summary_is_checked_and_never_changes_the_incident(
         async with ticking(sim):
             await rig.post([firing])
             await rig.settle(30)
+            inc = await summary_arrived(rig)
     finally:
         await fake.stop()
-    inc = await rig.only_incident()
     # the same story as without a model: skipped restart, rollback, recovered
     assert inc.state == IncidentState.RECOVERED
     assert [s.status for s in inc.steps] == [StepStatus.SKIPPED, StepStatus.SUCCEEDED]

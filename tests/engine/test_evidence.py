@@ -193,7 +193,11 @@ async def test_without_prometheus_the_graph_draws_the_journaled_polls(rig: Rig) 
     assert [v for _, v in spec.series[0].points] == [0.12] * 11      # one per poll
     [spec] = await incident_graphs(inc, None, rig.clock.now())
     assert spec.note.startswith("Prometheus not configured")
-    assert _png_size(await MatplotlibRenderer().render(spec)) == (WIDTH, HEIGHT)
+    renderer = MatplotlibRenderer()
+    try:
+        assert _png_size(await renderer.render(spec)) == (WIDTH, HEIGHT)
+    finally:
+        await renderer.close()
 
 
 async def test_a_postmortem_draft(rig: Rig, tmp_path: Path,

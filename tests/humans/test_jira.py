@@ -229,15 +229,16 @@ async def test_sink_comments_steps_and_closes_once(
     assert issue.status == "Done"
     assert issue.transitions == ["Done"]
     bodies = [c["body"] for c in issue.comments]
-    assert len(bodies) == 5                                  # 4 step events + the closing one
+    assert len(bodies) == 6              # 4 step events, the closing one, the postmortem
     assert bodies[0].startswith("*Step 1: restart*")
-    assert "Incident recovered" in bodies[-1]
-    assert "at 16m00s" in bodies[-1]
+    assert "Incident recovered" in bodies[-2]
+    assert "at 16m00s" in bodies[-2]
+    assert bodies[-1].startswith("*Postmortem draft*")
 
     restarted = JiraSink(cloud_tickets(fake_jira))
     for event in events:                                     # redelivery after a restart
         await restarted.deliver(event, state)
-    assert len(fake_jira.issue("OPS-1").comments) == 5
+    assert len(fake_jira.issue("OPS-1").comments) == 6
     assert fake_jira.issue("OPS-1").transitions == ["Done"]
 
 
