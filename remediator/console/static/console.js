@@ -36,4 +36,8 @@
     source.addEventListener(name, onEvent);
   });
   source.addEventListener("reset", refresh);
+  // a page left for another must not keep its stream: open streams count against the
+  // browser's few connections per host and would queue this page's own fetches
+  window.addEventListener("pagehide", function () { source.close(); });
+  window.addEventListener("pageshow", function (e) { if (e.persisted) { location.reload(); } });
 })();
