@@ -30,7 +30,7 @@ from remediator.engine.health import DependencyHealth, Probe
 from remediator.engine.ports import Ports
 from remediator.errors import ConfigError, Problem
 from remediator.loader import check_policies, load_paths, playbook_needs
-from remediator.metrics import Metrics
+from remediator.metrics import Metrics, watch_loop_lag
 from remediator.ports import AlertsApi, ChatApi, ClusterApi, HttpApi, MetricsApi, TrackerApi
 from remediator.ports.alerts import SilencesApi
 from remediator.ports.graphs import GraphRenderer
@@ -195,8 +195,9 @@ class Daemon:
 
     def _upkeep(self, engine: Engine, store: Store, sinks: list[Sink]) -> None:
         """The background loops the composition root adds to the engine's supervisor:
-        dependency probes and the store's retention pass."""
+        the event loop's lag, dependency probes and the store's retention pass."""
         s = self.settings
+        engine.tasks.start(watch_loop_lag(engine.metrics.event_loop_lag), name="loop-lag")
         if self.health is not None:
             engine.tasks.start(self.health.probe_loop(s.health.probe_interval,
                                                       s.health.probe_timeout),

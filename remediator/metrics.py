@@ -5,8 +5,14 @@ The names here are a contract: deploy/ alerts and dashboards use them.
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+#: how often the event loop's lag is sampled (real seconds)
+LOOP_LAG_INTERVAL = 0.25
+_LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 _DURATION_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1800)
 
 
@@ -72,6 +78,11 @@ class Metrics:
         self.store_pruned_rows = Counter(
             "remediator_store_pruned_rows", "Rows deleted by the store's retention passes, "
             "by table.", ["table"], registry=r)
+        self.event_loop_lag = Histogram(
+            "remediator_event_loop_lag_seconds", "How late a timer of the event loop ran "
+            f"(sampled every {LOOP_LAG_INTERVAL} s): time the loop was busy with other work "
+            "(a webhook's parse, a slow callback) before it could serve the next one.",
+            buckets=_LAG_BUCKETS, registry=r)
         # the labelled children counted on every webhook, looked up once (``labels()``
         # checks and joins its arguments under a lock on every call)
         self._webhook_codes: dict[int, Counter] = {}
@@ -90,3 +101,12 @@ class Metrics:
         if child is None:
             child = self._alert_outcomes[outcome] = self.alerts_received.labels(outcome)
         child.inc(n)
+
+
+async def watch_loop_lag(histogram: Histogram, interval: float = LOOP_LAG_INTERVAL) -> None:
+    """Forever: sleep ``interval`` and observe how much later than asked the loop woke us
+    (real time, ``perf_counter``; about a millisecond of it is timer granularity)."""
+    while True:
+        due = time.perf_counter() + interval
+        await asyncio.sleep(interval)
+        histogram.observe(max(0.0, time.perf_counter() - due))

@@ -159,6 +159,54 @@ async def test_concurrent_ingests_for_one_key_make_one_incident(store: Store) ->
     assert sum(len(o[0].created) for o in outcomes) == 1
 
 
+async def test_webhooks_committed_together_are_decided_in_order_and_fail_alone(
+        store: Store) -> None:
+    """Webhooks that arrive together share a group commit (SQLite) or one bulk plan
+    (PostgreSQL): each is still decided after the ones before it, and one that cannot be
+    written (here labels that are not JSON) fails alone, the others committed."""
+    bad = IngestItem(AlertRecord("eeeeeeeeeeeeeee5", T0, None, "firing",
+                                 {"alertname": object()}, {}),  # type: ignore[dict-item]
+                     (Routing("pb", "pb/bad", TARGET),))
+    new, res, err, stale, other = await asyncio.gather(
+        store.ingest([firing()], NOW), store.ingest([resolved_()], NOW),
+        store.ingest([bad], NOW), store.ingest([firing()], NOW),
+        store.ingest([firing("bbbbbbbbbbbbbbb2")], NOW), return_exceptions=True)
+    assert isinstance(err, Exception)
+    assert not isinstance(new, BaseException)
+    assert not isinstance(res, BaseException)
+    assert not isinstance(stale, BaseException)
+    assert not isinstance(other, BaseException)
+    assert new[0].outcome == "new"
+    assert new[0].created == new[0].incident_ids
+    assert (res[0].outcome, res[0].incident_ids) == ("resolved", new[0].incident_ids)
+    assert stale[0].outcome == "stale"
+    # the incident is still open (its humans close it): the next alert of its key joins it
+    assert (other[0].outcome, other[0].incident_ids, other[0].created) == (
+        "new", new[0].incident_ids, ())
+    assert sorted(a["fingerprint"] for a in await store.list_alerts()) == [
+        "aaaaaaaaaaaaaaa1", "bbbbbbbbbbbbbbb2"]
+    assert [i.key for i in await store.list_incidents()] == ["pb/Deployment/prod/api"]
+
+
+async def test_a_write_between_two_webhooks_stays_between_them(tmp_path: Path) -> None:
+    """SQLite merges neighbouring webhooks of a group commit into one plan, never across
+    another write: an incident closed between two webhooks is closed for the second."""
+    store = SqliteStore(tmp_path / "order.db")
+    await store.open()
+    try:
+        [first] = await store.ingest([firing()], NOW)
+        incident = first.incident_ids[0]
+        joined, _, after = await asyncio.gather(
+            store.ingest([firing("bbbbbbbbbbbbbbb2")], NOW),
+            store.set_state(incident, IncidentState.RECOVERED, NOW),
+            store.ingest([firing("ccccccccccccccc3")], NOW))
+        assert joined[0].incident_ids == (incident,)
+        assert after[0].created
+        assert after[0].incident_ids != (incident,)
+    finally:
+        await store.close()
+
+
 async def test_several_routes_and_unmatched(store: Store) -> None:
     routes = (Routing("one", "one/k", TARGET), Routing("two", "two/k", TARGET))
     [out] = await store.ingest([firing(routes=routes)], NOW)

@@ -33,12 +33,13 @@ def setup(app: web.Application, api: Api, links: LinkConfig | None = None,
     ``check``: the playbook paths (and escalation policies) ``/playbooks`` checks."""
     from remediator.console import actions, events, views
     access = Access(api)
-    app.middlewares.append(access.middleware)     # before the context processors' one
+    # sets the templates' context itself (see ``Access.context``): no context processors,
+    # whose middleware aiohttp_jinja2 would run on every request, webhooks included
+    app.middlewares.append(access.middleware)
     env = aiohttp_jinja2.setup(
         app, loader=jinja2.FileSystemLoader(HERE / "templates"),
         autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
-        undefined=jinja2.StrictUndefined,
-        context_processors=[aiohttp_jinja2.request_processor, access.context])
+        undefined=jinja2.StrictUndefined)
     env.filters.update(FILTERS)
     app[ACCESS] = access
     hub = EventHub(api.engine.store)

@@ -29,6 +29,14 @@ CSRF_COOKIE = "remediator_csrf"
 NOT_CONSOLE = ("/api/", "/healthz", "/readyz", "/metrics", "/static/")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 WHO: web.RequestKey[Principal] = web.RequestKey("console_who", Principal)
+CONTEXT: web.RequestKey[dict[str, Any]] = web.RequestKey("console_context", dict)
+
+
+def page(name: str, request: web.Request, context: dict[str, Any],
+           status: int = 200) -> web.Response:
+    """A console template with what every page gets (``Access.context``) under ``context``."""
+    return aiohttp_jinja2.render_template(name, request, {**request.get(CONTEXT, {}), **context},
+                                          status=status)
 NEW_CSRF: web.RequestKey[str] = web.RequestKey("console_new_csrf", str)
 
 
@@ -112,6 +120,9 @@ class Access:
                                                        "not read the console")
         if who is not None:
             request[WHO] = who
+        # the templates' context, here rather than in aiohttp_jinja2's context-processor
+        # middleware, which would run on every request of the app (each webhook too)
+        request[CONTEXT] = await self.context(request)
         try:
             response = await handler(request)
         except web.HTTPException as exc:
@@ -123,24 +134,23 @@ class Access:
         return response
 
     async def context(self, request: web.Request) -> dict[str, Any]:
-        """What every template gets: who is looking, this object, the CSRF token.
-        aiohttp_jinja2 runs this on *every* request; the API, probes and metrics render
-        no template, so they skip it (it drew a CSRF token per webhook)."""
-        if request.path.startswith(NOT_CONSOLE):
-            return {}
+        """What every console template gets: the request, who is looking, this object,
+        the CSRF token (set by ``middleware`` for console paths only: the API, probes and
+        metrics render no template, and a CSRF token drawn per webhook cost 1% of the
+        intake)."""
         who = request.get(WHO)
-        return {"who": who, "access": self, "csrf": self.csrf(request),
+        return {"request": request, "who": who, "access": self, "csrf": self.csrf(request),
                 "may_operate": bool(who and who.may(Right.OPERATE))}
 
     async def error_page(self, request: web.Request, status: int,
                          message: str) -> web.Response:
-        return aiohttp_jinja2.render_template(
+        return page(
             "error.html", request, {"status": status, "message": message}, status=status)
 
     # --- login -----------------------------------------------------------------------
 
     async def login_form(self, request: web.Request) -> web.Response:
-        return aiohttp_jinja2.render_template("login.html", request, {
+        return page("login.html", request, {
             "next": _local(request.query.get("next", "/")), "error": ""})
 
     async def login(self, request: web.Request) -> web.StreamResponse:
@@ -153,7 +163,7 @@ class Access:
         who = self.api.auth.identify(f"Bearer {token}") if token else None
         if who is None or who is ANONYMOUS or not who.may(Right.READ):
             log.warning("console login refused from %s", request.remote)
-            return aiohttp_jinja2.render_template("login.html", request, {
+            return page("login.html", request, {
                 "next": target, "error": "That token is not a console user's token."},
                 status=401)
         sid, _ = self.sessions.create(who)

@@ -12,10 +12,9 @@ import json
 from datetime import timedelta
 from typing import Any
 
-import aiohttp_jinja2
 from aiohttp import web
 
-from remediator.console.access import ACCESS, Access
+from remediator.console.access import ACCESS, Access, page
 from remediator.console.actions import RESUMED_FLAG
 from remediator.console.checks import PlaybookCheck
 from remediator.console.links import Links
@@ -34,7 +33,7 @@ def render(request: web.Request, name: str, context: dict[str, Any],
     context["now"] = request.app[ACCESS].api.engine.clock.now()
     if request.query.get("fragment") and name in LIVE:
         name = name.replace(".html", "_live.html")
-    return aiohttp_jinja2.render_template(name, request, context, status=status)
+    return page(name, request, context, status=status)
 
 
 class Views:

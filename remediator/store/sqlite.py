@@ -10,15 +10,17 @@ the intake SQL (``sqlite_intake.py``), retention (``sqlite_retention.py``), the 
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from remediator.model.records import IngestItem, IngestOutcome
 from remediator.store.intake import DUPLICATE, STALE, plan, run_sync
-from remediator.store.sqlite_base import new_incident_id
+from remediator.store.sqlite_base import isolated, new_incident_id
 from remediator.store.sqlite_guards import SqliteGuards
 from remediator.store.sqlite_intake import SqliteOps
 from remediator.store.sqlite_queries import SqliteIncidents
@@ -29,6 +31,70 @@ __all__ = ["EPISODE_CACHE", "SqliteStore", "new_incident_id"]
 
 EPISODE_CACHE = 20_000         # committed episodes remembered for re-deliveries (~6 MB)
 _OPS = SqliteOps()
+
+
+Write = tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]
+
+
+class _Ingest:
+    """One webhook's alerts, as a write of the group commit."""
+
+    __slots__ = ("ids", "pairs")
+
+    def __init__(self, pairs: list[tuple[IngestItem, datetime]], ids: Callable[[], str]) -> None:
+        self.pairs = pairs
+        self.ids = ids
+
+    def __call__(self, c: sqlite3.Connection) -> list[IngestOutcome]:
+        return run_sync(_OPS, c, plan(self.pairs, self.ids))
+
+
+class _Ingests:
+    """Neighbouring webhooks of one group commit as ONE run of the intake plan: its
+    statements are per batch, not per webhook (keys looked up once, one insert and one
+    link statement for all), and each webhook's alerts are still decided after the
+    previous webhook's, as if ingested one by one (``plan``). Its result is each
+    webhook's ``(ok, outcomes or exception)``. If the merged run raises, the group
+    commit rolls back and runs again with a savepoint per write; this write then runs
+    each webhook in its own savepoint, so only the webhook at fault hears of it."""
+
+    __slots__ = ("calls", "failed")
+
+    def __init__(self, calls: list[_Ingest]) -> None:
+        self.calls = calls
+        self.failed = False
+
+    def __call__(self, c: sqlite3.Connection) -> list[tuple[bool, Any]]:
+        calls = self.calls
+        if self.failed:
+            return [isolated(c, call) for call in calls]
+        try:
+            outcomes = run_sync(_OPS, c, plan(
+                [pair for call in calls for pair in call.pairs], calls[0].ids))
+        except Exception:
+            self.failed = True
+            raise
+        results: list[tuple[bool, Any]] = []
+        at = 0
+        for call in calls:
+            results.append((True, outcomes[at:at + len(call.pairs)]))
+            at += len(call.pairs)
+        return results
+
+
+def _answer(futures: list[asyncio.Future[Any]], merged: asyncio.Future[Any]) -> None:
+    """Each webhook of an ``_Ingests`` hears its own outcomes, or the commit's failure."""
+    if merged.cancelled():
+        return
+    exc = merged.exception()
+    results = [(False, exc)] * len(futures) if exc is not None else merged.result()
+    for fut, (ok, value) in zip(futures, results, strict=True):
+        if fut.done():
+            continue
+        if ok:
+            fut.set_result(value)
+        else:
+            fut.set_exception(value)
 
 
 class SqliteStore(SqliteIncidents, SqliteGuards, SqliteRetention, SqliteTimers):
@@ -52,13 +118,35 @@ class SqliteStore(SqliteIncidents, SqliteGuards, SqliteRetention, SqliteTimers):
                                    item.alert.status) for item in items])
         if known is not None:
             return known
-        ids = self._ids
-
-        def run(c: sqlite3.Connection) -> list[IngestOutcome]:
-            return run_sync(_OPS, c, plan([(item, now) for item in items], ids))
-        outcomes = await self._write(run)
+        outcomes: list[IngestOutcome] = await self._write(
+            _Ingest([(item, now) for item in items], self._ids))
         self._remember(items, outcomes)
         return outcomes
+
+    def _coalesce(self, batch: list[Write]) -> list[Write]:
+        """Each run of neighbouring webhooks in the batch as one ``_Ingests`` write (only
+        neighbours: a write queued between two webhooks, e.g. an incident closing, must
+        still come between them)."""
+        out: list[Write] = []
+        run: list[Write] = []
+        for entry in batch:
+            if isinstance(entry[0], _Ingest):
+                run.append(entry)
+                continue
+            self._merge(run, out)
+            run = []
+            out.append(entry)
+        self._merge(run, out)
+        return out
+
+    @staticmethod
+    def _merge(run: list[Write], out: list[Write]) -> None:
+        if len(run) < 2:
+            out.extend(run)
+            return
+        merged: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        merged.add_done_callback(lambda f: _answer([fut for _, fut in run], f))
+        out.append((_Ingests([call for call, _ in run]), merged))  # type: ignore[misc]
 
     def redelivered(self, alerts: Sequence[tuple[str, datetime, str]]
                     ) -> list[IngestOutcome] | None:

@@ -30,7 +30,7 @@ from remediator.store.migrations import migrate_sqlite
 T = TypeVar("T")
 
 
-def _isolated(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], Any]
+def isolated(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], Any]
               ) -> tuple[bool, Any]:
     """``fn`` inside its own savepoint: its result, or its exception with its writes undone."""
     conn.execute("SAVEPOINT op")
@@ -181,7 +181,7 @@ class SqliteBase:
     async def _flush_loop(self) -> None:
         loop = asyncio.get_running_loop()
         while self._queue:
-            batch, self._queue = self._queue, []
+            batch, self._queue = self._coalesce(self._queue), []
             try:
                 results = await loop.run_in_executor(self._writer, self._run_batch, batch)
             except BaseException as exc:  # the commit itself failed: every caller hears it
@@ -198,6 +198,14 @@ class SqliteBase:
                     fut.set_result(value)
                 else:
                     fut.set_exception(value)
+
+    def _coalesce(self, batch: list[tuple[Callable[[sqlite3.Connection], Any],
+                                          asyncio.Future[Any]]]
+                  ) -> list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]]:
+        """The writes of one group commit as the writer runs them (in the loop's thread,
+        before the batch goes to the writer): by default unchanged; a store may merge
+        neighbours that are cheaper run as one (see ``SqliteStore``)."""
+        return batch
 
     def _run_batch(self, batch: list[tuple[Callable[[sqlite3.Connection], Any],
                                            asyncio.Future[Any]]]) -> list[tuple[bool, Any]]:
@@ -217,7 +225,7 @@ class SqliteBase:
                 if conn.in_transaction:     # SQLite may have rolled back itself (disk full)
                     conn.execute("ROLLBACK")
                 conn.execute("BEGIN IMMEDIATE")
-                results = [_isolated(conn, fn) for fn, _ in batch]
+                results = [isolated(conn, fn) for fn, _ in batch]
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
