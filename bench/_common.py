@@ -350,6 +350,8 @@ def storm_plan(url: str, bodies_file: Path, *, concurrency: int = 32, burst: int
     ``pause`` after the last reply to the one before (``closed``: a slow server slows
     the storm down, and a fast one waits out every pause)."""
     n = len(bodies_file.read_bytes().splitlines())
+    if schedule == "flood":       # every burst released at once: the server's own pace
+        schedule, pause = "open", 0.0
     return {"url": url, "concurrency": concurrency, "mode": "bursts",
             "bodies_file": str(bodies_file), "bursts": [burst] * -(-n // burst),
             "pause": pause, "schedule": schedule, "kill_pid": kill_pid,
@@ -471,3 +473,13 @@ def settle(url: str, seconds: float = 20.0, allowed: int = 0) -> tuple[float, in
             break
         time.sleep(0.2)
     return time.perf_counter() - t0, running
+
+
+def wrk_path() -> str:
+    """The ``wrk`` load generator (Debian's package), or a clear exit: the benchmarks that
+    need it do not fall back to a Python client, which is itself the bottleneck here."""
+    path = shutil.which("wrk")
+    if path is None:
+        raise SystemExit("wrk is not installed: `apt-get install -y wrk` (Debian), then run "
+                         "this benchmark again")
+    return path

@@ -9,7 +9,11 @@ separate load process, one burst every 50 ms (``--schedule open``, the default: 
 whole storm is offered within 0.45 s, and webhooks wait for a free connection as
 Alertmanager's would). ``--schedule closed`` is session 1's storm: each burst only
 after the last reply to the one before, then 50 ms of pause, so that a server spends
-0.45 s of its figure waiting for the client.
+0.45 s of its figure waiting for the client. ``--schedule flood`` offers the whole storm
+at once and sends it with ``wrk`` (bench/wrk_storm.lua, 32 connections, each webhook
+once, in order) instead of the Python load process, which tops out near 2,800
+webhooks/s on this machine and would time itself: the storm at the daemon's own pace
+(the open schedule cannot go under its 0.45 s, i.e. 22x a peer at 1,000 alerts/s).
 
 The daemon is ``remediator serve``: durable SQLite (synchronous=FULL) or, with
 ``--store postgresql``, a fresh database on a throw-away PostgreSQL server
@@ -55,7 +59,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import signal
 import statistics
+import subprocess
 import sys
 import time
 import urllib.request
@@ -99,6 +105,7 @@ from bench._common import (
     wait_ready,
     webhook,
     write_config,
+    wrk_path,
 )
 
 
@@ -154,6 +161,56 @@ def sse_clients(url: str, n: int, tmp: Path) -> Iterator[dict[str, Any]]:
         found.update(json.loads(out.read_text()))
 
 
+
+def wrk_storm(url: str, bodies_file: Path, connections: int = 32) -> dict[str, Any]:
+    """The storm sent once by wrk (bench/wrk_storm.lua, one thread, ``connections``
+    keep-alive connections), as fast as the daemon answers: a Python client posting
+    2,000 webhooks is itself the bottleneck (~2,800/s on this machine) and would time
+    itself. wrk stops after the last webhook's reply; its run time is the storm's."""
+    wrk = subprocess.Popen(
+        [wrk_path(), "-t1", f"-c{connections}", "-d120s", "--timeout", "30s", "-s",
+         str(BENCH / "wrk_storm.lua"), url, "--", str(bodies_file)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert wrk.stdout is not None
+    marks: dict[str, float] = {}
+    try:
+        for line in wrk.stdout:
+            if line.startswith("STORM_"):
+                marks[line.strip()] = time.perf_counter()
+                if line.startswith("STORM_DONE"):
+                    wrk.send_signal(signal.SIGINT)    # wrk then prints its summary
+            elif line.startswith("WRK_JSON "):
+                counts = json.loads(line.removeprefix("WRK_JSON "))
+    finally:
+        if wrk.poll() is None:
+            wrk.kill()
+        wrk.wait(timeout=30)
+    if "STORM_DONE" not in marks:
+        raise RuntimeError(f"wrk ended before the last reply: {counts}")
+    counts["duration_us"] = (marks["STORM_DONE"] - marks["STORM_START"]) * 1e6
+    return {"wrk": counts}
+
+
+def _replies(result: dict[str, Any]) -> tuple[float, Counter[int], Counter[str], float]:
+    """(first post to last reply in s, HTTP statuses, outcome counts, p99 latency in s) of
+    a storm run by wrk or by bench/_load.py."""
+    if "wrk" in result:
+        w = result["wrk"]
+        outcomes = Counter({k: w[k] for k in ("new", "duplicate", "resolved", "unmatched",
+                                              "stale") if w[k]})
+        return (w["duration_us"] / 1e6, Counter({200: w["ok"], 0: w["failed"]}) + Counter(),
+                outcomes, w["p99_us"] / 1e6)
+    records = result["records"]
+    statuses = Counter(r["status"] for r in records)
+    counts: Counter[str] = Counter()
+    for r in records:
+        if r["status"] == 200 and isinstance(r["body"], dict):
+            counts.update(r["body"].get("alerts", {}))
+    latencies = sorted(r["latency"] for r in records)
+    return (max(r["done"] for r in records) - min(r["sent"] for r in records), statuses,
+            counts, latencies[int(len(latencies) * .99)])
+
+
 def run(store: str = "sqlite", pg_sync: str = "full", schedule: str = "open",
         sse: int = 0) -> dict[str, Any]:
     tmp = tmpdir("storm")
@@ -173,22 +230,17 @@ def run(store: str = "sqlite", pg_sync: str = "full", schedule: str = "open",
             pg_pid = store_info.pop("server_pid", None)
             with sse_clients(url, sse, tmp) as followers:
                 cpu0 = cpu_seconds(daemon.pid), tree_cpu_seconds(pg_pid) if pg_pid else 0.0
-                result = run_load(storm_plan(url + "/api/v1/alerts", bodies_file,
-                                             schedule=schedule), tmp, "storm")
+                if schedule == "flood":
+                    result = wrk_storm(url, bodies_file)
+                else:
+                    result = run_load(storm_plan(url + "/api/v1/alerts", bodies_file,
+                                                 schedule=schedule), tmp, "storm")
                 cpu_s = {"daemon": cpu_seconds(daemon.pid) - cpu0[0]}
                 if pg_pid:
                     cpu_s["postgresql"] = tree_cpu_seconds(pg_pid) - cpu0[1]
                 settled_s, still_running = settle(url)
                 cpu_total = cpu_seconds(daemon.pid) - cpu0[0]
-            records = result["records"]
-            first = min(r["sent"] for r in records)
-            last = max(r["done"] for r in records)
-            persisted_s = last - first
-            statuses = Counter(r["status"] for r in records)
-            outcomes: Counter[str] = Counter()
-            for r in records:
-                if r["status"] == 200 and isinstance(r["body"], dict):
-                    outcomes.update(r["body"].get("alerts", {}))
+            persisted_s, statuses, outcomes, p99_s = _replies(result)
             n_incidents, stored = incidents_and_alerts(url)
             cur, peak = rss_mb(daemon.pid)
     distinct = STORM_TARGETS * STORM_ALERTS_PER_TARGET
@@ -204,7 +256,8 @@ def run(store: str = "sqlite", pg_sync: str = "full", schedule: str = "open",
         "incidents": n_incidents, "alerts_in_incidents": len(stored),
         "cpu_s_during_storm": cpu_s, "daemon_cpu_s_storm_to_settled": cpu_total,
         "rss_idle_mb": rss_idle, "rss_after_mb": cur, "peak_rss_mb": peak,
-        "latency_p99_ms": sorted(r["latency"] for r in records)[int(len(records) * .99)] * 1e3,
+        "latency_p99_ms": p99_s * 1e3, "load": "wrk" if schedule == "flood" else "_load.py",
+        "wrk": result.get("wrk"),
         "targets_check": {"incidents": STORM_TARGETS, "peak_rss_mb_max": 200},
         "met": {"incidents": n_incidents == STORM_TARGETS and len(stored) == distinct,
                 "all_200": set(statuses) == {200},
@@ -395,9 +448,10 @@ def run_evidence(probes: int, rounds: int) -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--schedule", choices=("open", "closed"), default="open",
-                        help="bursts every 50 ms (open), or each after the replies to the "
-                             "last one and a 50 ms pause (closed)")
+    parser.add_argument("--schedule", choices=("open", "closed", "flood"), default="open",
+                        help="bursts every 50 ms (open), each after the replies to the "
+                             "last one and a 50 ms pause (closed), or all at once by wrk "
+                             "(flood)")
     parser.add_argument("--store", choices=STORES, default="sqlite",
                         help="the daemon's store: a SQLite file, or a throw-away PostgreSQL")
     parser.add_argument("--pg-sync", choices=sorted(PG_SYNC), default="full",

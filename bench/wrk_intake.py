@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -59,9 +58,9 @@ from bench._common import (
     tmpdir,
     wait_ready,
     write_config,
+    wrk_path,
 )
 
-WRK = shutil.which("wrk") or "/usr/bin/wrk"
 LUA = BENCH / "wrk_alerts.lua"
 SYNTHETIC = 493     # + the 7 shipped playbooks = 500
 
@@ -70,7 +69,7 @@ _runs = iter(range(1, 256))     # a number per wrk run: its alerts are new acros
 
 def wrk(url: str, seconds: float, connections: int) -> dict[str, Any]:
     out = subprocess.run(
-        [WRK, "-t1", f"-c{connections}", f"-d{round(seconds)}s", "--timeout", "10s",
+        [wrk_path(), "-t1", f"-c{connections}", f"-d{round(seconds)}s", "--timeout", "10s",
          "-s", str(LUA), url + "/api/v1/alerts", "--", str(next(_runs))],
         capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
     line = next(x for x in out.splitlines() if x.startswith("WRK_JSON "))
