@@ -252,8 +252,8 @@ class EngineSettings(Group):
     intake_priority: Duration = Field(
         default=1.0, ge=0,
         description="Incident runs give way to webhooks being received: before each "
-                    "journal write and action call a run waits while the intake is busy, at "
-                    "most this long "
+                    "journal write and action call a run waits while the intake is busy "
+                    "and until no webhook has come for 10 ms, at most this long "
                     "(0: never). In an alert storm alerts are acknowledged first.")
     lease: Duration = Field(default=30.0, gt=0,
                             description="Shared store: how long a replica's claim on an "

@@ -29,18 +29,26 @@ log = logging.getLogger("remediator.intake")
 RESOLVING = "(resolving)"      # the slot lane of runs woken to close a resolved incident
 
 
+#: real seconds without a webhook before the intake counts as idle: under a flood the
+#: count of webhooks being received drops to 0 for a moment between two group commits
+#: (every reply goes out, the next requests are still being read), and runs that woke
+#: in those gaps took the CPU the storm's intake needed
+QUIET = 0.01
+
+
 class IntakeGate:
     """How many webhooks are being received, and an event set while none is. A plain
     context manager, entered on every webhook (a generator-based one costs a generator
     and a wrapper object each time)."""
 
-    __slots__ = ("count", "idle", "priority")
+    __slots__ = ("count", "idle", "last", "priority")
 
     def __init__(self, priority: float) -> None:
         self.count = 0
         self.idle = asyncio.Event()
         self.idle.set()
         self.priority = priority        # real seconds a run waits for the intake, at most
+        self.last = -QUIET              # loop time the last webhook was received
 
     def __enter__(self) -> None:
         self.count += 1
@@ -49,15 +57,27 @@ class IntakeGate:
     def __exit__(self, *exc: object) -> None:
         self.count -= 1
         if not self.count:
+            self.last = asyncio.get_running_loop().time()
             self.idle.set()
 
     async def give_way(self) -> None:
-        """While webhooks are being received, wait for the intake to be idle, at most
-        ``priority`` real seconds; then a run goes on regardless."""
-        if self.count and self.priority > 0:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.priority):
+        """While webhooks are being received, and until none has been for ``QUIET``
+        seconds, wait, at most ``priority`` real seconds; then a run goes on regardless."""
+        if self.priority <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        if not self.count and loop.time() >= self.last + QUIET:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.priority):
+                while True:
                     await self.idle.wait()
+                    quiet = self.last + QUIET - loop.time()
+                    if quiet <= 0:
+                        return
+                    await asyncio.sleep(quiet)
+                    if not self.count and loop.time() >= self.last + QUIET:
+                        return
 
 
 class Intake:

@@ -1,6 +1,6 @@
-"""Incident runs give way to the intake: while a webhook is being received, a run waits
-before each journal write and each action call, at most ``intake_priority`` real
-seconds (0: never)."""
+"""Incident runs give way to the intake: while a webhook is being received, and until
+none has been for ``QUIET`` seconds, a run waits before each journal write and each
+action call, at most ``intake_priority`` real seconds (0: never)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from remediator.actions import registry
 from remediator.clock import FakeClock
 from remediator.engine.action import with_retries
 from remediator.engine.core import Engine
+from remediator.engine.intake import QUIET
 from remediator.engine.run import Run
 from remediator.settings import EngineSettings
 from remediator.store.sqlite import SqliteStore
@@ -34,6 +35,32 @@ async def test_a_run_waits_while_a_webhook_is_received(tmp_path: Path) -> None:
         await asyncio.sleep(0.02)
         assert not waiting.done()                     # one is still being received
     await asyncio.wait_for(waiting, 1)                # the intake is idle: it goes on
+    await e.store.close()
+
+
+async def test_a_run_waits_for_the_intake_to_be_quiet_not_only_idle(tmp_path: Path) -> None:
+    """Under a flood the intake is idle for a moment between two group commits; a run
+    that woke then would take the CPU the storm needs. It goes on once no webhook has
+    been received for QUIET seconds."""
+    e = await engine(tmp_path, priority=30.0)
+    loop = asyncio.get_running_loop()
+    with e.gate:
+        waiting = asyncio.ensure_future(e.gate.give_way())
+        await asyncio.sleep(0)
+    received = loop.time()
+    await asyncio.sleep(0)
+    assert not waiting.done()                         # idle, but not yet quiet
+    for _ in range(3):                                # webhooks keep coming in a flood
+        await asyncio.sleep(QUIET / 2)
+        with e.gate:
+            received = loop.time()
+        assert not waiting.done()
+    await asyncio.wait_for(waiting, 1)
+    assert loop.time() >= received + QUIET            # went on only after a quiet QUIET
+    before = loop.time()
+    await asyncio.sleep(QUIET)
+    await asyncio.wait_for(e.gate.give_way(), 1)      # quiet already: no wait
+    assert loop.time() - before < QUIET * 3
     await e.store.close()
 
 
