@@ -16,7 +16,8 @@ not after it returned). Each poll is one ``MetricsApi.query`` through the real a
 query for all, e.g. a fleet-wide rule; K = incidents: no two alike, nothing to share).
 Printed per port: queries received by the fake, queries per interval, polls, and the
 lateness of a poll's answer after its due time (p50/p99/max, and p99 as a share of the
-interval). Not the engine: ``engine/verification.py`` is being changed elsewhere; this
+interval), and the event loop's lag meanwhile (a 0.1 s timer's lateness, sampled as the
+daemon's ``remediator_event_loop_lag_seconds`` is; target p99 < 10 ms). Not the engine: ``engine/verification.py`` is being changed elsewhere; this
 measures the port the verification calls.
 
     .venv/bin/python bench/shared_queries.py [--incidents 1000] [--distinct 1]
@@ -48,6 +49,8 @@ from remediator.adapters.shared_queries import SharedQueries
 from remediator.ports.metrics import MetricsApi
 from remediator.testing.fake_prometheus import FakePrometheus
 
+LAG_EVERY = 0.1     # s between two samples of the event loop's lag
+
 
 def query_of(i: int, distinct: int) -> str:
     return (f'deployment:http_errors:ratio_rate1m{{namespace="shop",'
@@ -68,6 +71,16 @@ async def poller(metrics: MetricsApi, promql: str, interval: float, start: float
         due += interval
 
 
+async def loop_lag(lag: list[float], until: float, every: float = LAG_EVERY) -> None:
+    """How late a timer runs, every ``every`` s until ``until`` (loop time): what the
+    daemon exports as ``remediator_event_loop_lag_seconds`` (same method)."""
+    loop = asyncio.get_running_loop()
+    while loop.time() < until:
+        due = time.perf_counter() + every
+        await asyncio.sleep(every)
+        lag.append(max(0.0, time.perf_counter() - due))
+
+
 async def one(port: str, args: argparse.Namespace) -> dict[str, Any]:
     prom = FakePrometheus()
     await prom.start()
@@ -86,10 +99,13 @@ async def one(port: str, args: argparse.Namespace) -> dict[str, Any]:
     late: list[float] = []
     errors: list[str] = []
     cpu0 = time.process_time()
+    lag: list[float] = []
+    sampler = asyncio.ensure_future(loop_lag(lag, until))
     await asyncio.gather(*[
         poller(metrics, query_of(i, args.distinct), args.interval,
                t0 + rng.uniform(0, args.interval), until, late, errors)
         for i in range(args.incidents)])
+    await sampler
     cpu = time.process_time() - cpu0
     await prom.stop()
     sent = sum(prom.calls.values())
@@ -97,7 +113,9 @@ async def one(port: str, args: argparse.Namespace) -> dict[str, Any]:
             "polls": len(late), "errors": len(errors), "cpu_s": cpu,
             "late_p50_ms": pct(late, 50) * 1e3, "late_p99_ms": pct(late, 99) * 1e3,
             "late_max_ms": max(late) * 1e3,
-            "late_p99_of_interval": pct(late, 99) / args.interval}
+            "late_p99_of_interval": pct(late, 99) / args.interval,
+            "loop_lag_p50_ms": pct(lag, 50) * 1e3, "loop_lag_p99_ms": pct(lag, 99) * 1e3,
+            "loop_lag_max_ms": max(lag) * 1e3}
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
@@ -115,6 +133,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                      f"{r['late_p50_ms']:.1f} / {r['late_p99_ms']:.1f} / {r['late_max_ms']:.0f}",
                      "p99 < 10% of interval",
                      f"{r['late_p99_of_interval']:.1%}"))
+        rows.append((f"{port}: event loop lag p50 / p99 / max ms",
+                     f"{r['loop_lag_p50_ms']:.1f} / {r['loop_lag_p99_ms']:.1f} / "
+                     f"{r['loop_lag_max_ms']:.0f}", "p99 < 10 ms",
+                     "yes" if r["loop_lag_p99_ms"] < 10 else "NO"))
     print(table(rows))
     print(f"results: {save(f'shared-queries-{args.incidents}-{args.distinct}', data)}")
     return data
