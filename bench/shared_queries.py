@@ -17,8 +17,8 @@ query for all, e.g. a fleet-wide rule; K = incidents: no two alike, nothing to s
 Printed per port: queries received by the fake, queries per interval, polls, and the
 lateness of a poll's answer after its due time (p50/p99/max, and p99 as a share of the
 interval), and the event loop's lag meanwhile (a 0.1 s timer's lateness, sampled as the
-daemon's ``remediator_event_loop_lag_seconds`` is; target p99 < 10 ms). Not the engine: ``engine/verification.py`` is being changed elsewhere; this
-measures the port the verification calls.
+daemon's ``remediator_event_loop_lag_seconds`` is; target p99 < 10 ms). Not the
+engine: this measures the port the verification calls.
 
     .venv/bin/python bench/shared_queries.py [--incidents 1000] [--distinct 1]
                                              [--interval 5] [--seconds 20]
