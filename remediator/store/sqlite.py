@@ -20,7 +20,7 @@ from typing import Any
 
 from remediator.model.records import IngestItem, IngestOutcome
 from remediator.store.intake import DUPLICATE, STALE, plan, run_sync
-from remediator.store.sqlite_base import isolated, new_incident_id
+from remediator.store.sqlite_base import isolated, new_incident_id, settle
 from remediator.store.sqlite_guards import SqliteGuards
 from remediator.store.sqlite_intake import SqliteOps
 from remediator.store.sqlite_queries import SqliteIncidents
@@ -87,14 +87,7 @@ def _answer(futures: list[asyncio.Future[Any]], merged: asyncio.Future[Any]) -> 
     if merged.cancelled():
         return
     exc = merged.exception()
-    results = [(False, exc)] * len(futures) if exc is not None else merged.result()
-    for fut, (ok, value) in zip(futures, results, strict=True):
-        if fut.done():
-            continue
-        if ok:
-            fut.set_result(value)
-        else:
-            fut.set_exception(value)
+    settle(futures, [(False, exc)] * len(futures) if exc is not None else merged.result())
 
 
 class SqliteStore(SqliteIncidents, SqliteGuards, SqliteRetention, SqliteTimers):

@@ -46,6 +46,18 @@ def isolated(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], Any]
     return True, result
 
 
+def settle(futures: list[asyncio.Future[Any]], results: list[tuple[bool, Any]]) -> None:
+    """Each caller's future gets its ``(ok, result or exception)`` (one that gave up
+    waiting, cancelled, is left alone)."""
+    for fut, (ok, value) in zip(futures, results, strict=True):
+        if fut.done():
+            continue
+        if ok:
+            fut.set_result(value)
+        else:
+            fut.set_exception(value)
+
+
 def dt(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
@@ -191,13 +203,7 @@ class SqliteBase:
                                           else RuntimeError(str(exc)))
                 continue
             self._written = True
-            for (_, fut), (ok, value) in zip(batch, results, strict=True):
-                if fut.done():
-                    continue
-                if ok:
-                    fut.set_result(value)
-                else:
-                    fut.set_exception(value)
+            settle([fut for _, fut in batch], results)
 
     def _coalesce(self, batch: list[tuple[Callable[[sqlite3.Connection], Any],
                                           asyncio.Future[Any]]]
