@@ -49,7 +49,9 @@ class IncidentRun(Run):
         self.attach(view)
         try:
             # the view was just read with its counts: no second read for the firing count
-            if view.firing_count == 0:
+            # (back from a parked approval wait, the approval sees it: it expires first)
+            if view.firing_count == 0 and not (
+                    self.resume is not None and view.state == IncidentState.AWAITING_APPROVAL):
                 await self.close_resolved()
             elif view.state == IncidentState.ESCALATED:
                 if view.context.get("escalation") == "pending":
