@@ -59,6 +59,17 @@ async def main_async(args: argparse.Namespace, settings: Settings) -> None:
               f"{len(asyncio.all_tasks())} tasks, running {daemon.engine.running}")
     if args.maps:
         print_maps()
+    if args.mallocstats:
+        print_mallocstats()
+    if args.census:
+        print_census(args.top)
+    if args.collect:
+        import gc
+        freed = gc.collect()
+        print(f"gc.collect(): {freed} unreachable objects freed; RSS "
+              f"{rss_mb(os.getpid())[0]:.0f} MB")
+        if args.census:
+            print_census(args.top)
     if args.trim:
         before = rss_mb(os.getpid())[0]
         ctypes.CDLL("libc.so.6").malloc_trim(0)
@@ -77,6 +88,44 @@ def sqlite_mb() -> float:
         return float("nan")
     lib.sqlite3_memory_used.restype = ctypes.c_int64
     return float(lib.sqlite3_memory_used()) / 2**20
+
+
+def print_mallocstats() -> None:
+    """pymalloc's own account (``sys._debugmallocstats``, written to fd 2): arenas held,
+    bytes in live blocks, free bytes inside used pools, unused pools. Live blocks well
+    below the arenas' total is fragmentation (freed memory pymalloc cannot give back)."""
+    with tempfile.TemporaryFile("w+") as out:
+        saved = os.dup(2)
+        sys.stderr.flush()
+        os.dup2(out.fileno(), 2)
+        try:
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        out.seek(0)
+        text = out.read()
+    keep = ("arenas allocated current", "arenas highwater", "bytes/arena",
+            "bytes in allocated blocks", "bytes in available blocks", "unused pools")
+    for line in text.splitlines():
+        if any(k in line for k in keep):
+            print("  " + line.strip())
+
+
+def print_census(top: int) -> None:
+    """Objects the garbage collector tracks, by type: count and shallow bytes."""
+    import gc
+    from collections import Counter
+    count: Counter[str] = Counter()
+    size: Counter[str] = Counter()
+    for obj in gc.get_objects():
+        name = type(obj).__qualname__
+        count[name] += 1
+        size[name] += sys.getsizeof(obj)
+    print(f"gc-tracked objects: {sum(count.values())}, {sum(size.values()) / 2**20:.1f} MB "
+          "shallow")
+    for name, n in size.most_common(top):
+        print(f"  {n / 2**20:7.2f} MB {count[name]:8d}  {name}")
 
 
 def print_maps() -> None:
@@ -113,6 +162,12 @@ def main() -> int:
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--frames", type=int, default=1)
     parser.add_argument("--maps", action="store_true", help="largest mappings at the end")
+    parser.add_argument("--mallocstats", action="store_true",
+                        help="pymalloc's arenas, pools and free bytes at the end")
+    parser.add_argument("--census", action="store_true",
+                        help="gc-tracked objects by type at the end (count, shallow size)")
+    parser.add_argument("--collect", action="store_true",
+                        help="at the end, a full garbage collection (and the census again)")
     parser.add_argument("--no-trace", action="store_true", help="RSS over time only")
     parser.add_argument("--trim", action="store_true",
                         help="at the end, RSS before and after glibc's malloc_trim(0)")
