@@ -168,6 +168,8 @@ def main() -> int:
                         help="gc-tracked objects by type at the end (count, shallow size)")
     parser.add_argument("--collect", action="store_true",
                         help="at the end, a full garbage collection (and the census again)")
+    parser.add_argument("--uvloop", action="store_true",
+                        help="on uvloop's event loop, as the daemon runs when it is installed")
     parser.add_argument("--no-trace", action="store_true", help="RSS over time only")
     parser.add_argument("--trim", action="store_true",
                         help="at the end, RSS before and after glibc's malloc_trim(0)")
@@ -175,7 +177,12 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="remediator-bench-holders-"))
     sim, _url, kubeconfig = start_simulator(work, 3)
     with sim:
-        asyncio.run(main_async(args, prepare(args, work, kubeconfig)))
+        settings = prepare(args, work, kubeconfig)
+        if args.uvloop:                       # as ``remediator serve`` runs (event_loop: auto)
+            import uvloop
+            uvloop.run(main_async(args, settings))
+        else:
+            asyncio.run(main_async(args, settings))
     return 0
 
 

@@ -33,10 +33,11 @@ async def until(check: Callable[[], bool], what: str) -> None:
     raise AssertionError(what)
 
 
-def held_runs(rig: Rig) -> list[object]:
+def held_runs(rig: Rig, *, collect: bool = True) -> list[object]:
     """Runs and run journals of this rig's incidents still in memory (not other tests')."""
     ids = set(rig.engine._parked)
-    gc.collect()
+    if collect:
+        gc.collect()
     return [o for o in gc.get_objects()
             if isinstance(o, IncidentRun | RunJournal) and o.id in ids]
 
@@ -113,6 +114,19 @@ async def test_a_run_awaiting_approval_holds_no_task(rig: Rig) -> None:
         assert record is not None
         assert record.decision == "expired"
     assert {v.state for v in await rig.incidents()} == {IncidentState.ESCALATED}
+
+
+async def test_a_run_that_ended_is_freed_without_the_cycle_collector(rig: Rig) -> None:
+    """Reference counting alone frees a run once it parked: the daemon freezes its heap
+    once started (``settle_heap``), with the runs resumed at start in it, and a cycle
+    through a frozen task is never collected (10,000 parked runs kept 415 MB)."""
+    gc.disable()
+    try:
+        await parked_rig(rig, N, EngineSettings(
+            retry_base=5.0, diagnosis=DiagnosisSettings(enabled=False)))
+        assert len(held_runs(rig, collect=False)) <= 1
+    finally:
+        gc.enable()
 
 
 async def test_a_parked_wait_ends_when_the_alert_resolves(rig: Rig) -> None:
