@@ -8,6 +8,10 @@ file), and stops it. A simulated cluster of its own (3 Deployments) stands in fo
 one the config pointed at, as in the benchmark.
 
     .venv/bin/python bench/rss_holders.py DIR [--seconds 10] [--top 25] [--trim]
+        [--mallocstats] [--census] [--collect] [--uvloop] [--no-settle] [--maps] [--no-trace]
+
+As ``remediator serve`` does, the heap is frozen once started (``settle_heap``) unless
+``--no-settle``; ``--uvloop`` runs on uvloop's loop as serve does when it is installed.
 
 ``BENCH_REMEDIATOR_SRC=DIR`` runs the package of an older copy (before/after).
 """
@@ -30,7 +34,7 @@ if os.environ.get("BENCH_REMEDIATOR_SRC"):     # an older copy of the package (b
     sys.path.insert(0, os.environ["BENCH_REMEDIATOR_SRC"])
 
 from bench._common import rss_mb, start_simulator
-from remediator.app import Daemon
+from remediator.app import Daemon, settle_heap
 from remediator.settings import Settings, load_settings
 
 
@@ -51,6 +55,8 @@ async def main_async(args: argparse.Namespace, settings: Settings) -> None:
         tracemalloc.start(args.frames)
     daemon = Daemon(settings)
     await daemon.start()
+    if not args.no_settle:
+        settle_heap()           # as ``remediator serve`` does once started (gc.freeze)
     for second in range(int(args.seconds)):
         await asyncio.sleep(1)
         print(f"{second + 1:3d} s: RSS {rss_mb(os.getpid())[0]:.0f} MB, "
@@ -168,6 +174,8 @@ def main() -> int:
                         help="gc-tracked objects by type at the end (count, shallow size)")
     parser.add_argument("--collect", action="store_true",
                         help="at the end, a full garbage collection (and the census again)")
+    parser.add_argument("--no-settle", action="store_true",
+                        help="without serve's settle_heap (gc.freeze) after the start")
     parser.add_argument("--uvloop", action="store_true",
                         help="on uvloop's event loop, as the daemon runs when it is installed")
     parser.add_argument("--no-trace", action="store_true", help="RSS over time only")
