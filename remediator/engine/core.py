@@ -61,7 +61,6 @@ log = logging.getLogger("remediator.engine")
 GAUGE_TTL = 5.0        # seconds a store-derived gauge is reused between scrapes
 
 
-
 def default_owner() -> str:
     """This replica's name in leases: host, process, and a random part."""
     return f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:6]}"
