@@ -8,6 +8,10 @@ file), and stops it. A simulated cluster of its own (3 Deployments) stands in fo
 one the config pointed at, as in the benchmark.
 
     .venv/bin/python bench/rss_holders.py DIR [--seconds 10] [--top 25] [--trim]
+        [--mallocstats] [--census] [--collect] [--uvloop] [--no-settle] [--maps] [--no-trace]
+
+As ``remediator serve`` does, the heap is frozen once started (``settle_heap``) unless
+``--no-settle``; ``--uvloop`` runs on uvloop's loop as serve does when it is installed.
 
 ``BENCH_REMEDIATOR_SRC=DIR`` runs the package of an older copy (before/after).
 """
@@ -30,7 +34,7 @@ if os.environ.get("BENCH_REMEDIATOR_SRC"):     # an older copy of the package (b
     sys.path.insert(0, os.environ["BENCH_REMEDIATOR_SRC"])
 
 from bench._common import rss_mb, start_simulator
-from remediator.app import Daemon
+from remediator.app import Daemon, settle_heap
 from remediator.settings import Settings, load_settings
 
 
@@ -51,6 +55,8 @@ async def main_async(args: argparse.Namespace, settings: Settings) -> None:
         tracemalloc.start(args.frames)
     daemon = Daemon(settings)
     await daemon.start()
+    if not args.no_settle:
+        settle_heap()           # as ``remediator serve`` does once started (gc.freeze)
     for second in range(int(args.seconds)):
         await asyncio.sleep(1)
         print(f"{second + 1:3d} s: RSS {rss_mb(os.getpid())[0]:.0f} MB, "
@@ -59,6 +65,17 @@ async def main_async(args: argparse.Namespace, settings: Settings) -> None:
               f"{len(asyncio.all_tasks())} tasks, running {daemon.engine.running}")
     if args.maps:
         print_maps()
+    if args.mallocstats:
+        print_mallocstats()
+    if args.census:
+        print_census(args.top)
+    if args.collect:
+        import gc
+        freed = gc.collect()
+        print(f"gc.collect(): {freed} unreachable objects freed; RSS "
+              f"{rss_mb(os.getpid())[0]:.0f} MB")
+        if args.census:
+            print_census(args.top)
     if args.trim:
         before = rss_mb(os.getpid())[0]
         ctypes.CDLL("libc.so.6").malloc_trim(0)
@@ -77,6 +94,44 @@ def sqlite_mb() -> float:
         return float("nan")
     lib.sqlite3_memory_used.restype = ctypes.c_int64
     return float(lib.sqlite3_memory_used()) / 2**20
+
+
+def print_mallocstats() -> None:
+    """pymalloc's own account (``sys._debugmallocstats``, written to fd 2): arenas held,
+    bytes in live blocks, free bytes inside used pools, unused pools. Live blocks well
+    below the arenas' total is fragmentation (freed memory pymalloc cannot give back)."""
+    with tempfile.TemporaryFile("w+") as out:
+        saved = os.dup(2)
+        sys.stderr.flush()
+        os.dup2(out.fileno(), 2)
+        try:
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        out.seek(0)
+        text = out.read()
+    keep = ("arenas allocated current", "arenas highwater", "bytes/arena",
+            "bytes in allocated blocks", "bytes in available blocks", "unused pools")
+    for line in text.splitlines():
+        if any(k in line for k in keep):
+            print("  " + line.strip())
+
+
+def print_census(top: int) -> None:
+    """Objects the garbage collector tracks, by type: count and shallow bytes."""
+    import gc
+    from collections import Counter
+    count: Counter[str] = Counter()
+    size: Counter[str] = Counter()
+    for obj in gc.get_objects():
+        name = type(obj).__qualname__
+        count[name] += 1
+        size[name] += sys.getsizeof(obj)
+    print(f"gc-tracked objects: {sum(count.values())}, {sum(size.values()) / 2**20:.1f} MB "
+          "shallow")
+    for name, n in size.most_common(top):
+        print(f"  {n / 2**20:7.2f} MB {count[name]:8d}  {name}")
 
 
 def print_maps() -> None:
@@ -113,6 +168,16 @@ def main() -> int:
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--frames", type=int, default=1)
     parser.add_argument("--maps", action="store_true", help="largest mappings at the end")
+    parser.add_argument("--mallocstats", action="store_true",
+                        help="pymalloc's arenas, pools and free bytes at the end")
+    parser.add_argument("--census", action="store_true",
+                        help="gc-tracked objects by type at the end (count, shallow size)")
+    parser.add_argument("--collect", action="store_true",
+                        help="at the end, a full garbage collection (and the census again)")
+    parser.add_argument("--no-settle", action="store_true",
+                        help="without serve's settle_heap (gc.freeze) after the start")
+    parser.add_argument("--uvloop", action="store_true",
+                        help="on uvloop's event loop, as the daemon runs when it is installed")
     parser.add_argument("--no-trace", action="store_true", help="RSS over time only")
     parser.add_argument("--trim", action="store_true",
                         help="at the end, RSS before and after glibc's malloc_trim(0)")
@@ -120,7 +185,12 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="remediator-bench-holders-"))
     sim, _url, kubeconfig = start_simulator(work, 3)
     with sim:
-        asyncio.run(main_async(args, prepare(args, work, kubeconfig)))
+        settings = prepare(args, work, kubeconfig)
+        if args.uvloop:                       # as ``remediator serve`` runs (event_loop: auto)
+            import uvloop
+            uvloop.run(main_async(args, settings))
+        else:
+            asyncio.run(main_async(args, settings))
     return 0
 
 

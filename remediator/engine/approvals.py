@@ -4,15 +4,20 @@ The request is journaled (who may approve, until when); the Slack sink posts
 Approve / Reject buttons carrying the approval id; the interactions endpoint
 records the decision once (single use) and wakes the incident. Rejection or
 expiry escalates.
+
+While the decision is awaited the run parks when it may (``Run.can_park``): the
+engine holds the wait as data and looks at the decision every ``POLL_INTERVAL``
+(``still_waiting``, two reads, no view); anything new (a decision, the expiry, the
+alerts resolved, a wake) makes it a run again, which comes back here (``resume``).
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from remediator.engine.outcomes import Interruption, RunInterrupted
-from remediator.engine.run import Run
+from remediator.engine.run import Parked, ParkedApproval, Run
 from remediator.model.incident import IncidentState, StepRecord
 from remediator.model.playbook import Step
 from remediator.ports.sinks import EventKind
@@ -22,10 +27,24 @@ from remediator.ports.store import ApprovalRecord, Store
 POLL_INTERVAL = 5.0
 
 
-async def obtain(run: Run, step: Step, rec: StepRecord) -> str | None:
-    """Wait for the decision. None when approved; otherwise why not (to escalate)."""
+async def obtain(run: Run, step: Step, rec: StepRecord,
+                 resume: ParkedApproval | None = None) -> str | None:
+    """Wait for the decision. None when approved; otherwise why not (to escalate).
+    ``resume``: the parked wait of this step that the run comes back to."""
     assert step.approval is not None
-    return await _Approval(run, run.deps.store, run.deps.approvers).obtain(step, rec)
+    return await _Approval(run, run.deps.store, run.deps.approvers).obtain(step, rec, resume)
+
+
+async def still_waiting(store: Store, parked: ParkedApproval, now: datetime) -> float | None:
+    """The parked wait's look at the decision: seconds until the next look when nothing
+    changed; None when the run must go on (decided, expired, or the alerts resolved),
+    which ``obtain`` then sees and journals as it would have without parking."""
+    current = await store.get_approval(parked.approval_id)
+    if current is None or current.decision is not None or now >= current.expires_at:
+        return None
+    if await store.firing_alert_count(parked.incident_id) == 0:
+        return None
+    return min(POLL_INTERVAL, (current.expires_at - now).total_seconds())
 
 
 class _Approval:
@@ -35,11 +54,13 @@ class _Approval:
         self.default_approvers = default_approvers
         self.poll_interval = POLL_INTERVAL
 
-    async def obtain(self, step: Step, rec: StepRecord) -> str | None:
+    async def obtain(self, step: Step, rec: StepRecord,
+                     resume: ParkedApproval | None = None) -> str | None:
         assert step.approval is not None
         run = self.run
         clock = run.clock
-        record = await self.store.pending_approval(run.id, rec.index)
+        record = (await self.store.get_approval(resume.approval_id) if resume is not None
+                  else None) or await self.store.pending_approval(run.id, rec.index)
         if record is None:
             now = clock.now()
             record = ApprovalRecord(
@@ -81,7 +102,11 @@ class _Approval:
                 await self.store.decide_approval(record.id, "expired", "remediator", now)
                 raise RunInterrupted(Interruption.RESOLVED, "resolved while waiting for approval")
             # Poll too: the click may land on another replica, which cannot wake this one.
-            await run.wait(min(self.poll_interval, (current.expires_at - now).total_seconds()))
+            delay = min(self.poll_interval, (current.expires_at - now).total_seconds())
+            if run.can_park():
+                raise Parked(ParkedApproval(run.id, rec.index, record.id, current.expires_at),
+                             delay)
+            await run.wait(delay)
 
     async def _publish(self, record: ApprovalRecord, step: Step) -> None:
         """Put the approval where notifiers look for it: ``context["approval"]``."""

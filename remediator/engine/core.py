@@ -11,13 +11,20 @@ in-flight API calls may finish within the grace period, and the journal says whe
 each incident was. A run that crashes is journaled nowhere new: it is woken again
 after a backoff, so no incident is stranded in "remediating".
 
+When one process uses the store, a run waiting for an approval parks: the engine holds
+it as a ``ParkedApproval`` (plain data and a clock timer, no task, coroutine or view),
+looks at the decision on the timer without a run (``approvals.still_waiting``) and
+turns it back into a run when anything changed or the incident is woken.
+
 Every task is owned by one ``Supervisor``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import enum
+import functools
 import logging
 import os
 import socket
@@ -25,6 +32,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 
 from remediator.clock import Clock
+from remediator.engine import approvals
 from remediator.engine.chain import Chains
 from remediator.engine.contract import Catalogue
 from remediator.engine.guards import Guards
@@ -36,7 +44,7 @@ from remediator.engine.notifications import Notifications
 from remediator.engine.ports import Ports
 from remediator.engine.quarantine import Quarantine, undone_on_close
 from remediator.engine.routing import Router
-from remediator.engine.run import RunDeps, WakeEvent
+from remediator.engine.run import Parked, ParkedApproval, RunDeps, WakeEvent
 from remediator.engine.slots import RESUMED, FairSlots, Slot
 from remediator.engine.supervisor import Supervisor
 from remediator.engine.verification import Verifier
@@ -62,6 +70,7 @@ class _RunEnd(enum.Enum):
     DONE = "done"                       # the run ended normally
     CRASHED = "crashed"                 # it raised: wake it again after a backoff
     HELD_ELSEWHERE = "held elsewhere"   # not ours (another replica, shutdown, lost lease)
+    PARKED = "parked"                   # waits for an approval as data (``_parked``)
 
 
 class Engine:
@@ -104,6 +113,9 @@ class Engine:
         self.stopping = False
         self._runs: dict[str, asyncio.Task[None]] = {}
         self._wakes: dict[str, WakeEvent] = {}
+        self._parked: dict[str, ParkedApproval] = {}    # runs waiting as data
+        self._resume: dict[str, ParkedApproval] = {}    # … woken: their next run's hint
+        self._unparked: asyncio.Future[None] | None = None   # for ``idle``
         self.slots = FairSlots(cfg.max_parallel)
         self._lanes: dict[str, str] = {}     # incident → the lane its next run waits in
         self._waiting = 0
@@ -125,7 +137,7 @@ class Engine:
             quarantine=Quarantine(self.ports.every_cluster(), store, clock, self.tasks),
             give_way=self.gate.give_way,
             stopping=lambda: self.stopping, lost=self.lost, chains=self.chains,
-            tasks=self.tasks)
+            tasks=self.tasks, park=not self.shared_store)
 
     @property
     def shared_store(self) -> bool:
@@ -165,6 +177,8 @@ class Engine:
         what the intake opens), or end its current wait."""
         if self.stopping:
             return
+        if incident_id in self._parked:
+            self._lanes[incident_id] = self._unpark(incident_id).lane
         self._lanes.setdefault(incident_id, lane)
         event = self._wakes.get(incident_id)
         if event is None:
@@ -178,7 +192,7 @@ class Engine:
     def wake_if_running(self, incident_id: str) -> None:
         """A wake from another replica: only a run held here needs it (the scan picks
         up incidents nobody holds)."""
-        if incident_id in self._runs:
+        if incident_id in self._runs or incident_id in self._parked:
             self.wake(incident_id)
 
     async def _scan(self) -> None:
@@ -229,7 +243,9 @@ class Engine:
             if self._runs.get(incident_id) is asyncio.current_task():
                 del self._runs[incident_id]
                 event = self._wakes.pop(incident_id, None)
-                if ended == _RunEnd.CRASHED:
+                if ended == _RunEnd.PARKED:
+                    self._parked_run_ended(incident_id, slot.lane)
+                elif ended == _RunEnd.CRASHED:
                     self._rewake_later(incident_id)
                 elif ended == _RunEnd.DONE and event is not None and event.is_set():
                     self.wake(incident_id, slot.lane)   # woken while the run was ending
@@ -246,16 +262,22 @@ class Engine:
                    if self.shared_store else None)
         self.metrics.incidents_running.inc()
         ended = _RunEnd.DONE
+        resume = self._resume.pop(incident_id, None)
         try:
             while not self.stopping:
                 event.clear()
                 try:
-                    await IncidentRun(self.deps, incident_id, event, slot).run()
+                    await IncidentRun(self.deps, incident_id, event, slot, resume).run()
                     self._crashes.pop(incident_id, None)
+                except Parked as parked:
+                    self._park(parked, slot.lane)
+                    ended = _RunEnd.PARKED
+                    break
                 except Exception:
                     log.exception("incident run crashed", extra={"incident": incident_id})
                     ended = _RunEnd.CRASHED
                     break
+                resume = None
                 if not event.is_set() or self.lost(incident_id):
                     break
         finally:
@@ -267,7 +289,70 @@ class Engine:
                     await self.store.release(incident_id, self.owner)
                 except Exception:
                     log.exception("releasing the lease failed", extra={"incident": incident_id})
+        if ended == _RunEnd.PARKED:
+            return ended
         return ended if not (self.stopping or self.lost(incident_id)) else _RunEnd.HELD_ELSEWHERE
+
+    def _park(self, parked: Parked, lane: str) -> None:
+        """A run parked: hold its wait as data (its timer is set when the run is over)."""
+        if self.stopping:
+            return                              # the journal has it: resumed on start
+        parked.parked.lane = lane
+        self._parked[parked.parked.incident_id] = parked.parked
+        self.metrics.incidents_running.inc()        # still the engine's, as data
+
+    def _unpark(self, incident_id: str) -> ParkedApproval:
+        """Woken: the parked wait becomes its next run's hint."""
+        parked = self._parked.pop(incident_id)
+        parked.cancel()
+        self._resume[incident_id] = parked
+        self.metrics.incidents_running.dec()
+        if self._unparked is not None and not self._unparked.done():
+            self._unparked.set_result(None)
+        return parked
+
+    def _parked_run_ended(self, incident_id: str, lane: str) -> None:
+        """The parked run's task is over: set the parked wait's timer, or, woken
+        meanwhile (no longer parked), start its next run."""
+        parked = self._parked.get(incident_id)
+        if parked is None:
+            if incident_id in self._resume:
+                self.wake(incident_id, lane)
+            return
+        self._look_later(incident_id, parked)
+
+    def _look_due(self, incident_id: str, parked: ParkedApproval) -> None:
+        if not self.stopping and self._parked.get(incident_id) is parked:
+            parked.timer = None
+            self.tasks.start(self._look(incident_id, parked), name=f"approval-{incident_id}")
+
+    async def _look(self, incident_id: str, parked: ParkedApproval) -> None:
+        """A parked approval wait's look at the decision, in a working slot of its lane
+        as the run's poll was: waits again, or (anything changed) becomes a run."""
+        slot = Slot(self.slots, parked.lane)
+        delay: float | None = None
+        try:
+            await slot.take()
+            delay = await approvals.still_waiting(self.store, parked, self.clock.now())
+        except Exception:
+            log.exception("looking at a parked approval failed; resuming the run",
+                          extra={"incident": incident_id})
+        finally:
+            slot.give()
+        if self.stopping or self._parked.get(incident_id) is not parked:
+            return                                    # woken meanwhile: a run has it
+        if delay is None:
+            self.wake(incident_id)
+        else:
+            parked.next_look = delay
+            self._look_later(incident_id, parked)
+
+    def _look_later(self, incident_id: str, parked: ParkedApproval) -> None:
+        # In an empty context: a timer keeps a copy of the context it was set in, and a
+        # run's holds the run itself (``health``'s journal hook: its view, its task).
+        parked.timer = contextvars.Context().run(
+            self.clock.call_later, parked.next_look,
+            functools.partial(self._look_due, incident_id, parked))
 
     def _rewake_later(self, incident_id: str) -> None:
         """A run crashed (a store error, a bug): log it and try again after a backoff,
@@ -313,15 +398,25 @@ class Engine:
 
     @property
     def running(self) -> int:
-        return sum(1 for t in self._runs.values() if not t.done())
+        """Incidents the engine works on: runs in progress and parked waits."""
+        return len({i for i, t in self._runs.items() if not t.done()} | self._parked.keys())
+
+    @property
+    def parked(self) -> int:
+        """Incidents waiting as data (no task): approvals awaited."""
+        return len(self._parked)
 
     async def idle(self) -> None:
-        """Wait until no incident run is in progress (tests and the demo)."""
+        """Wait until no incident run is in progress nor parked (tests and the demo)."""
         while True:
             tasks = [t for t in self._runs.values() if not t.done()]
-            if not tasks:
+            if tasks:
+                await asyncio.wait(tasks)
+            elif self._parked and not self.stopping:
+                self._unparked = asyncio.get_running_loop().create_future()
+                await self._unparked
+            else:
                 return
-            await asyncio.wait(tasks)
 
     async def stop(self, grace: float = 20.0) -> None:
         """Stop taking work; let in-flight calls finish within ``grace`` seconds."""
@@ -329,6 +424,12 @@ class Engine:
         self.chains.stopping = True
         for event in self._wakes.values():
             event.set()
+        for parked in self._parked.values():     # the journal has them: resumed on start
+            parked.cancel()
+        self.metrics.incidents_running.dec(len(self._parked))
+        self._parked.clear()
+        if self._unparked is not None and not self._unparked.done():
+            self._unparked.set_result(None)
         runs = [t for t in self._runs.values() if not t.done()]
         if runs:
             _, pending = await asyncio.wait(runs, timeout=grace)

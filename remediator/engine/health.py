@@ -117,6 +117,14 @@ def note_dependencies_in(journal: RunJournal) -> None:
     _RUN.set(_RunNotes(journal, asyncio.current_task()))
 
 
+def stop_noting_dependencies() -> None:
+    """The run is over: its task's context lets go of the notes. They hold the task
+    (whose context holds them): a cycle that keeps the run's journal and view until
+    a full collection, never if the task was made before ``gc.freeze`` (the daemon
+    freezes its heap once started, with the incidents resumed at start in it)."""
+    _RUN.set(None)
+
+
 class DependencyHealth:
     def __init__(self, clock: Clock, metrics: Metrics) -> None:
         self.clock = clock

@@ -17,7 +17,7 @@ from datetime import timedelta
 
 from remediator.engine import diagnosis, ladder
 from remediator.engine.escalation import escalate, lift_run, run_escalation
-from remediator.engine.health import note_dependencies_in
+from remediator.engine.health import note_dependencies_in, stop_noting_dependencies
 from remediator.engine.outcomes import (
     CloseResolved,
     Escalate,
@@ -42,6 +42,12 @@ class IncidentRun(Run):
 
     async def run(self) -> None:
         note_dependencies_in(self.journal)      # a dependency down or back: in the timeline
+        try:
+            await self._run()
+        finally:
+            stop_noting_dependencies()
+
+    async def _run(self) -> None:
         await self.deps.give_way()
         view = await self.deps.store.get_incident(self.id, alert_limit=ALERTS_IN_VIEW)
         if view is None or view.state.closed:
@@ -49,7 +55,9 @@ class IncidentRun(Run):
         self.attach(view)
         try:
             # the view was just read with its counts: no second read for the firing count
-            if view.firing_count == 0:
+            # (back from a parked approval wait, the approval sees it: it expires first)
+            if view.firing_count == 0 and not (
+                    self.resume is not None and view.state == IncidentState.AWAITING_APPROVAL):
                 await self.close_resolved()
             elif view.state == IncidentState.ESCALATED:
                 if view.context.get("escalation") == "pending":

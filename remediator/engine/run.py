@@ -9,6 +9,11 @@ template context and the ``RunContext`` handed to an action.
 A wait ends early when the incident is woken (a resolved alert, an approval, a lease
 lost, shutdown); it raises ``RunInterrupted`` for shutdown and a lost lease, and
 ``StepTimedOut`` when the current step's ``timeout`` passed.
+
+A run that waits for an approval's decision may instead *park* (``Parked``): it ends,
+and the engine holds the wait as a ``ParkedApproval`` (a few plain fields and a clock
+timer) with no task, coroutine or view, until the decision, the expiry or a wake turns
+it back into a run that goes straight back to that approval (``Run.resume``).
 """
 
 from __future__ import annotations
@@ -19,13 +24,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from remediator.clock import Clock
+from remediator.clock import Clock, Timer
 from remediator.engine.contract import IncidentSnapshot, RunContext
 from remediator.engine.journal import RunJournal
 from remediator.engine.outcomes import Interruption, RunInterrupted
 from remediator.engine.quarantine import Quarantine
 from remediator.engine.routing import template_context
-from remediator.engine.slots import Slot
+from remediator.engine.slots import RESUMED, Slot
 from remediator.engine.supervisor import Supervisor
 from remediator.metrics import Metrics
 from remediator.model.incident import ALERTS_IN_VIEW, IncidentView
@@ -94,6 +99,40 @@ class StepTimedOut(Exception):
     """The current step's ``timeout`` passed (action, retries and verification together)."""
 
 
+class ParkedApproval:
+    """A run waiting for the decision on approval ``approval_id`` of step
+    ``step_index``, held as data by the engine while nothing happens (10,000 incidents
+    waiting held 10,000 tasks, their coroutine chains and views: ~20 KB each)."""
+
+    __slots__ = ("approval_id", "expires_at", "incident_id", "lane", "next_look", "step_index",
+                 "timer")
+
+    def __init__(self, incident_id: str, step_index: int, approval_id: str,
+                 expires_at: datetime) -> None:
+        self.incident_id = incident_id
+        self.step_index = step_index
+        self.approval_id = approval_id
+        self.expires_at = expires_at
+        self.lane = RESUMED                  # the slot lane the run worked in
+        self.next_look = 0.0                 # seconds from parking to the next look
+        self.timer: Timer | None = None      # … set once the run's task is over
+
+    def cancel(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+
+class Parked(Exception):
+    """Raised by a run that parks: the engine holds ``parked`` and looks again after
+    ``delay`` seconds (or when the incident is woken)."""
+
+    def __init__(self, parked: ParkedApproval, delay: float) -> None:
+        super().__init__(parked.incident_id)
+        self.parked = parked
+        parked.next_look = delay
+
+
 @dataclass(frozen=True)
 class RunDeps:
     """What an incident run may use. Built once by the engine."""
@@ -115,16 +154,17 @@ class RunDeps:
     lost: Callable[[str], bool]                  # this replica lost the incident's lease
     chains: Chains | None = None                 # on-call chains (escalation policies)
     tasks: Supervisor | None = None              # background work of a run (model summary)
+    park: bool = False                           # approval waits park (see ``Parked``)
 
 
 class Run:
     """The incident being worked on, and the primitives the stages share."""
 
     __slots__ = ("_alerts_shed", "deadline", "deps", "diagnosis", "id", "journal", "pb",
-                 "slot", "view", "wake")
+                 "resume", "slot", "view", "wake")
 
     def __init__(self, deps: RunDeps, incident_id: str, wake: Wake,
-                 slot: Slot | None = None) -> None:
+                 slot: Slot | None = None, resume: ParkedApproval | None = None) -> None:
         self.deps = deps
         self.id = incident_id
         self.wake = wake
@@ -136,6 +176,22 @@ class Run:
         self.deadline: datetime | None = None        # the current step's timeout
         self.diagnosis: dict[str, Any] | None = None  # made on opening, for the first step
         self._alerts_shed = False       # the view keeps only its first alert (see wait)
+        self.resume = resume            # the approval this run parked on, to go back to
+
+    def resumes(self, step_index: int) -> ParkedApproval | None:
+        """The parked approval wait of step ``step_index`` this run goes back to, once
+        (its diagnosis and guards ran before it parked)."""
+        resume = self.resume
+        if resume is None or resume.step_index != step_index:
+            return None
+        self.resume = None
+        return resume
+
+    def can_park(self) -> bool:
+        """Whether a wait for an approval may end the run and be held as data: the
+        engine allows it (one process uses the store, so no lease to renew) and no
+        wake is pending (that would end the wait at once)."""
+        return self.deps.park and self.slot is not None and not self.wake.is_set()
 
     def take_diagnosis(self) -> dict[str, Any] | None:
         """The diagnosis made when the incident opened, once (the first step reuses it)."""

@@ -32,7 +32,7 @@ from remediator.engine.outcomes import (
     StepOutcome,
     Verified,
 )
-from remediator.engine.run import Run, StepTimedOut
+from remediator.engine.run import ParkedApproval, Run, StepTimedOut
 from remediator.errors import PermanentError
 from remediator.model.durations import human_duration
 from remediator.model.incident import IncidentState, StepRecord, StepStatus, VerifyPoll
@@ -46,10 +46,12 @@ async def run_step(run: Run, step: Step, rec: StepRecord) -> StepOutcome:
     """Run (or resume) one step to its outcome."""
     try:
         if rec.status == StepStatus.PENDING:
-            steered = await diagnosis.before_step(run, step, rec, run.take_diagnosis())
-            if steered is not None:
-                return steered
-            refused = await _admit(run, step, rec)
+            resume = run.resumes(rec.index)     # back from a parked approval wait: its
+            if resume is None:                  # diagnosis and guards ran before it
+                steered = await diagnosis.before_step(run, step, rec, run.take_diagnosis())
+                if steered is not None:
+                    return steered
+            refused = await _admit(run, step, rec, resume)
             if refused is not None:
                 return refused
             if await run.firing() == 0:
@@ -75,17 +77,20 @@ async def run_step(run: Run, step: Step, rec: StepRecord) -> StepOutcome:
         run.deadline = None
 
 
-async def _admit(run: Run, step: Step, rec: StepRecord) -> Refused | None:
-    """Guards, then approval; the refusal (journaled) if the step may not act."""
+async def _admit(run: Run, step: Step, rec: StepRecord,
+                 resume: ParkedApproval | None = None) -> Refused | None:
+    """Guards, then approval; the refusal (journaled) if the step may not act.
+    ``resume``: back to a parked approval wait (the guards admitted the step then)."""
     deps = run.deps
-    spec = deps.catalogue.get(step.action)
-    now = run.clock.now()
-    refusal = await deps.guards.before_step(run.view, spec, run.dry_run)
-    if refusal is not None:
-        rec.started_at = now
-        return await _refused(run, step, rec, refusal)
+    if resume is None:
+        spec = deps.catalogue.get(step.action)
+        now = run.clock.now()
+        refusal = await deps.guards.before_step(run.view, spec, run.dry_run)
+        if refusal is not None:
+            rec.started_at = now
+            return await _refused(run, step, rec, refusal)
     if step.approval is not None and not run.dry_run:
-        rejected = await approvals.obtain(run, step, rec)
+        rejected = await approvals.obtain(run, step, rec, resume)
         if rejected is not None:
             now = run.clock.now()
             rec.status, rec.error, rec.started_at, rec.finished_at = \
