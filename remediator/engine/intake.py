@@ -62,22 +62,26 @@ class IntakeGate:
 
     async def give_way(self) -> None:
         """While webhooks are being received, and until none has been for ``QUIET``
-        seconds, wait, at most ``priority`` real seconds; then a run goes on regardless."""
+        seconds, wait, at most ``priority`` real seconds; then a run goes on regardless.
+        The quiet part is a plain sleep: a cancelled ``asyncio.timeout`` would leave its
+        timer, and the run's context in it, in the loop until the deadline."""
         if self.priority <= 0:
             return
         loop = asyncio.get_running_loop()
-        if not self.count and loop.time() >= self.last + QUIET:
-            return
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.priority):
-                while True:
-                    await self.idle.wait()
-                    quiet = self.last + QUIET - loop.time()
-                    if quiet <= 0:
-                        return
-                    await asyncio.sleep(quiet)
-                    if not self.count and loop.time() >= self.last + QUIET:
-                        return
+        deadline = loop.time() + self.priority
+        while True:
+            now = loop.time()
+            if now >= deadline:
+                return
+            if self.count:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(deadline - now):
+                        await self.idle.wait()
+                continue
+            quiet = self.last + QUIET - now
+            if quiet <= 0:
+                return
+            await asyncio.sleep(min(quiet, deadline - now))
 
 
 class Intake:
