@@ -46,8 +46,10 @@ async def run_step(run: Run, step: Step, rec: StepRecord) -> StepOutcome:
     """Run (or resume) one step to its outcome."""
     try:
         if rec.status == StepStatus.PENDING:
-            resume = run.resumes(rec.index)     # back from a parked approval wait: its
-            if resume is None:                  # diagnosis and guards ran before it
+            # back to an approval wait (parked, or undecided when the process stopped):
+            # its diagnosis and guards ran before it was requested
+            resume = run.resumes(rec.index) or await _requested(run, step, rec)
+            if resume is None:
                 steered = await diagnosis.before_step(run, step, rec, run.take_diagnosis())
                 if steered is not None:
                     return steered
@@ -75,6 +77,19 @@ async def run_step(run: Run, step: Step, rec: StepRecord) -> StepOutcome:
         return await failed(run, step, rec, str(exc), trace=exc.trace)
     finally:
         run.deadline = None
+
+
+async def _requested(run: Run, step: Step, rec: StepRecord) -> ParkedApproval | None:
+    """The step's approval, requested by an earlier run and still undecided (a restart
+    resumes it): the wait to go back to without diagnosing again. Each resumed incident
+    otherwise read the cluster for a second diagnosis before the same wait (10,000
+    resumed after a SIGKILL: ~15 s, half of it those reads)."""
+    if step.approval is None or run.dry_run:
+        return None
+    record = await run.deps.store.pending_approval(run.id, rec.index)
+    if record is None or record.decision is not None:
+        return None
+    return ParkedApproval(run.id, rec.index, record.id, record.expires_at)
 
 
 async def _admit(run: Run, step: Step, rec: StepRecord,

@@ -141,11 +141,20 @@ async def test_a_parked_wait_ends_when_the_alert_resolves(rig: Rig) -> None:
     assert rig.hooks.calls == []
 
 
+def cluster_reads(rig: Rig) -> int:
+    """GETs the simulated cluster has answered (a diagnosis reads the target)."""
+    return sum(c["method"] == "GET" for c in rig.sim.control.calls)
+
+
 async def test_parked_waits_resume_on_the_same_approval_after_a_restart(rig: Rig) -> None:
     approvals = await parked_rig(rig, 2)
+    read = cluster_reads(rig)
+    assert read >= 2                                   # the diagnoses read the targets
     await rig.restart(approval_playbook(rig.hooks.url))
     await until(lambda: rig.engine.parked == 2 and not incident_tasks(), "parked again")
     views = await rig.incidents()
     assert sorted(v.context["approval"]["id"] for v in views) == sorted(approvals)
+    # back to the undecided approvals without a second diagnosis (its cluster reads)
+    assert cluster_reads(rig) == read
     await approve(rig, approvals[1])
     await until(lambda: {"step": "tell"} in rig.hooks.calls, "the approved step ran")
