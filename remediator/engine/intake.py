@@ -29,10 +29,11 @@ log = logging.getLogger("remediator.intake")
 RESOLVING = "(resolving)"      # the slot lane of runs woken to close a resolved incident
 
 
-#: real seconds without a webhook before the intake counts as idle: under a flood the
-#: count of webhooks being received drops to 0 for a moment between two group commits
-#: (every reply goes out, the next requests are still being read), and runs that woke
-#: in those gaps took the CPU the storm's intake needed
+#: real seconds without a webhook before a flooded intake counts as idle: under a flood
+#: the count of webhooks being received drops to 0 for a moment between two group
+#: commits (every reply goes out, the next requests are still being read), and runs that
+#: woke in those gaps took the CPU the storm's intake needed. A webhook that comes
+#: alone (after QUIET without one) does not make the runs wait for it to be quiet.
 QUIET = 0.01
 
 
@@ -41,16 +42,19 @@ class IntakeGate:
     context manager, entered on every webhook (a generator-based one costs a generator
     and a wrapper object each time)."""
 
-    __slots__ = ("count", "idle", "last", "priority")
+    __slots__ = ("count", "flood", "idle", "last", "priority")
 
     def __init__(self, priority: float) -> None:
         self.count = 0
         self.idle = asyncio.Event()
         self.idle.set()
         self.priority = priority        # real seconds a run waits for the intake, at most
-        self.last = -QUIET              # loop time the last webhook was received
+        self.last = float("-inf")       # loop time the last webhook was received
+        self.flood = False              # the intake got busy again within QUIET
 
     def __enter__(self) -> None:
+        if not self.count:
+            self.flood = asyncio.get_running_loop().time() < self.last + QUIET
         self.count += 1
         self.idle.clear()
 
@@ -61,8 +65,9 @@ class IntakeGate:
             self.idle.set()
 
     async def give_way(self) -> None:
-        """While webhooks are being received, and until none has been for ``QUIET``
-        seconds, wait, at most ``priority`` real seconds; then a run goes on regardless.
+        """While webhooks are being received, and in a flood until none has been for
+        ``QUIET`` seconds, wait, at most ``priority`` real seconds; then a run goes on
+        regardless.
         The quiet part is a plain sleep: a cancelled ``asyncio.timeout`` would leave its
         timer, and the run's context in it, in the loop until the deadline."""
         if self.priority <= 0:
@@ -79,7 +84,7 @@ class IntakeGate:
                         await self.idle.wait()
                 continue
             quiet = self.last + QUIET - now
-            if quiet <= 0:
+            if quiet <= 0 or not self.flood:
                 return
             await asyncio.sleep(min(quiet, deadline - now))
 

@@ -38,13 +38,16 @@ async def test_a_run_waits_while_a_webhook_is_received(tmp_path: Path) -> None:
     await e.store.close()
 
 
-async def test_a_run_waits_for_the_intake_to_be_quiet_not_only_idle(tmp_path: Path) -> None:
+async def test_a_run_waits_for_a_flooded_intake_to_be_quiet_not_only_idle(
+        tmp_path: Path) -> None:
     """Under a flood the intake is idle for a moment between two group commits; a run
     that woke then would take the CPU the storm needs. It goes on once no webhook has
     been received for QUIET seconds."""
     e = await engine(tmp_path, priority=30.0)
     loop = asyncio.get_running_loop()
     with e.gate:
+        pass
+    with e.gate:                                      # the next one within QUIET: a flood
         waiting = asyncio.ensure_future(e.gate.give_way())
         await asyncio.sleep(0)
     received = loop.time()
@@ -61,6 +64,21 @@ async def test_a_run_waits_for_the_intake_to_be_quiet_not_only_idle(tmp_path: Pa
     await asyncio.sleep(QUIET)
     await asyncio.wait_for(e.gate.give_way(), 1)      # quiet already: no wait
     assert loop.time() - before < QUIET * 3
+    await e.store.close()
+
+
+async def test_a_lone_webhook_does_not_hold_the_runs_after_it(tmp_path: Path) -> None:
+    """A webhook after a quiet intake (an incident opening on its own): its run, and the
+    others, go on as soon as it is received, without waiting QUIET (reaction time)."""
+    e = await engine(tmp_path, priority=30.0)
+    loop = asyncio.get_running_loop()
+    with e.gate:
+        waiting = asyncio.ensure_future(e.gate.give_way())
+        await asyncio.sleep(0)
+        assert not waiting.done()                     # still received: it waits
+    done = loop.time()
+    await asyncio.wait_for(waiting, 1)
+    assert loop.time() - done < QUIET / 2
     await e.store.close()
 
 
