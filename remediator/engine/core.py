@@ -55,6 +55,11 @@ from remediator.ports.sinks import Sink
 from remediator.ports.store import Store
 from remediator.settings import EngineSettings, EscalationPolicy
 
+#: runs of the backlog resumed at start kept waiting for a working slot, per slot
+BACKLOG_AHEAD = 2
+#: backlog incidents woken between two yields to the event loop
+FEED_CHUNK = 32
+
 log = logging.getLogger("remediator.engine")
 
 
@@ -119,6 +124,10 @@ class Engine:
         self.slots = FairSlots(cfg.max_parallel)
         self._lanes: dict[str, str] = {}     # incident → the lane its next run waits in
         self._waiting = 0
+        # incidents resumed at start whose runs are not started yet (see _feed_backlog)
+        self._backlog: dict[str, None] = {}
+        self._feeder: asyncio.Task[None] | None = None
+        self._room: asyncio.Future[None] | None = None
         self._lost: set[str] = set()
         self._crashes: dict[str, int] = {}
         self._gauges_at = float("-inf")
@@ -167,16 +176,48 @@ class Engine:
             self.tasks.start(self.deps.quarantine.sweep(), name="quarantine-sweep")
         self.metrics.automation_paused.set(1 if await self.guards.any_paused() else 0)
         resumed = await self.store.active_incident_ids()
-        for incident_id in resumed:
-            self.wake(incident_id)
         if resumed:
+            self._backlog = dict.fromkeys(resumed)
+            self._depth()
+            self._feeder = self.tasks.start(self._feed_backlog(), name="resume-backlog")
             log.info("resuming %d open incidents from the journal", len(resumed))
+
+    async def _feed_backlog(self) -> None:
+        """Start the runs of the incidents resumed at start a few at a time, keeping at
+        most BACKLOG_AHEAD runs per working slot waiting for one. Waking 10,000 at once
+        stepped 10,000 new tasks in one go right after ready, holding the event loop
+        ~45 ms: a new incident's webhook waited that long for its commit."""
+        loop = asyncio.get_running_loop()
+        ahead = BACKLOG_AHEAD * self.settings.max_parallel
+        backlog = self._backlog
+        while backlog and not self.stopping:
+            if self._waiting >= ahead:
+                self._room = loop.create_future()
+                await self._room
+                continue
+            for _ in range(min(FEED_CHUNK, ahead - self._waiting)):
+                if not backlog:
+                    break
+                incident_id = next(iter(backlog))
+                del backlog[incident_id]
+                self.wake(incident_id)
+            self._depth()
+            await asyncio.sleep(0)          # the woken runs take their place in the queue
+
+    def _depth(self) -> None:
+        """``remediator_queue_depth``: runs waiting for a slot and the resumed backlog."""
+        self.metrics.queue_depth.set(self._waiting + len(self._backlog))
+        room = self._room
+        if room is not None and not room.done() and \
+                self._waiting < BACKLOG_AHEAD * self.settings.max_parallel:
+            room.set_result(None)
 
     def wake(self, incident_id: str, lane: str = RESUMED) -> None:
         """Start the incident's run (waiting for a slot in ``lane``: its playbook, for
         what the intake opens), or end its current wait."""
         if self.stopping:
             return
+        self._backlog.pop(incident_id, None)        # woken before its turn: no second run
         if incident_id in self._parked:
             self._lanes[incident_id] = self._unpark(incident_id).lane
         self._lanes.setdefault(incident_id, lane)
@@ -229,14 +270,14 @@ class Engine:
     async def _run(self, incident_id: str) -> None:
         slot = Slot(self.slots, self._lanes.pop(incident_id, RESUMED))
         self._waiting += 1
-        self.metrics.queue_depth.set(self._waiting)
+        self._depth()
         ended = _RunEnd.HELD_ELSEWHERE
         try:
             try:
                 await slot.take()
             finally:
                 self._waiting -= 1
-                self.metrics.queue_depth.set(self._waiting)
+                self._depth()
             ended = await self._run_claimed(incident_id, slot)
         finally:
             slot.give()
@@ -252,8 +293,13 @@ class Engine:
 
     async def _run_claimed(self, incident_id: str, slot: Slot) -> _RunEnd:
         cfg = self.settings
-        lease = cfg.lease if self.shared_store else 86400.0 * 365
-        if not await self.store.claim(incident_id, self.owner, self.clock.now(), lease):
+        # A lease only where replicas share the store. With one process on the file
+        # (SQLite) ``_runs`` already keeps one run per incident, and a lease, a write as
+        # the run starts and one as it ends, protected against nobody: after a restart
+        # those 20,000 writes for 10,000 resumed waits were most of the writer's work,
+        # and a new incident's webhook queued behind them (46 ms to its commit).
+        if self.shared_store and not await self.store.claim(
+                incident_id, self.owner, self.clock.now(), cfg.lease):
             log.debug("incident held by another replica", extra={"incident": incident_id})
             return _RunEnd.HELD_ELSEWHERE
         self._lost.discard(incident_id)
@@ -284,7 +330,7 @@ class Engine:
             self.metrics.incidents_running.dec()
             if renewer is not None:
                 renewer.cancel()
-            if not self.lost(incident_id):
+            if self.shared_store and not self.lost(incident_id):
                 try:
                     await self.store.release(incident_id, self.owner)
                 except Exception:
@@ -410,6 +456,8 @@ class Engine:
         """Wait until no incident run is in progress nor parked (tests and the demo)."""
         while True:
             tasks = [t for t in self._runs.values() if not t.done()]
+            if self._feeder is not None and not self._feeder.done():
+                tasks.append(self._feeder)           # resumed incidents still to start
             if tasks:
                 await asyncio.wait(tasks)
             elif self._parked and not self.stopping:

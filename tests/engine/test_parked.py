@@ -9,6 +9,7 @@ import asyncio
 import gc
 from collections.abc import Callable
 
+from remediator.engine.core import BACKLOG_AHEAD
 from remediator.engine.incident import IncidentRun
 from remediator.engine.journal import RunJournal
 from remediator.model.incident import IncidentState
@@ -158,3 +159,30 @@ async def test_parked_waits_resume_on_the_same_approval_after_a_restart(rig: Rig
     assert cluster_reads(rig) == read
     await approve(rig, approvals[1])
     await until(lambda: {"step": "tell"} in rig.hooks.calls, "the approved step ran")
+
+
+def depth(rig: Rig) -> float | None:
+    return rig.engine.metrics.registry.get_sample_value("remediator_queue_depth")
+
+
+async def test_the_backlog_resumed_at_start_is_started_a_few_runs_at_a_time(rig: Rig) -> None:
+    """10,000 incidents resumed at once stepped 10,000 new tasks in one go right after
+    ready (the event loop held ~45 ms, a new webhook waiting): the engine keeps at most
+    BACKLOG_AHEAD runs per working slot waiting, counts the rest in
+    remediator_queue_depth, and still takes every incident up."""
+    settings = EngineSettings(max_parallel=2, diagnosis=DiagnosisSettings(enabled=False))
+    approvals = await parked_rig(rig, 12, settings)
+    await rig.restart(approval_playbook(rig.hooks.url), settings)
+    ahead = BACKLOG_AHEAD * settings.max_parallel
+    most = 0
+
+    def started() -> bool:
+        nonlocal most
+        most = max(most, len(incident_tasks()))
+        return rig.engine.parked == 12 and not incident_tasks()
+    assert depth(rig) == 12      # all still to start
+    await until(started, "all 12 taken up and parked again")
+    assert most <= ahead + settings.max_parallel             # waiting + working, never 12
+    views = await rig.incidents()
+    assert sorted(v.context["approval"]["id"] for v in views) == sorted(approvals)
+    assert depth(rig) == 0
