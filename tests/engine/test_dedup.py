@@ -56,7 +56,7 @@ async def test_new_episode_attaches_to_the_open_incident(rig: Rig) -> None:
         first = await rig.post([alert()])
         later = await rig.post([alert(starts_at=T0 + timedelta(minutes=5))])
     finally:
-        rig.engine.slots.release()
+        rig.engine.slots.release("test")
     assert first["alerts"] == {"new": 1}
     assert later["alerts"] == {"new": 1}        # a new episode, same incident
     await rig.settle()

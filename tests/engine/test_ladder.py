@@ -160,7 +160,7 @@ async def test_alert_resolved_before_any_action(rig: Rig) -> None:
         await rig.post([a])
         await rig.post([resolved(a)])
     finally:
-        rig.engine.slots.release()
+        rig.engine.slots.release("test")
     await rig.settle()
     inc = await rig.only_incident()
     assert inc.state == IncidentState.RESOLVED

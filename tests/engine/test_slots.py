@@ -16,11 +16,14 @@ async def granted_order(slots: FairSlots, waiters: list[tuple[str, str]]) -> lis
     async def wait(lane: str, name: str) -> None:
         await slots.acquire(lane)
         order.append(name)
+    lane_of = dict((name, lane) for lane, name in waiters)
     tasks = [asyncio.ensure_future(wait(lane, name)) for lane, name in waiters]
     await asyncio.sleep(0)
+    holder = "holder"                      # one slot: its holder gives it to the next
     for _ in waiters:
-        slots.release()
+        slots.release(holder)
         await asyncio.sleep(0)
+        holder = lane_of[order[-1]]
     await asyncio.gather(*tasks)
     return order
 
@@ -34,10 +37,10 @@ async def test_free_slots_are_taken_at_once_then_lanes_queue() -> None:
     await asyncio.sleep(0)
     assert not waiting.done()
     assert slots.waiting == 1
-    slots.release()
+    slots.release("b")
     await waiting
-    slots.release()
-    slots.release()
+    slots.release("a")
+    slots.release("a")
     assert slots.free == 2
 
 
@@ -67,7 +70,30 @@ async def test_a_cancelled_waiter_leaves_its_lane_and_loses_no_slot() -> None:
     await asyncio.sleep(0)
     gone.cancel()
     await asyncio.gather(gone, return_exceptions=True)
-    slots.release()
+    slots.release("holder")
     await stays
-    slots.release()
+    slots.release("b")
     assert (slots.free, slots.waiting) == (1, 0)
+
+
+async def test_the_resumed_backlog_never_holds_the_last_slot() -> None:
+    """After a restart the backlog fills every slot but one: a new incident starts at
+    once instead of waiting for a resumed run to give a slot back."""
+    slots = FairSlots(3)
+    await slots.acquire(RESUMED)
+    await slots.acquire(RESUMED)
+    third = asyncio.ensure_future(slots.acquire(RESUMED))
+    await asyncio.sleep(0)
+    assert not third.done()                        # one slot free, but it is not theirs
+    assert slots.free == 1
+    await asyncio.wait_for(slots.acquire("api"), 0.1)   # the new incident: at once
+    slots.release("api")
+    assert not third.done()                        # still the backlog's cap
+    slots.release(RESUMED)
+    await asyncio.wait_for(third, 0.1)             # a resumed run gave one back
+    assert (slots.free, slots.waiting) == (1, 0)
+
+
+async def test_one_slot_is_not_reserved() -> None:
+    slots = FairSlots(1)
+    await asyncio.wait_for(slots.acquire(RESUMED), 0.1)
