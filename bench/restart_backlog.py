@@ -12,10 +12,11 @@ daemon is SIGKILLed.
 Phase 2: the daemon restarts on the same file with the default ``engine.max_parallel``
 (32) and resumes every open incident from the journal (the backlog's targets do not
 exist in the simulator: each resumed run reads its journal, plans, calls the cluster
-API (404) and moves on — real work per run). As soon as ``/readyz`` answers 200, one
-new HighErrorRate alert for svc-0002 (a Deployment that exists) is posted: its
-*reaction* is the time from the post to the simulator's first API call on its
-Deployment (the GET that plans the restart), both timestamps on this machine's clock.
+API (404) and moves on — real work per run). As soon as ``/readyz`` answers 200, five
+new HighErrorRate alerts (svc-0002 … svc-0006, 0.2 s apart) are posted: each one's
+*reaction* is the time from its post to the simulator's first API call on its
+Deployment (the diagnosis' GET), both timestamps on this machine's clock; the median
+is compared with the target.
 
 Then the resume is followed to its end: every second, the daemon's RSS and how many
 open incidents are not yet at their approval wait (the rollback step needs one; read
@@ -67,7 +68,8 @@ from bench._common import (
     write_config,
 )
 
-FIRST_BACKLOG = 1000     # backlog targets are svc-1000 …; svc-0001/2 are the new ones
+FIRST_BACKLOG = 1000     # backlog targets are svc-1000 …; svc-0001…0006 are the new ones
+REACT_SAMPLES = 5        # new incidents timed after the restart, 0.2 s apart
 
 
 def post(url: str, body: bytes) -> tuple[float, int]:
@@ -210,7 +212,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             out["ready_s"] = wait_ready(url, daemon, timeout=120)
             ready_at = time.time()
             out["rss_at_ready_mb"] = rss_mb(daemon.pid)[0]
-            out["reaction_after_restart_ms"] = react(url, sim_url, 2, 10**7)
+            # five new incidents, one every 0.2 s while the backlog is taken up (svc-0002
+            # … svc-0006 hold, svc-0001's is the baseline): one sample was too noisy
+            samples = []
+            for k in range(REACT_SAMPLES):
+                samples.append(react(url, sim_url, 2 + k, 10**7 + k))
+                time.sleep(0.2)
+            out["reaction_after_restart_samples_ms"] = samples
+            out["reaction_after_restart_ms"] = sorted(samples)[len(samples) // 2]
             out["all_resumed_s"] = follow_resume(url, ready_at, args.follow)
             time.sleep(max(0.0, ready_at + 10 - time.time()))
             out["rss_10s_mb"], out["peak_rss_mb"] = rss_mb(daemon.pid)
@@ -234,9 +243,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
          "yes" if out["ready_s"] < 2 else "NO"),
         ("new incident: first API call, fresh daemon (baseline)",
          f"{out['baseline_reaction_ms']:.0f} ms", "", ""),
-        ("new incident: first API call, right after restart",
-         f"{out['reaction_after_restart_ms']:.0f} ms", "< 100 ms",
-         "yes" if out["reaction_after_restart_ms"] < 100 else "NO"),
+        ("new incident: first API call after restart, median of 5 (each)",
+         f"{out['reaction_after_restart_ms']:.0f} ms ("
+         + ", ".join(f"{x:.0f}" for x in out["reaction_after_restart_samples_ms"]) + ")",
+         "< 100 ms", "yes" if out["reaction_after_restart_ms"] < 100 else "NO"),
         ("  ratio (after restart / fresh)", f"{ratio:.1f}x", "", ""),
         ("every open incident taken up (no run waiting for a slot), after ready",
          f"{out['all_resumed_s']:.1f} s" if out["all_resumed_s"] is not None
