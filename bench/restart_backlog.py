@@ -139,6 +139,23 @@ def queue_depth(url: str) -> float | None:
     return None
 
 
+def loop_lag(url: str) -> dict[str, float]:
+    """``remediator_event_loop_lag_seconds`` since start: samples, and how many were
+    later than 10 / 50 / 100 ms."""
+    buckets: dict[float, float] = {}
+    count = 0.0
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as resp:
+        for line in resp.read().decode().splitlines():
+            if line.startswith("remediator_event_loop_lag_seconds_bucket"):
+                le = line.split('le="')[1].split('"')[0]
+                if le != "+Inf":
+                    buckets[float(le)] = float(line.split()[1])
+            elif line.startswith("remediator_event_loop_lag_seconds_count"):
+                count = float(line.split()[1])
+    return {"samples": count, **{f"over_{int(t * 1000)}ms": count - buckets.get(t, count)
+                                 for t in (0.01, 0.05, 0.1)}}
+
+
 def follow_resume(url: str, since: float, limit: float) -> float | None:
     """Seconds after ``since`` until no resumed run waits for a slot any more: every
     open incident has been taken up from the journal (parked again at its approval, or
@@ -221,6 +238,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             out["reaction_after_restart_samples_ms"] = samples
             out["reaction_after_restart_ms"] = sorted(samples)[len(samples) // 2]
             out["all_resumed_s"] = follow_resume(url, ready_at, args.follow)
+            out["loop_lag"] = loop_lag(url)
             time.sleep(max(0.0, ready_at + 10 - time.time()))
             out["rss_10s_mb"], out["peak_rss_mb"] = rss_mb(daemon.pid)
             _status, data = http_get(url + "/api/v1/status")
@@ -252,6 +270,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
          f"{out['all_resumed_s']:.1f} s" if out["all_resumed_s"] is not None
          else f"not within {args.follow:.0f} s", "< 10 s",
          "yes" if (out["all_resumed_s"] or 1e9) < 10 else "NO"),
+        ("event loop lag samples (0.25 s) later than 10 / 50 / 100 ms, of all",
+         " / ".join(f"{out['loop_lag'][k]:.0f}" for k in ("over_10ms", "over_50ms",
+                                                          "over_100ms"))
+         + f" of {out['loop_lag']['samples']:.0f}", "", ""),
         ("every resumed incident at its approval wait, after ready",
          f"{waited:.0f} s" if waited is not None else f"not within {args.follow:.0f} s",
          "", ""),
