@@ -30,14 +30,14 @@ NOT_CONSOLE = ("/api/", "/healthz", "/readyz", "/metrics", "/static/")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 WHO: web.RequestKey[Principal] = web.RequestKey("console_who", Principal)
 CONTEXT: web.RequestKey[dict[str, Any]] = web.RequestKey("console_context", dict)
+NEW_CSRF: web.RequestKey[str] = web.RequestKey("console_new_csrf", str)
 
 
 def page(name: str, request: web.Request, context: dict[str, Any],
-           status: int = 200) -> web.Response:
+         status: int = 200) -> web.Response:
     """A console template with what every page gets (``Access.context``) under ``context``."""
     return aiohttp_jinja2.render_template(name, request, {**request.get(CONTEXT, {}), **context},
                                           status=status)
-NEW_CSRF: web.RequestKey[str] = web.RequestKey("console_new_csrf", str)
 
 
 def see_other(location: str) -> web.Response:

@@ -126,6 +126,7 @@ class Engine:
         self._waiting = 0
         # incidents resumed at start whose runs are not started yet (see _feed_backlog)
         self._backlog: dict[str, None] = {}
+        self._backlog_ahead = BACKLOG_AHEAD * cfg.max_parallel   # … kept waiting for slots
         self._feeder: asyncio.Task[None] | None = None
         self._room: asyncio.Future[None] | None = None
         self._lost: set[str] = set()
@@ -188,7 +189,7 @@ class Engine:
         stepped 10,000 new tasks in one go right after ready, holding the event loop
         ~45 ms: a new incident's webhook waited that long for its commit."""
         loop = asyncio.get_running_loop()
-        ahead = BACKLOG_AHEAD * self.settings.max_parallel
+        ahead = self._backlog_ahead
         backlog = self._backlog
         while backlog and not self.stopping:
             if self._waiting >= ahead:
@@ -208,8 +209,7 @@ class Engine:
         """``remediator_queue_depth``: runs waiting for a slot and the resumed backlog."""
         self.metrics.queue_depth.set(self._waiting + len(self._backlog))
         room = self._room
-        if room is not None and not room.done() and \
-                self._waiting < BACKLOG_AHEAD * self.settings.max_parallel:
+        if room is not None and not room.done() and self._waiting < self._backlog_ahead:
             room.set_result(None)
 
     def wake(self, incident_id: str, lane: str = RESUMED) -> None:
@@ -295,9 +295,8 @@ class Engine:
         cfg = self.settings
         # A lease only where replicas share the store. With one process on the file
         # (SQLite) ``_runs`` already keeps one run per incident, and a lease, a write as
-        # the run starts and one as it ends, protected against nobody: after a restart
-        # those 20,000 writes for 10,000 resumed waits were most of the writer's work,
-        # and a new incident's webhook queued behind them (46 ms to its commit).
+        # the run starts and one as it ends, protected against nobody (``release_all``
+        # clears them all at start anyway).
         if self.shared_store and not await self.store.claim(
                 incident_id, self.owner, self.clock.now(), cfg.lease):
             log.debug("incident held by another replica", extra={"incident": incident_id})

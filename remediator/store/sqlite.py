@@ -121,25 +121,25 @@ class SqliteStore(SqliteIncidents, SqliteGuards, SqliteRetention, SqliteTimers):
         neighbours: a write queued between two webhooks, e.g. an incident closing, must
         still come between them)."""
         out: list[Write] = []
-        run: list[Write] = []
-        for entry in batch:
-            if isinstance(entry[0], _Ingest):
-                run.append(entry)
+        run: list[tuple[_Ingest, asyncio.Future[Any]]] = []
+        for fn, fut in batch:
+            if isinstance(fn, _Ingest):
+                run.append((fn, fut))
                 continue
             self._merge(run, out)
             run = []
-            out.append(entry)
+            out.append((fn, fut))
         self._merge(run, out)
         return out
 
     @staticmethod
-    def _merge(run: list[Write], out: list[Write]) -> None:
+    def _merge(run: list[tuple[_Ingest, asyncio.Future[Any]]], out: list[Write]) -> None:
         if len(run) < 2:
             out.extend(run)
             return
         merged: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         merged.add_done_callback(lambda f: _answer([fut for _, fut in run], f))
-        out.append((_Ingests([call for call, _ in run]), merged))  # type: ignore[misc]
+        out.append((_Ingests([call for call, _ in run]), merged))
 
     def redelivered(self, alerts: Sequence[tuple[str, datetime, str]]
                     ) -> list[IngestOutcome] | None:

@@ -171,16 +171,23 @@ async def summary_arrived(rig: Rig, limit: float = 10.0) -> IncidentView:
     return await asyncio.wait_for(poll(), limit)
 
 
+async def with_model(rig: Rig, sim: Simulator, fake: FakeOpenAI,
+                     model_timeout: float = 60) -> dict[str, Any]:
+    """The rig on PLAYBOOK with the inspector and ``fake`` as its model ("qwen"), and a
+    bad rollout made: the alert to post."""
+    await rig.start(PLAYBOOK)
+    rig.engine.ports.inspect = KubernetesInspector(rig.cluster)
+    rig.engine.ports.model = OpenAIChat(fake.base_url, "qwen", rig.http, timeout=model_timeout)
+    return await bad_rollout(rig, sim)
+
+
 async def test_the_first_action_does_not_wait_for_the_model_summary(
         rig: Rig, sim: Simulator) -> None:
     fake = FakeOpenAI(_cite_first)
     fake.gate = asyncio.Event()                # the model answers when the test says so
     await fake.start()
     try:
-        await rig.start(PLAYBOOK)
-        rig.engine.ports.inspect = KubernetesInspector(rig.cluster)
-        rig.engine.ports.model = OpenAIChat(fake.base_url, "qwen", rig.http, timeout=60)
-        firing = await bad_rollout(rig, sim)
+        firing = await with_model(rig, sim, fake)
         async with ticking(sim):
             await rig.post([firing])
             await rig.settle(30)
@@ -213,10 +220,7 @@ async def test_a_summary_still_pending_when_the_engine_stops_is_cancelled(
     fake.gate = asyncio.Event()                # never answers
     await fake.start()
     try:
-        await rig.start(PLAYBOOK)
-        rig.engine.ports.inspect = KubernetesInspector(rig.cluster)
-        rig.engine.ports.model = OpenAIChat(fake.base_url, "qwen", rig.http, timeout=60)
-        firing = await bad_rollout(rig, sim)
+        firing = await with_model(rig, sim, fake)
         async with ticking(sim):
             await rig.post([firing])
             await rig.settle(30)
@@ -252,10 +256,7 @@ async def test_the_model_summary_is_checked_and_never_changes_the_incident(
             await fake.down()
         if behaviour == "slow":
             fake.delay = 2.0
-        await rig.start(PLAYBOOK)
-        rig.engine.ports.inspect = KubernetesInspector(rig.cluster)
-        rig.engine.ports.model = OpenAIChat(fake.base_url, "qwen", rig.http, timeout=0.3)
-        firing = await bad_rollout(rig, sim)
+        firing = await with_model(rig, sim, fake, model_timeout=0.3)
         async with ticking(sim):
             await rig.post([firing])
             await rig.settle(30)

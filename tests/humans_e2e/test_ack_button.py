@@ -6,6 +6,7 @@ an allowed click acknowledges the incident and the message loses its button."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 
@@ -39,8 +40,10 @@ def ack_button(message: SlackMessage) -> dict[str, str] | None:
     return None
 
 
-async def escalated(stack: Stack) -> tuple[str, SlackMessage]:
-    await stack.start(PB)
+async def escalated(stack: Stack, settings: dict[str, Any] | None = None
+                    ) -> tuple[str, SlackMessage]:
+    """The incident escalated by PB, and its one reply with an Acknowledge button."""
+    await stack.start(PB, settings=settings)
     await stack.post([alert()])
 
     async def gave_up() -> bool:
@@ -99,24 +102,14 @@ async def test_acknowledge_button(stack: Stack) -> None:
 async def test_acknowledgers_are_their_own_allow_list(stack: Stack) -> None:
     """``slack.acknowledgers`` replaces the approvers for the Acknowledge button: EVE,
     who may not approve, may acknowledge; ALICE, an approver not on it, may not."""
-    await stack.start(PB, settings={"slack": {"acknowledgers": [EVE]}})
-    await stack.post([alert()])
-
-    async def gave_up() -> bool:
-        views = await stack.incidents()
-        return bool(views) and views[0].state == IncidentState.ESCALATED
-    await stack.until(gave_up, "the escalation", advance=30.0)
-    await stack.settle()
-    inc = await stack.incident()
-    [root] = stack.slack.roots("#ops-alerts")
-    [message] = [m for m in stack.slack.replies("#ops-alerts", root.ts) if ack_button(m)]
-    status, reply = await stack.interact(click(inc.id, action="remediator_ack", user=ALICE,
+    incident_id, message = await escalated(stack, {"slack": {"acknowledgers": [EVE]}})
+    status, reply = await stack.interact(click(incident_id, action="remediator_ack", user=ALICE,
                                                channel=message.channel,
                                                message_ts=message.ts))
     assert status == 403, reply
     refused = [e.message for e in (await stack.incident()).timeline if e.kind == "ack"]
     assert f"({ALICE}) (via slack) refused: not on the allow-list" in refused[0], refused
-    status, reply = await stack.interact(click(inc.id, action="remediator_ack", user=EVE,
+    status, reply = await stack.interact(click(incident_id, action="remediator_ack", user=EVE,
                                                channel=message.channel,
                                                message_ts=message.ts))
     assert status == 200, reply
