@@ -70,6 +70,11 @@ log = logging.getLogger("remediator.server")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_TEXT_BYTES = 1024           # a pause reason, an approval comment (UTF-8 bytes)
 WRITE_PROBE_FLAG = "readyz.write_probe"
+# A click can reach us before remediator has stored where it posted the message (Slack
+# shows the message as soon as it answers chat.postMessage; the channel and ts are
+# committed a moment later). Such a click waits this long for the record, not refused.
+POSTED_WAIT_SECONDS = 3.0
+POSTED_POLL_SECONDS = 0.05
 
 
 class ClientGone(Exception):
@@ -509,13 +514,29 @@ class Api:
         _, text = await self._decide(approval, interaction.approved, who)
         return web.json_response({"text": text})
 
+    async def posted(self, incident_id: str, slot: str, *,
+                     wait: bool) -> tuple[str | None, str | None]:
+        """The channel and ts of the Slack message remediator posted in ``slot`` of
+        ``incident_id`` (None, None: not posted). With ``wait``, a missing record is read
+        again for up to ``POSTED_WAIT_SECONDS``: the post may be answered but not yet
+        committed."""
+        store = self.engine.store
+        prefix = f"{SLACK_SINK}:{slot}"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (POSTED_WAIT_SECONDS if wait else 0.0)
+        while True:
+            posted = (await store.sink_get(incident_id, f"{prefix}.channel"),
+                      await store.sink_get(incident_id, f"{prefix}.ts"))
+            if all(posted) or loop.time() >= deadline:
+                return posted
+            await asyncio.sleep(POSTED_POLL_SECONDS)
+
     async def _check_click(self, interaction: Interaction,
                            approval: ApprovalRecord) -> web.Response | None:
         """None if this click may decide ``approval``: the configured workspace, the very
         message remediator posted for it, and a user on its allow-list."""
-        prefix = f"{SLACK_SINK}:slack.approval.{approval.id}"
-        posted = (await self.engine.store.sink_get(approval.incident_id, f"{prefix}.channel"),
-                  await self.engine.store.sink_get(approval.incident_id, f"{prefix}.ts"))
+        posted = await self.posted(approval.incident_id, f"slack.approval.{approval.id}",
+                                   wait=approval.decision is None)
         refusal = message_refusal(interaction, self.config.slack_team_id, posted)
         if refusal is not None:
             log.warning("Slack click on approval %s refused: %s", approval.id, refusal)

@@ -34,7 +34,6 @@ from remediator.notify.interactions import (
     message_refusal,
 )
 from remediator.notify.pagerduty import parse_pagerduty_webhook, verify_pagerduty_signature
-from remediator.ports.chat import SLACK_SINK
 from remediator.server.auth import Principal, Right
 
 if TYPE_CHECKING:
@@ -55,6 +54,9 @@ class Api(Protocol):
 
     async def _check_groups(self, user_id: str, allowed: Sequence[str],
                             not_listed: NotAllowed) -> web.Response | None: ...
+
+    async def posted(self, incident_id: str, slot: str, *,
+                     wait: bool) -> tuple[str | None, str | None]: ...
 
 log = logging.getLogger("remediator.server")
 
@@ -145,13 +147,13 @@ async def slack_ack(api: Api, interaction: Interaction) -> web.Response:
     view = await api.engine.store.get_incident(incident_id, alert_limit=1)
     if view is None:
         return web.json_response({"error": "unknown incident"}, status=404)
-    prefix = f"{SLACK_SINK}:slack.escalated"
     store = api.engine.store
-    posted = (await store.sink_get(incident_id, f"{prefix}.channel"),
-              await store.sink_get(incident_id, f"{prefix}.ts"))
     page = message_key(interaction.channel_id, interaction.message_ts)
+    posted: tuple[str | None, str | None]
     if await store.sink_get(incident_id, page) is not None:      # one of its chain's pages
         posted = (interaction.channel_id, interaction.message_ts)
+    else:
+        posted = await api.posted(incident_id, "slack.escalated", wait=True)
     who = f"{interaction.user_name or interaction.user_id} ({interaction.user_id})"
     refusal = message_refusal(interaction, api.config.slack_team_id, posted,
                               what="escalation message")

@@ -15,7 +15,10 @@ are ``groups`` (id → member user ids), given to the constructor or set later.
 
 Faults: ``rate_limit(times, retry_after)``, ``fail(times, status, method=None)``
 (5xx; with ``method``, only calls to that method fail), and ``down()``/``up()``
-(the listener closes: connection refused, state kept).
+(the listener closes: connection refused, state kept). ``hold(channel=None)``/``release()``:
+calls (into ``channel`` only, if given) still take effect at once (a posted message is
+visible to a user) but their answers wait until ``release()``, as when Slack's reply is
+slow on the way back.
 
 Files, as ``files_upload_v2`` does it: ``files.getUploadURLExternal`` (``filename``,
 ``length``) → an ``upload_url`` and ``file_id``; the bytes POSTed to that URL
@@ -29,6 +32,7 @@ Not here: conversations.*, reactions, interactivity (see
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 from dataclasses import dataclass, field
@@ -100,6 +104,9 @@ class FakeSlack(FakeServer):
         self._pending: dict[str, dict[str, Any]] = {}      # file id → filename, length, data
         self._rate_limits: list[int] = []          # Retry-After of each pending 429
         self._failures: list[tuple[int, str | None]] = []   # (5xx status, only this method)
+        self._answering = asyncio.Event()
+        self._answering.set()
+        self._held: str | None = None      # the channel id whose answers wait (None: all)
 
     # -- lifecycle -------------------------------------------------------------------
     def build_app(self) -> web.Application:
@@ -122,6 +129,16 @@ class FakeSlack(FakeServer):
         """Answer the next ``times`` calls (to ``method`` only, if given) with HTTP
         ``status`` (a 5xx)."""
         self._failures.extend([(status, method)] * times)
+
+    def hold(self, channel: str | None = None) -> None:
+        """From now on, do each call (into ``channel`` only, if given) but keep its
+        answer until ``release()``."""
+        self._held = self._resolve(channel) if channel else None
+        self._answering.clear()
+
+    def release(self) -> None:
+        """Send the answers kept by ``hold()``, and answer at once again."""
+        self._answering.set()
 
     # -- inspection ------------------------------------------------------------------
     def channel_id(self, name: str) -> str:
@@ -178,7 +195,10 @@ class FakeSlack(FakeServer):
         }.get(method)
         if handler is None:
             return _error("unknown_method")
-        return handler(args)
+        answer = handler(args)
+        if self._held is None or self._resolve(str(args.get("channel", ""))) == self._held:
+            await self._answering.wait()
+        return answer
 
     def _auth_test(self, args: dict[str, Any]) -> web.Response:
         return _ok({"url": "https://fake.slack.com/", "team": "Fake", "user": "remediator",

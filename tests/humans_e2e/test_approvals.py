@@ -5,6 +5,7 @@ and expiry escalate."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import timedelta
 
@@ -200,3 +201,31 @@ async def test_a_click_on_another_message_or_as_a_group_id_changes_nothing(
     assert inc.context["approval"]["decision"] is None
     status, reply = await stack.interact(click(approval_id))          # the real one still works
     assert status == 200, reply
+
+
+async def test_a_click_before_the_post_is_recorded_waits_for_the_record(stack: Stack) -> None:
+    """Slack shows the request as soon as it has it; remediator stores where it posted it
+    only once Slack's answer is back. A click in between is decided, not refused."""
+    await stack.start(APPROVAL_PB)
+    stack.prom.holding = {"scaled_ok"}
+    stack.slack.hold("#oncall")
+    await stack.post([alert()])
+
+    async def shown() -> bool:
+        return bool(stack.slack.roots("#oncall"))
+    await stack.until(shown, "the approval request in #oncall (its answer held)")
+    [request] = stack.slack.roots("#oncall")
+    approval_id = next(b for b in request.blocks if b["type"] == "actions")["elements"][0]["value"]
+    clicking = asyncio.ensure_future(stack.interact(click(approval_id)))
+    try:
+        done, _ = await asyncio.wait({clicking}, timeout=0.3)
+        assert not done, clicking.result()    # not refused while the record is on its way
+    finally:
+        stack.slack.release()
+    status, body = await clicking
+    assert status == 200, body
+    assert body["text"].startswith("approved by")
+    await stack.settle()
+    inc = await stack.incident()
+    assert inc.state == IncidentState.RECOVERED, inc.summary
+    assert len(stack.writes(SCALE)) == 1
