@@ -85,7 +85,8 @@ def first_call(sim_url: str, dep: str, after: float, timeout: float = 60.0) -> f
     """Wall-clock time of the simulator's first API call on Deployment ``dep``."""
     deadline = time.time() + timeout
     while time.time() < deadline:
-        status, data = http_get(sim_url + "/sim/v1/calls?all=1", timeout=60)
+        status, data = http_get(f"{sim_url}/sim/v1/calls?all=1&path=/deployments/{dep}$",
+                                timeout=60)
         if status == 200 and data:
             for call in data["calls"]:
                 if f"/deployments/{dep}" in call["path"]:

@@ -7,7 +7,8 @@
   wall-clock seconds (client timeouts are wall-clock), then answer ``status``
   (omit it for latency only) as a Kubernetes ``Status``.
 * ``GET|DELETE /sim/v1/calls``: the log of every write call (method, path, query,
-  content type, body, status) the API received; ``?all=1`` includes reads.
+  content type, body, status) the API received; ``?all=1`` includes reads;
+  ``?path=REGEX`` keeps the calls whose path the regex matches (searched).
 * ``GET|POST|DELETE /sim/v1/bad-images``: images whose pods never become ready.
   POST/DELETE ``{"image": "example/api:2.0.0"}``.
 * ``POST /sim/v1/tick``: run one controller tick now.
@@ -137,6 +138,12 @@ class Control:
 
     async def get_calls(self, request: web.Request) -> web.Response:
         calls = self.calls if request.query.get("all") else self.writes()
+        if "path" in request.query:
+            try:
+                pattern = re.compile(request.query["path"])
+            except re.error as err:
+                return respond({"error": f"invalid path regex: {err}"}, 400)
+            calls = [c for c in calls if pattern.search(c["path"])]
         return respond({"calls": calls})
 
     async def clear_calls(self, request: web.Request) -> web.Response:

@@ -148,6 +148,12 @@ async def test_control_endpoints_and_metrics(sim: Simulator, cluster: Kubernetes
             calls = (await r.json())["calls"]
         assert [(c["method"], c["path"]) for c in calls] == [
             ("PATCH", "/apis/apps/v1/namespaces/prod/deployments/api")]
+        for pattern, expected in (("deployments/api$", calls), ("deployments/web$", [])):
+            async with http.get("/sim/v1/calls", params={"path": pattern}) as r:
+                assert (await r.json())["calls"] == expected
+        async with http.get("/sim/v1/calls", params={"path": "("}) as r:
+            assert r.status == 400
+            assert "invalid path regex" in (await r.json())["error"]
         async with http.post("/sim/v1/faults", json={"status": 500, "count": 1}) as r:
             assert r.status == 201
         async with http.get("/apis/apps/v1", headers={"Authorization": f"Bearer {sim.token}"}) as r:
