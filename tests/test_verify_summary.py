@@ -12,6 +12,7 @@ from remediator.engine.verification import (
     Verdict,
     Verifier,
     comparison_lhs,
+    next_due,
     samples_hold,
 )
 from remediator.errors import TemporaryError
@@ -194,3 +195,43 @@ async def test_a_check_whose_dependency_is_not_configured_fails_at_once() -> Non
         assert not verdict.held
         assert needle in verdict.summary
     assert waits == []
+
+
+class SlowMetrics:
+    """Each query takes ``seconds`` of the fake clock; records when each one started."""
+
+    def __init__(self, clock: FakeClock, seconds: float) -> None:
+        self.clock, self.seconds = clock, seconds
+        self.started: list[float] = []
+
+    async def query(self, promql: str) -> list[dict[str, Any]]:
+        self.started.append(self.clock.now().timestamp())
+        await self.clock.sleep(self.seconds)
+        return []
+
+
+@pytest.mark.parametrize(("takes", "polls_at"), [
+    (0.0, [0, 10, 20, 30, 40, 50, 60]),
+    (3.0, [0, 10, 20, 30, 40, 50, 60]),     # not 0, 13, 26, …: by deadline
+    (25.0, [0, 30, 60]),                    # slower than the interval: missed polls skipped
+])
+async def test_polls_are_scheduled_by_deadline(takes: float, polls_at: list[int]) -> None:
+    clock = FakeClock(auto_advance=True)
+    metrics = SlowMetrics(clock, takes)
+    start = clock.now()
+
+    async def firing() -> int:
+        return 1
+
+    verify = Verify.model_validate({"promql": "up", "timeout": "60s", "interval": "10s"})
+    verdict = await Verifier(clock, metrics, None).run(
+        verify, context={}, target=None, started_at=start, firing=firing, wait=clock.sleep)
+    assert not verdict.held
+    assert [round(t - start.timestamp()) for t in metrics.started] == polls_at
+
+
+def test_next_due() -> None:
+    assert next_due(100.0, 100.2, 10.0) == 110.0        # on time: one interval on
+    assert next_due(100.0, 109.9, 10.0) == 110.0        # a slow check: still the grid
+    assert next_due(100.0, 123.0, 10.0) == 130.0        # two polls missed: skipped
+    assert next_due(100.0, 96.0, 10.0) == 100.0         # woken early: the due poll stays

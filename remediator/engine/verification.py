@@ -5,7 +5,8 @@ returns at least one sample and no NaN; with a ``bool`` comparison every sample
 must be 1), held for ``for``; ``rollout: complete`` (kubectl's rollout-status;
 ProgressDeadlineExceeded fails at once); ``alert_resolved`` (a resolved
 webhook arrives, or Alertmanager's API no longer lists any of the incident's
-firing alerts). Polled every ``interval`` until ``timeout``. A dependency that
+firing alerts). Polled every ``interval`` until ``timeout``, by deadline (the polls
+stay on the grid ``start + k * interval`` however long a check takes). A dependency that
 is down (Prometheus, the API server, Alertmanager) is not a verdict: it is reported, and
 polling goes on until the timeout.
 
@@ -167,6 +168,18 @@ def promql_words(p: PromqlPoll, name: str | None, hold_for: float, held: float) 
     return f"{label} {values} (needs {needs}{hold}; held {human_duration(held)})"
 
 
+def next_due(due: float, now: float, interval: float) -> float:
+    """When the poll after the one due at ``due`` is due, seen at ``now``: on the grid
+    ``due + k * interval``, by deadline rather than ``interval`` after the check returned
+    (a check that takes time, or 5,000 incidents polling at once, would otherwise push
+    every poll later and later). Polls missed by a check slower than the interval are
+    skipped, not caught up in a burst; a poll before ``due`` (the incident was woken)
+    keeps it."""
+    if due > now:
+        return due
+    return due + (math.floor((now - due) / interval) + 1) * interval
+
+
 def make_poll(verify: Verify, check: _Check, at: datetime, held: float) -> VerifyPoll:
     """The journal entry of one poll, with its words."""
     verdict: Literal["holds", "not_met", "unavailable", "failed"] = (
@@ -215,6 +228,7 @@ class Verifier:
                 return Verdict(False, False, f"promql not rendered: {exc}")
         deadline = started_at.timestamp() + verify.timeout
         held_since: float | None = None
+        due = self.clock.now().timestamp()       # when the next poll is due
         while True:
             if await firing() == 0:
                 return Verdict(True, True, "the alert resolved")
@@ -232,7 +246,8 @@ class Verifier:
             if now >= deadline:
                 return Verdict(False, False, f"{poll.text} — not verified after "
                                              f"{human_duration(verify.timeout)}")
-            await wait(min(verify.interval, max(0.0, deadline - now)))
+            due = next_due(due, now, verify.interval)
+            await wait(max(0.0, min(due, deadline) - now))
 
     async def _check(self, verify: Verify, query: str | None, target: TargetRef | None,
                      alerts: AlertsApi | None = None,
