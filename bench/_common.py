@@ -156,6 +156,23 @@ def http_get(url: str, timeout: float = 10.0) -> tuple[int, Any]:
         return 0, None
 
 
+def loop_lag(url: str) -> dict[str, float]:
+    """``remediator_event_loop_lag_seconds`` since start: samples, and how many were
+    later than 10 / 50 / 100 ms."""
+    buckets: dict[float, float] = {}
+    count = 0.0
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as resp:
+        for line in resp.read().decode().splitlines():
+            if line.startswith("remediator_event_loop_lag_seconds_bucket"):
+                le = line.split('le="')[1].split('"')[0]
+                if le != "+Inf":
+                    buckets[float(le)] = float(line.split()[1])
+            elif line.startswith("remediator_event_loop_lag_seconds_count"):
+                count = float(line.split()[1])
+    return {"samples": count, **{f"over_{int(t * 1000)}ms": count - buckets.get(t, count)
+                                 for t in (0.01, 0.05, 0.1)}}
+
+
 def wait_ready(url: str, proc: Proc, timeout: float = 30.0, path: str = "/readyz") -> float:
     """Poll ``url+path`` every 5 ms until 200; seconds since the process was started."""
     deadline = time.perf_counter() + timeout

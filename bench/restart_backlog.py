@@ -57,6 +57,7 @@ from bench._common import (
     alert,
     free_port,
     http_get,
+    loop_lag,
     rss_mb,
     save,
     start_daemon,
@@ -138,23 +139,6 @@ def queue_depth(url: str) -> float | None:
     except OSError:
         return None
     return None
-
-
-def loop_lag(url: str) -> dict[str, float]:
-    """``remediator_event_loop_lag_seconds`` since start: samples, and how many were
-    later than 10 / 50 / 100 ms."""
-    buckets: dict[float, float] = {}
-    count = 0.0
-    with urllib.request.urlopen(url + "/metrics", timeout=10) as resp:
-        for line in resp.read().decode().splitlines():
-            if line.startswith("remediator_event_loop_lag_seconds_bucket"):
-                le = line.split('le="')[1].split('"')[0]
-                if le != "+Inf":
-                    buckets[float(le)] = float(line.split()[1])
-            elif line.startswith("remediator_event_loop_lag_seconds_count"):
-                count = float(line.split()[1])
-    return {"samples": count, **{f"over_{int(t * 1000)}ms": count - buckets.get(t, count)
-                                 for t in (0.01, 0.05, 0.1)}}
 
 
 def follow_resume(url: str, since: float, limit: float) -> float | None:

@@ -193,3 +193,39 @@ async def test_many_live_answers_are_not_swept_on_every_query(
     for i in range(70):
         await metrics.query(f"down{{i=\"{i}\"}}")
     assert all(k.startswith("down") for k in metrics._answers)
+
+
+async def test_a_caller_never_gets_an_answer_older_than_its_own_previous_poll(
+        prom: FakePrometheus) -> None:
+    """A verification polling on its grid (every 5 s, by deadline) with a 5 s window:
+    its previous answer is a little under 5 s old when the next poll is due. With
+    ``max_age`` (the time since its own previous poll came back) it asks again; another
+    caller in the same window still shares."""
+    ticks = Ticks()
+    metrics = shared(prom, ticks, window=5.0)
+    ticks.now = 100.2                         # the poll due at 100.0, 0.2 s late
+    await metrics.query(Q)                    # … came back at 100.25
+    assert prom.calls[Q] == 1
+    ticks.now = 101.0                         # another incident: shares the answer
+    await metrics.query(Q, max_age=5.0)
+    assert prom.calls[Q] == 1
+    prom.set(Q, 0.2)
+    ticks.now = 105.0                         # the next poll, due 105.0, on time
+    assert float((await metrics.query(Q))[0]["value"][1]) == 0.01     # any: the old one
+    assert float((await metrics.query(Q, max_age=4.75))[0]["value"][1]) == 0.2
+    assert prom.calls[Q] == 2
+
+
+async def test_a_request_in_flight_since_before_the_previous_poll_is_not_joined(
+        prom: FakePrometheus) -> None:
+    ticks = Ticks()
+    metrics = shared(prom, ticks, window=5.0)
+    prom.delay = 0.2
+    slow = asyncio.ensure_future(metrics.query(Q))       # asked at 100.0, answers late
+    await asyncio.sleep(0.05)
+    ticks.now = 103.0
+    joined = await metrics.query(Q, max_age=5.0)         # asked since its last poll: joins
+    ticks.now = 104.0
+    own = await metrics.query(Q, max_age=2.0)            # its last poll came back at 102
+    assert joined == own == await slow
+    assert prom.calls[Q] == 2

@@ -48,7 +48,8 @@ class FakeMetrics:
         self.answers = answers
         self.queries: list[str] = []
 
-    async def query(self, promql: str) -> list[dict[str, Any]]:
+    async def query(self, promql: str, *, max_age: float | None = None
+                    ) -> list[dict[str, Any]]:
         self.queries.append(promql)
         answer = self.answers[promql]
         if isinstance(answer, Exception):
@@ -203,9 +204,12 @@ class SlowMetrics:
     def __init__(self, clock: FakeClock, seconds: float) -> None:
         self.clock, self.seconds = clock, seconds
         self.started: list[float] = []
+        self.max_ages: list[float | None] = []
 
-    async def query(self, promql: str) -> list[dict[str, Any]]:
+    async def query(self, promql: str, *, max_age: float | None = None
+                    ) -> list[dict[str, Any]]:
         self.started.append(self.clock.now().timestamp())
+        self.max_ages.append(max_age)
         await self.clock.sleep(self.seconds)
         return []
 
@@ -235,3 +239,19 @@ def test_next_due() -> None:
     assert next_due(100.0, 109.9, 10.0) == 110.0        # a slow check: still the grid
     assert next_due(100.0, 123.0, 10.0) == 130.0        # two polls missed: skipped
     assert next_due(100.0, 96.0, 10.0) == 100.0         # woken early: the due poll stays
+
+
+async def test_each_poll_takes_no_answer_older_than_its_previous_poll() -> None:
+    """The max_age a poll passes to a sharing adapter: the time since its own previous
+    poll came back (3 s checks every 10 s: 7 s), so it is never given that answer again."""
+    clock = FakeClock(auto_advance=True)
+    metrics = SlowMetrics(clock, 3.0)
+
+    async def firing() -> int:
+        return 1
+
+    verify = Verify.model_validate({"promql": "up", "timeout": "30s", "interval": "10s"})
+    await Verifier(clock, metrics, None).run(
+        verify, context={}, target=None, started_at=clock.now(), firing=firing,
+        wait=clock.sleep)
+    assert metrics.max_ages == [None, 7.0, 7.0, 7.0]

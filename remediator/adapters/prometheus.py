@@ -54,7 +54,9 @@ class PrometheusMetrics:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._session.close()
 
-    async def query(self, promql: str) -> list[dict[str, Any]]:
+    async def query(self, promql: str, *, max_age: float | None = None
+                    ) -> list[dict[str, Any]]:
+        del max_age                # every answer is asked for now
         result = await self._ask(promql, self._client.custom_query, promql)
         return list(result) if isinstance(result, list) else [{"value": result}]
 

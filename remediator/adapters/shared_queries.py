@@ -7,7 +7,9 @@ phase of the same interval. ``SharedQueries`` wraps the real adapter:
 * a query already in flight is not sent again: every caller awaits the same request;
 * an answer is reused for ``window`` seconds after it was asked for (``prometheus.share_window``;
   0 turns it off), so callers spread over an interval no longer than the window cost
-  one query per interval;
+  one query per interval; never for a caller whose ``max_age`` it exceeds: a
+  verification that polls every 5 s with a 5 s window takes only an answer asked since
+  its own previous poll, not that poll's own answer again;
 * at most ``max_concurrency`` distinct queries are in flight at once
   (``prometheus.max_concurrency``); the others wait their turn.
 
@@ -37,40 +39,56 @@ class SharedQueries:
         self.window = window
         self._monotonic = monotonic
         self._limit = asyncio.Semaphore(max_concurrency)
-        self._inflight: dict[str, asyncio.Future[list[Sample]]] = {}
+        self._inflight: dict[str, tuple[float, asyncio.Future[list[Sample]]]] = {}
         self._answers: dict[str, tuple[float, list[Sample]]] = {}
         self._sweep_at = SWEEP_AT
         self.sweeps = 0         # sweeps of the answers (amortized: O(1) per answer)
         self.sent = 0           # queries sent to the inner adapter
         self.shared = 0         # calls answered by a request another caller made
 
-    async def query(self, promql: str) -> list[Sample]:
+    async def query(self, promql: str, *, max_age: float | None = None) -> list[Sample]:
+        now = self._monotonic()
+        young = self.window if max_age is None else min(self.window, max_age)
         answer = self._answers.get(promql)
         if answer is not None:
-            if self._monotonic() - answer[0] < self.window:
+            if now - answer[0] < young:
                 self.shared += 1
                 return list(answer[1])
-            del self._answers[promql]
+            if now - answer[0] >= self.window:
+                del self._answers[promql]
         pending = self._inflight.get(promql)
-        if pending is None:
-            pending = asyncio.ensure_future(self._send(promql))
-            self._inflight[promql] = pending
-        else:
+        if pending is not None and now - pending[0] < young:
             self.shared += 1
-        return list(await asyncio.shield(pending))
+            return list(await asyncio.shield(pending[1]))
+        if pending is not None:          # asked before the caller's previous poll: its own
+            return await self._ask(promql, now)
+        future = asyncio.ensure_future(self._send(promql, now))
+        self._inflight[promql] = (now, future)
+        return list(await asyncio.shield(future))
 
-    async def _send(self, promql: str) -> list[Sample]:
-        asked = self._monotonic()
+    async def _ask(self, promql: str, asked: float) -> list[Sample]:
+        """A request of the caller's own, beside the one in flight (kept, not shared)."""
+        async with self._limit:
+            self.sent += 1
+            result = await self.inner.query(promql)
+        self._keep(promql, asked, result)
+        return list(result)
+
+    def _keep(self, promql: str, asked: float, result: list[Sample]) -> None:
+        kept = self._answers.get(promql)
+        if self.window > 0 and (kept is None or asked >= kept[0]):     # never an older one
+            if len(self._answers) >= self._sweep_at:
+                self._sweep()
+            # aged from when it was asked: a caller asking again one window after its
+            # own (slow) request gets a fresh answer, never its own old one
+            self._answers[promql] = (asked, result)
+
+    async def _send(self, promql: str, asked: float) -> list[Sample]:
         try:
             async with self._limit:
                 self.sent += 1
                 result = await self.inner.query(promql)
-            if self.window > 0:
-                if len(self._answers) >= self._sweep_at:
-                    self._sweep()
-                # aged from when it was asked: a caller asking again one window after its
-                # own (slow) request gets a fresh answer, never its own old one
-                self._answers[promql] = (asked, result)
+            self._keep(promql, asked, result)
             return result
         finally:
             del self._inflight[promql]

@@ -229,11 +229,17 @@ class Verifier:
         deadline = started_at.timestamp() + verify.timeout
         held_since: float | None = None
         due = self.clock.now().timestamp()       # when the next poll is due
+        answered: float | None = None           # when the previous poll came back
         while True:
             if await firing() == 0:
                 return Verdict(True, True, "the alert resolved")
-            check = await self._check(verify, query, target, alerts_api, fingerprints)
-            now = self.clock.now().timestamp()
+            # a shared answer must have been asked after this incident's previous poll
+            # came back: never that poll's own answer again
+            max_age = None if answered is None else \
+                self.clock.now().timestamp() - answered
+            check = await self._check(verify, query, target, alerts_api, fingerprints,
+                                      max_age)
+            now = answered = self.clock.now().timestamp()
             held_since = (held_since if held_since is not None else now) if check.ok else None
             poll = make_poll(verify, check, self.clock.now(),
                              0.0 if held_since is None else now - held_since)
@@ -251,7 +257,8 @@ class Verifier:
 
     async def _check(self, verify: Verify, query: str | None, target: TargetRef | None,
                      alerts: AlertsApi | None = None,
-                     fingerprints: Sequence[str] = ()) -> _Check:
+                     fingerprints: Sequence[str] = (),
+                     max_age: float | None = None) -> _Check:
         """One poll of every check. ``fatal`` means it can no longer hold: the rollout
         failed, or the check's dependency is not configured (it fails at once with that
         reason instead of polling until the timeout)."""
@@ -260,7 +267,7 @@ class Verifier:
             if self.metrics is None:       # it cannot come up: settings are read at start
                 return _Check(False, fatal="Prometheus is not configured (prometheus.url): "
                                            "a promql check cannot hold")
-            out.promql, out.ok = await self._promql(query)
+            out.promql, out.ok = await self._promql(query, max_age)
             out.unavailable = out.promql.error is not None
         if verify.rollout is not None:
             cluster = self.cluster if target is None or not target.cluster \
@@ -285,15 +292,16 @@ class Verifier:
             out.unavailable = out.unavailable or down
         return out
 
-    async def _promql(self, query: str) -> tuple[PromqlPoll, bool]:
+    async def _promql(self, query: str, max_age: float | None = None
+                      ) -> tuple[PromqlPoll, bool]:
         """(what it saw, whether it holds). For ``<lhs> <op> <number>`` that filtered
         every series out, also the left side's current value(s) (best effort: a failure
-        leaves them out)."""
+        leaves them out). ``max_age``: how old a shared answer may be."""
         assert self.metrics is not None
         lhs, comparison = comparison_parts(query)
         poll = PromqlPoll(query=query, comparison=comparison)
         try:
-            result = await self.metrics.query(query)
+            result = await self.metrics.query(query, max_age=max_age)
         except ActionError as exc:
             poll.error = str(exc)
             return poll, False
@@ -302,7 +310,7 @@ class Verifier:
         if result or lhs is None:
             return poll, holds
         try:
-            left = await self.metrics.query(lhs)
+            left = await self.metrics.query(lhs, max_age=max_age)
         except ActionError:
             return poll, holds
         poll.lhs, poll.lhs_series, poll.lhs_samples = lhs, len(left), series_values(left)

@@ -15,10 +15,13 @@ Sample = dict[str, Any]
 
 
 class MetricsApi(Protocol):
-    async def query(self, promql: str) -> list[Sample]:
+    async def query(self, promql: str, *, max_age: float | None = None) -> list[Sample]:
         """An instant query; returns ``data.result`` (a vector's samples). Raises
         ``TemporaryError`` (server down, 5xx, timeout) or ``PermanentError`` (the query
-        is wrong)."""
+        is wrong). ``max_age``: the caller takes an answer asked at most this many
+        seconds ago, and no older (a verification: one asked after its own previous poll
+        came back); None: any answer the adapter may share. An adapter that asks Prometheus
+        every time has nothing older to give and ignores it."""
         ...
 
     async def query_range(self, promql: str, start: datetime, end: datetime,

@@ -84,7 +84,8 @@ class FakeMetrics:
         self.queries: list[str] = []
         self.on_query: Callable[[str], Any] | None = None
 
-    async def query(self, promql: str) -> list[dict[str, Any]]:
+    async def query(self, promql: str, *, max_age: float | None = None
+                    ) -> list[dict[str, Any]]:
         self.queries.append(promql)
         if self.on_query is not None:
             result = self.on_query(promql)

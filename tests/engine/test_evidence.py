@@ -70,7 +70,8 @@ class RatioMetrics:
         return [{"metric": {"deployment": "api"},
                  "values": [[start.timestamp() + i * step, "0.12"] for i in range(n)]}]
 
-    async def query(self, promql: str) -> list[dict[str, Any]]:
+    async def query(self, promql: str, *, max_age: float | None = None
+                    ) -> list[dict[str, Any]]:
         self.queries.append(promql)
         if self.down:
             raise TemporaryError("Prometheus query failed: connection refused")

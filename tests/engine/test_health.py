@@ -117,7 +117,8 @@ class FlakyMetrics(FakeMetrics):
         super().__init__()
         self.failures = failures
 
-    async def query(self, promql: str) -> list[dict[str, Any]]:
+    async def query(self, promql: str, *, max_age: float | None = None
+                    ) -> list[dict[str, Any]]:
         if self.failures > 0:
             self.failures -= 1
             raise TemporaryError("Prometheus at http://prom:9090 unreachable: "
