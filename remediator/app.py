@@ -237,7 +237,7 @@ class Daemon:
             prometheus = PrometheusMetrics(s.prometheus.url, timeout=s.prometheus.timeout)
 
             async def close_prometheus() -> None:     # its worker threads and connections
-                prometheus.close()
+                await prometheus.aclose()
             self._closers.append(close_prometheus)
             metrics: MetricsApi = SharedQueries(
                 prometheus, window=s.prometheus.share_window,

@@ -113,6 +113,23 @@ async def test_the_adapter_itself_does_not_retry(prom: FakePrometheus) -> None:
     assert prom.calls[Q] == 1
 
 
+async def test_the_adapters_errors_say_what_went_wrong(prom: FakePrometheus) -> None:
+    adapter = PrometheusMetrics(prom.base_url, timeout=5)
+    try:
+        with pytest.raises(PermanentError, match=r"rejected the query '': .*400.*bad_data"):
+            await adapter.query("")                 # a query Prometheus refuses
+        prom.fail(1)
+        with pytest.raises(TemporaryError, match=r"query failed: HTTP Status Code 503"):
+            await adapter.query(Q)
+        assert adapter.last_ok is True              # it answered
+        await prom.stop()
+        with pytest.raises(TemporaryError, match=r"Prometheus at .* unreachable: "):
+            await adapter.query(Q)
+        assert adapter.last_ok is False
+    finally:
+        await adapter.aclose()
+
+
 async def test_an_answer_ages_from_when_it_was_asked(prom: FakePrometheus) -> None:
     """A poller whose query took long asks again one interval after it asked: it gets a
     fresh answer, not the one it received a moment ago."""
@@ -151,11 +168,11 @@ async def test_range_queries_pass_through_each_time(prom: FakePrometheus) -> Non
     assert (metrics.sent, metrics.shared) == (0, 0)
 
 
-async def test_the_adapter_runs_its_queries_on_its_own_threads_and_connections(
+async def test_instant_queries_run_on_the_loop_over_kept_alive_connections(
         prom: FakePrometheus) -> None:
-    """Queries run on the adapter's ``workers`` threads (not asyncio's default pool),
-    each over one of as many kept-alive connections: never more at once, and no new
-    connection per query."""
+    """Instant queries go out on the event loop (no thread, not prometheus-api-client's
+    synchronous ``custom_query``), at most ``workers`` at once over as many kept-alive
+    connections: no new connection per query."""
     adapter = PrometheusMetrics(prom.base_url, timeout=5, workers=3)
     threads: set[str] = set()
     real = adapter._client.custom_query
@@ -169,10 +186,31 @@ async def test_the_adapter_runs_its_queries_on_its_own_threads_and_connections(
             results = await asyncio.gather(*[adapter.query(Q) for _ in range(12)])
             assert all(float(r[0]["value"][1]) == 0.01 for r in results)
     finally:
-        adapter.close()
+        await adapter.aclose()
+    assert threads == set()
     assert prom.calls[Q] == 36
     assert prom.peak <= 3
     assert 1 <= len(prom.clients) <= 3
+
+
+async def test_range_queries_run_on_the_adapters_own_threads(prom: FakePrometheus) -> None:
+    from datetime import UTC, datetime, timedelta
+    adapter = PrometheusMetrics(prom.base_url, timeout=5, workers=2)
+    threads: set[str] = set()
+    real = adapter._client.custom_query_range
+
+    def spy(*args: object, **kwargs: object) -> object:
+        threads.add(threading.current_thread().name)
+        return real(*args, **kwargs)
+    adapter._client.custom_query_range = spy    # type: ignore[method-assign]
+    end = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+    try:
+        await asyncio.gather(*[adapter.query_range(Q, end - timedelta(minutes=1), end, 15)
+                               for _ in range(6)])
+    finally:
+        await adapter.aclose()
+    assert threads
+    assert all(name.startswith("prometheus") for name in threads)
     assert threads
     assert all(name.startswith("prometheus") for name in threads)
     assert len(threads) <= 3

@@ -1,22 +1,32 @@
-"""The MetricsApi on prometheus-api-client.
+"""The MetricsApi: Prometheus's HTTP API.
 
-The client is synchronous (requests): every query runs in a thread of the
-adapter's own pool (``workers`` threads, not asyncio's default executor shared with
-everything else), and the session keeps that many keep-alive connections, so no
-query waits for a connection or opens one while the pool is busy. Its own urllib3
-retries are turned off so that the engine's retry policy is the only one. Errors
-become TemporaryError (server down, 5xx, timeouts: the verification keeps polling)
-or PermanentError (400 bad_data: the query is wrong).
+Instant queries (every verification poll: thousands a second with thousands of
+incidents verifying) go out on the event loop over aiohttp, ``GET /api/v1/query`` as
+prometheus-api-client's ``custom_query`` sends it, at most ``workers`` at once over as
+many kept-alive connections. prometheus-api-client is synchronous (requests): through
+it each query cost a worker thread's hop and ~0.8 ms of CPU under the GIL, most of it
+requests looking at the environment (netrc, CA bundle) again for every request;
+5,000 incidents polling every 5 s needed more than the core the daemon had.
+
+Range queries (an incident's graphs: rare, large) still go through
+prometheus-api-client's ``custom_query_range``, in a thread of the adapter's own pool
+(``workers`` threads, not asyncio's default executor), its urllib3 retries turned off.
+
+Either way the engine's retry policy is the only one, and errors are the same:
+TemporaryError (server down, 5xx, timeouts: the verification keeps polling) or
+PermanentError (400 bad_data: the query is wrong).
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import json
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
+import aiohttp
 import requests
 from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
@@ -47,18 +57,62 @@ class PrometheusMetrics:
             max_retries=Retry(total=0), pool_connections=1, pool_maxsize=workers))
         self._session = session
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="prometheus")
+        self._http: aiohttp.ClientSession | None = None      # made in the loop, on first use
         self.last_ok: bool | None = None
 
     def close(self) -> None:
-        """Stop the worker threads (queries in flight finish) and the connections."""
+        """Stop the worker threads (queries in flight finish) and their connections."""
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._session.close()
+
+    async def aclose(self) -> None:
+        """``close``, and the instant queries' connections."""
+        self.close()
+        if self._http is not None:
+            await self._http.close()
 
     async def query(self, promql: str, *, max_age: float | None = None
                     ) -> list[dict[str, Any]]:
         del max_age                # every answer is asked for now
-        result = await self._ask(promql, self._client.custom_query, promql)
+        result = await self._instant(promql)
         return list(result) if isinstance(result, list) else [{"value": result}]
+
+    def _client_session(self) -> aiohttp.ClientSession:
+        if self._http is None or self._http.closed:
+            # trust_env: HTTP(S)_PROXY / NO_PROXY and netrc, as requests honoured them
+            self._http = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.timeout), trust_env=True,
+                connector=aiohttp.TCPConnector(limit=self.workers))
+        return self._http
+
+    async def _instant(self, promql: str) -> Any:
+        """``GET /api/v1/query?query=…``: ``data.result``, or the errors ``_ask`` gives."""
+        try:
+            async with self._client_session().get(f"{self.url}/api/v1/query",
+                                                  params={"query": promql}) as resp:
+                status, body = resp.status, await resp.read()
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            self.last_ok = False
+            raise TemporaryError(f"Prometheus at {self.url} unreachable: "
+                                 f"{type(exc).__name__}") from exc
+        if status != 200:
+            self.last_ok = True
+            self._rejected(promql, f"HTTP Status Code {status} ({body!r})")
+        try:
+            result = json.loads(body)["data"]["result"]
+        except (ValueError, KeyError, TypeError) as exc:
+            self.last_ok = False
+            raise TemporaryError(f"Prometheus at {self.url} answered {len(body)} bytes that "
+                                 f"are not a query result: {body[:200]!r}") from exc
+        self.last_ok = True
+        return result
+
+    @staticmethod
+    def _rejected(promql: str, text: str) -> NoReturn:
+        """Raise for an answer that is not 200: PermanentError if the query is wrong."""
+        if "400" in text or "bad_data" in text:
+            raise PermanentError(f"Prometheus rejected the query {promql!r}: {text}")
+        raise TemporaryError(f"Prometheus query failed: {text}")
 
     async def query_range(self, promql: str, start: datetime, end: datetime,
                           step: float) -> list[dict[str, Any]]:
@@ -73,11 +127,10 @@ class PrometheusMetrics:
                 self._pool, functools.partial(call, *args, **kwargs))
         except PrometheusApiClientException as exc:
             self.last_ok = True
-            text = str(exc)
-            if "400" in text or "bad_data" in text:
-                raise PermanentError(f"Prometheus rejected the query {promql!r}: {text}") \
-                    from exc
-            raise TemporaryError(f"Prometheus query failed: {text}") from exc
+            try:
+                self._rejected(promql, str(exc))
+            except (PermanentError, TemporaryError) as error:
+                raise error from exc
         except (requests.RequestException, OSError) as exc:
             self.last_ok = False
             raise TemporaryError(f"Prometheus at {self.url} unreachable: "
