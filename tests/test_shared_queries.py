@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -268,3 +269,20 @@ async def test_a_request_in_flight_since_before_the_previous_poll_is_not_joined(
     assert joined == await slow                          # the same answer (its eval time)
     assert own != joined                                 # one asked on its own
     assert prom.calls[Q] == 2
+
+
+def test_the_environment_is_read_once_as_requests_would(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from remediator.adapters.prometheus import environment_for
+    rc = tmp_path / "netrc"
+    rc.write_text("machine prom.example login reader password s3cret\n")
+    rc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(rc))
+    for name in ("http_proxy", "https_proxy", "no_proxy", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)      # lower case would win
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "localhost,.internal")
+    assert environment_for("http://prom.example:9090") == (
+        "http://proxy.example:3128", {"Authorization": "Basic cmVhZGVyOnMzY3JldA=="})
+    assert environment_for("http://prometheus.internal:9090") == (None, {})
+    assert environment_for("http://u:p@prom.example:9090")[1] == {}      # the URL's own
