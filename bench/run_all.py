@@ -1,8 +1,9 @@
-"""Run every benchmark in turn (startup, intake, wrk, reaction, storm, peer, backlog); a summary.
+"""Run every benchmark in turn (startup, intake, wrk, reaction, storm, peer, backlog,
+verifying); a summary.
 
 Each one starts what it needs on 127.0.0.1, runs a bounded load, stops what it
 started and writes bench/results/NAME.json; this script then writes
-bench/results/summary.json. About six minutes on a 2-core machine (the first run
+bench/results/summary.json. About ten minutes on a 2-core machine (the first run
 also creates bench/.peer-venv for ansible-rulebook).
 
     .venv/bin/python bench/run_all.py [--skip NAME ...] [--store sqlite|postgresql]
@@ -26,10 +27,19 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import intake, peer, reaction, restart_backlog, startup, storm, wrk_intake
+from bench import (
+    intake,
+    peer,
+    reaction,
+    restart_backlog,
+    startup,
+    storm,
+    verifying,
+    wrk_intake,
+)
 from bench._common import PG_SYNC, RESULTS, STORES, machine, result_name, table
 
-ORDER = ("startup", "intake", "wrk", "reaction", "storm", "peer", "backlog")
+ORDER = ("startup", "intake", "wrk", "reaction", "storm", "peer", "backlog", "verifying")
 STORE_AWARE = ("intake", "storm")
 
 
@@ -63,7 +73,10 @@ def main() -> int:
                     profile=False, skip_baseline=False))
             elif name == "backlog":
                 results[name] = restart_backlog.run(argparse.Namespace(
-                    targets=10_000, alerts_per_target=10, keep=None, follow=120.0))
+                    targets=10_000, alerts_per_target=10, keep=None, follow=120.0,
+                    settled=True))
+            elif name == "verifying":
+                results[name] = verifying.run(verifying.parser().parse_args([]))
             elif name == "storm":
                 results[name] = storm.run(args.store, args.pg_sync)
             else:
