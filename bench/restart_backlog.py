@@ -69,6 +69,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._common import (
     STORES,
     alert,
+    cpu_seconds,
     free_port,
     http_get,
     result_name,
@@ -80,6 +81,7 @@ from bench._common import (
     store_label,
     table,
     tmpdir,
+    tree_cpu_seconds,
     tree_rss_mb,
     wait_ready,
     webhook,
@@ -219,6 +221,16 @@ class Held(threading.Thread):
             time.sleep(0.5)
 
 
+def steady_cpu(pid: int, pg_pid: int | None, seconds: float = 10.0) -> dict[str, float]:
+    """CPU used per second over ``seconds`` once the resume is over (every incident
+    waiting for its approval): by the daemon, and by the PostgreSQL server's processes."""
+    d0, p0 = cpu_seconds(pid), tree_cpu_seconds(pg_pid) if pg_pid else 0.0
+    time.sleep(seconds)
+    d1, p1 = cpu_seconds(pid), tree_cpu_seconds(pg_pid) if pg_pid else 0.0
+    return {"daemon_cpu": round((d1 - d0) / seconds, 3),
+            "postgresql_cpu": round((p1 - p0) / seconds, 3)}
+
+
 def resumed_count(log: Path) -> int | None:
     """N of the daemon's "resuming N open incidents from the journal" (logged at start)."""
     for line in log.read_text().splitlines():
@@ -331,6 +343,7 @@ def restart(args: argparse.Namespace, tmp: Path, db: str, sim_url: str, kubeconf
         out.update(follow(db, daemon.pid, ready_at, args.follow))
         held.join(max(0.0, ready_at + args.follow - time.time()) + 30)
         out["all_held_s"], out["held_series"] = held.reached, held.series
+        out["steady"] = steady_cpu(daemon.pid, pg_pid)
         out["rss_end_mb"], out["peak_rss_mb"] = rss_mb(daemon.pid)
         if pg_pid is not None:
             out["postgresql_rss_mb"] = tree_rss_mb(pg_pid)
@@ -379,6 +392,8 @@ def report(args: argparse.Namespace, out: dict[str, Any]) -> None:
          f"{out['rss_all_waiting_mb']:.0f} / {out['rss_end_mb']:.0f} / "
          f"{out['peak_rss_mb']:.0f} MB",
          "< 150 MB", "yes" if out["peak_rss_mb"] < 150 else "NO"),
+        ("CPU per second at the end (daemon / PostgreSQL server), 10 s",
+         f"{out['steady']['daemon_cpu']:.2f} / {out['steady']['postgresql_cpu']:.2f}", "", ""),
         *([("PostgreSQL server's processes, RSS at the end",
             f"{out['postgresql_rss_mb']:.0f} MB", "", "")]
           if "postgresql_rss_mb" in out else []),
