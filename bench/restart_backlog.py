@@ -130,12 +130,7 @@ def not_waiting(db: str) -> int:
     """Open incidents not (yet) at their approval wait, read from the store file (SQLite)
     or with psql (PostgreSQL)."""
     if db.startswith("postgresql://"):
-        from tests.ha.pgserver import find_bindir
-        bindir = find_bindir()
-        psql = str(bindir / "psql") if bindir else "psql"
-        out = subprocess.run([psql, db, "-Atc", NOT_WAITING], capture_output=True,
-                             text=True, check=True, timeout=60).stdout
-        return int(out.strip())
+        return int(psql(db, NOT_WAITING))
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
     try:
         row = con.execute(NOT_WAITING).fetchone()
@@ -221,14 +216,33 @@ class Held(threading.Thread):
             time.sleep(0.5)
 
 
-def steady_cpu(pid: int, pg_pid: int | None, seconds: float = 10.0) -> dict[str, float]:
+def steady_cpu(pid: int, db: str, pg_pid: int | None,
+               seconds: float = 10.0) -> dict[str, float]:
     """CPU used per second over ``seconds`` once the resume is over (every incident
-    waiting for its approval): by the daemon, and by the PostgreSQL server's processes."""
+    waiting for its approval): by the daemon, and by the PostgreSQL server's processes;
+    and the database's transactions (commits) per second."""
+    x0 = pg_commits(db) if pg_pid else 0
     d0, p0 = cpu_seconds(pid), tree_cpu_seconds(pg_pid) if pg_pid else 0.0
     time.sleep(seconds)
     d1, p1 = cpu_seconds(pid), tree_cpu_seconds(pg_pid) if pg_pid else 0.0
+    x1 = pg_commits(db) if pg_pid else 0
     return {"daemon_cpu": round((d1 - d0) / seconds, 3),
-            "postgresql_cpu": round((p1 - p0) / seconds, 3)}
+            "postgresql_cpu": round((p1 - p0) / seconds, 3),
+            "postgresql_commits_per_s": round((x1 - x0) / seconds, 1)}
+
+
+def pg_commits(db: str) -> int:
+    """``xact_commit`` of the database (pg_stat_database), with psql."""
+    return int(psql(db, "SELECT xact_commit FROM pg_stat_database "
+                        "WHERE datname = current_database()"))
+
+
+def psql(db: str, query: str) -> str:
+    from tests.ha.pgserver import find_bindir
+    bindir = find_bindir()
+    exe = str(bindir / "psql") if bindir else "psql"
+    return subprocess.run([exe, db, "-Atc", query], capture_output=True, text=True,
+                          check=True, timeout=60).stdout.strip()
 
 
 def resumed_count(log: Path) -> int | None:
@@ -343,7 +357,7 @@ def restart(args: argparse.Namespace, tmp: Path, db: str, sim_url: str, kubeconf
         out.update(follow(db, daemon.pid, ready_at, args.follow))
         held.join(max(0.0, ready_at + args.follow - time.time()) + 30)
         out["all_held_s"], out["held_series"] = held.reached, held.series
-        out["steady"] = steady_cpu(daemon.pid, pg_pid)
+        out["steady"] = steady_cpu(daemon.pid, db, pg_pid)
         out["rss_end_mb"], out["peak_rss_mb"] = rss_mb(daemon.pid)
         if pg_pid is not None:
             out["postgresql_rss_mb"] = tree_rss_mb(pg_pid)
@@ -392,8 +406,9 @@ def report(args: argparse.Namespace, out: dict[str, Any]) -> None:
          f"{out['rss_all_waiting_mb']:.0f} / {out['rss_end_mb']:.0f} / "
          f"{out['peak_rss_mb']:.0f} MB",
          "< 150 MB", "yes" if out["peak_rss_mb"] < 150 else "NO"),
-        ("CPU per second at the end (daemon / PostgreSQL server), 10 s",
-         f"{out['steady']['daemon_cpu']:.2f} / {out['steady']['postgresql_cpu']:.2f}", "", ""),
+        ("CPU per second at the end (daemon / PostgreSQL server), 10 s; commits/s",
+         f"{out['steady']['daemon_cpu']:.2f} / {out['steady']['postgresql_cpu']:.2f}; "
+         f"{out['steady']['postgresql_commits_per_s']:.0f}", "", ""),
         *([("PostgreSQL server's processes, RSS at the end",
             f"{out['postgresql_rss_mb']:.0f} MB", "", "")]
           if "postgresql_rss_mb" in out else []),
