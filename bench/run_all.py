@@ -11,7 +11,7 @@ also creates bench/.peer-venv for ansible-rulebook).
 ``--store postgresql`` runs intake and storm against a throw-away PostgreSQL server
 (one per benchmark, fresh database) and skips the others, which do not depend on the
 store (startup, reaction) or compare against SQLite's figures (peer) unless named
-with ``--only``.
+with ``--only`` (``--only backlog --store postgresql``: the restart on PostgreSQL).
 """
 
 from __future__ import annotations
@@ -63,7 +63,8 @@ def main() -> int:
                     profile=False, skip_baseline=False))
             elif name == "backlog":
                 results[name] = restart_backlog.run(argparse.Namespace(
-                    targets=10_000, alerts_per_target=10, keep=None, follow=120.0))
+                    targets=10_000, alerts_per_target=10, keep=None, follow=120.0,
+                    settled=False, store=args.store, owner=None))
             elif name == "storm":
                 results[name] = storm.run(args.store, args.pg_sync)
             else:
