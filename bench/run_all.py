@@ -12,7 +12,7 @@ also creates bench/.peer-venv for ansible-rulebook).
 ``--store postgresql`` runs intake and storm against a throw-away PostgreSQL server
 (one per benchmark, fresh database) and skips the others, which do not depend on the
 store (startup, reaction) or compare against SQLite's figures (peer) unless named
-with ``--only``.
+with ``--only`` (``--only backlog --store postgresql``: the restart on PostgreSQL).
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def main() -> int:
             elif name == "backlog":
                 results[name] = restart_backlog.run(argparse.Namespace(
                     targets=10_000, alerts_per_target=10, keep=None, follow=120.0,
-                    settled=True))
+                    settled=False, store=args.store, owner=None))
             elif name == "verifying":
                 results[name] = verifying.run(verifying.parser().parse_args([]))
             elif name == "storm":

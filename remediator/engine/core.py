@@ -129,6 +129,7 @@ class Engine:
         self._backlog_ahead = BACKLOG_AHEAD * cfg.max_parallel   # … kept waiting for slots
         self._feeder: asyncio.Task[None] | None = None
         self._room: asyncio.Future[None] | None = None
+        self._scan_room: asyncio.Future[None] | None = None    # … for the scan (_scan)
         self._lost: set[str] = set()
         self._crashes: dict[str, int] = {}
         self._gauges_at = float("-inf")
@@ -211,6 +212,9 @@ class Engine:
         room = self._room
         if room is not None and not room.done() and self._waiting < self._backlog_ahead:
             room.set_result(None)
+        room = self._scan_room
+        if room is not None and not room.done() and self._waiting <= self._backlog_ahead // 2:
+            room.set_result(None)
 
     def wake(self, incident_id: str, lane: str = RESUMED) -> None:
         """Start the incident's run (waiting for a slot in ``lane``: its playbook, for
@@ -237,18 +241,38 @@ class Engine:
             self.wake(incident_id)
 
     async def _scan(self) -> None:
-        """Claim incidents nobody works on (new on another replica, or whose replica died)."""
+        """Claim incidents nobody works on (new on another replica, or whose replica
+        died), as many as the queue for working slots has room for (BACKLOG_AHEAD runs
+        per slot, as for the resumed backlog). A run that waits (an approval, a
+        verification) holds no slot, so waits do not stop the scan: ``max_parallel -
+        running`` did, and a replica restarted after a SIGKILL took up 32 of the 10,000
+        waiting incidents its predecessor's leases had held. A full batch looks again
+        once half of that queue has taken its slots, not a scan interval later."""
         cfg = self.settings
         while not self.stopping:
+            full = False
             try:
-                free = cfg.max_parallel - self.running
+                free = self._backlog_ahead - self._waiting - len(self._backlog)
                 if free > 0:
-                    for incident_id in await self.store.claim_batch(
-                            self.owner, self.clock.now(), cfg.lease, free):
+                    claimed = await self.store.claim_batch(self.owner, self.clock.now(),
+                                                           cfg.lease, free)
+                    for incident_id in claimed:
                         self.wake(incident_id)
+                    full = len(claimed) == free
             except Exception:
                 log.exception("looking for unclaimed incidents failed; trying again")
-            await self.clock.sleep(cfg.scan_interval)
+            if full:
+                await asyncio.sleep(0)      # the woken runs take their place in the queue
+                await self._queue_below(self._backlog_ahead // 2)
+            else:
+                await self.clock.sleep(cfg.scan_interval)
+
+    async def _queue_below(self, n: int) -> None:
+        """Until at most ``n`` runs wait for a working slot (``_depth`` tells)."""
+        loop = asyncio.get_running_loop()
+        while self._waiting > n and not self.stopping:
+            self._scan_room = loop.create_future()
+            await self._scan_room
 
     async def _renew(self, incident_id: str, event: WakeEvent) -> None:
         cfg = self.settings
