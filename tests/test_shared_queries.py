@@ -75,6 +75,15 @@ async def test_different_queries_are_not_shared_and_window_zero_is_off(
     assert prom.calls == {Q: 2, "up": 1}
 
 
+async def test_with_window_zero_a_query_in_flight_is_still_sent_once(
+        prom: FakePrometheus) -> None:
+    metrics = shared(prom, Ticks(), window=0.0)
+    await asyncio.gather(*[metrics.query(Q) for _ in range(20)])
+    assert prom.calls[Q] == 1
+    await metrics.query(Q)                    # nothing kept: asked again
+    assert prom.calls[Q] == 2
+
+
 async def test_errors_are_shared_but_not_kept(prom: FakePrometheus) -> None:
     metrics = shared(prom, Ticks())
     prom.fail(1)

@@ -57,8 +57,8 @@ class SharedQueries:
             if now - answer[0] >= self.window:
                 del self._answers[promql]
         pending = self._inflight.get(promql)
-        if pending is not None and now - pending[0] < young:
-            self.shared += 1
+        if pending is not None and (max_age is None or now - pending[0] < max_age):
+            self.shared += 1             # in flight: joined whatever the window (even 0)
             return list(await asyncio.shield(pending[1]))
         if pending is not None:          # asked before the caller's previous poll: its own
             return await self._ask(promql, now)
