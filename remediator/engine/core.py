@@ -128,8 +128,9 @@ class Engine:
         self._backlog: dict[str, None] = {}
         self._backlog_ahead = BACKLOG_AHEAD * cfg.max_parallel   # … kept waiting for slots
         self._feeder: asyncio.Task[None] | None = None
-        self._room: asyncio.Future[None] | None = None
-        self._scan_room: asyncio.Future[None] | None = None    # … for the scan (_scan)
+        # who waits for the queue of runs waiting for a slot to shrink (_queue_below):
+        # the most runs it lets wait, and its future
+        self._rooms: list[tuple[int, asyncio.Future[None]]] = []
         self._lost: set[str] = set()
         self._crashes: dict[str, int] = {}
         self._gauges_at = float("-inf")
@@ -189,13 +190,11 @@ class Engine:
         most BACKLOG_AHEAD runs per working slot waiting for one. Waking 10,000 at once
         stepped 10,000 new tasks in one go right after ready, holding the event loop
         ~45 ms: a new incident's webhook waited that long for its commit."""
-        loop = asyncio.get_running_loop()
         ahead = self._backlog_ahead
         backlog = self._backlog
         while backlog and not self.stopping:
             if self._waiting >= ahead:
-                self._room = loop.create_future()
-                await self._room
+                await self._queue_below(ahead - 1)
                 continue
             for _ in range(min(FEED_CHUNK, ahead - self._waiting)):
                 if not backlog:
@@ -209,12 +208,12 @@ class Engine:
     def _depth(self) -> None:
         """``remediator_queue_depth``: runs waiting for a slot and the resumed backlog."""
         self.metrics.queue_depth.set(self._waiting + len(self._backlog))
-        room = self._room
-        if room is not None and not room.done() and self._waiting < self._backlog_ahead:
-            room.set_result(None)
-        room = self._scan_room
-        if room is not None and not room.done() and self._waiting <= self._backlog_ahead // 2:
-            room.set_result(None)
+        if self._rooms:
+            waiting = self._waiting
+            for most, room in self._rooms:
+                if waiting <= most and not room.done():
+                    room.set_result(None)
+            self._rooms = [(most, room) for most, room in self._rooms if not room.done()]
 
     def wake(self, incident_id: str, lane: str = RESUMED) -> None:
         """Start the incident's run (waiting for a slot in ``lane``: its playbook, for
@@ -271,8 +270,9 @@ class Engine:
         """Until at most ``n`` runs wait for a working slot (``_depth`` tells)."""
         loop = asyncio.get_running_loop()
         while self._waiting > n and not self.stopping:
-            self._scan_room = loop.create_future()
-            await self._scan_room
+            room: asyncio.Future[None] = loop.create_future()
+            self._rooms.append((n, room))
+            await room
 
     async def _renew(self, incident_id: str, event: WakeEvent) -> None:
         cfg = self.settings
