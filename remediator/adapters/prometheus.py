@@ -28,7 +28,7 @@ import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import Any, NoReturn
+from typing import Any
 
 import aiohttp
 import requests
@@ -123,7 +123,7 @@ class PrometheusMetrics:
                                  f"{type(exc).__name__}") from exc
         if status != 200:
             self.last_ok = True
-            self._rejected(promql, f"HTTP Status Code {status} ({body!r})")
+            raise self._rejection(promql, f"HTTP Status Code {status} ({body!r})")
         try:
             result = json.loads(body)["data"]["result"]
         except (ValueError, KeyError, TypeError) as exc:
@@ -134,11 +134,11 @@ class PrometheusMetrics:
         return result
 
     @staticmethod
-    def _rejected(promql: str, text: str) -> NoReturn:
-        """Raise for an answer that is not 200: PermanentError if the query is wrong."""
+    def _rejection(promql: str, text: str) -> PermanentError | TemporaryError:
+        """The error of an answer that is not 200: PermanentError if the query is wrong."""
         if "400" in text or "bad_data" in text:
-            raise PermanentError(f"Prometheus rejected the query {promql!r}: {text}")
-        raise TemporaryError(f"Prometheus query failed: {text}")
+            return PermanentError(f"Prometheus rejected the query {promql!r}: {text}")
+        return TemporaryError(f"Prometheus query failed: {text}")
 
     async def query_range(self, promql: str, start: datetime, end: datetime,
                           step: float) -> list[dict[str, Any]]:
@@ -153,10 +153,7 @@ class PrometheusMetrics:
                 self._pool, functools.partial(call, *args, **kwargs))
         except PrometheusApiClientException as exc:
             self.last_ok = True
-            try:
-                self._rejected(promql, str(exc))
-            except (PermanentError, TemporaryError) as error:
-                raise error from exc
+            raise self._rejection(promql, str(exc)) from exc
         except (requests.RequestException, OSError) as exc:
             self.last_ok = False
             raise TemporaryError(f"Prometheus at {self.url} unreachable: "

@@ -60,14 +60,14 @@ class SharedQueries:
         if pending is not None and (max_age is None or now - pending[0] < max_age):
             self.shared += 1             # in flight: joined whatever the window (even 0)
             return list(await asyncio.shield(pending[1]))
-        if pending is not None:          # asked before the caller's previous poll: its own
-            return await self._ask(promql, now)
+        if pending is not None:          # asked before the caller's previous poll: one of
+            return await self._ask(promql, now)     # its own, beside it (not joined)
         future = asyncio.ensure_future(self._send(promql, now))
         self._inflight[promql] = (now, future)
         return list(await asyncio.shield(future))
 
     async def _ask(self, promql: str, asked: float) -> list[Sample]:
-        """A request of the caller's own, beside the one in flight (kept, not shared)."""
+        """One request (within the cap), its answer kept for the window."""
         async with self._limit:
             self.sent += 1
             result = await self.inner.query(promql)
@@ -84,12 +84,9 @@ class SharedQueries:
             self._answers[promql] = (asked, result)
 
     async def _send(self, promql: str, asked: float) -> list[Sample]:
+        """``_ask``, as the request in flight that callers of ``promql`` join."""
         try:
-            async with self._limit:
-                self.sent += 1
-                result = await self.inner.query(promql)
-            self._keep(promql, asked, result)
-            return result
+            return await self._ask(promql, asked)
         finally:
             del self._inflight[promql]
 
