@@ -585,6 +585,35 @@ async def test_claim_is_exclusive_until_the_lease_expires(store: Store) -> None:
     assert not await store.claim(inc, "d", NOW + timedelta(seconds=12), 5)  # closed
 
 
+async def test_leases_are_renewed_and_released_together(store: Store) -> None:
+    """One write renews (or releases) every lease a replica holds; an id it no longer
+    holds is left out of the answer and keeps its holder's lease."""
+    ids = []
+    for n in range(3):
+        [out] = await store.ingest([firing(f"{n:016x}", key=f"k{n}")], NOW)
+        ids.append(out.incident_ids[0])
+    a, b, c = ids
+    assert await store.claim(a, "r1", NOW, 5)
+    assert await store.claim(b, "r1", NOW, 5)
+    assert await store.claim(c, "r2", NOW, 5)
+    later = NOW + timedelta(seconds=4)
+    assert await store.renew_leases("r1", [a, b, c, "nope"], later, 5) == {a, b}
+    assert await store.renew_leases("r1", [], later, 5) == set()
+    # renewed to later + 5: still r1's at +8, when the first lease would have run out
+    assert not await store.claim(a, "r2", NOW + timedelta(seconds=8), 5)
+    assert not await store.claim(c, "r1", NOW + timedelta(seconds=4), 5)     # r2's, unrenewed
+    assert await store.claim(c, "r1", NOW + timedelta(seconds=6), 5)         # … expired
+    assert await store.renew_leases("r2", [c], later, 5) == set()            # taken over
+    await store.release_leases("r1", [a, c])
+    assert await store.claim(a, "r3", later, 5)                              # released
+    assert await store.claim(c, "r3", later, 5)
+    assert not await store.claim(b, "r3", later, 5)                          # not in the list
+    await store.release_leases("r1", [a])                                    # r3's now: kept
+    assert await store.renew_leases("r3", [a, c], later, 5) == {a, c}
+    many = [f"x{n}" for n in range(1200)] + [b]                              # over a chunk
+    assert await store.renew_leases("r1", many, later, 5) == {b}
+
+
 async def test_sink_delivery_lease(store: Store) -> None:
     assert await store.claim_sink("slack", "a", NOW, 5)
     if store.single_process:        # one process delivers everything: always granted
@@ -773,6 +802,29 @@ async def test_approvals_are_single_use(store: Store) -> None:
     assert decided.decided_at == NOW
     assert not await store.decide_approval("apr-1", "approved", "carol", NOW)
     assert await store.get_approval("nope") is None
+
+
+async def test_approvals_and_firing_counts_are_read_many_at_once(store: Store) -> None:
+    recs = [ApprovalRecord(id=f"apr-{n}", incident_id=f"inc-{n}", step_index=0,
+                           requested_at=NOW, expires_at=NOW + timedelta(minutes=15),
+                           approvers=("U1",)) for n in range(3)]
+    for rec in recs:
+        await store.create_approval(rec)
+    await store.decide_approval("apr-1", "rejected", "bob", NOW)
+    got = await store.get_approvals(["apr-0", "apr-1", "nope"] + [f"x{n}" for n in range(600)])
+    assert set(got) == {"apr-0", "apr-1"}
+    assert got["apr-0"] == recs[0]
+    assert got["apr-1"].decision == "rejected"
+    assert await store.get_approvals([]) == {}
+
+    one, _ = await store.ingest([firing("a" * 16, key="k1"), firing("b" * 16, key="k1")], NOW)
+    [two] = await store.ingest([firing("c" * 16, key="k2")], NOW)
+    first, second = one.incident_ids[0], two.incident_ids[0]
+    await store.ingest([resolved_("c" * 16)], NOW)
+    counts = await store.firing_alert_counts([first, second, "nope"])
+    assert counts == {first: 2, second: 0, "nope": 0}
+    assert counts[first] == await store.firing_alert_count(first)
+    assert await store.firing_alert_counts([]) == {}
 
 
 # --- SQLite: the write lock held by another process ----------------------------------

@@ -6,14 +6,16 @@ records the decision once (single use) and wakes the incident. Rejection or
 expiry escalates.
 
 While the decision is awaited the run parks when it may (``Run.can_park``): the
-engine holds the wait as data and looks at the decision every ``POLL_INTERVAL``
-(``still_waiting``, two reads, no view); anything new (a decision, the expiry, the
-alerts resolved, a wake) makes it a run again, which comes back here (``resume``).
+engine holds the wait as data (``parking``) and looks at the decision every
+``POLL_INTERVAL``, many waits at once (``next_looks``, two reads, no view); anything new
+(a decision, the expiry, the alerts resolved, a wake) makes it a run again, which comes
+back here (``resume``).
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from remediator.engine.outcomes import Interruption, RunInterrupted
@@ -35,16 +37,24 @@ async def obtain(run: Run, step: Step, rec: StepRecord,
     return await _Approval(run, run.deps.store, run.deps.approvers).obtain(step, rec, resume)
 
 
-async def still_waiting(store: Store, parked: ParkedApproval, now: datetime) -> float | None:
-    """The parked wait's look at the decision: seconds until the next look when nothing
-    changed; None when the run must go on (decided, expired, or the alerts resolved),
-    which ``obtain`` then sees and journals as it would have without parking."""
-    current = await store.get_approval(parked.approval_id)
-    if current is None or current.decision is not None or now >= current.expires_at:
-        return None
-    if await store.firing_alert_count(parked.incident_id) == 0:
-        return None
-    return min(POLL_INTERVAL, (current.expires_at - now).total_seconds())
+async def next_looks(store: Store, waits: Sequence[ParkedApproval],
+                     now: datetime) -> dict[str, float | None]:
+    """A look at many parked waits' decisions in two reads, by incident: seconds until
+    its next look when nothing changed; None when its run must go on (decided, expired,
+    or its alerts resolved), which ``obtain`` then sees and journals as it would have
+    without parking."""
+    records = await store.get_approvals([w.approval_id for w in waits])
+    undecided = {w.incident_id: r for w in waits
+                 if (r := records.get(w.approval_id)) is not None and r.decision is None
+                 and now < r.expires_at}
+    firing = await store.firing_alert_counts(list(undecided)) if undecided else {}
+    looks: dict[str, float | None] = {}
+    for wait in waits:
+        record = undecided.get(wait.incident_id)
+        looks[wait.incident_id] = (
+            min(POLL_INTERVAL, (record.expires_at - now).total_seconds())
+            if record is not None and firing.get(wait.incident_id, 0) > 0 else None)
+    return looks
 
 
 class _Approval:

@@ -11,10 +11,11 @@ in-flight API calls may finish within the grace period, and the journal says whe
 each incident was. A run that crashes is journaled nowhere new: it is woken again
 after a backoff, so no incident is stranded in "remediating".
 
-When one process uses the store, a run waiting for an approval parks: the engine holds
-it as a ``ParkedApproval`` (plain data and a clock timer, no task, coroutine or view),
-looks at the decision on the timer without a run (``approvals.still_waiting``) and
-turns it back into a run when anything changed or the incident is woken.
+A run waiting for an approval parks: the engine holds it as data (``parking``), looks
+at the decisions of many such waits at once on a timer, and turns one back into a run
+when anything changed or the incident is woken. On a store that replicas share every
+incident this replica works on or holds parked is claimed with a lease, all renewed
+together (``leases``).
 
 Every task is owned by one ``Supervisor``.
 """
@@ -22,9 +23,7 @@ Every task is owned by one ``Supervisor``.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import enum
-import functools
 import logging
 import os
 import socket
@@ -32,19 +31,20 @@ import uuid
 from collections.abc import Mapping, Sequence
 
 from remediator.clock import Clock
-from remediator.engine import approvals
 from remediator.engine.chain import Chains
 from remediator.engine.contract import Catalogue
 from remediator.engine.guards import Guards
 from remediator.engine.handoff import Handoff, Handoffs
 from remediator.engine.incident import IncidentRun
 from remediator.engine.intake import Intake, IntakeGate
+from remediator.engine.leases import Leases
 from remediator.engine.manual import Manual
 from remediator.engine.notifications import Notifications
+from remediator.engine.parking import ParkedWaits
 from remediator.engine.ports import Ports
 from remediator.engine.quarantine import Quarantine, undone_on_close
 from remediator.engine.routing import Router
-from remediator.engine.run import Parked, ParkedApproval, RunDeps, WakeEvent
+from remediator.engine.run import Parked, RunDeps, WakeEvent
 from remediator.engine.slots import RESUMED, FairSlots, Slot
 from remediator.engine.supervisor import Supervisor
 from remediator.engine.verification import Verifier
@@ -75,7 +75,7 @@ class _RunEnd(enum.Enum):
     DONE = "done"                       # the run ended normally
     CRASHED = "crashed"                 # it raised: wake it again after a backoff
     HELD_ELSEWHERE = "held elsewhere"   # not ours (another replica, shutdown, lost lease)
-    PARKED = "parked"                   # waits for an approval as data (``_parked``)
+    PARKED = "parked"                   # waits for an approval as data (``parking``)
 
 
 class Engine:
@@ -118,10 +118,11 @@ class Engine:
         self.stopping = False
         self._runs: dict[str, asyncio.Task[None]] = {}
         self._wakes: dict[str, WakeEvent] = {}
-        self._parked: dict[str, ParkedApproval] = {}    # runs waiting as data
-        self._resume: dict[str, ParkedApproval] = {}    # … woken: their next run's hint
-        self._unparked: asyncio.Future[None] | None = None   # for ``idle``
         self.slots = FairSlots(cfg.max_parallel)
+        self.parking = ParkedWaits(store, clock, self.slots, self.metrics, self.tasks,
+                                   self.wake)
+        self.leases = (Leases(store, clock, self.owner, cfg.lease, self._lost_lease)
+                       if self.shared_store else None)
         self._lanes: dict[str, str] = {}     # incident → the lane its next run waits in
         self._waiting = 0
         # incidents resumed at start whose runs are not started yet (see _feed_backlog)
@@ -149,7 +150,7 @@ class Engine:
             quarantine=Quarantine(self.ports.every_cluster(), store, clock, self.tasks),
             give_way=self.gate.give_way,
             stopping=lambda: self.stopping, lost=self.lost, chains=self.chains,
-            tasks=self.tasks, park=not self.shared_store)
+            tasks=self.tasks)
 
     @property
     def shared_store(self) -> bool:
@@ -175,6 +176,8 @@ class Engine:
             await self.store.release_all()     # leases of this process's previous run
         else:
             self.tasks.start(self._scan(), name="incident-scan")
+            assert self.leases is not None
+            self.tasks.start(self.leases.keep(), name="leases")
         if self._isolates():
             self.tasks.start(self.deps.quarantine.sweep(), name="quarantine-sweep")
         self.metrics.automation_paused.set(1 if await self.guards.any_paused() else 0)
@@ -221,8 +224,8 @@ class Engine:
         if self.stopping:
             return
         self._backlog.pop(incident_id, None)        # woken before its turn: no second run
-        if incident_id in self._parked:
-            self._lanes[incident_id] = self._unpark(incident_id).lane
+        if incident_id in self.parking:
+            self._lanes[incident_id] = self.parking.take(incident_id)
         self._lanes.setdefault(incident_id, lane)
         event = self._wakes.get(incident_id)
         if event is None:
@@ -236,7 +239,7 @@ class Engine:
     def wake_if_running(self, incident_id: str) -> None:
         """A wake from another replica: only a run held here needs it (the scan picks
         up incidents nobody holds)."""
-        if incident_id in self._runs or incident_id in self._parked:
+        if incident_id in self._runs or incident_id in self.parking:
             self.wake(incident_id)
 
     async def _scan(self) -> None:
@@ -274,22 +277,14 @@ class Engine:
             self._rooms.append((n, room))
             await room
 
-    async def _renew(self, incident_id: str, event: WakeEvent) -> None:
-        cfg = self.settings
-        while True:
-            await self.clock.sleep(cfg.lease / 3)
-            try:
-                held = await self.store.claim(incident_id, self.owner, self.clock.now(),
-                                              cfg.lease)
-            except Exception:
-                log.exception("renewing the lease failed", extra={"incident": incident_id})
-                continue
-            if not held:
-                log.error("lost the lease: another replica took this incident over",
-                          extra={"incident": incident_id})
-                self._lost.add(incident_id)
-                event.set()
-                return
+    def _lost_lease(self, incident_id: str) -> None:
+        """Another replica took an incident held here: its run stops at its next wait,
+        its parked wait is forgotten."""
+        self._lost.add(incident_id)
+        self.parking.drop(incident_id)
+        event = self._wakes.get(incident_id)
+        if event is not None:
+            event.set()
 
     async def _run(self, incident_id: str) -> None:
         slot = Slot(self.slots, self._lanes.pop(incident_id, RESUMED))
@@ -309,29 +304,26 @@ class Engine:
                 del self._runs[incident_id]
                 event = self._wakes.pop(incident_id, None)
                 if ended == _RunEnd.PARKED:
-                    self._parked_run_ended(incident_id, slot.lane)
+                    if self.parking.run_ended(incident_id, slot.lane):
+                        self.wake(incident_id, slot.lane)   # woken while it parked
                 elif ended == _RunEnd.CRASHED:
                     self._rewake_later(incident_id)
                 elif ended == _RunEnd.DONE and event is not None and event.is_set():
                     self.wake(incident_id, slot.lane)   # woken while the run was ending
 
     async def _run_claimed(self, incident_id: str, slot: Slot) -> _RunEnd:
-        cfg = self.settings
+        resume = self.parking.resume(incident_id)
         # A lease only where replicas share the store. With one process on the file
         # (SQLite) ``_runs`` already keeps one run per incident, and a lease, a write as
         # the run starts and one as it ends, protected against nobody (``release_all``
         # clears them all at start anyway).
-        if self.shared_store and not await self.store.claim(
-                incident_id, self.owner, self.clock.now(), cfg.lease):
+        if self.leases is not None and not await self.leases.claim(incident_id):
             log.debug("incident held by another replica", extra={"incident": incident_id})
             return _RunEnd.HELD_ELSEWHERE
         self._lost.discard(incident_id)
         event = self._wakes[incident_id]
-        renewer = (self.tasks.start(self._renew(incident_id, event), name=f"lease-{incident_id}")
-                   if self.shared_store else None)
         self.metrics.incidents_running.inc()
         ended = _RunEnd.DONE
-        resume = self._resume.pop(incident_id, None)
         try:
             while not self.stopping:
                 event.clear()
@@ -339,7 +331,8 @@ class Engine:
                     await IncidentRun(self.deps, incident_id, event, slot, resume).run()
                     self._crashes.pop(incident_id, None)
                 except Parked as parked:
-                    self._park(parked, slot.lane)
+                    if not self.stopping:       # else the journal has it: resumed on start
+                        self.parking.hold(parked.parked, slot.lane)
                     ended = _RunEnd.PARKED
                     break
                 except Exception:
@@ -351,77 +344,15 @@ class Engine:
                     break
         finally:
             self.metrics.incidents_running.dec()
-            if renewer is not None:
-                renewer.cancel()
-            if self.shared_store and not self.lost(incident_id):
+            # a parked wait keeps its lease; a lost one is not ours to release
+            if self.leases is not None and incident_id not in self.parking:
                 try:
-                    await self.store.release(incident_id, self.owner)
+                    await self.leases.release([incident_id])
                 except Exception:
                     log.exception("releasing the lease failed", extra={"incident": incident_id})
         if ended == _RunEnd.PARKED:
             return ended
         return ended if not (self.stopping or self.lost(incident_id)) else _RunEnd.HELD_ELSEWHERE
-
-    def _park(self, parked: Parked, lane: str) -> None:
-        """A run parked: hold its wait as data (its timer is set when the run is over)."""
-        if self.stopping:
-            return                              # the journal has it: resumed on start
-        parked.parked.lane = lane
-        self._parked[parked.parked.incident_id] = parked.parked
-        self.metrics.incidents_running.inc()        # still the engine's, as data
-
-    def _unpark(self, incident_id: str) -> ParkedApproval:
-        """Woken: the parked wait becomes its next run's hint."""
-        parked = self._parked.pop(incident_id)
-        parked.cancel()
-        self._resume[incident_id] = parked
-        self.metrics.incidents_running.dec()
-        if self._unparked is not None and not self._unparked.done():
-            self._unparked.set_result(None)
-        return parked
-
-    def _parked_run_ended(self, incident_id: str, lane: str) -> None:
-        """The parked run's task is over: set the parked wait's timer, or, woken
-        meanwhile (no longer parked), start its next run."""
-        parked = self._parked.get(incident_id)
-        if parked is None:
-            if incident_id in self._resume:
-                self.wake(incident_id, lane)
-            return
-        self._look_later(incident_id, parked)
-
-    def _look_due(self, incident_id: str, parked: ParkedApproval) -> None:
-        if not self.stopping and self._parked.get(incident_id) is parked:
-            parked.timer = None
-            self.tasks.start(self._look(incident_id, parked), name=f"approval-{incident_id}")
-
-    async def _look(self, incident_id: str, parked: ParkedApproval) -> None:
-        """A parked approval wait's look at the decision, in a working slot of its lane
-        as the run's poll was: waits again, or (anything changed) becomes a run."""
-        slot = Slot(self.slots, parked.lane)
-        delay: float | None = None
-        try:
-            await slot.take()
-            delay = await approvals.still_waiting(self.store, parked, self.clock.now())
-        except Exception:
-            log.exception("looking at a parked approval failed; resuming the run",
-                          extra={"incident": incident_id})
-        finally:
-            slot.give()
-        if self.stopping or self._parked.get(incident_id) is not parked:
-            return                                    # woken meanwhile: a run has it
-        if delay is None:
-            self.wake(incident_id)
-        else:
-            parked.next_look = delay
-            self._look_later(incident_id, parked)
-
-    def _look_later(self, incident_id: str, parked: ParkedApproval) -> None:
-        # In an empty context: a timer keeps a copy of the context it was set in, and a
-        # run's holds the run itself (``health``'s journal hook: its view, its task).
-        parked.timer = contextvars.Context().run(
-            self.clock.call_later, parked.next_look,
-            functools.partial(self._look_due, incident_id, parked))
 
     def _rewake_later(self, incident_id: str) -> None:
         """A run crashed (a store error, a bug): log it and try again after a backoff,
@@ -468,12 +399,12 @@ class Engine:
     @property
     def running(self) -> int:
         """Incidents the engine works on: runs in progress and parked waits."""
-        return len({i for i, t in self._runs.items() if not t.done()} | self._parked.keys())
+        return len({i for i, t in self._runs.items() if not t.done()} | self.parking.ids())
 
     @property
     def parked(self) -> int:
         """Incidents waiting as data (no task): approvals awaited."""
-        return len(self._parked)
+        return len(self.parking)
 
     async def idle(self) -> None:
         """Wait until no incident run is in progress nor parked (tests and the demo)."""
@@ -483,9 +414,8 @@ class Engine:
                 tasks.append(self._feeder)           # resumed incidents still to start
             if tasks:
                 await asyncio.wait(tasks)
-            elif self._parked and not self.stopping:
-                self._unparked = asyncio.get_running_loop().create_future()
-                await self._unparked
+            elif len(self.parking) and not self.stopping:
+                await self.parking.any_woken()
             else:
                 return
 
@@ -495,12 +425,7 @@ class Engine:
         self.chains.stopping = True
         for event in self._wakes.values():
             event.set()
-        for parked in self._parked.values():     # the journal has them: resumed on start
-            parked.cancel()
-        self.metrics.incidents_running.dec(len(self._parked))
-        self._parked.clear()
-        if self._unparked is not None and not self._unparked.done():
-            self._unparked.set_result(None)
+        parked = self.parking.stop()            # the journal has them: resumed on start
         runs = [t for t in self._runs.values() if not t.done()]
         if runs:
             _, pending = await asyncio.wait(runs, timeout=grace)
@@ -510,5 +435,11 @@ class Engine:
             if pending:
                 log.warning("%d incident runs were cut at shutdown; they resume from the "
                             "journal on the next start", len(pending))
+        if self.leases is not None and parked:   # another replica may take them up now
+            try:
+                await self.leases.release(parked)
+            except Exception:
+                log.exception("releasing the leases of %d parked waits failed; they run "
+                              "out in %gs", len(parked), self.settings.lease)
         await self.notifications.stop()
         await self.tasks.close()

@@ -154,7 +154,6 @@ class RunDeps:
     lost: Callable[[str], bool]                  # this replica lost the incident's lease
     chains: Chains | None = None                 # on-call chains (escalation policies)
     tasks: Supervisor | None = None              # background work of a run (model summary)
-    park: bool = False                           # approval waits park (see ``Parked``)
 
 
 class Run:
@@ -189,9 +188,9 @@ class Run:
 
     def can_park(self) -> bool:
         """Whether a wait for an approval may end the run and be held as data: the
-        engine allows it (one process uses the store, so no lease to renew) and no
-        wake is pending (that would end the wait at once)."""
-        return self.deps.park and self.slot is not None and not self.wake.is_set()
+        engine runs it (in a working slot) and no wake is pending (that would end the
+        wait at once)."""
+        return self.slot is not None and not self.wake.is_set()
 
     def take_diagnosis(self) -> dict[str, Any] | None:
         """The diagnosis made when the incident opened, once (the first step reuses it)."""

@@ -153,6 +153,10 @@ class IncidentStore(Protocol):
 
     async def firing_alert_count(self, incident_id: str) -> int: ...
 
+    async def firing_alert_counts(self, incident_ids: Sequence[str]) -> dict[str, int]:
+        """``firing_alert_count`` of many incidents in one read (0 for an unknown id)."""
+        ...
+
     async def firing_fingerprints(self, incident_id: str) -> list[str]:
         """The fingerprints of the incident's alerts still firing, each once, sorted."""
         ...
@@ -262,6 +266,16 @@ class LeaseStore(Protocol):
         """Drop every lease (single-process stores, on start)."""
         ...
 
+    async def renew_leases(self, owner: str, incident_ids: Sequence[str], now: datetime,
+                           lease: float) -> set[str]:
+        """Extend ``owner``'s leases on these incidents to ``now + lease`` in one write;
+        the ids it still held (the others another replica took, or nobody holds)."""
+        ...
+
+    async def release_leases(self, owner: str, incident_ids: Sequence[str]) -> None:
+        """``release`` of many incidents in one write."""
+        ...
+
 
 class GuardStore(Protocol):
     """What the safety guards read and reserve: cooldowns, run counts, the action budget
@@ -320,6 +334,10 @@ class ApprovalStore(Protocol):
     async def create_approval(self, record: ApprovalRecord) -> None: ...
 
     async def get_approval(self, approval_id: str) -> ApprovalRecord | None: ...
+
+    async def get_approvals(self, approval_ids: Sequence[str]) -> dict[str, ApprovalRecord]:
+        """The approvals of these ids that exist, by id, in one read."""
+        ...
 
     async def pending_approval(self, incident_id: str, step_index: int) -> ApprovalRecord | None:
         ...

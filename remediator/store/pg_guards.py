@@ -10,6 +10,7 @@ once. Not here: incidents and the journal (``pg_queries.py``).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -130,6 +131,10 @@ class PgGuards(PgBase):
     async def get_approval(self, approval_id: str) -> ApprovalRecord | None:
         rows = await self._fetch("SELECT * FROM approvals WHERE id=$1", approval_id)
         return _approval(rows[0]) if rows else None
+
+    async def get_approvals(self, approval_ids: Sequence[str]) -> dict[str, ApprovalRecord]:
+        return {r["id"]: _approval(r) for r in await self._fetch(
+            "SELECT * FROM approvals WHERE id = ANY($1::text[])", list(approval_ids))}
 
     async def pending_approval(self, incident_id: str, step_index: int) -> ApprovalRecord | None:
         rows = await self._fetch("SELECT * FROM approvals WHERE incident_id=$1 AND "

@@ -89,6 +89,16 @@ class PgIncidents(PgBase):
         await self._execute("UPDATE incidents SET owner=NULL, lease_until=NULL "
                             "WHERE owner IS NOT NULL")
 
+    async def renew_leases(self, owner: str, incident_ids: Sequence[str], now: datetime,
+                           lease: float) -> set[str]:
+        return {r[0] for r in await self._fetch(
+            "UPDATE incidents SET lease_until=$3 WHERE owner=$1 AND id = ANY($2::text[]) "
+            "RETURNING id", owner, list(incident_ids), now + timedelta(seconds=lease))}
+
+    async def release_leases(self, owner: str, incident_ids: Sequence[str]) -> None:
+        await self._execute("UPDATE incidents SET owner=NULL, lease_until=NULL "
+                            "WHERE owner=$1 AND id = ANY($2::text[])", owner, list(incident_ids))
+
     async def get_incident(self, incident_id: str, *,
                            alert_limit: int | None = None) -> IncidentView | None:
         if self._pool is None:
@@ -186,6 +196,14 @@ class PgIncidents(PgBase):
         return int(await self._fetchval(
             "SELECT count(*) FROM incident_alerts ia JOIN alerts a ON a.id = ia.alert_id "
             "WHERE ia.incident_id=$1 AND a.status='firing'", incident_id))
+
+    async def firing_alert_counts(self, incident_ids: Sequence[str]) -> dict[str, int]:
+        counts = dict.fromkeys(incident_ids, 0)
+        counts.update((r[0], int(r[1])) for r in await self._fetch(
+            "SELECT ia.incident_id, count(*) FROM incident_alerts ia "
+            "JOIN alerts a ON a.id = ia.alert_id WHERE a.status='firing' "
+            "AND ia.incident_id = ANY($1::text[]) GROUP BY ia.incident_id", list(incident_ids)))
+        return counts
 
     async def firing_fingerprints(self, incident_id: str) -> list[str]:
         if self._pool is None:

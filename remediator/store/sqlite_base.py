@@ -19,7 +19,7 @@ import logging
 import sqlite3
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -56,6 +56,16 @@ def settle(futures: list[asyncio.Future[Any]], results: list[tuple[bool, Any]]) 
             fut.set_result(value)
         else:
             fut.set_exception(value)
+
+
+#: ids bound in one ``IN (…)`` list (a query over more ids runs once per chunk)
+IN_CHUNK = 500
+
+
+def chunks(ids: Sequence[str]) -> list[list[str]]:
+    """``ids`` in lists of at most ``IN_CHUNK``."""
+    ids = list(ids)
+    return [ids[i:i + IN_CHUNK] for i in range(0, len(ids), IN_CHUNK)]
 
 
 def dt(value: str | None) -> datetime | None:

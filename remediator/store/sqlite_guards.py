@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 from datetime import datetime
 
 from remediator.model.records import GLOBAL_PAUSE, ApprovalRecord, Reservation, pause_flag
-from remediator.store.sqlite_base import SqliteBase, dt
+from remediator.store.sqlite_base import SqliteBase, chunks, dt
 from remediator.store.sqlite_intake import ts
 
 
@@ -144,6 +145,16 @@ class SqliteGuards(SqliteBase):
         def run(c: sqlite3.Connection) -> ApprovalRecord | None:
             row = c.execute("SELECT * FROM approvals WHERE id=?", (approval_id,)).fetchone()
             return _approval(row) if row else None
+        return await self._read(run)
+
+    async def get_approvals(self, approval_ids: Sequence[str]) -> dict[str, ApprovalRecord]:
+        def run(c: sqlite3.Connection) -> dict[str, ApprovalRecord]:
+            found: dict[str, ApprovalRecord] = {}
+            for chunk in chunks(approval_ids):
+                for row in c.execute("SELECT * FROM approvals WHERE id IN "
+                                     f"({','.join('?' * len(chunk))})", chunk):
+                    found[row["id"]] = _approval(row)
+            return found
         return await self._read(run)
 
     async def pending_approval(self, incident_id: str, step_index: int) -> ApprovalRecord | None:

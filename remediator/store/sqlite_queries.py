@@ -24,7 +24,7 @@ from remediator.model.incident import (
 )
 from remediator.model.records import count_alerts
 from remediator.ports.store import ASCII_LOWER, PageKey
-from remediator.store.sqlite_base import SqliteBase, dt
+from remediator.store.sqlite_base import SqliteBase, chunks, dt
 from remediator.store.sqlite_intake import ACTIVE_SQL, OPEN_SQL, ts
 
 
@@ -82,6 +82,27 @@ class SqliteIncidents(SqliteBase):
     async def release_all(self) -> None:
         await self._write(lambda c: c.execute(
             "UPDATE incidents SET owner=NULL, lease_until=NULL WHERE owner IS NOT NULL"))
+
+    async def renew_leases(self, owner: str, incident_ids: Sequence[str], now: datetime,
+                           lease: float) -> set[str]:
+        until = ts(now + timedelta(seconds=lease))
+
+        def run(c: sqlite3.Connection) -> set[str]:
+            held: set[str] = set()
+            for chunk in chunks(incident_ids):
+                held.update(r[0] for r in c.execute(
+                    f"UPDATE incidents SET lease_until=? WHERE owner=? "
+                    f"AND id IN ({','.join('?' * len(chunk))}) RETURNING id",
+                    (until, owner, *chunk)))
+            return held
+        return await self._write(run)
+
+    async def release_leases(self, owner: str, incident_ids: Sequence[str]) -> None:
+        def run(c: sqlite3.Connection) -> None:
+            for chunk in chunks(incident_ids):
+                c.execute("UPDATE incidents SET owner=NULL, lease_until=NULL WHERE owner=? "
+                          f"AND id IN ({','.join('?' * len(chunk))})", (owner, *chunk))
+        await self._write(run)
 
     async def get_incident(self, incident_id: str, *,
                            alert_limit: int | None = None) -> IncidentView | None:
@@ -186,6 +207,18 @@ class SqliteIncidents(SqliteBase):
                 "SELECT count(*) FROM incident_alerts ia JOIN alerts a ON a.id = ia.alert_id "
                 "WHERE ia.incident_id=? AND a.status='firing'", (incident_id,)).fetchone()
             return int(row[0])
+        return await self._read(run)
+
+    async def firing_alert_counts(self, incident_ids: Sequence[str]) -> dict[str, int]:
+        def run(c: sqlite3.Connection) -> dict[str, int]:
+            counts = dict.fromkeys(incident_ids, 0)
+            for chunk in chunks(incident_ids):
+                counts.update(c.execute(
+                    "SELECT ia.incident_id, count(*) FROM incident_alerts ia "
+                    "JOIN alerts a ON a.id = ia.alert_id WHERE a.status='firing' "
+                    f"AND ia.incident_id IN ({','.join('?' * len(chunk))}) "
+                    "GROUP BY ia.incident_id", chunk))
+            return counts
         return await self._read(run)
 
     async def firing_fingerprints(self, incident_id: str) -> list[str]:

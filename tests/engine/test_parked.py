@@ -36,7 +36,7 @@ async def until(check: Callable[[], bool], what: str) -> None:
 
 def held_runs(rig: Rig, *, collect: bool = True) -> list[object]:
     """Runs and run journals of this rig's incidents still in memory (not other tests')."""
-    ids = set(rig.engine._parked)
+    ids = rig.engine.parking.ids()
     if collect:
         gc.collect()
     return [o for o in gc.get_objects()
