@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import logging
 from collections.abc import Callable
 
@@ -133,7 +134,7 @@ class ParkedWaits:
         # In an empty context: a timer keeps a copy of the context it was set in, and a
         # run's holds the run itself (``health``'s journal hook: its view, its task).
         parked.timer = contextvars.Context().run(
-            self.clock.call_later, parked.next_look, lambda: self._due_now(parked))
+            self.clock.call_later, parked.next_look, functools.partial(self._due_now, parked))
 
     def _due_now(self, parked: ParkedApproval) -> None:
         if self.stopping or self._parked.get(parked.incident_id) is not parked:
