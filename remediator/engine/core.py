@@ -33,7 +33,6 @@ from collections.abc import Mapping, Sequence
 from remediator.clock import Clock
 from remediator.engine.chain import Chains
 from remediator.engine.contract import Catalogue
-from remediator.engine.firing import FiringCounts
 from remediator.engine.guards import Guards
 from remediator.engine.handoff import Handoff, Handoffs
 from remediator.engine.incident import IncidentRun
@@ -151,7 +150,7 @@ class Engine:
             quarantine=Quarantine(self.ports.every_cluster(), store, clock, self.tasks),
             give_way=self.gate.give_way,
             stopping=lambda: self.stopping, lost=self.lost, chains=self.chains,
-            tasks=self.tasks, firing_counts=FiringCounts(store, self.tasks))
+            tasks=self.tasks)
 
     @property
     def shared_store(self) -> bool:

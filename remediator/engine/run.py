@@ -41,7 +41,6 @@ from remediator.settings import EngineSettings
 if TYPE_CHECKING:
     from remediator.engine.chain import Chains
     from remediator.engine.contract import Catalogue
-    from remediator.engine.firing import FiringCounts
     from remediator.engine.guards import Guards
     from remediator.engine.notifications import Notifications
     from remediator.engine.ports import Ports
@@ -155,7 +154,6 @@ class RunDeps:
     lost: Callable[[str], bool]                  # this replica lost the incident's lease
     chains: Chains | None = None                 # on-call chains (escalation policies)
     tasks: Supervisor | None = None              # background work of a run (model summary)
-    firing_counts: FiringCounts | None = None    # firing counts read for many runs at once
 
 
 class Run:
@@ -237,9 +235,6 @@ class Run:
         return self.view.alerts
 
     async def firing(self) -> int:
-        """How many of the incident's alerts fire, read now."""
-        if self.deps.firing_counts is not None:
-            return await self.deps.firing_counts.count(self.id)
         return await self.deps.store.firing_alert_count(self.id)
 
     def seconds_left(self) -> float | None:
