@@ -612,6 +612,8 @@ async def test_leases_are_renewed_and_released_together(store: Store) -> None:
     assert await store.renew_leases("r3", [a, c], later, 5) == {a, c}
     many = [f"x{n}" for n in range(1200)] + [b]                              # over a chunk
     assert await store.renew_leases("r1", many, later, 5) == {b}
+    await store.set_state(b, IncidentState.RECOVERED, later)                 # closed: as claim,
+    assert await store.renew_leases("r1", [b], later, 5) == set()            # not renewed
 
 
 async def test_sink_delivery_lease(store: Store) -> None:

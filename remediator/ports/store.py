@@ -268,8 +268,9 @@ class LeaseStore(Protocol):
 
     async def renew_leases(self, owner: str, incident_ids: Sequence[str], now: datetime,
                            lease: float) -> set[str]:
-        """Extend ``owner``'s leases on these incidents to ``now + lease`` in one write;
-        the ids it still held (the others another replica took, or nobody holds)."""
+        """Extend ``owner``'s leases on these open incidents to ``now + lease`` in one
+        write; the ids it still held (the others another replica took, nobody holds, or
+        are closed: as ``claim``, which renews only an open incident's lease)."""
         ...
 
     async def release_leases(self, owner: str, incident_ids: Sequence[str]) -> None:

@@ -93,7 +93,8 @@ class PgIncidents(PgBase):
                            lease: float) -> set[str]:
         return {r[0] for r in await self._fetch(
             "UPDATE incidents SET lease_until=$3 WHERE owner=$1 AND id = ANY($2::text[]) "
-            "RETURNING id", owner, list(incident_ids), now + timedelta(seconds=lease))}
+            "AND state = ANY($4::text[]) RETURNING id",
+            owner, list(incident_ids), now + timedelta(seconds=lease), _OPEN)}
 
     async def release_leases(self, owner: str, incident_ids: Sequence[str]) -> None:
         await self._execute("UPDATE incidents SET owner=NULL, lease_until=NULL "

@@ -91,7 +91,7 @@ class SqliteIncidents(SqliteBase):
             held: set[str] = set()
             for chunk in chunks(incident_ids):
                 held.update(r[0] for r in c.execute(
-                    f"UPDATE incidents SET lease_until=? WHERE owner=? "
+                    f"UPDATE incidents SET lease_until=? WHERE owner=? AND state IN {OPEN_SQL} "
                     f"AND id IN ({','.join('?' * len(chunk))}) RETURNING id",
                     (until, owner, *chunk)))
             return held

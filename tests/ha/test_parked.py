@@ -1,7 +1,8 @@
 """On a shared store too, a run waiting for an approval parks: no task, its lease kept
 and renewed with every other lease of the replica in one write, woken by a decision
 made on another replica (LISTEN/NOTIFY), forgotten when another replica took its
-lease, and released at shutdown so that another replica takes it up at once.
+lease, forgotten when its incident was closed without a wake reaching it, and released
+at shutdown so that another replica takes it up at once.
 
 Two engines in this process, each with its own ``PostgresStore`` on one real
 PostgreSQL database, as two replicas would be. Their clocks never move by themselves.
@@ -180,3 +181,22 @@ async def test_stopping_releases_the_parked_waits_to_another_replica(
     await until(taken_up, "the other replica parked every wait")
     assert {o for o, _ in (await owners(other)).values()} == {"other"}
     assert sorted(other.parking.ids()) == sorted(ids)
+
+
+async def test_a_parked_wait_whose_incident_was_closed_is_forgotten(
+        replicas: tuple[Engine, Engine]) -> None:
+    holder, other = replicas
+    ids = await parked(holder)
+    closed = ids[2]
+    # closed behind the holder's back (no wake reached it): as ``claim`` does, renewal
+    # keeps only an open incident's lease
+    await other.store.set_state(closed, IncidentState.RESOLVED, other.clock.now())
+
+    await advance(holder, seconds=LEASE / 3)         # its lease is not renewed any more
+
+    async def forgotten() -> bool:
+        return holder.parked == N - 1
+    await until(forgotten, "the closed incident's wait was forgotten")
+    assert holder.leases is not None
+    assert closed not in holder.leases
+    assert incident_tasks() == []
