@@ -3,9 +3,10 @@
 A replica claims an incident before its run (``claim``), and holds it while the run
 works and while its approval wait is parked; one task renews every lease it holds in
 one write every ``lease / 3`` (``keep``, ``Store.renew_leases``). A lease that renewal
-finds in another replica's hands is lost (``lost``): the run stops at its next wait, a
-parked wait is forgotten. A renewal task and a write per incident held 10,000 tasks and
-~1,000 commits/s with 10,000 incidents waiting for their approvals.
+finds in another replica's hands, or on a closed incident, is lost (``lost``): the run
+stops at its next wait, a parked wait is forgotten. A renewal task and a write per
+incident held 10,000 tasks and ~1,000 commits/s with 10,000 incidents waiting for their
+approvals.
 """
 
 from __future__ import annotations
@@ -76,6 +77,6 @@ class Leases:
             for incident_id, claim in chunk:
                 if incident_id not in renewed and self._held.get(incident_id) == claim:
                     del self._held[incident_id]
-                    log.error("lost the lease: another replica took this incident over",
-                              extra={"incident": incident_id})
+                    log.error("lost the lease: another replica took this incident over, "
+                              "or it was closed", extra={"incident": incident_id})
                     self.lost(incident_id)
