@@ -255,7 +255,7 @@ async def verify_step(run: Run, step: Step, rec: StepRecord) -> StepOutcome:
 
     verdict = await deps.verifier.run(
         step.verify, context=run.template_context(), target=run.view.target,
-        started_at=rec.verify_started_at, firing=run.firing, wait=run.wait,
+        started_at=rec.verify_started_at, firing=run.firing_lately, wait=run.wait,
         alerts=deps.ports.alerts, incident_alerts=firing, on_poll=journal_poll)
     took = (run.clock.now() - rec.verify_started_at).total_seconds()
     deps.metrics.verify_duration.labels("held" if verdict.held else "failed").observe(took)

@@ -12,7 +12,7 @@ from remediator.clock import FakeClock
 from remediator.engine.action import with_retries
 from remediator.engine.core import Engine
 from remediator.engine.intake import QUIET
-from remediator.engine.run import Run
+from remediator.engine.run import Run, WakeEvent
 from remediator.settings import EngineSettings
 from remediator.store.sqlite import SqliteStore
 
@@ -109,7 +109,7 @@ async def test_an_action_call_waits_too(tmp_path: Path) -> None:
     """Every attempt of an action call (plan or apply) gives way first: what a run does
     between two journal writes is cut into smaller pieces while alerts arrive."""
     e = await engine(tmp_path, priority=30.0)
-    run = Run(e.deps, "inc-1", asyncio.Event())
+    run = Run(e.deps, "inc-1", WakeEvent())
     called: list[int] = []
 
     async def call() -> str:

@@ -20,7 +20,7 @@ from remediator.engine.contract import ActionResult, IncidentSnapshot, Intent, R
 from remediator.engine.core import Engine
 from remediator.engine.outcomes import Verified
 from remediator.engine.ports import Ports
-from remediator.engine.run import Run
+from remediator.engine.run import Run, WakeEvent
 from remediator.engine.step import verify_step
 from remediator.model.incident import (
     ALERTS_IN_VIEW,
@@ -231,7 +231,7 @@ async def test_alert_resolved_asks_about_every_firing_alert_not_only_the_view(
     gone = [IngestItem(AlertRecord(r.fingerprint, r.starts_at, T0, "resolved", r.labels, {}),
                        ()) for r in records[:2]]
     await store.ingest(gone, T0)
-    run = Run(engine.deps, incident, asyncio.Event())
+    run = Run(engine.deps, incident, WakeEvent())
     view = await store.get_incident(incident, alert_limit=ALERTS_IN_VIEW)
     assert view is not None
     run.attach(view)
