@@ -19,6 +19,7 @@ it back into a run that goes straight back to that approval (``Run.resume``).
 from __future__ import annotations
 
 import asyncio
+import zlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -252,14 +253,18 @@ class Run:
 
     async def firing_lately(self) -> int:
         """The firing count as last read, if no wake came since and it is under
-        ``RECHECK`` seconds old; else read now (``firing``). An alert's status changes
+        ``RECHECK`` seconds old (an age of the incident's own, from half of that); else
+        read now (``firing``). An alert's status changes
         only at intake, which wakes its incidents (on PostgreSQL, other replicas' too):
         a verification polling every few seconds need not ask the store each time (5,000
         verifying asked 1,000 times a second). The age bound covers a lost wake."""
         seen = self._firing_seen
         if seen is not None:
             count, woken, at = seen
-            if woken == self.wake.woken and self.clock.now().timestamp() - at < RECHECK:
+            # each incident its own age between RECHECK/2 and RECHECK: incidents opened
+            # together (a storm) then spread their reads instead of making them together
+            oldest = RECHECK * (0.5 + zlib.crc32(self.id.encode()) / 2 ** 33)
+            if woken == self.wake.woken and self.clock.now().timestamp() - at < oldest:
                 return count
         return await self.firing()
 
