@@ -254,10 +254,10 @@ class Run:
     async def firing_lately(self) -> int:
         """The firing count as last read, if no wake came since and it is under
         ``RECHECK`` seconds old (an age of the incident's own, from half of that); else
-        read now (``firing``). An alert's status changes
-        only at intake, which wakes its incidents (on PostgreSQL, other replicas' too):
-        a verification polling every few seconds need not ask the store each time (5,000
-        verifying asked 1,000 times a second). The age bound covers a lost wake."""
+        read now (``firing``). An alert's status changes only at intake, which wakes
+        its incidents (on PostgreSQL, other replicas' too): a verification polling every
+        few seconds need not ask the store each time (5,000 verifying asked 1,000 times
+        a second). The age bound covers a lost wake."""
         seen = self._firing_seen
         if seen is not None:
             count, woken, at = seen
