@@ -58,14 +58,19 @@ def settle(futures: list[asyncio.Future[Any]], results: list[tuple[bool, Any]]) 
             fut.set_exception(value)
 
 
-#: ids bound in one ``IN (…)`` list (a query over more ids runs once per chunk)
+#: values bound in one ``IN (…)`` list (a query over more runs once per chunk)
 IN_CHUNK = 500
 
 
-def chunks(ids: Sequence[str]) -> list[list[str]]:
-    """``ids`` in lists of at most ``IN_CHUNK``."""
-    ids = list(ids)
-    return [ids[i:i + IN_CHUNK] for i in range(0, len(ids), IN_CHUNK)]
+def chunks(values: Sequence[T]) -> list[list[T]]:
+    """``values`` in lists of at most ``IN_CHUNK``."""
+    values = list(values)
+    return [values[i:i + IN_CHUNK] for i in range(0, len(values), IN_CHUNK)]
+
+
+def marks(values: Sequence[object]) -> str:
+    """The placeholders of an ``IN (…)`` list of ``values``."""
+    return ",".join("?" * len(values))
 
 
 def dt(value: str | None) -> datetime | None:

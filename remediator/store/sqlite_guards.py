@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from remediator.model.records import GLOBAL_PAUSE, ApprovalRecord, Reservation, pause_flag
-from remediator.store.sqlite_base import SqliteBase, chunks, dt
+from remediator.store.sqlite_base import SqliteBase, chunks, dt, marks
 from remediator.store.sqlite_intake import ts
 
 
@@ -152,7 +152,7 @@ class SqliteGuards(SqliteBase):
             found: dict[str, ApprovalRecord] = {}
             for chunk in chunks(approval_ids):
                 for row in c.execute("SELECT * FROM approvals WHERE id IN "
-                                     f"({','.join('?' * len(chunk))})", chunk):
+                                     f"({marks(chunk)})", chunk):
                     found[row["id"]] = _approval(row)
             return found
         return await self._read(run)

@@ -24,7 +24,7 @@ from remediator.model.incident import (
 )
 from remediator.model.records import count_alerts
 from remediator.ports.store import ASCII_LOWER, PageKey
-from remediator.store.sqlite_base import SqliteBase, chunks, dt
+from remediator.store.sqlite_base import SqliteBase, chunks, dt, marks
 from remediator.store.sqlite_intake import ACTIVE_SQL, OPEN_SQL, ts
 
 
@@ -92,7 +92,7 @@ class SqliteIncidents(SqliteBase):
             for chunk in chunks(incident_ids):
                 held.update(r[0] for r in c.execute(
                     f"UPDATE incidents SET lease_until=? WHERE owner=? AND state IN {OPEN_SQL} "
-                    f"AND id IN ({','.join('?' * len(chunk))}) RETURNING id",
+                    f"AND id IN ({marks(chunk)}) RETURNING id",
                     (until, owner, *chunk)))
             return held
         return await self._write(run)
@@ -101,7 +101,7 @@ class SqliteIncidents(SqliteBase):
         def run(c: sqlite3.Connection) -> None:
             for chunk in chunks(incident_ids):
                 c.execute("UPDATE incidents SET owner=NULL, lease_until=NULL WHERE owner=? "
-                          f"AND id IN ({','.join('?' * len(chunk))})", (owner, *chunk))
+                          f"AND id IN ({marks(chunk)})", (owner, *chunk))
         await self._write(run)
 
     async def get_incident(self, incident_id: str, *,
@@ -191,11 +191,11 @@ class SqliteIncidents(SqliteBase):
             rows = rows[:limit]
             counts: dict[str, tuple[int, int]] = {}
             if rows:
-                marks = ",".join("?" * len(rows))
+                in_rows = marks(rows)
                 counts = {r[0]: (int(r[1]), int(r[2])) for r in c.execute(
                     "SELECT ia.incident_id, count(*), coalesce(sum(a.status = 'firing'), 0) "
                     "FROM incident_alerts ia JOIN alerts a ON a.id = ia.alert_id "
-                    f"WHERE ia.incident_id IN ({marks}) GROUP BY ia.incident_id",
+                    f"WHERE ia.incident_id IN ({in_rows}) GROUP BY ia.incident_id",
                     [r["id"] for r in rows])}
             page = [_summary(r, *counts.get(r["id"], (0, 0))) for r in rows]
             return page, ((page[-1].created_at, page[-1].id) if more else None)
@@ -216,7 +216,7 @@ class SqliteIncidents(SqliteBase):
                 counts.update(c.execute(
                     "SELECT ia.incident_id, count(*) FROM incident_alerts ia "
                     "JOIN alerts a ON a.id = ia.alert_id WHERE a.status='firing' "
-                    f"AND ia.incident_id IN ({','.join('?' * len(chunk))}) "
+                    f"AND ia.incident_id IN ({marks(chunk)}) "
                     "GROUP BY ia.incident_id", chunk))
             return counts
         return await self._read(run)
@@ -364,10 +364,10 @@ class SqliteIncidents(SqliteBase):
     async def last_steps(self, incident_ids: Sequence[str]) -> dict[str, StepRecord]:
         if not incident_ids:
             return {}
-        marks = ",".join("?" * len(incident_ids))
+        in_ids = marks(incident_ids)
         return await self._read(lambda c: {r[0]: StepRecord.model_validate_json(r[1]) for r in
                                            c.execute(
-            f"SELECT incident_id, record FROM steps WHERE incident_id IN ({marks}) "
+            f"SELECT incident_id, record FROM steps WHERE incident_id IN ({in_ids}) "
             "AND phase='ladder' ORDER BY incident_id, idx", list(incident_ids))})
 
     async def list_alerts(self, *, outcome: str | None = None,

@@ -19,12 +19,11 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from remediator.ports.store import PRUNED_TABLES
-from remediator.store.sqlite_base import SqliteBase
+from remediator.store.sqlite_base import SqliteBase, chunks, marks
 from remediator.store.sqlite_intake import OPEN_SQL, ts
 
 PAUSE = 0.005          # real seconds between two batches: other writers go first
 VACUUM_PAGES = 1000    # pages given back a transaction (about 10 ms)
-CHUNK = 500            # ids in one IN (…) list
 
 # The newest row of a table with an INTEGER PRIMARY KEY stays: SQLite gives the next
 # row max(id) + 1, so deleting the newest would hand its id out again, and an event id
@@ -33,14 +32,6 @@ _NOT_LAST = "id < (SELECT max(id) FROM {table})"
 
 Counts = dict[str, int]
 Batch = Callable[[sqlite3.Connection], tuple[Counts, bool]]
-
-
-def _marks(values: Sequence[object]) -> str:
-    return ",".join("?" * len(values))
-
-
-def _chunks(values: list[int]) -> list[list[int]]:
-    return [values[i:i + CHUNK] for i in range(0, len(values), CHUNK)]
 
 
 def _incidents_batch(cutoff: str, batch: int) -> Batch:
@@ -63,22 +54,22 @@ def _incidents_batch(cutoff: str, batch: int) -> Batch:
             links += held
         if not ids:
             return {}, True
-        marks = _marks(ids)
+        in_ids = marks(ids)
         alert_ids = [r[0] for r in c.execute(
-            f"SELECT DISTINCT alert_id FROM incident_alerts WHERE incident_id IN ({marks})", ids)]
+            f"SELECT DISTINCT alert_id FROM incident_alerts WHERE incident_id IN ({in_ids})", ids)]
         n: Counts = {}
         for table in ("timeline", "steps", "approvals", "sink_state", "incident_alerts",
                       "evidence"):
-            n[table] = c.execute(f"DELETE FROM {table} WHERE incident_id IN ({marks})",
+            n[table] = c.execute(f"DELETE FROM {table} WHERE incident_id IN ({in_ids})",
                                  ids).rowcount
-        c.execute(f"DELETE FROM target_locks WHERE incident_id IN ({marks})", ids)
-        n["incidents"] = c.execute(f"DELETE FROM incidents WHERE id IN ({marks})", ids).rowcount
+        c.execute(f"DELETE FROM target_locks WHERE incident_id IN ({in_ids})", ids)
+        n["incidents"] = c.execute(f"DELETE FROM incidents WHERE id IN ({in_ids})", ids).rowcount
         n["alerts"] = sum(c.execute(
-            f"DELETE FROM alerts WHERE id IN ({_marks(chunk)}) AND status = 'resolved' "
+            f"DELETE FROM alerts WHERE id IN ({marks(chunk)}) AND status = 'resolved' "
             f"AND updated_at < ? AND {_NOT_LAST.format(table='alerts')} AND NOT EXISTS "
             "(SELECT 1 FROM incident_alerts ia WHERE ia.alert_id = alerts.id)",
             (*chunk, cutoff)).rowcount
-            for chunk in _chunks(alert_ids))
+            for chunk in chunks(alert_ids))
         return n, len(rows) < batch and len(ids) == len(rows)
     return run
 
@@ -94,7 +85,7 @@ def _alerts_batch(cutoff: str, batch: int) -> Batch:
             "LIMIT ?", (cutoff, batch))]
         if not ids:
             return {}, True
-        deleted = c.execute(f"DELETE FROM alerts WHERE id IN ({_marks(ids)})", ids).rowcount
+        deleted = c.execute(f"DELETE FROM alerts WHERE id IN ({marks(ids)})", ids).rowcount
         return {"alerts": deleted}, len(ids) < batch
     return run
 
@@ -120,15 +111,15 @@ class _OutboxCursor:
         ids = [r[0] for r in c.execute(
             f"SELECT o.id FROM outbox o WHERE o.id > ? AND o.{_NOT_LAST.format(table='outbox')} "
             "AND (SELECT count(*) FROM deliveries d "
-            f"WHERE d.event_id = o.id AND d.sink IN ({_marks(self.sinks)})) = ? "
+            f"WHERE d.event_id = o.id AND d.sink IN ({marks(self.sinks)})) = ? "
             "ORDER BY o.id LIMIT ?", (self.after, *self.sinks, len(self.sinks), self.batch))]
         if not ids:
             return {}, True
         self.after = ids[-1]
-        marks = _marks(ids)
-        n = {"deliveries": c.execute(f"DELETE FROM deliveries WHERE event_id IN ({marks})",
+        in_ids = marks(ids)
+        n = {"deliveries": c.execute(f"DELETE FROM deliveries WHERE event_id IN ({in_ids})",
                                      ids).rowcount,
-             "outbox": c.execute(f"DELETE FROM outbox WHERE id IN ({marks})", ids).rowcount}
+             "outbox": c.execute(f"DELETE FROM outbox WHERE id IN ({in_ids})", ids).rowcount}
         return n, len(ids) < self.batch
 
 
