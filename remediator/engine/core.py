@@ -304,7 +304,7 @@ class Engine:
                 del self._runs[incident_id]
                 event = self._wakes.pop(incident_id, None)
                 if ended == _RunEnd.PARKED:
-                    if self.parking.run_ended(incident_id, slot.lane):
+                    if self.parking.run_ended(incident_id):
                         self.wake(incident_id, slot.lane)   # woken while it parked
                 elif ended == _RunEnd.CRASHED:
                     self._rewake_later(incident_id)

@@ -53,9 +53,7 @@ class Leases:
     async def release(self, incident_ids: list[str]) -> None:
         """Give these leases up (those still held)."""
         held = [i for i in incident_ids if self._held.pop(i, None) is not None]
-        if len(held) == 1:
-            await self.store.release(held[0], self.owner)
-        elif held:
+        if held:
             await self.store.release_leases(self.owner, held)
 
     async def keep(self) -> None:

@@ -88,7 +88,7 @@ class ParkedWaits:
             self._forget(incident_id)
         self._resume.pop(incident_id, None)
 
-    def run_ended(self, incident_id: str, lane: str) -> bool:
+    def run_ended(self, incident_id: str) -> bool:
         """The parked run's task is over: set its wait's timer. True when it was woken
         meanwhile (its next run is to start now)."""
         parked = self._parked.get(incident_id)
