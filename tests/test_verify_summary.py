@@ -234,6 +234,27 @@ async def test_polls_are_scheduled_by_deadline(takes: float, polls_at: list[int]
     assert [round(t - start.timestamp()) for t in metrics.started] == polls_at
 
 
+@pytest.mark.parametrize(("late", "polls_at"), [
+    (2.5, [2.5, 10, 20, 30]),        # the first poll late: the next ones on the grid
+    (47.0, [47, 50, 60]),            # resumed 47 s in: polls 50 and the deadline at 60
+])
+async def test_the_grid_starts_when_the_verification_started(
+        late: float, polls_at: list[float]) -> None:
+    clock = FakeClock(auto_advance=True)
+    metrics = SlowMetrics(clock, 0.0)
+    start = clock.now()
+    await clock.sleep(late)
+
+    async def firing() -> int:
+        return 1
+
+    timeout = "30s" if late < 10 else "60s"
+    verify = Verify.model_validate({"promql": "up", "timeout": timeout, "interval": "10s"})
+    await Verifier(clock, metrics, None).run(
+        verify, context={}, target=None, started_at=start, firing=firing, wait=clock.sleep)
+    assert [t - start.timestamp() for t in metrics.started] == polls_at
+
+
 def test_next_due() -> None:
     assert next_due(100.0, 100.2, 10.0) == 110.0        # on time: one interval on
     assert next_due(100.0, 109.9, 10.0) == 110.0        # a slow check: still the grid

@@ -228,7 +228,10 @@ class Verifier:
                 return Verdict(False, False, f"promql not rendered: {exc}")
         deadline = started_at.timestamp() + verify.timeout
         held_since: float | None = None
-        due = self.clock.now().timestamp()       # when the next poll is due
+        # when the next poll is due: on the grid of the verification's start, so a first
+        # poll that came late (the journal write before it, a resume after a restart)
+        # does not move every later one
+        due = started_at.timestamp()
         answered: float | None = None           # when the previous poll came back
         while True:
             if await firing() == 0:
