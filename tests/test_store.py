@@ -19,12 +19,14 @@ import pytest
 from ha.pgserver import shared_server
 
 from remediator.model.incident import (
+    POLLS_KEPT,
     EvidenceItem,
     IncidentState,
     StepRecord,
     StepStatus,
     TargetRef,
     TimelineEntry,
+    VerifyPoll,
 )
 from remediator.model.records import pause_flag
 from remediator.ports.store import (
@@ -384,6 +386,49 @@ async def test_journal_steps_timeline_context(store: Store) -> None:
     assert closed is not None
     assert closed.summary == "done"
     assert closed.closed_at == NOW + timedelta(minutes=1)
+
+
+def poll(n: int) -> VerifyPoll:
+    return VerifyPoll(at=NOW + timedelta(seconds=5 * n), verdict="not_met", text=f"poll {n}")
+
+
+async def test_polls_are_journaled_one_by_one_first_and_latest_kept(store: Store) -> None:
+    [out] = await store.ingest([firing()], NOW)
+    inc = out.created[0]
+    rec = StepRecord(index=0, name="restart", action="kubernetes.restart",
+                     status=StepStatus.VERIFYING, verify_started_at=NOW)
+    await store.save_step(inc, "ladder", rec, NOW)
+    for n in range(1, 46):
+        rec.add_poll(poll(n))
+        await store.journal_poll(inc, NOW + timedelta(seconds=5 * n), phase="ladder", step=0,
+                                 number=rec.poll_count, poll=poll(n))
+    view = await store.get_incident(inc)
+    assert view is not None
+    [got] = view.steps
+    assert got.poll_count == 45
+    assert [p.text for p in got.polls] == ["poll 1"] + [f"poll {n}" for n in range(17, 46)]
+    assert len(got.polls) == POLLS_KEPT
+    assert got.polls == rec.polls                       # as the run kept them in memory
+    assert view.updated_at == NOW + timedelta(seconds=5 * 45)
+    # the step's record is journaled without its polls: saving it again adds none
+    rec.status = StepStatus.FAILED
+    await store.save_step(inc, "ladder", rec, NOW)
+    view = await store.get_incident(inc)
+    assert view is not None
+    assert view.steps == [rec]
+    # a list shows the step's name and status: no polls
+    assert (await store.last_steps([inc]))[inc].polls == []
+    # the polls of a ladder set aside stay with it; the new ladder's start at 1
+    await store.set_state(inc, IncidentState.ESCALATED, NOW)
+    assert await store.restart_ladder(inc, NOW, TimelineEntry(at=NOW, kind="manual",
+                                                              message="retried"))
+    await store.save_step(inc, "ladder", StepRecord(index=0, name="restart",
+                                                    action="kubernetes.restart"), NOW)
+    await store.journal_poll(inc, NOW, phase="ladder", step=0, number=1, poll=poll(1))
+    view = await store.get_incident(inc)
+    assert view is not None
+    assert [(s.poll_count, [p.text for p in s.polls]) for s in view.steps] == [
+        (1, ["poll 1"])]
 
 
 async def test_journal_is_the_separate_writes_in_one(open_store: OpenStore) -> None:
@@ -1014,7 +1059,7 @@ async def test_sqlite_upgrades_a_file_made_before_schema_versions(
         db.close()
         assert versions == [(1, "initial"), (2, "incident_leases"), (3, "sink_leases"),
                             (4, "retention"), (5, "incident_pages"), (6, "chain_timers"),
-                            (7, "evidence"), (8, "budget_clusters")]
+                            (7, "evidence"), (8, "budget_clusters"), (9, "verify_polls")]
         assert versions == [(s.version, s.name) for s in STEPS]
 
 
@@ -1286,5 +1331,63 @@ async def test_reservations_made_before_clusters_count_for_the_default_cluster(
         assert await store.mutations_since(since, "east") == 0
         assert await store.reserve_action("i", "s", NOW, since, 1, "p") == "tripped"
         assert await store.reserve_action("i", "s", NOW, since, 1, "p", "east") == "ok"
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_polls_journaled_on_step_records_move_to_their_table(
+        backend: str, tmp_path: Path) -> None:
+    """A database from before 0009 kept a verification's polls on its step record (the
+    first and the latest 29, and ``poll_count``): the migration moves them to their
+    table, numbered, and off the record; the incident reads as before and goes on."""
+    url = "" if backend == "sqlite" else shared_server().create_schema("polls_v8")
+    make = (lambda: SqliteStore(tmp_path / "v8.db")) if backend == "sqlite" else \
+        (lambda: PostgresStore(url))
+    store = make()
+    await store.open()
+    [out] = await store.ingest([firing()], NOW)
+    inc = out.created[0]
+    rec = StepRecord(index=0, name="restart", action="kubernetes.restart",
+                     status=StepStatus.VERIFYING, verify_started_at=NOW)
+    for n in range(1, 46):
+        rec.add_poll(poll(n))
+    await store.save_step(inc, "ladder", rec, NOW)
+    await store.close()
+    # as version 8 left it: the polls on the record, no table of polls
+    old = [rec.model_dump_json(), inc]
+    if backend == "sqlite":
+        import sqlite3
+        db = sqlite3.connect(tmp_path / "v8.db")
+        db.execute("DROP TABLE verify_polls")
+        db.execute("DELETE FROM schema_version WHERE version = 9")
+        db.execute("UPDATE steps SET record=? WHERE incident_id=?", old)
+        db.commit()
+        db.close()
+    else:
+        import asyncpg
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute("DROP TABLE verify_polls")
+            await conn.execute("DELETE FROM schema_version WHERE version = 9")
+            await conn.execute("UPDATE steps SET record=$1 WHERE incident_id=$2", *old)
+        finally:
+            await conn.close()
+    store = make()
+    await store.open()
+    try:
+        view = await store.get_incident(inc)
+        assert view is not None
+        assert view.steps == [rec]
+        assert [p.text for p in view.steps[0].polls][:2] == ["poll 1", "poll 17"]
+        assert "polls" not in (await store.last_steps([inc]))[inc].model_fields_set
+        # the next poll is number 46 and the oldest of the latest ones drops out
+        await store.journal_poll(inc, NOW, phase="ladder", step=0, number=46, poll=poll(46))
+        view = await store.get_incident(inc)
+        assert view is not None
+        assert view.steps[0].poll_count == 46
+        assert [p.text for p in view.steps[0].polls][:2] == ["poll 1", "poll 18"]
+        assert view.steps[0].polls[-1].text == "poll 46"
+        assert len(view.steps[0].polls) == POLLS_KEPT
     finally:
         await store.close()

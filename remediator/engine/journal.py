@@ -13,7 +13,13 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from remediator.clock import Clock
-from remediator.model.incident import IncidentState, IncidentView, StepRecord, TimelineEntry
+from remediator.model.incident import (
+    IncidentState,
+    IncidentView,
+    StepRecord,
+    TimelineEntry,
+    VerifyPoll,
+)
 from remediator.ports.sinks import EventKind
 from remediator.ports.store import Store
 
@@ -88,6 +94,13 @@ class RunJournal:
                                  timeline=timeline)
         for entry in timeline:
             self.logged(entry, level)
+
+    async def poll(self, phase: str, rec: StepRecord, poll: VerifyPoll) -> None:
+        """Keep a verification poll on the step record and journal it, as measured."""
+        rec.add_poll(poll)
+        await self.give_way()
+        await self.store.journal_poll(self.id, self.clock.now(), phase=phase, step=rec.index,
+                                      number=rec.poll_count, poll=poll)
 
     async def context(self, patch: dict[str, Any], *,
                       notes: tuple[TimelineEntry, ...] = ()) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from remediator.engine import action, approvals, diagnosis, evidence
@@ -35,7 +36,7 @@ from remediator.engine.outcomes import (
 from remediator.engine.run import ParkedApproval, Run, StepTimedOut
 from remediator.errors import PermanentError
 from remediator.model.durations import human_duration
-from remediator.model.incident import IncidentState, StepRecord, StepStatus, VerifyPoll
+from remediator.model.incident import IncidentState, StepRecord, StepStatus
 from remediator.model.playbook import Step
 from remediator.ports.sinks import EventKind
 
@@ -249,14 +250,11 @@ async def verify_step(run: Run, step: Step, rec: StepRecord) -> StepOutcome:
                for fp in await deps.store.firing_fingerprints(run.id)]
               if step.verify.alert_resolved else [])
 
-    async def journal_poll(poll: VerifyPoll) -> None:
-        rec.add_poll(poll)               # the values seen, durable with the step record
-        await run.journal.step("ladder", rec)
-
     verdict = await deps.verifier.run(
         step.verify, context=run.template_context(), target=run.view.target,
         started_at=rec.verify_started_at, firing=run.firing_lately, wait=run.wait,
-        alerts=deps.ports.alerts, incident_alerts=firing, on_poll=journal_poll)
+        alerts=deps.ports.alerts, incident_alerts=firing,
+        on_poll=partial(run.journal.poll, "ladder", rec))
     took = (run.clock.now() - rec.verify_started_at).total_seconds()
     deps.metrics.verify_duration.labels("held" if verdict.held else "failed").observe(took)
     rec.verify, rec.finished_at = verdict.summary, run.clock.now()

@@ -89,7 +89,8 @@ class PromqlPoll(BaseModel):
 
 
 class VerifyPoll(BaseModel):
-    """One poll of a step's verification, journaled on the step record."""
+    """One poll of a step's verification: journaled as measured (a row of its own in the
+    store), and kept on the step record (``StepRecord.polls``)."""
 
     at: datetime
     # holds: every check held on this poll; not_met: one did not; unavailable: a
@@ -152,6 +153,11 @@ class StepRecord(BaseModel):
         self.polls.append(poll)
         if len(self.polls) > POLLS_KEPT:
             del self.polls[1]
+
+    def journal_json(self) -> str:
+        """The record as the store journals it: without its polls, which are journaled
+        one by one as they are measured (``journal_poll``) and given back on read."""
+        return self.model_dump_json(exclude={"polls"})
 
     def slim(self) -> StepRecord:
         """This record with its latest poll only (notification events carry it: the

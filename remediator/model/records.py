@@ -7,12 +7,19 @@ Plain frozen dataclasses and enums, no I/O; the role protocols that use them are
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from remediator.model.incident import IncidentView, TargetRef
+from remediator.model.incident import (
+    POLLS_KEPT,
+    IncidentView,
+    StepRecord,
+    TargetRef,
+    VerifyPoll,
+)
 
 IngestOutcomeKind = Literal["new", "duplicate", "resolved", "unmatched", "stale"]
 
@@ -51,6 +58,22 @@ class IngestOutcome:
     outcome: IngestOutcomeKind
     incident_ids: tuple[str, ...] = ()      # incidents the engine should look at
     created: tuple[str, ...] = ()           # of those, the ones just created
+
+
+def attach_polls(steps: Iterable[tuple[str, StepRecord]],
+                 rows: Iterable[tuple[str, int, int, str]]) -> None:
+    """Give journaled steps, ``(phase, record)``, their verification polls from the
+    store's rows ``(phase, step index, poll number, VerifyPoll JSON)`` in poll order:
+    the first and the latest ``POLLS_KEPT - 1``; ``poll_count`` is the highest number."""
+    by_key = {(phase, rec.index): rec for phase, rec in steps}
+    for phase, index, number, record in rows:
+        rec = by_key.get((phase, index))
+        if rec is not None:
+            rec.polls.append(VerifyPoll.model_validate_json(record))
+            rec.poll_count = max(rec.poll_count, number)
+    for rec in by_key.values():
+        if len(rec.polls) > POLLS_KEPT:
+            del rec.polls[1:len(rec.polls) - POLLS_KEPT + 1]
 
 
 def count_alerts(view: IncidentView) -> None:

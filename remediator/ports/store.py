@@ -26,6 +26,7 @@ from remediator.model.incident import (
     IncidentView,
     StepRecord,
     TimelineEntry,
+    VerifyPoll,
 )
 from remediator.model.records import (
     AlertRecord,
@@ -176,7 +177,18 @@ class JournalStore(Protocol):
                             now: datetime) -> None: ...
 
     async def save_step(self, incident_id: str, phase: str, step: StepRecord,
-                        now: datetime) -> None: ...
+                        now: datetime) -> None:
+        """The step record of ``phase`` (``ladder``, ``escalate``) without its polls:
+        those are journaled one by one (``journal_poll``)."""
+        ...
+
+    async def journal_poll(self, incident_id: str, now: datetime, *, phase: str, step: int,
+                           number: int, poll: VerifyPoll) -> None:
+        """Poll ``number`` (1: the first) of the verification of step ``step`` of
+        ``phase``, as it was measured. The store keeps the first poll and the latest
+        ``POLLS_KEPT - 1``; ``get_incident``'s steps carry them (``polls``) and the
+        highest number (``poll_count``)."""
+        ...
 
     async def add_timeline(self, incident_id: str, entry: TimelineEntry) -> None: ...
 
@@ -229,7 +241,7 @@ class ManualStore(Protocol):
 
     async def last_steps(self, incident_ids: Sequence[str]) -> dict[str, StepRecord]:
         """The ladder step of highest index journaled for each of ``incident_ids`` (those
-        with none are left out)."""
+        with none are left out), without its polls (a list shows its name and status)."""
         ...
 
 
@@ -376,7 +388,8 @@ class TimerStore(Protocol):
 
 #: The tables a retention pass deletes from, in the order it reports them.
 PRUNED_TABLES = ("incidents", "incident_alerts", "alerts", "steps", "timeline", "approvals",
-                 "sink_state", "outbox", "deliveries", "budget", "evidence")
+                 "sink_state", "outbox", "deliveries", "budget", "evidence",
+                 "verify_polls")
 
 
 class RetentionStore(Protocol):

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from remediator.model.incident import (
+    POLLS_KEPT,
     EvidenceItem,
     IncidentState,
     IncidentSummary,
@@ -22,8 +23,9 @@ from remediator.model.incident import (
     StepRecord,
     TargetRef,
     TimelineEntry,
+    VerifyPoll,
 )
-from remediator.model.records import count_alerts
+from remediator.model.records import attach_polls, count_alerts
 from remediator.ports.store import ASCII_LOWER, PageKey
 from remediator.store.pg_base import OPEN_STATES, Conn, PgBase
 
@@ -121,10 +123,14 @@ class PgIncidents(PgBase):
                     "AS firing FROM incident_alerts ia JOIN alerts a ON a.id = ia.alert_id "
                     "WHERE ia.incident_id=$1", incident_id)
                 view.alert_count, view.firing_count = counts["total"], counts["firing"]
-            view.steps = [StepRecord.model_validate_json(s["record"]) for s in await c.fetch(
-                "SELECT record FROM steps WHERE incident_id=$1 AND phase IN "
-                "('ladder', 'escalate') ORDER BY phase DESC, idx",
-                incident_id)]
+            steps = [(s["phase"], StepRecord.model_validate_json(s["record"]))
+                     for s in await c.fetch(
+                         "SELECT phase, record FROM steps WHERE incident_id=$1 AND phase IN "
+                         "('ladder', 'escalate') ORDER BY phase DESC, idx", incident_id)]
+            attach_polls(steps, await c.fetch(
+                "SELECT phase, idx, n, record FROM verify_polls WHERE incident_id=$1 AND phase "
+                "IN ('ladder', 'escalate') ORDER BY phase, idx, n", incident_id))
+            view.steps = [rec for _, rec in steps]
             view.timeline = [
                 TimelineEntry(at=t["at"], kind=t["kind"], message=t["message"],
                               data=json.loads(t["data"]))
@@ -244,7 +250,7 @@ class PgIncidents(PgBase):
         step_args: tuple[Any, ...] | None = None
         if step is not None:
             phase, rec = step
-            step_args = (incident_id, phase, rec.index, rec.status.value, rec.model_dump_json(),
+            step_args = (incident_id, phase, rec.index, rec.status.value, rec.journal_json(),
                          rec.intends_change,
                          now if rec.intent else None, now)
         closed = now if state is not None and state.closed else None
@@ -275,6 +281,13 @@ class PgIncidents(PgBase):
     # the one-part methods above call it by this name, so that a wrapper put on an
     # instance's journal() (the store-traffic tests count calls) sees only its own callers
 
+    async def journal_poll(self, incident_id: str, now: datetime, *, phase: str, step: int,
+                           number: int, poll: VerifyPoll) -> None:
+        # one statement: the poll, the one that drops out of the latest POLLS_KEPT - 1 (the
+        # first stays), and the incident's updated_at
+        await self._execute(_POLL_SQL, incident_id, phase, step, number,
+                            poll.model_dump_json(), number - POLLS_KEPT + 1, now)
+
     async def restart_ladder(self, incident_id: str, now: datetime,
                              entry: TimelineEntry) -> bool:
         done = False
@@ -289,9 +302,10 @@ class PgIncidents(PgBase):
                 return
             tries = await c.fetchval("SELECT count(DISTINCT phase) FROM steps WHERE "
                                      "incident_id=$1 AND phase LIKE 'ladder@%'", incident_id)
-            await c.execute("UPDATE steps SET phase = phase || '@' || $2::text WHERE "
-                            "incident_id=$1 AND phase IN ('ladder', 'escalate')",
-                            incident_id, str(int(tries) + 1))
+            for table in ("steps", "verify_polls"):
+                await c.execute(f"UPDATE {table} SET phase = phase || '@' || $2::text WHERE "
+                                "incident_id=$1 AND phase IN ('ladder', 'escalate')",
+                                incident_id, str(int(tries) + 1))
             await c.execute(_TIMELINE_SQL, incident_id, entry.at, entry.kind, entry.message,
                             json.dumps(entry.data, default=str))
             done = True
@@ -369,6 +383,13 @@ class PgIncidents(PgBase):
         return [EvidenceItem.model_validate_json(r["record"]) for r in rows]
 
 
+_POLL_SQL = (
+    "WITH poll AS (INSERT INTO verify_polls(incident_id, phase, idx, n, record) "
+    "VALUES ($1,$2,$3,$4,$5) ON CONFLICT (incident_id, phase, idx, n) DO UPDATE SET "
+    "record=excluded.record), "
+    "dropped AS (DELETE FROM verify_polls WHERE incident_id=$1 AND phase=$2 AND idx=$3 "
+    "AND n > 1 AND n <= $6) "
+    "UPDATE incidents SET updated_at=$7 WHERE id=$1")
 _MERGE_CONTEXT_SQL = ("UPDATE incidents SET context = context || $2::jsonb, updated_at=$3 "
                       "WHERE id=$1")
 _TIMELINE_SQL = ("INSERT INTO timeline(incident_id, at, kind, message, data) "

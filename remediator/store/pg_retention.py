@@ -51,7 +51,7 @@ def _incidents_batch(cutoff: datetime, batch: int) -> Batch:
             ids)]
         n: Counts = {}
         for table in ("timeline", "steps", "approvals", "sink_state", "incident_alerts",
-                      "evidence"):
+                      "evidence", "verify_polls"):
             n[table] = _rows(await c.execute(
                 f"DELETE FROM {table} WHERE incident_id = ANY($1::text[])", ids))
         await c.execute("DELETE FROM target_locks WHERE incident_id = ANY($1::text[])", ids)

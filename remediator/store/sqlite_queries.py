@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from remediator.model.incident import (
+    POLLS_KEPT,
     EvidenceItem,
     IncidentState,
     IncidentSummary,
@@ -21,8 +22,9 @@ from remediator.model.incident import (
     StepRecord,
     TargetRef,
     TimelineEntry,
+    VerifyPoll,
 )
-from remediator.model.records import count_alerts
+from remediator.model.records import attach_polls, count_alerts
 from remediator.ports.store import ASCII_LOWER, PageKey
 from remediator.store.sqlite_base import SqliteBase, chunks, dt, marks
 from remediator.store.sqlite_intake import ACTIVE_SQL, OPEN_SQL, ts
@@ -136,10 +138,13 @@ class SqliteIncidents(SqliteBase):
                 "WHERE ia.incident_id=?", (incident_id,)).fetchone()
             view.alert_count, view.firing_count = int(total), int(firing)
         if full:
-            steps = c.execute("SELECT * FROM steps WHERE incident_id=? AND phase IN "
-                              "('ladder', 'escalate') ORDER BY phase DESC, idx",
-                              (incident_id,)).fetchall()
-            view.steps = [StepRecord.model_validate_json(s["record"]) for s in steps]
+            steps = [(s["phase"], StepRecord.model_validate_json(s["record"])) for s in c.execute(
+                "SELECT phase, record FROM steps WHERE incident_id=? AND phase IN "
+                "('ladder', 'escalate') ORDER BY phase DESC, idx", (incident_id,))]
+            attach_polls(steps, c.execute(
+                "SELECT phase, idx, n, record FROM verify_polls WHERE incident_id=? AND phase "
+                "IN ('ladder', 'escalate') ORDER BY phase, idx, n", (incident_id,)))
+            view.steps = [rec for _, rec in steps]
             view.timeline = [
                 TimelineEntry(at=dt(t["at"]), kind=t["kind"], message=t["message"],
                               data=json.loads(t["data"]))
@@ -273,7 +278,7 @@ class SqliteIncidents(SqliteBase):
         step_args = None
         if step is not None:
             phase, rec = step
-            step_args = (incident_id, phase, rec.index, rec.status.value, rec.model_dump_json(),
+            step_args = (incident_id, phase, rec.index, rec.status.value, rec.journal_json(),
                          int(rec.intends_change),
                          now_ts if rec.intent else None, now_ts)
         closed = now_ts if state is not None and state.closed else None
@@ -307,6 +312,22 @@ class SqliteIncidents(SqliteBase):
     # the one-part methods above call it by this name, so that a wrapper put on an
     # instance's journal() (the store-traffic tests count calls) sees only its own callers
 
+    async def journal_poll(self, incident_id: str, now: datetime, *, phase: str, step: int,
+                           number: int, poll: VerifyPoll) -> None:
+        key = (incident_id, phase, step)
+        poll_args = (*key, number, poll.model_dump_json())
+        # the first poll stays; of the others, the latest POLLS_KEPT - 1
+        drop_args = (*key, number - POLLS_KEPT + 1)
+        now_ts = ts(now)
+
+        def run(c: sqlite3.Connection) -> None:
+            c.execute("INSERT OR REPLACE INTO verify_polls(incident_id, phase, idx, n, record) "
+                      "VALUES (?,?,?,?,?)", poll_args)
+            c.execute("DELETE FROM verify_polls WHERE incident_id=? AND phase=? AND idx=? "
+                      "AND n > 1 AND n <= ?", drop_args)
+            c.execute("UPDATE incidents SET updated_at=? WHERE id=?", (now_ts, incident_id))
+        await self._write(run)
+
     async def restart_ladder(self, incident_id: str, now: datetime,
                              entry: TimelineEntry) -> bool:
         now_ts = ts(now)
@@ -319,8 +340,9 @@ class SqliteIncidents(SqliteBase):
                 return False
             tries = c.execute("SELECT count(DISTINCT phase) FROM steps WHERE incident_id=? "
                               "AND phase LIKE 'ladder@%'", (incident_id,)).fetchone()[0]
-            c.execute("UPDATE steps SET phase = phase || '@' || ? WHERE incident_id=? "
-                      "AND phase IN ('ladder', 'escalate')", (int(tries) + 1, incident_id))
+            for table in ("steps", "verify_polls"):
+                c.execute(f"UPDATE {table} SET phase = phase || '@' || ? WHERE incident_id=? "
+                          "AND phase IN ('ladder', 'escalate')", (int(tries) + 1, incident_id))
             c.execute("INSERT INTO timeline(incident_id, at, kind, message, data) "
                       "VALUES (?,?,?,?,?)", (incident_id, ts(entry.at), entry.kind,
                                              entry.message, _JSON.encode(entry.data)))

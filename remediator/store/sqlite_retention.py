@@ -59,7 +59,7 @@ def _incidents_batch(cutoff: str, batch: int) -> Batch:
             f"SELECT DISTINCT alert_id FROM incident_alerts WHERE incident_id IN ({in_ids})", ids)]
         n: Counts = {}
         for table in ("timeline", "steps", "approvals", "sink_state", "incident_alerts",
-                      "evidence"):
+                      "evidence", "verify_polls"):
             n[table] = c.execute(f"DELETE FROM {table} WHERE incident_id IN ({in_ids})",
                                  ids).rowcount
         c.execute(f"DELETE FROM target_locks WHERE incident_id IN ({in_ids})", ids)

@@ -217,7 +217,10 @@ async def test_the_incident_page_shows_the_verification_graph(make_console: Make
                                           lhs_samples=[SeriesValue(value=str(0.2 - i / 100))]))
              for i in range(4)]
     await c.store.save_step(incident, "ladder", StepRecord(
-        index=0, name="restart", action="kubernetes.restart", polls=polls), T0)
+        index=0, name="restart", action="kubernetes.restart"), T0)
+    for n, poll in enumerate(polls, start=1):
+        await c.store.journal_poll(incident, poll.at, phase="ladder", step=0, number=n,
+                                   poll=poll)
     page = await (await c.client.get(f"/incidents/{incident}")).text()
     assert f'src="/api/v1/incidents/{incident}/graph.png"' in page
     graph = await c.client.get(f"/api/v1/incidents/{incident}/graph.png")  # the session reads

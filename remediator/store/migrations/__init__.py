@@ -33,6 +33,7 @@ from remediator.store.migrations import (
     v0006_chain_timers,
     v0007_evidence,
     v0008_budget_clusters,
+    v0009_verify_polls,
 )
 
 log = logging.getLogger("remediator.store")
@@ -48,7 +49,8 @@ class Step:
 
 STEPS = [Step(n, m.NAME, m.SQLITE, m.POSTGRES) for n, m in enumerate(
     (v0001_initial, v0002_incident_leases, v0003_sink_leases, v0004_retention,
-     v0005_incident_pages, v0006_chain_timers, v0007_evidence, v0008_budget_clusters), start=1)]
+     v0005_incident_pages, v0006_chain_timers, v0007_evidence, v0008_budget_clusters,
+     v0009_verify_polls), start=1)]
 LATEST = STEPS[-1].version
 
 _SQLITE_TABLE = ("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
