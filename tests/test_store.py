@@ -1335,6 +1335,29 @@ async def test_reservations_made_before_clusters_count_for_the_default_cluster(
         await store.close()
 
 
+async def _as_version_8_left_it(db: Path | str, record: str, incident_id: str) -> None:
+    """Polls on the step record (``record``, a StepRecord with its polls), no table of
+    polls, no version 9: as version 8 left a database (``db``: SQLite file, PG URL)."""
+    if isinstance(db, Path):
+        import sqlite3
+        con = sqlite3.connect(db)
+        con.execute("DROP TABLE verify_polls")
+        con.execute("DELETE FROM schema_version WHERE version = 9")
+        con.execute("UPDATE steps SET record=? WHERE incident_id=?", (record, incident_id))
+        con.commit()
+        con.close()
+        return
+    import asyncpg
+    conn = await asyncpg.connect(db)
+    try:
+        await conn.execute("DROP TABLE verify_polls")
+        await conn.execute("DELETE FROM schema_version WHERE version = 9")
+        await conn.execute("UPDATE steps SET record=$1 WHERE incident_id=$2", record,
+                           incident_id)
+    finally:
+        await conn.close()
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 async def test_polls_journaled_on_step_records_move_to_their_table(
         backend: str, tmp_path: Path) -> None:
@@ -1354,25 +1377,7 @@ async def test_polls_journaled_on_step_records_move_to_their_table(
         rec.add_poll(poll(n))
     await store.save_step(inc, "ladder", rec, NOW)
     await store.close()
-    # as version 8 left it: the polls on the record, no table of polls
-    old = [rec.model_dump_json(), inc]
-    if backend == "sqlite":
-        import sqlite3
-        db = sqlite3.connect(tmp_path / "v8.db")
-        db.execute("DROP TABLE verify_polls")
-        db.execute("DELETE FROM schema_version WHERE version = 9")
-        db.execute("UPDATE steps SET record=? WHERE incident_id=?", old)
-        db.commit()
-        db.close()
-    else:
-        import asyncpg
-        conn = await asyncpg.connect(url)
-        try:
-            await conn.execute("DROP TABLE verify_polls")
-            await conn.execute("DELETE FROM schema_version WHERE version = 9")
-            await conn.execute("UPDATE steps SET record=$1 WHERE incident_id=$2", *old)
-        finally:
-            await conn.close()
+    await _as_version_8_left_it(url or tmp_path / "v8.db", rec.model_dump_json(), inc)
     store = make()
     await store.open()
     try:
