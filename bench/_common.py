@@ -74,6 +74,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def written_bytes(pid: int) -> int:
+    """Bytes ``pid`` has caused to be written to storage so far (``write_bytes`` of
+    /proc/PID/io: its files, WAL and checkpoints included)."""
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("write_bytes:"):
+            return int(line.split()[1])
+    return 0
+
+
 def tree_cpu_seconds(pid: int) -> float:
     """CPU time of ``pid``, its live descendants and the children it has reaped
     (PostgreSQL's backends: the postmaster reaps them)."""

@@ -16,14 +16,15 @@ query), the next ``--seconds`` (default 30) are measured:
   a little earlier still, when the verification started); lateness as a share of the
   interval, p50/p99/max (target: p99 < 10%);
 * the lateness against the daemon's own schedule: the step's ``verify_started_at``
-  (from the daemon's SQLite journal, read after it stopped) + k x interval, k the
-  interval the poll falls in. The grid inferred above cannot see a delay that every
+  (from the daemon's SQLite journal, read after it stopped) + (k + phase) x interval,
+  k the interval the poll falls in, phase the daemon's ``poll_phase`` of the incident
+  (0 for a build from before it). The grid inferred above cannot see a delay that every
   poll of an incident shares, nor tell it from one that only some polls pay;
 * the gap between two polls of one incident minus the interval (what
   "sleep after the check" scheduling lets grow);
 * polls per interval against the incidents (every incident once per interval);
 * the event loop's lag (``remediator_event_loop_lag_seconds``; target p99 < 10 ms),
-  the daemon's CPU share and RSS.
+  the daemon's CPU share, RSS and writes to storage (/proc/PID/io).
 
 The baseline, in the same run: the same daemon build with ``--baseline`` incidents
 (default 100). Ratio: lateness p99 at the load / at the baseline.
@@ -40,10 +41,12 @@ import argparse
 import itertools
 import json
 import math
+import os
 import sqlite3
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -52,6 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import (
     PY,
+    ROOT,
     Proc,
     alert,
     cpu_seconds,
@@ -67,6 +71,7 @@ from bench._common import (
     wait_ready,
     webhook,
     write_config,
+    written_bytes,
 )
 
 FIRST = 1                # Deployments svc-0001 …
@@ -150,20 +155,32 @@ def lateness(arrivals: dict[str, list[float]], since: float, until: float,
             "gap_excess_p50_ms": pct(gaps, 50) * 1e3, "gap_excess_p99_ms": pct(gaps, 99) * 1e3}
 
 
-def verify_starts(db: Path) -> dict[str, float]:
-    """Each incident's query and when its verification started (unix seconds), from the
-    daemon's journal: the origin of its polls' grid in the daemon."""
+def daemon_phase() -> Callable[[str], float]:
+    """The daemon's ``poll_phase`` (where in its interval an incident polls after its
+    first poll), or none (0) for a build from before it (``BENCH_REMEDIATOR_SRC``)."""
+    src = Path(os.environ.get("BENCH_REMEDIATOR_SRC") or ROOT)
+    if "def poll_phase" not in (src / "remediator/engine/verification.py").read_text():
+        return lambda key: 0.0
+    from remediator.engine.verification import poll_phase
+    return poll_phase
+
+
+def verify_starts(db: Path, interval: float) -> dict[str, float]:
+    """Each incident's query and the origin of its polls' grid in the daemon (unix
+    seconds), from the daemon's journal: when its verification started, moved by its
+    phase."""
     starts: dict[str, float] = {}
+    phase = daemon_phase()
     con = sqlite3.connect(db)
     try:
-        for target, record in con.execute(
-                "SELECT i.target, s.record FROM incidents i JOIN steps s "
+        for incident_id, target, record in con.execute(
+                "SELECT i.id, i.target, s.record FROM incidents i JOIN steps s "
                 "ON s.incident_id = i.id WHERE s.phase = 'ladder' AND s.idx = 0"):
             started = json.loads(record).get("verify_started_at")
             if target and started:
                 name = json.loads(target)["name"]
                 starts[f'bench_ok{{deployment="{name}"}}'] = datetime.fromisoformat(
-                    started).timestamp()
+                    started).timestamp() + phase(f"{incident_id}/0") * interval
     finally:
         con.close()
     return starts
@@ -171,8 +188,8 @@ def verify_starts(db: Path) -> dict[str, float]:
 
 def scheduled_lateness(arrivals: dict[str, list[float]], starts: dict[str, float],
                        since: float, until: float, interval: float) -> dict[str, Any]:
-    """Lateness of the polls in [since, until) against the daemon's schedule: its
-    verification's start + k x interval, k the interval the poll arrived in."""
+    """Lateness of the polls in [since, until) against the daemon's schedule: the
+    origin of its grid + k x interval, k the interval the poll arrived in."""
     late = [(t - start) % interval for query, times in arrivals.items()
             if (start := starts.get(query)) is not None
             for t in times if since <= t < until]
@@ -202,22 +219,24 @@ def run_one(incidents: int, interval: int, seconds: float) -> dict[str, Any]:
             time.sleep(interval)               # every incident on its grid
             lag0 = loop_lag(url)
             cpu0, since = cpu_seconds(daemon.pid), time.time()
+            written0 = written_bytes(daemon.pid)
             prom_cpu0 = cpu_seconds(prom.pid)
             time.sleep(seconds)
             until = time.time()
             cpu = (cpu_seconds(daemon.pid) - cpu0) / (until - since)
+            written = (written_bytes(daemon.pid) - written0) / (until - since)
             prom_cpu = (cpu_seconds(prom.pid) - prom_cpu0) / (until - since)
             lag1 = loop_lag(url)
             rss, peak = rss_mb(daemon.pid)
         prom.stop()
     arrivals = json.loads(Path(f"{out}.done").read_text())["arrivals"]
     result = lateness(arrivals, since, until, interval)
-    result.update(scheduled_lateness(arrivals, verify_starts(tmp / "verifying.db"),
+    result.update(scheduled_lateness(arrivals, verify_starts(tmp / "verifying.db", interval),
                                      since, until, interval))
     samples = lag1["samples"] - lag0["samples"]
     result.update({"incidents": incidents, "interval_s": interval, "seconds": seconds,
                    "all_polling_after_s": warm, "daemon_cpu_share": cpu,
-                   "prometheus_cpu_share": prom_cpu,
+                   "prometheus_cpu_share": prom_cpu, "daemon_written_mb_s": written / 1e6,
                    "rss_mb": rss, "peak_rss_mb": peak, "loop_lag_samples": samples,
                    "loop_lag_over_10ms": lag1["over_10ms"] - lag0["over_10ms"],
                    "loop_lag_over_50ms": lag1["over_50ms"] - lag0["over_50ms"]})
@@ -276,6 +295,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             (f"{name}: daemon CPU, RSS / peak",
              f"{r['daemon_cpu_share'] * 100:.0f}% of a core, {r['rss_mb']:.0f} / "
              f"{r['peak_rss_mb']:.0f} MB", "", ""),
+            (f"{name}: daemon writes to storage",
+             f"{r['daemon_written_mb_s']:.2f} MB/s", "", ""),
         ]
     rows.append(("lateness p99 ratio (load / baseline)", f"{ratio:.1f}x", "", ""))
     print(table(rows))

@@ -13,6 +13,7 @@ from remediator.engine.verification import (
     Verifier,
     comparison_lhs,
     next_due,
+    poll_phase,
     samples_hold,
 )
 from remediator.errors import TemporaryError
@@ -255,11 +256,42 @@ async def test_the_grid_starts_when_the_verification_started(
     assert [t - start.timestamp() for t in metrics.started] == polls_at
 
 
+@pytest.mark.parametrize(("phase", "polls_at"), [
+    (-0.3, [0, 7, 17, 27, 30]),      # the second poll 0.7 intervals after the first
+    (0.25, [0, 12.5, 22.5, 30]),     # 1.25 intervals; the last one at the timeout
+    (0.10582, [0, 11.058, 21.058, 30]),  # not a whole microsecond: no poll twice
+])
+async def test_polls_after_the_first_keep_the_incidents_phase(
+        phase: float, polls_at: list[float]) -> None:
+    clock = FakeClock(auto_advance=True)
+    metrics = SlowMetrics(clock, 0.0)
+    start = clock.now()
+
+    async def firing() -> int:
+        return 1
+
+    verify = Verify.model_validate({"promql": "up", "timeout": "30s", "interval": "10s"})
+    await Verifier(clock, metrics, None).run(
+        verify, context={}, target=None, started_at=start, firing=firing, wait=clock.sleep,
+        phase=phase)
+    assert [round(t - start.timestamp(), 3) for t in metrics.started] == polls_at
+
+
+def test_a_storms_incidents_poll_spread_over_the_interval() -> None:
+    phases = [poll_phase(f"inc-{i:05d}/0") for i in range(5000)]
+    assert all(-0.5 <= p < 0.5 for p in phases)
+    assert poll_phase("inc-00001/0") == phases[1]            # the same after a restart
+    assert poll_phase("inc-00001/1") != phases[1]            # each step its own
+    tenths = [sum(int((p + 0.5) * 10) == k for p in phases) for k in range(10)]
+    assert 400 < min(tenths) <= max(tenths) < 600            # ~500 in each tenth
+
+
 def test_next_due() -> None:
     assert next_due(100.0, 100.2, 10.0) == 110.0        # on time: one interval on
     assert next_due(100.0, 109.9, 10.0) == 110.0        # a slow check: still the grid
     assert next_due(100.0, 123.0, 10.0) == 130.0        # two polls missed: skipped
     assert next_due(100.0, 96.0, 10.0) == 100.0         # woken early: the due poll stays
+    assert next_due(100.0, 99.9999997, 10.0) == 110.0   # the due poll (clock resolution)
 
 
 async def test_each_poll_takes_no_answer_older_than_its_previous_poll() -> None:

@@ -34,6 +34,7 @@ from remediator.engine.outcomes import (
     Verified,
 )
 from remediator.engine.run import ParkedApproval, Run, StepTimedOut
+from remediator.engine.verification import poll_phase
 from remediator.errors import PermanentError
 from remediator.model.durations import human_duration
 from remediator.model.incident import IncidentState, StepRecord, StepStatus
@@ -254,7 +255,8 @@ async def verify_step(run: Run, step: Step, rec: StepRecord) -> StepOutcome:
         step.verify, context=run.template_context(), target=run.view.target,
         started_at=rec.verify_started_at, firing=run.firing_lately, wait=run.wait,
         alerts=deps.ports.alerts, incident_alerts=firing,
-        on_poll=partial(run.journal.poll, "ladder", rec))
+        on_poll=partial(run.journal.poll, "ladder", rec),
+        phase=poll_phase(f"{run.id}/{rec.index}"))
     took = (run.clock.now() - rec.verify_started_at).total_seconds()
     deps.metrics.verify_duration.labels("held" if verdict.held else "failed").observe(took)
     rec.verify, rec.finished_at = verdict.summary, run.clock.now()

@@ -5,8 +5,11 @@ returns at least one sample and no NaN; with a ``bool`` comparison every sample
 must be 1), held for ``for``; ``rollout: complete`` (kubectl's rollout-status;
 ProgressDeadlineExceeded fails at once); ``alert_resolved`` (a resolved
 webhook arrives, or Alertmanager's API no longer lists any of the incident's
-firing alerts). Polled every ``interval`` until ``timeout``, by deadline (the polls
-stay on the grid ``start + k * interval`` however long a check takes). A dependency that
+firing alerts). Polled at once, then every ``interval`` until ``timeout``, by deadline
+(the polls stay on the grid ``start + (k + phase) * interval`` however long a check
+takes; ``phase``, in [-0.5, 0.5), comes from a hash of the incident and step, so that a
+storm's incidents, which start verifying together, poll spread over the interval
+instead of all at once, as Prometheus spreads its scrapes). A dependency that
 is down (Prometheus, the API server, Alertmanager) is not a verdict: it is reported, and
 polling goes on until the timeout.
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import math
 import re
+import zlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -168,16 +172,28 @@ def promql_words(p: PromqlPoll, name: str | None, hold_for: float, held: float) 
     return f"{label} {values} (needs {needs}{hold}; held {human_duration(held)})"
 
 
+#: A poll this close before its due time is the due poll (seconds).
+DUE_SLACK = 0.001
+
+
+def poll_phase(key: str) -> float:
+    """Where in its interval a verification polls after its first poll, as a share of
+    the interval in [-0.5, 0.5): a hash of ``key`` (the incident and the step), the same
+    after a restart. The second poll comes 0.5 to 1.5 intervals after the first."""
+    return zlib.crc32(key.encode()) / 2 ** 32 - 0.5
+
+
 def next_due(due: float, now: float, interval: float) -> float:
     """When the poll after the one due at ``due`` is due, seen at ``now``: on the grid
     ``due + k * interval``, by deadline rather than ``interval`` after the check returned
     (a check that takes time, or 5,000 incidents polling at once, would otherwise push
     every poll later and later). Polls missed by a check slower than the interval are
     skipped, not caught up in a burst; a poll before ``due`` (the incident was woken)
-    keeps it."""
-    if due > now:
+    keeps it, unless it was within ``DUE_SLACK`` of it: that was the due poll (the
+    clock's datetimes have microseconds; a grid with a phase does not)."""
+    if due > now + DUE_SLACK:
         return due
-    return due + (math.floor((now - due) / interval) + 1) * interval
+    return due + (max(0, math.floor((now - due) / interval)) + 1) * interval
 
 
 def make_poll(verify: Verify, check: _Check, at: datetime, held: float) -> VerifyPoll:
@@ -209,10 +225,12 @@ class Verifier:
                   wait: Callable[[float], Awaitable[None]],
                   alerts: AlertsApi | None = None,
                   incident_alerts: Sequence[Mapping[str, Any]] = (),
-                  on_poll: OnPoll | None = None) -> Verdict:
+                  on_poll: OnPoll | None = None, phase: float = 0.0) -> Verdict:
         """Poll until every check holds (for ``for``), the timeout passes, or the alerts
         resolve. ``wait`` sleeps but returns early when the incident is woken; every
-        poll (the values seen, how long they have held) is handed to ``on_poll``.
+        poll (the values seen, how long they have held) is handed to ``on_poll``. The
+        first poll is at once, the others on the grid ``started_at + (k + phase) x
+        interval`` (``poll_phase``).
 
         ``alerts`` (else the one given at construction) is asked about the firing
         ones among ``incident_alerts`` (webhook-shaped: ``fingerprint``, ``status``)
@@ -228,10 +246,10 @@ class Verifier:
                 return Verdict(False, False, f"promql not rendered: {exc}")
         deadline = started_at.timestamp() + verify.timeout
         held_since: float | None = None
-        # when the next poll is due: on the grid of the verification's start, so a first
-        # poll that came late (the journal write before it, a resume after a restart)
-        # does not move every later one
-        due = started_at.timestamp()
+        # the first poll at once; the next one due on the grid of the verification's
+        # start and phase, so a first poll that came late (the journal write before it,
+        # a resume after a restart) does not move every later one
+        due = started_at.timestamp() + (1 + phase) * verify.interval
         answered: float | None = None           # when the previous poll came back
         while True:
             if await firing() == 0:
