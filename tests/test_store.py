@@ -431,6 +431,36 @@ async def test_polls_are_journaled_one_by_one_first_and_latest_kept(store: Store
         (1, ["poll 1"])]
 
 
+async def test_polls_are_written_without_waiting_and_before_the_store_closes(
+        open_store: OpenStore) -> None:
+    """journal_poll's write is under way when it returns: polls made one after the
+    other without waiting are all written (together), and ``close`` writes those still
+    gathered."""
+    store = await open_store()
+    incidents = []
+    for i in range(10):
+        [out] = await store.ingest([firing(f"{i:016x}", routes=(
+            Routing("pb", f"pb/Deployment/prod/api-{i}", TARGET),))], NOW)
+        incidents.append(out.created[0])
+        await store.save_step(incidents[-1], "ladder", StepRecord(
+            index=0, name="restart", action="kubernetes.restart"), NOW)
+    written = [store.journal_poll(inc, NOW, phase="ladder", step=0, number=n, poll=poll(n))
+               for n in range(1, 4) for inc in incidents]
+    await asyncio.gather(*written)
+    for inc in incidents:
+        view = await store.get_incident(inc)
+        assert view is not None
+        assert [p.text for p in view.steps[0].polls] == ["poll 1", "poll 2", "poll 3"]
+    for inc in incidents:                               # not awaited: close writes them
+        store.journal_poll(inc, NOW, phase="ladder", step=0, number=4, poll=poll(4))
+    await store.close()
+    again = await open_store()
+    for inc in incidents:
+        view = await again.get_incident(inc)
+        assert view is not None
+        assert view.steps[0].poll_count == 4
+
+
 async def test_journal_is_the_separate_writes_in_one(open_store: OpenStore) -> None:
     """``journal`` leaves an incident exactly as save_step, merge_context, set_state and
     add_timeline called one after the other do (two stores side by side)."""

@@ -8,6 +8,7 @@ transaction: a change and its timeline note are written together or not at all.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -30,7 +31,8 @@ log = logging.getLogger("remediator.engine")
 
 
 class RunJournal:
-    __slots__ = ("clock", "closed", "give_way", "id", "notifications", "store", "view")
+    __slots__ = ("_poll_written", "clock", "closed", "give_way", "id", "notifications", "store",
+                 "view")
 
     def __init__(self, incident_id: str, store: Store, clock: Clock,
                  notifications: Notifications,
@@ -42,6 +44,8 @@ class RunJournal:
         self.give_way = give_way
         self.view: IncidentView
         self.closed = False         # a closing state was written: the store dropped the lock
+        # the last poll's journal write, not awaited when made (see ``poll``)
+        self._poll_written: asyncio.Future[None] | None = None
 
     def entry(self, kind: str, message: str, **data: Any) -> TimelineEntry:
         return TimelineEntry(at=self.clock.now(), kind=kind, message=message, data=data)
@@ -52,6 +56,7 @@ class RunJournal:
     async def note(self, kind: str, message: str, **data: Any) -> None:
         """A timeline entry on its own."""
         entry = self.entry(kind, message, **data)
+        await self.polls_written()
         await self.give_way()
         await self.store.journal(self.id, self.clock.now(), timeline=(entry,))
         self.logged(entry)
@@ -62,6 +67,7 @@ class RunJournal:
         """Write the state and its timeline note in one write; ``context`` is merged into
         the incident's context in that same write, before the state; ``before``: timeline
         entries written in that write ahead of the state's."""
+        await self.polls_written()
         await self.give_way()
         if self.view.state == state and summary is None:
             if context is not None:
@@ -88,6 +94,7 @@ class RunJournal:
                    message: str = "", *, level: int = logging.INFO, **data: Any) -> None:
         """Journal the step record; with ``kind``, its timeline note in the same write
         (logged at ``level``: a target that could not be reached is a WARNING)."""
+        await self.polls_written()
         await self.give_way()
         timeline = (self.entry(kind, message, **data),) if kind is not None else ()
         await self.store.journal(self.id, self.clock.now(), step=(phase, rec),
@@ -96,16 +103,34 @@ class RunJournal:
             self.logged(entry, level)
 
     async def poll(self, phase: str, rec: StepRecord, poll: VerifyPoll) -> None:
-        """Keep a verification poll on the step record and journal it, as measured."""
+        """Keep a verification poll on the step record and journal it, as measured.
+
+        The run does not wait for the write: it goes on to sleep until its next poll
+        while the store commits the polls gathered meanwhile together (a poll changes
+        nothing else). Every other write of the run waits for it first
+        (``polls_written``), so nothing the run journals after a poll is durable
+        without it."""
         rec.add_poll(poll)
+        last = self._poll_written
+        if last is not None and last.done():
+            self._poll_written = None
+            last.result()                    # the previous poll's write failed: say so
         await self.give_way()
-        await self.store.journal_poll(self.id, self.clock.now(), phase=phase, step=rec.index,
-                                      number=rec.poll_count, poll=poll)
+        self._poll_written = self.store.journal_poll(
+            self.id, self.clock.now(), phase=phase, step=rec.index, number=rec.poll_count,
+            poll=poll)
+
+    async def polls_written(self) -> None:
+        """The last poll's journal write, done (its error raised here)."""
+        pending, self._poll_written = self._poll_written, None
+        if pending is not None:
+            await pending
 
     async def context(self, patch: dict[str, Any], *,
                       notes: tuple[TimelineEntry, ...] = ()) -> None:
         """Merge ``patch`` into the incident's context (store and view); with ``notes``,
         those timeline entries in the same write."""
+        await self.polls_written()
         await self.store.journal(self.id, self.clock.now(), context=patch, timeline=notes)
         self.view.context.update(patch)
         for entry in notes:

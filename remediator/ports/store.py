@@ -15,6 +15,7 @@ before an action is applied and an outcome after.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
@@ -182,12 +183,15 @@ class JournalStore(Protocol):
         those are journaled one by one (``journal_poll``)."""
         ...
 
-    async def journal_poll(self, incident_id: str, now: datetime, *, phase: str, step: int,
-                           number: int, poll: VerifyPoll) -> None:
+    def journal_poll(self, incident_id: str, now: datetime, *, phase: str, step: int,
+                     number: int, poll: VerifyPoll) -> asyncio.Future[None]:
         """Poll ``number`` (1: the first) of the verification of step ``step`` of
-        ``phase``, as it was measured. The store keeps the first poll and the latest
-        ``POLLS_KEPT - 1``; ``get_incident``'s steps carry them (``polls``) and the
-        highest number (``poll_count``)."""
+        ``phase``, as it was measured. The write is under way when this returns, and
+        committed within ``POLL_GATHER`` with the other polls made meanwhile (one
+        transaction); the awaitable is its outcome (``close`` writes what is pending).
+        The store keeps the first poll and the latest ``POLLS_KEPT - 1``;
+        ``get_incident``'s steps carry them (``polls``) and the highest number
+        (``poll_count``)."""
         ...
 
     async def add_timeline(self, incident_id: str, entry: TimelineEntry) -> None: ...

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import asyncpg  # type: ignore[import-untyped]
 
+from remediator.store.gather import Gathered
 from remediator.store.migrations import migrate_postgres
 from remediator.store.pg_listen import Listener
 from remediator.store.sqlite_base import new_incident_id
@@ -70,6 +71,7 @@ class PgBase:
         self.connect_timeout = connect_timeout
         self._ids = ids
         self._pool: Any = None
+        self._polls: Gathered[Any] | None = None     # made by journal_poll
         self._closed = False
         self.channel = wake_channel("public")
         self._listener = Listener(url)

@@ -9,6 +9,7 @@ guards, outbox and approvals (``pg_guards.py``).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -27,6 +28,7 @@ from remediator.model.incident import (
 )
 from remediator.model.records import attach_polls, count_alerts
 from remediator.ports.store import ASCII_LOWER, PageKey
+from remediator.store.gather import POLL_GATHER, Gathered
 from remediator.store.pg_base import OPEN_STATES, Conn, PgBase
 
 _OPEN = list(OPEN_STATES)
@@ -281,12 +283,20 @@ class PgIncidents(PgBase):
     # the one-part methods above call it by this name, so that a wrapper put on an
     # instance's journal() (the store-traffic tests count calls) sees only its own callers
 
-    async def journal_poll(self, incident_id: str, now: datetime, *, phase: str, step: int,
-                           number: int, poll: VerifyPoll) -> None:
-        # one statement: the poll, the one that drops out of the latest POLLS_KEPT - 1 (the
-        # first stays), and the incident's updated_at
-        await self._execute(_POLL_SQL, incident_id, phase, step, number,
-                            poll.model_dump_json(), number - POLLS_KEPT + 1, now)
+    def journal_poll(self, incident_id: str, now: datetime, *, phase: str, step: int,
+                     number: int, poll: VerifyPoll) -> asyncio.Future[None]:
+        if self._polls is None:
+            self._polls = Gathered(self._write_polls, POLL_GATHER)
+        # the first poll stays; of the others, the latest POLLS_KEPT - 1
+        return self._polls.add((incident_id, phase, step, number, poll.model_dump_json(),
+                                number - POLLS_KEPT + 1, now))
+
+    async def _write_polls(self, rows: list[tuple[Any, ...]]) -> None:
+        # one statement a poll (the poll, the one that drops out, the incident's
+        # updated_at), every poll gathered in one transaction
+        async def run(c: Conn) -> None:
+            await c.executemany(_POLL_SQL, rows)
+        await self._tx(run)
 
     async def restart_ladder(self, incident_id: str, now: datetime,
                              entry: TimelineEntry) -> bool:

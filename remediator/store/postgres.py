@@ -55,6 +55,8 @@ class PostgresStore(PgIncidents, PgGuards, PgRetention, PgTimers):
         self._flusher: asyncio.Task[None] | None = None
 
     async def close(self) -> None:
+        if self._polls is not None:
+            await self._polls.drain()
         self._closed = True
         if self._flusher is not None:
             await asyncio.shield(self._flusher)

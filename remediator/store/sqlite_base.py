@@ -25,6 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from remediator.store.gather import Gathered
 from remediator.store.migrations import migrate_sqlite
 
 T = TypeVar("T")
@@ -110,6 +111,7 @@ class SqliteBase:
         self._local = threading.local()
         self._queue: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._polls: Gathered[Any] | None = None     # made by journal_poll
         self._closed = False
 
     # --- connections -------------------------------------------------------------
@@ -168,6 +170,8 @@ class SqliteBase:
                 log.warning("WAL checkpoint failed: %s", exc)
 
     async def close(self) -> None:
+        if self._polls is not None:
+            await self._polls.drain()
         self._closed = True
         if self._checkpoints is not None:
             self._checkpoints.cancel()

@@ -7,6 +7,7 @@ connection, writes as functions in the writer's group commit. Not here: intake
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from collections.abc import Sequence
@@ -26,8 +27,12 @@ from remediator.model.incident import (
 )
 from remediator.model.records import attach_polls, count_alerts
 from remediator.ports.store import ASCII_LOWER, PageKey
+from remediator.store.gather import POLL_GATHER, Gathered
 from remediator.store.sqlite_base import SqliteBase, chunks, dt, marks
 from remediator.store.sqlite_intake import ACTIVE_SQL, OPEN_SQL, ts
+
+#: A poll to journal: incident, phase, step, number, record, drop up to, updated_at
+PollRow = tuple[str, str, int, int, str, int, str]
 
 
 class SqliteIncidents(SqliteBase):
@@ -312,20 +317,22 @@ class SqliteIncidents(SqliteBase):
     # the one-part methods above call it by this name, so that a wrapper put on an
     # instance's journal() (the store-traffic tests count calls) sees only its own callers
 
-    async def journal_poll(self, incident_id: str, now: datetime, *, phase: str, step: int,
-                           number: int, poll: VerifyPoll) -> None:
-        key = (incident_id, phase, step)
-        poll_args = (*key, number, poll.model_dump_json())
+    def journal_poll(self, incident_id: str, now: datetime, *, phase: str, step: int,
+                     number: int, poll: VerifyPoll) -> asyncio.Future[None]:
+        if self._polls is None:
+            self._polls = Gathered(self._write_polls, POLL_GATHER)
         # the first poll stays; of the others, the latest POLLS_KEPT - 1
-        drop_args = (*key, number - POLLS_KEPT + 1)
-        now_ts = ts(now)
+        return self._polls.add((incident_id, phase, step, number, poll.model_dump_json(),
+                                number - POLLS_KEPT + 1, ts(now)))
 
+    async def _write_polls(self, rows: list[PollRow]) -> None:
         def run(c: sqlite3.Connection) -> None:
-            c.execute("INSERT OR REPLACE INTO verify_polls(incident_id, phase, idx, n, record) "
-                      "VALUES (?,?,?,?,?)", poll_args)
-            c.execute("DELETE FROM verify_polls WHERE incident_id=? AND phase=? AND idx=? "
-                      "AND n > 1 AND n <= ?", drop_args)
-            c.execute("UPDATE incidents SET updated_at=? WHERE id=?", (now_ts, incident_id))
+            c.executemany("INSERT OR REPLACE INTO verify_polls(incident_id, phase, idx, n, "
+                          "record) VALUES (?,?,?,?,?)", [r[:5] for r in rows])
+            c.executemany("DELETE FROM verify_polls WHERE incident_id=? AND phase=? AND idx=? "
+                          "AND n > 1 AND n <= ?", [(*r[:3], r[5]) for r in rows])
+            c.executemany("UPDATE incidents SET updated_at=? WHERE id=?",
+                          [(r[6], r[0]) for r in rows])
         await self._write(run)
 
     async def restart_ladder(self, incident_id: str, now: datetime,
