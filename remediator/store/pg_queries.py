@@ -108,7 +108,10 @@ class PgIncidents(PgBase):
                            alert_limit: int | None = None) -> IncidentView | None:
         if self._pool is None:
             raise RuntimeError("store is closed")
-        async with self._pool.acquire() as c:
+        # one snapshot: the row, its alerts, steps, polls and timeline as of one commit
+        # (else a timeline note could be read without the context written with it)
+        async with self._pool.acquire() as c, c.transaction(isolation="repeatable_read",
+                                                           readonly=True):
             row = await c.fetchrow("SELECT * FROM incidents WHERE id=$1", incident_id)
             if row is None:
                 return None

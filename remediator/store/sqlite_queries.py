@@ -113,8 +113,15 @@ class SqliteIncidents(SqliteBase):
 
     async def get_incident(self, incident_id: str, *,
                            alert_limit: int | None = None) -> IncidentView | None:
-        return await self._read(lambda c: self._view(c, incident_id, full=True,
-                                                     alert_limit=alert_limit))
+        def run(c: sqlite3.Connection) -> IncidentView | None:
+            # one snapshot: the row, its alerts, steps, polls and timeline as of one commit
+            # (else a timeline note could be read without the context written with it)
+            c.execute("BEGIN")
+            try:
+                return self._view(c, incident_id, full=True, alert_limit=alert_limit)
+            finally:
+                c.execute("ROLLBACK")
+        return await self._read(run)
 
     def _view(self, c: sqlite3.Connection, incident_id: str, *, full: bool,
               alert_limit: int | None = None) -> IncidentView | None:
