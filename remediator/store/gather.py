@@ -5,7 +5,8 @@ every 5 s there are 1,000 of them a second, spread over each second (the polls k
 to phases of their own): written one commit each, the commits (their fsync, the WAL
 pages, the thread hand-offs) cost more than the rows. ``Gathered`` holds each for at
 most ``within`` seconds and writes everything gathered meanwhile with one call of
-``write`` (one transaction: the stores' ``journal_poll``).
+``write`` (one transaction: the stores' ``journal_poll``). Batches are written in
+order, one at a time: a write awaited later is never overtaken by an older one.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class Gathered(Generic[T]):
         self._within = within
         self._items: list[tuple[T, asyncio.Future[None]]] = []
         self._timer: asyncio.TimerHandle | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._last: asyncio.Task[None] | None = None       # the latest batch's write
 
     def add(self, item: T) -> asyncio.Future[None]:
         """Write ``item`` within ``within`` seconds; the future of that write (its
@@ -42,11 +43,12 @@ class Gathered(Generic[T]):
         self._timer = None
         batch, self._items = self._items, []
         if batch:
-            task = asyncio.get_running_loop().create_task(self._run(batch))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._last = asyncio.get_running_loop().create_task(self._run(batch, self._last))
 
-    async def _run(self, batch: list[tuple[T, asyncio.Future[None]]]) -> None:
+    async def _run(self, batch: list[tuple[T, asyncio.Future[None]]],
+                   after: asyncio.Task[None] | None) -> None:
+        if after is not None:           # batches are written in order, one at a time
+            await asyncio.gather(after, return_exceptions=True)
         try:
             await self._write([item for item, _ in batch])
         except Exception as exc:
@@ -64,5 +66,5 @@ class Gathered(Generic[T]):
         if self._timer is not None:
             self._timer.cancel()
         self._due()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._last is not None:
+            await asyncio.gather(self._last, return_exceptions=True)

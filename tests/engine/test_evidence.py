@@ -81,6 +81,13 @@ class RatioMetrics:
         return []
 
 
+def poll_count(inc: IncidentView) -> int:
+    """The polls of the playbook's 10 m verification every minute: at once, every minute
+    on the incident's phase, and at the timeout."""
+    phase = poll_phase(f"{inc.id}/0")
+    return 2 + sum(1 for k in range(1, 11) if (k + phase) * 60 < 600)
+
+
 async def test_an_escalation_says_what_verification_saw(rig: Rig) -> None:
     rig.metrics = RatioMetrics()      # type: ignore[assignment]
     await rig.start(playbook(rig.hooks.url))
@@ -90,9 +97,7 @@ async def test_an_escalation_says_what_verification_saw(rig: Rig) -> None:
     assert inc.state == IncidentState.ESCALATED
     step = inc.steps[0]
     assert step.verify == WORDS
-    # at once, every minute on the incident's phase, and at the 10 m timeout
-    phase = poll_phase(f"{inc.id}/0")
-    polls = 2 + sum(1 for k in range(1, 11) if (k + phase) * 60 < 600)
+    polls = poll_count(inc)
     assert step.poll_count == len(step.polls) == polls
     poll = step.polls[0]
     assert poll.verdict == "not_met"
@@ -195,7 +200,7 @@ async def test_without_prometheus_the_graph_draws_the_journaled_polls(rig: Rig) 
     down = RatioMetrics(down=True)
     [spec] = await incident_graphs(inc, down, rig.clock.now())     # no g0.expr: one graph
     assert "the journaled values" in spec.note
-    assert [v for _, v in spec.series[0].points] == [0.12] * 11      # one per poll
+    assert [v for _, v in spec.series[0].points] == [0.12] * poll_count(inc)   # one a poll
     [spec] = await incident_graphs(inc, None, rig.clock.now())
     assert spec.note.startswith("Prometheus not configured")
     renderer = MatplotlibRenderer()
@@ -223,7 +228,8 @@ async def test_a_postmortem_draft(rig: Rig, tmp_path: Path,
                    "- MTTR (first alert → resolved): not resolved yet",
                    "## Timeline", "## What was tried",
                    "1. **restart** (`kubernetes.restart`): failed",
-                   f"   - verification: {WORDS}", "   - 11 polls; the last: error ratio 0.12",
+                   f"   - verification: {WORDS}",
+                   f"   - {poll_count(inc)} polls; the last: error ratio 0.12",
                    "## Evidence", f"/api/v1/incidents/{inc.id}/graph.png",
                    "## Contributing factors", "## Action items", "- [ ] _To be written._"):
         assert needle in text, f"{needle!r} not in:\n{text}"
