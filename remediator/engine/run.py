@@ -19,7 +19,6 @@ it back into a run that goes straight back to that approval (``Run.resume``).
 from __future__ import annotations
 
 import asyncio
-import zlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,6 +32,7 @@ from remediator.engine.quarantine import Quarantine
 from remediator.engine.routing import template_context
 from remediator.engine.slots import RESUMED, Slot
 from remediator.engine.supervisor import Supervisor
+from remediator.engine.verification import Verifier, spread
 from remediator.metrics import Metrics
 from remediator.model.incident import ALERTS_IN_VIEW, IncidentView
 from remediator.model.playbook import Playbook
@@ -45,7 +45,6 @@ if TYPE_CHECKING:
     from remediator.engine.guards import Guards
     from remediator.engine.notifications import Notifications
     from remediator.engine.ports import Ports
-    from remediator.engine.verification import Verifier
 
 
 #: Seconds between looks at the alerts during a ``wait`` action, wakes or not, and the
@@ -263,7 +262,7 @@ class Run:
             count, woken, at = seen
             # each incident its own age between RECHECK/2 and RECHECK: incidents opened
             # together (a storm) then spread their reads instead of making them together
-            oldest = RECHECK * (0.5 + zlib.crc32(self.id.encode()) / 2 ** 33)
+            oldest = RECHECK * (0.5 + spread(self.id) / 2)
             if woken == self.wake.woken and self.clock.now().timestamp() - at < oldest:
                 return count
         return await self.firing()

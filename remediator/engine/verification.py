@@ -176,11 +176,17 @@ def promql_words(p: PromqlPoll, name: str | None, hold_for: float, held: float) 
 DUE_SLACK = 0.001
 
 
+def spread(key: str) -> float:
+    """A share in [0, 1) of ``key``'s own, the same in every process and after a restart
+    (a crc32): what spreads over time the work of incidents that came together."""
+    return zlib.crc32(key.encode()) / 2 ** 32
+
+
 def poll_phase(key: str) -> float:
     """Where in its interval a verification polls after its first poll, as a share of
-    the interval in [-0.5, 0.5): a hash of ``key`` (the incident and the step), the same
-    after a restart. The second poll comes 0.5 to 1.5 intervals after the first."""
-    return zlib.crc32(key.encode()) / 2 ** 32 - 0.5
+    the interval in [-0.5, 0.5): ``spread`` of ``key`` (the incident and the step). The
+    second poll comes 0.5 to 1.5 intervals after the first."""
+    return spread(key) - 0.5
 
 
 def next_due(due: float, now: float, interval: float) -> float:
