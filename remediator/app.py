@@ -28,7 +28,7 @@ from remediator.clock import Clock, SystemClock
 from remediator.engine.core import Engine
 from remediator.engine.health import DependencyHealth, Probe
 from remediator.engine.ports import Ports
-from remediator.errors import ConfigError, Problem
+from remediator.errors import ConfigError, Problem, TemporaryError
 from remediator.loader import check_policies, load_paths, playbook_needs
 from remediator.metrics import Metrics, watch_loop_lag
 from remediator.ports import AlertsApi, ChatApi, ClusterApi, HttpApi, MetricsApi, TrackerApi
@@ -550,17 +550,21 @@ def _inspector(cluster: ClusterApi | None) -> ClusterInspector | None:
 
 
 def _cluster_probe(cluster: ClusterApi | None, timeout: float) -> Probe | None:
-    """``GET /version`` on the Kubernetes API server (any credentials may read it)."""
-    from remediator.adapters.kubernetes import KubernetesCluster
+    """``GET /version`` on the Kubernetes API server (any credentials may read it): down
+    when it cannot be reached or does not answer 2xx (a 503 from an unhealthy server, a
+    401 for credentials it no longer takes)."""
+    from remediator.adapters.kubernetes import VERSION, KubernetesCluster
     if not isinstance(cluster, KubernetesCluster):
         return None
-    api_client = cluster.api_client
+    get_version = cluster.endpoint("GET", VERSION)
 
     async def version() -> None:
-        from kubernetes_asyncio import client
-        response: Any = await client.VersionApi(api_client).get_code(
-            _preload_content=False, _request_timeout=timeout)
-        response.release()
+        response: Any = await get_version(_preload_content=False, _request_timeout=timeout)
+        try:
+            if not 200 <= response.status <= 299:
+                raise TemporaryError(f"GET /version: HTTP {response.status} {response.reason}")
+        finally:
+            response.release()
     return version
 
 

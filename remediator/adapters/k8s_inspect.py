@@ -11,9 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from kubernetes_asyncio import client
-
-from remediator.adapters.kubernetes import KubernetesCluster, status_of
+from remediator.adapters.kubernetes import EVENTS, NODE, PDBS, KubernetesCluster, status_of
 from remediator.errors import PermanentError
 from remediator.ports.cluster import KubeObject
 
@@ -21,8 +19,6 @@ from remediator.ports.cluster import KubeObject
 class KubernetesInspector:
     def __init__(self, cluster: KubernetesCluster) -> None:
         self.cluster = cluster
-        self.core = cluster.core
-        self.policy = client.PolicyV1Api(cluster.api_client)
 
     async def _json(self, what: str, method: Callable[..., Awaitable[Any]], *args: Any,
                     **kwargs: Any) -> Any:
@@ -36,17 +32,19 @@ class KubernetesInspector:
 
     async def list_events(self, namespace: str, kind: str, name: str) -> list[KubeObject]:
         listing = await self._json(
-            f"list the Events of {kind} {namespace}/{name}", self.core.list_namespaced_event,
-            namespace, field_selector=f"involvedObject.kind={kind},involvedObject.name={name}")
+            f"list the Events of {kind} {namespace}/{name}",
+            self.cluster.endpoint("GET", EVENTS, namespace=namespace),
+            query=[("fieldSelector", f"involvedObject.kind={kind},involvedObject.name={name}")])
         return list((listing or {}).get("items") or [])
 
     async def read_node(self, name: str) -> KubeObject | None:
-        node: KubeObject | None = await self._json(f"get Node {name}", self.core.read_node, name)
+        node: KubeObject | None = await self._json(
+            f"get Node {name}", self.cluster.endpoint("GET", NODE, name=name))
         return node
 
     async def list_pdbs(self, namespace: str) -> list[KubeObject]:
         listing = await self._json(f"list PodDisruptionBudgets in {namespace}",
-                                   self.policy.list_namespaced_pod_disruption_budget, namespace)
+                                   self.cluster.endpoint("GET", PDBS, namespace=namespace))
         return list((listing or {}).get("items") or [])
 
     async def previous_log_tail(self, namespace: str, pod: str, container: str,

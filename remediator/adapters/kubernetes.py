@@ -1,6 +1,10 @@
 """``KubernetesCluster``: the ClusterApi port (``remediator.ports.cluster``) on kubernetes_asyncio.
 
-One shared ``ApiClient`` per cluster; every request carries a timeout. Objects
+One shared ``ApiClient`` per cluster; every request carries a timeout. Requests go
+through ``ApiClient.call_api`` (kubeconfig or in-cluster credentials, the bearer
+token's refresh, TLS, path quoting), to the REST paths below: the generated API
+classes would only fill in the same paths, and ``CoreV1Api`` alone is 38,000 lines
+of Python, 2.4 MB of the daemon's memory for the twelve endpoints it uses. Objects
 come back as plain JSON dicts (camelCase, as the API sends them) so the actions
 can compare and patch them like kubectl does. Errors are mapped once, here:
 
@@ -15,7 +19,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import aiohttp
@@ -42,8 +46,28 @@ from kubernetes_asyncio.client.exceptions import ApiException  # noqa: E402
 from kubernetes_asyncio.config.config_exception import ConfigException  # noqa: E402
 
 Obj = KubeObject
-_METHOD = {"Deployment": "deployment", "StatefulSet": "stateful_set", "DaemonSet": "daemon_set"}
 RECENT_EVENTS = 20
+
+#: the endpoints used (``{x}`` is filled in, quoted, by ``ApiClient.call_api``)
+WORKLOAD = "/apis/apps/v1/namespaces/{namespace}/{resource}/{name}"
+SCALE = WORKLOAD + "/scale"
+REPLICASETS = "/apis/apps/v1/namespaces/{namespace}/replicasets"
+REPLICASET = REPLICASETS + "/{name}"
+CONTROLLER_REVISIONS = "/apis/apps/v1/namespaces/{namespace}/controllerrevisions"
+HPAS = "/apis/autoscaling/v2/namespaces/{namespace}/horizontalpodautoscalers"
+PODS = "/api/v1/namespaces/{namespace}/pods"
+POD = PODS + "/{name}"
+POD_LOG = POD + "/log"
+POD_EVICTION = POD + "/eviction"
+ALL_PODS = "/api/v1/pods"
+EVENTS = "/api/v1/namespaces/{namespace}/events"
+NODES = "/api/v1/nodes"
+NODE = NODES + "/{name}"
+NETWORK_POLICIES = "/apis/networking.k8s.io/v1/namespaces/{namespace}/networkpolicies"
+NETWORK_POLICY = NETWORK_POLICIES + "/{name}"
+ALL_NETWORK_POLICIES = "/apis/networking.k8s.io/v1/networkpolicies"
+PDBS = "/apis/policy/v1/namespaces/{namespace}/poddisruptionbudgets"
+VERSION = "/version"
 
 
 def _server_message(err: ApiException) -> str:
@@ -127,9 +151,9 @@ def _look_at_the_environment_once(api_client: Any) -> None:
 class KubernetesCluster:
     """The cluster, through one kubernetes_asyncio ``ApiClient``.
 
-    Every request goes through a generated API method, so through ``ApiClient.call_api``
-    (where the bearer token is refreshed), with ``_preload_content=False``: the body is
-    parsed once with ``json.loads`` into the dict the API sent. The default path would
+    Every request goes through ``ApiClient.call_api`` (where the bearer token is
+    refreshed) with ``_preload_content=False``: the body is parsed once with
+    ``json.loads`` into the dict the API sent. The generated methods' default would
     deserialize it into generated models and serialize those back to a dict: two full
     conversions per call, and an import of every model class involved.
     """
@@ -137,17 +161,23 @@ class KubernetesCluster:
     def __init__(self, api_client: Any, *, timeout: float = 10.0) -> None:
         self.api_client = api_client
         self.timeout = timeout
-        self.apps = client.AppsV1Api(api_client)
-        self.core = client.CoreV1Api(api_client)
-        self.autoscaling = client.AutoscalingV2Api(api_client)
-        self._networking: Any = None
 
-    @property
-    def networking(self) -> Any:
-        """NetworkingV1Api, made on first use (only network_isolate needs it)."""
-        if self._networking is None:
-            self._networking = client.NetworkingV1Api(self.api_client)
-        return self._networking
+    def endpoint(self, method: str, path: str, **path_params: str
+                 ) -> Callable[..., Awaitable[Any]]:
+        """A request to ``path`` for ``call``: ``send(body=None, *, query=(),
+        _content_type=None, **call_api_options)``, as a generated API method sends it
+        (``Accept: application/json``; PATCH says its ``Content-Type``)."""
+        api_client = self.api_client
+
+        async def send(body: Any = None, *, query: Iterable[tuple[str, Any]] = (),
+                       _content_type: str | None = None, **options: Any) -> Any:
+            headers = {"Accept": "application/json"}
+            if _content_type is not None:
+                headers["Content-Type"] = _content_type
+            return await api_client.call_api(
+                path, method, path_params, list(query), headers, body=body,
+                auth_settings=["BearerToken"], _return_http_data_only=True, **options)
+        return send
 
     @classmethod
     async def connect(cls, *, kubeconfig: str | None = None, context: str | None = None,
@@ -210,80 +240,85 @@ class KubernetesCluster:
             raise map_api_error(error, what) from error
         return body, response.status
 
-    async def _read_or_none(self, what: str, method: Callable[..., Awaitable[Any]],
-                            *args: Any) -> Obj | None:
+    async def _read_or_none(self, what: str, method: Callable[..., Awaitable[Any]]
+                            ) -> Obj | None:
         try:
-            obj: Obj = await self.call(what, method, *args)
+            obj: Obj = await self.call(what, method)
         except PermanentError as err:
             if status_of(err) == 404:
                 return None
             raise
         return obj
 
-    def _fn(self, verb: str, kind: str, suffix: str = "") -> Any:
-        if kind not in WORKLOADS:
+    def _workload(self, method: str, target: TargetRef, path: str = WORKLOAD
+                  ) -> Callable[..., Awaitable[Any]]:
+        resource = WORKLOADS.get(target.kind)
+        if resource is None:
             raise PermanentError(
-                f"unsupported kind {kind!r} (expected one of {', '.join(WORKLOADS)})")
-        return getattr(self.apps, f"{verb}_namespaced_{_METHOD[kind]}{suffix}")
+                f"unsupported kind {target.kind!r} (expected one of {', '.join(WORKLOADS)})")
+        return self.endpoint(method, path, namespace=target.namespace, resource=resource,
+                             name=target.name)
 
     # --- workloads ----------------------------------------------------------------------
 
     async def read_workload(self, target: TargetRef) -> Obj:
-        obj: Obj = await self.call(f"get {target}", self._fn("read", target.kind),
-                                    target.name, target.namespace)
+        obj: Obj = await self.call(f"get {target}", self._workload("GET", target))
         return obj
 
     async def patch_workload(self, target: TargetRef, patch: Obj | list[Any], *,
                              content_type: str) -> Obj:
-        obj: Obj = await self.call(f"patch {target}", self._fn("patch", target.kind),
-                                    target.name, target.namespace, patch,
+        obj: Obj = await self.call(f"patch {target}", self._workload("PATCH", target), patch,
                                     _content_type=content_type)
         return obj
 
     async def read_scale(self, target: TargetRef) -> int:
         scale = await self.call(f"get the scale of {target}",
-                                 self._fn("read", target.kind, "_scale"),
-                                 target.name, target.namespace)
+                                 self._workload("GET", target, SCALE))
         return _replicas(scale)
 
     async def patch_scale(self, target: TargetRef, replicas: int) -> int:
         scale = await self.call(f"scale {target} to {replicas}",
-                                 self._fn("patch", target.kind, "_scale"),
-                                 target.name, target.namespace, {"spec": {"replicas": replicas}},
+                                 self._workload("PATCH", target, SCALE),
+                                 {"spec": {"replicas": replicas}},
                                  _content_type="application/merge-patch+json")
         return _replicas(scale)
 
     async def list_hpas(self, namespace: str) -> list[Obj]:
         return _items(await self.call(
             f"list HorizontalPodAutoscalers in {namespace}",
-            self.autoscaling.list_namespaced_horizontal_pod_autoscaler, namespace))
+            self.endpoint("GET", HPAS, namespace=namespace)))
 
     async def list_replicasets(self, namespace: str, selector: str) -> list[Obj]:
         return _items(await self.call(
             f"list ReplicaSets in {namespace} ({selector})",
-            self.apps.list_namespaced_replica_set, namespace, label_selector=selector))
+            self.endpoint("GET", REPLICASETS, namespace=namespace),
+            query=[("labelSelector", selector)]))
 
     async def read_replicaset(self, namespace: str, name: str) -> Obj | None:
         """The ReplicaSet, or None if it does not exist."""
-        return await self._read_or_none(f"get ReplicaSet {namespace}/{name}",
-                                        self.apps.read_namespaced_replica_set, name, namespace)
+        return await self._read_or_none(
+            f"get ReplicaSet {namespace}/{name}",
+            self.endpoint("GET", REPLICASET, namespace=namespace, name=name))
 
     async def list_controller_revisions(self, namespace: str, selector: str) -> list[Obj]:
         return _items(await self.call(
             f"list ControllerRevisions in {namespace} ({selector})",
-            self.apps.list_namespaced_controller_revision, namespace, label_selector=selector))
+            self.endpoint("GET", CONTROLLER_REVISIONS, namespace=namespace),
+            query=[("labelSelector", selector)]))
 
     # --- pods and events ----------------------------------------------------------------
 
     async def list_pods(self, namespace: str, selector: str) -> list[Obj]:
         return _items(await self.call(
             f"list Pods in {namespace} ({selector})",
-            self.core.list_namespaced_pod, namespace, label_selector=selector))
+            self.endpoint("GET", PODS, namespace=namespace),
+            query=[("labelSelector", selector)]))
 
     async def read_pod(self, namespace: str, name: str) -> Obj | None:
         """The pod, or None if it does not exist."""
-        return await self._read_or_none(f"get Pod {namespace}/{name}",
-                                        self.core.read_namespaced_pod, name, namespace)
+        return await self._read_or_none(
+            f"get Pod {namespace}/{name}", self.endpoint("GET", POD, namespace=namespace,
+                                                          name=name))
 
     async def delete_pod(self, namespace: str, name: str, *, uid: str | None = None,
                          grace_period_seconds: int | None = None) -> bool:
@@ -294,8 +329,8 @@ class KubernetesCluster:
         if uid:
             body["preconditions"] = {"uid": uid}
         try:
-            await self.call(f"delete Pod {namespace}/{name}", self.core.delete_namespaced_pod,
-                             name, namespace, body=body)
+            await self.call(f"delete Pod {namespace}/{name}",
+                            self.endpoint("DELETE", POD, namespace=namespace, name=name), body)
         except (PermanentError, TemporaryError) as err:
             cause = err.__cause__
             if status_of(err) == 404 or (status_of(err) == 409 and isinstance(cause, ApiException)
@@ -307,27 +342,27 @@ class KubernetesCluster:
     # --- nodes and evictions -------------------------------------------------------------
 
     async def read_node(self, name: str) -> Obj:
-        obj: Obj = await self.call(f"get Node {name}", self.core.read_node, name)
+        obj: Obj = await self.call(f"get Node {name}", self.endpoint("GET", NODE, name=name))
         return obj
 
     async def list_nodes(self) -> list[Obj]:
-        return _items(await self.call("list Nodes", self.core.list_node))
+        return _items(await self.call("list Nodes", self.endpoint("GET", NODES)))
 
     async def patch_node(self, name: str, patch: Obj) -> Obj:
-        obj: Obj = await self.call(f"patch Node {name}", self.core.patch_node, name, patch,
-                                    _content_type="application/strategic-merge-patch+json")
+        obj: Obj = await self.call(f"patch Node {name}", self.endpoint("PATCH", NODE, name=name),
+                                    patch, _content_type="application/strategic-merge-patch+json")
         return obj
 
     async def list_pods_on_node(self, node: str) -> list[Obj]:
         return _items(await self.call(
-            f"list Pods on Node {node}", self.core.list_pod_for_all_namespaces,
-            field_selector=f"spec.nodeName={node}"))
+            f"list Pods on Node {node}", self.endpoint("GET", ALL_PODS),
+            query=[("fieldSelector", f"spec.nodeName={node}")]))
 
     async def evict_pod(self, namespace: str, name: str) -> Eviction:
         try:
             await self.call(f"evict Pod {namespace}/{name}",
-                             self.core.create_namespaced_pod_eviction, name, namespace,
-                             eviction_body(namespace, name))
+                            self.endpoint("POST", POD_EVICTION, namespace=namespace, name=name),
+                            eviction_body(namespace, name))
         except (PermanentError, TemporaryError) as err:
             if status_of(err) == 404:
                 return Eviction("gone")
@@ -341,15 +376,15 @@ class KubernetesCluster:
     # --- isolation -------------------------------------------------------------------
 
     async def list_all_pods(self, selector: str) -> list[Obj]:
-        return _items(await self.call(f"list Pods ({selector})",
-                                       self.core.list_pod_for_all_namespaces,
-                                       label_selector=selector))
+        return _items(await self.call(f"list Pods ({selector})", self.endpoint("GET", ALL_PODS),
+                                      query=[("labelSelector", selector)]))
 
     async def patch_pod(self, namespace: str, name: str, patch: Obj) -> Obj | None:
         try:
-            obj: Obj = await self.call(f"patch Pod {namespace}/{name}",
-                                        self.core.patch_namespaced_pod, name, namespace, patch,
-                                        _content_type="application/merge-patch+json")
+            obj: Obj = await self.call(
+                f"patch Pod {namespace}/{name}",
+                self.endpoint("PATCH", POD, namespace=namespace, name=name), patch,
+                _content_type="application/merge-patch+json")
         except PermanentError as err:
             if status_of(err) == 404:
                 return None
@@ -360,7 +395,7 @@ class KubernetesCluster:
         name = (body.get("metadata") or {}).get("name")
         try:
             await self.call(f"create NetworkPolicy {namespace}/{name}",
-                             self.networking.create_namespaced_network_policy, namespace, body)
+                            self.endpoint("POST", NETWORK_POLICIES, namespace=namespace), body)
         except TemporaryError as err:
             if status_of(err) == 409:
                 return False                     # AlreadyExists: made before a crash
@@ -369,13 +404,13 @@ class KubernetesCluster:
 
     async def list_network_policies(self, selector: str) -> list[Obj]:
         return _items(await self.call(
-            f"list NetworkPolicies ({selector})",
-            self.networking.list_network_policy_for_all_namespaces, label_selector=selector))
+            f"list NetworkPolicies ({selector})", self.endpoint("GET", ALL_NETWORK_POLICIES),
+            query=[("labelSelector", selector)]))
 
     async def delete_network_policy(self, namespace: str, name: str) -> bool:
         try:
             await self.call(f"delete NetworkPolicy {namespace}/{name}",
-                             self.networking.delete_namespaced_network_policy, name, namespace)
+                            self.endpoint("DELETE", NETWORK_POLICY, namespace=namespace, name=name))
         except PermanentError as err:
             if status_of(err) == 404:
                 return False
@@ -384,23 +419,22 @@ class KubernetesCluster:
 
     async def list_events(self, namespace: str) -> list[Obj]:
         return _items(await self.call(f"list Events in {namespace}",
-                                       self.core.list_namespaced_event, namespace))
+                                      self.endpoint("GET", EVENTS, namespace=namespace)))
 
     async def read_pod_log(self, namespace: str, name: str, *, container: str | None = None,
                            previous: bool = False, tail_lines: int | None = None,
                            limit_bytes: int | None = None) -> str | None:
         """``kubectl logs [--previous] --tail N --limit-bytes B``: the text, or None when
         the pod is gone or (``previous``) has no terminated container."""
-        kwargs: dict[str, Any] = {"previous": previous}
-        for key, value in (("container", container), ("tail_lines", tail_lines),
-                           ("limit_bytes", limit_bytes)):
-            if value is not None:
-                kwargs[key] = value
+        query: list[tuple[str, Any]] = [
+            (key, value) for key, value in (("container", container), ("limitBytes", limit_bytes),
+                                            ("previous", previous), ("tailLines", tail_lines))
+            if value is not None]
         what = f"read the {'previous ' if previous else ''}log of Pod {namespace}/{name}" + \
             (f" container {container}" if container else "")
         try:
-            body, _ = await self._body(what, self.core.read_namespaced_pod_log, name,
-                                       namespace, **kwargs)
+            body, _ = await self._body(
+                what, self.endpoint("GET", POD_LOG, namespace=namespace, name=name), query=query)
         except PermanentError as err:
             if status_of(err) == 404 or (previous and status_of(err) == 400):
                 return None
@@ -410,8 +444,9 @@ class KubernetesCluster:
     async def object_events(self, namespace: str, kind: str, name: str) -> list[str]:
         """The events of one object, oldest first, as lines (``kubectl describe``'s)."""
         events = _items(await self.call(
-            f"list Events of {kind} {namespace}/{name}", self.core.list_namespaced_event,
-            namespace, field_selector=f"involvedObject.kind={kind},involvedObject.name={name}"))
+            f"list Events of {kind} {namespace}/{name}",
+            self.endpoint("GET", EVENTS, namespace=namespace),
+            query=[("fieldSelector", f"involvedObject.kind={kind},involvedObject.name={name}")]))
         events.sort(key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
         return [_event_line(e) for e in events]
 

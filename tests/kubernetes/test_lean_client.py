@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from remediator.adapters import k8s_lazy
@@ -72,7 +73,7 @@ def test_the_adapter_imports_no_model_and_few_modules() -> None:
     """)
     # A plain ``import kubernetes_asyncio`` loads ~860 of them (~770 models, 66 APIs).
     assert counts["models"] == 0
-    assert counts["apis"] == 3              # AppsV1Api, CoreV1Api, AutoscalingV2Api
+    assert counts["apis"] == 0              # the paths are the adapter's (ApiClient.call_api)
     assert counts["all"] < 40
 
 
@@ -296,3 +297,43 @@ async def test_no_proxy_is_still_honoured(proxy_env: pytest.MonkeyPatch, kubecon
         assert cluster.api_client.rest_client.pool_manager.trust_env is False
     finally:
         await cluster.close()
+
+
+async def test_the_health_probe_reads_the_version_and_wants_a_2xx(
+        cluster: KubernetesCluster, tmp_path: Path) -> None:
+    from aiohttp import web
+
+    from remediator.app import _cluster_probe
+
+    probe = _cluster_probe(cluster, 2.0)
+    assert probe is not None
+    await probe()                                   # the simulator answers /version
+
+    async def unhealthy(request: web.Request) -> web.Response:
+        return web.json_response({"message": "etcd is down"}, status=503)
+
+    app = web.Application()
+    app.router.add_get("/version", unhealthy)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    kubeconfig = tmp_path / "unhealthy"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}))
+    down = await KubernetesCluster.connect(kubeconfig=str(kubeconfig), request_timeout=2.0)
+    try:
+        probe = _cluster_probe(down, 2.0)
+        assert probe is not None
+        with pytest.raises(TemporaryError, match=r"^GET /version: HTTP 503"):
+            await probe()
+        await runner.cleanup()                      # nobody listens there any more
+        with pytest.raises(aiohttp.ClientError):
+            await probe()
+    finally:
+        await down.close()
+        await runner.cleanup()

@@ -86,22 +86,24 @@ async def test_paused_deployment_does_not_roll_out_but_scales(
 
 async def test_scale_subresource_shape_and_stale_update_conflict(
         sim: Simulator, cluster: KubernetesCluster) -> None:
-    scale = await cluster.apps.read_namespaced_deployment_scale("api", "prod")
+    apps = client.AppsV1Api(cluster.api_client)      # the generated client and its models
+    scale = await apps.read_namespaced_deployment_scale("api", "prod")
     assert (scale.kind, scale.api_version, scale.status.selector) == (
         "Scale", "autoscaling/v1", "app=api")
     scale.metadata.resource_version = "1"
     scale.spec.replicas = 4
     with pytest.raises(client.ApiException) as info:
-        await cluster.apps.replace_namespaced_deployment_scale("api", "prod", scale)
+        await apps.replace_namespaced_deployment_scale("api", "prod", scale)
     assert info.value.status == 409
 
 
 async def test_selectors_events_and_watch(sim: Simulator, cluster: KubernetesCluster,
                                           clock: FakeClock) -> None:
-    pods = await cluster.core.list_namespaced_pod("prod", label_selector="app in (api,web)")
+    core, apps = client.CoreV1Api(cluster.api_client), client.AppsV1Api(cluster.api_client)
+    pods = await core.list_namespaced_pod("prod", label_selector="app in (api,web)")
     assert len(pods.items) == 5
     await cluster.patch_scale(API, 4)
-    events = await cluster.core.list_namespaced_event(
+    events = await core.list_namespaced_event(
         "prod", field_selector="involvedObject.kind=Deployment,involvedObject.name=api")
     assert events.items
     assert all(e.involved_object.name == "api" for e in events.items)
@@ -109,7 +111,7 @@ async def test_selectors_events_and_watch(sim: Simulator, cluster: KubernetesClu
     seen: list[tuple[str, int]] = []
 
     async def follow() -> None:
-        async for event in w.stream(cluster.apps.list_namespaced_deployment, "prod",
+        async for event in w.stream(apps.list_namespaced_deployment, "prod",
                                     field_selector="metadata.name=api", timeout_seconds=30):
             seen.append((event["type"], event["object"].spec.replicas))
             if event["object"].spec.replicas == 6:
