@@ -957,6 +957,21 @@ async def test_sqlite_checkpoints_the_wal_in_the_background(
         await store.close()
 
 
+async def test_sqlite_reader_keeps_a_small_page_cache(tmp_path: Path) -> None:
+    """The reader's cache is dropped whenever another connection commits (WAL): it gets
+    READER_CACHE_KIB, the writer SQLite's default (its cache survives its own commits)."""
+    from remediator.store.sqlite_base import READER_CACHE_KIB
+
+    store = SqliteStore(tmp_path / "cache.db")
+    await store.open()
+    try:
+        cache = "PRAGMA cache_size"
+        assert await store._read(lambda c: c.execute(cache).fetchone()[0]) == -READER_CACHE_KIB
+        assert await store._write(lambda c: c.execute(cache).fetchone()[0]) == -2000
+    finally:
+        await store.close()
+
+
 async def test_sqlite_wal_stays_bounded_under_sustained_writes(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With commits that never pause long enough for the background checkpoint (here: it
