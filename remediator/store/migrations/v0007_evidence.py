@@ -1,4 +1,4 @@
-"""Migration 0008: what was collected for an incident (pod logs, events).
+"""Migration 0007: what was collected for an incident (pod logs, events).
 
 One row per collected item (an ``EvidenceItem`` as JSON in ``record``), in the
 order collected; ``add_evidence`` keeps the latest ``keep`` of an incident. Pruned
