@@ -103,14 +103,16 @@ class RunJournal:
             self.logged(entry, level)
 
     async def poll(self, phase: str, rec: StepRecord, poll: VerifyPoll) -> None:
-        """Keep a verification poll on the step record and journal it, as measured.
+        """Count a verification poll on the step record (which keeps the latest only:
+        the store keeps the first and the latest ``POLLS_KEPT - 1`` and gives them back
+        on read, and the events carry the latest) and journal it, as measured.
 
         The run does not wait for the write: it goes on to sleep until its next poll
         while the store commits the polls gathered meanwhile together (a poll changes
         nothing else). Every other write of the run waits for it first
         (``polls_written``), so nothing the run journals after a poll is durable
         without it."""
-        rec.add_poll(poll)
+        rec.add_poll(poll, keep=1)          # not 30 polls held by each verifying run
         last = self._poll_written
         if last is not None and last.done():
             self._poll_written = None

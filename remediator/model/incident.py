@@ -147,11 +147,15 @@ class StepRecord(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
 
-    def add_poll(self, poll: VerifyPoll) -> None:
-        """Keep ``poll``: the first poll stays, then the latest ``POLLS_KEPT - 1``."""
+    def add_poll(self, poll: VerifyPoll, keep: int = POLLS_KEPT) -> None:
+        """Count ``poll`` and keep it: the first poll stays, then the latest ``keep - 1``
+        (``keep=1``: the latest only)."""
         self.poll_count += 1
+        if keep <= 1:
+            self.polls[:] = [poll]
+            return
         self.polls.append(poll)
-        if len(self.polls) > POLLS_KEPT:
+        if len(self.polls) > keep:
             del self.polls[1]
 
     def journal_json(self) -> str:

@@ -17,6 +17,7 @@ from remediator.adapters.graphs import MatplotlibRenderer
 from remediator.cli import main
 from remediator.cli_views import incident_story
 from remediator.engine.graphs import incident_graphs
+from remediator.engine.run import Run
 from remediator.engine.verification import poll_phase
 from remediator.errors import TemporaryError
 from remediator.model.incident import IncidentState, IncidentView, TimelineEntry
@@ -133,6 +134,31 @@ async def test_an_escalation_says_what_verification_saw(rig: Rig) -> None:
     assert WORDS.replace("<", "&lt;") in text                  # Slack's escaping
     assert WORDS in incident_report(inc)
     assert WORDS in incident_story(body, datetime.now(UTC))
+
+
+async def test_a_verifying_run_holds_its_latest_poll_only(
+        rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """5,000 incidents verifying must not each hold 30 polls: between polls the run's
+    step record keeps the latest one (and the count); the store has the first and the
+    latest POLLS_KEPT - 1 and gives them back on read."""
+    rig.metrics = RatioMetrics()      # type: ignore[assignment]
+    held: list[tuple[int, int]] = []
+    real_sleep = Run._sleep_or_wake
+
+    async def sleep(self: Run, seconds: float) -> None:
+        held.extend((len(s.polls), s.poll_count) for s in self.view.steps if s.poll_count)
+        await real_sleep(self, seconds)
+    monkeypatch.setattr(Run, "_sleep_or_wake", sleep)
+    await rig.start(playbook(rig.hooks.url))
+    await rig.post([alert()])
+    await rig.settle()
+    monkeypatch.undo()
+    inc = await rig.only_incident()
+    assert max(count for _, count in held) >= poll_count(inc) - 1
+    assert {kept for kept, _ in held} == {1}
+    step = inc.steps[0]
+    assert step.poll_count == len(step.polls) == poll_count(inc) > 2
+    assert step.polls[0].at < step.polls[1].at
 
 
 async def test_prometheus_down_is_journaled_as_such(rig: Rig) -> None:
