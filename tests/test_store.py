@@ -431,6 +431,33 @@ async def test_polls_are_journaled_one_by_one_first_and_latest_kept(store: Store
         (1, ["poll 1"])]
 
 
+def test_a_poll_takes_the_slot_of_the_one_polls_kept_minus_one_before() -> None:
+    from remediator.model.records import poll_slot
+    assert [poll_slot(n) for n in (1, 2, 3, POLLS_KEPT, POLLS_KEPT + 1, POLLS_KEPT + 2)] == \
+        [1, 2, 3, POLLS_KEPT, 2, 3]
+    assert {poll_slot(n) for n in range(17, 46)} == set(range(2, POLLS_KEPT + 1))
+
+
+async def test_sqlite_keeps_a_verification_in_its_slots(tmp_path: Path) -> None:
+    """A poll overwrites the slot of the poll POLLS_KEPT - 1 before it: the table holds
+    at most POLLS_KEPT rows a verification, and nothing is deleted."""
+    store = SqliteStore(tmp_path / "slots.db")
+    await store.open()
+    try:
+        [out] = await store.ingest([firing()], NOW)
+        inc = out.created[0]
+        await store.save_step(inc, "ladder", StepRecord(index=0, name="restart",
+                                                        action="kubernetes.restart"), NOW)
+        for n in range(1, 46):
+            await store.journal_poll(inc, NOW, phase="ladder", step=0, number=n, poll=poll(n))
+        rows = await store._read(lambda c: c.execute(
+            "SELECT slot, n FROM verify_polls ORDER BY n").fetchall())
+        assert [tuple(r) for r in rows] == [(1, 1)] + [
+            (2 + (n - 2) % (POLLS_KEPT - 1), n) for n in range(17, 46)]
+    finally:
+        await store.close()
+
+
 async def test_polls_are_written_without_waiting_and_before_the_store_closes(
         open_store: OpenStore) -> None:
     """journal_poll's write is under way when it returns: polls made one after the
@@ -1104,7 +1131,8 @@ async def test_sqlite_upgrades_a_file_made_before_schema_versions(
         db.close()
         assert versions == [(1, "initial"), (2, "incident_leases"), (3, "sink_leases"),
                             (4, "retention"), (5, "incident_pages"), (6, "chain_timers"),
-                            (7, "evidence"), (8, "budget_clusters"), (9, "verify_polls")]
+                            (7, "evidence"), (8, "budget_clusters"), (9, "verify_polls"),
+                            (10, "poll_slots")]
         assert versions == [(s.version, s.name) for s in STEPS]
 
 
@@ -1382,12 +1410,13 @@ async def test_reservations_made_before_clusters_count_for_the_default_cluster(
 
 async def _as_version_8_left_it(db: Path | str, record: str, incident_id: str) -> None:
     """Polls on the step record (``record``, a StepRecord with its polls), no table of
-    polls, no version 9: as version 8 left a database (``db``: SQLite file, PG URL)."""
+    polls, no version 9 or later: as version 8 left a database (``db``: SQLite file, PG
+    URL)."""
     if isinstance(db, Path):
         import sqlite3
         con = sqlite3.connect(db)
         con.execute("DROP TABLE verify_polls")
-        con.execute("DELETE FROM schema_version WHERE version = 9")
+        con.execute("DELETE FROM schema_version WHERE version >= 9")
         con.execute("UPDATE steps SET record=? WHERE incident_id=?", (record, incident_id))
         con.commit()
         con.close()
@@ -1396,7 +1425,7 @@ async def _as_version_8_left_it(db: Path | str, record: str, incident_id: str) -
     conn = await asyncpg.connect(db)
     try:
         await conn.execute("DROP TABLE verify_polls")
-        await conn.execute("DELETE FROM schema_version WHERE version = 9")
+        await conn.execute("DELETE FROM schema_version WHERE version >= 9")
         await conn.execute("UPDATE steps SET record=$1 WHERE incident_id=$2", record,
                            incident_id)
     finally:

@@ -60,6 +60,14 @@ class IngestOutcome:
     created: tuple[str, ...] = ()           # of those, the ones just created
 
 
+def poll_slot(number: int) -> int:
+    """Where the store keeps poll ``number`` (1: the first) of a verification: slot 1
+    for the first, then slots 2 to ``POLLS_KEPT`` in turn, each poll overwriting the
+    one ``POLLS_KEPT - 1`` before it. So the first and the latest ``POLLS_KEPT - 1``
+    are kept, and a poll is one row written in place (migration 0010)."""
+    return 1 if number <= 1 else 2 + (number - 2) % (POLLS_KEPT - 1)
+
+
 def attach_polls(steps: Iterable[tuple[str, StepRecord]],
                  rows: Iterable[tuple[str, int, int, str]]) -> None:
     """Give journaled steps, ``(phase, record)``, their verification polls from the

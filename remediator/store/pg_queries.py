@@ -16,7 +16,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from remediator.model.incident import (
-    POLLS_KEPT,
     EvidenceItem,
     IncidentState,
     IncidentSummary,
@@ -26,7 +25,7 @@ from remediator.model.incident import (
     TimelineEntry,
     VerifyPoll,
 )
-from remediator.model.records import attach_polls, count_alerts
+from remediator.model.records import attach_polls, count_alerts, poll_slot
 from remediator.ports.store import ASCII_LOWER, PageKey
 from remediator.store.gather import POLL_GATHER, Gathered
 from remediator.store.pg_base import OPEN_STATES, Conn, PgBase
@@ -290,13 +289,13 @@ class PgIncidents(PgBase):
                      number: int, poll: VerifyPoll) -> asyncio.Future[None]:
         if self._polls is None:
             self._polls = Gathered(self._write_polls, POLL_GATHER)
-        # the first poll stays; of the others, the latest POLLS_KEPT - 1
-        return self._polls.add((incident_id, phase, step, number, poll.model_dump_json(),
-                                number - POLLS_KEPT + 1, now))
+        # the first poll stays; of the others, the latest POLLS_KEPT - 1 (in turn)
+        return self._polls.add((incident_id, phase, step, poll_slot(number), number,
+                                poll.model_dump_json(), now))
 
     async def _write_polls(self, rows: list[tuple[Any, ...]]) -> None:
-        # one statement a poll (the poll, the one that drops out, the incident's
-        # updated_at), every poll gathered in one transaction
+        # one statement a poll (the poll in its slot, the incident's updated_at), every
+        # poll gathered in one transaction
         async def run(c: Conn) -> None:
             await c.executemany(_POLL_SQL, rows)
         await self._tx(run)
@@ -397,11 +396,9 @@ class PgIncidents(PgBase):
 
 
 _POLL_SQL = (
-    "WITH poll AS (INSERT INTO verify_polls(incident_id, phase, idx, n, record) "
-    "VALUES ($1,$2,$3,$4,$5) ON CONFLICT (incident_id, phase, idx, n) DO UPDATE SET "
-    "record=excluded.record), "
-    "dropped AS (DELETE FROM verify_polls WHERE incident_id=$1 AND phase=$2 AND idx=$3 "
-    "AND n > 1 AND n <= $6) "
+    "WITH poll AS (INSERT INTO verify_polls(incident_id, phase, idx, slot, n, record) "
+    "VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT (incident_id, phase, idx, slot) DO UPDATE SET "
+    "n=excluded.n, record=excluded.record) "
     "UPDATE incidents SET updated_at=$7 WHERE id=$1")
 _MERGE_CONTEXT_SQL = ("UPDATE incidents SET context = context || $2::jsonb, updated_at=$3 "
                       "WHERE id=$1")

@@ -15,7 +15,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from remediator.model.incident import (
-    POLLS_KEPT,
     EvidenceItem,
     IncidentState,
     IncidentSummary,
@@ -25,14 +24,14 @@ from remediator.model.incident import (
     TimelineEntry,
     VerifyPoll,
 )
-from remediator.model.records import attach_polls, count_alerts
+from remediator.model.records import attach_polls, count_alerts, poll_slot
 from remediator.ports.store import ASCII_LOWER, PageKey
 from remediator.store.gather import POLL_GATHER, Gathered
 from remediator.store.sqlite_base import SqliteBase, chunks, dt, marks
 from remediator.store.sqlite_intake import ACTIVE_SQL, OPEN_SQL, ts
 
-#: A poll to journal: incident, phase, step, number, record, drop up to, updated_at
-PollRow = tuple[str, str, int, int, str, int, str]
+#: A poll to journal: incident, phase, step, slot, number, record, updated_at
+PollRow = tuple[str, str, int, int, int, str, str]
 
 
 class SqliteIncidents(SqliteBase):
@@ -328,16 +327,13 @@ class SqliteIncidents(SqliteBase):
                      number: int, poll: VerifyPoll) -> asyncio.Future[None]:
         if self._polls is None:
             self._polls = Gathered(self._write_polls, POLL_GATHER)
-        # the first poll stays; of the others, the latest POLLS_KEPT - 1
-        return self._polls.add((incident_id, phase, step, number, poll.model_dump_json(),
-                                number - POLLS_KEPT + 1, ts(now)))
+        # the first poll stays; of the others, the latest POLLS_KEPT - 1 (in turn)
+        return self._polls.add((incident_id, phase, step, poll_slot(number), number,
+                                poll.model_dump_json(), ts(now)))
 
     async def _write_polls(self, rows: list[PollRow]) -> None:
         def run(c: sqlite3.Connection) -> None:
-            c.executemany("INSERT OR REPLACE INTO verify_polls(incident_id, phase, idx, n, "
-                          "record) VALUES (?,?,?,?,?)", [r[:5] for r in rows])
-            c.executemany("DELETE FROM verify_polls WHERE incident_id=? AND phase=? AND idx=? "
-                          "AND n > 1 AND n <= ?", [(*r[:3], r[5]) for r in rows])
+            c.executemany(_POLL_SQL, [r[:6] for r in rows])
             c.executemany("UPDATE incidents SET updated_at=? WHERE id=?",
                           [(r[6], r[0]) for r in rows])
         await self._write(run)
@@ -439,6 +435,9 @@ _TARGET = (f"CASE WHEN coalesce(target, '') = '' THEN '' ELSE {_T.format('kind')
            f"THEN ' in cluster ' || {_T.format('cluster')} ELSE '' END END")
 _HAY = (f"id || ' ' || key || ' ' || playbook || ' ' || {_TARGET} || ' ' || "
         "coalesce(summary, '') || ' ' || state")
+_POLL_SQL = ("INSERT INTO verify_polls(incident_id, phase, idx, slot, n, record) "
+             "VALUES (?,?,?,?,?,?) ON CONFLICT (incident_id, phase, idx, slot) DO UPDATE SET "
+             "n=excluded.n, record=excluded.record")
 _SUMMARY_COLUMNS = ("id, key, playbook, target, state, dry_run, created_at, updated_at, "
                     "closed_at, first_alert_at, summary")
 

@@ -34,6 +34,7 @@ from remediator.store.migrations import (
     v0007_evidence,
     v0008_budget_clusters,
     v0009_verify_polls,
+    v0010_poll_slots,
 )
 
 log = logging.getLogger("remediator.store")
@@ -50,7 +51,7 @@ class Step:
 STEPS = [Step(n, m.NAME, m.SQLITE, m.POSTGRES) for n, m in enumerate(
     (v0001_initial, v0002_incident_leases, v0003_sink_leases, v0004_retention,
      v0005_incident_pages, v0006_chain_timers, v0007_evidence, v0008_budget_clusters,
-     v0009_verify_polls), start=1)]
+     v0009_verify_polls, v0010_poll_slots), start=1)]
 LATEST = STEPS[-1].version
 
 _SQLITE_TABLE = ("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
