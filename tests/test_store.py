@@ -408,7 +408,7 @@ async def test_polls_are_journaled_one_by_one_first_and_latest_kept(store: Store
     assert got.poll_count == 45
     assert [p.text for p in got.polls] == ["poll 1"] + [f"poll {n}" for n in range(17, 46)]
     assert len(got.polls) == POLLS_KEPT
-    assert got.polls == rec.polls                       # as the run kept them in memory
+    assert got.polls == rec.polls                       # as add_poll keeps POLLS_KEPT
     assert view.updated_at == NOW + timedelta(seconds=5 * 45)
     # the step's record is journaled without its polls: saving it again adds none
     rec.status = StepStatus.FAILED

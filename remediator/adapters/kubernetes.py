@@ -35,6 +35,7 @@ from remediator.ports.cluster import (
     KubeObject,
     RolloutStatus,
     TargetContext,
+    api_path,
     eviction_body,
     selector_string,
 )
@@ -48,23 +49,22 @@ from kubernetes_asyncio.config.config_exception import ConfigException  # noqa: 
 Obj = KubeObject
 RECENT_EVENTS = 20
 
-#: the endpoints used (``{x}`` is filled in, quoted, by ``ApiClient.call_api``)
-WORKLOAD = "/apis/apps/v1/namespaces/{namespace}/{resource}/{name}"
-SCALE = WORKLOAD + "/scale"
-REPLICASETS = "/apis/apps/v1/namespaces/{namespace}/replicasets"
-REPLICASET = REPLICASETS + "/{name}"
+#: the endpoints used (``{x}`` is filled in, quoted, by ``ApiClient.call_api``); an
+#: object's path is ``api_path``'s, which also names it in an Intent's ``api_calls``
+REPLICASETS = api_path("ReplicaSet", "{namespace}")
+REPLICASET = api_path("ReplicaSet", "{namespace}", "{name}")
 CONTROLLER_REVISIONS = "/apis/apps/v1/namespaces/{namespace}/controllerrevisions"
 HPAS = "/apis/autoscaling/v2/namespaces/{namespace}/horizontalpodautoscalers"
-PODS = "/api/v1/namespaces/{namespace}/pods"
-POD = PODS + "/{name}"
-POD_LOG = POD + "/log"
-POD_EVICTION = POD + "/eviction"
+PODS = api_path("Pod", "{namespace}")
+POD = api_path("Pod", "{namespace}", "{name}")
+POD_LOG = api_path("Pod", "{namespace}", "{name}", "log")
+POD_EVICTION = api_path("Pod", "{namespace}", "{name}", "eviction")
 ALL_PODS = "/api/v1/pods"
 EVENTS = "/api/v1/namespaces/{namespace}/events"
-NODES = "/api/v1/nodes"
-NODE = NODES + "/{name}"
-NETWORK_POLICIES = "/apis/networking.k8s.io/v1/namespaces/{namespace}/networkpolicies"
-NETWORK_POLICY = NETWORK_POLICIES + "/{name}"
+NODES = api_path("Node", "")
+NODE = api_path("Node", "", "{name}")
+NETWORK_POLICIES = api_path("NetworkPolicy", "{namespace}")
+NETWORK_POLICY = api_path("NetworkPolicy", "{namespace}", "{name}")
 ALL_NETWORK_POLICIES = "/apis/networking.k8s.io/v1/networkpolicies"
 PDBS = "/apis/policy/v1/namespaces/{namespace}/poddisruptionbudgets"
 VERSION = "/version"
@@ -250,14 +250,13 @@ class KubernetesCluster:
             raise
         return obj
 
-    def _workload(self, method: str, target: TargetRef, path: str = WORKLOAD
+    def _workload(self, method: str, target: TargetRef, subresource: str = ""
                   ) -> Callable[..., Awaitable[Any]]:
-        resource = WORKLOADS.get(target.kind)
-        if resource is None:
+        if target.kind not in WORKLOADS:
             raise PermanentError(
                 f"unsupported kind {target.kind!r} (expected one of {', '.join(WORKLOADS)})")
-        return self.endpoint(method, path, namespace=target.namespace, resource=resource,
-                             name=target.name)
+        return self.endpoint(method, api_path(target.kind, "{namespace}", "{name}", subresource),
+                             namespace=target.namespace, name=target.name)
 
     # --- workloads ----------------------------------------------------------------------
 
@@ -273,12 +272,12 @@ class KubernetesCluster:
 
     async def read_scale(self, target: TargetRef) -> int:
         scale = await self.call(f"get the scale of {target}",
-                                 self._workload("GET", target, SCALE))
+                                 self._workload("GET", target, "scale"))
         return _replicas(scale)
 
     async def patch_scale(self, target: TargetRef, replicas: int) -> int:
         scale = await self.call(f"scale {target} to {replicas}",
-                                 self._workload("PATCH", target, SCALE),
+                                 self._workload("PATCH", target, "scale"),
                                  {"spec": {"replicas": replicas}},
                                  _content_type="application/merge-patch+json")
         return _replicas(scale)
