@@ -44,7 +44,7 @@ from remediator.engine.core import Engine
 from remediator.engine.graphs import ALERT_GRAPH, incident_graphs
 from remediator.engine.health import DependencyHealth
 from remediator.engine.manual import ManualRefused, NoIncident
-from remediator.model.alerts import WebhookError, parse_webhook
+from remediator.model.alerts import WebhookError, WebhookPayload, parse_webhook
 from remediator.model.incident import IncidentSummary, IncidentView
 from remediator.notify.interactions import (
     Interaction,
@@ -124,6 +124,56 @@ class ServerConfig:
 _SUMMARIES = TypeAdapter(list[IncidentSummary])
 
 
+class _Twin:
+    __slots__ = ("done", "payload")
+
+    def __init__(self, payload: WebhookPayload) -> None:
+        self.payload = payload
+        self.done: asyncio.Event | None = None      # made by the first copy that waits
+
+
+class Twins:
+    """Webhook bodies being received, by their exact bytes: a body identical to one still
+    in flight (the two Alertmanagers of an HA pair racing, or Alertmanager retrying a
+    webhook that timed out while remediator was still on it) waits for that one to end,
+    then is received with its parsed payload: no second parse and, on SQLite, no second
+    routing or write (the alerts are then committed re-deliveries). Identical bytes parse
+    to the same payload, so the answer is the one the copy would have got on its own;
+    if the first fails, the copy still makes its own attempt. Holds bodies only while
+    they are in flight; a body with no copy costs a hash and two dict operations."""
+
+    __slots__ = ("_bodies", "waiting")
+
+    def __init__(self) -> None:
+        self._bodies: dict[bytes, _Twin] = {}
+        self.waiting = 0            # copies waiting for their first
+
+    def __len__(self) -> int:
+        return len(self._bodies)
+
+    def get(self, body: bytes) -> _Twin | None:
+        return self._bodies.get(body)
+
+    async def first_of(self, twin: _Twin) -> WebhookPayload:
+        """``twin``'s payload, once it has been received (or failed)."""
+        if twin.done is None:
+            twin.done = asyncio.Event()
+        self.waiting += 1
+        try:
+            await twin.done.wait()
+        finally:
+            self.waiting -= 1
+        return twin.payload
+
+    def hold(self, body: bytes, payload: WebhookPayload) -> None:
+        self._bodies[body] = _Twin(payload)
+
+    def release(self, body: bytes) -> None:
+        done = self._bodies.pop(body).done
+        if done is not None:
+            done.set()
+
+
 def error(status: int, message: str, **detail: Any) -> web.Response:
     body: dict[str, Any] = {"error": message}
     if detail:
@@ -159,6 +209,7 @@ class Api:
         self.write_failure: str | None = None   # the last store write's error, until one works
         self.graphs: GraphRenderer = graphs or MatplotlibRenderer()
         self.replays = ReplayGuard()
+        self.twins = Twins()
         # Slack user group id → (valid until, on the engine clock; member user ids)
         self._group_members: dict[str, tuple[datetime, frozenset[str]]] = {}
         self._group_locks: dict[str, asyncio.Lock] = {}
@@ -235,12 +286,22 @@ class Api:
             body = await self.read_body(request)
         except web.HTTPRequestEntityTooLarge:
             return self.too_large()
+        twin = self.twins.get(body)
+        if twin is not None:
+            with self.engine.gate:      # a copy waiting for its first is being received
+                payload = await self.twins.first_of(twin)
+        else:
+            try:
+                payload = parse_webhook(body)
+            except WebhookError as exc:
+                return error(400, "invalid webhook payload", problems=exc.problems)
+            self.twins.hold(body, payload)
         try:
-            payload = parse_webhook(body)
-        except WebhookError as exc:
-            return error(400, "invalid webhook payload", problems=exc.problems)
-        try:
-            counts = await self.engine.intake.receive(payload)
+            try:
+                counts = await self.engine.intake.receive(payload)
+            finally:
+                if twin is None:
+                    self.twins.release(body)
         except Exception as exc:
             log.exception("could not persist %d alerts; answering 503 so Alertmanager retries",
                           len(payload.alerts))

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hmac
 import json
 import sqlite3
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -285,3 +287,73 @@ async def test_the_open_incidents_gauge_counts_escalated_ones_still_firing(
     resp = await server.client.get("/metrics")
     text = await resp.text()
     assert "remediator_incidents_open 1.0" in text
+
+
+class HeldStore(SqliteStore):
+    """Counts ``ingest`` calls; each waits for ``gate``, and the first
+    ``fail`` of them then raise."""
+
+    def __init__(self, path: Path, fail: int = 0) -> None:
+        super().__init__(path)
+        self.calls = 0
+        self.fail = fail
+        self.gate = asyncio.Event()
+
+    async def ingest(self, items: list[IngestItem], now: datetime) -> list[IngestOutcome]:
+        self.calls += 1
+        await self.gate.wait()
+        if self.fail:
+            self.fail -= 1
+            raise sqlite3.OperationalError("disk I/O error")
+        return await super().ingest(items, now)
+
+
+async def until(check: Callable[[], bool], what: str) -> None:
+    for _ in range(1000):                     # real time, bounded: requests on loopback
+        if check():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(what)
+
+
+async def copies_in_flight(s: Served, body: str, copies: int) -> list[asyncio.Task[Any]]:
+    """``copies`` posts of ``body`` at once: the first in the store, the others waiting
+    for it."""
+    sent = [asyncio.create_task(send(s, body)) for _ in range(copies)]
+    await until(lambda: s.api.twins.waiting == copies - 1, "the copies wait for the first")
+    return sent
+
+
+async def test_identical_webhooks_in_flight_are_received_once(make_server: Make,
+                                                              tmp_path: Path) -> None:
+    """An HA pair racing (or Alertmanager retrying a webhook that timed out): copies of a
+    body in flight wait for it, then are committed re-deliveries: one parse, one write."""
+    store = HeldStore(tmp_path / "held.db")
+    s = await make_server(store=store)
+    body = json.dumps(payload())
+    sent = await copies_in_flight(s, body, 3)
+    other = asyncio.create_task(send(s, payload(groupKey="{}:{other}")))   # another body
+    await until(lambda: store.calls == 2, "the other body in the store")
+    assert s.api.twins.waiting == 2
+    store.gate.set()
+    replies = await asyncio.gather(*sent)
+    assert replies[0] == (200, {"status": "accepted", "alerts": {"new": 1}})
+    assert replies[1:] == [(200, {"status": "accepted", "alerts": {"duplicate": 1}})] * 2
+    assert await other == (200, {"status": "accepted", "alerts": {"duplicate": 1}})
+    assert store.calls == 2                  # the copies were answered without a write
+    assert len(await s.store.list_alerts()) == 1
+    assert len(s.api.twins) == 0             # nothing held once they are answered
+
+
+async def test_a_copy_of_a_failed_webhook_makes_its_own_attempt(make_server: Make,
+                                                                tmp_path: Path) -> None:
+    store = HeldStore(tmp_path / "held.db", fail=1)
+    s = await make_server(store=store)
+    sent = await copies_in_flight(s, json.dumps(payload()), 2)
+    store.gate.set()
+    (first_status, first), second = await asyncio.gather(*sent)
+    assert first_status == 503
+    assert "not persisted" in first["error"]
+    assert second == (200, {"status": "accepted", "alerts": {"new": 1}})
+    assert store.calls == 2
+    assert len(await s.store.list_alerts()) == 1
