@@ -10,13 +10,15 @@ SQLite writer).
 By default the engine is never woken (``Engine.wake`` is replaced in the daemon process
 before it starts), so the count is the intake's alone and repeats to ~0.2%; ``--wake``
 keeps the engine's incident runs in (±2%: how far they get under callgrind varies).
-``--baseline`` counts the bare aiohttp handler of intake.py instead.
+``--baseline`` counts the bare aiohttp handler of intake.py instead. ``--storm`` counts
+the storm of storm.py (2,000 webhooks: 500 targets' groups of 5 alerts, each sent twice
+at once as by an HA pair, then all again) after the same warm-up, per webhook of it.
 
 Counts are not time (cache misses, system calls and waiting for the GIL are not in
 them): use them to compare two versions of the code, then confirm with timed runs.
 
     .venv/bin/python bench/instructions.py [--webhooks 1000] [--warmup 300] [--wake]
-                                           [--baseline]
+                                           [--baseline] [--storm]
     BENCH_REMEDIATOR_SRC=DIR ...   # count the copy of the package in DIR
 
 Needs ``valgrind`` (Debian: ``apt-get install -y valgrind``). Takes about a minute.
@@ -44,6 +46,7 @@ from bench._common import (
     http_get,
     run_load,
     start_simulator,
+    storm_bodies,
     storm_plan,
     tmpdir,
     write_config,
@@ -62,11 +65,14 @@ sys.exit(main())
 """
 
 
-def post_all(url: str, first: int, count: int, tmp: Path) -> None:
-    """Webhooks ``first`` … ``first + count - 1`` of the intake's worst case, over 32
-    connections (bench/_load.py, one burst); every one must be answered 200."""
+def post_all(url: str, first: int, count: int, tmp: Path,
+             storm: list[bytes] | None = None) -> None:
+    """Webhooks ``first`` … ``first + count - 1`` of the intake's worst case (or the
+    ``storm``'s bodies), over 32 connections (bench/_load.py, one burst); every one must
+    be answered 200."""
     bodies = tmp / f"bodies-{first}.jsonl"
-    bodies.write_bytes(b"\n".join(intake_body(i) for i in range(first, first + count)))
+    bodies.write_bytes(b"\n".join(storm if storm is not None else
+                                  [intake_body(i) for i in range(first, first + count)]))
     result = run_load(storm_plan(url, bodies, burst=count, pause=0), tmp, f"post-{first}")
     failed = [r for r in result["records"] if r.get("status") != 200]
     if failed:
@@ -93,7 +99,12 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=300)
     ap.add_argument("--wake", action="store_true", help="let the engine run the incidents")
     ap.add_argument("--baseline", action="store_true", help="the bare aiohttp handler")
+    ap.add_argument("--storm", action="store_true",
+                    help="measure storm.py's 2,000 webhooks instead of --webhooks new ones")
     args = ap.parse_args()
+    storm = storm_bodies()[0] if args.storm else None
+    if storm is not None:
+        args.webhooks = len(storm)
     if not shutil.which("valgrind") or not shutil.which("callgrind_control"):
         print("valgrind is not installed (apt-get install -y valgrind)", file=sys.stderr)
         return 2
@@ -126,7 +137,7 @@ def main() -> int:
             post_all(url + "/api/v1/alerts", 0, args.warmup, tmp)
             subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True,
                            capture_output=True)
-            post_all(url + "/api/v1/alerts", args.warmup, args.webhooks, tmp)
+            post_all(url + "/api/v1/alerts", args.warmup, args.webhooks, tmp, storm)
             subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True,
                            capture_output=True)
         finally:
@@ -138,8 +149,8 @@ def main() -> int:
     counts = [(name, n) for name, n in counts if n]
     what = "baseline" if args.baseline else ("remediator" + (" (engine woken)" if args.wake
                                                              else ""))
-    print(f"{what}: instructions per webhook over {args.webhooks} webhooks "
-          f"(after {args.warmup})")
+    print(f"{what}: instructions per webhook over {args.webhooks} "
+          f"{'storm ' if storm is not None else ''}webhooks (after {args.warmup})")
     for name, n in counts:
         print(f"  {name:18s} {n / args.webhooks / 1e3:8.0f} k")
     print(f"  {'total':18s} {sum(n for _, n in counts) / args.webhooks / 1e3:8.0f} k")
