@@ -297,16 +297,15 @@ class Api:
                 return error(400, "invalid webhook payload", problems=exc.problems)
             self.twins.hold(body, payload)
         try:
-            try:
-                counts = await self.engine.intake.receive(payload)
-            finally:
-                if twin is None:
-                    self.twins.release(body)
+            counts = await self.engine.intake.receive(payload)
         except Exception as exc:
             log.exception("could not persist %d alerts; answering 503 so Alertmanager retries",
                           len(payload.alerts))
             self.write_failure = f"{type(exc).__name__}: {exc}"
             return error(503, f"alerts not persisted: {type(exc).__name__}: {exc}")
+        finally:
+            if twin is None:
+                self.twins.release(body)
         self.write_failure = None
         return web.json_response({"status": "accepted", "alerts": counts})
 
